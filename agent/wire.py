@@ -1,0 +1,254 @@
+"""The MQTT contract between a probe and the collector.
+
+This module is the only part of ``agent`` the collector may import. It uses the standard library only,
+so that both sides (and any third-party consumer) can read it without pulling in the agent.
+
+Topics::
+
+    zw/v1/{zone}/{probe}/status   retained; b"online" on connect, last will b"offline"
+    zw/v1/{zone}/{probe}/data     batches of samples, QoS 1
+    zw/v1/{zone}/{probe}/events   batches of events (traps, link changes), QoS 1, sent ahead of data
+    zw/v1/{zone}/{probe}/config   retained, collector to probe (reserved)
+
+Payload (one JSON object per message, UTF-8)::
+
+    {"v": 1, "zone": "dinh-vu", "probe": "p1", "seq": 42, "sent_ns": 1764290000000000000,
+     "samples": [{"m": "cellular", "ts": 1764289990000000000,
+                  "tags": {"carrier": "452-04", "modem": "viettel"},
+                  "fields": {"rsrp_dbm": -95, "registered": true}}],
+     "events": [{"name": "link_down", "ts": ..., "tags": {...}, "fields": {...}}]}
+
+Rules every version keeps:
+
+- ``seq`` increases by one for every message a probe spools, across restarts. The collector drops a
+  repeated ``seq`` and counts the gaps.
+- Every sample carries its own measurement time ``ts`` in nanoseconds since the epoch; replayed data keeps
+  it.
+- Field values are numbers or booleans, never strings (enumerations are tags). A value the device did not
+  know is absent from ``fields``, never a sentinel number.
+- The decoder accepts every released schema version (golden files in ``tests/golden``).
+
+Exceptions::
+
+    WireError           any payload or topic that does not follow this contract; ``reason`` is a short
+                        stable token for counting (``not_json``, ``bad_field`` ...), ``str()`` says where
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SUPPORTED_VERSIONS",
+    "TOPIC_ROOT",
+    "KINDS",
+    "STATUS_ONLINE",
+    "STATUS_OFFLINE",
+    "WireError",
+    "Sample",
+    "Event",
+    "Batch",
+    "Topic",
+    "FieldValue",
+    "topic",
+    "parse_topic",
+    "subscription",
+    "encode",
+    "decode",
+    "valid_name",
+]
+
+SCHEMA_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = frozenset({1})
+TOPIC_ROOT: Final = "zw/v1"
+KINDS: Final = ("status", "data", "events", "config")
+STATUS_ONLINE: Final = b"online"
+STATUS_OFFLINE: Final = b"offline"
+
+Kind = Literal["status", "data", "events", "config"]
+FieldValue = int | float | bool
+
+# Zone and probe ids become topic segments and tag values: keep them plain.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# Measurement, tag and field names: what Influx line protocol and PromQL both take without quoting.
+_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
+_MAX_TAG_VALUE = 256
+
+
+class WireError(ValueError):
+    """A payload or topic that breaks the contract; ``reason`` is a stable token for counting."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def valid_name(name: str) -> bool:
+    """Return True if ``name`` may be used as a zone or probe id."""
+    return bool(_NAME.match(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement at one time: a row of the measurement table in the README."""
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A state change that must travel fast (a trap, a link going down)."""
+
+    name: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one MQTT message carries."""
+
+    zone: str
+    probe: str
+    seq: int
+    sent_ns: int
+    samples: tuple[Sample, ...] = ()
+    events: tuple[Event, ...] = ()
+    version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    zone: str
+    probe: str
+    kind: Kind
+
+
+def topic(zone: str, probe: str, kind: Kind) -> str:
+    """Return the topic on which ``probe`` in ``zone`` publishes ``kind``."""
+    for what, value in (("zone", zone), ("probe", probe)):
+        if not valid_name(value):
+            raise WireError("bad_name", f"{what} {value!r} must match {_NAME.pattern}")
+    if kind not in KINDS:
+        raise WireError("bad_topic", f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    return f"{TOPIC_ROOT}/{zone}/{probe}/{kind}"
+
+
+def subscription(kind: Kind, zone: str = "+") -> str:
+    """Return the topic filter matching ``kind`` from every probe (of one zone, or all)."""
+    return f"{TOPIC_ROOT}/{zone}/+/{kind}"
+
+
+def parse_topic(name: str) -> Topic:
+    """Split a ZoneWatch topic into zone, probe and kind."""
+    parts = name.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise WireError("bad_topic", f"{name!r} is not {TOPIC_ROOT}/<zone>/<probe>/<kind>")
+    zone, probe, kind = parts[2], parts[3], parts[4]
+    if kind not in KINDS:
+        raise WireError("bad_topic", f"{name!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if not (valid_name(zone) and valid_name(probe)):
+        raise WireError("bad_topic", f"{name!r}: zone and probe must match {_NAME.pattern}")
+    return Topic(zone, probe, kind)  # type: ignore[arg-type]
+
+
+def _row(name_key: str, name: str, tags: dict[str, str], fields: dict[str, FieldValue], ts: int) -> dict[str, Any]:
+    return {name_key: name, "ts": ts, "tags": tags, "fields": fields}
+
+
+def encode(batch: Batch) -> bytes:
+    """Encode a batch as the JSON payload of one MQTT message."""
+    doc: dict[str, Any] = {
+        "v": batch.version,
+        "zone": batch.zone,
+        "probe": batch.probe,
+        "seq": batch.seq,
+        "sent_ns": batch.sent_ns,
+    }
+    if batch.samples:
+        doc["samples"] = [_row("m", s.measurement, s.tags, s.fields, s.time_ns) for s in batch.samples]
+    if batch.events:
+        doc["events"] = [_row("name", e.name, e.tags, e.fields, e.time_ns) for e in batch.events]
+    try:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    except ValueError as exc:  # NaN or infinity in a field
+        raise WireError("bad_field", f"probe {batch.probe} seq {batch.seq}: {exc}") from None
+
+
+def decode(payload: bytes | str) -> Batch:
+    """Decode and validate one payload; raise WireError naming what is wrong and where."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise WireError("not_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise WireError("bad_schema", f"payload is a JSON {type(doc).__name__}, expected an object")
+    version = doc.get("v")
+    if type(version) is not int:
+        raise WireError("bad_schema", "'v' (schema version) is missing or not an integer")
+    if version not in SUPPORTED_VERSIONS:
+        raise WireError("unsupported_version", f"schema version {version}; this side reads {sorted(SUPPORTED_VERSIONS)}")
+    allowed = {"v", "zone", "probe", "seq", "sent_ns", "samples", "events"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise WireError("bad_schema", f"unknown key {unknown[0]!r} in batch")
+    zone, probe = doc.get("zone"), doc.get("probe")
+    for what, value in (("zone", zone), ("probe", probe)):
+        if not isinstance(value, str) or not valid_name(value):
+            raise WireError("bad_schema", f"'{what}' {value!r} must be a string matching {_NAME.pattern}")
+    seq, sent = doc.get("seq"), doc.get("sent_ns")
+    if type(seq) is not int or seq < 0:
+        raise WireError("bad_schema", f"'seq' {seq!r} must be a non-negative integer")
+    if type(sent) is not int or sent < 0:
+        raise WireError("bad_schema", f"'sent_ns' {sent!r} must be a non-negative integer")
+    samples = tuple(
+        Sample(*_decode_row(r, "m", f"samples[{i}]")) for i, r in enumerate(_list(doc, "samples"))
+    )
+    events = tuple(Event(*_decode_row(r, "name", f"events[{i}]")) for i, r in enumerate(_list(doc, "events")))
+    return Batch(zone=zone, probe=probe, seq=seq, sent_ns=sent, samples=samples, events=events, version=version)  # type: ignore[arg-type]
+
+
+def _list(doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key, [])
+    if not isinstance(value, list):
+        raise WireError("bad_schema", f"'{key}' must be a list")
+    return value
+
+
+def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
+    if not isinstance(row, dict):
+        raise WireError("bad_schema", f"{where} must be an object")
+    unknown = sorted(set(row) - {name_key, "ts", "tags", "fields"})
+    if unknown:
+        raise WireError("bad_schema", f"{where}: unknown key {unknown[0]!r}")
+    name, ts, tags, fields = row.get(name_key), row.get("ts"), row.get("tags", {}), row.get("fields", {})
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise WireError("bad_name", f"{where}.{name_key} {name!r} must match {_IDENT.pattern}")
+    if type(ts) is not int or ts < 0:
+        raise WireError("bad_time", f"{where}.ts {ts!r} must be a non-negative integer of nanoseconds")
+    if not isinstance(tags, dict):
+        raise WireError("bad_schema", f"{where}.tags must be an object")
+    for k, v in tags.items():
+        if not _IDENT.match(k):
+            raise WireError("bad_name", f"{where}.tags: key {k!r} must match {_IDENT.pattern}")
+        if not isinstance(v, str) or not v or len(v) > _MAX_TAG_VALUE:
+            raise WireError("bad_tag", f"{where}.tags.{k} must be a non-empty string of at most {_MAX_TAG_VALUE}")
+    if not isinstance(fields, dict):
+        raise WireError("bad_schema", f"{where}.fields must be an object")
+    for k, v in fields.items():
+        if not _IDENT.match(k):
+            raise WireError("bad_name", f"{where}.fields: key {k!r} must match {_IDENT.pattern}")
+        if not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+            raise WireError("bad_field", f"{where}.fields.{k} is {type(v).__name__}; fields are numbers or booleans")
+    return name, tags, fields, ts
+

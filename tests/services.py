@@ -1,0 +1,269 @@
+"""Real services for integration tests, started from Debian's packages on free loopback ports.
+
+Each ``start_*`` function starts one process in a folder of its own, waits (bounded, by polling) until it
+answers, and returns a ``Service`` that stops it by PID. A binary that is missing is a failure with the
+command that installs it, never a skip: the integration tests exist to run against the real thing.
+
+    mosquitto         start_mosquitto(dir, conf_extra="")          -> Service(port)
+    snmpd (net-snmp)  start_snmpd(dir, community, v3 user)         -> Service(port)
+    VictoriaMetrics   start_victoriametrics(dir)                   -> Service(port, url)
+    Alertmanager      start_alertmanager(dir, config_yaml)         -> Service(port, url)
+    snmpsim           start_snmpsim(dir, data_dir)                 -> Service(port)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETUP_HINT = "run scripts/setup.sh (it installs the Debian packages the tests need)"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started; the message says which, why, and its log tail."""
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """Return a port on 127.0.0.1 that is free for ``kind`` (TCP by default) right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    return free_port(socket.SOCK_DGRAM)
+
+
+def require(binary: str) -> str:
+    """Return the path of ``binary`` or fail with how to install it."""
+    path = shutil.which(binary) or next(
+        (str(p) for p in (Path("/usr/sbin") / binary, Path("/usr/bin") / binary) if p.exists()), None
+    )
+    if path is None:
+        raise ServiceError(f"{binary} is not installed: {SETUP_HINT}")
+    return path
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``condition`` until it is true; raise TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: BLE001 - a probe that fails means "not yet"
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Service:
+    """A process we started; ``stop()`` ends it by PID and waits until it is gone."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    log: Path
+    url: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def _spawn(name: str, argv: list[str], workdir: Path, port: int, ready: Callable[[], bool], timeout: float = 20.0,
+           env: dict[str, str] | None = None, url: str = "") -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=workdir, env={**os.environ, **(env or {})})
+    svc = Service(name, proc, port, workdir, log, url)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise ServiceError(f"{name} exited with code {proc.returncode}:\n{svc.log_tail()}")
+        return ready()
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not up():
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{name} did not become ready in {timeout:g}s:\n{svc.log_tail()}")
+            time.sleep(0.05)
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as r:
+            return 200 <= r.status < 300
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- mosquitto
+
+
+def start_mosquitto(workdir: Path, conf_extra: str = "", port: int | None = None,
+                    listener_options: str = "allow_anonymous true") -> Service:
+    """Start mosquitto with persistence on 127.0.0.1:<port>; reuse ``port`` to restart on the same one."""
+    binary = require("mosquitto")
+    port = port or free_port()
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # mosquitto drops root to user "mosquitto" and must still write its database
+        shutil.chown(data, "mosquitto")
+        shutil.chown(workdir, "mosquitto")
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        "per_listener_settings true\n"
+        f"persistence true\npersistence_location {data}/\nautosave_interval 1\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+        "connection_messages true\n"
+        f"{conf_extra}\n"
+        f"listener {port} 127.0.0.1\n{listener_options}\n"
+    )
+    return _spawn("mosquitto", [binary, "-c", str(conf)], workdir, port, lambda: _tcp_open(port))
+
+
+# ---------------------------------------------------------------------------------------------- snmpd
+
+
+def start_snmpd(workdir: Path, community: str = "public", v3_user: tuple[str, str, str] | None = None,
+                extra_conf: str = "") -> Service:
+    """Start net-snmp's snmpd on a free UDP port; ``v3_user`` = (name, SHA auth key, AES priv key)."""
+    binary = require("snmpd")
+    require("snmpget")
+    port = free_udp_port()
+    persist = workdir / "persist"
+    persist.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "snmpd.conf"
+    lines = ["[snmp] mibs :", f"agentAddress udp:127.0.0.1:{port}", f"rocommunity {community} 127.0.0.1",
+             "sysLocation zonewatch-test", "sysContact noc@example.invalid", "sysName zw-test-snmpd",
+             "master no"]
+    if v3_user:
+        user, auth, priv = v3_user
+        lines += [f'createUser {user} SHA "{auth}" AES "{priv}"', f"rouser {user} priv"]
+    conf.write_text("\n".join(lines) + "\n" + extra_conf + "\n")
+
+    def ready() -> bool:
+        r = subprocess.run(["snmpget", "-v2c", "-c", community, "-t", "0.3", "-r", "0", f"127.0.0.1:{port}",
+                            "1.3.6.1.2.1.1.5.0"], capture_output=True)
+        return r.returncode == 0
+
+    return _spawn("snmpd", [binary, "-f", "-Lo", "-C", "-c", str(conf), "-I", "-smux"], workdir, port, ready,
+                  env={"SNMP_PERSISTENT_DIR": str(persist)})
+
+
+# ---------------------------------------------------------------------------------------------- snmpsim
+
+
+def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None) -> Service:
+    """Start snmpsim serving every ``<community>.snmprec`` in ``data_dir`` on a free UDP port."""
+    responder = Path(sys.executable).with_name("snmpsim-command-responder")
+    if not responder.exists():
+        raise ServiceError(f"snmpsim is not installed in this environment: {SETUP_HINT}")
+    port = port or free_udp_port()
+    cache = workdir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    community = sorted(p.name.split(".")[0] for p in data_dir.glob("*.snmprec"))[0]
+
+    def ready() -> bool:
+        r = subprocess.run(["snmpget", "-v2c", "-c", community, "-t", "0.3", "-r", "0", f"127.0.0.1:{port}",
+                            "1.3.6.1.2.1.1.3.0"], capture_output=True)
+        return r.returncode == 0 and b"No Such" not in r.stdout
+
+    return _spawn("snmpsim", [str(responder), f"--data-dir={data_dir}", f"--cache-dir={cache}",
+                              f"--agent-udpv4-endpoint=127.0.0.1:{port}"], workdir, port, ready, timeout=30,
+                  env={"SNMPSIM_ALLOW_ROOT": "true"})
+
+
+# ---------------------------------------------------------------------------------------------- VictoriaMetrics
+
+
+def start_victoriametrics(workdir: Path, port: int | None = None) -> Service:
+    """Start VictoriaMetrics with new points visible to queries at once (-search.latencyOffset=0s)."""
+    binary = require("victoria-metrics")
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    return _spawn("victoria-metrics", [
+        binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'data'}",
+        "-retentionPeriod=100y", "-loggerLevel=WARN", "-search.latencyOffset=0s", "-search.disableCache",
+        "-search.maxStalenessInterval=24h",
+    ], workdir, port, lambda: _http_ok(f"{url}/health"), url=url)
+
+
+# ---------------------------------------------------------------------------------------------- Alertmanager
+
+
+def start_alertmanager(workdir: Path, config_yaml: str) -> Service:
+    """Start Alertmanager without clustering on a free port, with ``config_yaml`` as its configuration."""
+    binary = require("prometheus-alertmanager")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    conf = workdir / "alertmanager.yml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf.write_text(config_yaml)
+    return _spawn("alertmanager", [
+        binary, f"--config.file={conf}", f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn",
+    ], workdir, port, lambda: _http_ok(f"{url}/-/ready"), url=url)
+
+
+def vm_query(url: str, promql: str) -> list[dict[str, object]]:
+    """Run an instant PromQL query against VictoriaMetrics; return the result vector."""
+    import json
+    from urllib.parse import urlencode
+
+    with urllib.request.urlopen(f"{url}/api/v1/query?{urlencode({'query': promql})}", timeout=5) as r:
+        body = json.load(r)
+    if body.get("status") != "success":
+        raise RuntimeError(f"query {promql!r} failed: {body}")
+    return list(body["data"]["result"])
