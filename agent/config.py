@@ -1,0 +1,67 @@
+"""The agent's configuration file (YAML), validated strictly: see ``config/agent.example.yaml``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field, field_validator
+
+from agent import wire
+from agent.sources.cellular import CellularConfig
+from agent.sources.snmp import SnmpConfig
+from zwconf import Duration, RefPath, Strict
+from zwconf.mqtt import MqttConfig
+
+SourceConfig = Annotated[Union[CellularConfig, SnmpConfig], Field(discriminator="type")]
+
+
+class ProbeIdentity(Strict):
+    """Who this probe is: its id and zone become topic segments and tags."""
+
+    id: str
+    zone: str
+    area: str | None = None
+
+    @field_validator("id", "zone")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        if not wire.valid_name(value):
+            raise ValueError(f"expected lowercase letters, digits, '-', '_' or '.', got {value!r}")
+        return value
+
+
+class SpoolConfig(Strict):
+    """Where unsent batches wait, and how much may wait."""
+
+    path: str = "/var/lib/zonewatch/spool.db"
+    max_bytes: int = 256 * 2**20
+    max_age: Duration = 7 * 86400.0
+
+
+class MetricsConfig(Strict):
+    """The agent's own /metrics endpoint (Prometheus text format); loopback unless told otherwise."""
+
+    listen: str = "127.0.0.1:9108"
+    enabled: bool = True
+
+
+class AgentConfig(Strict):
+    """The whole agent configuration file."""
+
+    probe: ProbeIdentity
+    mqtt: MqttConfig = MqttConfig()
+    spool: SpoolConfig = SpoolConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    self_interval: Duration = 30.0
+    sources: list[SourceConfig] = []
+
+    def check_refs(self) -> list[tuple[RefPath, str]]:
+        """Return every duplicated source name (names key the schedule and the metrics)."""
+        seen: dict[str, int] = {}
+        problems: list[tuple[RefPath, str]] = []
+        for i, src in enumerate(self.sources):
+            if src.name in seen:
+                problems.append((("sources", i, "name"), f"source name {src.name!r} is already used by "
+                                                          f"sources[{seen[src.name]}]"))
+            seen.setdefault(src.name, i)
+        return problems

@@ -1,0 +1,31 @@
+"""The agent's own health, exposed at /metrics from a private registry (never the process-global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AgentMetrics:
+    """Every metric the agent exports; one instance per agent, passed explicitly."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.source_last_success = Gauge(
+            "zonewatch_source_last_success_timestamp_seconds", "When the source last polled successfully",
+            ["source", "type"], registry=r)
+        self.source_duration = Histogram(
+            "zonewatch_source_duration_seconds", "How long one poll of the source took", ["source", "type"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.source_errors = Counter(
+            "zonewatch_source_errors", "Polls that failed", ["source", "type"], registry=r)
+        self.source_samples = Counter(
+            "zonewatch_source_samples", "Samples produced", ["source", "type"], registry=r)
+        self.spool_depth = Gauge("zonewatch_spool_batches", "Batches waiting in the spool", registry=r)
+        self.spool_bytes = Gauge("zonewatch_spool_bytes", "Payload bytes waiting in the spool", registry=r)
+        self.spool_dropped = Gauge(
+            "zonewatch_spool_dropped_batches", "Batches dropped by the spool bounds, ever", registry=r)
+        self.mqtt_connected = Gauge("zonewatch_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.published = Counter("zonewatch_mqtt_published_messages", "Messages published", registry=r)
+        self.acknowledged = Counter(
+            "zonewatch_mqtt_acknowledged_messages", "Messages the broker acknowledged", registry=r)

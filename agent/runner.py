@@ -1,0 +1,178 @@
+"""The agent's outer loop: schedules every source, spools what it returns, and feeds the uplink.
+
+This is the only place in the agent that reads the clock; everything below takes ``now_ns``.
+Each source is its own APScheduler job (``max_instances=1``: a poll still running when the next is due
+is skipped, not stacked), with a fixed per-source offset inside its interval so that a probe with many
+devices does not poll them all in the same instant. A source that fails is logged once when it starts
+failing and once when it recovers, not at every poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import resource
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from agent import wire
+from agent.config import AgentConfig
+from agent.metrics import AgentMetrics
+from agent.sources import SourceError
+from agent.sources.registry import make_source
+from agent.spool import Spool
+from agent.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PollResult:
+    """What one poll of one source gave: samples, or the error that stopped it."""
+
+    name: str
+    type: str
+    samples: list[wire.Sample]
+    error: str | None
+    seconds: float
+
+
+def first_offset(name: str, interval: float) -> float:
+    """Return a stable offset in [0, min(interval, 10s)) for a source's first poll."""
+    return (zlib.crc32(name.encode()) % 1000) / 1000 * min(interval, 10.0)
+
+
+class Agent:
+    """One probe's agent: sources, spool and uplink wired together."""
+
+    def __init__(self, cfg: AgentConfig, metrics: AgentMetrics | None = None,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.metrics = metrics or AgentMetrics()
+        self.sources: dict[str, tuple[Any, Any]] = {s.name: (s, make_source(s)) for s in cfg.sources}
+        self._failing: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self.spool: Spool | None = None
+        self.uplink: Uplink | None = None
+        self._exported = (0.0, 0, 0)  # when, published, acknowledged
+
+    async def poll_once(self, name: str) -> PollResult:
+        """Poll one source once and return what it gave (no spooling)."""
+        config, source = self.sources[name]
+        labels = (name, config.type)
+        started = time.monotonic()
+        now_ns = self.clock()
+        try:
+            samples = await asyncio.wait_for(source.collect(now_ns), timeout=max(config.interval, 1.0))
+        except (SourceError, OSError, TimeoutError) as exc:
+            message = str(exc) or f"no answer within {config.interval:g}s"
+            seconds = time.monotonic() - started
+            self.metrics.source_errors.labels(*labels).inc()
+            if self._failing.get(name) != message:
+                log.error("source %s (%s) failed: %s", name, config.type, message)
+            self._failing[name] = message
+            return PollResult(name, config.type, [], message, seconds)
+        seconds = time.monotonic() - started
+        if self._failing.pop(name, None) is not None:
+            log.info("source %s (%s) recovered", name, config.type)
+        self.metrics.source_duration.labels(*labels).observe(seconds)
+        self.metrics.source_last_success.labels(*labels).set(now_ns / 1e9)
+        self.metrics.source_samples.labels(*labels).inc(len(samples))
+        return PollResult(name, config.type, samples, None, seconds)
+
+    async def poll(self, name: str) -> None:
+        """Poll one source and spool its samples (an APScheduler job)."""
+        result = await self.poll_once(name)
+        if result.samples and self.spool is not None:
+            self.spool.append("data", self.clock(), samples=tuple(result.samples))
+            self._wake.set()
+
+    async def poll_self(self) -> None:
+        """Spool the probe's own health sample (``probe`` measurement)."""
+        if self.spool is None:
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        now_ns = self.clock()
+        fields: dict[str, wire.FieldValue] = {
+            "up": True,
+            "spool_depth": self.spool.depth(),
+            "spool_dropped": self.spool.dropped(),
+            "rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        }
+        self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns),))
+        self._wake.set()
+
+    async def once(self) -> list[PollResult]:
+        """Poll every source once, concurrently; return the results in config order."""
+        try:
+            return list(await asyncio.gather(*(self.poll_once(n) for n in self.sources)))
+        finally:
+            await self.close_sources()
+
+    async def close_sources(self) -> None:
+        """Close every source, logging (not raising) what fails to close."""
+        for name, (_, source) in self.sources.items():
+            try:
+                await source.close()
+            except Exception as exc:  # noqa: BLE001 - closing must reach every source
+                log.warning("closing source %s: %s", name, exc)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set: schedule sources, spool, publish."""
+        cfg = self.cfg
+        self.spool = Spool(cfg.spool.path, cfg.probe.zone, cfg.probe.id, cfg.spool.max_bytes, cfg.spool.max_age)
+        self.uplink = Uplink(cfg.mqtt, self.spool, cfg.probe.zone, cfg.probe.id)
+        if self.spool.depth():
+            log.info("spool holds %d batches from before; sending them first", self.spool.depth())
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        start = dt.datetime.now(dt.timezone.utc)
+        for name, (config, _) in self.sources.items():
+            scheduler.add_job(self.poll, "interval", seconds=config.interval, args=[name], id=name,
+                              max_instances=1, coalesce=True, misfire_grace_time=max(1, int(config.interval / 2)),
+                              next_run_time=start + dt.timedelta(seconds=first_offset(name, config.interval)))
+        scheduler.add_job(self.poll_self, "interval", seconds=cfg.self_interval, id="_probe",
+                          max_instances=1, coalesce=True, next_run_time=start)
+        self.uplink.start()
+        scheduler.start()
+        log.info("agent %s/%s running %d sources; pid %d", cfg.probe.zone, cfg.probe.id, len(self.sources),
+                 os.getpid())
+        try:
+            while not stop.is_set():
+                sent = self.uplink.pump()
+                self._export_state()
+                if sent and self.uplink.inflight() < self.uplink.max_inflight:
+                    continue
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.1)
+                except TimeoutError:
+                    pass
+        finally:
+            scheduler.shutdown(wait=False)
+            self.uplink.pump()
+            self.uplink.stop()
+            await self.close_sources()
+            self.spool.close()
+
+    def _export_state(self) -> None:
+        assert self.spool is not None and self.uplink is not None
+        when, published, acked = self._exported
+        if time.monotonic() - when < 1.0:
+            return
+        m = self.metrics
+        m.published.inc(self.uplink.published - published)
+        m.acknowledged.inc(self.uplink.acknowledged - acked)
+        self._exported = (time.monotonic(), self.uplink.published, self.uplink.acknowledged)
+        m.spool_depth.set(self.spool.depth())
+        m.spool_bytes.set(self.spool.size_bytes())
+        m.spool_dropped.set(self.spool.dropped())
+        m.mqtt_connected.set(1 if self.uplink.connected else 0)

@@ -1,0 +1,87 @@
+"""``zonewatch-collector``: the central side's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from zwconf import ConfigError, load_file
+
+DEFAULT_CONFIG = "/etc/zonewatch/collector.yaml"
+
+DESCRIPTION = """\
+ZoneWatch collector: receives every probe's batches over MQTT, checks them, and writes them to the
+time-series store (VictoriaMetrics or InfluxDB through influxdb-client; SQLite when none is configured).
+
+commands:
+  run           ingest until stopped (SIGTERM or Ctrl-C). With no `mqtt` section it runs an embedded
+                MQTT 3.1.1 broker; with no `storage` section it writes to SQLite.
+  check-config  validate the collector configuration (and the inventory it names) and exit
+  demo          run a whole simulated zone on this machine (broker, collector, agent, simulated SNMP
+                devices and modems) and show readings live; Ctrl-C stops everything
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zonewatch-collector", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                   help=f"collector configuration file (default {DEFAULT_CONFIG})")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="how much to log to stderr (default info)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+    sub.add_parser("run", help="ingest until stopped")
+    sub.add_parser("check-config", help="validate the configuration and inventory and exit")
+    demo = sub.add_parser("demo", help="run a simulated zone and show readings live")
+    demo.add_argument("--workdir", help="where the demo keeps its files (default: a new temporary folder)")
+    demo.add_argument("--seconds", type=float, default=0,
+                      help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--plain", action="store_true", help="print plain lines instead of a live table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the collector command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "demo":
+        from collector.demo import run_demo
+
+        return run_demo(workdir=args.workdir, seconds=args.seconds, plain=args.plain)
+
+    from collector.config import CollectorConfig
+    from collector.inventory import Inventory
+
+    try:
+        cfg = load_file(CollectorConfig, args.config)
+        inventory_path = Path(args.config).parent / cfg.inventory if cfg.inventory else None
+        inventory = load_file(Inventory, inventory_path) if inventory_path else None
+    except ConfigError as exc:
+        print(f"zonewatch-collector: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        extra = f", inventory {inventory_path}: {len(inventory.devices)} devices" if inventory else ""
+        print(f"{args.config}: ok (storage {cfg.storage.type}{extra})")
+        return 0
+
+    from collector.app import Collector
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        Collector(cfg).run_until(stop)
+    except RuntimeError as exc:
+        print(f"zonewatch-collector: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

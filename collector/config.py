@@ -1,0 +1,44 @@
+"""The collector's configuration file (YAML), validated strictly: see ``config/collector.example.yaml``."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from collector.storage import SqliteStorage, StorageConfig
+from zwconf import Strict
+from zwconf.mqtt import MqttConfig
+
+
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port like '127.0.0.1:9109', got {value!r}")
+    return value
+
+
+class EmbeddedBroker(Strict):
+    """The in-process MQTT 3.1.1 broker used when no ``mqtt`` section is given (one site, the demo)."""
+
+    listen: str = "127.0.0.1:1883"
+
+    _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
+
+
+class HttpConfig(Strict):
+    """The collector's HTTP endpoint (/metrics); loopback unless told otherwise."""
+
+    listen: str = "127.0.0.1:9109"
+    enabled: bool = True
+
+    _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
+
+
+class CollectorConfig(Strict):
+    """The whole collector configuration file."""
+
+    mqtt: MqttConfig | None = None
+    embedded_broker: EmbeddedBroker = EmbeddedBroker()
+    storage: StorageConfig = SqliteStorage(type="sqlite", path="/var/lib/zonewatch/zonewatch.db")
+    inventory: str | None = None
+    http: HttpConfig = HttpConfig()
+    zones: list[str] = []

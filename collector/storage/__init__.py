@@ -1,0 +1,143 @@
+"""Where the collector stores samples: one writer interface, two backends.
+
+Layout::
+
+    collector/storage/
+      __init__.py    Writer protocol, StorageError, config models, make_writer
+      lineproto.py   samples -> Influx line protocol (pure, on the hot path)
+      influx.py      InfluxWriter: line protocol over HTTP to VictoriaMetrics or InfluxDB 2
+      sqlite.py      SqliteWriter: the embedded default, plus read helpers for reports and tests
+
+Every backend stores the same thing: for each sample of each batch, one point of ``sample.measurement``
+at ``sample.time_ns``, tagged with the sample's tags plus ``zone`` and ``probe`` from the batch header
+(the header wins over a sample's own ``zone``/``probe`` tag), with the sample's fields as values.
+Booleans are stored as 0 and 1. In VictoriaMetrics a point becomes one series per field, named
+``<measurement>_<field>`` (``interface_in_octets``), its tags becoming labels.
+
+Exceptions::
+
+    StorageError     a write did not complete; ``retryable`` says whether the same data may succeed later
+                     (connection refused, timeout, HTTP 5xx, 408, 429, database busy: True) or never will
+                     (HTTP 4xx, data that cannot be encoded: False)
+
+Configuration (``storage:`` in the collector config, keyed by ``type``)::
+
+    {type: victoriametrics, url: http://vm:8428, timeout: 10s}
+    {type: influxdb, url: http://influx:8086, org: zone-authority, bucket: zonewatch,
+     token: {env: INFLUX_TOKEN}}
+    {type: sqlite, path: /var/lib/zonewatch/samples.db}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal, Protocol, Union
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+import zwconf
+from agent import wire
+
+__all__ = [
+    "Writer",
+    "StorageError",
+    "VictoriaMetricsStorage",
+    "InfluxDBStorage",
+    "SqliteStorage",
+    "StorageConfig",
+    "make_writer",
+]
+
+
+class StorageError(Exception):
+    """A write that did not complete; ``retryable`` is True when the same data may succeed later."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Writer(Protocol):
+    """A time-series store the collector writes every accepted batch to."""
+
+    def write(self, batches: Sequence[wire.Batch]) -> None:
+        """Store every sample of every batch, or raise StorageError.
+
+        Called by the collector's single writer thread (never concurrently with itself or with close)
+        with batches taken from the durable queue; the queue releases them only after this returns.
+        A batch may be written again after a failure or a restart, so a write must be idempotent: the
+        same series, field and time overwrite the earlier value. Must not retry or sleep on its own
+        (the caller owns retries and backoff), and must not keep references to the batches.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections and files.
+
+        Called once, from the writer thread, after its last write at shutdown. No method is called
+        afterwards. Must not raise for a store that is unreachable.
+        """
+        ...
+
+
+def _check_http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
+    return url.rstrip("/")
+
+
+class VictoriaMetricsStorage(zwconf.Strict):
+    """Write to VictoriaMetrics through its InfluxDB-compatible endpoint."""
+
+    type: Literal["victoriametrics"]
+    url: str
+    timeout: zwconf.Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def check_url(cls, url: str) -> str:
+        """Reject a URL that is not http(s) with a host; drop a trailing slash."""
+        return _check_http_url(url)
+
+
+class InfluxDBStorage(zwconf.Strict):
+    """Write to an InfluxDB 2.x (or 3.x, v2 write API) bucket."""
+
+    type: Literal["influxdb"]
+    url: str
+    org: str
+    bucket: str
+    token: zwconf.Secret
+    timeout: zwconf.Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def check_url(cls, url: str) -> str:
+        """Reject a URL that is not http(s) with a host; drop a trailing slash."""
+        return _check_http_url(url)
+
+
+class SqliteStorage(zwconf.Strict):
+    """Store into a local SQLite file: the embedded default for one site and the demo."""
+
+    type: Literal["sqlite"]
+    path: str
+
+
+StorageConfig = Annotated[
+    Union[VictoriaMetricsStorage, InfluxDBStorage, SqliteStorage],
+    Field(discriminator="type"),
+]
+
+
+def make_writer(config: VictoriaMetricsStorage | InfluxDBStorage | SqliteStorage) -> Writer:
+    """Return the writer for ``config``; no connection is made until the first write."""
+    if isinstance(config, SqliteStorage):
+        from collector.storage.sqlite import SqliteWriter
+
+        return SqliteWriter(config)
+    from collector.storage.influx import InfluxWriter
+
+    return InfluxWriter(config)

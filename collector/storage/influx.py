@@ -1,0 +1,112 @@
+"""Write line protocol to VictoriaMetrics or InfluxDB 2 through influxdb-client.
+
+Lines are encoded by ``lineproto`` and sent with the client's synchronous write API, at most
+``CHUNK_LINES`` lines per request to ``<url>/api/v2/write?precision=ns``. VictoriaMetrics ignores org,
+bucket and token (placeholders are sent) and names each series ``<measurement>_<field>``; it stores
+timestamps in milliseconds and values as float64. InfluxDB 2 uses all three.
+
+A write that fails part-way has stored the chunks before the failing one; the caller writes the whole
+call again, which overwrites those points with the same values.
+
+Error mapping (``StorageError.retryable``)::
+
+    connection refused or reset, timeout, TLS failure    True
+    HTTP 5xx, 408, 429                                   True
+    other HTTP 4xx (bad data, bad token, no bucket)      False
+    a sample that cannot be encoded                      False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
+from influxdb_client.client.exceptions import InfluxDBError
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+
+from agent import wire
+from collector.storage import InfluxDBStorage, StorageError, VictoriaMetricsStorage
+from collector.storage.lineproto import Encoder
+
+__all__ = ["InfluxWriter", "CHUNK_LINES"]
+
+CHUNK_LINES: Final = 5_000
+_PLACEHOLDER: Final = "zonewatch"  # org and bucket sent to VictoriaMetrics, which ignores them
+_RETRYABLE_4XX: Final = frozenset({408, 429})
+_MAX_DETAIL: Final = 300
+# The client annotates write_precision as WritePrecision but its constants are plain strings.
+_NS: Final = cast(WritePrecision, WritePrecision.NS)
+
+
+def _display_url(url: str) -> str:
+    """Return ``url`` without any user:password part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class InfluxWriter:
+    """Writer for VictoriaMetrics and InfluxDB 2 over the InfluxDB v2 write API."""
+
+    def __init__(self, config: VictoriaMetricsStorage | InfluxDBStorage) -> None:
+        self._url = config.url
+        self._shown_url = _display_url(config.url)
+        if isinstance(config, InfluxDBStorage):
+            self._token = config.token.get_secret_value()
+            self._org, self._bucket = config.org, config.bucket
+        else:
+            self._token = ""
+            self._org = self._bucket = _PLACEHOLDER
+        # No I/O here: the client opens connections on the first request.
+        self._client = InfluxDBClient(url=config.url, token=self._token, org=self._org,
+                                      timeout=max(1, round(config.timeout * 1000)))
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._encoder = Encoder()
+
+    def write(self, batches: Sequence[wire.Batch]) -> None:
+        """Send every sample of ``batches``, in chunks of at most CHUNK_LINES lines."""
+        try:
+            lines = self._encoder.encode(batches)
+        except ValueError as exc:
+            raise StorageError(f"cannot encode for {self._shown_url}: {exc}", retryable=False) from None
+        for start in range(0, len(lines), CHUNK_LINES):
+            body = "\n".join(lines[start:start + CHUNK_LINES]).encode()
+            try:
+                self._write_api.write(bucket=self._bucket, org=self._org, record=body,
+                                      write_precision=_NS)
+            except (InfluxDBError, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise self._error(exc) from None
+
+    def ping(self) -> bool:
+        """Return True if the server answers its ping endpoint."""
+        return bool(self._client.ping())
+
+    def close(self) -> None:
+        """Close the write API and the HTTP connection pool."""
+        self._write_api.close()  # type: ignore[no-untyped-call]  # unannotated in the client
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def _error(self, exc: BaseException) -> StorageError:
+        """Return the StorageError for a failed request, naming the URL and never the token."""
+        if isinstance(exc, ApiException) and exc.status:
+            status = int(exc.status)
+            detail = str(getattr(exc, "message", None) or exc.reason or "").strip()
+            retryable = status >= 500 or status in _RETRYABLE_4XX
+            message = f"write to {self._shown_url} failed: HTTP {status}: {detail}"
+        elif isinstance(exc, urllib3.exceptions.LocationValueError):
+            retryable = False
+            message = f"write to {self._shown_url} failed: bad URL: {exc}"
+        else:
+            retryable = True
+            message = f"write to {self._shown_url} failed: {type(exc).__name__}: {exc}"
+        if self._token:
+            message = message.replace(self._token, "**********")
+        return StorageError(message[:_MAX_DETAIL], retryable=retryable)

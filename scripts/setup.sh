@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what ZoneWatch needs on Debian 12, idempotently: Debian packages, then a virtualenv (.venv) with
+# the project's extras. Run as root, or as a user with sudo.
+#   scripts/setup.sh demo   only what the demo needs (no Debian services: it simulates them)
+#   scripts/setup.sh dev    everything the whole test suite needs (default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-dev}
+case "$mode" in demo|dev) ;; *) echo "usage: $0 [demo|dev]" >&2; exit 2 ;; esac
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: run as root, or install sudo" >&2; exit 1; }
+    SUDO=sudo
+fi
+
+# Real services the integration tests start (each on its own free loopback port, never the system one).
+test_packages=(mosquitto mosquitto-clients snmpd snmp victoria-metrics prometheus-alertmanager iproute2 libpcap0.8)
+packages=()
+python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+[ "$mode" = dev ] && packages+=("${test_packages[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+extras=$([ "$mode" = dev ] && echo dev || echo "agent,collector,sim")
+stamp=".venv/.installed-$extras"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing Python packages (.[$extras]) into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[$extras]"
+    touch "$stamp"
+fi

@@ -1,0 +1,113 @@
+"""Configuration: the examples load, and each bad file stops start-up with its one-line error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import cli as agent_cli
+from collector import cli as collector_cli
+from collector.config import CollectorConfig
+from collector.inventory import Inventory
+from zwconf import ConfigError, load, load_file, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD = sorted((ROOT / "tests" / "configs").glob("*.yaml"))
+EXAMPLE_ENV = {"ZW_MQTT_PASSWORD": "m", "ZW_SNMP_AUTH": "a" * 8, "ZW_SNMP_PRIV": "p" * 8, "ZW_SNMP_COMMUNITY": "c",
+               "ZW_COLLECTOR_MQTT_PASSWORD": "x"}
+
+
+def _expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path} must start with '# expect: <the error line>'"
+    return first.removeprefix("# expect: ")
+
+
+def _main_for(path: Path) -> object:
+    return collector_cli.main if path.name.startswith(("collector", "inventory")) else agent_cli.main
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_bad_config_gives_its_one_line_error(path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    rel = str(path.relative_to(ROOT))
+    if path.name.startswith("inventory"):
+        cfg = path.with_name(f".collector-for-{path.name}")
+        cfg.write_text(f"inventory: {path.name}\nhttp: {{enabled: false}}\n")
+        try:
+            with pytest.raises(ConfigError) as err:
+                load_file(Inventory, rel)
+            assert str(err.value) == _expected(path)
+            code = collector_cli.main(["-c", str(cfg.relative_to(ROOT)), "check-config"])
+        finally:
+            cfg.unlink()
+    else:
+        code = _main_for(path)(["-c", rel, "check-config"])  # type: ignore[operator]
+    out = capsys.readouterr()
+    assert code == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1, out.err
+    assert lines[0].endswith(_expected(path))
+    assert "Traceback" not in out.err
+
+
+def test_a_bad_config_exits_non_zero_without_a_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "agent", "-c", "tests/configs/agent-typo.yaml", "check-config"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"zonewatch-agent: {_expected(ROOT / 'tests/configs/agent-typo.yaml')}"
+
+
+@pytest.mark.parametrize("name", ["agent.example.yaml", "collector.example.yaml"])
+def test_example_configs_load(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(key, value)
+    main = agent_cli.main if name.startswith("agent") else collector_cli.main
+    assert main(["-c", str(ROOT / "config" / name), "check-config"]) == 0  # type: ignore[operator]
+    assert ": ok" in capsys.readouterr().out
+
+
+def test_example_inventory_loads_with_shared_owners() -> None:
+    inv = load_file(Inventory, ROOT / "config" / "inventory.example.yaml")
+    assert inv.devices["bts-01"].owners == ["viettel", "vinaphone"]
+    assert inv.carriers["viettel"].plmn == "452-04"
+
+
+def test_secret_from_file_and_never_printed(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-value\n")
+    cfg = load(CollectorConfig, f"mqtt: {{password: {{file: {secret}}}}}\n", "c.yaml")
+    assert cfg.mqtt is not None and cfg.mqtt.password is not None
+    assert cfg.mqtt.password.get_secret_value() == "s3cret-value"
+    assert "s3cret" not in repr(cfg) and "s3cret" not in str(cfg)
+
+
+def test_missing_secret_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"c.yaml:1: mqtt.password: cannot read secret file .*/nope"):
+        load(CollectorConfig, f"mqtt: {{password: {{file: {tmp_path}/nope}}}}\n", "c.yaml")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("1m30s", 90), ("2h", 7200),
+                                               ("7d", 604800), ("1.5s", 1.5)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "", "s", "1 m", "-5s", "1y"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"^c.yaml:2: not valid YAML"):
+        load(CollectorConfig, "storage:\n  type: [sqlite\n", "c.yaml")
+
+
+def test_unknown_top_level_key_lists_known_keys() -> None:
+    with pytest.raises(ConfigError, match=r"c.yaml:1: stroage: unknown key 'stroage' \(did you mean 'storage'\?\)"):
+        load(CollectorConfig, "stroage: {}\n", "c.yaml")

@@ -1,0 +1,105 @@
+"""The MQTT contract: golden payloads every later version must keep decoding, and clear rejections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import wire
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_golden_v1_data_decodes_to_these_values() -> None:
+    batch = wire.decode((GOLDEN / "v1-data.json").read_bytes())
+    assert (batch.version, batch.zone, batch.probe, batch.seq) == (1, "dinh-vu", "p1", 42)
+    assert batch.sent_ns == 1764290000000000000
+    cell, iface = batch.samples
+    assert cell == wire.Sample("cellular", {"carrier": "452-04", "modem": "viettel", "rat": "lte", "cell": "5F1EA15"},
+                               {"rsrp_dbm": -95, "rsrq_db": -10.5, "rssi_dbm": -77, "registered": True},
+                               1764289990000000000)
+    assert iface.fields["in_octets"] == 2**64 - 1  # a Counter64 at its top survives exactly
+    assert iface.fields["oper_up"] is False
+    assert batch.events == ()
+
+
+def test_golden_v1_events_and_status_only() -> None:
+    batch = wire.decode((GOLDEN / "v1-events.json").read_bytes())
+    assert batch.events == (wire.Event("link_down", {"device": "bts-01", "ifname": "ge-0/0/1"}, {"if_index": 3},
+                                       1764290000500000000),)
+    empty = wire.decode((GOLDEN / "v1-status-only.json").read_bytes())
+    assert (empty.probe, empty.samples, empty.events) == ("probe-7.b", (), ())
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.name)
+def test_every_golden_file_round_trips(path: Path) -> None:
+    batch = wire.decode(path.read_bytes())
+    assert json.loads(wire.encode(batch)) == json.loads(path.read_bytes())
+
+
+@pytest.mark.parametrize(("payload", "reason", "where"), [
+    (b"\xff\xfe", "not_json", ""),
+    (b"{", "not_json", ""),
+    (b"[]", "bad_schema", "list"),
+    (b'{"zone":"z","probe":"p","seq":1,"sent_ns":1}', "bad_schema", "'v'"),
+    (b'{"v":99,"zone":"z","probe":"p","seq":1,"sent_ns":1}', "unsupported_version", "99"),
+    (b'{"v":1,"zone":"Z Z","probe":"p","seq":1,"sent_ns":1}', "bad_schema", "'zone'"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":-1,"sent_ns":1}', "bad_schema", "'seq'"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":true,"sent_ns":1}', "bad_schema", "'seq'"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"extra":1}', "bad_schema", "'extra'"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"fields":{"x":"str"}}]}',
+     "bad_field", "samples[0].fields.x"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"fields":{"x":NaN}}]}',
+     "bad_field", "samples[0].fields.x"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":"1"}]}', "bad_time", "samples[0].ts"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c d","ts":1}]}', "bad_name", "samples[0].m"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"tags":{"t":""}}]}',
+     "bad_tag", "samples[0].tags.t"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"events":{}}', "bad_schema", "'events'"),
+])
+def test_bad_payloads_name_the_reason_and_the_place(payload: bytes, reason: str, where: str) -> None:
+    with pytest.raises(wire.WireError) as err:
+        wire.decode(payload)
+    assert err.value.reason == reason
+    assert where in str(err.value)
+
+
+def test_encoding_refuses_nan() -> None:
+    batch = wire.Batch("z", "p", 1, 1, (wire.Sample("c", {}, {"x": float("nan")}, 1),))
+    with pytest.raises(wire.WireError, match="bad_field"):
+        wire.encode(batch)
+
+
+def test_topics() -> None:
+    assert wire.topic("dinh-vu", "p1", "data") == "zw/v1/dinh-vu/p1/data"
+    assert wire.parse_topic("zw/v1/dinh-vu/p1/events") == wire.Topic("dinh-vu", "p1", "events")
+    assert wire.subscription("status") == "zw/v1/+/+/status"
+    for bad in ("zw/v1/dinh-vu/p1", "zw/v2/z/p/data", "zw/v1/z/p/other", "zw/v1/Z/p/data"):
+        with pytest.raises(wire.WireError, match="bad_topic"):
+            wire.parse_topic(bad)
+    with pytest.raises(wire.WireError, match="bad_name"):
+        wire.topic("z", "p/x", "data")
+
+
+names = st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True)
+values = st.one_of(st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False))
+samples = st.builds(wire.Sample, names, st.dictionaries(names, st.text(min_size=1, max_size=20), max_size=4),
+                    st.dictionaries(names, values, max_size=4), st.integers(0, 2**63 - 1))
+
+
+@given(st.lists(samples, max_size=5), st.integers(0, 2**40))
+def test_encode_then_decode_is_identity(batch_samples: list[wire.Sample], seq: int) -> None:
+    batch = wire.Batch("zone-1", "probe-1", seq, 1, tuple(batch_samples))
+    assert wire.decode(wire.encode(batch)) == batch
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
+    try:
+        wire.decode(data)
+    except wire.WireError as exc:
+        assert exc.reason
