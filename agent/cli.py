@@ -31,7 +31,8 @@ commands:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zonewatch-agent", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"agent configuration file (default {DEFAULT_CONFIG})")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                   help=f"agent configuration file (default {DEFAULT_CONFIG})")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="how much to log to stderr (default info)")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     from agent.config import AgentConfig  # after logging: imports pysnmp and friends
 
     try:

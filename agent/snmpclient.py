@@ -93,7 +93,12 @@ _PRIV: Final[dict[str, Any]] = {
 
 
 class SnmpError(Exception):
-    """The device could not be read; the message names the target and the reason, never a secret."""
+    """The device could not be read; ``str()`` is ``"<target>: <reason>"`` and never holds a secret."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"{target}: {reason}")
+        self.target = target
+        self.reason = reason
 
 
 class SnmpTimeout(SnmpError):
@@ -182,6 +187,7 @@ class SnmpClient(Protocol):
 # ---------------------------------------------------------------------------------------------- pysnmp
 
 _VARBINDS = CommandGeneratorVarBinds()
+_NO_SUCH_NAME: Final = 2
 _ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_SharedEngine]]
 _ENGINES = weakref.WeakKeyDictionary()
 
@@ -305,7 +311,7 @@ class PysnmpClient:
         call = get_cmd(engine, self._auth, transport, self._context, *request, lookupMib=False)
         response = await self._call(call)
         if len(response) != len(oids):
-            raise SnmpError(f"{self.target.label}: asked for {len(oids)} values, got {len(response)}")
+            raise SnmpError(self.target.label, f"asked for {len(oids)} values, got {len(response)}")
         return {oid: _value(value) for oid, (_, value) in zip(oids, response, strict=True)}
 
     async def walk(self, root: str) -> list[tuple[str, SnmpValue]]:
@@ -321,7 +327,7 @@ class PysnmpClient:
                                 request, lookupMib=False)
             else:
                 call = next_cmd(engine, self._auth, transport, self._context, request, lookupMib=False)
-            response = await self._call(call)
+            response = await self._call(call, walking=True)
             if not response:
                 return out
             for name, value in response:
@@ -329,7 +335,7 @@ class PysnmpClient:
                 if isinstance(value, rfc1905.EndOfMibView) or not _under(key, root_key):
                     return out
                 if key <= last:
-                    raise SnmpError(f"{self.target.label}: walking {root}, the agent returned {_dotted(key)}"
+                    raise SnmpError(self.target.label, f"walking {root}, the agent returned {_dotted(key)}"
                                     f" after {_dotted(last)} (OIDs must increase)")
                 out.append((_dotted(key), _value(value)))
                 last = key
@@ -348,36 +354,39 @@ class PysnmpClient:
         elif self._loop is not asyncio.get_running_loop():
             raise RuntimeError(f"{self!r} was opened on another event loop")
         if self._transport is None:
+            target = self.target
             try:
-                target = self.target
                 self._transport = await UdpTransportTarget.create(
                     (target.host, target.port), timeout=target.timeout, retries=target.retries
                 )
             except PySnmpError as exc:
-                raise SnmpError(self.target.scrub(f"{self.target.label}: {exc}")) from None
+                raise SnmpError(target.label, target.scrub(str(exc))) from None
         return self._shared.engine, self._transport
 
-    async def _call(self, call: Any) -> Sequence[tuple[Any, Any]]:
+    async def _call(self, call: Any, walking: bool = False) -> Sequence[tuple[Any, Any]]:
         """Await one pysnmp command; return its var-binds or raise SnmpError/SnmpTimeout."""
         target = self.target
         try:
             indication, status, index, varbinds = await call
         except (PySnmpError, PyAsn1Error) as exc:
-            raise SnmpError(target.scrub(f"{target.label}: {type(exc).__name__}: {exc}")) from None
+            raise SnmpError(target.label, target.scrub(f"{type(exc).__name__}: {exc}")) from None
         if indication:
             if isinstance(indication, errind.RequestTimedOut):
                 self._transport = None  # resolve the host again next time: its address may have moved
                 hint = "wrong community?" if target.version == "v2c" else "wrong priv key?"
                 raise SnmpTimeout(
-                    f"{target.label}: no response in {target.timeout:g}s after {target.retries + 1} tries"
-                    f" (host down, port closed or {hint})"
+                    target.label,
+                    f"no response in {target.timeout:g}s after {target.retries + 1} tries"
+                    f" (host down, port closed or {hint})",
                 )
-            raise SnmpError(target.scrub(f"{target.label}: {indication}"))
+            raise SnmpError(target.label, target.scrub(str(indication)))
+        if status and walking and int(status) == _NO_SUCH_NAME:
+            return []  # an SNMPv1 agent behind a v2c proxy ends a walk this way
         if status:
             where = ""
             if index and 0 < int(index) <= len(varbinds):
                 where = f" at {_dotted(tuple(varbinds[int(index) - 1][0].asTuple()))}"
-            raise SnmpError(target.scrub(f"{target.label}: agent answered {_pretty(status)}{where}"))
+            raise SnmpError(target.label, target.scrub(f"agent answered {_pretty(status)}{where}"))
         return list(varbinds)
 
 
@@ -431,4 +440,4 @@ class FakeSnmpClient:
             oid_key(oid)
         self.calls.append((method, args))
         if self.fail:
-            raise SnmpTimeout("fake: no response in 0s after 1 tries")
+            raise SnmpTimeout("fake", "no response in 0s after 1 tries")

@@ -86,7 +86,7 @@ class Spool:
                                     (kind, limit + len(skip)))
             for seq, payload in rows:
                 if seq not in skip:
-                    out.append(Entry(seq, kind, bytes(payload)))  # type: ignore[arg-type]
+                    out.append(Entry(seq, kind, bytes(payload)))
                     if len(out) >= limit:
                         return out
         return out

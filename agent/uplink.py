@@ -18,8 +18,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent import wire
 from agent.spool import Spool
@@ -60,6 +60,7 @@ class Uplink:
         self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> spool seq
         self.connected = False
+        self._stopping = False
         self.published = 0
         self.acknowledged = 0
 
@@ -67,7 +68,7 @@ class Uplink:
         """Start connecting in the background; returns at once."""
         props = None
         if self.cfg.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive),
                                   properties=props)
@@ -107,6 +108,7 @@ class Uplink:
 
     def stop(self) -> None:
         """Say ``offline`` and disconnect (a clean disconnect does not fire the last will)."""
+        self._stopping = True
         if self.connected:
             self.client.publish(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
@@ -123,7 +125,7 @@ class Uplink:
         self.connected = True
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stopping:
             log.warning("lost the broker %s:%s (%s); reconnecting, the spool keeps every batch",
                         self.cfg.host, self.cfg.port, reason)
         self.connected = False

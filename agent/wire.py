@@ -78,6 +78,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # Measurement, tag and field names: what Influx line protocol and PromQL both take without quoting.
 _IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 _MAX_TAG_VALUE = 256
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # signed 64-bit down, Counter64 up
 
 
 class WireError(ValueError):
@@ -185,7 +186,7 @@ def encode(batch: Batch) -> bytes:
         raise WireError("bad_field", f"probe {batch.probe} seq {batch.seq}: {exc}") from None
 
 
-def decode(payload: bytes | str) -> Batch:
+def decode(payload: bytes | bytearray | str) -> Batch:
     """Decode and validate one payload; raise WireError naming what is wrong and where."""
     try:
         doc = json.loads(payload)
@@ -197,7 +198,8 @@ def decode(payload: bytes | str) -> Batch:
     if type(version) is not int:
         raise WireError("bad_schema", "'v' (schema version) is missing or not an integer")
     if version not in SUPPORTED_VERSIONS:
-        raise WireError("unsupported_version", f"schema version {version}; this side reads {sorted(SUPPORTED_VERSIONS)}")
+        raise WireError("unsupported_version",
+                        f"schema version {version}; this side reads {sorted(SUPPORTED_VERSIONS)}")
     allowed = {"v", "zone", "probe", "seq", "sent_ns", "samples", "events"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
@@ -250,5 +252,7 @@ def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str
             raise WireError("bad_name", f"{where}.fields: key {k!r} must match {_IDENT.pattern}")
         if not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
             raise WireError("bad_field", f"{where}.fields.{k} is {type(v).__name__}; fields are numbers or booleans")
+        if type(v) is int and not _INT_MIN <= v <= _INT_MAX:
+            raise WireError("bad_field", f"{where}.fields.{k} = {v} is outside [-2**63, 2**64-1]")
     return name, tags, fields, ts
 

@@ -66,7 +66,7 @@ class SeqWindow:
         return True
 
 
-def parse_message(topic: str, payload: bytes, clock: Callable[[], int]) -> wire.Batch:
+def parse_message(topic: str, payload: bytes | bytearray, clock: Callable[[], int]) -> wire.Batch:
     """Turn one MQTT message into a batch, or raise WireError naming what is wrong."""
     where = wire.parse_topic(topic)
     if where.kind == "status":
@@ -101,7 +101,7 @@ class Ingest:
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=cfg.client_id or "zonewatch-collector",
                                   protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                                  manual_ack=True, **({} if v5 else {"clean_session": False}))
+                                  clean_session=None if v5 else False, manual_ack=True)
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
         if cfg.tls:
@@ -117,7 +117,7 @@ class Ingest:
         props = None
         kwargs: dict[str, Any] = {}
         if self.cfg.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 7 * 86400  # the broker keeps our queue for a week
             props.ReceiveMaximum = 1000  # unacknowledged deliveries the broker may have out to us
             kwargs["clean_start"] = False
@@ -132,6 +132,7 @@ class Ingest:
             time.sleep(0.02)
         self._stop.set()
         self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.connected.clear()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -143,7 +144,7 @@ class Ingest:
             return
         for zone in self.zones:
             for kind in ("status", "data", "events"):
-                client.subscribe(wire.subscription(kind, zone), qos=1)  # type: ignore[arg-type]
+                client.subscribe(wire.subscription(kind, zone), qos=1)
         log.info("collector connected to %s:%s (session present: %s)", self.cfg.host, self.cfg.port,
                  getattr(flags, "session_present", "?"))
         self.connected.set()
@@ -214,8 +215,7 @@ class Ingest:
             except StorageError as exc:
                 self.metrics.write_errors.inc()
                 if not exc.retryable:
-                    log.error("storage refused %d batches, dropping them: %s", len(batches), exc)
-                    self.metrics.dropped_batches.inc(len(batches))
+                    self._write_one_by_one(batches, exc)
                     return True
                 log.warning("storage unavailable (%s); retrying in %.1fs", exc, delay)
                 if self._stop.wait(delay):
@@ -225,3 +225,16 @@ class Ingest:
             self.metrics.written_samples.inc(sum(len(b.samples) for b in batches))
             self.metrics.written_batches.inc(len(batches))
             return True
+
+    def _write_one_by_one(self, batches: list[wire.Batch], first: StorageError) -> None:
+        """After a refusal, write batch by batch so that only the refused ones are dropped."""
+        for batch in batches:
+            try:
+                self.writer.write([batch])
+            except StorageError as exc:
+                log.error("storage refused batch %s/%s seq %d, dropping it: %s", batch.zone, batch.probe,
+                          batch.seq, exc if len(batches) > 1 else first)
+                self.metrics.dropped_batches.inc()
+                continue
+            self.metrics.written_samples.inc(len(batch.samples))
+            self.metrics.written_batches.inc()

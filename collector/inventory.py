@@ -7,6 +7,7 @@ Loading checks every cross-reference and names the offending key (``devices[3].p
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import field_validator
@@ -85,7 +86,7 @@ class Inventory(Strict):
         """Return every reference to something the inventory does not define."""
         problems: list[tuple[RefPath, str]] = []
 
-        def need(path: RefPath, kind: str, name: str | None, known: dict[str, object] | list[str]) -> None:
+        def need(path: RefPath, kind: str, name: str | None, known: Collection[str]) -> None:
             if name is not None and name not in known:
                 listed = ", ".join(sorted(known)) or "none defined"
                 problems.append((path, f"unknown {kind} {name!r} (known: {listed})"))

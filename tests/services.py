@@ -213,6 +213,7 @@ def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None) -> Ser
     port = port or free_udp_port()
     cache = workdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir.resolve()
     community = sorted(p.name.split(".")[0] for p in data_dir.glob("*.snmprec"))[0]
 
     def ready() -> bool:
@@ -267,3 +268,9 @@ def vm_query(url: str, promql: str) -> list[dict[str, object]]:
     if body.get("status") != "success":
         raise RuntimeError(f"query {promql!r} failed: {body}")
     return list(body["data"]["result"])
+
+
+def start_zonewatch(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None,
+                    ready: Callable[[], bool] = lambda: True) -> Service:
+    """Start ``python -m <name> <args>`` (agent or collector) as a child process, logging to a file."""
+    return _spawn(name, [sys.executable, "-m", name, *args], workdir, 0, ready, env=env)

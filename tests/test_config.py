@@ -104,7 +104,7 @@ def test_bad_durations(text: str) -> None:
 
 
 def test_yaml_syntax_error_names_the_line() -> None:
-    with pytest.raises(ConfigError, match=r"^c.yaml:2: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"^c.yaml:3: not valid YAML: .*flow sequence started at line 2"):
         load(CollectorConfig, "storage:\n  type: [sqlite\n", "c.yaml")
 
 

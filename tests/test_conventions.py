@@ -35,7 +35,8 @@ def test_collector_imports_nothing_from_agent_but_the_wire_contract() -> None:
 
 
 def test_agent_imports_nothing_from_collector() -> None:
-    offenders = {f: sorted(n for n in names if n.split(".")[0] == "collector") for f, names in _imports("agent").items()}
+    offenders = {f: sorted(n for n in names if n.split(".")[0] == "collector")
+                 for f, names in _imports("agent").items()}
     assert {f: n for f, n in offenders.items() if n} == {}
 
 

@@ -55,6 +55,8 @@ def test_every_golden_file_round_trips(path: Path) -> None:
      "bad_field", "samples[0].fields.x"),
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"fields":{"x":NaN}}]}',
      "bad_field", "samples[0].fields.x"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"fields":{"x":18446744073709551616}}]}',
+     "bad_field", "samples[0].fields.x"),
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":"1"}]}', "bad_time", "samples[0].ts"),
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c d","ts":1}]}', "bad_name", "samples[0].m"),
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"tags":{"t":""}}]}',

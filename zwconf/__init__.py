@@ -119,6 +119,9 @@ def load(model: type[M], text: str, source: str = "<config>") -> M:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None:
+            problem = f"{problem} ({context} started at line {context_mark.line + 1})"
         raise ConfigError(source, mark.line + 1 if mark else None, (), f"not valid YAML: {problem}") from None
     lines: dict[RefPath, int] = {}
     data = _to_python(node, (), lines, source) if node is not None else {}
@@ -191,7 +194,8 @@ def _display(path: RefPath) -> str:
     return out
 
 
-def _from_validation(model: type[BaseModel], exc: ValidationError, lines: dict[RefPath, int], source: str) -> ConfigError:
+def _from_validation(model: type[BaseModel], exc: ValidationError, lines: dict[RefPath, int],
+                     source: str) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     data_path, leaf = _walk(model, err["loc"])
     kind = err["type"]
@@ -214,7 +218,8 @@ def _from_validation(model: type[BaseModel], exc: ValidationError, lines: dict[R
             text = text[len("Value error, ") :]
         else:
             text = text.replace("Input should be", "expected")
-            text = f"{text}, got {err['input']!r}" if "input" in err and not isinstance(err["input"], dict | list) else text
+            if "input" in err and not isinstance(err["input"], dict | list):
+                text = f"{text}, got {err['input']!r}"
         message = text
     return ConfigError(source, _line_of(data_path, lines), data_path, message)
 

@@ -12,7 +12,9 @@ Error mapping (``StorageError.retryable``)::
 
     connection refused or reset, timeout, TLS failure    True
     HTTP 5xx, 408, 429                                   True
-    other HTTP 4xx (bad data, bad token, no bucket)      False
+    HTTP 401, 403, 404 (bad token, no such bucket/path)  True: a configuration fault, not bad data;
+                                                         the collector keeps the batches until fixed
+    other HTTP 4xx (bad data)                            False
     a sample that cannot be encoded                      False
 """
 
@@ -37,7 +39,7 @@ __all__ = ["InfluxWriter", "CHUNK_LINES"]
 
 CHUNK_LINES: Final = 5_000
 _PLACEHOLDER: Final = "zonewatch"  # org and bucket sent to VictoriaMetrics, which ignores them
-_RETRYABLE_4XX: Final = frozenset({408, 429})
+_RETRYABLE_4XX: Final = frozenset({401, 403, 404, 408, 429})
 _MAX_DETAIL: Final = 300
 # The client annotates write_precision as WritePrecision but its constants are plain strings.
 _NS: Final = cast(WritePrecision, WritePrecision.NS)

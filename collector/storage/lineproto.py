@@ -41,7 +41,7 @@ INT64_MIN: Final = -(2**63)
 UINT64_MAX: Final = 2**64 - 1
 _INF: Final = float("inf")
 
-_CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTROL: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _MEASUREMENT_TABLE: Final = str.maketrans({"\\": "\\\\", ",": "\\,", " ": "\\ ", **_CONTROL})
 _KEY_TABLE: Final = str.maketrans({"\\": "\\\\", ",": "\\,", " ": "\\ ", "=": "\\=", **_CONTROL})
 _KEY_SPECIALS: Final = frozenset("\\, =\n\r\t")
@@ -89,6 +89,7 @@ def _encode_fields(fields: Mapping[str, wire.FieldValue], keys: dict[str, str]) 
         if ekey is None:
             if not key:
                 raise ValueError("empty field key")
+            _check_unicode(key)
             ekey = keys[key] = escape_key(key)
         kind = type(value)
         # Fast paths for the exact built-in types; anything else goes through _format_value.
@@ -116,7 +117,17 @@ def _series_prefix(measurement: str, tags: Mapping[str, str], zone: str, probe: 
             raise ValueError(f"measurement {measurement!r}: empty tag key")
         if value:
             out.append(f"{escape_key(key)}={escape_key(value)}")
-    return ",".join(out)
+    prefix = ",".join(out)
+    _check_unicode(prefix)
+    return prefix
+
+
+def _check_unicode(text: str) -> None:
+    """Raise ValueError if ``text`` cannot be sent as UTF-8 (a lone surrogate from a JSON escape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{text!r} is not valid Unicode") from None
 
 
 def encode_sample(sample: wire.Sample, zone: str, probe: str) -> str | None:
@@ -128,7 +139,10 @@ def encode_sample(sample: wire.Sample, zone: str, probe: str) -> str | None:
 
 
 class Encoder:
-    """Encode batches to lines, remembering the encoded prefix of up to ``max_series`` series."""
+    """Encode batches to lines, remembering the encoded prefix of up to ``max_series`` series.
+
+    Not thread-safe: each writer owns one and calls it from its writer thread.
+    """
 
     def __init__(self, max_series: int = 200_000) -> None:
         self._max_series = max_series
@@ -141,23 +155,28 @@ class Encoder:
         append = lines.append
         prefixes = self._prefixes
         field_keys = self._field_keys
-        for batch in batches:
-            zone = batch.zone
-            probe = batch.probe
-            for sample in batch.samples:
-                fields = _encode_fields(sample.fields, field_keys)
-                if not fields:
-                    continue
-                tags = sample.tags
-                key = (zone, probe, sample.measurement, tuple(tags.items()))
-                prefix = prefixes.get(key)
-                if prefix is None:
-                    if len(prefixes) >= self._max_series:
-                        prefixes.clear()
-                    if len(field_keys) >= self._max_series:
-                        field_keys.clear()
-                    prefix = prefixes[key] = _series_prefix(sample.measurement, tags, zone, probe)
-                append(f"{prefix} {fields} {sample.time_ns}")
+        if len(field_keys) >= self._max_series:
+            field_keys.clear()
+        batch = None
+        try:
+            for batch in batches:
+                zone = batch.zone
+                probe = batch.probe
+                for sample in batch.samples:
+                    fields = _encode_fields(sample.fields, field_keys)
+                    if not fields:
+                        continue
+                    tags = sample.tags
+                    key = (zone, probe, sample.measurement, tuple(tags.items()))
+                    prefix = prefixes.get(key)
+                    if prefix is None:
+                        if len(prefixes) >= self._max_series:
+                            prefixes.clear()
+                        prefix = prefixes[key] = _series_prefix(sample.measurement, tags, zone, probe)
+                    append(f"{prefix} {fields} {sample.time_ns}")
+        except ValueError as exc:
+            where = f"zone {batch.zone} probe {batch.probe} seq {batch.seq}" if batch is not None else "batch"
+            raise ValueError(f"{where}: {exc}") from None
         return lines
 
 

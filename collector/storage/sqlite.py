@@ -78,19 +78,14 @@ class StoredPoint(NamedTuple):
 
 def _stored(key: str, value: object) -> StoredValue | None:
     """Return ``value`` as stored in the points table, or None if it is not stored (NaN, infinity)."""
-    kind = type(value)
-    if kind is float:
-        return value if -_INF < value < _INF else None  # type: ignore[operator,return-value]
-    if kind is bool:
-        return 1 if value else 0
-    if kind is int:
-        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)  # type: ignore[operator,return-value]
     if isinstance(value, bool):
-        return int(value)
+        return 1 if value else 0
     if isinstance(value, int):
-        return _stored(key, int(value))
+        number = int(value)
+        return number if _INT64_MIN <= number <= _INT64_MAX else str(number)
     if isinstance(value, float):
-        return _stored(key, float(value))
+        real = float(value)
+        return real if -_INF < real < _INF else None
     raise ValueError(f"field {key!r}: {type(value).__name__} {value!r} is not a number or a boolean")
 
 
@@ -134,10 +129,11 @@ class SqliteWriter:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # the queue forgets a batch once write() returned
+            conn.execute("PRAGMA synchronous=FULL")  # a batch is acknowledged once write() returns
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise sqlite3.DataError(f"schema version {version} is newer than this collector's {SCHEMA_VERSION}")
+                raise StorageError(f"sqlite {self._path}: schema version {version} is newer than this"
+                                   f" collector's {SCHEMA_VERSION}; upgrade the collector", retryable=True)
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -161,7 +157,8 @@ class SqliteWriter:
                     conn.executemany(_INSERT_POINT, rows)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                        conn.execute("ROLLBACK")
                     raise
             except (sqlite3.Error, ValueError) as exc:
                 raise _error(self._path, exc) from None
@@ -174,27 +171,39 @@ class SqliteWriter:
               added: dict[SeriesKey, int]) -> list[tuple[int, str, int, StoredValue]]:
         """Return the points rows of ``batches``, inserting new series as needed."""
         rows: list[tuple[int, str, int, StoredValue]] = []
-        series = self._series
         for batch in batches:
-            zone, probe = batch.zone, batch.probe
-            for sample in batch.samples:
-                values = [(k, v) for k, v in ((k, _stored(k, v)) for k, v in sample.fields.items()) if v is not None]
-                if not values:
-                    continue
-                key = (zone, probe, sample.measurement, tuple(sample.tags.items()))
-                series_id = series.get(key) or added.get(key)
-                if series_id is None:
-                    series_id = added[key] = self._series_id(conn, sample.measurement,
-                                                             _canonical_tags(sample.tags, zone, probe))
-                t = sample.time_ns
-                rows.extend((series_id, k, t, v) for k, v in values)
+            try:
+                self._batch_rows(conn, batch, rows, added)
+            except ValueError as exc:
+                raise ValueError(f"zone {batch.zone} probe {batch.probe} seq {batch.seq}: {exc}") from None
         return rows
+
+    def _batch_rows(self, conn: sqlite3.Connection, batch: wire.Batch,
+                    rows: list[tuple[int, str, int, StoredValue]], added: dict[SeriesKey, int]) -> None:
+        """Append the points rows of one batch to ``rows``."""
+        series = self._series
+        zone, probe = batch.zone, batch.probe
+        for sample in batch.samples:
+            values = [(k, v) for k, v in ((k, _stored(k, v)) for k, v in sample.fields.items())
+                      if v is not None]
+            if not values:
+                continue
+            key = (zone, probe, sample.measurement, tuple(sample.tags.items()))
+            series_id = series.get(key)
+            if series_id is None:
+                series_id = added.get(key)
+            if series_id is None:
+                series_id = added[key] = self._series_id(conn, sample.measurement,
+                                                         _canonical_tags(sample.tags, zone, probe))
+            t = sample.time_ns
+            rows.extend((series_id, k, t, v) for k, v in values)
 
     @staticmethod
     def _series_id(conn: sqlite3.Connection, measurement: str, tags: str) -> int:
         """Return the id of a series, adding it if it is new."""
         conn.execute("INSERT OR IGNORE INTO series (measurement, tags) VALUES (?, ?)", (measurement, tags))
-        row = conn.execute("SELECT id FROM series WHERE measurement = ? AND tags = ?", (measurement, tags)).fetchone()
+        row = conn.execute("SELECT id FROM series WHERE measurement = ? AND tags = ?",
+                           (measurement, tags)).fetchone()
         return int(row[0])
 
     def close(self) -> None:
@@ -236,7 +245,8 @@ class SqliteWriter:
         out.sort(key=lambda p: p.time_ns)  # stable: series order (by tags) within one time
         return out
 
-    def latest(self, measurement: str, field: str, tags: Mapping[str, str] | None = None) -> list[StoredPoint]:
+    def latest(self, measurement: str, field: str,
+               tags: Mapping[str, str] | None = None) -> list[StoredPoint]:
         """Return the newest point of ``field`` in each matching series, ordered by tags."""
         out: list[StoredPoint] = []
         with self._lock:

@@ -1,0 +1,1 @@
+"""Simulated devices that speak the real protocols, for tests and for a demo without hardware."""

@@ -1,0 +1,254 @@
+"""``zonewatch-collector demo``: a whole simulated zone on this machine, with readings shown live.
+
+What runs (every port is a free one on 127.0.0.1, every file in one work folder):
+
+    collector        in this process: embedded MQTT 3.1.1 broker (amqtt) and the SQLite store
+    agent            ``python -m agent run`` in a child process, polling everything below
+    modems           two ``python -m agent.sim.modem`` children on pseudo-terminals (Viettel, VinaPhone),
+                     their RSRP drifting
+    SNMP devices     one snmpsim child serving ``bts-01`` and ``sw-core`` (communities = device names)
+
+The live table reads what the collector stored, so what it shows has travelled the whole way: modem or
+device, agent, spool, broker, collector, store. Ctrl-C (or SIGTERM, or ``--seconds``) stops every child
+by PID and the collector, and says where the files are.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from collector.app import Collector
+from collector.config import CollectorConfig, EmbeddedBroker, HttpConfig
+from collector.storage import SqliteStorage
+from collector.storage.sqlite import SqliteWriter
+
+DATA = Path(__file__).parent / "demo_data"
+MODEMS = [  # name, PLMN as the modem prints it, PLMN tag, base RSRP, cell
+    ("viettel", "45204", "452-04", -84.0, "5F1EA15"),
+    ("vinaphone", "45202", "452-02", -101.0, "2B0C40A"),
+]
+DEVICES = ["bts-01", "sw-core"]
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Demo:
+    """The simulated zone; ``start()``, then ``rows()`` as often as wanted, then ``stop()``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.collector: Collector | None = None
+        self.store: SqliteWriter | None = None
+        self.db = workdir / "zonewatch.db"
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it until it exits
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE if name.startswith("modem") else log, stderr=log,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        self.children.append((name, proc))
+        return proc
+
+    def start(self) -> None:
+        """Start the collector, the simulated devices and modems, and the agent."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        broker_port, snmp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+        cfg = CollectorConfig(embedded_broker=EmbeddedBroker(listen=f"127.0.0.1:{broker_port}"),
+                              storage=SqliteStorage(type="sqlite", path=str(self.db)),
+                              http=HttpConfig(listen=f"127.0.0.1:{_free_port()}"))
+        self.collector = Collector(cfg)
+        self.collector.start()
+
+        py = sys.executable
+        env = {"SNMPSIM_ALLOW_ROOT": "true"} if os.geteuid() == 0 else {}
+        responder = str(Path(py).with_name("snmpsim-command-responder"))
+        self._spawn("snmpsim", [responder, f"--data-dir={DATA}", f"--cache-dir={self.workdir / 'snmpsim-cache'}",
+                                f"--agent-udpv4-endpoint=127.0.0.1:{snmp_port}"], env)
+        ports = {}
+        for name, plmn, _, rsrp, cell in MODEMS:
+            proc = self._spawn(f"modem-{name}", [py, "-m", "agent.sim.modem", "--plmn", plmn, "--rsrp", str(rsrp),
+                                                 "--cell", cell, "--wander", "6"])
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode()  # "simulated modem on /dev/pts/N (Ctrl-C to stop)"
+            if " on " not in line:
+                raise RuntimeError(f"simulated modem {name} did not start: see {self.workdir}/modem-{name}.log")
+            ports[name] = line.split(" on ", 1)[1].split()[0]
+
+        agent_cfg = self.workdir / "agent.yaml"
+        sources = "".join(
+            f"  - {{type: cellular, name: {name}, port: {ports[name]}, carrier: '{tag}', interval: 5s}}\n"
+            for name, _, tag, _, _ in MODEMS)
+        sources += "".join(
+            f"  - {{type: snmp, name: {dev}, host: 127.0.0.1, port: {snmp_port}, version: v2c, community: {dev},"
+            f" interval: 5s, site: site-{dev}}}\n" for dev in DEVICES)
+        agent_cfg.write_text(
+            "probe: {id: p1, zone: demo-park, area: gate-a}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {broker_port}, protocol: '3.1.1'}}\n"
+            f"spool: {{path: {self.workdir / 'spool.db'}}}\n"
+            f"metrics: {{listen: '127.0.0.1:{_free_port()}'}}\n"
+            "self_interval: 5s\n"
+            f"sources:\n{sources}")
+        self._spawn("agent", [py, "-m", "agent", "-c", str(agent_cfg), "run"])
+        (self.workdir / "children.pid").write_text("".join(f"{p.pid} {n}\n" for n, p in self.children))
+        self.store = SqliteWriter(SqliteStorage(type="sqlite", path=str(self.db)))
+
+    def stop(self) -> None:
+        """Stop the agent first (so it can say offline), then the peers, then the collector."""
+        for _name, proc in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _name, proc in self.children:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self.collector is not None:
+            self.collector.stop()
+        if self.store is not None:
+            self.store.close()
+
+    def failed_child(self) -> str | None:
+        """Return the name of a child that exited by itself, if any."""
+        return next((name for name, proc in self.children if proc.poll() is not None), None)
+
+    def counters(self) -> dict[str, float]:
+        """Return the collector's own counters."""
+        assert self.collector is not None
+        reg = self.collector.metrics.registry
+        names = {"received": "zonewatch_ingest_messages_total", "written": "zonewatch_storage_written_samples_total",
+                 "duplicates": "zonewatch_ingest_duplicate_batches_total"}
+        return {k: reg.get_sample_value(v) or 0.0 for k, v in names.items()}
+
+    def rows(self, now_ns: int) -> dict[str, list[dict[str, Any]]]:
+        """Return the newest stored readings, by table."""
+        assert self.store is not None
+        st = self.store
+
+        def latest(measurement: str, fields: list[str]) -> list[dict[str, Any]]:
+            by_series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+            for field in fields:
+                for p in st.latest(measurement, field):
+                    row = by_series.setdefault(tuple(sorted(p.tags.items())), {**p.tags, "_age": 0.0})
+                    row[field] = p.value
+                    row["_age"] = max(row["_age"], (now_ns - p.time_ns) / 1e9) if field == fields[0] else row["_age"]
+            return list(by_series.values())
+
+        interfaces = latest("interface", ["oper_up", "in_octets", "out_octets", "speed_mbps"])
+        for row in interfaces:
+            tags = {k: v for k, v in row.items() if not k.startswith("_") and k in ("device", "ifname")}
+            pts = st.query("interface", "in_octets", tags, since_ns=now_ns - 60 * 10**9)
+            if len(pts) >= 2 and pts[-1].time_ns > pts[0].time_ns:
+                row["in_mbps"] = (pts[-1].value - pts[0].value) * 8 / ((pts[-1].time_ns - pts[0].time_ns) / 1e9) / 1e6
+        return {
+            "cellular": latest("cellular", ["rsrp_dbm", "rsrq_db", "rssi_dbm", "registered"]),
+            "device": latest("device", ["up", "uptime_s"]),
+            "interface": interfaces,
+            "probe": latest("probe", ["up", "spool_depth", "rss_mb"]),
+        }
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def _tables(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], elapsed: float) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+
+    cell = Table(title="Coverage by carrier (cellular)", expand=True)
+    for col in ("carrier", "modem", "rat", "cell", "RSRP dBm", "RSRQ dB", "RSSI dBm", "registered", "age s"):
+        cell.add_column(col)
+    for r in data["cellular"]:
+        rsrp = r.get("rsrp_dbm")
+        colour = "red" if rsrp is None or rsrp < -110 else "yellow" if rsrp < -95 else "green"
+        cell.add_row(r.get("carrier"), r.get("modem"), r.get("rat"), r.get("cell"), f"[{colour}]{_fmt(rsrp)}[/]",
+                     _fmt(r.get("rsrq_db")), _fmt(r.get("rssi_dbm")), "yes" if r.get("registered") else "[red]no[/]",
+                     _fmt(r["_age"], ".0f"))
+    iface = Table(title="Equipment interfaces (SNMP)", expand=True)
+    for col in ("device", "ifname", "oper", "in octets", "in Mbit/s", "speed Mbit/s"):
+        iface.add_column(col)
+    for r in data["interface"]:
+        iface.add_row(r.get("device"), r.get("ifname"), "[green]up[/]" if r.get("oper_up") else "[red]down[/]",
+                      _fmt(r.get("in_octets")), _fmt(r.get("in_mbps"), ".2f"), _fmt(r.get("speed_mbps")))
+    devs = ", ".join(f"{r.get('device')} {'up' if r.get('up') else 'DOWN'} (uptime {_fmt(r.get('uptime_s'), '.0f')} s)"
+                     for r in data["device"])
+    probes = ", ".join(f"{r.get('probe')} {'online' if r.get('up') else 'OFFLINE'}, spool {_fmt(r.get('spool_depth'))}"
+                       for r in data["probe"])
+    summary = (f"[b]ZoneWatch demo[/b] {elapsed:.0f} s | collector: {counters['received']:.0f} messages, "
+               f"{counters['written']:.0f} samples stored | devices: {devs or '-'} | probes: {probes or '-'}")
+    return Group(summary, cell, iface, "Ctrl-C stops the demo.")
+
+
+def _plain(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], elapsed: float) -> str:
+    parts = [f"t={elapsed:.0f}s messages={counters['received']:.0f} samples={counters['written']:.0f}"]
+    parts += [f"cellular {r.get('carrier')} {r.get('modem')} rsrp={_fmt(r.get('rsrp_dbm'))} dBm "
+              f"registered={bool(r.get('registered'))}" for r in data["cellular"]]
+    parts += [f"interface {r.get('device')} {r.get('ifname')} oper_up={bool(r.get('oper_up'))} "
+              f"in_octets={_fmt(r.get('in_octets'))}" for r in data["interface"]]
+    parts += [f"device {r.get('device')} up={bool(r.get('up'))}" for r in data["device"]]
+    return "\n".join(parts)
+
+
+def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False) -> int:
+    """Run the demo until Ctrl-C (or ``seconds``); return the exit code."""
+    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="zonewatch-demo-"))
+    demo = Demo(folder)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = time.monotonic()
+    code = 0
+    print(f"ZoneWatch demo: starting a simulated zone in {folder} ...", flush=True)
+    try:
+        demo.start()
+        live: Any = None
+        if not plain:
+            from rich.live import Live
+
+            live = Live(refresh_per_second=2)
+            live.start()
+        try:
+            while not stop.wait(1.0 if live else 5.0):
+                elapsed = time.monotonic() - started
+                failed = demo.failed_child()
+                if failed:
+                    print(f"demo: {failed} stopped unexpectedly; its log is {folder}/{failed}.log", file=sys.stderr)
+                    code = 1
+                    break
+                data, counters = demo.rows(time.time_ns()), demo.counters()
+                if live:
+                    live.update(_tables(data, counters, elapsed))
+                else:
+                    print(_plain(data, counters, elapsed), flush=True)
+                if seconds and elapsed >= seconds:
+                    break
+        finally:
+            if live:
+                live.stop()
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        print("demo: stopping ...", flush=True)
+        demo.stop()
+    print(f"demo: stopped. Store: {demo.db}; logs and configs: {folder}", flush=True)
+    return code

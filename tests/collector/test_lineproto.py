@@ -1,0 +1,281 @@
+"""Line-protocol encoding: exact lines written out by hand, and a strict parser that every line passes."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import wire
+from collector.storage import lineproto
+from collector.storage.lineproto import Encoder, encode_batches, encode_sample
+
+T = 1_764_289_990_123_456_789
+
+
+def batch(*samples: wire.Sample, zone: str = "dinh-vu", probe: str = "p1", seq: int = 7) -> wire.Batch:
+    return wire.Batch(zone=zone, probe=probe, seq=seq, sent_ns=T, samples=samples)
+
+
+def line(measurement: str, tags: dict[str, str], fields: dict[str, wire.FieldValue],
+         t: int = T) -> str | None:
+    return encode_sample(wire.Sample(measurement, tags, fields, t), "dinh-vu", "p1")
+
+
+# ---------------------------------------------------------------------------------------------- exact lines
+
+
+def test_tags_are_sorted_and_include_zone_and_probe_from_the_batch() -> None:
+    got = line("interface", {"link": "primary", "device": "sw1", "ifname": "ge-0/0/1"},
+               {"in_octets": 123, "oper_up": True, "speed_mbps": 1000})
+    assert got == ("interface,device=sw1,ifname=ge-0/0/1,link=primary,probe=p1,zone=dinh-vu"
+                   " in_octets=123i,oper_up=1i,speed_mbps=1000i 1764289990123456789")
+
+
+def test_the_batch_header_wins_over_a_sample_zone_or_probe_tag() -> None:
+    got = line("probe", {"zone": "elsewhere", "probe": "p9"}, {"up": True})
+    assert got == "probe,probe=p1,zone=dinh-vu up=1i 1764289990123456789"
+
+
+def test_a_sample_without_tags_gets_zone_and_probe() -> None:
+    assert line("probe", {}, {"spool_depth": 0}, 5) == "probe,probe=p1,zone=dinh-vu spool_depth=0i 5"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (True, "1i"),
+    (False, "0i"),
+    (0, "0i"),
+    (-95, "-95i"),
+    (2**63 - 1, "9223372036854775807i"),
+    (-(2**63), "-9223372036854775808i"),
+    (2**63, "9223372036854775808u"),            # a Counter64 above the signed range
+    (2**64 - 1, "18446744073709551615u"),
+    (-71.5, "-71.5"),
+    (0.1, "0.1"),
+    (1 / 3, "0.3333333333333333"),
+    (5.0, "5.0"),                               # stays a float
+    (-0.0, "-0.0"),
+    (1e16, "1e+16"),
+    (1.5e-7, "1.5e-07"),
+    (1.7976931348623157e308, "1.7976931348623157e+308"),
+])
+def test_field_values(value: wire.FieldValue, text: str) -> None:
+    assert line("m", {}, {"f": value}, 1) == f"m,probe=p1,zone=dinh-vu f={text} 1"
+
+
+def test_fields_keep_sample_order() -> None:
+    got = line("cellular", {"carrier": "452-04"}, {"rsrp_dbm": -95, "sinr_db": 7.25, "registered": False}, 1)
+    assert got == "cellular,carrier=452-04,probe=p1,zone=dinh-vu rsrp_dbm=-95i,sinr_db=7.25,registered=0i 1"
+
+
+def test_nan_and_infinities_are_left_out() -> None:
+    got = line("m", {}, {"a": math.nan, "b": 1.5, "c": math.inf, "d": -math.inf}, 1)
+    assert got == "m,probe=p1,zone=dinh-vu b=1.5 1"
+
+
+def test_a_sample_without_fields_produces_no_line() -> None:
+    assert line("m", {"a": "b"}, {}) is None
+    assert line("m", {"a": "b"}, {"only": math.nan}) is None
+    samples = (wire.Sample("m", {}, {}, 1), wire.Sample("m", {}, {"v": 1}, 2),
+               wire.Sample("m", {}, {"x": math.nan}, 3))
+    assert encode_batches([batch(*samples)]) == ["m,probe=p1,zone=dinh-vu v=1i 2"]
+
+
+def test_measurement_escapes_comma_and_space_only() -> None:
+    assert line("a b,c=d", {}, {"v": 1}, 1) == r"a\ b\,c=d,probe=p1,zone=dinh-vu v=1i 1"
+
+
+def test_tag_keys_values_and_field_keys_escape_comma_equals_and_space() -> None:
+    got = line("m", {"site name": "Gi0/1 uplink, primary=a"}, {"in=x y,z": 1}, 1)
+    assert got == r"m,probe=p1,site\ name=Gi0/1\ uplink\,\ primary\=a,zone=dinh-vu in\=x\ y\,z=1i 1"
+
+
+def test_backslashes_are_doubled_so_a_trailing_one_cannot_escape_the_separator() -> None:
+    got = line("m\\", {"path": "C:\\dir\\"}, {"v": 1}, 1)
+    assert got == r"m\\,path=C:\\dir\\,probe=p1,zone=dinh-vu v=1i 1"
+    assert line("m", {"a": "x\\,y"}, {"v": 1}, 1) == r"m,a=x\\\,y,probe=p1,zone=dinh-vu v=1i 1"
+
+
+def test_line_breaks_and_tabs_in_tag_values_are_spelled_out() -> None:
+    assert line("m", {"a": "x\ny\r\tz"}, {"v": 1}, 1) == r"m,a=x\ny\r\tz,probe=p1,zone=dinh-vu v=1i 1"
+
+
+def test_unicode_passes_unchanged() -> None:
+    assert line("m", {"site": "Đình Vũ"}, {"v": 1}, 1) == r"m,probe=p1,site=Đình\ Vũ,zone=dinh-vu v=1i 1"
+
+
+def test_empty_tag_values_are_left_out() -> None:
+    assert line("m", {"a": "", "b": "x"}, {"v": 1}, 1) == "m,b=x,probe=p1,zone=dinh-vu v=1i 1"
+
+
+@pytest.mark.parametrize(("measurement", "tags", "fields", "message"), [
+    ("m", {}, {"s": "up"}, "field 's': str 'up' is not a number or a boolean"),
+    ("m", {}, {"big": 2**64}, "field 'big': integer 18446744073709551616 does not fit in 64 bits"),
+    ("m", {}, {"small": -(2**63) - 1}, "does not fit in 64 bits"),
+    ("", {}, {"v": 1}, "empty measurement name"),
+    ("#m", {}, {"v": 1}, "starts with '#'"),
+    ("m", {"": "x"}, {"v": 1}, "empty tag key"),
+    ("m", {}, {"": 1}, "empty field key"),
+    ("m", {"a": "\ud800"}, {"v": 1}, "is not valid Unicode"),
+])
+def test_what_cannot_be_a_valid_line_raises(measurement: str, tags: dict[str, str],
+                                            fields: dict[str, object], message: str) -> None:
+    sample = wire.Sample(measurement, tags, fields, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        encode_sample(sample, "dinh-vu", "p1")
+    with pytest.raises(ValueError, match=r"^zone dinh-vu probe p1 seq 7: "):
+        encode_batches([batch(sample)])
+
+
+def test_encode_batches_keeps_order_across_batches() -> None:
+    b1 = batch(wire.Sample("m", {}, {"v": 1}, 1), wire.Sample("m", {}, {"v": 2}, 2))
+    b2 = batch(wire.Sample("m", {}, {"v": 3}, 3), probe="p2")
+    assert encode_batches([b1, b2]) == [
+        "m,probe=p1,zone=dinh-vu v=1i 1",
+        "m,probe=p1,zone=dinh-vu v=2i 2",
+        "m,probe=p2,zone=dinh-vu v=3i 3",
+    ]
+
+
+def test_the_encoder_cache_keeps_series_of_different_probes_apart() -> None:
+    encoder = Encoder(max_series=2)
+    sample = wire.Sample("device", {"device": "bts1"}, {"up": True}, 1)
+    origins = [("p1", "z1"), ("p2", "z1"), ("p1", "z2"), ("p1", "z1")]
+    batches = [batch(sample, probe=p, zone=z) for p, z in origins]
+    expected = [
+        "device,device=bts1,probe=p1,zone=z1 up=1i 1",
+        "device,device=bts1,probe=p2,zone=z1 up=1i 1",
+        "device,device=bts1,probe=p1,zone=z2 up=1i 1",
+        "device,device=bts1,probe=p1,zone=z1 up=1i 1",
+    ]
+    assert encoder.encode(batches) == expected
+    assert encoder.encode(batches) == expected  # again, from the cache (evicted and refilled)
+
+
+# ---------------------------------------------------------------------------------------------- strict parser
+
+_SPECIAL = {",", "=", " ", "\\"}
+_INT = re.compile(r"^-?(0|[1-9][0-9]*)i$")
+_UINT = re.compile(r"^(0|[1-9][0-9]*)u$")
+_FLOAT = re.compile(r"^-?([0-9]+\.[0-9]+|[0-9]+(\.[0-9]+)?e[+-][0-9]+)$")
+
+
+def _scan(text: str, pos: int, stops: str) -> tuple[str, int]:
+    """Read up to an unescaped character of ``stops``; return the unescaped token and its end."""
+    out: list[str] = []
+    while pos < len(text) and text[pos] not in stops:
+        ch = text[pos]
+        assert ch not in "\n\r", "raw line break inside a line"
+        if ch == "\\":
+            assert pos + 1 < len(text), "line ends in an escape"
+            nxt = text[pos + 1]
+            if nxt in _SPECIAL:
+                out.append(nxt)
+                pos += 2
+                continue
+        out.append(ch)
+        pos += 1
+    return "".join(out), pos
+
+
+def parse(text: str) -> tuple[str, dict[str, str], dict[str, int | float], int]:
+    """Parse one line strictly: every part present, nothing unescaped where it must not be."""
+    measurement, pos = _scan(text, 0, ", ")
+    assert measurement and not measurement.startswith("#")
+    tags: dict[str, str] = {}
+    while text[pos] == ",":
+        key, pos = _scan(text, pos + 1, "=, ")
+        assert key and text[pos] == "=", f"tag without '=' at {pos}"
+        value, pos = _scan(text, pos + 1, "=, ")
+        assert value and text[pos] in ", ", f"bad tag value end at {pos}"
+        assert key not in tags
+        tags[key] = value
+    assert list(tags) == sorted(tags), "tags not sorted"
+    assert text[pos] == " "
+    fields: dict[str, int | float] = {}
+    while True:
+        key, pos = _scan(text, pos + 1, "=, ")
+        assert key and text[pos] == "=", f"field without '=' at {pos}"
+        end = pos + 1
+        while end < len(text) and text[end] not in ", ":
+            end += 1
+        assert end < len(text), "no timestamp"
+        raw, pos = text[pos + 1:end], end
+        if _INT.match(raw):
+            fields[key] = int(raw[:-1])
+            assert -(2**63) <= fields[key] < 2**63
+        elif _UINT.match(raw):
+            fields[key] = int(raw[:-1])
+            assert 2**63 <= fields[key] < 2**64
+        else:
+            assert _FLOAT.match(raw), f"bad field value {raw!r}"
+            fields[key] = float(raw)
+        if text[pos] == " ":
+            break
+    stamp = text[pos + 1:]
+    assert re.fullmatch(r"-?[0-9]+", stamp), f"bad timestamp {stamp!r}"
+    return measurement, tags, fields, int(stamp)
+
+
+_text = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\t"), max_size=12)
+_name = _text.filter(lambda s: s != "" and not s.startswith("#"))
+_value = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+def sample_strategy(text: st.SearchStrategy[str],
+                    name: st.SearchStrategy[str]) -> st.SearchStrategy[wire.Sample]:
+    return st.builds(
+        wire.Sample,
+        measurement=name,
+        tags=st.dictionaries(name, text, max_size=5),
+        fields=st.dictionaries(name, _value, max_size=5),
+        time_ns=st.integers(min_value=0, max_value=2**63 - 1),
+    )
+
+
+@given(st.lists(sample_strategy(_text, _name), max_size=5), st.sampled_from(["dinh-vu", "z.1"]),
+       st.sampled_from(["p1", "probe-2"]))
+def test_every_line_parses_back_to_its_sample(samples: list[wire.Sample], zone: str, probe: str) -> None:
+    lines = Encoder().encode([wire.Batch(zone=zone, probe=probe, seq=1, sent_ns=0, samples=tuple(samples))])
+    expected = []
+    for s in samples:
+        fields = {k: (int(v) if isinstance(v, bool) else v) for k, v in s.fields.items()
+                  if not (isinstance(v, float) and not math.isfinite(v))}
+        if fields:
+            tags = {k: v for k, v in s.tags.items() if v}
+            tags.update(zone=zone, probe=probe)
+            expected.append((s.measurement, tags, fields, s.time_ns))
+    assert [parse(text) for text in lines] == expected
+
+
+_any_text = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+_any_name = _any_text.filter(lambda s: s != "" and not s.startswith("#"))
+
+
+@given(st.lists(sample_strategy(_any_text, _any_name), max_size=5))
+def test_no_line_ever_contains_a_line_break(samples: list[wire.Sample]) -> None:
+    for text in encode_batches([wire.Batch(zone="z", probe="p", seq=1, sent_ns=0, samples=tuple(samples))]):
+        assert "\n" not in text and "\r" not in text
+
+
+def test_the_parser_rejects_what_it_must() -> None:
+    good = "m,a=b v=1i 1"
+    assert parse(good) == ("m", {"a": "b"}, {"v": 1}, 1)
+    for bad in ["m,a=b c v=1i 1", "m,a= v=1i 1", "m,b=1,a=2 v=1i 1", "m v=1 1", "m v=1.0i 1", "m v=1i",
+                "m v=9223372036854775808i 1", "m,a=b\nc v=1i 1", "m v=1i 1.5", "m,a==b v=1i 1"]:
+        with pytest.raises(AssertionError):
+            parse(bad)
+
+
+def test_module_exports() -> None:
+    assert set(lineproto.__all__) == {"Encoder", "encode_batches", "encode_sample", "escape_measurement",
+                                      "escape_key"}

@@ -1,0 +1,51 @@
+"""The Quick start demo: readings from both simulated carriers and both devices appear, and Ctrl-C
+stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_shows_live_readings_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "collector", "--log-level", "warning", "demo", "--plain",
+                             "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    try:
+        def everything_shown() -> bool:
+            text = "".join(lines)
+            return all(s in text for s in ("cellular 452-04 viettel rsrp=-", "cellular 452-02 vinaphone rsrp=-",
+                                           "interface bts-01 ge-0/0/1 oper_up=True", "interface sw-core ge-0/0/5 "
+                                           "oper_up=False", "device bts-01 up=True", "device sw-core up=True"))
+
+        services.wait_for(everything_shown, 90, "the demo to show both carriers and both devices")
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(30) == 0, "".join(lines)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+        proc.stdout.close()  # type: ignore[union-attr]
+    output = "".join(lines)
+    assert "demo: stopped." in output
+    assert "Traceback" not in output
+    children = [line.split() for line in (workdir / "children.pid").read_text().splitlines()]
+    assert {name for _, name in children} == {"snmpsim", "modem-viettel", "modem-vinaphone", "agent"}
+    for pid, name in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)  # every child is gone (reaped by the demo, not left behind)
