@@ -46,6 +46,6 @@ def test_demo_shows_live_readings_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     assert "Traceback" not in output
     children = [line.split() for line in (workdir / "children.pid").read_text().splitlines()]
     assert {name for _, name in children} == {"snmpsim", "modem-viettel", "modem-vinaphone", "agent"}
-    for pid, name in children:
+    for pid, _name in children:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)  # every child is gone (reaped by the demo, not left behind)
