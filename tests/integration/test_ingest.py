@@ -1,0 +1,109 @@
+"""The collector against real mosquitto: bad input is rejected and counted, the stream goes on, repeats
+are dropped, and a storage outage loses nothing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent import wire
+from collector.app import Collector
+from collector.config import CollectorConfig
+from collector.storage import SqliteStorage
+from collector.storage.sqlite import SqliteWriter
+from tests import services
+from zwconf import load
+
+pytestmark = pytest.mark.integration
+
+
+NOW = time.time_ns()
+
+
+def batch(probe: str, seq: int, value: int) -> bytes:
+    ts = NOW - (60 - seq) * 10**9  # one point a second, a minute ago
+    return wire.encode(wire.Batch("z1", probe, seq, 1, (wire.Sample("probe", {}, {"spool_depth": value}, ts),)))
+
+
+def publisher(port: int) -> mqtt.Client:
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-pub", protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def counter(col: Collector, name: str, **labels: str) -> float:
+    return col.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_bad_input_is_counted_and_the_stream_goes_on(tmp_path: Path, mosquitto: services.Service) -> None:
+    db = tmp_path / "zw.db"
+    cfg = load(CollectorConfig, f"mqtt: {{port: {mosquitto.port}, client_id: c1}}\n"
+                                f"storage: {{type: sqlite, path: '{db}'}}\nhttp: {{enabled: false}}\n")
+    col = Collector(cfg)
+    col.start()
+    pub = publisher(mosquitto.port)
+    try:
+        assert col.ingest is not None
+        services.wait_for(col.ingest.connected.is_set, 10, "the collector to connect")
+        sent = [
+            ("zw/v1/z1/p1/data", batch("p1", 1, 10)),
+            ("zw/v1/z1/p1/data", b"{not json"),
+            ("zw/v1/z1/p1/data", b'{"v":7,"zone":"z1","probe":"p1","seq":2,"sent_ns":1}'),
+            ("zw/v1/z1/p2/data", batch("p1", 3, 99)),  # p2's topic, p1's payload: spoofing
+            ("zw/v1/z1/p1/data", batch("p1", 1, 10)),  # a resend of seq 1
+            ("zw/v1/z1/p1/data", batch("p1", 4, 40)),
+        ]
+        for topic, body in sent:
+            pub.publish(topic, body, qos=1).wait_for_publish(5)
+        services.wait_for(lambda: counter(col, "zonewatch_storage_written_batches_total") >= 2, 10,
+                          "two good batches written")
+        services.wait_for(lambda: counter(col, "zonewatch_ingest_duplicate_batches_total") >= 1, 10, "the repeat")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        col.stop()
+    assert counter(col, "zonewatch_ingest_rejected_messages_total", reason="not_json") == 1
+    assert counter(col, "zonewatch_ingest_rejected_messages_total", reason="unsupported_version") == 1
+    assert counter(col, "zonewatch_ingest_rejected_messages_total", reason="identity_mismatch") == 1
+    store = SqliteWriter(SqliteStorage(type="sqlite", path=str(db)))
+    try:
+        points = store.query("probe", "spool_depth")
+        assert [(p.tags["probe"], p.value) for p in points] == [("p1", 10), ("p1", 40)]  # nothing from p2
+    finally:
+        store.close()
+
+
+def test_storage_outage_loses_nothing(tmp_path: Path, mosquitto: services.Service) -> None:
+    vm = services.start_victoriametrics(tmp_path / "vm")
+    vm_port = vm.port
+    vm.stop()  # storage is down when the data arrive
+    cfg = load(CollectorConfig, f"mqtt: {{port: {mosquitto.port}, client_id: c2}}\n"
+                                f"storage: {{type: victoriametrics, url: 'http://127.0.0.1:{vm_port}'}}\n"
+                                "http: {enabled: false}\n")
+    col = Collector(cfg)
+    col.start()
+    pub = publisher(mosquitto.port)
+    try:
+        assert col.ingest is not None
+        services.wait_for(col.ingest.connected.is_set, 10, "the collector to connect")
+        for seq in range(1, 6):
+            pub.publish("zw/v1/z1/p1/data", batch("p1", seq, seq), qos=1).wait_for_publish(5)
+        services.wait_for(lambda: counter(col, "zonewatch_storage_write_errors_total") >= 2, 20,
+                          "the writer to retry against the dead store")
+        assert counter(col, "zonewatch_storage_written_batches_total") == 0
+        vm = services.start_victoriametrics(tmp_path / "vm", port=vm_port)
+        services.wait_for(lambda: counter(col, "zonewatch_storage_written_batches_total") == 5, 60,
+                          "the writer to catch up once storage is back")
+        services.wait_for(lambda: len(services.vm_query(vm.url, "probe_spool_depth")) == 1 and int(
+            services.vm_query(vm.url, "count_over_time(probe_spool_depth[1h])")[0]["value"][1]) == 5,  # type: ignore[index]
+            30, "all five points in VictoriaMetrics")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        col.stop()
+        vm.stop()
