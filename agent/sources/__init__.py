@@ -13,13 +13,27 @@ The contract every source follows (see ``Source``):
   answer gives the samples it could make.
 - ``close()`` releases what ``collect`` opened; it may be called when nothing was opened.
 - The runner never calls ``collect`` twice at once on one source, but different sources run concurrently.
+
+Some sources are not polled but listen (SNMP traps, local MQTT telemetry). They follow ``Listener``:
+
+- The constructor takes its validated config and does no I/O.
+- ``start(emit)`` binds what it listens on and returns once it is listening (raising ``SourceError`` if it
+  cannot, e.g. the port is taken). From then on it calls ``emit(kind, samples, events)`` on the event loop's
+  thread whenever something arrives: ``kind="events"`` for what must travel at once (a trap, a link going
+  down: the spool sends events ahead of any data backlog), ``kind="data"`` for ordinary readings. ``emit``
+  never blocks and never raises.
+- A malformed input is counted and logged (once per sender and reason), never fatal.
+- ``stop()`` closes what ``start`` opened; it may be called when ``start`` failed.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
 
-from agent.wire import Sample
+from agent.wire import Event, Sample
+
+Emit = Callable[[Literal["data", "events"], Sequence[Sample], Sequence[Event]], None]
 
 
 class SourceError(Exception):
@@ -35,4 +49,16 @@ class Source(Protocol):
 
     async def close(self) -> None:
         """Release connections; called once when the agent stops."""
+        ...
+
+
+class Listener(Protocol):
+    name: str
+
+    async def start(self, emit: Emit) -> None:
+        """Begin listening; called once by the runner, on its event loop, before any emit."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop listening and release sockets; called once when the agent stops."""
         ...
