@@ -147,7 +147,7 @@ class Agent:
                  os.getpid())
         try:
             while not stop.is_set():
-                sent = self.uplink.pump()
+                sent = self.uplink.pump(self.clock())
                 self._export_state()
                 if sent and self.uplink.inflight() < self.uplink.max_inflight:
                     continue
@@ -158,7 +158,7 @@ class Agent:
                     pass
         finally:
             scheduler.shutdown(wait=False)
-            self.uplink.pump()
+            self.uplink.pump(self.clock())
             self.uplink.stop()
             await self.close_sources()
             self.spool.close()

@@ -1,152 +1,99 @@
 """The probe's on-disk outbox: every batch is durable here before it is sent.
 
-Layout (one SQLite file in WAL mode, ``synchronous=FULL`` so a committed batch survives power loss)::
+A ``zwqueue.DiskQueue`` (SQLite, WAL, ``synchronous=FULL``) whose entry ids are the batches' ``seq``:
 
-    meta(key, value)                      "seq": the last sequence number handed out (never reused),
-                                          "dropped": batches dropped by the bounds, ever
-    outbox(seq, kind, created_ns, size, payload)
-                                          one row per MQTT message, payload already encoded
+- ``append`` takes the next ``seq`` (kept in the queue's meta table, so it never goes back, even after the
+  outbox empties or the agent restarts), encodes the batch with it, and commits.
+- The uplink takes entries with ``pending``: events first, then what was made in the last ``live``
+  seconds, then the backlog oldest first, so after an outage the NOC sees now while the past fills in.
+- ``ack`` deletes what the broker acknowledged (QoS 1 PUBACK), many in one transaction.
+- Bounded by bytes and age: the oldest data go first, events last, and every drop is counted.
 
-Life of a batch: ``append`` encodes it with the next ``seq`` and commits; the uplink takes rows with
-``pending`` (events first, then data, each oldest first), publishes them, and calls ``ack(seq)`` when the
-broker acknowledged (QoS 1 PUBACK). A batch is deleted only then. A restart resends what was not
-acknowledged, with its original ``seq``, so the collector can drop the duplicate.
-
-Bounds: ``max_bytes`` and ``max_age``; when either is exceeded the oldest data batches are dropped first
-(events last) and counted, so a long outage costs the oldest data, never the newest, and never silently.
-
-One Spool object belongs to one thread (the agent's event loop); it is not shared.
+One Spool object belongs to one thread (the agent's event loop).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from dataclasses import dataclass
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 from agent import wire
+from zwqueue import DiskQueue, Entry
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["data", "events"]
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One spooled message, ready to publish."""
-
-    seq: int
-    kind: Kind
-    payload: bytes
+__all__ = ["Spool", "Entry"]
 
 
 class Spool:
     """Durable, bounded, ordered outbox of encoded batches."""
 
     def __init__(self, path: str | Path, zone: str, probe: str, max_bytes: int = 256 * 2**20,
-                 max_age_s: float = 7 * 86400.0) -> None:
-        self.path = Path(path)
+                 max_age_s: float = 7 * 86400.0, live_s: float = 60.0) -> None:
         self.zone, self.probe = zone, probe
-        self.max_bytes, self.max_age_ns = max_bytes, int(max_age_s * 1e9)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS outbox(
-                seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, created_ns INTEGER NOT NULL,
-                size INTEGER NOT NULL, payload BLOB NOT NULL);
-            CREATE INDEX IF NOT EXISTS outbox_kind ON outbox(kind, seq);
-            INSERT OR IGNORE INTO meta VALUES ('seq', 0), ('dropped', 0);
-            """
-        )
-        self._bytes = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM outbox").fetchone()[0])
+        self.queue = DiskQueue(path, max_bytes, int(max_age_s * 1e9), priority=("events",), live_ns=int(live_s * 1e9))
+        self.origin = self.queue.get_meta("origin")
+        if not self.origin:  # a new spool: a new sequence space
+            self.origin = secrets.randbits(62) or 1
+            self.queue.set_meta("origin", self.origin)
+        if self.queue.salvaged is not None:
+            kept, aside = self.queue.salvaged
+            # The seq counter may have been lost with the damage: never hand out a seq the collector has seen.
+            last = max(self.queue.get_meta("seq"), max((e.id for e in self.queue.pending(1 << 30)), default=0))
+            self.queue.set_meta("seq", last)
+            log.error("spool was damaged (moved to %s); kept %d batches; the collector counts the rest as gaps",
+                      aside, kept)
 
-    def append(self, kind: Kind, now_ns: int, samples: tuple[wire.Sample, ...] = (),
+    @property
+    def path(self) -> Path:
+        return self.queue.path
+
+    def append(self, kind: str, now_ns: int, samples: tuple[wire.Sample, ...] = (),
                events: tuple[wire.Event, ...] = ()) -> int:
-        """Encode and store one batch with the next sequence number; return that number."""
-        with self._tx():
-            seq = int(self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value")
-                      .fetchone()[0])
-            payload = wire.encode(wire.Batch(self.zone, self.probe, seq, now_ns, samples, events))
-            self._db.execute("INSERT INTO outbox VALUES (?, ?, ?, ?, ?)", (seq, kind, now_ns, len(payload), payload))
-            self._bytes += len(payload)
-            self._enforce_bounds(now_ns)
+        """Encode and commit one batch with the next sequence number; return that number."""
+        q = self.queue
+        q.begin()
+        try:
+            seq = q.get_meta("seq") + 1
+            q.set_meta("seq", seq)
+            q.commit()
+        except BaseException:
+            q.rollback()
+            raise
+        payload = wire.encode(wire.Batch(self.zone, self.probe, seq, now_ns, samples, events, origin=self.origin))
+        q.put(kind, payload, now_ns, entry_id=seq)
         return seq
 
-    def pending(self, limit: int, skip: set[int] | frozenset[int] = frozenset()) -> list[Entry]:
-        """Return up to ``limit`` unacknowledged entries not in ``skip``: events first, each oldest first."""
-        out: list[Entry] = []
-        for kind in ("events", "data"):
-            rows = self._db.execute("SELECT seq, payload FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?",
-                                    (kind, limit + len(skip)))
-            for seq, payload in rows:
-                if seq not in skip:
-                    out.append(Entry(seq, kind, bytes(payload)))
-                    if len(out) >= limit:
-                        return out
-        return out
+    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset()) -> list[Entry]:
+        """Return up to ``limit`` entries to publish, not in ``skip`` (already in flight)."""
+        return self.queue.pending(limit, now_ns, skip)
 
-    def ack(self, seq: int) -> None:
-        """Forget a batch the broker has acknowledged."""
-        with self._tx():
-            row = self._db.execute("DELETE FROM outbox WHERE seq = ? RETURNING size", (seq,)).fetchone()
-            if row:
-                self._bytes -= int(row[0])
+    def ack(self, seqs: int | Iterable[int]) -> None:
+        """Forget batches the broker has acknowledged."""
+        self.queue.ack([seqs] if isinstance(seqs, int) else seqs)
 
     def depth(self) -> int:
         """Return how many batches wait to be acknowledged."""
-        return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return self.queue.depth()
 
     def size_bytes(self) -> int:
         """Return the payload bytes waiting."""
-        return self._bytes
+        return self.queue.size_bytes()
 
     def dropped(self) -> int:
         """Return how many batches the bounds have dropped, ever."""
-        return int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
+        return self.queue.dropped()
+
+    def damaged(self) -> int:
+        """Return how many times the spool file was found damaged and salvaged, ever."""
+        return self.queue.get_meta("damaged_files")
 
     def last_seq(self) -> int:
         """Return the last sequence number handed out."""
-        return int(self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+        return self.queue.get_meta("seq")
 
     def close(self) -> None:
-        """Close the database; the file keeps everything not acknowledged."""
-        self._db.close()
-
-    def _enforce_bounds(self, now_ns: int) -> None:
-        dropped = 0
-        cur = self._db.execute("DELETE FROM outbox WHERE created_ns < ? RETURNING size", (now_ns - self.max_age_ns,))
-        for (size,) in cur.fetchall():
-            self._bytes -= int(size)
-            dropped += 1
-        while self._bytes > self.max_bytes:
-            row = self._db.execute(
-                "DELETE FROM outbox WHERE seq = (SELECT seq FROM outbox ORDER BY kind = 'events', seq LIMIT 1) "
-                "RETURNING size").fetchone()
-            if row is None:
-                break
-            self._bytes -= int(row[0])
-            dropped += 1
-        if dropped:
-            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
-            log.warning("spool %s over its bounds: dropped the %d oldest batches (%d dropped in all)",
-                        self.path, dropped, self.dropped())
-
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        """Close the file; it keeps everything not acknowledged."""
+        self.queue.close()

@@ -74,8 +74,9 @@ class Uplink:
                                   properties=props)
         self.client.loop_start()
 
-    def pump(self) -> int:
+    def pump(self, now_ns: int) -> int:
         """Apply acknowledgements and publish more from the spool; return how many were published now."""
+        acked: list[int] = []
         while True:
             try:
                 mid = self._acked.get_nowait()
@@ -83,21 +84,21 @@ class Uplink:
                 break
             seq = self._inflight.pop(mid, None)
             if seq is not None:
-                self.spool.ack(seq)
-                self.acknowledged += 1
+                acked.append(seq)
+        if acked:
+            self.spool.ack(acked)  # one transaction for all of them
+            self.acknowledged += len(acked)
         if not self.connected:
             return 0
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return 0
         sent = 0
-        for entry in self.spool.pending(room, skip=set(self._inflight.values())):
+        for entry in self.spool.pending(room, now_ns, skip=set(self._inflight.values())):
             info = self.client.publish(self.topics[entry.kind], entry.payload, qos=1)
+            self._inflight[info.mid] = entry.id  # the spool's entry id is the batch's seq
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                # Not connected after all: paho keeps the message and sends it on reconnect.
-                self._inflight[info.mid] = entry.seq
-                break
-            self._inflight[info.mid] = entry.seq
+                break  # not connected after all: paho keeps the message and sends it on reconnect
             sent += 1
         self.published += sent
         return sent

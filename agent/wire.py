@@ -12,7 +12,7 @@ Topics::
 
 Payload (one JSON object per message, UTF-8)::
 
-    {"v": 1, "zone": "dinh-vu", "probe": "p1", "seq": 42, "sent_ns": 1764290000000000000,
+    {"v": 1, "zone": "dinh-vu", "probe": "p1", "seq": 42, "origin": 8811, "sent_ns": 1764290000000000000,
      "samples": [{"m": "cellular", "ts": 1764289990000000000,
                   "tags": {"carrier": "452-04", "modem": "viettel"},
                   "fields": {"rsrp_dbm": -95, "registered": true}}],
@@ -21,7 +21,9 @@ Payload (one JSON object per message, UTF-8)::
 Rules every version keeps:
 
 - ``seq`` increases by one for every message a probe spools, across restarts. The collector drops a
-  repeated ``seq`` and counts the gaps.
+  repeated ``seq`` and counts the gaps. ``origin`` (optional, default 0) is a random number the probe picks
+  when it creates its spool: a probe whose spool was replaced starts a new ``seq`` count under a new
+  origin, and the collector keys its sequence bookkeeping by (probe, origin).
 - Every sample carries its own measurement time ``ts`` in nanoseconds since the epoch; replayed data keeps
   it.
 - Field values are numbers or booleans, never strings (enumerations are tags). A value the device did not
@@ -126,6 +128,7 @@ class Batch:
     samples: tuple[Sample, ...] = ()
     events: tuple[Event, ...] = ()
     version: int = SCHEMA_VERSION
+    origin: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,8 @@ def encode(batch: Batch) -> bytes:
         "seq": batch.seq,
         "sent_ns": batch.sent_ns,
     }
+    if batch.origin:
+        doc["origin"] = batch.origin
     if batch.samples:
         doc["samples"] = [_row("m", s.measurement, s.tags, s.fields, s.time_ns) for s in batch.samples]
     if batch.events:
@@ -200,7 +205,7 @@ def decode(payload: bytes | bytearray | str) -> Batch:
     if version not in SUPPORTED_VERSIONS:
         raise WireError("unsupported_version",
                         f"schema version {version}; this side reads {sorted(SUPPORTED_VERSIONS)}")
-    allowed = {"v", "zone", "probe", "seq", "sent_ns", "samples", "events"}
+    allowed = {"v", "zone", "probe", "seq", "origin", "sent_ns", "samples", "events"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise WireError("bad_schema", f"unknown key {unknown[0]!r} in batch")
@@ -213,11 +218,15 @@ def decode(payload: bytes | bytearray | str) -> Batch:
         raise WireError("bad_schema", f"'seq' {seq!r} must be a non-negative integer")
     if type(sent) is not int or sent < 0:
         raise WireError("bad_schema", f"'sent_ns' {sent!r} must be a non-negative integer")
+    origin = doc.get("origin", 0)
+    if type(origin) is not int or not 0 <= origin < 2**63:
+        raise WireError("bad_schema", f"'origin' {origin!r} must be a non-negative 63-bit integer")
     samples = tuple(
         Sample(*_decode_row(r, "m", f"samples[{i}]")) for i, r in enumerate(_list(doc, "samples"))
     )
     events = tuple(Event(*_decode_row(r, "name", f"events[{i}]")) for i, r in enumerate(_list(doc, "events")))
-    return Batch(zone=zone, probe=probe, seq=seq, sent_ns=sent, samples=samples, events=events, version=version)  # type: ignore[arg-type]
+    return Batch(zone=zone, probe=probe, seq=seq, sent_ns=sent, samples=samples, events=events,  # type: ignore[arg-type]
+                 version=version, origin=origin)
 
 
 def _list(doc: dict[str, Any], key: str) -> list[Any]:

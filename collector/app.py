@@ -12,6 +12,7 @@ from collector.ingest import Ingest
 from collector.metrics import CollectorMetrics
 from collector.storage import make_writer
 from zwconf.mqtt import MqttConfig
+from zwqueue import DiskQueue
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,10 @@ class Collector:
             self.broker.start()
             mqtt_cfg = MqttConfig(host=host, port=int(port), protocol="3.1.1")
         writer = make_writer(cfg.storage)
-        self.ingest = Ingest(mqtt_cfg, writer, self.metrics, zones=cfg.zones)
+        intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9))
+        if intake.depth():
+            log.info("intake queue holds %d messages from before; writing them first", intake.depth())
+        self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones)
         self.ingest.start()
         if cfg.http.enabled:
             from prometheus_client import start_http_server
@@ -50,6 +54,7 @@ class Collector:
         if self.ingest is not None:
             self.ingest.stop()
             self.ingest.writer.close()
+            self.ingest.intake.close()
         if self._http is not None:
             self._http.shutdown()
         if self.broker is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import field_validator
 
 from collector.storage import SqliteStorage, StorageConfig
-from zwconf import Strict
+from zwconf import Duration, Strict
 from zwconf.mqtt import MqttConfig
 
 
@@ -33,12 +33,21 @@ class HttpConfig(Strict):
     _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
 
 
+class IntakeQueueConfig(Strict):
+    """Where received batches wait for storage (acknowledged to the broker once they are here)."""
+
+    path: str = "/var/lib/zonewatch/intake.db"
+    max_bytes: int = 4 * 2**30
+    max_age: Duration = 30 * 86400.0
+
+
 class CollectorConfig(Strict):
     """The whole collector configuration file."""
 
     mqtt: MqttConfig | None = None
     embedded_broker: EmbeddedBroker = EmbeddedBroker()
     storage: StorageConfig = SqliteStorage(type="sqlite", path="/var/lib/zonewatch/zonewatch.db")
+    queue: IntakeQueueConfig = IntakeQueueConfig()
     inventory: str | None = None
     http: HttpConfig = HttpConfig()
     zones: list[str] = []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.app import Collector
-from collector.config import CollectorConfig, EmbeddedBroker, HttpConfig
+from collector.config import CollectorConfig, EmbeddedBroker, HttpConfig, IntakeQueueConfig
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 
@@ -68,6 +68,7 @@ class Demo:
         broker_port, snmp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
         cfg = CollectorConfig(embedded_broker=EmbeddedBroker(listen=f"127.0.0.1:{broker_port}"),
                               storage=SqliteStorage(type="sqlite", path=str(self.db)),
+                              queue=IntakeQueueConfig(path=str(self.workdir / "intake.db")),
                               http=HttpConfig(listen=f"127.0.0.1:{_free_port()}"))
         self.collector = Collector(cfg)
         self.collector.start()

@@ -1,28 +1,38 @@
-"""Ingest: MQTT in, validated batches out to storage, and only then the acknowledgement to the broker.
+"""Ingest: MQTT in, durable intake queue, storage out. Nothing is acknowledged before it is on disk.
 
 Threads::
 
-    paho network thread   on_message: parse the topic, decode with agent.wire, check that the payload's
-                          zone/probe equal the topic's; put an Item (batch or rejection) on the queue.
-                          Never blocks on storage.
-    writer thread         takes Items in arrival order, drops duplicates (same probe, same seq), writes
-                          the batches, then acknowledges every Item's message in the order received.
+    paho network thread   on_message: hand (mid, qos, topic, payload) to the intake thread. Never blocks on
+                          disk or storage (a full hand-over queue blocks paho: back-pressure to the broker).
+    intake thread         commits what arrived to the intake queue (zwqueue.DiskQueue, SQLite WAL, one
+                          transaction for everything taken at once), then sends the QoS 1 acknowledgements
+                          in the order the messages arrived.
+    writer thread         takes entries from the intake queue in order, decodes and checks them with
+                          agent.wire (a bad one is rejected and counted by reason, never fatal), drops
+                          repeats (same probe, origin and seq), writes the rest to storage with retries and
+                          backoff, and then, in one transaction, deletes the entries and saves the
+                          sequence bookkeeping.
 
-A message is acknowledged (QoS 1 PUBACK) only after its samples are in storage, and the session is
-persistent, so a collector or storage outage leaves unacknowledged messages with the broker, which
-delivers them again. A rejected payload is counted by reason and acknowledged (it will never become
-valid); the stream goes on.
+So a broker, storage or collector outage loses nothing: before the acknowledgement the broker keeps the
+message (persistent session), after it the intake queue does. A crash between a storage write and the
+transaction that follows replays those batches; the stores treat a rewritten point as the same point
+(VictoriaMetrics with ``-dedup.minScrapeInterval``, InfluxDB and SQLite by key), so it is not counted twice.
+
+Sequence bookkeeping (``SeqTracker``): per (probe, origin), a watermark below which every seq has been
+seen or given up, and the seqs seen above it. A seq at or below the watermark, or already seen, is a
+repeat. ``seq_gaps`` counts the seqs missing below the highest seen (late data still fill them in);
+once more than ``window`` newer seqs have arrived, a missing one is given up and counted as lost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -34,68 +44,124 @@ from agent import wire
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError, Writer
 from zwconf.mqtt import MqttConfig
+from zwqueue import DiskQueue, Entry
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class Item:
-    """One received message: a batch to write (or None if rejected) and how to acknowledge it."""
-
-    mid: int
-    qos: int
-    batch: wire.Batch | None
-    dedupe: bool = True
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seqstate(
+    probe TEXT NOT NULL, origin INTEGER NOT NULL, watermark INTEGER NOT NULL, lost INTEGER NOT NULL,
+    above TEXT NOT NULL, PRIMARY KEY (probe, origin));
+"""
 
 
-class SeqWindow:
-    """Remember the last ``size`` sequence numbers seen per probe, to drop resent batches."""
+@dataclass
+class ProbeSeq:
+    """What the collector knows of one probe's sequence space."""
 
-    def __init__(self, size: int = 65536) -> None:
-        self.size = size
-        self._seen: dict[str, OrderedDict[int, None]] = {}
+    watermark: int = 0
+    lost: int = 0
+    above: set[int] = field(default_factory=set)
 
-    def first_time(self, probe: str, seq: int) -> bool:
-        """Return True the first time (probe, seq) is seen, False for a repeat."""
-        seen = self._seen.setdefault(probe, OrderedDict())
-        if seq in seen:
+    @property
+    def gaps(self) -> int:
+        """Return the seqs missing below the highest seen, plus those given up."""
+        missing = (max(self.above) - self.watermark - len(self.above)) if self.above else 0
+        return self.lost + missing
+
+
+class SeqTracker:
+    """Repeat detection and gap counting per (zone/probe, origin); persisted in the intake queue's file."""
+
+    def __init__(self, db: Any, window: int = 65536) -> None:
+        self.db, self.window = db, window
+        db.executescript(_STATE_SCHEMA)
+        self.state: dict[tuple[str, int], ProbeSeq] = {}
+        for probe, origin, watermark, lost, above in db.execute("SELECT * FROM seqstate"):
+            self.state[(probe, origin)] = ProbeSeq(watermark, lost, set(json.loads(above)))
+        self._dirty: set[tuple[str, int]] = set()
+
+    def first_time(self, probe: str, origin: int, seq: int) -> bool:
+        """Record (probe, origin, seq); return False if it was seen before."""
+        key = (probe, origin)
+        st = self.state.setdefault(key, ProbeSeq())
+        if seq <= st.watermark or seq in st.above:
             return False
-        seen[seq] = None
-        if len(seen) > self.size:
-            seen.popitem(last=False)
+        self._dirty.add(key)
+        st.above.add(seq)
+        while st.watermark + 1 in st.above:  # the common case: contiguous, the set stays empty
+            st.watermark += 1
+            st.above.discard(st.watermark)
+        top = max(st.above) if st.above else st.watermark
+        if top - st.watermark > self.window:  # give up on the oldest missing ones
+            floor = top - self.window
+            missing = floor - st.watermark - sum(1 for s in st.above if s <= floor)
+            st.lost += missing
+            st.above = {s for s in st.above if s > floor}
+            st.watermark = floor
+            while st.watermark + 1 in st.above:
+                st.watermark += 1
+                st.above.discard(st.watermark)
         return True
 
+    def gaps(self, probe: str) -> int:
+        """Return the gaps of every origin of one probe."""
+        return sum(st.gaps for (p, _), st in self.state.items() if p == probe)
 
-def parse_message(topic: str, payload: bytes | bytearray, clock: Callable[[], int]) -> wire.Batch:
-    """Turn one MQTT message into a batch, or raise WireError naming what is wrong."""
-    where = wire.parse_topic(topic)
+    def save(self) -> list[str]:
+        """Write changed state (inside the caller's transaction); return the probes that changed."""
+        probes = []
+        for key in self._dirty:
+            st = self.state[key]
+            self.db.execute("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)",
+                            (key[0], key[1], st.watermark, st.lost, json.dumps(sorted(st.above))))
+            probes.append(key[0])
+        self._dirty.clear()
+        return probes
+
+
+def parse_entry(entry: Entry) -> wire.Batch:
+    """Turn one queued message into a batch, or raise WireError naming what is wrong."""
+    where = wire.parse_topic(entry.kind)
     if where.kind == "status":
-        state = payload.strip()
+        state = entry.payload.strip()
         if state not in (wire.STATUS_ONLINE, wire.STATUS_OFFLINE):
-            raise wire.WireError("bad_status", f"{topic}: status {payload[:32]!r} is not online/offline")
-        now = clock()
-        up = wire.Sample("probe", {}, {"up": state == wire.STATUS_ONLINE}, now)
-        return wire.Batch(where.zone, where.probe, 0, now, (up,))
+            raise wire.WireError("bad_status", f"{entry.kind}: status {entry.payload[:32]!r} is not online/offline")
+        up = wire.Sample("probe", {}, {"up": state == wire.STATUS_ONLINE}, entry.created_ns)
+        return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,))
     if where.kind not in ("data", "events"):
-        raise wire.WireError("bad_topic", f"{topic}: the collector does not take {where.kind!r} messages")
-    batch = wire.decode(payload)
+        raise wire.WireError("bad_topic", f"{entry.kind}: the collector does not take {where.kind!r} messages")
+    batch = wire.decode(entry.payload)
     if (batch.zone, batch.probe) != (where.zone, where.probe):
-        raise wire.WireError("identity_mismatch", f"{topic}: payload says {batch.zone}/{batch.probe}")
+        raise wire.WireError("identity_mismatch", f"{entry.kind}: payload says {batch.zone}/{batch.probe}")
     return batch
 
 
-class Ingest:
-    """Subscribe to every probe's topics and move their batches into storage."""
+@dataclass(slots=True)
+class _Arrival:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
 
-    def __init__(self, cfg: MqttConfig, writer: Writer, metrics: CollectorMetrics, zones: list[str] | None = None,
-                 clock: Callable[[], int] = time.time_ns, max_batch: int = 500) -> None:
+
+class Ingest:
+    """Subscribe to every probe's topics and move their batches through the intake queue into storage."""
+
+    def __init__(self, cfg: MqttConfig, writer: Writer, metrics: CollectorMetrics, intake: DiskQueue,
+                 zones: list[str] | None = None, clock: Callable[[], int] = time.time_ns,
+                 max_batch: int = 500) -> None:
         self.cfg, self.writer, self.metrics, self.clock = cfg, writer, metrics, clock
+        self.intake = intake
         self.zones = zones or ["+"]
         self.max_batch = max_batch
-        self.queue: queue.Queue[Item] = queue.Queue(maxsize=10_000)
-        self.window = SeqWindow()
+        self.seqs = SeqTracker(intake.db)
+        self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._write_loop, name="zw-writer", daemon=True)
+        self._lock = threading.Lock()  # the intake queue is shared by the intake and writer threads
+        self._wake_writer = threading.Event()
+        self._threads = [threading.Thread(target=self._intake_loop, name="zw-intake", daemon=True),
+                         threading.Thread(target=self._write_loop, name="zw-writer", daemon=True)]
         self._complaints: dict[tuple[str, str], float] = {}
         v5 = cfg.protocol == "5"
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
@@ -106,14 +172,16 @@ class Ingest:
             self.client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
         if cfg.tls:
             self.client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
+        self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
 
     def start(self) -> None:
-        """Start the writer thread and connect (in the background)."""
-        self._thread.start()
+        """Start the intake and writer threads and connect (in the background)."""
+        for t in self._threads:
+            t.start()
         props = None
         kwargs: dict[str, Any] = {}
         if self.cfg.protocol == "5":
@@ -126,15 +194,20 @@ class Ingest:
         self.client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what was received, acknowledge it, and disconnect."""
+        """Commit and acknowledge what arrived, write what can be written in ``timeout``, disconnect."""
         deadline = time.monotonic() + timeout
-        while not self.queue.empty() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        self._stop.set()
-        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self.connected.clear()
         self.client.disconnect()
         self.client.loop_stop()
+        while not self._arrivals.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        while self.intake.depth() and time.monotonic() < deadline:
+            self._wake_writer.set()
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake_writer.set()
+        for t in self._threads:
+            t.join(timeout=max(0.5, deadline - time.monotonic()))
 
     # paho's network thread -----------------------------------------------------------------------------
 
@@ -156,15 +229,72 @@ class Ingest:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.metrics.received_messages.inc()
-        try:
-            batch = parse_message(msg.topic, msg.payload, self.clock)
-        except wire.WireError as exc:
-            self.metrics.rejected_messages.labels(exc.reason).inc()
-            self._complain(msg.topic, exc)
-            item = Item(msg.mid, msg.qos, None)
-        else:
-            item = Item(msg.mid, msg.qos, batch, dedupe=not msg.topic.endswith("/status"))
-        self.queue.put(item)  # blocks paho (and so the broker) when the writer is far behind: back-pressure
+        self._arrivals.put(_Arrival(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+
+    # intake thread --------------------------------------------------------------------------------------
+
+    def _intake_loop(self) -> None:
+        while not (self._stop.is_set() and self._arrivals.empty()):
+            try:
+                taken = [self._arrivals.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(taken) < 2000:
+                try:
+                    taken.append(self._arrivals.get_nowait())
+                except queue.Empty:
+                    break
+            with self._lock:
+                self.intake.put_many([(a.topic, a.payload) for a in taken], self.clock())
+            self._wake_writer.set()
+            for a in taken:  # only now is the message ours: acknowledge, in arrival order
+                if a.qos > 0:
+                    self.client.ack(a.mid, a.qos)
+            self.metrics.queue_depth.set(self.intake.depth())
+
+    # writer thread --------------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                entries = self.intake.pending(self.max_batch)
+            if not entries:
+                self._wake_writer.wait(0.2)
+                self._wake_writer.clear()
+                continue
+            batches: list[wire.Batch] = []
+            for entry in entries:
+                try:
+                    batch = parse_entry(entry)
+                except wire.WireError as exc:
+                    self.metrics.rejected_messages.labels(exc.reason).inc()
+                    self._complain(entry.kind, exc)
+                    continue
+                if batch.seq and not self.seqs.first_time(f"{batch.zone}/{batch.probe}", batch.origin, batch.seq):
+                    self.metrics.duplicate_batches.inc()
+                    continue
+                batches.append(batch)
+            batches += self._gap_samples(batches)
+            if batches and not self._write_with_retry(batches):
+                return  # stopping: the entries stay in the intake queue for the next start
+            with self._lock:
+                self.intake.begin()
+                try:
+                    for name in self.seqs.save():
+                        self.metrics.seq_gaps.labels(name).set(self.seqs.gaps(name))
+                    self.intake.ack_within([e.id for e in entries])  # with the bookkeeping, atomically
+                    self.intake.commit()
+                except BaseException:
+                    self.intake.rollback()
+                    raise
+            self.metrics.queue_depth.set(self.intake.depth())
+
+    def _gap_samples(self, batches: list[wire.Batch]) -> list[wire.Batch]:
+        """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``."""
+        now = self.clock()
+        probes = {(b.zone, b.probe) for b in batches if b.seq}
+        return [wire.Batch(zone, probe, 0, now, (wire.Sample("probe", {}, {"seq_gaps": self.seqs.gaps(
+            f"{zone}/{probe}")}, now),)) for zone, probe in sorted(probes)]
 
     def _complain(self, topic: str, exc: wire.WireError) -> None:
         key = (topic, exc.reason)
@@ -172,40 +302,6 @@ class Ingest:
         if now - self._complaints.get(key, -1e9) > 60:
             log.warning("rejected a message on %s: %s", topic, exc)
             self._complaints[key] = now
-
-    # writer thread --------------------------------------------------------------------------------------
-
-    def _take(self) -> list[Item]:
-        try:
-            items = [self.queue.get(timeout=0.2)]
-        except queue.Empty:
-            return []
-        while len(items) < self.max_batch:
-            try:
-                items.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
-
-    def _write_loop(self) -> None:
-        while not self._stop.is_set():
-            items = self._take()
-            if not items:
-                continue
-            batches = []
-            for it in items:
-                if it.batch is None:
-                    continue
-                if it.dedupe and not self.window.first_time(it.batch.probe, it.batch.seq):
-                    self.metrics.duplicate_batches.inc()
-                    continue
-                batches.append(it.batch)
-            if batches and not self._write_with_retry(batches):
-                return  # stopping with unwritten batches: leave them unacknowledged for the broker to resend
-            for it in items:
-                if it.qos > 0:
-                    self.client.ack(it.mid, it.qos)
-            self.metrics.queue_depth.set(self.queue.qsize())
 
     def _write_with_retry(self, batches: list[wire.Batch]) -> bool:
         delay = 0.5

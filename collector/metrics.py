@@ -22,3 +22,5 @@ class CollectorMetrics:
         self.dropped_batches = Counter(
             "zonewatch_storage_dropped_batches", "Batches the storage refused for good", registry=r)
         self.queue_depth = Gauge("zonewatch_ingest_queue_depth", "Messages received, not yet written", registry=r)
+        self.seq_gaps = Gauge("zonewatch_probe_seq_gaps",
+                              "Batches a probe numbered but the collector has not received", ["probe"], registry=r)

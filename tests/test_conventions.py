@@ -48,9 +48,10 @@ def test_wire_uses_the_standard_library_only() -> None:
     assert third_party == set()
 
 
-def test_config_kit_imports_neither_side() -> None:
+@pytest.mark.parametrize("shared", ["zwconf", "zwqueue"])
+def test_shared_packages_import_neither_side(shared: str) -> None:
     offenders = {f: sorted(n for n in names if n.split(".")[0] in ("agent", "collector"))
-                 for f, names in _imports("zwconf").items()}
+                 for f, names in _imports(shared).items()}
     assert {f: n for f, n in offenders.items() if n} == {}
 
 

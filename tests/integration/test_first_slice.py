@@ -80,7 +80,7 @@ def run_slice(tmp: Path, broker: int, snmpd: services.Service, modems: tuple[Sim
     before = {oid: walk(snmpd.port, oid) for oid in (IF_HC_IN, IF_HC_OUT)}
     coll_cfg = tmp / "collector.yaml"
     coll_cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {broker}, client_id: zw-e2e}}\n{storage_yaml}\n"
-                        "http: {enabled: false}\n")
+                        f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{enabled: false}}\n")
     env = {"ZW_TEST_AUTH": auth, "ZW_TEST_PRIV": priv}
     collector = services.start_zonewatch("collector", ["-c", str(coll_cfg), "run"], tmp)
     agent = services.start_zonewatch("agent", ["-c", str(agent_yaml(tmp, broker, snmpd.port, *modems)), "run"], tmp,

@@ -1,0 +1,149 @@
+"""The store-and-forward queue both sides use (agent spool, collector intake): durable, ordered,
+acknowledged, bounded, counted, and able to keep what is intact in a damaged file."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent import wire
+from agent.spool import Spool
+from zwqueue import DiskQueue
+
+S = 1_000_000_000
+MB = 2**20
+
+
+def q(tmp_path: Path, **kw: object) -> DiskQueue:
+    args: dict[str, object] = {"max_bytes": 64 * MB, "max_age_ns": 0, "priority": ("events",)}
+    args.update(kw)
+    return DiskQueue(tmp_path / "q.db", **args)  # type: ignore[arg-type]
+
+
+def test_entries_come_back_in_order_and_leave_only_when_acknowledged(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    ids = [queue.put("data", f"p{i}".encode(), i * S) for i in range(5)]
+    assert [e.payload for e in queue.pending(10)] == [b"p0", b"p1", b"p2", b"p3", b"p4"]
+    assert [e.id for e in queue.pending(2, skip={ids[0], ids[1]})] == ids[2:4]
+    assert queue.ack([ids[1], ids[3]]) == 2
+    assert [e.payload for e in queue.pending(10)] == [b"p0", b"p2", b"p4"]
+    assert queue.ack([ids[1]]) == 0  # acknowledging twice is harmless
+
+
+def test_priority_kinds_jump_ahead_of_a_backlog(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    for i in range(3):
+        queue.put("data", b"d", i * S)
+    ev = queue.put("events", b"e", 9 * S)
+    assert [e.kind for e in queue.pending(10)] == ["events", "data", "data", "data"]
+    assert queue.pending(1)[0].id == ev
+
+
+def test_live_entries_go_before_an_old_backlog(tmp_path: Path) -> None:
+    queue = q(tmp_path, live_ns=60 * S)
+    for i in range(5):  # an hour-old backlog ...
+        queue.put("data", f"old{i}".encode(), i * S)
+    queue.put("data", b"now", 3600 * S)  # ... and what was just measured
+    got = [e.payload for e in queue.pending(3, now_ns=3601 * S)]
+    assert got == [b"now", b"old0", b"old1"]  # the NOC sees now; the past fills in, oldest first
+
+
+def test_everything_committed_survives_a_restart(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    ids = queue.put_many([("data", b"a"), ("data", b"b"), ("events", b"c")], 5 * S)
+    queue.ack([ids[0]])
+    queue.close()
+    again = q(tmp_path)
+    assert [e.payload for e in again.pending(10)] == [b"c", b"b"]
+    assert again.size_bytes() == 2
+
+
+def test_size_bound_drops_oldest_non_priority_first_and_counts(tmp_path: Path) -> None:
+    queue = q(tmp_path, max_bytes=350)
+    ev = queue.put("events", b"e" * 100, 0)
+    for i in range(5):
+        queue.put("data", bytes([i]) * 100, i * S)
+    kept = queue.pending(10)
+    assert kept[0].id == ev  # the event outlives older data
+    assert [e.payload[0] for e in kept[1:]] == [3, 4]  # the newest data survive
+    assert queue.dropped() == 3
+    assert queue.size_bytes() <= 350
+    queue.close()
+    assert q(tmp_path, max_bytes=350).dropped() == 3  # the count survives restarts
+
+
+def test_age_bound_drops_what_is_too_old(tmp_path: Path) -> None:
+    queue = q(tmp_path, max_age_ns=60 * S)
+    queue.put("data", b"0", 0)
+    queue.put("data", b"50", 50 * S)
+    queue.put("data", b"100", 100 * S)  # now = 100 s: the first is 100 s old
+    assert [e.payload for e in queue.pending(10)] == [b"50", b"100"]
+    assert queue.dropped() == 1
+
+
+def test_committed_entries_are_visible_to_another_process(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    queue.put("data", b"x", 0)
+    other = sqlite3.connect(tmp_path / "q.db")  # what another process sees after a crash
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert other.execute("SELECT count(*) FROM entries").fetchone()[0] == 1
+    other.close()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_file_cut_at_a_random_byte_opens_and_keeps_what_is_intact(tmp_path: Path, seed: int) -> None:
+    queue = q(tmp_path)
+    payloads = {queue.put("data", f"{i:06d}".encode() * 50, i * S): f"{i:06d}".encode() * 50 for i in range(2000)}
+    queue.close()
+    path = tmp_path / "q.db"
+    data = path.read_bytes()
+    for side in ("-wal", "-shm"):
+        (tmp_path / f"q.db{side}").unlink(missing_ok=True)
+    cut = random.Random(seed).randrange(4096, len(data))
+    path.write_bytes(data[:cut])
+    again = q(tmp_path)  # must not raise
+    kept = again.pending(10_000)
+    assert again.salvaged is not None and again.salvaged[0] == len(kept)
+    assert again.get_meta("damaged_files") == 1
+    assert 0 < len(kept) < len(payloads)
+    for entry in kept:  # what was kept is exactly what was written
+        assert entry.payload == payloads[entry.id]
+    again.put("data", b"new", 3000 * S)  # and the queue works on
+    assert again.pending(1, skip={e.id for e in kept})[0].payload == b"new"
+
+
+# The agent's use of it: seq numbers -------------------------------------------------------------------
+
+
+def sample(i: int) -> tuple[wire.Sample, ...]:
+    return (wire.Sample("cellular", {"modem": "m1"}, {"rsrp_dbm": -90 - i}, i * S),)
+
+
+def test_spool_numbers_batches_and_never_reuses_a_seq(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", "z", "p")
+    assert [spool.append("data", i * S, samples=sample(i)) for i in range(3)] == [1, 2, 3]
+    decoded = [wire.decode(e.payload) for e in spool.pending(10)]
+    assert [(d.zone, d.probe, d.seq) for d in decoded] == [("z", "p", 1), ("z", "p", 2), ("z", "p", 3)]
+    assert decoded[2].samples == sample(2)
+    spool.ack([1, 2, 3])
+    spool.close()
+    again = Spool(tmp_path / "s.db", "z", "p")
+    assert again.depth() == 0
+    assert again.append("data", 9 * S, samples=sample(9)) == 4  # not even after the outbox emptied
+
+
+def test_a_damaged_spool_keeps_counting_seq_upwards(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", "z", "p")
+    for i in range(300):
+        spool.append("data", i * S, samples=sample(i))
+    spool.close()
+    data = (tmp_path / "s.db").read_bytes()
+    (tmp_path / "s.db").write_bytes(data[: len(data) // 2])
+    for side in ("-wal", "-shm"):
+        (tmp_path / f"s.db{side}").unlink(missing_ok=True)
+    again = Spool(tmp_path / "s.db", "z", "p")
+    assert again.damaged() == 1
+    assert again.append("data", 400 * S, samples=sample(400)) > max(e.id for e in again.pending(1000) if e.id < 301)

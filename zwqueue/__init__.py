@@ -1,0 +1,344 @@
+"""A durable, bounded, ordered queue in one SQLite file: the store-and-forward part of both sides.
+
+The agent's spool (``agent/spool.py``) and the collector's intake queue (``collector/ingest.py``) are this
+queue with different keys and kinds; one test suite (``tests/test_queue.py``) covers it, and each user is
+tested for what it adds. Standard library only; imports neither ``agent`` nor ``collector``.
+
+Layout (WAL mode; ``synchronous=FULL`` by default, so a committed ``put`` survives power loss)::
+
+    meta(key TEXT PRIMARY KEY, value INTEGER)      counters that must survive restarts ("dropped", ...)
+    entries(id INTEGER PRIMARY KEY, kind TEXT, created_ns INTEGER, size INTEGER, crc INTEGER, payload BLOB)
+                                                   crc: CRC-32 of the payload, checked when salvaging
+
+Rules:
+
+- ``put``/``put_many`` commit before they return; an entry leaves only through ``ack`` or the bounds.
+- ``pending`` gives entries of the ``priority`` kinds first, then entries younger than ``live_ns`` (what
+  is happening now), then the backlog oldest first: a long backlog drains without starving live data.
+- Bounds: ``max_bytes`` and ``max_age_ns``; over either, the oldest entries of non-priority kinds go first,
+  then priority ones; every drop is counted in ``dropped()``, which survives restarts.
+- A damaged file (one that fails SQLite's ``quick_check``, e.g. cut short on a failing SD card) is moved
+  aside (``<name>.damaged-<n>``); every meta value and entry that can still be read is copied into a new
+  file, ``salvaged`` says how many, and the ``damaged_files`` counter goes up: a probe never stops because
+  of its own spool, and keeps what is intact.
+
+One queue object is used from one thread at a time (callers serialise); the SQLite connection is
+opened with ``check_same_thread=False`` so that thread may change over the queue's life.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = ["DiskQueue", "Entry"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entries(
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, created_ns INTEGER NOT NULL,
+    size INTEGER NOT NULL, crc INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind, id);
+CREATE INDEX IF NOT EXISTS entries_created ON entries(created_ns);
+INSERT OR IGNORE INTO meta VALUES ('dropped', 0), ('damaged_files', 0);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One queued payload."""
+
+    id: int
+    kind: str
+    created_ns: int
+    payload: bytes
+
+
+class DiskQueue:
+    """Durable FIFO of payloads with priority kinds, a live lane, bounds and drop counting."""
+
+    def __init__(self, path: str | Path, max_bytes: int, max_age_ns: int, priority: Sequence[str] = (),
+                 live_ns: int = 0, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.max_bytes, self.max_age_ns = max_bytes, max_age_ns
+        self.priority = tuple(priority)
+        self.live_ns = live_ns
+        self.salvaged: tuple[int, Path] | None = None  # (entries kept, where the damaged file went)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        damaged = self.path.exists() and not _healthy(self.path)
+        if damaged:
+            aside = self._move_aside()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(_SCHEMA)
+        if damaged:
+            kept = self._salvage(aside)
+            self.salvaged = (kept, aside)
+            log.error("queue %s was damaged: kept the %d entries that could be read; the damaged file is %s",
+                      self.path, kept, aside)
+        self._bytes = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
+
+    def _move_aside(self) -> Path:
+        n = 1
+        while (aside := self.path.with_name(f"{self.path.name}.damaged-{n}")).exists():
+            n += 1
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        return aside
+
+    def _salvage(self, damaged: Path) -> int:
+        """Copy every readable meta value and entry from a damaged file; return the entries kept."""
+        padded = _padded_copy(damaged)
+        if padded is None:
+            self.set_meta("damaged_files", self.get_meta("damaged_files") + 1)
+            return 0
+        old = sqlite3.connect(f"file:{padded}?mode=ro", uri=True)
+        meta: dict[str, int] = {}
+        rows: dict[int, tuple[object, ...]] = {}
+        try:
+            meta_sql, entry_sql = "SELECT value FROM meta WHERE key = ?", (
+                "SELECT id, kind, created_ns, size, crc, payload FROM entries WHERE id = ?")
+            for key in _try(lambda: [r[0] for r in old.execute("SELECT key FROM meta")]) or []:
+                found = _try(partial(_one, old, meta_sql, key))
+                if found is not None and isinstance(found[0], int):
+                    meta[str(key)] = found[0]
+            ids: list[int] = []
+            cursor = _try(lambda: old.execute("SELECT id FROM entries ORDER BY id"))
+            while cursor is not None:
+                row = _try(cursor.fetchone)
+                if not row:
+                    break
+                ids.append(int(row[0]))
+            # Past a damaged page the scan stops; look further ids up one by one (other pages may be intact).
+            high = min(max([*ids, *meta.values(), 0]), (ids[-1] if ids else 0) + 2_000_000)
+            for entry_id in range(ids[-1] + 1 if ids else 1, high + 1):
+                ids.append(entry_id)
+            for entry_id in ids:
+                row = _try(partial(_one, old, entry_sql, entry_id))
+                if row is not None and isinstance(row[5], bytes) and zlib.crc32(row[5]) == row[4]:
+                    rows[entry_id] = tuple(row)
+        finally:
+            old.close()
+            padded.unlink()
+        self._db.execute("BEGIN IMMEDIATE")
+        for key, value in meta.items():
+            self.set_meta(key, value)
+        self._db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)", list(rows.values()))
+        self.set_meta("damaged_files", self.get_meta("damaged_files") + 1)
+        self._db.execute("COMMIT")
+        return len(rows)
+
+    # writing -------------------------------------------------------------------------------------------
+
+    def put(self, kind: str, payload: bytes, now_ns: int, entry_id: int | None = None) -> int:
+        """Commit one payload; return its id (``entry_id`` if given: it must be new)."""
+        return self.put_many([(kind, payload)], now_ns, [entry_id] if entry_id is not None else None)[0]
+
+    def put_many(self, items: Sequence[tuple[str, bytes]], now_ns: int,
+                 ids: Sequence[int] | None = None) -> list[int]:
+        """Commit several payloads in one transaction; return their ids in order."""
+        out: list[int] = []
+        self.begin()
+        try:
+            for i, (kind, payload) in enumerate(items):
+                cur = self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                                       (ids[i] if ids else None, kind, now_ns, len(payload), zlib.crc32(payload),
+                                        payload))
+                out.append(int(cur.lastrowid or 0))
+                self._bytes += len(payload)
+            self._enforce_bounds(now_ns)
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+        return out
+
+    def ack(self, ids: Iterable[int]) -> int:
+        """Delete acknowledged entries in one transaction; return how many were there."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        self.begin()
+        try:
+            removed = self.ack_within(ids)
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+        return removed
+
+    def ack_within(self, ids: Sequence[int]) -> int:
+        """Delete acknowledged entries inside the caller's open transaction; return how many were there."""
+        removed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (size,) in self._db.execute(f"DELETE FROM entries WHERE id IN ({marks}) RETURNING size", chunk):
+                self._bytes -= int(size)
+                removed += 1
+        return removed
+
+    # transactions that callers may widen (e.g. ack entries and save state atomically) -------------------
+
+    def begin(self) -> None:
+        """Start a write transaction (``commit``/``rollback`` end it)."""
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Commit the open transaction."""
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Undo the open transaction and recount the bytes held."""
+        self._db.execute("ROLLBACK")
+        self._bytes = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for callers that keep their own tables in the same file and transaction."""
+        return self._db
+
+    # reading -------------------------------------------------------------------------------------------
+
+    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset()) -> list[Entry]:
+        """Return up to ``limit`` entries not in ``skip``: priority kinds, then live, then oldest first."""
+        out: list[Entry] = []
+        seen: set[int] = set(skip)
+
+        def take(sql: str, args: tuple[object, ...]) -> bool:
+            for row in self._db.execute(sql + " LIMIT ?", (*args, limit + len(seen))):
+                if row[0] in seen:
+                    continue
+                seen.add(row[0])
+                out.append(Entry(int(row[0]), str(row[1]), int(row[2]), bytes(row[3])))
+                if len(out) >= limit:
+                    return True
+            return False
+
+        cols = "SELECT id, kind, created_ns, payload FROM entries"
+        for kind in self.priority:
+            if take(f"{cols} WHERE kind = ? ORDER BY id", (kind,)):
+                return out
+        if self.live_ns and now_ns:
+            if take(f"{cols} WHERE created_ns >= ? ORDER BY id", (now_ns - self.live_ns,)):
+                return out
+        take(f"{cols} ORDER BY id", ())
+        return out
+
+    def depth(self) -> int:
+        """Return how many entries wait."""
+        return int(self._db.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        """Return the payload bytes waiting."""
+        return self._bytes
+
+    def dropped(self) -> int:
+        """Return how many entries the bounds have dropped, ever."""
+        return self.get_meta("dropped")
+
+    def get_meta(self, key: str, default: int = 0) -> int:
+        """Return a persistent counter."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else default
+
+    def set_meta(self, key: str, value: int) -> None:
+        """Set a persistent counter (inside the caller's transaction if one is open)."""
+        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         (key, value))
+
+    def close(self) -> None:
+        """Close the file; it keeps every entry not acknowledged."""
+        self._db.close()
+
+    # bounds --------------------------------------------------------------------------------------------
+
+    def _enforce_bounds(self, now_ns: int) -> None:
+        dropped = 0
+        if self.max_age_ns:
+            for (size,) in self._db.execute("DELETE FROM entries WHERE created_ns < ? RETURNING size",
+                                            (now_ns - self.max_age_ns,)).fetchall():
+                self._bytes -= int(size)
+                dropped += 1
+        if self._bytes > self.max_bytes:
+            marks = ",".join("?" * len(self.priority)) or "''"
+            order = f"kind IN ({marks}), id"
+            rows = self._db.execute(f"SELECT id, size FROM entries ORDER BY {order}", self.priority)
+            doomed: list[int] = []
+            excess = self._bytes - self.max_bytes
+            for row_id, size in rows:
+                if excess <= 0:
+                    break
+                doomed.append(int(row_id))
+                excess -= int(size)
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start:start + 500]
+                for (size,) in self._db.execute(
+                        f"DELETE FROM entries WHERE id IN ({','.join('?' * len(chunk))}) RETURNING size", chunk):
+                    self._bytes -= int(size)
+                    dropped += 1
+        if dropped:
+            total = self.dropped() + dropped
+            self.set_meta("dropped", total)
+            log.warning("queue %s over its bounds: dropped the %d oldest entries (%d dropped in all)", self.path,
+                        dropped, total)
+
+
+T = TypeVar("T")
+
+
+def _one(db: sqlite3.Connection, sql: str, arg: object) -> tuple[object, ...] | None:
+    """Return the first row of ``sql`` with one argument."""
+    row: tuple[object, ...] | None = db.execute(sql, (arg,)).fetchone()
+    return row
+
+
+def _try(read: Callable[[], T]) -> T | None:
+    """Return what ``read`` gives, or None if the damaged file refuses it."""
+    try:
+        return read()
+    except sqlite3.DatabaseError:
+        return None
+
+
+def _healthy(path: Path) -> bool:
+    """Return True if SQLite's quick_check passes on ``path``."""
+    try:
+        db = sqlite3.connect(path)
+    except sqlite3.DatabaseError:
+        return False
+    try:
+        return [r[0] for r in db.execute("PRAGMA quick_check")] == ["ok"]
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        db.close()
+
+
+def _padded_copy(damaged: Path) -> Path | None:
+    """Copy a cut-short SQLite file, padded with zero pages to the size its header states.
+
+    SQLite refuses a file shorter than its header says; padded, it reads every intact page and reports
+    only the lost ones as malformed. Return None when not even the header survived.
+    """
+    data = damaged.read_bytes()
+    if len(data) < 100 or not data.startswith(b"SQLite format 3\x00"):
+        return None
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(data[28:32], "big")
+    copy = damaged.with_name(damaged.name + ".padded")
+    copy.write_bytes(data + b"\x00" * max(0, pages * page_size - len(data)))
+    return copy
