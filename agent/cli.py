@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
 
 from agent import wire
+from agent.transcript import VENDOR_CHOICES, parse_transcript
 from zwconf import ConfigError, load_file
 
 DEFAULT_CONFIG = "/etc/zonewatch/agent.yaml"
@@ -25,6 +27,12 @@ commands:
                 Use it on a freshly installed probe: a source that fails is printed with the reason,
                 and the exit code is 1 if any failed.
   check-config  validate the configuration file and exit (0 if it is usable)
+  parse-transcript FILE [--vendor auto|generic|quectel|simcom|sierra] [--carrier 452-04]
+                read a modem session captured in a terminal (commands such as AT+CSQ or AT+QENG="servingcell",
+                the modem's answers, OK/ERROR; echo on or off) and print, as JSON, the cellular sample(s) the
+                agent would send from it and every line that gave nothing, with the reason. Needs no
+                configuration file. --vendor auto (default) takes the vendor from an ATI answer in the file;
+                --carrier is used when the modem did not say its operator. Exit code 1 if no reading was found.
 """
 
 
@@ -40,7 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="poll every source once and print what would be sent")
     once.add_argument("--json", action="store_true", help="print the exact MQTT payload instead of a readable list")
     sub.add_parser("check-config", help="validate the configuration and exit")
+    transcript = sub.add_parser("parse-transcript", help="print the readings in a captured modem transcript")
+    transcript.add_argument("file", metavar="FILE", help="the transcript: text as the modem printed it")
+    transcript.add_argument("--vendor", default="auto", choices=VENDOR_CHOICES,
+                            help="read the modem as this vendor (default auto: from ATI in the file)")
+    transcript.add_argument("--carrier", type=_plmn, default=None,
+                            help="PLMN such as 452-04, used when the transcript does not show the operator")
     return p
+
+
+def _plmn(value: str) -> str:
+    """Return ``value`` if it is a PLMN "MCC-MNC"."""
+    if not re.fullmatch(r"\d{3}-\d{2,3}", value):
+        raise argparse.ArgumentTypeError(f"expected a PLMN like 452-04 (MCC-MNC), got {value!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.command == "parse-transcript":  # a field tool: no configuration file
+        return _parse_transcript(args.file, args.vendor, args.carrier)
     from agent.config import AgentConfig  # after logging: imports pysnmp and friends
 
     try:
@@ -64,6 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_run(cfg))
 
 
+def _parse_transcript(path: str, vendor: str, carrier: str | None) -> int:
+    """Print the readings in a transcript file as JSON; 1 if there are none, 2 if the file cannot be read."""
+    choice = next(v for v in VENDOR_CHOICES if v == vendor)  # argparse checked it is one of them
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read()
+    except OSError as exc:
+        print(f"zonewatch-agent: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    result = parse_transcript(text, choice, carrier)
+    print(json.dumps(result.to_json(), indent=2))
+    return 0 if result.samples else 1
+
+
 async def _once(cfg: object, as_json: bool) -> int:
     from agent.config import AgentConfig
     from agent.runner import Agent
@@ -71,6 +108,8 @@ async def _once(cfg: object, as_json: bool) -> int:
     assert isinstance(cfg, AgentConfig)
     agent = Agent(cfg)
     failed = 0
+    for name, (config, _) in agent.listeners.items():
+        print(f"# {name} ({config.type}): listens; not polled by 'once' (use 'run' and watch its log)")
     for result in await agent.once():
         if result.error is not None:
             failed += 1

@@ -1,19 +1,34 @@
-"""A cellular modem double on a pseudo-terminal: it answers 3GPP AT commands from a mutable state.
+"""A cellular modem double on a pseudo-terminal: it answers AT commands from a mutable state.
 
 The agent talks to it exactly as to a USB modem: open ``SimModem().port`` with pyserial. Tests change the
 state while it runs; a field engineer can try the agent with no hardware::
 
-    python -m agent.sim.modem            # prints the port, serves until Ctrl-C
+    python -m agent.sim.modem                          # prints the port, serves until Ctrl-C
+    python -m agent.sim.modem --personality quectel-nsa
+
+Personalities (``PERSONALITIES``; every one is registered on Viettel, 452-04)::
+
+    generic        3GPP commands only; ATI names no vendor this project knows
+    quectel-lte    EC25 on LTE band 3: AT+QENG="servingcell" (18 fields), AT+QCSQ, AT+QNWINFO
+    quectel-nsa    RM500Q on EN-DC: band 3 anchor and an n41 leg (three-line QENG), +C5GREG
+    quectel-sa     RM520N on NR SA band n41: QENG NR5G-SA, +C5GREG registered, +CEREG not
+    simcom-lte     SIM7600 on LTE band 3: AT+CPSI?
+    sierra-lte     EM7455 on LTE band 3: AT!GSTATUS?
 
 Commands (any letter case; each ends with CR)::
 
     AT, ATE0, ATE1          OK (E0/E1 turn the echo off/on)
+    ATI                     <identity lines>                ERROR if identity is None
+    AT+CGMI                 <manufacturer>                  ERROR if manufacturer is None
     AT+CSQ                  +CSQ: <csq>                     ERROR if csq is None
     AT+CESQ                 +CESQ: <cesq>                   ERROR if cesq is None
     AT+COPS?                <cops>                          ERROR if cops is None
     AT+COPS=3,<0-2>         OK
     AT+CEREG?               <cereg>                         ERROR if cereg is None
     AT+CEREG=<0-5>          OK
+    AT+C5GREG?              <c5greg>                        ERROR if c5greg is None (an LTE-only modem)
+    AT+C5GREG=<0-5>         OK                              ERROR if c5greg is None
+    a key of ``answers``    its lines                       ERROR if the value is None
     anything else           ERROR
 
 ``hang`` makes it swallow input and answer nothing; ``error`` (e.g. ``"+CME ERROR: 10"``) makes every
@@ -31,27 +46,163 @@ import select
 import signal
 import threading
 import tty
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["SimModem", "main"]
+__all__ = ["SimModem", "Personality", "PERSONALITIES", "main"]
 
 _CR: Final = b"\r"
 _CRLF: Final = b"\r\n"
 _COPS_FORMAT = re.compile(r"AT\+COPS=3,[012]")
 _CEREG_MODE = re.compile(r"AT\+CEREG=[0-5]")
+_C5GREG_MODE = re.compile(r"AT\+C5GREG=[0-5]")
+_QENG: Final = 'AT+QENG="SERVINGCELL"'
+
+
+@dataclass(frozen=True)
+class Personality:
+    """What one kind of modem answers: its identity, its 3GPP answers and its vendor commands."""
+
+    identity: tuple[str, ...]  # the lines of ATI
+    manufacturer: str  # AT+CGMI
+    csq: tuple[int, int]
+    cesq: tuple[int, int, int, int, int, int]
+    cops: str
+    cereg: str
+    c5greg: str | None = None  # None: the modem has no +C5GREG (LTE only)
+    answers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # upper-case command -> information lines
+
+
+# The vendor lines follow the layouts of the vendors' manuals and of captures from real modems; the numbers are
+# made consistent with the 3GPP answers of the same personality (e.g. +CESQ rsrp 46 = -95 dBm = QENG RSRP).
+PERSONALITIES: Final[dict[str, Personality]] = {
+    "generic": Personality(
+        identity=("ZoneWatch SimModem", "Revision: 3GPP"),
+        manufacturer="ZoneWatch",
+        csq=(18, 99),
+        cesq=(99, 99, 255, 255, 20, 80),
+        cops='+COPS: 0,2,"45204",7',
+        cereg='+CEREG: 2,1,"1A2B","5F1EA15",7',
+    ),
+    "quectel-lte": Personality(
+        identity=("Quectel", "EC25", "Revision: EC25EFAR06A06M4G"),
+        manufacturer="Quectel",
+        csq=(24, 99),
+        cesq=(99, 99, 255, 255, 18, 46),
+        cops='+COPS: 0,2,"45204",7',
+        cereg='+CEREG: 2,1,"1A2B","5F1EA15",7',
+        answers={
+            _QENG: ('+QENG: "servingcell","NOCONN","LTE","FDD",452,04,5F1EA15,188,1650,3,5,5,1A2B,-95,-11,-65,14,30',),
+            "AT+QCSQ": ('+QCSQ: "LTE",-65,-95,170,-11',),
+            "AT+QNWINFO": ('+QNWINFO: "FDD LTE","45204","LTE BAND 3",1650',),
+        },
+    ),
+    "quectel-nsa": Personality(
+        identity=("Quectel", "RM500Q-GL", "Revision: RM500QGLABR11A06M4G"),
+        manufacturer="Quectel",
+        csq=(23, 99),
+        cesq=(99, 99, 255, 255, 16, 42),
+        cops='+COPS: 0,2,"45204",13',
+        cereg='+CEREG: 2,1,"1A2B","5F1EA15",7',
+        c5greg="+C5GREG: 2,0",
+        answers={
+            _QENG: (
+                '+QENG: "servingcell","NOCONN"',
+                '+QENG: "LTE","FDD",452,04,5F1EA15,12,1650,3,5,5,1A2B,-99,-12,-67,11,9,230,-',
+                '+QENG: "NR5G-NSA",452,04,747,-71,13,-11,504990,41,12,1',
+            ),
+            "AT+QCSQ": ('+QCSQ: "LTE",-67,-99,155,-12', '+QCSQ: "NR5G",-71,13,-11'),
+            "AT+QNWINFO": ('+QNWINFO: "FDD LTE","45204","LTE BAND 3",1650',),
+        },
+    ),
+    "quectel-sa": Personality(
+        identity=("Quectel", "RM520N-GL", "Revision: RM520NGLAAR01A07M4G"),
+        manufacturer="Quectel",
+        csq=(99, 99),
+        cesq=(99, 99, 255, 255, 255, 255),
+        cops='+COPS: 0,2,"45204",11',
+        cereg="+CEREG: 2,0",
+        c5greg='+C5GREG: 2,1,"46550B","0000000170C23000",11,1,"01"',
+        answers={
+            _QENG: ('+QENG: "servingcell","NOCONN","NR5G-SA","TDD",452,04,170C23000,901,46550B,504990,41,-,-54,-10,16,'
+                    "-,-",),
+            "AT+QCSQ": ('+QCSQ: "NR5G",-54,16,-10',),
+            "AT+QNWINFO": ('+QNWINFO: "TDD NR5G","45204","NR5G BAND 41",504990',),
+        },
+    ),
+    "simcom-lte": Personality(
+        identity=(
+            "Manufacturer: SIMCOM INCORPORATED",
+            "Model: SIMCOM_SIM7600E-H",
+            "Revision: SIM7600M22_V2.0",
+            "IMEI: 861234567890126",
+            "+GCAP: +CGSM",
+        ),
+        manufacturer="SIMCOM INCORPORATED",
+        csq=(29, 99),
+        cesq=(99, 99, 255, 255, 21, 56),
+        cops='+COPS: 0,2,"45204",7',
+        cereg='+CEREG: 2,1,"1A2B","B28ABBC",7',
+        answers={"AT+CPSI?": ("+CPSI: LTE,Online,452-04,0x1A2B,187214780,257,EUTRAN-BAND3,1850,5,5,-94,-850,-553,15",)},
+    ),
+    "sierra-lte": Personality(
+        identity=(
+            "Manufacturer: Sierra Wireless, Incorporated",
+            "Model: EM7455",
+            "Revision: SWI9X30C_02.33.03.00 r8209 CARMD-EV-FRMWR2 2019/08/28 20:59:30",
+            "IMEI: 359072061234567",
+            "IMEI SV: 22",
+            "FSN: LF123456789012",
+            "+GCAP: +CGSM",
+        ),
+        manufacturer="Sierra Wireless, Incorporated",
+        csq=(28, 99),
+        cesq=(99, 99, 255, 255, 19, 55),
+        cops='+COPS: 0,2,"45204",7',
+        cereg='+CEREG: 2,1,"8C65","A14666A",7',
+        answers={
+            "AT!GSTATUS?": (
+                "!GSTATUS: ",
+                "Current Time:  4527\t\tTemperature: 37",
+                "Reset Counter: 1\t\tMode:        ONLINE         ",
+                "System mode:   LTE        \tPS state:    Attached     ",
+                "LTE band:      B3     \t\tLTE bw:      20 MHz  ",
+                "LTE Rx chan:   1300\t\tLTE Tx chan: 19300",
+                "LTE CA state:  INACTIVE",
+                "EMM state:     Registered     \tNormal Service ",
+                "RRC state:     RRC Idle       ",
+                "IMS reg state: No Srv  \t\t",
+                "",
+                "PCC RxM RSSI:  -57\t\tRSRP (dBm):  -86",
+                "PCC RxD RSSI:  -61\t\tRSRP (dBm):  -91",
+                "Tx Power:      --\t\tTAC:         8C65 (35941)",
+                "RSRQ (dB):     -10.5\t\tCell ID:     0A14666A (169109098)",
+                "SINR (dB):      13.6",
+            ),
+        },
+    ),
+}
 
 
 class SimModem:
     """An AT modem double on a pty; ``port`` is the path to open, ``start()``/``stop()`` run it."""
 
-    def __init__(self) -> None:
+    def __init__(self, personality: str = "generic") -> None:
+        if personality not in PERSONALITIES:
+            raise ValueError(f"unknown personality {personality!r}; known: {', '.join(PERSONALITIES)}")
+        p = PERSONALITIES[personality]
+        self.personality = personality
         self.echo = True  # real modems echo until ATE0
         self.hang = False
         self.error: str | None = None
-        self.csq: tuple[int, int] | None = (18, 99)
-        self.cesq: tuple[int, int, int, int, int, int] | None = (99, 99, 255, 255, 20, 80)
-        self.cops: str | None = '+COPS: 0,2,"45204",7'
-        self.cereg: str | None = '+CEREG: 2,1,"1A2B","5F1EA15",7'
+        self.identity: tuple[str, ...] | None = p.identity
+        self.manufacturer: str | None = p.manufacturer
+        self.csq: tuple[int, int] | None = p.csq
+        self.cesq: tuple[int, int, int, int, int, int] | None = p.cesq
+        self.cops: str | None = p.cops
+        self.cereg: str | None = p.cereg
+        self.c5greg: str | None = p.c5greg
+        self.answers: dict[str, tuple[str, ...] | None] = dict(p.answers)
         self.commands: list[str] = []  # every command received, in order, as sent
         self._lock = threading.Lock()
         self._master, self._slave = os.openpty()
@@ -115,8 +266,14 @@ class SimModem:
                 return ["OK"]
             if _COPS_FORMAT.fullmatch(name) or _CEREG_MODE.fullmatch(name):
                 return ["OK"]
-            info: str | None = None
-            if name == "AT+CSQ" and self.csq is not None:
+            if _C5GREG_MODE.fullmatch(name):
+                return ["ERROR"] if self.c5greg is None else ["OK"]
+            info: tuple[str, ...] | str | None = None
+            if name == "ATI":
+                info = self.identity
+            elif name == "AT+CGMI":
+                info = self.manufacturer
+            elif name == "AT+CSQ" and self.csq is not None:
                 info = "+CSQ: " + ",".join(map(str, self.csq))
             elif name == "AT+CESQ" and self.cesq is not None:
                 info = "+CESQ: " + ",".join(map(str, self.cesq))
@@ -124,7 +281,13 @@ class SimModem:
                 info = self.cops
             elif name == "AT+CEREG?":
                 info = self.cereg
-            return ["ERROR"] if info is None else [info, "OK"]
+            elif name == "AT+C5GREG?":
+                info = self.c5greg
+            elif name in self.answers:
+                info = self.answers[name]
+            if info is None:
+                return ["ERROR"]
+            return [info, "OK"] if isinstance(info, str) else [*info, "OK"]
 
     def _serve(self) -> None:
         """Read command lines from the pty and write the answers, until stop()."""
@@ -155,6 +318,9 @@ class SimModem:
 def main(argv: list[str] | None = None) -> None:
     """Serve a simulated modem on a new pty until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m agent.sim.modem", description=main.__doc__)
+    parser.add_argument("--personality", default="generic", choices=sorted(PERSONALITIES),
+                        help="which modem to be (default generic); the options below change only the 3GPP "
+                             "answers of the generic one")
     parser.add_argument("--rsrp", type=float, default=-61.0, help="RSRP to report, dBm (default -61)")
     parser.add_argument("--rsrq", type=float, default=-10.0, help="RSRQ to report, dB (default -10)")
     parser.add_argument("--plmn", default="45204", help="operator MCC+MNC to report (default 45204, Viettel)")
@@ -162,18 +328,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wander", type=float, default=0.0,
                         help="let RSRP drift up to this many dB around --rsrp, a step every 2 s (default 0: fixed)")
     args = parser.parse_args(argv)
-    modem = SimModem()
-    modem.set_signal(args.rsrp, args.rsrq)
-    modem.set_registered(True, plmn=args.plmn, cell=args.cell)
+    modem = SimModem(args.personality)
+    generic = args.personality == "generic"
+    if generic:
+        modem.set_signal(args.rsrp, args.rsrq)
+        modem.set_registered(True, plmn=args.plmn, cell=args.cell)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     rng = random.Random()
     rsrp = args.rsrp
     with modem:
-        print(f"simulated modem on {modem.port} (Ctrl-C to stop)", flush=True)
+        print(f"simulated {args.personality} modem on {modem.port} (Ctrl-C to stop)", flush=True)
         try:
             while not stop.wait(2.0):
-                if args.wander:
+                if args.wander and generic:
                     rsrp = min(max(rsrp + rng.uniform(-3, 3), args.rsrp - args.wander), args.rsrp + args.wander)
                     modem.set_signal(rsrp, args.rsrq)
         except KeyboardInterrupt:

@@ -11,6 +11,8 @@ Map::
     parse_cops(line)   "+COPS: <mode>[,<format>,<oper>[,<AcT>]]"           -> Cops
     parse_creg(line)   "+CREG/+CGREG/+CEREG/+C5GREG: [<n>,]<stat>[,...]"   -> Registration
     split_cell_id(eci) 28-bit LTE ECI                                      -> LteCellId (eNB, sector)
+    split_nr_cell_id(nci, gnb_id_bits)  36-bit NR NCI                      -> NrCellId (gNB, sector)
+    format_plmn(mcc, mnc) "452", "4" or "04"                               -> "452-04"
     rat_name(act)      3GPP access technology number                       -> "lte", "nr5g-sa", ...
 
 Exceptions::
@@ -32,12 +34,15 @@ __all__ = [
     "Cops",
     "Registration",
     "LteCellId",
+    "NrCellId",
     "REGISTERED_STATES",
     "parse_csq",
     "parse_cesq",
     "parse_cops",
     "parse_creg",
     "split_cell_id",
+    "split_nr_cell_id",
+    "format_plmn",
     "rat_name",
 ]
 
@@ -76,6 +81,8 @@ _MAX_STAT: Final = 11  # 11 = attached for emergency bearer services only (RLOS)
 _MAX_N: Final = 5  # <n> in a query answer: URC mode 0..5
 
 _ECI_BITS: Final = 28
+_NCI_BITS: Final = 36
+_GNB_ID_BITS: Final = range(22, 33)  # TS 38.413: the gNB id is 22 to 32 bits of the NCI, chosen by the operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,14 @@ class LteCellId:
     """An LTE ECI split into the eNodeB (site) id and the cell (sector) within it."""
 
     enb_id: int
+    sector: int
+
+
+@dataclass(frozen=True, slots=True)
+class NrCellId:
+    """An NR NCI split into the gNodeB (site) id and the cell (sector) within it."""
+
+    gnb_id: int
     sector: int
 
 
@@ -220,6 +235,7 @@ def parse_cops(line: str) -> Cops:
 _REG_COMMANDS: Final = ("C5GREG", "CEREG", "CGREG", "CREG")
 _SMALL_INT = re.compile(r"\d{1,3}")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_creg(line: str) -> Registration:
@@ -262,6 +278,24 @@ def split_cell_id(eci: int) -> LteCellId:
     if not 0 <= eci < 1 << _ECI_BITS:
         raise ValueError(f"LTE ECI must be 0..0x{(1 << _ECI_BITS) - 1:X} (28 bits), got 0x{eci:X}")
     return LteCellId(enb_id=eci >> 8, sector=eci & 0xFF)
+
+
+def split_nr_cell_id(nci: int, gnb_id_bits: int = 24) -> NrCellId:
+    """Split a 36-bit NR NCI into gNB id (the top ``gnb_id_bits`` bits) and sector (the rest)."""
+    if gnb_id_bits not in _GNB_ID_BITS:
+        raise ValueError(f"the gNB id is 22 to 32 bits long, got {gnb_id_bits}")
+    if not 0 <= nci < 1 << _NCI_BITS:
+        raise ValueError(f"NR NCI must be 0..0x{(1 << _NCI_BITS) - 1:X} (36 bits), got 0x{nci:X}")
+    sector_bits = _NCI_BITS - gnb_id_bits
+    return NrCellId(gnb_id=nci >> sector_bits, sector=nci & ((1 << sector_bits) - 1))
+
+
+def format_plmn(mcc: str, mnc: str) -> str | None:
+    """Return the PLMN ``"452-04"`` for an MCC and MNC as a modem printed them, or None if they are not digits."""
+    mcc, mnc = mcc.strip().strip('"').strip(), mnc.strip().strip('"').strip()
+    if not (_DIGITS.fullmatch(mcc) and len(mcc) == 3 and _DIGITS.fullmatch(mnc) and len(mnc) <= 3):
+        return None
+    return f"{mcc}-{mnc.zfill(2)}"
 
 
 def _payload(line: str, prefix: str, shape: str) -> str:

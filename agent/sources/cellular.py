@@ -1,4 +1,4 @@
-"""Cellular coverage from one modem per carrier, read with 3GPP AT commands over a serial port.
+"""Cellular coverage from one modem per carrier: AT commands over its serial port, or ModemManager's mmcli.
 
 Config (one entry per modem)::
 
@@ -6,70 +6,126 @@ Config (one entry per modem)::
       name: viettel              # modem tag; one modem per carrier
       port: /dev/serial/by-id/usb-Quectel_EG25-G-if02-port0
       carrier: "452-04"          # used when the modem does not report its PLMN (optional)
+      vendor: auto               # auto | generic | quectel | simcom | sierra: which vendor commands to send
       baudrate: 115200
       interval: 30s
-      timeout: 2s                # per AT command
+      timeout: 2s                # per AT command, or per mmcli call
+      gnb_id_bits: 24            # NR SA: how many bits of the NCI are the gNB id (operator setting, 22..32)
 
-Each ``collect`` sends, on a port it opens lazily::
+    - type: cellular             # a modem that ModemManager owns
+      name: vinaphone
+      backend: mmcli
+      modem_index: 0             # as in mmcli -m 0
+      mmcli_path: mmcli
 
-    ATE0, AT+COPS=3,2, AT+CEREG=2   once per opening: no echo, numeric operator, location in +CEREG
-    AT+CSQ, AT+CESQ, AT+COPS?, AT+CEREG?
+AT backend: on a port it opens lazily, ``collect`` sends::
 
-and returns one ``cellular`` sample. A command that answers ``ERROR`` only leaves its values out; a modem
-that does not answer within ``timeout``, a serial error, or a modem that answered nothing usable raises
-``SourceError``. On a timeout or serial error the port is closed, so the next ``collect`` reopens it: that
-is how the source recovers from a USB reset.
+    once per opening   ATE0; when vendor is auto, ATI (and AT+CGMI if ATI names no vendor) to pick the vendor;
+                       AT+COPS=3,2, AT+CEREG=2 (numeric operator, location in +CEREG) and AT+C5GREG=2 (a modem
+                       that answers ERROR has no 5G registration, and +C5GREG? is not asked)
+    every poll         AT+CSQ, AT+CESQ, AT+COPS?, AT+CEREG?, [AT+C5GREG?], then the vendor's commands:
+                       quectel AT+QENG="servingcell", AT+QCSQ, AT+QNWINFO; simcom AT+CPSI?; sierra AT!GSTATUS?
+
+and returns one ``cellular`` sample (fields and tags: ``agent.sources.vendors``). The ModemManager backend is
+``agent.sources.mmcli``.
+
+Failures: a command that answers ``ERROR`` only leaves its values out (logged once, and once when it answers
+again). A modem that does not answer within ``timeout``, a serial error, a port that cannot be opened, or a
+modem that answered nothing usable raises ``SourceError``; on a timeout or serial error the port is closed, so
+the next ``collect`` reopens it and picks the vendor again: that is how the source recovers from a USB reset.
+While a failure lasts, every poll raises the message of its first poll, so the runner logs it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import termios
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol
 
 import serial
-from pydantic import field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 import zwconf
-from agent.sources import SourceError, at
-from agent.wire import FieldValue, Sample
+from agent.sources import SourceError, vendors
+from agent.sources.mmcli import MmcliModem
+from agent.sources.vendors import Reading, Reply, Vendor
+from agent.wire import Sample
 
 __all__ = ["CellularConfig", "CellularSource"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-_SETUP: Final = ("ATE0", "AT+COPS=3,2", "AT+CEREG=2")
-_POLL: Final = ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?")
 _FINAL_OK: Final = "OK"
 _FINAL_ERRORS: Final = ("ERROR", "+CME ERROR", "+CMS ERROR")
 _SERIAL_ERRORS: Final = (serial.SerialException, OSError, termios.error)
 _PLMN = re.compile(r"^\d{3}-\d{2,3}$")
+_DETECT: Final = ("ATI", "AT+CGMI")
+_SETUP: Final = ("AT+COPS=3,2", "AT+CEREG=2")
+_NR_SETUP: Final = "AT+C5GREG=2"
 
 
 class CellularConfig(zwconf.Strict):
-    """One modem read over AT commands on a serial port."""
+    """One modem, read over AT commands on a serial port or through ModemManager."""
 
     type: Literal["cellular"]
     name: str
-    port: str
+    backend: Literal["at", "mmcli"] = "at"
+    port: str | None = Field(default=None, validate_default=True)
+    vendor: Literal["auto", "generic", "quectel", "simcom", "sierra"] = "auto"
     baudrate: int = 115200
+    modem_index: int | None = Field(default=None, validate_default=True)
+    mmcli_path: str = "mmcli"
     carrier: str | None = None
     interval: zwconf.Duration = 30.0
     timeout: zwconf.Duration = 2.0
+    gnb_id_bits: int = 24
 
-    @field_validator("name", "port")
+    @field_validator("name", "mmcli_path")
     @classmethod
     def _not_empty(cls, value: str) -> str:
-        """Reject an empty name or port."""
+        """Reject an empty name or mmcli path."""
         if not value.strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port_for_at(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Require the port with backend at, and refuse it with backend mmcli."""
+        backend = info.data.get("backend")
+        if value is None and backend == "at":
+            raise PydanticCustomError("missing", "required with backend 'at'")
+        if value is not None and backend == "mmcli":
+            raise ValueError("only used with backend 'at'; ModemManager finds the port (remove it, or set backend: at)")
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("modem_index")
+    @classmethod
+    def _index_for_mmcli(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """Require the modem index with backend mmcli, and refuse it with backend at."""
+        backend = info.data.get("backend")
+        if value is None and backend == "mmcli":
+            raise ValueError("missing (required with backend 'mmcli': the N of 'mmcli -m N')")
+        if value is not None and backend == "at":
+            raise ValueError("only used with backend 'mmcli' (set backend: mmcli, or remove it)")
+        if value is not None and value < 0:
+            raise ValueError(f"expected the modem's index in 'mmcli -L' (0 or more), got {value}")
+        return value
+
+    @field_validator("vendor")
+    @classmethod
+    def _vendor_for_at(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse a vendor with backend mmcli, where ModemManager speaks to the modem."""
+        if value != "auto" and info.data.get("backend") == "mmcli":
+            raise ValueError("only used with backend 'at'; ModemManager knows the vendor itself")
         return value
 
     @field_validator("baudrate")
@@ -96,64 +152,139 @@ class CellularConfig(zwconf.Strict):
             raise ValueError("must be longer than 0s")
         return value
 
+    @field_validator("gnb_id_bits")
+    @classmethod
+    def _gnb_bits(cls, value: int) -> int:
+        """Require a gNB id length that 3GPP allows."""
+        if not 22 <= value <= 32:
+            raise ValueError(f"expected 22 to 32 (the operator's gNB id length; 24 is common), got {value}")
+        return value
 
-@dataclass
-class _Reply:
-    """What the modem said to one command: its information lines and the final result code."""
 
-    command: str
-    lines: list[str] = field(default_factory=list)
-    final: str = _FINAL_OK
+class _Backend(Protocol):
+    async def read(self) -> Reading:
+        """Read the modem once; called by CellularSource.collect, never concurrently with itself."""
+        ...
 
-    @property
-    def ok(self) -> bool:
-        """Return True if the command ended with OK."""
-        return self.final == _FINAL_OK
+    async def close(self) -> None:
+        """Release what read opened; called once when the agent stops, safe if read never ran."""
+        ...
 
-    def line(self, prefix: str) -> str | None:
-        """Return the first information line starting with ``prefix``."""
-        return next((x for x in self.lines if x.upper().startswith(prefix)), None)
+
+class _ModemFailure(SourceError):
+    """A SourceError with a kind, so that one failure lasting several polls is reported with one message."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class CellularSource:
-    """Read one modem's signal, operator and registration over AT commands."""
+    """Read one modem's signal, serving cell, operator and registration."""
 
     def __init__(self, config: CellularConfig) -> None:
         self.name = config.name
         self._config = config
-        self._port: Any = None  # serial.Serial while open
-        self._lock = threading.Lock()  # one thread at a time touches the port
-        self._problems: dict[str, str] = {}  # command -> last complaint, to log on change only
+        self._backend: _Backend
+        if config.backend == "mmcli":
+            assert config.modem_index is not None  # the config validator requires it
+            self._backend = MmcliModem(
+                name=config.name,
+                index=config.modem_index,
+                path=config.mmcli_path,
+                timeout=config.timeout,
+                refresh_s=max(1, math.ceil(config.interval)),
+            )
+        else:
+            self._backend = _AtModem(config)
+        self._failing: tuple[str, str] | None = None  # (kind, first message) while polls fail
 
     async def collect(self, now_ns: int) -> list[Sample]:
         """Poll the modem once; called by the runner, never concurrently with itself."""
-        return await asyncio.to_thread(self._collect_blocking, now_ns)
+        try:
+            reading = await self._backend.read()
+        except SourceError as exc:
+            kind = exc.kind if isinstance(exc, _ModemFailure) else str(exc)
+            if self._failing is not None and self._failing[0] == kind:
+                log.debug("modem %s still failing: %s", self.name, exc)
+                raise SourceError(self._failing[1]) from exc
+            self._failing = (kind, str(exc))
+            raise
+        self._failing = None
+        cfg = self._config
+        return [vendors.to_sample(reading, now_ns=now_ns, modem=self.name, carrier=cfg.carrier,
+                                  gnb_id_bits=cfg.gnb_id_bits)]
 
     async def close(self) -> None:
-        """Close the serial port; called once when the agent stops, safe if it was never opened."""
+        """Close the port or stop mmcli; called once when the agent stops, safe if it was never opened."""
+        await self._backend.close()
+
+
+class _AtModem:
+    """AT commands over a serial port, in a worker thread; the port is opened lazily and dropped on failure."""
+
+    def __init__(self, config: CellularConfig) -> None:
+        assert config.port is not None  # the config validator requires it
+        self.name = config.name
+        self._config = config
+        self._where = config.port
+        self._port: Any = None  # serial.Serial while open
+        self._lock = threading.Lock()  # one thread at a time touches the port
+        self._vendor: Vendor = "generic"  # chosen at each opening
+        self._detected: Vendor | None = None  # what auto-detection last found, to log a change only
+        self._nr_registration = False  # the modem took AT+C5GREG=2 at this opening
+        self._problems: dict[str, str] = {}  # command -> last complaint, to log on change only
+
+    async def read(self) -> Reading:
+        """Run one poll's commands and interpret them; called by CellularSource.collect, never concurrently."""
+        return await asyncio.to_thread(self._read_blocking)
+
+    async def close(self) -> None:
+        """Close the port, waiting for a poll in progress; called once when the agent stops."""
         await asyncio.to_thread(self._close_blocking)
 
     def _close_blocking(self) -> None:
-        """Close the port, waiting for a poll in progress to finish."""
+        """Close the port (in a worker thread)."""
         with self._lock:
             self._drop_port()
 
-    def _collect_blocking(self, now_ns: int) -> list[Sample]:
-        """Run the AT commands and build the sample (in a worker thread)."""
+    def _read_blocking(self) -> Reading:
+        """Send the poll's commands and interpret the replies (in a worker thread)."""
         with self._lock:
             try:
                 port = self._port if self._port is not None else self._open()
-                replies = {command: self._command(port, command) for command in _POLL}
+                commands = vendors.poll_commands(self._vendor, self._nr_registration)
+                replies = [self._command(port, command) for command in commands]
             except SourceError:
                 self._drop_port()
                 raise
             except _SERIAL_ERRORS as exc:
                 self._drop_port()
-                raise SourceError(f"modem {self.name} on {self._config.port}: serial error: {exc}") from exc
-        return [self._sample(replies, now_ns)]
+                raise _ModemFailure(f"modem {self.name} on {self._where}: serial error: {exc}", "port") from exc
+        return self._interpret(replies)
+
+    def _interpret(self, replies: list[Reply]) -> Reading:
+        """Interpret the replies, logging each command's problem once and its recovery once."""
+        result = vendors.interpret(replies, self._vendor)
+        first: dict[str, str] = {}
+        for problem in result.problems:
+            if problem.command is None:
+                continue
+            if problem.kind == "unread":  # an unsolicited line amid an answer: not the command's fault
+                log.debug("modem %s on %s: %s: %s", self.name, self._where, problem.command, problem)
+                continue
+            first.setdefault(problem.command, str(problem))
+        for command, complaint in first.items():
+            self._note(command, complaint)
+        for command in result.answered:
+            self._recovered(command)
+        if not result.usable:
+            said = "; ".join(f"{r.command}: {first.get(r.command or '', f'answered {r.final}')}" for r in replies)
+            raise _ModemFailure(f"modem {self.name} on {self._where} gave no usable answer ({said})", "unusable")
+        return result.reading
 
     def _open(self) -> Any:
-        """Open the port and put the modem in the mode the parsers expect."""
+        """Open the port, pick the vendor and put the modem in the mode the parsers expect."""
         cfg = self._config
         try:
             port = serial.Serial(
@@ -164,13 +295,47 @@ class CellularSource:
                 exclusive=True,  # a second reader on the same AT port would steal answers
             )
         except _SERIAL_ERRORS as exc:
-            raise SourceError(f"modem {self.name}: cannot open {cfg.port}: {exc}") from exc
+            raise _ModemFailure(f"modem {self.name}: cannot open {cfg.port}: {exc}", "port") from exc
         self._port = port
+        self._setup(port, "ATE0")
+        self._vendor = self._detect(port) if cfg.vendor == "auto" else cfg.vendor
         for command in _SETUP:
-            reply = self._command(port, command)
-            if not reply.ok:
-                self._note(command, f"answered {reply.final}")
+            self._setup(port, command)
+        reply = self._command(port, _NR_SETUP)
+        self._nr_registration = reply.ok
+        if not reply.ok:
+            log.debug("modem %s on %s: %s answered %s: no 5G registration to read", self.name, self._where,
+                      _NR_SETUP, reply.final)
         return port
+
+    def _setup(self, port: Any, command: str) -> None:
+        """Send a setup command; an ERROR is logged once, not fatal."""
+        reply = self._command(port, command)
+        if not reply.ok:
+            self._note(command, f"answered {reply.final}")
+
+    def _detect(self, port: Any) -> Vendor:
+        """Ask the modem who made it (ATI, then AT+CGMI) and return the vendor to read it as."""
+        said: list[str] = []
+        found: Vendor | None = None
+        for command in _DETECT:
+            reply = self._command(port, command)
+            if reply.ok and reply.lines:
+                said.append(" ".join(reply.lines))
+                found = vendors.detect_vendor("\n".join(reply.lines))
+                if found is not None:
+                    break
+        vendor: Vendor = found or "generic"
+        if vendor != self._detected:
+            answer = "; ".join(said) or "no answer to ATI or AT+CGMI"
+            if found is None:
+                log.info("modem %s on %s: no known vendor in %r; reading it with 3GPP commands only", self.name,
+                         self._where, answer)
+            else:
+                log.info("modem %s on %s: %s modem (%s); reading it with its vendor commands", self.name,
+                         self._where, found, answer)
+            self._detected = vendor
+        return vendor
 
     def _drop_port(self) -> None:
         """Close the port if open, ignoring errors from a port that already went away."""
@@ -179,14 +344,14 @@ class CellularSource:
             try:
                 port.close()
             except _SERIAL_ERRORS as exc:
-                log.debug("modem %s: closing %s: %s", self.name, self._config.port, exc)
+                log.debug("modem %s: closing %s: %s", self.name, self._where, exc)
 
-    def _command(self, port: Any, command: str) -> _Reply:
+    def _command(self, port: Any, command: str) -> Reply:
         """Send one command and read its answer up to the final result code."""
         port.reset_input_buffer()  # drop unsolicited codes and late answers from before
         port.write(command.encode("ascii") + b"\r")
         deadline = time.monotonic() + self._config.timeout
-        reply = _Reply(command)
+        reply = Reply(command)
         buffer = b""
         while True:
             while b"\n" in buffer:
@@ -200,72 +365,21 @@ class CellularSource:
                 reply.lines.append(text)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise SourceError(
-                    f"modem {self.name} on {self._config.port}: no answer to {command} "
-                    f"within {zwconf.format_duration(self._config.timeout)}"
+                raise _ModemFailure(
+                    f"modem {self.name} on {self._where}: no answer to {command} "
+                    f"within {zwconf.format_duration(self._config.timeout)}",
+                    "no answer",
                 )
             port.timeout = remaining
             buffer += port.read(max(1, port.in_waiting))
 
-    def _sample(self, replies: dict[str, _Reply], now_ns: int) -> Sample:
-        """Build the cellular sample from the answers; unknown values stay out."""
-        csq = self._parse(replies["AT+CSQ"], "+CSQ:", at.parse_csq)
-        cesq = self._parse(replies["AT+CESQ"], "+CESQ:", at.parse_cesq)
-        cops = self._parse(replies["AT+COPS?"], "+COPS:", at.parse_cops)
-        reg = self._parse(replies["AT+CEREG?"], "+CEREG:", at.parse_creg)
-        if csq is None and cesq is None and cops is None and reg is None:
-            said = "; ".join(f"{c}: {self._problems.get(c, r.final)}" for c, r in replies.items())
-            raise SourceError(f"modem {self.name} on {self._config.port} gave no usable answer ({said})")
-
-        tags: dict[str, str] = {"modem": self.name}
-        fields: dict[str, FieldValue] = {}
-        carrier = cops.plmn if cops is not None and cops.plmn else self._config.carrier
-        if carrier:
-            tags["carrier"] = carrier
-        rat = (cops.rat if cops is not None else None) or (reg.rat if reg is not None else None)
-        if rat:
-            tags["rat"] = rat
-        if csq is not None and csq.rssi_dbm is not None:
-            fields["rssi_dbm"] = csq.rssi_dbm
-        if cesq is not None and cesq.rsrp_dbm is not None:
-            fields["rsrp_dbm"] = cesq.rsrp_dbm
-        if cesq is not None and cesq.rsrq_db is not None:
-            fields["rsrq_db"] = cesq.rsrq_db
-        if reg is not None:
-            fields["registered"] = reg.registered
-            if reg.cell_id is not None:
-                tags["cell"] = f"{reg.cell_id:X}"
-                if reg.cell_id < 1 << 28:  # an LTE ECI; anything wider is not one
-                    cell = at.split_cell_id(reg.cell_id)
-                    fields["enb_id"] = cell.enb_id
-                    fields["sector"] = cell.sector
-        return Sample(measurement="cellular", tags=tags, fields=fields, time_ns=now_ns)
-
-    def _parse(self, reply: _Reply, prefix: str, parser: Callable[[str], T]) -> T | None:
-        """Return the parsed answer to one command, or None (logged on change) if it gave none."""
-        line = reply.line(prefix)
-        if not reply.ok:
-            problem = f"answered {reply.final}"
-        elif line is None:
-            problem = f"answered without a {prefix} line"
-        else:
-            try:
-                parsed = parser(line)
-            except at.ATParseError as exc:
-                problem = str(exc)
-            else:
-                self._recovered(reply.command)
-                return parsed
-        self._note(reply.command, problem)
-        return None
-
     def _note(self, command: str, problem: str) -> None:
         """Log a command's problem once, when it first appears or changes."""
         if self._problems.get(command) != problem:
-            log.warning("modem %s on %s: %s %s", self.name, self._config.port, command, problem)
+            log.warning("modem %s on %s: %s %s", self.name, self._where, command, problem)
         self._problems[command] = problem
 
     def _recovered(self, command: str) -> None:
         """Log that a command that had a problem answers again."""
         if self._problems.pop(command, None) is not None:
-            log.info("modem %s on %s: %s answers again", self.name, self._config.port, command)
+            log.info("modem %s on %s: %s answers again", self.name, self._where, command)

@@ -17,13 +17,16 @@ from agent.sources.at import (
     Cops,
     Csq,
     LteCellId,
+    NrCellId,
     Registration,
+    format_plmn,
     parse_cesq,
     parse_cops,
     parse_creg,
     parse_csq,
     rat_name,
     split_cell_id,
+    split_nr_cell_id,
 )
 
 # --- +CSQ: rssi dBm = 2*v - 113; 99 = unknown ---------------------------------------------------------
@@ -205,6 +208,63 @@ def test_split_cell_id(eci: int, expected: LteCellId) -> None:
 def test_split_cell_id_rejects_what_is_not_an_eci(eci: int) -> None:
     with pytest.raises(ValueError, match="28 bits"):
         split_cell_id(eci)
+
+
+@pytest.mark.parametrize(
+    ("nci", "bits", "expected"),
+    [
+        # 0x170C23000 (the Quectel SA log's NCI): 24-bit gNB = 0x170C23 = 1510435, 12-bit cell = 0x000
+        (0x170C23000, 24, NrCellId(gnb_id=1510435, sector=0)),
+        # 22 bits: gNB = 0x170C23000 >> 14 = 0x5C308 = 377608, cell = low 14 bits = 0x3000 = 12288
+        (0x170C23000, 22, NrCellId(gnb_id=377608, sector=12288)),
+        # 32 bits: gNB = 0x170C2300 = 268435456 + 117440512 + 786432 + 8192 + 768 = 386671360, cell = low 4 bits
+        (0x170C23000, 32, NrCellId(gnb_id=386671360, sector=0)),
+        # 0x00B2C1D45: 24-bit gNB = 0x00B2C1 = 45761, cell = 0xD45 = 3397; 28-bit gNB = 0x00B2C1D = 732189, 0x45 = 69
+        (0x00B2C1D45, 24, NrCellId(gnb_id=45761, sector=3397)),
+        (0x00B2C1D45, 28, NrCellId(gnb_id=732189, sector=69)),
+        (0xFFFFFFFFF, 24, NrCellId(gnb_id=0xFFFFFF, sector=0xFFF)),  # the 36-bit maximum
+    ],
+)
+def test_split_nr_cell_id(nci: int, bits: int, expected: NrCellId) -> None:
+    assert split_nr_cell_id(nci, bits) == expected
+
+
+@pytest.mark.parametrize(
+    ("nci", "bits", "message"),
+    [
+        (1 << 36, 24, "36 bits"),
+        (-1, 24, "36 bits"),
+        (0x170C23000, 21, "22 to 32 bits long, got 21"),
+        (0x170C23000, 33, "22 to 32 bits long, got 33"),
+    ],
+)
+def test_split_nr_cell_id_rejects(nci: int, bits: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        split_nr_cell_id(nci, bits)
+
+
+@pytest.mark.parametrize(
+    ("mcc", "mnc", "plmn"),
+    [
+        ("452", "04", "452-04"),
+        ("452", "4", "452-04"),  # a modem that drops the leading zero
+        (" 454", "12", "454-12"),  # Quectel firmware that pads the MCC with a space
+        ("310", "410", "310-410"),
+        ('"460"', '"00"', "460-00"),
+        ("-", "-", None),
+        ("45", "04", None),
+        ("452", "1234", None),
+    ],
+)
+def test_format_plmn(mcc: str, mnc: str, plmn: str | None) -> None:
+    assert format_plmn(mcc, mnc) == plmn
+
+
+def test_5g_sa_registration_counts_as_registered() -> None:
+    # A 5G SA modem is registered on 5GS (+C5GREG stat 1) while +CEREG says not registered (stat 0).
+    assert parse_creg('+C5GREG: 2,1,"46550B","0000000170C23000",11,1,"01"').registered is True
+    assert parse_creg("+CEREG: 2,0").registered is False
+    assert parse_creg("+C5GREG: 2,0").registered is False  # EN-DC: NR is a leg of the LTE registration
 
 
 # --- malformed lines: ATParseError quotes the line and says what was expected -----------------------------

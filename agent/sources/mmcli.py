@@ -1,0 +1,331 @@
+"""Cellular readings through ModemManager: ``mmcli -m N -J`` and ``mmcli -m N --signal-get -J``.
+
+Use it when ModemManager owns the modem (it holds the AT port). Each read runs, with ``LC_ALL=C`` (otherwise
+mmcli may print ``-67,00``) and the configured timeout per call::
+
+    mmcli -m N -J                  state, access technologies, operator code, registration state
+    mmcli -m N --signal-get -J     extended signal per RAT: lte, 5g, umts, gsm
+    mmcli -m N --signal-setup=S    only when every signal value reads "--" and the refresh rate is off:
+                                   ModemManager forgets the setting when it restarts or re-probes the modem
+
+Every value mmcli prints is a string; ``--`` (and a missing key: older ModemManager releases have no
+``5g.rssi`` and no ``threshold`` block) means unknown. mmcli gives no serving cell id, band or PCI here.
+
+Map::
+
+    parse_number(text)          "-104.00", "-67,00", "--"       -> float | None
+    parse_status(document)      JSON of mmcli -m N -J            -> ModemStatus
+    parse_signal(document)      JSON of mmcli -m N --signal-get  -> SignalReport
+    reading(status, signal)     both                             -> vendors.Reading
+    MmcliModem                  runs mmcli and returns a Reading (the backend of CellularSource)
+
+Exceptions::
+
+    ValueError
+     └── MmcliParseError   JSON that is not what mmcli prints; the message names the key
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import zwconf
+from agent.sources import SourceError
+from agent.sources.vendors import Reading
+
+__all__ = [
+    "MmcliParseError",
+    "ModemStatus",
+    "SignalReport",
+    "MmcliModem",
+    "parse_number",
+    "parse_status",
+    "parse_signal",
+    "reading",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_UNKNOWN: Final = frozenset({"", "--"})
+_NUMBER = re.compile(r"^[+-]?[0-9]+(?:[.,][0-9]+)?$")
+# registration-state values (MMModem3gppRegistrationState) that mean the modem has service
+_REGISTERED: Final = frozenset({
+    "home", "roaming", "home-sms-only", "roaming-sms-only", "home-csfb-not-preferred", "roaming-csfb-not-preferred",
+})  # fmt: skip
+_NOT_REGISTERED: Final = frozenset({"idle", "searching", "denied", "unknown", "emergency-only", "attached-rlos"})
+_UMTS: Final = frozenset({"umts", "hsdpa", "hsupa", "hspa", "hspa-plus"})
+_GSM: Final = frozenset({"gsm", "gsm-compact", "gprs", "edge"})
+_RATS: Final = ("gsm", "umts", "lte", "5g")
+_VALUES: Final = ("rssi", "rscp", "ecio", "rsrp", "rsrq", "snr")
+
+
+class MmcliParseError(ValueError):
+    """JSON that does not have the shape mmcli prints; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModemStatus:
+    """What ``mmcli -m N -J`` says about registration and technology."""
+
+    state: str | None  # generic.state: registered, connected, searching, ...
+    registration: str | None  # 3gpp.registration-state: home, roaming, searching, ...
+    access_technologies: tuple[str, ...]  # generic.access-technologies, e.g. ("lte", "5gnr")
+    plmn: str | None  # 3gpp.operator-code as "452-04"
+    manufacturer: str | None = None
+    model: str | None = None
+
+    @property
+    def registered(self) -> bool | None:
+        """Return whether the modem has service, None if mmcli does not say."""
+        if self.registration in _REGISTERED:
+            return True
+        if self.registration in _NOT_REGISTERED:
+            return False
+        return None
+
+    @property
+    def rat(self) -> str | None:
+        """Return the rat tag value for the access technologies (lte and 5gnr together are EN-DC)."""
+        techs = set(self.access_technologies)
+        if "5gnr" in techs:
+            return "nr5g-nsa" if techs & {"lte", "lte-cat-m"} else "nr5g-sa"
+        if techs & {"lte", "lte-cat-m"}:
+            return "lte"
+        if "lte-nb-iot" in techs:
+            return "nbiot"
+        if techs & _UMTS:
+            return "umts"
+        if techs & _GSM:
+            return "gsm"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReport:
+    """What ``mmcli -m N --signal-get -J`` says: values per RAT ("lte", "5g", "umts", "gsm"), None if unknown."""
+
+    refresh_rate_s: float | None  # None when the key is missing (older ModemManager)
+    values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def get(self, rat: str, name: str) -> float | None:
+        """Return one value, e.g. ``get("lte", "rsrp")``."""
+        return self.values.get(rat, {}).get(name)
+
+    @property
+    def all_unknown(self) -> bool:
+        """Return True if every signal value reads "--" (what ModemManager shows before polling is set up)."""
+        return all(v is None for block in self.values.values() for v in block.values())
+
+
+def parse_number(text: object) -> float | None:
+    """Return the number in an mmcli value ("-104.00", or "-67,00" from a non-C locale), None for "--"."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise MmcliParseError(f"expected a string value, got {text!r}")
+    value = text.strip()
+    if value in _UNKNOWN:
+        return None
+    if not _NUMBER.match(value):
+        raise MmcliParseError(f"expected a number or '--', got {text!r}")
+    return float(value.replace(",", "."))
+
+
+def _object(document: Any, *path: str) -> Mapping[str, Any]:
+    """Return the object at ``path``; an empty one if a key is missing, an error if something is not an object."""
+    node = document
+    for depth, key in enumerate(path):
+        if not isinstance(node, Mapping):
+            raise MmcliParseError(f"{'.'.join(path[:depth]) or 'the document'}: expected a JSON object")
+        node = node.get(key, {})
+    if not isinstance(node, Mapping):
+        raise MmcliParseError(f"{'.'.join(path)}: expected a JSON object")
+    return node
+
+
+def _text(node: Mapping[str, Any], key: str, where: str) -> str | None:
+    """Return a string value, None if missing or "--"."""
+    value = node.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MmcliParseError(f"{where}.{key}: expected a string, got {value!r}")
+    return None if value.strip() in _UNKNOWN else value.strip()
+
+
+def parse_status(document: Any) -> ModemStatus:
+    """Read the parts of ``mmcli -m N -J`` that matter; missing keys are unknown values."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("modem"), Mapping):
+        raise MmcliParseError("expected a JSON object with a 'modem' object, as mmcli -m N -J prints")
+    generic = _object(document, "modem", "generic")
+    gpp = _object(document, "modem", "3gpp")
+    techs = generic.get("access-technologies", [])
+    if isinstance(techs, str):  # a single value printed as a string
+        techs = [t.strip() for t in techs.split(",")]
+    if not isinstance(techs, list) or not all(isinstance(t, str) for t in techs):
+        raise MmcliParseError(f"modem.generic.access-technologies: expected a list of strings, got {techs!r}")
+    code = _text(gpp, "operator-code", "modem.3gpp")
+    plmn = f"{code[:3]}-{code[3:]}" if code is not None and code.isdigit() and len(code) in (5, 6) else None
+    return ModemStatus(
+        state=_text(generic, "state", "modem.generic"),
+        registration=_text(gpp, "registration-state", "modem.3gpp"),
+        access_technologies=tuple(t.strip() for t in techs if t.strip() not in _UNKNOWN),
+        plmn=plmn,
+        manufacturer=_text(generic, "manufacturer", "modem.generic"),
+        model=_text(generic, "model", "modem.generic"),
+    )
+
+
+def parse_signal(document: Any) -> SignalReport:
+    """Read ``mmcli -m N --signal-get -J``: the refresh rate and each RAT's values."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("modem"), Mapping):
+        raise MmcliParseError("expected a JSON object with a 'modem' object, as mmcli --signal-get -J prints")
+    signal = _object(document, "modem", "signal")
+    refresh = _object(document, "modem", "signal", "refresh")
+    rate_text = refresh.get("rate")
+    try:
+        rate = parse_number(rate_text) if rate_text is not None else None
+    except MmcliParseError as exc:
+        raise MmcliParseError(f"modem.signal.refresh.rate: {exc}") from None
+    values: dict[str, dict[str, float | None]] = {}
+    for rat in _RATS:
+        block = signal.get(rat)
+        if block is None:
+            continue
+        if not isinstance(block, Mapping):
+            raise MmcliParseError(f"modem.signal.{rat}: expected a JSON object")
+        out: dict[str, float | None] = {}
+        for name in _VALUES:
+            if name in block:
+                try:
+                    out[name] = parse_number(block[name])
+                except MmcliParseError as exc:
+                    raise MmcliParseError(f"modem.signal.{rat}.{name}: {exc}") from None
+        values[rat] = out
+    return SignalReport(refresh_rate_s=rate, values=values)
+
+
+def reading(status: ModemStatus, signal: SignalReport | None) -> Reading:
+    """Put the status and the signal together: the main fields are the serving RAT's, the NR leg's on EN-DC."""
+    rat = status.rat
+    s = signal if signal is not None else SignalReport(refresh_rate_s=None)
+    if rat in ("lte", "nr5g-nsa", "nbiot"):
+        main = "lte"
+    elif rat == "nr5g-sa":
+        main = "5g"
+    elif rat in ("umts", "gsm"):
+        main = rat
+    else:  # unknown technology: the first RAT that has values
+        main = next((r for r in ("lte", "5g", "umts", "gsm") if any(
+            v is not None for v in s.values.get(r, {}).values())), "lte")  # fmt: skip
+    nsa = rat == "nr5g-nsa"
+    return Reading(
+        rat=rat,
+        plmn=status.plmn,
+        registered=status.registered,
+        rsrp_dbm=s.get(main, "rsrp"),
+        rsrq_db=s.get(main, "rsrq"),
+        sinr_db=s.get(main, "snr"),
+        rssi_dbm=s.get(main, "rssi"),
+        nr_rsrp_dbm=s.get("5g", "rsrp") if nsa else None,
+        nr_rsrq_db=s.get("5g", "rsrq") if nsa else None,
+        nr_sinr_db=s.get("5g", "snr") if nsa else None,
+    )
+
+
+class MmcliModem:
+    """One modem read through mmcli; the ModemManager backend of CellularSource."""
+
+    def __init__(self, *, name: str, index: int, path: str = "mmcli", timeout: float = 2.0, refresh_s: int = 30):
+        self.name = name
+        self._index = index
+        self._path = path
+        self._timeout = timeout
+        self._refresh_s = refresh_s
+        self._env = {**os.environ, "LC_ALL": "C"}
+        self._setup_logged = False  # the signal refresh was switched on and that was logged; reset by values
+
+    async def read(self) -> Reading:
+        """Run mmcli for the status and the signal; called by CellularSource.collect, never concurrently."""
+        status = self._parse(await self._run("-J"), parse_status, "-J")
+        signal = self._parse(await self._run("--signal-get", "-J"), parse_signal, "--signal-get -J")
+        if signal.all_unknown and not (signal.refresh_rate_s or 0) > 0:
+            await self._enable_refresh()
+        elif not signal.all_unknown:
+            self._setup_logged = False
+        return reading(status, signal)
+
+    async def close(self) -> None:
+        """Nothing stays open between reads; called once when the agent stops."""
+
+    async def _enable_refresh(self) -> None:
+        """Switch ModemManager's signal polling on (it is off after ModemManager restarts), logging that once."""
+        try:
+            await self._run(f"--signal-setup={self._refresh_s}")
+        except SourceError as exc:
+            if not self._setup_logged:
+                log.warning("modem %s: every signal value reads '--' and enabling the refresh failed: %s",
+                            self.name, exc)
+                self._setup_logged = True
+            return
+        if not self._setup_logged:
+            log.info("modem %s: every ModemManager signal value read '--' (signal polling off, as after "
+                     "ModemManager restarts); enabled it every %ds, values come with the next polls",
+                     self.name, self._refresh_s)
+            self._setup_logged = True
+
+    def _parse(self, text: str, parser: Callable[[Any], T], args: str) -> T:
+        """Return ``parser`` applied to mmcli's JSON output; SourceError saying what was wrong with it."""
+        try:
+            return parser(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"modem {self.name}: {self._shown((args,))} printed no JSON: {exc}") from None
+        except MmcliParseError as exc:
+            raise SourceError(f"modem {self.name}: {self._shown((args,))}: {exc}") from None
+
+    def _shown(self, args: tuple[str, ...]) -> str:
+        """Return the command line as a message shows it."""
+        return " ".join(["mmcli", "-m", str(self._index), *args])
+
+    async def _run(self, *args: str) -> str:
+        """Run ``mmcli -m N <args>`` with LC_ALL=C and return its output; SourceError if it fails or hangs."""
+        shown = self._shown(args)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._path, "-m", str(self._index), *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+            )  # fmt: skip
+        except OSError as exc:
+            raise SourceError(
+                f"modem {self.name}: cannot run {self._path}: {exc.strerror or exc} "
+                "(is ModemManager installed? mmcli_path sets where mmcli is)"
+            ) from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self._timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.communicate()
+            raise SourceError(
+                f"modem {self.name}: {shown} gave no answer within {zwconf.format_duration(self._timeout)} "
+                "(is ModemManager running?)"
+            ) from None
+        except asyncio.CancelledError:
+            proc.kill()
+            raise
+        if proc.returncode != 0:
+            said = (err or out).decode("utf-8", errors="replace").strip().splitlines()
+            raise SourceError(f"modem {self.name}: {shown} failed (exit {proc.returncode}): "
+                              f"{said[0] if said else 'no message'}")
+        return out.decode("utf-8", errors="replace")
+

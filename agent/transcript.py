@@ -1,0 +1,138 @@
+"""Read a captured modem transcript and say what the agent would report from it (pure, no I/O).
+
+A transcript is the raw text a modem printed in a terminal session: commands (when echo was on), their
+answers, the final ``OK``/``ERROR`` of each, blank lines, and maybe unsolicited codes::
+
+    AT+CSQ
+    +CSQ: 18,99
+
+    OK
+
+The same interpretation as the live source (``agent.sources.vendors.interpret`` and ``to_sample``) turns it into
+``cellular`` samples, one per poll: a poll ends when a command, or an answer of a kind already seen, comes again.
+Lines that gave nothing are listed with the reason. ``zonewatch-agent parse-transcript FILE`` prints
+``TranscriptResult.to_json()``.
+
+Vendor: ``auto`` takes the vendor from an ATI or AT+CGMI answer in the transcript, else from the vendor answers
+present (+QENG, +CPSI, !GSTATUS), and reads every vendor's answers; a named vendor reads only its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from agent.sources import vendors
+from agent.sources.vendors import Problem, Reply, Vendor
+from agent.wire import Sample
+
+__all__ = ["VendorChoice", "VENDOR_CHOICES", "TranscriptResult", "parse_transcript"]
+
+VendorChoice = Literal["auto", "generic", "quectel", "simcom", "sierra"]
+VENDOR_CHOICES: Final[tuple[VendorChoice, ...]] = ("auto", "generic", "quectel", "simcom", "sierra")
+
+_COMMAND = re.compile(r"^AT(?:$|[+!$%*#&^]|[A-Z][0-9]*$)", re.IGNORECASE)
+_FINAL = re.compile(r"^(?:OK|ERROR|NO CARRIER|\+CME ERROR:.*|\+CMS ERROR:.*)$", re.IGNORECASE)
+_IDENTITY: Final = frozenset({"ATI", "ATI0", "AT+CGMI", "AT+GMI"})
+
+
+@dataclass(frozen=True)
+class TranscriptResult:
+    """What a transcript says: the vendor it was read as, one sample per poll, and the lines that gave nothing."""
+
+    vendor: Vendor
+    samples: tuple[Sample, ...]
+    unparsed: tuple[Problem, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as the JSON object the CLI prints."""
+        return {
+            "vendor": self.vendor,
+            "samples": [{"measurement": s.measurement, "tags": s.tags, "fields": s.fields} for s in self.samples],
+            "unparsed": [
+                {"line": p.line, "text": p.text, "command": p.command, "reason": p.reason} for p in self.unparsed
+            ],
+        }
+
+
+def parse_transcript(
+    text: str, vendor: VendorChoice = "auto", carrier: str | None = None, gnb_id_bits: int = 24
+) -> TranscriptResult:
+    """Return the readings in a modem transcript; ``carrier`` is used when the modem gave no PLMN."""
+    replies = _replies(text)
+    chosen: Vendor = _detect(replies) if vendor == "auto" else vendor
+    gate: Vendor | None = None if vendor == "auto" else vendor
+    samples: list[Sample] = []
+    problems: list[Problem] = []
+    for poll in _polls(replies):
+        result = vendors.interpret(poll, gate)
+        problems.extend(result.problems)
+        if result.usable:
+            samples.append(vendors.to_sample(result.reading, now_ns=0, carrier=carrier, gnb_id_bits=gnb_id_bits))
+    problems.sort(key=lambda p: p.line or 0)
+    return TranscriptResult(chosen, tuple(samples), tuple(problems))
+
+
+def _replies(text: str) -> list[Reply]:
+    """Split a transcript into replies: a command (if echoed), its lines, and its final result code."""
+    replies: list[Reply] = []
+    current: Reply | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if _COMMAND.match(line):
+            current = Reply(line, final=None)
+            replies.append(current)
+        elif _FINAL.match(line):
+            if current is None:
+                current = Reply(None)
+                replies.append(current)
+            current.final = line.upper() if line.upper() in ("OK", "ERROR") else line
+            current.final_number = number
+            current = None
+        else:
+            if current is None:  # no echo, or an unsolicited code between answers
+                current = Reply(None, final=None)
+                replies.append(current)
+            current.lines.append(line)
+            current.numbers.append(number)
+    return replies
+
+
+def _keys(reply: Reply) -> set[str]:
+    """Return what identifies a reply within a poll: its command and the prefixes of its answer lines."""
+    keys = {p for p in (vendors.prefix_of(line) for line in reply.lines) if p is not None}
+    if reply.command is not None:
+        keys.add(vendors.normal_command(reply.command))
+    return keys
+
+
+def _polls(replies: list[Reply]) -> list[list[Reply]]:
+    """Group replies into polls: a poll ends when a command or answer kind it already has comes again."""
+    polls: list[list[Reply]] = []
+    seen: set[str] = set()
+    for reply in replies:
+        keys = _keys(reply)
+        if not polls or keys & seen:
+            polls.append([])
+            seen = set()
+        polls[-1].append(reply)
+        seen |= keys
+    return polls
+
+
+def _detect(replies: list[Reply]) -> Vendor:
+    """Return the vendor an ATI/AT+CGMI answer names, else the owner of the first vendor answer, else generic."""
+    for reply in replies:
+        if vendors.normal_command(reply.command) in _IDENTITY:
+            found = vendors.detect_vendor("\n".join(reply.lines))
+            if found is not None:
+                return found
+    for reply in replies:
+        for line in reply.lines:
+            owner = vendors.vendor_of_line(line)
+            if owner is not None:
+                return owner
+    return "generic"
