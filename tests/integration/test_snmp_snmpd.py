@@ -242,3 +242,19 @@ def test_same_v3_user_with_other_keys_on_another_device_does_not_disturb(snmpd: 
     rounds = asyncio.run(main())
     assert [samples[0].fields["up"] for samples in rounds] == [True, False] * 3
     assert all(len(samples) > 1 for samples in rounds[::2])
+
+
+# ---------------------------------------------------------------------------------------------- profiles
+
+
+def test_profiles_for_mibs_the_device_lacks_give_nothing_and_log_nothing(
+    snmpd: services.Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agent.sources.snmp")
+    every = "[system, if_mib, entity_sensor, cisco_entity_sensor, juniper_dom, huawei_optical, ups_mib]"
+    uptime_before = net_snmp("snmpget", snmpd.port, "1.3.6.1.2.1.1.3.0")["1.3.6.1.2.1.1.3.0"]
+    (samples,) = asyncio.run(collect_and_close(SnmpSource(v2c(snmpd.port, profiles=every))))
+    names = walk_interfaces(snmpd.port)["name"]
+    assert [s.measurement for s in samples] == ["device"] + ["interface"] * len(names)
+    assert samples[0].fields["uptime_s"] >= int(uptime_before) / 100
+    assert caplog.records == []  # net-snmp has no sensor, DOM or UPS tables: empty walks, no failure

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
 import zwconf
+from agent import profiles
 from agent.snmpclient import FakeSnmpClient, PysnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from agent.wire import Sample
 
 NOW = 1_764_290_000_000_000_000
+SHIPPED = dict(profiles.shipped())
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 IF = "1.3.6.1.2.1.2.2.1"
 IFX = "1.3.6.1.2.1.31.1.1.1"
@@ -196,6 +199,14 @@ def test_a_column_with_an_error_is_left_out_and_the_rest_is_read(caplog: pytest.
     ]
 
 
+def test_ifspeed_is_not_walked_after_a_failed_read() -> None:
+    fake = _FailingColumn(SWITCH, f"{IFX}.15", SnmpError("192.0.2.10:161", "agent answered genErr"))
+    source = SnmpSource(load(V2C), client_factory=lambda target: fake)
+    samples = poll(source)
+    assert ("walk", (f"{IF}.5",)) not in fake.calls
+    assert "speed_mbps" not in samples[1].fields and samples[1].fields["oper_up"] is True
+
+
 def test_a_timeout_mid_poll_stops_walking_and_keeps_what_was_read() -> None:
     fake = _FailingColumn(SWITCH, f"{IF}.2", SnmpTimeout("192.0.2.10:161", "no response"))
     source = SnmpSource(load(V2C), client_factory=lambda target: fake)
@@ -328,3 +339,466 @@ def test_config_errors_name_the_key(text: str, message: str) -> None:
     with pytest.raises(zwconf.ConfigError) as info:
         load(text)
     assert str(info.value) == message
+
+
+# ---------------------------------------------------------------------------------------------- profiles: config
+
+
+def with_profiles(profiles: str, *extra: str) -> str:
+    return V2C + f"profiles: [{profiles}]\n" + "".join(f"{line}\n" for line in extra)
+
+
+def test_default_profiles_and_optical_unit() -> None:
+    config = load(V2C)
+    assert config.profiles == ["system", "if_mib"] and config.optical_unit == "auto"
+    assert load(with_profiles("ups_mib, system", "optical_unit: microwatt")).profiles == ["ups_mib", "system"]
+
+
+def test_shipped_profiles_load_and_are_named_after_their_files() -> None:
+    shipped = profiles.shipped()
+    assert sorted(shipped) == ["cisco_entity_sensor", "entity_sensor", "huawei_optical", "if_mib", "juniper_dom",
+                               "system", "ups_mib"]
+    assert all(profile.name == name for name, profile in shipped.items())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (with_profiles("system, if_mb"),
+     "agent.yaml:8: profiles[1]: unknown profile 'if_mb'; known profiles: cisco_entity_sensor, entity_sensor, "
+     "huawei_optical, if_mib, juniper_dom, system, ups_mib"),
+    (with_profiles("system, if_mib, system"), "agent.yaml:8: profiles: 'system' is listed twice"),
+    (with_profiles(""), "agent.yaml:8: profiles: name at least one profile; known profiles: cisco_entity_sensor, "
+     "entity_sensor, huawei_optical, if_mib, juniper_dom, system, ups_mib"),
+    (with_profiles("system", "optical_unit: uW"),
+     "agent.yaml:9: optical_unit: expected 'auto', 'dbm_hundredths' or 'microwatt', got 'uW'"),
+])
+def test_profile_config_errors(text: str, message: str) -> None:
+    with pytest.raises(zwconf.ConfigError) as info:
+        load(text)
+    assert str(info.value) == message
+
+
+# ---------------------------------------------------------------------------------------------- system: reboots
+
+
+def uptimes(*polls: tuple[int, int | None]) -> list[dict[str, object]]:
+    """Poll a device whose sysUpTime is ``ticks`` (None: no answer) at ``seconds``; return the device fields."""
+    fake = FakeSnmpClient({})
+    source = SnmpSource(load(with_profiles("system")), client_factory=lambda target: fake)
+    out = []
+    for seconds, ticks in polls:
+        fake.fail = ticks is None
+        fake.values[SYS_UPTIME] = ticks
+        out.append(dict(poll(source, NOW + seconds * 10**9)[0].fields))
+    return out
+
+
+def test_sysuptime_going_backwards_is_a_reboot_on_that_poll_only(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.sources.snmp")
+    assert uptimes((0, 9_000_000), (60, 9_006_000), (120, 1_500), (180, 7_500)) == [
+        {"up": True, "uptime_s": 90000.0},
+        {"up": True, "uptime_s": 90060.0},
+        {"up": True, "uptime_s": 15.0, "rebooted": True},
+        {"up": True, "uptime_s": 75.0},
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "snmp device bts-01 (192.0.2.10:161) rebooted: sysUpTime went backwards"]
+
+
+def test_a_reboot_while_the_device_did_not_answer_is_seen_when_it_answers_again() -> None:
+    fields = uptimes((0, 9_000_000), (60, None), (120, None), (180, 3_000))
+    assert [f.get("rebooted") for f in fields] == [None, None, None, True]
+    assert fields[1] == {"up": False}
+
+
+def test_a_wrap_of_sysuptime_is_not_a_reboot() -> None:
+    near_end = 2**32 - 2_000  # 20 s before the 32-bit TimeTicks wrap (about 497 days)
+    assert [f.get("rebooted") for f in uptimes((0, near_end), (60, 4_000))] == [None, None]
+    # the same drop far from the wrap point is a reboot
+    assert [f.get("rebooted") for f in uptimes((0, 2**31), (60, 4_000))] == [None, True]
+
+
+def test_first_poll_and_equal_or_rising_uptime_are_no_reboot() -> None:
+    assert [f.get("rebooted") for f in uptimes((0, 5), (0, 5), (60, 6_005))] == [None, None, None]
+
+
+def test_without_the_system_profile_the_device_sample_has_up_only() -> None:
+    source, _ = source_with({SYS_UPTIME: 123456}, with_profiles("if_mib"))
+    assert poll(source) == [Sample("device", {"device": "bts-01", "site": "dv-site-3"}, {"up": True}, NOW)]
+
+
+# ---------------------------------------------------------------------------------------------- optical
+
+
+ENT = "1.3.6.1.2.1.47.1.1.1.1"  # entPhysicalTable: .2 descr, .4 containedIn, .5 class, .7 name
+SENSOR = "1.3.6.1.2.1.99.1.1.1"  # entPhySensorTable: .1 type .2 scale .3 precision .4 value .5 status .6 units
+CISCO = "1.3.6.1.4.1.9.9.91.1.1.1.1"  # entSensorValueTable: the same first five columns
+JNX = "1.3.6.1.4.1.2636.3.60.1.1.1.1"  # jnxDomCurrentTable: .5 rx, .7 tx, .8 temperature
+HW = "1.3.6.1.4.1.2011.5.25.31.1.1.3.1"  # hwOpticalModuleInfoTable: .8 rx, .9 tx
+
+
+def entity(index: int, name: str, descr: str = "", parent: int = 0, cls: int = 8) -> dict[str, SnmpValue]:
+    return {f"{ENT}.7.{index}": name.encode(), f"{ENT}.2.{index}": descr.encode(), f"{ENT}.4.{index}": parent,
+            f"{ENT}.5.{index}": cls}
+
+
+def sensor(table: str, index: int, kind: int, scale: int, precision: int, value: int, status: int = 1,
+           units: str | None = None) -> dict[str, SnmpValue]:
+    out: dict[str, SnmpValue] = {f"{table}.1.{index}": kind, f"{table}.2.{index}": scale,
+                                 f"{table}.3.{index}": precision, f"{table}.4.{index}": value,
+                                 f"{table}.5.{index}": status}
+    if units is not None:
+        out[f"{table}.6.{index}"] = units.encode()
+    return out
+
+
+def optical_of(samples: list[Sample]) -> list[tuple[str, dict[str, object]]]:
+    return [(s.tags["port"], dict(s.fields)) for s in samples if s.measurement == "optical"]
+
+
+def test_entity_sensor_watts_and_dbm_sensors_per_port() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        # a transceiver lane (module, 9) holding an RX and a TX watts sensor: milli, precision 4
+        **entity(1000, "", "Lane 0 for Xcvr for Ethernet5", parent=100, cls=9),
+        **entity(1001, "", "DOM RX Power Sensor for Ethernet5", parent=1000),
+        **sensor(SENSOR, 1001, 6, 8, 4, 4025),  # 0.4025 mW
+        **entity(1002, "", "DOM TX Power Sensor for Ethernet5", parent=1000),
+        **sensor(SENSOR, 1002, 6, 8, 4, 6015),  # 0.6015 mW
+        # a port (10) with other(1) sensors in "dBm", units, precision 1; the Tx one unavailable(2)
+        **entity(2000, "Ethernet6", "SFP-10G-LR", parent=100, cls=10),
+        **entity(2001, "Ethernet6 Rx Power", parent=2000),
+        **sensor(SENSOR, 2001, 1, 9, 1, -35, units=" dBm "),
+        **entity(2002, "Ethernet6 Tx Power", parent=2000),
+        **sensor(SENSOR, 2002, 1, 9, 1, -21, status=2, units="dBm"),
+        # sensors in the chassis: a port cannot be found, so the sensor names the port; a dark receiver (0 W)
+        **entity(3001, "Et7 Receive Power", parent=1, cls=8),
+        **sensor(SENSOR, 3001, 6, 8, 4, 0),
+        **entity(3002, "Et7 Transmit Power", parent=1, cls=8),
+        **sensor(SENSOR, 3002, 6, 8, 4, 5000),  # 0.5 mW
+        **entity(1, "Chassis", "7150S-52", cls=3),
+        # not optical power: a PSU's watts, a transceiver temperature, a bogus precision, other(1) in volts
+        **entity(4001, "PSU1 input power", parent=1), **sensor(SENSOR, 4001, 6, 9, 0, 250),
+        **entity(4002, "Ethernet6 Rx temperature", parent=2000), **sensor(SENSOR, 4002, 8, 9, 1, 325),
+        **entity(4003, "Ethernet8 Rx Power", parent=1), **sensor(SENSOR, 4003, 6, 8, 1615384784, -1931),
+        **entity(4004, "Ethernet9 Rx Power", parent=1), **sensor(SENSOR, 4004, 1, 9, 0, -3, units="V"),
+    }
+    source, _ = source_with(values, with_profiles("entity_sensor"))
+    samples = poll(source)
+    assert optical_of(samples) == [
+        ("Lane 0 for Xcvr for Ethernet5", {"rx_dbm": -3.95, "tx_dbm": -2.21}),  # 10 log10(0.4025), (0.6015)
+        ("Ethernet6", {"rx_dbm": -3.5}),
+        ("Et7 Transmit Power", {"tx_dbm": -3.01}),
+    ]
+    assert all(type(v) is float for _, fields in optical_of(samples) for v in fields.values())
+    assert samples[1].tags == {"device": "bts-01", "port": "Lane 0 for Xcvr for Ethernet5"}
+
+
+def test_cisco_entity_sensor_dbm_and_watts() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        **entity(10, "Ethernet1/1", "10G SFP", parent=5, cls=10),
+        **entity(11, "Ethernet1/1 Receive Power Sensor", parent=10), **sensor(CISCO, 11, 14, 8, 0, -1931),
+        **entity(12, "Ethernet1/1 Transmit Power Sensor", parent=10), **sensor(CISCO, 12, 14, 8, 0, -2456),
+        **entity(13, "Ethernet1/1 Bias Current Sensor", parent=10), **sensor(CISCO, 13, 5, 7, 0, 6000),
+        # a second Rx sensor of the same port (a lane): the first row's value wins
+        **entity(14, "Ethernet1/1 Lane 2 Receive Power Sensor", parent=10), **sensor(CISCO, 14, 14, 8, 0, -5000),
+        # IOS-XR: watts, micro, precision 1: 501.2 uW
+        **entity(20, "TenGigE0/0/0/1", parent=5, cls=10),
+        **entity(21, "Rx Power TenGigE0/0/0/1", parent=20), **sensor(CISCO, 21, 6, 7, 1, 5012),
+        **entity(22, "Tx Power TenGigE0/0/0/1", parent=20), **sensor(CISCO, 22, 6, 7, 1, 0),
+        # no light: -127 dBm; no reading: -32768; nonoperational(3)
+        **entity(30, "Ethernet1/2", parent=5, cls=10),
+        **entity(31, "Ethernet1/2 Receive Power Sensor", parent=30), **sensor(CISCO, 31, 14, 9, 0, -127),
+        **entity(32, "Ethernet1/2 Transmit Power Sensor", parent=30), **sensor(CISCO, 32, 14, 8, 0, -32768),
+        **entity(40, "Ethernet1/3", parent=5, cls=10),
+        **entity(41, "Ethernet1/3 Receive Power Sensor", parent=40), **sensor(CISCO, 41, 14, 9, 1, -127),
+        **entity(42, "Ethernet1/3 Transmit Power Sensor", parent=40), **sensor(CISCO, 42, 14, 9, 1, -20, status=3),
+        # a Nexus whose entity table does not list its sensors: Rx and Tx cannot be told, nothing is reported
+        **sensor(CISCO, 25827, 14, 8, 0, -1931), **sensor(CISCO, 25828, 14, 8, 0, -2456),
+    }
+    source, _ = source_with(values, with_profiles("cisco_entity_sensor"))
+    assert optical_of(poll(source)) == [
+        ("Ethernet1/1", {"rx_dbm": -1.93, "tx_dbm": -2.46}),  # -1931 x 10^-3, to 0.01 dB
+        ("TenGigE0/0/0/1", {"rx_dbm": -3.0}),  # 10 log10(0.5012 mW); 0 W gives no dBm
+        ("Ethernet1/3", {"rx_dbm": -12.7}),  # -127 with precision 1 is a reading
+    ]
+
+
+def test_juniper_dom_hundredths_of_dbm_by_ifindex() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        f"{IFX}.1.550": b"ge-0/0/1", f"{JNX}.5.550": -865, f"{JNX}.7.550": -712, f"{JNX}.8.550": 28,
+        f"{IFX}.1.556": b"ge-0/0/5", f"{JNX}.5.556": 0, f"{JNX}.7.556": 0, f"{JNX}.8.556": 0,  # no DOM
+        f"{IFX}.1.724": b"ge-1/1/3", f"{JNX}.5.724": 0, f"{JNX}.7.724": -591, f"{JNX}.8.724": 37,  # dark Rx
+        f"{IF}.2.900": b"xe-9/0/0", f"{JNX}.5.900": -1001, f"{JNX}.7.900": 89, f"{JNX}.8.900": 30,  # no ifName
+        f"{JNX}.5.901": -3154, f"{JNX}.7.901": -549,  # no name at all
+        f"{JNX}.5.902": -32768, f"{JNX}.7.902": 6000,  # -327.68 and +60 dBm: not readings
+    }
+    source, _ = source_with(values, with_profiles("juniper_dom"))
+    assert optical_of(poll(source)) == [
+        ("ge-0/0/1", {"rx_dbm": -8.65, "tx_dbm": -7.12}),
+        ("ge-1/1/3", {"tx_dbm": -5.91}),
+        ("xe-9/0/0", {"rx_dbm": -10.01, "tx_dbm": 0.89}),
+        ("ifIndex.901", {"rx_dbm": -31.54, "tx_dbm": -5.49}),
+    ]
+
+
+HUAWEI_UW: dict[str, SnmpValue] = {  # older firmware: microwatts, -1 for an empty cage
+    SYS_UPTIME: 1,
+    f"{ENT}.7.67747854": b"XGigabitEthernet2/0/0", f"{HW}.8.67747854": 331, f"{HW}.9.67747854": 578,
+    f"{ENT}.7.67748430": b"XGigabitEthernet2/0/9", f"{HW}.8.67748430": 0, f"{HW}.9.67748430": 535,
+    f"{ENT}.7.67748622": b"XGigabitEthernet2/0/12", f"{HW}.8.67748622": -1, f"{HW}.9.67748622": -1,
+}
+HUAWEI_DBM: dict[str, SnmpValue] = {  # current firmware: 0.01 dBm
+    SYS_UPTIME: 1,
+    f"{ENT}.7.67436622": b"GigabitEthernet0/0/1", f"{HW}.8.67436622": -420, f"{HW}.9.67436622": 150,
+    f"{ENT}.7.67436686": b"GigabitEthernet0/0/2", f"{HW}.8.67436686": -1, f"{HW}.9.67436686": 2147483647,
+    f"{HW}.8.67436750": 0, f"{HW}.9.67436750": -250,
+}
+
+
+@pytest.mark.parametrize(("values", "unit", "expected"), [
+    (HUAWEI_UW, "auto", [("XGigabitEthernet2/0/0", {"rx_dbm": -4.8, "tx_dbm": -2.38}),  # 10 log10(uW / 1000)
+                         ("XGigabitEthernet2/0/9", {"tx_dbm": -2.72})]),  # 0 uW: no light, no dBm
+    (HUAWEI_UW, "microwatt", [("XGigabitEthernet2/0/0", {"rx_dbm": -4.8, "tx_dbm": -2.38}),
+                              ("XGigabitEthernet2/0/9", {"tx_dbm": -2.72})]),
+    (HUAWEI_UW, "dbm_hundredths", [("XGigabitEthernet2/0/0", {"rx_dbm": 3.31, "tx_dbm": 5.78}),
+                                   ("XGigabitEthernet2/0/9", {"rx_dbm": 0.0, "tx_dbm": 5.35})]),
+    (HUAWEI_DBM, "auto", [("GigabitEthernet0/0/1", {"rx_dbm": -4.2, "tx_dbm": 1.5}),
+                          ("entPhysicalIndex.67436750", {"rx_dbm": 0.0, "tx_dbm": -2.5})]),
+    (HUAWEI_DBM, "dbm_hundredths", [("GigabitEthernet0/0/1", {"rx_dbm": -4.2, "tx_dbm": 1.5}),
+                                    ("entPhysicalIndex.67436750", {"rx_dbm": 0.0, "tx_dbm": -2.5})]),
+])
+def test_huawei_optical_units(values: dict[str, SnmpValue], unit: str, expected: list[object]) -> None:
+    source, _ = source_with(values, with_profiles("huawei_optical", f"optical_unit: {unit}"))
+    assert optical_of(poll(source)) == expected
+
+
+def test_huawei_with_only_empty_cages_gives_no_optical_sample() -> None:
+    values: dict[str, SnmpValue] = {SYS_UPTIME: 1, f"{HW}.8.1": -1, f"{HW}.9.1": -1, f"{HW}.8.2": -1,
+                                    f"{HW}.9.2": -1}
+    source, _ = source_with(values, with_profiles("system, huawei_optical"))
+    assert [s.measurement for s in poll(source)] == ["device"]
+
+
+# ---------------------------------------------------------------------------------------------- power
+
+
+UPS = "1.3.6.1.2.1.33.1"
+EATON: dict[str, SnmpValue] = {  # the Eaton 93E walk of snmpsim-data: on mains, battery normal
+    SYS_UPTIME: 67423732, f"{UPS}.2.1.0": 2, f"{UPS}.2.2.0": 0, f"{UPS}.2.3.0": 1092, f"{UPS}.2.4.0": 100,
+    f"{UPS}.4.1.0": 3,
+}
+
+
+def power_of(values: dict[str, SnmpValue]) -> dict[str, object] | None:
+    source, _ = source_with(values, with_profiles("ups_mib"))
+    found = [s for s in poll(source) if s.measurement == "power"]
+    assert len(found) <= 1
+    if found:
+        assert found[0].tags == {"device": "bts-01", "site": "dv-site-3"}
+    return dict(found[0].fields) if found else None
+
+
+ON_MAINS = {"on_battery": False, "battery_low": False, "battery_minutes": 1092, "battery_pct": 100,
+            "seconds_on_battery": 0}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({}, ON_MAINS),
+    ({"4.1.0": 5, "2.2.0": 120, "2.3.0": 30, "2.4.0": 80},  # battery(5) for two minutes
+     {"on_battery": True, "battery_low": False, "battery_minutes": 30, "battery_pct": 80, "seconds_on_battery": 120}),
+    ({"4.1.0": None, "2.2.0": 30}, {**ON_MAINS, "on_battery": True, "seconds_on_battery": 30}),  # no output source
+    ({"4.1.0": 5, "2.2.0": -1}, {**ON_MAINS, "on_battery": True, "seconds_on_battery": None}),
+    ({"4.1.0": 4}, ON_MAINS),  # bypass(4) is not battery
+    ({"4.1.0": -1, "2.2.0": -1}, {**ON_MAINS, "on_battery": None, "seconds_on_battery": None}),  # unknown, not false
+    ({"2.1.0": 3}, {**ON_MAINS, "battery_low": True}),  # batteryLow(3)
+    ({"2.1.0": 4}, {**ON_MAINS, "battery_low": True}),  # batteryDepleted(4)
+    ({"2.1.0": 1}, {**ON_MAINS, "battery_low": None}),  # unknown(1)
+    ({"2.3.0": -1, "2.4.0": -1}, {**ON_MAINS, "battery_minutes": None, "battery_pct": None}),  # the GSE200M
+    ({"2.4.0": 101, "2.3.0": b"1092"}, {**ON_MAINS, "battery_minutes": None, "battery_pct": None}),
+])
+def test_ups_fields(changes: dict[str, SnmpValue], expected: dict[str, object]) -> None:
+    values = {**EATON, **{f"{UPS}.{oid}": value for oid, value in changes.items()}}
+    assert power_of(values) == {k: v for k, v in expected.items() if v is not None}
+
+
+def test_ups_unsupported_everywhere_gives_no_power_sample() -> None:
+    assert power_of({SYS_UPTIME: 1}) is None  # an APC without RFC 1628: nothing answers under UPS-MIB
+
+
+# ---------------------------------------------------------------------------------------------- poll mechanics
+
+
+def test_scalars_are_read_in_one_get_after_the_reachability_get() -> None:
+    source, fake = source_with(EATON, with_profiles("system, ups_mib"))
+    samples = poll(source)
+    assert fake.calls == [("get", (SYS_UPTIME,)),
+                          ("get", (f"{UPS}.2.1.0", f"{UPS}.2.2.0", f"{UPS}.2.3.0", f"{UPS}.2.4.0", f"{UPS}.4.1.0"))]
+    assert [s.measurement for s in samples] == ["device", "power"]
+    assert samples[0].fields == {"up": True, "uptime_s": 674237.32}
+
+
+class _RefusingBatches(FakeSnmpClient):
+    """A fake whose agent refuses a GET of more than one OID, and one OID always."""
+
+    def __init__(self, values: Mapping[str, SnmpValue], bad: str) -> None:
+        super().__init__(values)
+        self.bad = bad
+
+    async def get(self, oids: Sequence[str]) -> dict[str, SnmpValue]:
+        if len(oids) > 1 or self.bad in oids:
+            self.calls.append(("get", tuple(oids)))
+            raise SnmpError("192.0.2.10:161", "agent answered noSuchName")
+        return await super().get(oids)
+
+
+def test_a_refused_get_is_retried_one_oid_at_a_time(caplog: pytest.LogCaptureFixture) -> None:
+    fake = _RefusingBatches(EATON, f"{UPS}.2.4.0")
+    source = SnmpSource(load(with_profiles("ups_mib")), client_factory=lambda target: fake)
+    (power,) = [s for s in poll(source) if s.measurement == "power"]
+    assert power.fields == {"on_battery": False, "battery_low": False, "battery_minutes": 1092,
+                            "seconds_on_battery": 0}
+    assert [len(args) for method, args in fake.calls] == [1, 5, 1, 1, 1, 1, 1]
+    assert [r.getMessage() for r in caplog.records] == [
+        "snmp device bts-01 (192.0.2.10:161) answered, but 1.3.6.1.2.1.33.1.2.4.0 could not be read: "
+        "agent answered noSuchName"]
+
+
+def test_a_column_read_by_two_profiles_is_walked_once_and_joins_only_for_present_tables() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1, **entity(10, "Ethernet1/1", parent=5, cls=10),
+        **entity(11, "Ethernet1/1 Receive Power Sensor", parent=10), **sensor(CISCO, 11, 14, 8, 0, -1931),
+    }
+    source, fake = source_with(values, with_profiles("entity_sensor, cisco_entity_sensor, juniper_dom"))
+    assert optical_of(poll(source)) == [("Ethernet1/1", {"rx_dbm": -1.93})]
+    walked = [args[0] for method, args in fake.calls if method == "walk"]
+    assert len(walked) == len(set(walked))
+    assert f"{ENT}.7" in walked  # for the Cisco table
+    assert walked[:6] == [f"{SENSOR}.{c}" for c in range(1, 7)]  # no entity sensor: no entity walks after it
+    assert walked[6:11] == [f"{CISCO}.{c}" for c in range(1, 6)]
+    assert walked[-3:] == [f"{JNX}.5", f"{JNX}.7", f"{JNX}.8"]  # no DOM rows: ifName is not walked for them
+
+
+def test_a_timeout_in_a_later_profile_keeps_the_earlier_samples() -> None:
+    fake = _FailingColumn({**SWITCH, **EATON, SYS_UPTIME: 123456}, f"{JNX}.5", SnmpTimeout("x", "no response"))
+    source = SnmpSource(load(with_profiles("system, ups_mib, if_mib, juniper_dom")),
+                        client_factory=lambda target: fake)
+    samples = poll(source)
+    assert [s.measurement for s in samples] == ["device", "power", "interface", "interface", "interface"]
+
+
+def test_a_new_device_type_is_a_profile_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = """\
+name: zte_optical
+description: ZTE-like optical table in 0.001 dBm, rows named by a column of the table.
+tables:
+  - measurement: optical
+    columns:
+      port: 1.3.6.1.4.1.3902.3.103.11.1.1.2
+      rx: 1.3.6.1.4.1.3902.3.103.11.1.1.5
+      tx: 1.3.6.1.4.1.3902.3.103.11.1.1.6
+    tags:
+      port: [port]
+    fields:
+      rx_dbm: {column: rx, missing: [-40000], scale: 0.001}
+      tx_dbm: {column: tx, missing: [-40000], scale: 0.001}
+"""
+    monkeypatch.setattr(profiles, "shipped", lambda: {**SHIPPED, "zte_optical": profiles.load(text, "zte.yaml")})
+    table = "1.3.6.1.4.1.3902.3.103.11.1.1"
+    values: dict[str, SnmpValue] = {SYS_UPTIME: 1, f"{table}.2.1.7": b"xgei-1/7", f"{table}.5.1.7": -3217,
+                                    f"{table}.6.1.7": -40000}
+    source, _ = source_with(values, with_profiles("zte_optical"))
+    assert optical_of(poll(source)) == [("xgei-1/7", {"rx_dbm": -3.217})]
+
+
+# ---------------------------------------------------------------------------------------------- profile files
+
+
+PROFILE = """\
+name: p
+description: d
+tables:
+  - measurement: optical
+    columns:
+      rx: 1.3.6.1.4.1.1.5
+      tx: 1.3.6.1.4.1.1.7
+    tags:
+      port: [rx, {text: "ifIndex.{index}"}]
+    fields:
+      rx_dbm: {column: rx, scale: 0.01}
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("{column: rx, scale", "{column: rxx, scale",
+     "p.yaml:4: tables[0]: field 'rx_dbm' uses 'rxx', which is not one of: rx, tx"),
+    ("rx: 1.3.6.1.4.1.1.5", "rx: .1.3.6.1.4.1.1.5",
+     "p.yaml:6: tables[0].columns.rx.oid: expected a numeric OID like '1.3.6.1.2.1.1.3.0' (no leading dot), "
+     "got '.1.3.6.1.4.1.1.5'"),
+    ("{column: rx, scale: 0.01}", "{column: rx, when: [{column: tx, matches: '(rx'}]}",
+     "p.yaml:11: tables[0].fields.rx_dbm[0].when[0].matches: not a valid regular expression (missing ), "
+     "unterminated subpattern at position 0): '(rx'"),
+    ("scale: 0.01", "scael: 0.01", "p.yaml:11: tables[0].fields.rx_dbm[0].scael: unknown key 'scael' "
+     "(did you mean 'scale'?)"),
+    ("scale: 0.01", "unit: dBm", "p.yaml:11: tables[0].fields.rx_dbm[0].unit: expected 'dbm', 'watt_to_dbm', "
+     "'milliwatt_to_dbm', 'microwatt_to_dbm' or 'optical_unit', got 'dBm'"),
+    ("scale: 0.01", "decode: entity_sensor",
+     "p.yaml:4: tables[0]: field 'rx_dbm': decode 'entity_sensor' needs columns named 'scale' and 'precision'"),
+    ("scale: 0.01", "scale: 0.01, one_of: [1]",
+     "p.yaml:11: tables[0].fields.rx_dbm[0]: 'one_of' gives a boolean: it takes no 'decode', 'scale', 'unit', "
+     "'round' or 'valid'"),
+    ("scale: 0.01", "detect: uptime_went_backwards",
+     "p.yaml:4: tables[0]: field 'rx_dbm': 'detect' works on scalars only (one value per device)"),
+    ('port: [rx, {text: "ifIndex.{index}"}]', "port: [{links_of: link}]",
+     "p.yaml:4: tables[0]: tag 'port': links_of 'link' must name an earlier tag"),
+    ("ifIndex.{index}", "ifIndex.{ifindex}",
+     "p.yaml:9: tables[0].tags.port[1]: text: the only placeholder is {index}, got 'ifIndex.{ifindex}'"),
+    ("port: [rx,", "device: [rx,",
+     "p.yaml:4: tables[0]: tag 'device' is set to the device's configured name: do not declare it"),
+    ("{column: rx, scale: 0.01}", "{column: rx, when: [{column: tx, one_of: [1], above: 2}]}",
+     "p.yaml:11: tables[0].fields.rx_dbm[0].when[0]: a condition has exactly one test: 'one_of', 'above', "
+     "'matches' or 'bit'"),
+])
+def test_profile_errors_name_the_file_line_and_key(old: str, new: str, message: str) -> None:
+    assert old in PROFILE
+    profiles.load(PROFILE, "p.yaml")
+    with pytest.raises(zwconf.ConfigError) as info:
+        profiles.load(PROFILE.replace(old, new), "p.yaml")
+    assert str(info.value) == message
+
+
+def test_a_profile_file_is_named_after_its_profile(tmp_path: Path) -> None:
+    path = tmp_path / "q.yaml"
+    path.write_text(PROFILE)
+    with pytest.raises(zwconf.ConfigError, match=r"q.yaml: name: 'p' must be the file's name, 'q'"):
+        profiles.load_file(path)
+    (tmp_path / "p.yaml").write_text(PROFILE)
+    assert profiles.load_file(tmp_path / "p.yaml").name == "p"
+
+
+def test_condition_on_bits_and_any_of_several_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = """\
+name: bits
+description: Rx missing under a loss-of-signal alarm bit; a port named by either of two columns.
+tables:
+  - measurement: optical
+    columns:
+      alarms: 1.3.6.1.4.1.9999.1.1
+      rx: 1.3.6.1.4.1.9999.1.5
+      label: 1.3.6.1.4.1.9999.1.9
+    tags:
+      port: [{column: label, when: [{columns: [label, alarms], matches: '^(xe|ge)-'}]}, {text: "port{index}"}]
+    fields:
+      rx_dbm: {column: rx, unless: [{column: alarms, bit: 9}], scale: 0.01}
+"""
+    monkeypatch.setattr(profiles, "shipped", lambda: {**SHIPPED, "bits": profiles.load(text, "bits.yaml")})
+    base = "1.3.6.1.4.1.9999.1"
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        f"{base}.1.1": b"\x00\x40", f"{base}.5.1": -500, f"{base}.9.1": b"xe-0/0/1",  # bit 9 set: LOS
+        f"{base}.1.2": b"\xff\xbf", f"{base}.5.2": -600, f"{base}.9.2": b"et-0/0/2",  # all but bit 9
+        f"{base}.1.3": b"\x00", f"{base}.5.3": -700,  # a short BITS value lacks bit 9
+    }
+    source, _ = source_with(values, with_profiles("bits"))
+    assert optical_of(poll(source)) == [("port2", {"rx_dbm": -6.0}), ("port3", {"rx_dbm": -7.0})]

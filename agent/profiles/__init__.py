@@ -1,0 +1,415 @@
+"""SNMP poll profiles: what to read from a device and how it becomes samples, as data (YAML).
+
+A profile is one YAML file in this folder, named after the profile (``juniper_dom.yaml`` is profile
+``juniper_dom``). A device's ``profiles`` list (SnmpConfig) picks the ones it is polled with; a new device
+type needs a new file, not new code. OIDs are numeric (no MIB is compiled on the probe); the values below
+are a small fixed vocabulary that ``agent/sources/snmp.py`` evaluates.
+
+File format::
+
+    name: juniper_dom                   # = the file name
+    description: one line for people
+    scalars:                            # GETs of single instances; each group gives at most one sample
+      - measurement: power              # "device" adds its fields to the device sample (tags are fixed there)
+        get: {status: 1.3.6.1.2.1.33.1.2.1.0, ...}    # name -> instance OID
+        tags: {...}                     # as for tables, from config and links_of only
+        fields: {...}
+        keep_empty: false               # true: a sample without fields is still emitted
+    tables:                             # walks; each row (index) gives one sample
+      - measurement: optical
+        columns:                        # name -> column OID, walked in this order; the rows are the union
+          rx: 1.3.6.1.4.1.2636.3.60.1.1.1.1.5       # of the indexes (OID suffixes) seen in any column
+          speed: {oid: 1.3.6.1.2.1.2.2.1.5, only_if_empty: high_speed}   # a fallback: walked only when
+                                        # that earlier column gave no rows and no read of the poll failed
+        joins:                          # more columns, walked only when the table has rows, read at
+          ifname: {oid: 1.3.6.1.2.1.31.1.1.1.1}        # the row's index (by: index, the default) or at
+          parent_name: {oid: ..., by: parent}          # the integer value of a column or earlier join
+        skip_row_when: [<condition>, ...]  # every condition holds -> the row gives nothing
+        merge_rows: false               # true: rows with equal tags merge into one sample; a field two rows
+                                        # give takes the first row's value (the lowest index)
+        keep_empty: false               # true: a row without fields still gives a sample
+        tags:                           # tag -> sources, the first one that gives a non-empty text wins
+          port: [ifname, {text: "ifIndex.{index}"}]
+        fields:                         # field -> one spec, or a list of specs: the first that gives a value
+          rx_dbm: {column: rx, scale: 0.01}
+
+Every sample gets the tag ``device`` (the configured name). Tag sources: a column or join name (its
+value as text), ``{column: NAME, when: [<condition>, ...]}``, ``{text: "template with {index}"}``,
+``{config: site}`` (the device's configured site) and ``{links_of: TAG}`` (the device's ``links`` entry for
+the value of an earlier tag).
+
+A field spec reads one column and applies, in this order (every key is optional but ``column``)::
+
+    when: [<condition>, ...]        every condition must hold, else this spec gives nothing for the row
+    unless: [<condition>, ...]      any condition holds -> missing (a sensor's "unavailable" status)
+    missing: [-1, 2147483647]       raw values that mean "no reading" (sentinels) -> missing
+    decode: entity_sensor           RFC 3433: value x 10^(3 x (scale - 9)) x 10^(-precision), with the
+                                    table's columns named ``scale`` and ``precision``
+    scale: 0.01                     multiply (a scale whose inverse is an integer divides, exactly)
+    unit: dbm | watt_to_dbm | milliwatt_to_dbm | microwatt_to_dbm | optical_unit
+                                    power in W/mW/uW -> dBm = 10 log10(mW) (zero or less -> missing);
+                                    optical_unit: the device's ``optical_unit`` setting, dbm_hundredths
+                                    (/100) or microwatt; auto decides per table and poll: one negative
+                                    reading (sentinels aside) means 0.01 dBm, none means uW
+    round: 2                        round to that many decimals (0 gives an integer); a value that went
+                                    through decode, scale or unit is a float, so a field keeps one type
+    valid: [-60, 30]                a result outside the range -> missing
+    one_of: [5]                     the result is a boolean: raw value in the list
+    above: 0                        the result is a boolean: raw value greater than this
+    detect: uptime_went_backwards   TimeTicks lower than at the previous poll of this device (wrap at
+                                    2^32 allowed for) -> true, else the field is left out
+
+or combines others: ``{any: [<spec>, ...]}`` is true if any gives true, false if any gives false and
+none true, missing when none gives a value. Values of the wrong type (text where a number is expected)
+are missing. A condition tests one column (``column``) or several (``columns``: true if any passes) with
+one of ``one_of: [ints]``, ``above: number``, ``matches: regex`` (searched in the value as text) or
+``bit: n`` (bit n of a BITS octet string, bit 0 = the high bit of the first octet); a column the row does
+not have fails every test.
+
+``load(text, source)`` is pure and ``load_file(path)`` reads a file; ``shipped()`` returns the profiles in
+this folder by name, checked once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+import zwconf
+
+__all__ = [
+    "Condition",
+    "FieldSpec",
+    "TagSource",
+    "Column",
+    "Join",
+    "Scalars",
+    "Table",
+    "Profile",
+    "load",
+    "load_file",
+    "shipped",
+]
+
+_NUMERIC_OID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
+_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
+
+
+def _oid(value: str) -> str:
+    if not _NUMERIC_OID.match(value):
+        raise ValueError(f"expected a numeric OID like '1.3.6.1.2.1.1.3.0' (no leading dot), got {value!r}")
+    return value
+
+
+def _ident(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(f"expected a name of letters, digits and '_' (not starting with a digit), got {value!r}")
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc}): {value!r}") from None
+    return value
+
+
+Oid = Annotated[str, AfterValidator(_oid)]
+Ident = Annotated[str, AfterValidator(_ident)]
+Regex = Annotated[str, AfterValidator(_regex)]
+Unit = Literal["dbm", "watt_to_dbm", "milliwatt_to_dbm", "microwatt_to_dbm", "optical_unit"]
+
+
+class Condition(zwconf.Strict):
+    """One test on a row: a column (or any of several) passes ``one_of``, ``above``, ``matches`` or ``bit``."""
+
+    column: str | None = None
+    columns: list[str] | None = Field(default=None, min_length=1)
+    one_of: list[int] | None = Field(default=None, min_length=1)
+    above: float | None = None
+    matches: Regex | None = None
+    bit: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_each(self) -> Condition:
+        """Check that one column key and one test are given."""
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("a condition names either 'column' or 'columns'")
+        tests = [k for k in ("one_of", "above", "matches", "bit") if getattr(self, k) is not None]
+        if len(tests) != 1:
+            raise ValueError("a condition has exactly one test: 'one_of', 'above', 'matches' or 'bit'")
+        return self
+
+    def names(self) -> list[str]:
+        """Return the columns this condition reads."""
+        return [self.column] if self.column is not None else list(self.columns or [])
+
+
+class FieldSpec(zwconf.Strict):
+    """How one field is computed from one column of a row (see the module docstring)."""
+
+    column: str | None = None
+    any: list[FieldSpec] | None = Field(default=None, min_length=1)
+    when: list[Condition] = Field(default_factory=list)
+    unless: list[Condition] = Field(default_factory=list)
+    missing: list[int] = Field(default_factory=list)
+    decode: Literal["entity_sensor"] | None = None
+    scale: float | None = None
+    unit: Unit | None = None
+    round: int | None = Field(default=None, ge=0, le=9)
+    valid: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    one_of: list[int] | None = Field(default=None, min_length=1)
+    above: float | None = None
+    detect: Literal["uptime_went_backwards"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        """Check that the keys given make one meaning."""
+        if self.any is not None:
+            others = [k for k in type(self).model_fields if k != "any" and k in self.model_fields_set]
+            if others:
+                raise ValueError(f"'any' combines other specs and takes no other key (got '{others[0]}')")
+            return self
+        if self.column is None:
+            raise ValueError("a field spec needs 'column' (or 'any')")
+        results = [k for k in ("one_of", "above", "detect") if getattr(self, k) is not None]
+        if len(results) > 1:
+            raise ValueError(f"'{results[0]}' and '{results[1]}' cannot be combined")
+        if results and any(getattr(self, k) is not None for k in ("decode", "scale", "unit", "round", "valid")):
+            raise ValueError(f"'{results[0]}' gives a boolean: it takes no 'decode', 'scale', 'unit', 'round' or "
+                             "'valid'")
+        if self.unit == "optical_unit" and (self.scale is not None or self.decode is not None):
+            raise ValueError("unit 'optical_unit' takes no 'scale' or 'decode': the device's setting decides")
+        if self.scale == 0:
+            raise ValueError("scale 0 makes every value 0")
+        if self.valid is not None and self.valid[0] > self.valid[1]:
+            raise ValueError(f"valid: the low end {self.valid[0]:g} is above the high end {self.valid[1]:g}")
+        return self
+
+    def names(self) -> list[str]:
+        """Return the columns this spec reads, its conditions included."""
+        if self.any is not None:
+            return [n for spec in self.any for n in spec.names()]
+        out = [self.column] if self.column is not None else []
+        for condition in (*self.when, *self.unless):
+            out += condition.names()
+        return out
+
+    def specs(self) -> list[FieldSpec]:
+        """Return this spec and every spec inside it."""
+        return [self, *(s for spec in self.any or [] for s in spec.specs())]
+
+
+class TagSource(zwconf.Strict):
+    """One way to get a tag value: a column, a template, the device's config or its links map."""
+
+    column: str | None = None
+    text: str | None = Field(default=None, min_length=1)
+    config: Literal["site", "name"] | None = None
+    links_of: str | None = None
+    when: list[Condition] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one(self) -> TagSource:
+        """Check that exactly one kind of source is given."""
+        kinds = [k for k in ("column", "text", "config", "links_of") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a tag source is one of 'column', 'text', 'config' or 'links_of'")
+        if self.when and self.column is None:
+            raise ValueError("'when' goes with 'column' only")
+        if self.text is not None:
+            try:
+                self.text.format(index="1")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"text: the only placeholder is {{index}}, got {self.text!r}") from None
+        return self
+
+
+def _each_value(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Return a before-validator that applies ``convert`` to every value of a mapping."""
+
+    def apply(value: Any) -> Any:
+        return {k: convert(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    return apply
+
+
+def _tag_list(value: Any) -> Any:
+    """Accept a bare column name for ``{column: NAME}`` in a list of tag sources."""
+    return [{"column": v} if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+
+def _spec_list(value: Any) -> Any:
+    """Accept one spec for a list of one."""
+    return [value] if isinstance(value, dict) else value
+
+
+def _column(value: Any) -> Any:
+    """Accept a bare OID for ``{oid: OID}``."""
+    return {"oid": value} if isinstance(value, str) else value
+
+
+# The short forms of the file become one shape before validation, so that errors name plain key paths.
+TagSources = Annotated[dict[Ident, list[TagSource]], BeforeValidator(_each_value(_tag_list))]
+Fields = Annotated[dict[Ident, list[FieldSpec]], BeforeValidator(_each_value(_spec_list))]
+
+
+class Column(zwconf.Strict):
+    """A walked column with options."""
+
+    oid: Oid
+    only_if_empty: str | None = None
+
+
+class Join(zwconf.Strict):
+    """A column read at the row's index or at the index that another column's value names."""
+
+    oid: Oid
+    by: str = "index"
+
+
+def _tag_sources(tags: dict[str, list[TagSource]]) -> list[TagSource]:
+    return [source for sources in tags.values() for source in sources]
+
+
+def _check_names(known: list[str], used: list[tuple[str, str]]) -> None:
+    """Raise ValueError naming the first use of a name that is not defined."""
+    for where, name in used:
+        if name not in known:
+            raise ValueError(f"{where} uses {name!r}, which is not one of: {', '.join(known)}")
+
+
+def _check_specs(fields: dict[str, list[FieldSpec]], tables: bool, columns: dict[str, Column] | None = None) -> None:
+    for name, specs in fields.items():
+        for spec in specs:
+            for inner in spec.specs():
+                if inner.decode == "entity_sensor" and not (columns and {"scale", "precision"} <= set(columns)):
+                    raise ValueError(f"field {name!r}: decode 'entity_sensor' needs columns named 'scale' and "
+                                     "'precision'")
+                if inner.detect is not None and tables:
+                    raise ValueError(f"field {name!r}: 'detect' works on scalars only (one value per device)")
+
+
+def _check_tags(tags: dict[str, list[TagSource]]) -> None:
+    for name in tags:
+        if name == "device":
+            raise ValueError("tag 'device' is set to the device's configured name: do not declare it")
+    seen: list[str] = []
+    for name, sources in tags.items():
+        for source in sources:
+            if source.links_of is not None and source.links_of not in seen:
+                raise ValueError(f"tag {name!r}: links_of {source.links_of!r} must name an earlier tag")
+        seen.append(name)
+
+
+class Scalars(zwconf.Strict):
+    """Instances read with one GET; they give at most one sample."""
+
+    measurement: Ident
+    get: dict[Ident, Oid] = Field(min_length=1)
+    tags: TagSources = Field(default_factory=dict)
+    fields: Fields = Field(min_length=1)
+    keep_empty: bool = False
+
+    @model_validator(mode="after")
+    def _refs(self) -> Scalars:
+        """Check that every name used is one of the values read."""
+        _check_tags(self.tags)
+        if self.measurement == "device" and self.tags:
+            raise ValueError("measurement 'device' has fixed tags (device, site): declare none")
+        for source in _tag_sources(self.tags):
+            if source.column is not None or source.text is not None:
+                raise ValueError("scalar tags come from 'config' or 'links_of' only")
+        used = [(f"field {name!r}", n) for name, specs in self.fields.items() for spec in specs for n in spec.names()]
+        _check_names(list(self.get), used)
+        _check_specs(self.fields, tables=False)
+        return self
+
+
+class Table(zwconf.Strict):
+    """Columns walked together; each row (index) gives one sample."""
+
+    measurement: Ident
+    columns: Annotated[dict[Ident, Column], BeforeValidator(_each_value(_column))] = Field(min_length=1)
+    joins: dict[Ident, Join] = Field(default_factory=dict)
+    skip_row_when: list[Condition] = Field(default_factory=list)
+    merge_rows: bool = False
+    keep_empty: bool = False
+    tags: TagSources = Field(default_factory=dict)
+    fields: Fields = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _refs(self) -> Table:
+        """Check that every name used is a column or join defined before its use."""
+        if self.measurement == "device":
+            raise ValueError("measurement 'device' comes from scalars (one sample per device), not from a table")
+        _check_tags(self.tags)
+        columns = list(self.columns)
+        for name, column in self.columns.items():
+            if column.only_if_empty is not None:
+                _check_names(columns[: columns.index(name)], [(f"column {name!r}", column.only_if_empty)])
+        known = list(columns)
+        for name, join in self.joins.items():
+            if join.by != "index":
+                _check_names(known, [(f"join {name!r}", join.by)])
+            known.append(name)
+        used = [("skip_row_when", n) for c in self.skip_row_when for n in c.names()]
+        used += [(f"field {name!r}", n) for name, specs in self.fields.items() for spec in specs for n in spec.names()]
+        for source in _tag_sources(self.tags):
+            if source.column is not None:
+                used.append(("tags", source.column))
+            used += [("tags", n) for c in source.when for n in c.names()]
+        _check_names(known, used)
+        _check_specs(self.fields, tables=True, columns=self.columns)
+        return self
+
+
+class Profile(zwconf.Strict):
+    """One poll profile: scalar groups and tables."""
+
+    name: Ident
+    description: str = Field(min_length=1)
+    scalars: list[Scalars] = Field(default_factory=list)
+    tables: list[Table] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Profile:
+        """Check that the profile reads something."""
+        if not self.scalars and not self.tables:
+            raise ValueError("a profile needs 'scalars' or 'tables'")
+        return self
+
+
+def load(text: str, source: str = "<profile>") -> Profile:
+    """Parse and check one profile; raise zwconf.ConfigError naming the file, line and key."""
+    return zwconf.load(Profile, text, source)
+
+
+def load_file(path: str | Path) -> Profile:
+    """Read and check one profile file; its ``name`` must be the file's name."""
+    path = Path(path)
+    profile = zwconf.load_file(Profile, path)
+    if profile.name != path.stem:
+        raise zwconf.ConfigError(str(path), None, ("name",), f"{profile.name!r} must be the file's name, "
+                                 f"{path.stem!r}")
+    return profile
+
+
+@functools.cache
+def shipped() -> dict[str, Profile]:
+    """Return the profiles shipped in this package, by name."""
+    folder = resources.files(__name__)
+    out: dict[str, Profile] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            with resources.as_file(entry) as path:
+                profile = load_file(path)
+            out[profile.name] = profile
+    return out
