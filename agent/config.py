@@ -8,11 +8,15 @@ from pydantic import Field, field_validator
 
 from agent import wire
 from agent.sources.cellular import CellularConfig
+from agent.sources.reach import ReachConfig
 from agent.sources.snmp import SnmpConfig
+from agent.sources.telemetry import TelemetryConfig
+from agent.sources.traps import TrapsConfig
 from zwconf import Duration, RefPath, Strict
 from zwconf.mqtt import MqttConfig
 
-SourceConfig = Annotated[Union[CellularConfig, SnmpConfig], Field(discriminator="type")]
+SourceConfig = Annotated[Union[CellularConfig, SnmpConfig, ReachConfig, TrapsConfig, TelemetryConfig],
+                         Field(discriminator="type")]
 
 
 class ProbeIdentity(Strict):

@@ -21,6 +21,9 @@ class AgentMetrics:
             "zonewatch_source_errors", "Polls that failed", ["source", "type"], registry=r)
         self.source_samples = Counter(
             "zonewatch_source_samples", "Samples produced", ["source", "type"], registry=r)
+        self.listener_inputs = Gauge(
+            "zonewatch_listener_inputs", "What a listener received, by result (accepted or why it was dropped)",
+            ["source", "type", "result"], registry=r)
         self.spool_depth = Gauge("zonewatch_spool_batches", "Batches waiting in the spool", registry=r)
         self.spool_bytes = Gauge("zonewatch_spool_bytes", "Payload bytes waiting in the spool", registry=r)
         self.spool_dropped = Gauge(

@@ -16,9 +16,9 @@ import os
 import resource
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -26,7 +26,7 @@ from agent import wire
 from agent.config import AgentConfig
 from agent.metrics import AgentMetrics
 from agent.sources import SourceError
-from agent.sources.registry import make_source
+from agent.sources.registry import is_listener, make_source
 from agent.spool import Spool
 from agent.uplink import Uplink
 
@@ -57,7 +57,9 @@ class Agent:
         self.cfg = cfg
         self.clock = clock
         self.metrics = metrics or AgentMetrics()
-        self.sources: dict[str, tuple[Any, Any]] = {s.name: (s, make_source(s)) for s in cfg.sources}
+        made = {s.name: (s, make_source(s)) for s in cfg.sources}
+        self.sources: dict[str, tuple[Any, Any]] = {n: cs for n, cs in made.items() if not is_listener(cs[1])}
+        self.listeners: dict[str, tuple[Any, Any]] = {n: cs for n, cs in made.items() if is_listener(cs[1])}
         self._failing: dict[str, str] = {}
         self._wake = asyncio.Event()
         self.spool: Spool | None = None
@@ -111,6 +113,29 @@ class Agent:
         self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns),))
         self._wake.set()
 
+    def emit(self, kind: Literal["data", "events"], samples: Sequence[wire.Sample],
+             events: Sequence[wire.Event]) -> None:
+        """Spool what a listener received (called on the event loop's thread; never raises)."""
+        if self.spool is None or not (samples or events):
+            return
+        try:
+            self.spool.append(kind, self.clock(), samples=tuple(samples), events=tuple(events))
+        except Exception:  # noqa: BLE001 - a listener's callback must not die on a spool problem
+            log.exception("could not spool %d samples and %d events from a listener", len(samples), len(events))
+            return
+        self._wake.set()
+
+    async def start_listeners(self) -> None:
+        """Start every listener; one that cannot start is logged and left out, the others go on."""
+        for name, (config, listener) in list(self.listeners.items()):
+            try:
+                await listener.start(self.emit)
+            except (SourceError, OSError) as exc:
+                log.error("listener %s (%s) could not start: %s", name, config.type, exc)
+                self.metrics.source_errors.labels(name, config.type).inc()
+                continue
+            log.info("listener %s (%s) started", name, config.type)
+
     async def once(self) -> list[PollResult]:
         """Poll every source once, concurrently; return the results in config order."""
         try:
@@ -119,12 +144,17 @@ class Agent:
             await self.close_sources()
 
     async def close_sources(self) -> None:
-        """Close every source, logging (not raising) what fails to close."""
+        """Close every source and stop every listener, logging (not raising) what fails."""
         for name, (_, source) in self.sources.items():
             try:
                 await source.close()
             except Exception as exc:  # noqa: BLE001 - closing must reach every source
                 log.warning("closing source %s: %s", name, exc)
+        for name, (_, listener) in self.listeners.items():
+            try:
+                await listener.stop()
+            except Exception as exc:  # noqa: BLE001 - stopping must reach every listener
+                log.warning("stopping listener %s: %s", name, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set: schedule sources, spool, publish."""
@@ -142,9 +172,10 @@ class Agent:
         scheduler.add_job(self.poll_self, "interval", seconds=cfg.self_interval, id="_probe",
                           max_instances=1, coalesce=True, next_run_time=start)
         self.uplink.start()
+        await self.start_listeners()
         scheduler.start()
-        log.info("agent %s/%s running %d sources; pid %d", cfg.probe.zone, cfg.probe.id, len(self.sources),
-                 os.getpid())
+        log.info("agent %s/%s running %d polled sources and %d listeners; pid %d", cfg.probe.zone, cfg.probe.id,
+                 len(self.sources), len(self.listeners), os.getpid())
         try:
             while not stop.is_set():
                 sent = self.uplink.pump(self.clock())
@@ -158,10 +189,22 @@ class Agent:
                     pass
         finally:
             scheduler.shutdown(wait=False)
-            self.uplink.pump(self.clock())
+            await self._flush(deadline_s=3.0)
             self.uplink.stop()
             await self.close_sources()
             self.spool.close()
+
+    async def _flush(self, deadline_s: float) -> None:
+        """On the way out, give the broker a moment to take what is spooled (the rest waits on disk)."""
+        assert self.spool is not None and self.uplink is not None
+        end = time.monotonic() + deadline_s
+        while self.uplink.connected and time.monotonic() < end:
+            self.uplink.pump(self.clock())
+            if not self.spool.depth():
+                return
+            await asyncio.sleep(0.02)
+        if self.spool.depth():
+            log.info("stopping with %d batches in the spool; they go out at the next start", self.spool.depth())
 
     def _export_state(self) -> None:
         assert self.spool is not None and self.uplink is not None
@@ -169,6 +212,9 @@ class Agent:
         if time.monotonic() - when < 1.0:
             return
         m = self.metrics
+        for name, (config, listener) in self.listeners.items():
+            for result, count in getattr(listener, "stats", {}).items():
+                m.listener_inputs.labels(name, config.type, result).set(count)
         m.published.inc(self.uplink.published - published)
         m.acknowledged.inc(self.uplink.acknowledged - acked)
         self._exported = (time.monotonic(), self.uplink.published, self.uplink.acknowledged)

@@ -26,6 +26,7 @@ once more than ``window`` newer seqs have arrived, a missing one is given up and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -134,6 +135,10 @@ def parse_entry(entry: Entry) -> wire.Batch:
     batch = wire.decode(entry.payload)
     if (batch.zone, batch.probe) != (where.zone, where.probe):
         raise wire.WireError("identity_mismatch", f"{entry.kind}: payload says {batch.zone}/{batch.probe}")
+    if batch.events:  # stored too, as the "event" measurement: the NOC sees every trap and link change
+        stored = tuple(wire.Sample("event", {**e.tags, "event": e.name}, {**e.fields, "occurred": True}, e.time_ns)
+                       for e in batch.events)
+        batch = dataclasses.replace(batch, samples=batch.samples + stored)
     return batch
 
 
@@ -174,9 +179,11 @@ class Ingest:
             self.client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
 
     def start(self) -> None:
         """Start the intake and writer threads and connect (in the background)."""
@@ -215,14 +222,23 @@ class Ingest:
         if reason.is_failure:
             log.error("broker %s:%s refused the collector: %s", self.cfg.host, self.cfg.port, reason)
             return
-        for zone in self.zones:
-            for kind in ("status", "data", "events"):
-                client.subscribe(wire.subscription(kind, zone), qos=1)
+        filters = [(wire.subscription(kind, zone), 1) for zone in self.zones for kind in ("status", "data", "events")]
+        client.subscribe(filters)
         log.info("collector connected to %s:%s (session present: %s)", self.cfg.host, self.cfg.port,
                  getattr(flags, "session_present", "?"))
         self.connected.set()
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.error("broker refused the collector's subscriptions: %s", refused)
+            return
+        if not self.subscribed.is_set():
+            log.info("collector subscribed to %d topic filters", len(reasons))
+        self.subscribed.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.subscribed.clear()
         if self.connected.is_set():
             log.warning("collector lost the broker %s:%s (%s); reconnecting", self.cfg.host, self.cfg.port, reason)
         self.connected.clear()

@@ -17,6 +17,7 @@ from zwconf import ConfigError, load, load_file, parse_duration
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "configs").glob("*.yaml"))
 EXAMPLE_ENV = {"ZW_MQTT_PASSWORD": "m", "ZW_SNMP_AUTH": "a" * 8, "ZW_SNMP_PRIV": "p" * 8, "ZW_SNMP_COMMUNITY": "c",
+               "ZW_TRAP_COMMUNITY": "t",
                "ZW_COLLECTOR_MQTT_PASSWORD": "x"}
 
 

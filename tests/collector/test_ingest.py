@@ -87,3 +87,11 @@ def test_bookkeeping_survives_a_restart() -> None:
     assert again.first_time("z/p1", 1, 4) is False
     assert again.first_time("z/p1", 1, 3) is True
     assert again.gaps("z/p1") == 0
+
+
+def test_events_are_stored_as_the_event_measurement() -> None:
+    body = wire.encode(wire.Batch("z1", "p1", 3, 5, events=(
+        wire.Event("link_down", {"device": "bts-01", "ifname": "ge-0/0/1"}, {"if_index": 2, "oper_up": False}, 7),)))
+    batch = parse_entry(entry("zw/v1/z1/p1/events", body))
+    assert batch.samples == (wire.Sample("event", {"device": "bts-01", "ifname": "ge-0/0/1", "event": "link_down"},
+                                         {"if_index": 2, "oper_up": False, "occurred": True}, 7),)
