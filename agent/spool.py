@@ -52,18 +52,23 @@ class Spool:
 
     def append(self, kind: str, now_ns: int, samples: tuple[wire.Sample, ...] = (),
                events: tuple[wire.Event, ...] = ()) -> int:
-        """Encode and commit one batch with the next sequence number; return that number."""
+        """Encode and commit one batch with the next sequence number; return that number.
+
+        The seq, the batch and the ``appended_samples``/``appended_events`` counters are one transaction.
+        """
         q = self.queue
         q.begin()
         try:
             seq = q.get_meta("seq") + 1
+            payload = wire.encode(wire.Batch(self.zone, self.probe, seq, now_ns, samples, events, origin=self.origin))
             q.set_meta("seq", seq)
+            q.set_meta("appended_samples", q.get_meta("appended_samples") + len(samples))
+            q.set_meta("appended_events", q.get_meta("appended_events") + len(events))
+            q.put_within([(kind, payload)], now_ns, [seq])
             q.commit()
         except BaseException:
             q.rollback()
             raise
-        payload = wire.encode(wire.Batch(self.zone, self.probe, seq, now_ns, samples, events, origin=self.origin))
-        q.put(kind, payload, now_ns, entry_id=seq)
         return seq
 
     def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset()) -> list[Entry]:

@@ -88,6 +88,7 @@ class Uplink:
         if acked:
             self.spool.ack(acked)  # one transaction for all of them
             self.acknowledged += len(acked)
+            self.spool.queue.protected = set(self._inflight.values())
         if not self.connected:
             return 0
         room = self.max_inflight - len(self._inflight)
@@ -101,6 +102,7 @@ class Uplink:
                 break  # not connected after all: paho keeps the message and sends it on reconnect
             sent += 1
         self.published += sent
+        self.spool.queue.protected = set(self._inflight.values())  # may still arrive: never counted as dropped
         return sent
 
     def inflight(self) -> int:

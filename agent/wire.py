@@ -221,10 +221,8 @@ def decode(payload: bytes | bytearray | str) -> Batch:
     origin = doc.get("origin", 0)
     if type(origin) is not int or not 0 <= origin < 2**63:
         raise WireError("bad_schema", f"'origin' {origin!r} must be a non-negative 63-bit integer")
-    samples = tuple(
-        Sample(*_decode_row(r, "m", f"samples[{i}]")) for i, r in enumerate(_list(doc, "samples"))
-    )
-    events = tuple(Event(*_decode_row(r, "name", f"events[{i}]")) for i, r in enumerate(_list(doc, "events")))
+    samples = tuple(Sample(*_row_of(r, "m", "samples", i)) for i, r in enumerate(_list(doc, "samples")))
+    events = tuple(Event(*_row_of(r, "name", "events", i)) for i, r in enumerate(_list(doc, "events")))
     return Batch(zone=zone, probe=probe, seq=seq, sent_ns=sent, samples=samples, events=events,  # type: ignore[arg-type]
                  version=version, origin=origin)
 
@@ -236,6 +234,39 @@ def _list(doc: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
+_ROW_KEYS = {"m": frozenset({"m", "ts", "tags", "fields"}), "name": frozenset({"name", "ts", "tags", "fields"})}
+_GOOD_NAMES: set[str] = set()  # names that passed _IDENT: the fast path only looks them up
+
+
+def _row_of(row: Any, name_key: str, section: str, index: int) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
+    """Return one row's parts: a fast check of the common case, else the full check with its message."""
+    good = _GOOD_NAMES
+    if type(row) is dict and row.keys() <= _ROW_KEYS[name_key]:
+        name, ts = row.get(name_key), row.get("ts")
+        tags, fields = row.get("tags"), row.get("fields")
+        tags = {} if tags is None else tags
+        fields = {} if fields is None else fields
+        if name in good and type(ts) is int and ts >= 0 and type(tags) is dict and type(fields) is dict:
+            for k, v in tags.items():
+                if k not in good or type(v) is not str or not v or len(v) > _MAX_TAG_VALUE:
+                    break
+            else:
+                for k, v in fields.items():
+                    t = type(v)
+                    if k not in good or (t is float and v - v != 0) or (t is int and not _INT_MIN <= v <= _INT_MAX) \
+                            or (t is not float and t is not int and t is not bool):
+                        break
+                else:
+                    return name, tags, fields, ts  # type: ignore[return-value]
+    return _decode_row(row, name_key, f"{section}[{index}]")
+
+
+def _remember(name: str) -> None:
+    if len(_GOOD_NAMES) > 50_000:
+        _GOOD_NAMES.clear()
+    _GOOD_NAMES.add(name)
+
+
 def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int]:
     if not isinstance(row, dict):
         raise WireError("bad_schema", f"{where} must be an object")
@@ -245,6 +276,7 @@ def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str
     name, ts, tags, fields = row.get(name_key), row.get("ts"), row.get("tags", {}), row.get("fields", {})
     if not isinstance(name, str) or not _IDENT.match(name):
         raise WireError("bad_name", f"{where}.{name_key} {name!r} must match {_IDENT.pattern}")
+    _remember(name)
     if type(ts) is not int or ts < 0:
         raise WireError("bad_time", f"{where}.ts {ts!r} must be a non-negative integer of nanoseconds")
     if not isinstance(tags, dict):
@@ -252,6 +284,7 @@ def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str
     for k, v in tags.items():
         if not _IDENT.match(k):
             raise WireError("bad_name", f"{where}.tags: key {k!r} must match {_IDENT.pattern}")
+        _remember(k)
         if not isinstance(v, str) or not v or len(v) > _MAX_TAG_VALUE:
             raise WireError("bad_tag", f"{where}.tags.{k} must be a non-empty string of at most {_MAX_TAG_VALUE}")
     if not isinstance(fields, dict):
@@ -259,6 +292,7 @@ def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str
     for k, v in fields.items():
         if not _IDENT.match(k):
             raise WireError("bad_name", f"{where}.fields: key {k!r} must match {_IDENT.pattern}")
+        _remember(k)
         if not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
             raise WireError("bad_field", f"{where}.fields.{k} is {type(v).__name__}; fields are numbers or booleans")
         if type(v) is int and not _INT_MIN <= v <= _INT_MAX:

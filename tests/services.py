@@ -118,7 +118,10 @@ def _spawn(name: str, argv: list[str], workdir: Path, port: int, ready: Callable
     def up() -> bool:
         if proc.poll() is not None:
             raise ServiceError(f"{name} exited with code {proc.returncode}:\n{svc.log_tail()}")
-        return ready()
+        try:
+            return ready()
+        except Exception:  # noqa: BLE001 - a readiness probe that fails means "not yet"
+            return False
 
     try:
         deadline = time.monotonic() + timeout
@@ -158,12 +161,12 @@ def start_mosquitto(workdir: Path, conf_extra: str = "", port: int | None = None
     port = port or free_port()
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:  # mosquitto drops root to user "mosquitto" and must still write its database
-        shutil.chown(data, "mosquitto")
-        shutil.chown(workdir, "mosquitto")
     conf = workdir / "mosquitto.conf"
+    # As root, mosquitto would drop to user "mosquitto", who cannot reach pytest's private temp folders
+    # to save its persistence file: keep the test broker as the user who started it.
     conf.write_text(
-        "per_listener_settings true\n"
+        ("user root\n" if os.geteuid() == 0 else "")
+        + "per_listener_settings true\n"
         f"persistence true\npersistence_location {data}/\nautosave_interval 1\n"
         "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         "connection_messages true\n"
@@ -230,14 +233,16 @@ def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None) -> Ser
 
 
 def start_victoriametrics(workdir: Path, port: int | None = None) -> Service:
-    """Start VictoriaMetrics with new points visible to queries at once (-search.latencyOffset=0s)."""
+    """Start VictoriaMetrics as ZoneWatch needs it: new points visible to queries at once
+    (-search.latencyOffset=0s), and a point written twice (a batch replayed after a crash) kept once
+    (-dedup.minScrapeInterval=1ms, which production should set too)."""
     binary = require("victoria-metrics")
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     return _spawn("victoria-metrics", [
         binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'data'}",
         "-retentionPeriod=100y", "-loggerLevel=WARN", "-search.latencyOffset=0s", "-search.disableCache",
-        "-search.maxStalenessInterval=24h",
+        "-search.maxStalenessInterval=24h", "-dedup.minScrapeInterval=1ms",
     ], workdir, port, lambda: _http_ok(f"{url}/health"), url=url)
 
 

@@ -16,7 +16,8 @@ Rules:
 - ``pending`` gives entries of the ``priority`` kinds first, then entries younger than ``live_ns`` (what
   is happening now), then the backlog oldest first: a long backlog drains without starving live data.
 - Bounds: ``max_bytes`` and ``max_age_ns``; over either, the oldest entries of non-priority kinds go first,
-  then priority ones; every drop is counted in ``dropped()``, which survives restarts.
+  then priority ones; every drop is counted in ``dropped()``, which survives restarts. Ids in ``protected``
+  (the agent's in-flight batches, which may still arrive) are never dropped, so the count is exact.
 - A damaged file (one that fails SQLite's ``quick_check``, e.g. cut short on a failing SD card) is moved
   aside (``<name>.damaged-<n>``); every meta value and entry that can still be read is copied into a new
   file, ``salvaged`` says how many, and the ``damaged_files`` counter goes up: a probe never stops because
@@ -72,6 +73,7 @@ class DiskQueue:
         self.priority = tuple(priority)
         self.live_ns = live_ns
         self.salvaged: tuple[int, Path] | None = None  # (entries kept, where the damaged file went)
+        self.protected: set[int] = set()  # ids the bounds must not drop (e.g. in flight: they may still arrive)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         damaged = self.path.exists() and not _healthy(self.path)
         if damaged:
@@ -149,20 +151,25 @@ class DiskQueue:
     def put_many(self, items: Sequence[tuple[str, bytes]], now_ns: int,
                  ids: Sequence[int] | None = None) -> list[int]:
         """Commit several payloads in one transaction; return their ids in order."""
-        out: list[int] = []
         self.begin()
         try:
-            for i, (kind, payload) in enumerate(items):
-                cur = self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-                                       (ids[i] if ids else None, kind, now_ns, len(payload), zlib.crc32(payload),
-                                        payload))
-                out.append(int(cur.lastrowid or 0))
-                self._bytes += len(payload)
-            self._enforce_bounds(now_ns)
+            out = self.put_within(items, now_ns, ids)
         except BaseException:
             self.rollback()
             raise
         self.commit()
+        return out
+
+    def put_within(self, items: Sequence[tuple[str, bytes]], now_ns: int,
+                   ids: Sequence[int] | None = None) -> list[int]:
+        """Add payloads inside the caller's open transaction (then apply the bounds); return their ids."""
+        out: list[int] = []
+        for i, (kind, payload) in enumerate(items):
+            cur = self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                                   (ids[i] if ids else None, kind, now_ns, len(payload), zlib.crc32(payload), payload))
+            out.append(int(cur.lastrowid or 0))
+            self._bytes += len(payload)
+        self._enforce_bounds(now_ns)
         return out
 
     def ack(self, ids: Iterable[int]) -> int:
@@ -268,10 +275,9 @@ class DiskQueue:
     def _enforce_bounds(self, now_ns: int) -> None:
         dropped = 0
         if self.max_age_ns:
-            for (size,) in self._db.execute("DELETE FROM entries WHERE created_ns < ? RETURNING size",
-                                            (now_ns - self.max_age_ns,)).fetchall():
-                self._bytes -= int(size)
-                dropped += 1
+            old = [int(r[0]) for r in self._db.execute("SELECT id FROM entries WHERE created_ns < ?",
+                                                        (now_ns - self.max_age_ns,)) if r[0] not in self.protected]
+            dropped += self.ack_within(old)
         if self._bytes > self.max_bytes:
             marks = ",".join("?" * len(self.priority)) or "''"
             order = f"kind IN ({marks}), id"
@@ -281,14 +287,11 @@ class DiskQueue:
             for row_id, size in rows:
                 if excess <= 0:
                     break
+                if row_id in self.protected:
+                    continue
                 doomed.append(int(row_id))
                 excess -= int(size)
-            for start in range(0, len(doomed), 500):
-                chunk = doomed[start:start + 500]
-                for (size,) in self._db.execute(
-                        f"DELETE FROM entries WHERE id IN ({','.join('?' * len(chunk))}) RETURNING size", chunk):
-                    self._bytes -= int(size)
-                    dropped += 1
+            dropped += self.ack_within(doomed)
         if dropped:
             total = self.dropped() + dropped
             self.set_meta("dropped", total)

@@ -98,6 +98,8 @@ def _encode_fields(fields: Mapping[str, wire.FieldValue], keys: dict[str, str]) 
                 append(f"{ekey}={value!r}")
         elif kind is int and INT64_MIN <= value <= INT64_MAX:
             append(f"{ekey}={value}i")
+        elif kind is bool:
+            append(f"{ekey}=1i" if value else f"{ekey}=0i")
         else:
             text = _format_value(key, value)
             if text is not None:

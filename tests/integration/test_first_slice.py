@@ -93,7 +93,7 @@ def run_slice(tmp: Path, broker: int, snmpd: services.Service, modems: tuple[Sim
             db = sqlite3.connect(spool)
             try:
                 last = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]
-                waiting = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                waiting = db.execute("SELECT count(*) FROM entries").fetchone()[0]
             finally:
                 db.close()
             return bool(last >= 6 and waiting == 0)

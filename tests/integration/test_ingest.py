@@ -21,11 +21,8 @@ from zwconf import load
 pytestmark = pytest.mark.integration
 
 
-NOW = time.time_ns()
-
-
 def batch(probe: str, seq: int, value: int) -> bytes:
-    ts = NOW - (60 - seq) * 10**9  # one point a second, a minute ago
+    ts = (time.time_ns() // 10**9 - 60 + seq) * 10**9  # one point a second, about a minute ago
     return wire.encode(wire.Batch("z1", probe, seq, 1, (wire.Sample("probe", {}, {"spool_depth": value}, ts),)))
 
 
@@ -98,7 +95,7 @@ def test_storage_outage_loses_nothing(tmp_path: Path, mosquitto: services.Servic
                           "the writer to retry against the dead store")
         assert counter(col, "zonewatch_storage_written_batches_total") == 0
         vm = services.start_victoriametrics(tmp_path / "vm", port=vm_port)
-        services.wait_for(lambda: len(services.vm_query(vm.url, "probe_spool_depth")) == 1 and int(
+        services.wait_for(lambda: len(services.vm_query(vm.url, "last_over_time(probe_spool_depth[1h])")) == 1 and int(
             services.vm_query(vm.url, "count_over_time(probe_spool_depth[1h])")[0]["value"][1]) == 5,  # type: ignore[index]
             60, "the writer to catch up: all five points in VictoriaMetrics")
     finally:
