@@ -1,67 +1,46 @@
-"""The SNMP seam: a narrow client protocol, its pysnmp adapter and a fake for unit tests.
+"""The SNMP seam: a narrow client protocol, the factory that picks an engine, and a fake for unit tests.
 
-Sources talk to devices only through ``SnmpClient``; ``PysnmpClient`` is the one real adapter and
-``FakeSnmpClient`` answers from a dict. OIDs are numeric dotted strings without a leading dot
-(``"1.3.6.1.2.1.1.3.0"``); no MIB is ever compiled or looked up on the probe.
+Sources talk to devices only through ``SnmpClient``. OIDs are numeric dotted strings without a leading
+dot (``"1.3.6.1.2.1.1.3.0"``); no MIB is ever compiled or looked up on the probe.
 
-Values (``SnmpValue``)::
+Engines (``make_client(target, engine)``; ``default_client_factory`` is ``make_client`` with "auto")::
 
-    INTEGER, Counter32/64, Gauge32, TimeTicks, Unsigned32   -> int
+    "gufo"    GufoClient (agent.snmp_gufo): gufo-snmp, a Rust BER codec on a non-blocking socket;
+              4-8 us of CPU per varbind, as net-snmp's snmpbulkwalk. Wheels for x86_64 and aarch64
+              Linux. Does not report an agent's error-status (see agent.snmp_gufo).
+    "pysnmp"  PysnmpClient (agent.snmp_pysnmp): pysnmp 7, pure Python; 70-130 us per varbind (pyasn1's
+              BER decoder is most of it), and about 18 MB more resident memory once imported.
+    "auto"    "gufo" where gufo-snmp is installed, "pysnmp" elsewhere.
+
+Measured by tests/benchmarks/bench_snmp.py.
+
+Each engine is imported on first use only, so a probe that polls with gufo-snmp never loads pysnmp.
+
+Values (``SnmpValue``), the same from every engine::
+
+    INTEGER, Counter32/64, Gauge32, TimeTicks, Unsigned32   -> int (Counter64 exact)
     OCTET STRING, Opaque, BITS                               -> bytes (the caller decides if it is text)
     OBJECT IDENTIFIER, IpAddress                             -> str ("1.3.6.1.4.1.9", "10.0.0.1")
     noSuchObject, noSuchInstance, endOfMibView, NULL         -> None
 
 Exceptions::
 
-    SnmpError           the device could not be read: ``str()`` names the target and pysnmp's reason,
+    SnmpError           the device could not be read: ``str()`` names the target and the reason,
      |                  never the community or a key
      +-- SnmpTimeout    no answer after every retry (dead host, wrong community, wrong v3 privacy key)
-
-Engines: pysnmp wants one ``SnmpEngine`` per process. ``PysnmpClient`` shares one engine among all
-clients of the running event loop (the agent has one loop, so one engine), creates it at the first
-request and closes it when the last client closes. The one exception is pysnmp's USM table, which holds
-one set of keys per v3 user name: a client whose user name is already in use with different keys gets
-an engine of its own, so that two devices never swap keys mid-request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import warnings
-import weakref
+import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
 
-# pysnmp 7.1 calls pysmi names that pysmi 2 deprecates, when pysmi happens to be installed (the [sim]
-# extra brings it; a probe does not have it). The warnings are about pysnmp's own code, cannot be fixed
-# from here and are silenced for pysnmp's compiler module only, at import and in ``_new_engine``.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pysnmp\.smi\.compiler")
-    from pyasn1.error import PyAsn1Error
-    from pyasn1.type import univ
-    from pysnmp.error import PySnmpError
-    from pysnmp.hlapi.v3arch.asyncio import (
-        USM_AUTH_HMAC96_MD5,
-        USM_AUTH_HMAC96_SHA,
-        USM_AUTH_HMAC192_SHA256,
-        USM_PRIV_CBC56_DES,
-        USM_PRIV_CFB128_AES,
-        USM_PRIV_CFB256_AES_BLUMENTHAL,
-        CommunityData,
-        ContextData,
-        ObjectIdentity,
-        ObjectType,
-        SnmpEngine,
-        UdpTransportTarget,
-        UsmUserData,
-        bulk_cmd,
-        get_cmd,
-        next_cmd,
-    )
-    from pysnmp.hlapi.varbinds import CommandGeneratorVarBinds
-    from pysnmp.proto import errind, rfc1902, rfc1905
-    from pysnmp.smi.compiler import add_mib_compiler
+if TYPE_CHECKING:
+    from agent.snmp_gufo import GufoClient
+    from agent.snmp_pysnmp import PysnmpClient
 
 __all__ = [
     "SnmpValue",
@@ -69,6 +48,10 @@ __all__ = [
     "SnmpTimeout",
     "SnmpTarget",
     "SnmpClient",
+    "Engine",
+    "make_client",
+    "default_client_factory",
+    "GufoClient",
     "PysnmpClient",
     "FakeSnmpClient",
     "oid_key",
@@ -78,18 +61,6 @@ SnmpValue = int | str | bytes | None
 Version = Literal["v2c", "v3"]
 AuthProtocol = Literal["SHA", "SHA256", "MD5"]
 PrivProtocol = Literal["AES", "AES256", "DES"]
-
-_AUTH: Final[dict[str, Any]] = {
-    "SHA": USM_AUTH_HMAC96_SHA,
-    "SHA256": USM_AUTH_HMAC192_SHA256,
-    "MD5": USM_AUTH_HMAC96_MD5,
-}
-# AES256 is the draft-blumenthal key extension, as net-snmp's "AES-256" (not Cisco's "AES-256-C").
-_PRIV: Final[dict[str, Any]] = {
-    "AES": USM_PRIV_CFB128_AES,
-    "AES256": USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "DES": USM_PRIV_CBC56_DES,
-}
 
 
 class SnmpError(Exception):
@@ -184,223 +155,52 @@ class SnmpClient(Protocol):
         ...
 
 
-# ---------------------------------------------------------------------------------------------- pysnmp
+# ---------------------------------------------------------------------------------------------- engines
 
-_VARBINDS = CommandGeneratorVarBinds()
-_NO_SUCH_NAME: Final = 2
-_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_SharedEngine]]
-_ENGINES = weakref.WeakKeyDictionary()
+Engine = Literal["auto", "pysnmp", "gufo"]
+ENGINES: Final[tuple[str, ...]] = get_args(Engine)
 
 
-def _new_engine() -> Any:
-    """Create an SnmpEngine whose MIB view is ready, so that requests never touch the MIB compiler."""
-    engine = SnmpEngine()
-    # pysnmp attaches its MIB compiler on the first request; doing it here, once, keeps its pysmi
-    # deprecation warnings (see the import above) out of the request path.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pysnmp\.smi\.compiler")
-        view = _VARBINDS.get_mib_view_controller(engine.cache)
-        add_mib_compiler(view.mibBuilder, ifAvailable=True, ifNotAdded=True)
-    return engine
+@cache
+def gufo_available() -> bool:
+    """Return True when gufo-snmp is installed (its wheels exist for x86_64 and aarch64 Linux)."""
+    try:
+        return importlib.util.find_spec("gufo.snmp") is not None
+    except ImportError:
+        return False
 
 
-class _SharedEngine:
-    """One SnmpEngine, the number of clients using it and the v3 users registered in it."""
+def make_client(target: SnmpTarget, engine: Engine = "auto") -> SnmpClient:
+    """Return a client for ``target`` on ``engine``; "auto" is gufo-snmp when installed, else pysnmp."""
+    if engine == "auto":
+        engine = "gufo" if gufo_available() else "pysnmp"
+    if engine == "gufo":
+        from agent.snmp_gufo import GufoClient
 
-    def __init__(self) -> None:
-        self.engine = _new_engine()
-        self.clients = 0
-        self.users: dict[str, tuple[tuple[str | None, ...], int]] = {}
+        return GufoClient(target)
+    if engine == "pysnmp":
+        from agent.snmp_pysnmp import PysnmpClient
 
-    def accepts(self, user: str | None, keys: tuple[str | None, ...]) -> bool:
-        return user is None or user not in self.users or self.users[user][0] == keys
-
-    def add(self, user: str | None, keys: tuple[str | None, ...]) -> None:
-        self.clients += 1
-        if user is not None:
-            count = self.users[user][1] if user in self.users else 0
-            self.users[user] = (keys, count + 1)
-
-    def remove(self, user: str | None) -> bool:
-        """Drop one client; return True when none is left and the engine was closed."""
-        self.clients -= 1
-        if user is not None and user in self.users:
-            keys, count = self.users[user]
-            if count > 1:
-                self.users[user] = (keys, count - 1)
-            else:
-                del self.users[user]
-        if self.clients > 0:
-            return False
-        self.engine.close_dispatcher()
-        return True
+        return PysnmpClient(target)
+    raise ValueError(f"unknown SNMP engine {engine!r}; expected one of {', '.join(ENGINES)}")
 
 
-def _acquire(target: SnmpTarget) -> tuple[asyncio.AbstractEventLoop, _SharedEngine]:
-    loop = asyncio.get_running_loop()
-    pool = _ENGINES.setdefault(loop, [])
-    user = target.user if target.version == "v3" else None
-    keys = (target.auth_protocol, target.auth_key, target.priv_protocol, target.priv_key)
-    shared = next((s for s in pool if s.accepts(user, keys)), None)
-    if shared is None:
-        shared = _SharedEngine()
-        pool.append(shared)
-    shared.add(user, keys)
-    return loop, shared
+def default_client_factory(target: SnmpTarget) -> SnmpClient:
+    """Return the fastest correct client for ``target`` (``make_client`` with engine "auto")."""
+    return make_client(target)
 
 
-def _release(loop: asyncio.AbstractEventLoop, shared: _SharedEngine, target: SnmpTarget) -> None:
-    if shared.remove(target.user if target.version == "v3" else None):
-        pool = _ENGINES.get(loop, [])
-        if shared in pool:
-            pool.remove(shared)
-        if not pool:
-            _ENGINES.pop(loop, None)
+def __getattr__(name: str) -> Any:
+    """Import an engine's client class when it is first named (PEP 562), so that importing is cheap."""
+    if name == "PysnmpClient":
+        from agent.snmp_pysnmp import PysnmpClient
 
+        return PysnmpClient
+    if name == "GufoClient":
+        from agent.snmp_gufo import GufoClient
 
-def _value(value: Any) -> SnmpValue:
-    """Return the plain Python value of a pysnmp response value."""
-    if isinstance(value, (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView, univ.Null)):
-        return None
-    if isinstance(value, rfc1902.IpAddress):
-        return ".".join(str(b) for b in value.asNumbers())
-    if isinstance(value, univ.OctetString):
-        return bytes(value.asOctets())
-    if isinstance(value, univ.ObjectIdentifier):
-        return ".".join(str(n) for n in value.asTuple())
-    if isinstance(value, univ.Integer):
-        return int(value)
-    return None
-
-
-class PysnmpClient:
-    """``SnmpClient`` over pysnmp's v3arch asyncio API (v2c, or v3 authPriv)."""
-
-    def __init__(self, target: SnmpTarget) -> None:
-        self.target = target
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._shared: _SharedEngine | None = None
-        self._transport: Any = None
-        if target.version == "v2c":
-            if not target.community:
-                raise ValueError(f"{target.label}: v2c needs a community")
-            self._auth: Any = CommunityData(target.community, mpModel=1)
-        else:
-            if not (target.user and target.auth_key and target.priv_key):
-                raise ValueError(f"{target.label}: v3 authPriv needs a user, an auth key and a priv key")
-            self._auth = UsmUserData(
-                target.user,
-                authKey=target.auth_key,
-                privKey=target.priv_key,
-                authProtocol=_AUTH[target.auth_protocol],
-                privProtocol=_PRIV[target.priv_protocol],
-            )
-        self._context = ContextData()
-
-    def __repr__(self) -> str:
-        return f"PysnmpClient({self.target!r})"
-
-    async def get(self, oids: Sequence[str]) -> dict[str, SnmpValue]:
-        """GET ``oids`` in one request."""
-        for oid in oids:
-            oid_key(oid)
-        if not oids:
-            return {}
-        engine, transport = await self._session()
-        request = [_request(oid) for oid in oids]
-        call = get_cmd(engine, self._auth, transport, self._context, *request, lookupMib=False)
-        response = await self._call(call)
-        if len(response) != len(oids):
-            raise SnmpError(self.target.label, f"asked for {len(oids)} values, got {len(response)}")
-        return {oid: _value(value) for oid, (_, value) in zip(oids, response, strict=True)}
-
-    async def walk(self, root: str) -> list[tuple[str, SnmpValue]]:
-        """Walk the subtree under ``root`` with GETBULK (or GETNEXT), in OID order."""
-        root_key = oid_key(root)
-        engine, transport = await self._session()
-        out: list[tuple[str, SnmpValue]] = []
-        last = root_key
-        while True:
-            request = _request(".".join(map(str, last)))
-            if self.target.bulk:
-                call = bulk_cmd(engine, self._auth, transport, self._context, 0, self.target.max_repetitions,
-                                request, lookupMib=False)
-            else:
-                call = next_cmd(engine, self._auth, transport, self._context, request, lookupMib=False)
-            response = await self._call(call, walking=True)
-            if not response:
-                return out
-            for name, value in response:
-                key = tuple(name.asTuple())
-                if isinstance(value, rfc1905.EndOfMibView) or not _under(key, root_key):
-                    return out
-                if key <= last:
-                    raise SnmpError(self.target.label, f"walking {root}, the agent returned {_dotted(key)}"
-                                    f" after {_dotted(last)} (OIDs must increase)")
-                out.append((_dotted(key), _value(value)))
-                last = key
-
-    def close(self) -> None:
-        """Give back the shared engine; the last client of an event loop closes it."""
-        shared, loop = self._shared, self._loop
-        self._shared = self._loop = self._transport = None
-        if shared is not None and loop is not None:
-            _release(loop, shared, self.target)
-
-    async def _session(self) -> tuple[Any, Any]:
-        """Return the engine and the transport target, creating them at the first request."""
-        if self._shared is None:
-            self._loop, self._shared = _acquire(self.target)
-        elif self._loop is not asyncio.get_running_loop():
-            raise RuntimeError(f"{self!r} was opened on another event loop")
-        if self._transport is None:
-            target = self.target
-            try:
-                self._transport = await UdpTransportTarget.create(
-                    (target.host, target.port), timeout=target.timeout, retries=target.retries
-                )
-            except PySnmpError as exc:
-                raise SnmpError(target.label, target.scrub(str(exc))) from None
-        return self._shared.engine, self._transport
-
-    async def _call(self, call: Any, walking: bool = False) -> Sequence[tuple[Any, Any]]:
-        """Await one pysnmp command; return its var-binds or raise SnmpError/SnmpTimeout."""
-        target = self.target
-        try:
-            indication, status, index, varbinds = await call
-        except (PySnmpError, PyAsn1Error) as exc:
-            raise SnmpError(target.label, target.scrub(f"{type(exc).__name__}: {exc}")) from None
-        if indication:
-            if isinstance(indication, errind.RequestTimedOut):
-                self._transport = None  # resolve the host again next time: its address may have moved
-                hint = "wrong community?" if target.version == "v2c" else "wrong priv key?"
-                raise SnmpTimeout(
-                    target.label,
-                    f"no response in {target.timeout:g}s after {target.retries + 1} tries"
-                    f" (host down, port closed or {hint})",
-                )
-            raise SnmpError(target.label, target.scrub(str(indication)))
-        if status and walking and int(status) == _NO_SUCH_NAME:
-            return []  # an SNMPv1 agent behind a v2c proxy ends a walk this way
-        if status:
-            where = ""
-            if index and 0 < int(index) <= len(varbinds):
-                where = f" at {_dotted(tuple(varbinds[int(index) - 1][0].asTuple()))}"
-            raise SnmpError(target.label, target.scrub(f"agent answered {_pretty(status)}{where}"))
-        return list(varbinds)
-
-
-def _request(oid: str) -> Any:
-    return ObjectType(ObjectIdentity(oid))
-
-
-def _pretty(value: Any) -> str:
-    pretty = getattr(value, "prettyPrint", None)
-    return str(pretty() if callable(pretty) else value)
-
-
-def _dotted(key: tuple[int, ...]) -> str:
-    return ".".join(map(str, key))
+        return GufoClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------- fake

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -48,6 +49,8 @@ from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry
 
 log = logging.getLogger(__name__)
+
+_loads: Callable[[Any], Any] = orjson.loads  # about twice as fast as the standard library's on our batches
 
 _STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS seqstate(
@@ -132,7 +135,7 @@ def parse_entry(entry: Entry) -> wire.Batch:
         return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,))
     if where.kind not in ("data", "events"):
         raise wire.WireError("bad_topic", f"{entry.kind}: the collector does not take {where.kind!r} messages")
-    batch = wire.decode(entry.payload)
+    batch = wire.decode(entry.payload, _loads)
     if (batch.zone, batch.probe) != (where.zone, where.probe):
         raise wire.WireError("identity_mismatch", f"{entry.kind}: payload says {batch.zone}/{batch.probe}")
     if batch.events:  # stored too, as the "event" measurement: the NOC sees every trap and link change

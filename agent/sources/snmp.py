@@ -44,7 +44,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 import zwconf
 from agent import profiles
 from agent.profiles import Condition, FieldSpec, Profile, Scalars, Table, TagSource
-from agent.snmpclient import PysnmpClient, SnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue
+from agent.snmpclient import SnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, default_client_factory
 from agent.wire import FieldValue, Sample
 
 __all__ = ["SnmpConfig", "SnmpSource"]
@@ -157,7 +157,7 @@ class SnmpSource:
     """Poll one device with its profiles."""
 
     def __init__(
-        self, config: SnmpConfig, client_factory: Callable[[SnmpTarget], SnmpClient] = PysnmpClient
+        self, config: SnmpConfig, client_factory: Callable[[SnmpTarget], SnmpClient] = default_client_factory
     ) -> None:
         self.name = config.name
         self.config = config

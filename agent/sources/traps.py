@@ -81,22 +81,56 @@ import zwconf
 from agent.sources import Emit, SourceError
 from agent.wire import Event, FieldValue
 
-# pysnmp reaches pysmi (deprecated names, when pysmi is installed) only through its MIB compiler module;
-# the modules below do not import it today. Should that change, its warnings are silenced for that module
-# only, as in agent.snmpclient.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pysnmp\.smi\.compiler")
-    from pyasn1.codec.ber import decoder as ber_decoder
-    from pyasn1.error import PyAsn1Error
-    from pyasn1.type import univ
-    from pysnmp.carrier.asyncio.dgram import udp, udp6
-    from pysnmp.entity import config as snmp_config
-    from pysnmp.entity import engine as snmp_engine
-    from pysnmp.entity.rfc3413 import ntfrcv
-    from pysnmp.proto import rfc1902
-    from pysnmp.proto.api import v2c
-    from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
-    from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
+# pysnmp (and pyasn1) cost the probe about 18 MB of memory, so they are imported when a trap source is first
+# made, not when the configuration is read. pysnmp reaches pysmi (deprecated names, when pysmi is installed)
+# only through its MIB compiler module; its warnings are silenced for that module only, as in agent.snmpclient.
+ber_decoder: Any = None
+PyAsn1Error: Any = None
+univ: Any = None
+udp: Any = None
+udp6: Any = None
+snmp_config: Any = None
+snmp_engine: Any = None
+ntfrcv: Any = None
+rfc1902: Any = None
+v2c: Any = None
+SNMPv3Message: Any = None
+UsmSecurityParameters: Any = None
+_AUTH: dict[str, Any] = {}
+_PRIV: dict[str, Any] = {}
+
+
+def _load_pysnmp() -> None:
+    """Import pysnmp and pyasn1 into this module's names, once."""
+    global ber_decoder, PyAsn1Error, univ, udp, udp6, snmp_config, snmp_engine, ntfrcv, rfc1902, v2c
+    global SNMPv3Message, UsmSecurityParameters
+    if snmp_engine is not None:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pysnmp\.smi\.compiler")
+        from pyasn1.codec.ber import decoder as ber_decoder
+        from pyasn1.error import PyAsn1Error
+        from pyasn1.type import univ
+        from pysnmp.carrier.asyncio.dgram import udp, udp6
+        from pysnmp.entity import config as snmp_config
+        from pysnmp.entity import engine as snmp_engine
+        from pysnmp.entity.rfc3413 import ntfrcv
+        from pysnmp.proto import rfc1902
+        from pysnmp.proto.api import v2c
+        from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
+        from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
+    _AUTH.update({
+        "SHA": snmp_config.USM_AUTH_HMAC96_SHA,
+        "SHA256": snmp_config.USM_AUTH_HMAC192_SHA256,
+        "MD5": snmp_config.USM_AUTH_HMAC96_MD5,
+    })
+    # AES256 is the draft-blumenthal key extension, as net-snmp's "AES-256" (and agent.snmpclient).
+    _PRIV.update({
+        "AES": snmp_config.USM_PRIV_CFB128_AES,
+        "AES256": snmp_config.USM_PRIV_CFB256_AES_BLUMENTHAL,
+        "DES": snmp_config.USM_PRIV_CBC56_DES,
+    })
+
 
 __all__ = [
     "TrapsConfig",
@@ -192,17 +226,6 @@ _ENGINE_COUNTERS: Final = (
     ("__SNMP-MPD-MIB", "snmpUnknownSecurityModels", "malformed"),
 )
 
-_AUTH: Final[dict[str, Any]] = {
-    "SHA": snmp_config.USM_AUTH_HMAC96_SHA,
-    "SHA256": snmp_config.USM_AUTH_HMAC192_SHA256,
-    "MD5": snmp_config.USM_AUTH_HMAC96_MD5,
-}
-# AES256 is the draft-blumenthal key extension, as net-snmp's "AES-256" (and agent.snmpclient).
-_PRIV: Final[dict[str, Any]] = {
-    "AES": snmp_config.USM_PRIV_CFB128_AES,
-    "AES256": snmp_config.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "DES": snmp_config.USM_PRIV_CBC56_DES,
-}
 
 _MAX_TAG: Final = 256
 _MAX_LOGGED: Final = 1024  # (sender, reason) pairs remembered for log-once; spoofed senders cannot grow it
@@ -453,6 +476,7 @@ def _text(value: TrapValue) -> str | None:
 
 def plain_var_binds(var_binds: Iterable[tuple[Any, Any]]) -> list[VarBind]:
     """Return pysnmp varbinds as (dotted OID, plain value) pairs for ``trap_event``."""
+    _load_pysnmp()
     return [(_dotted(name), _plain(value)) for name, value in var_binds]
 
 
@@ -463,6 +487,7 @@ def _dotted(name: Any) -> str:
 
 def _plain(value: Any) -> TrapValue:
     """Return INTEGER-like values as int, OCTET STRING as bytes, OID and IpAddress as str, others as None."""
+    _load_pysnmp()
     try:
         if isinstance(value, univ.Null):  # also noSuchObject, noSuchInstance, endOfMibView
             return None
@@ -484,6 +509,7 @@ def _plain(value: Any) -> TrapValue:
 
 def _new_engine(config: TrapsConfig) -> Any:
     """Return a pysnmp engine that accepts the configured communities and v3 users (no I/O)."""
+    _load_pysnmp()
     engine = snmp_engine.SnmpEngine()
     communities = dict.fromkeys(c.get_secret_value() for c in config.communities)
     for i, community in enumerate(communities):
@@ -503,6 +529,7 @@ def _new_engine(config: TrapsConfig) -> Any:
 
 def _v3_identity(datagram: bytes) -> tuple[str, str] | None:
     """Return the (user name, engine ID in hex) an SNMPv3 datagram claims, or None if it is not one."""
+    _load_pysnmp()
     try:
         message, _ = ber_decoder.decode(datagram, asn1Spec=SNMPv3Message())
         params, _ = ber_decoder.decode(bytes(message["msgSecurityParameters"]), asn1Spec=UsmSecurityParameters())
@@ -516,6 +543,7 @@ class TrapsSource:
     """Receive SNMP traps on one UDP address and emit each as an event (the ``Listener`` contract)."""
 
     def __init__(self, config: TrapsConfig, clock: Callable[[], int] = time.time_ns) -> None:
+        _load_pysnmp()
         self.name = config.name
         self.config = config
         self.stats: dict[str, int] = dict.fromkeys(STATS_KEYS, 0)

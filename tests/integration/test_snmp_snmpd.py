@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -181,7 +182,10 @@ def test_wrong_v3_key_gives_up_false_and_never_logs_a_key(
 
 
 def test_dead_port_times_out_in_bounded_time_without_blocking_a_live_device(snmpd: services.Service) -> None:
-    dead_port = services.free_udp_port()
+    # A device that swallows requests (frozen agent, firewall drop): a socket that is bound but never answers.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    dead_port = silent.getsockname()[1]
     timeout, retries = 1.0, 1
     dead = SnmpSource(v2c(dead_port, "bts-dead", timeout="1s", retries=retries))
     live = SnmpSource(v2c(snmpd.port, "bts-live"))
@@ -199,7 +203,10 @@ def test_dead_port_times_out_in_bounded_time_without_blocking_a_live_device(snmp
             await dead.close()
             await live.close()
 
-    (dead_samples, dead_s), (live_samples, live_s) = asyncio.run(main())
+    try:
+        (dead_samples, dead_s), (live_samples, live_s) = asyncio.run(main())
+    finally:
+        silent.close()
     assert dead_samples == [Sample("device", {"device": "bts-dead", "site": "dv-site-3"}, {"up": False}, NOW)]
     expected = timeout * (retries + 1)
     assert 0.8 * expected <= dead_s <= expected + 0.5, dead_s
