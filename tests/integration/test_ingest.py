@@ -47,7 +47,7 @@ def test_bad_input_is_counted_and_the_stream_goes_on(tmp_path: Path, mosquitto: 
     pub = publisher(mosquitto.port)
     try:
         assert col.ingest is not None
-        services.wait_for(col.ingest.connected.is_set, 10, "the collector to connect")
+        services.wait_for(col.ingest.subscribed.is_set, 10, "the collector to subscribe")
         sent = [
             ("zw/v1/z1/p1/data", batch("p1", 1, 10)),
             ("zw/v1/z1/p1/data", b"{not json"),
@@ -88,7 +88,7 @@ def test_storage_outage_loses_nothing(tmp_path: Path, mosquitto: services.Servic
     pub = publisher(mosquitto.port)
     try:
         assert col.ingest is not None
-        services.wait_for(col.ingest.connected.is_set, 10, "the collector to connect")
+        services.wait_for(col.ingest.subscribed.is_set, 10, "the collector to subscribe")
         for seq in range(1, 6):
             pub.publish("zw/v1/z1/p1/data", batch("p1", seq, seq), qos=1).wait_for_publish(5)
         services.wait_for(lambda: counter(col, "zonewatch_storage_write_errors_total") >= 2, 20,
