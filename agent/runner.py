@@ -2,7 +2,8 @@
 
 This is the only place in the agent that reads the clock; everything below takes ``now_ns``.
 Each source is its own APScheduler job (``max_instances=1``: a poll still running when the next is due
-is skipped, not stacked), with a fixed per-source offset inside its interval so that a probe with many
+is skipped, not stacked; ``coalesce``: after a stall, one catch-up run, not a burst), with a fixed
+per-source offset inside its interval and a small random jitter on every run, so that a probe with many
 devices does not poll them all in the same instant. A source that fails is logged once when it starts
 failing and once when it recovers, not at every poll.
 """
@@ -47,6 +48,11 @@ class PollResult:
 def first_offset(name: str, interval: float) -> float:
     """Return a stable offset in [0, min(interval, 10s)) for a source's first poll."""
     return (zlib.crc32(name.encode()) % 1000) / 1000 * min(interval, 10.0)
+
+
+def jitter(interval: float) -> float:
+    """Return the random spread of each run around its slot: 5 % of the interval, at most 2 s."""
+    return min(interval * 0.05, 2.0)
 
 
 class Agent:
@@ -168,6 +174,7 @@ class Agent:
         for name, (config, _) in self.sources.items():
             scheduler.add_job(self.poll, "interval", seconds=config.interval, args=[name], id=name,
                               max_instances=1, coalesce=True, misfire_grace_time=max(1, int(config.interval / 2)),
+                              jitter=jitter(config.interval),
                               next_run_time=start + dt.timedelta(seconds=first_offset(name, config.interval)))
         scheduler.add_job(self.poll_self, "interval", seconds=cfg.self_interval, id="_probe",
                           max_instances=1, coalesce=True, next_run_time=start)

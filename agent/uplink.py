@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import ssl
 from typing import Any
 
@@ -39,7 +40,9 @@ def make_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
     if cfg.tls:
         client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file,
                        cert_reqs=ssl.CERT_REQUIRED)
-    client.reconnect_delay_set(min_delay=1, max_delay=60)
+    # Backoff doubles from a base between 1 and 3 s (random per process, so that the probes of a zone whose
+    # uplink comes back do not all reconnect in step) up to 60 s.
+    client.reconnect_delay_set(min_delay=random.uniform(1.0, 3.0), max_delay=60)  # type: ignore[arg-type]
     return client
 
 
