@@ -64,6 +64,8 @@ __all__ = [
     "encode",
     "decode",
     "valid_name",
+    "Limits",
+    "check_limits",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -230,6 +232,44 @@ def decode(payload: bytes | bytearray | str, loads: Callable[[Any], Any] = json.
     events = tuple(Event(*_row_of(r, "name", "events", i)) for i, r in enumerate(_list(doc, "events")))
     return Batch(zone=zone, probe=probe, seq=seq, sent_ns=sent, samples=samples, events=events,  # type: ignore[arg-type]
                  version=version, origin=origin)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a receiver accepts from one probe in one message (beyond the contract's own rules)."""
+
+    max_bytes: int = 2**20
+    max_rows: int = 20_000  # samples + events
+    max_tags: int = 32  # per row
+    max_fields: int = 64  # per row
+    max_future_ns: int = 300 * 10**9  # a probe's clock may run a little ahead
+    max_past_ns: int = 35 * 86400 * 10**9  # a spool keeps a week by default; a month of backlog still lands
+
+
+def check_limits(batch: Batch, limits: Limits, now_ns: int, size: int = 0) -> None:
+    """Raise WireError (reason ``too_large``, ``too_many_rows``, ``too_many_tags``, ``too_many_fields``,
+    ``time_future`` or ``time_past``) if ``batch`` exceeds ``limits``; ``size`` is the payload's length."""
+    who = f"probe {batch.zone}/{batch.probe} seq {batch.seq}"
+    if size > limits.max_bytes:
+        raise WireError("too_large", f"{who}: {size} bytes, at most {limits.max_bytes}")
+    rows = len(batch.samples) + len(batch.events)
+    if rows > limits.max_rows:
+        raise WireError("too_many_rows", f"{who}: {rows} samples and events, at most {limits.max_rows}")
+    low, high = now_ns - limits.max_past_ns, now_ns + limits.max_future_ns
+    for section, items in (("samples", batch.samples), ("events", batch.events)):
+        for i, row in enumerate(items):
+            if len(row.tags) > limits.max_tags:
+                raise WireError("too_many_tags", f"{who}: {section}[{i}] has {len(row.tags)} tags, "
+                                                 f"at most {limits.max_tags}")
+            if len(row.fields) > limits.max_fields:
+                raise WireError("too_many_fields", f"{who}: {section}[{i}] has {len(row.fields)} fields, "
+                                                   f"at most {limits.max_fields}")
+            if row.time_ns > high:
+                raise WireError("time_future", f"{who}: {section}[{i}] is {(row.time_ns - now_ns) / 1e9:.0f} s "
+                                               "in the future (is the probe's clock right?)")
+            if row.time_ns < low:
+                raise WireError("time_past", f"{who}: {section}[{i}] is {(now_ns - row.time_ns) / 86400e9:.0f} "
+                                             "days old, older than kept")
 
 
 def _list(doc: dict[str, Any], key: str) -> list[Any]:

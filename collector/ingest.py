@@ -124,7 +124,10 @@ class SeqTracker:
         return probes
 
 
-def parse_entry(entry: Entry) -> wire.Batch:
+DEFAULT_LIMITS = wire.Limits()
+
+
+def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batch:
     """Turn one queued message into a batch, or raise WireError naming what is wrong."""
     where = wire.parse_topic(entry.kind)
     if where.kind == "status":
@@ -135,9 +138,12 @@ def parse_entry(entry: Entry) -> wire.Batch:
         return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,))
     if where.kind not in ("data", "events"):
         raise wire.WireError("bad_topic", f"{entry.kind}: the collector does not take {where.kind!r} messages")
+    if len(entry.payload) > limits.max_bytes:  # before parsing it
+        raise wire.WireError("too_large", f"{entry.kind}: {len(entry.payload)} bytes, at most {limits.max_bytes}")
     batch = wire.decode(entry.payload, _loads)
     if (batch.zone, batch.probe) != (where.zone, where.probe):
         raise wire.WireError("identity_mismatch", f"{entry.kind}: payload says {batch.zone}/{batch.probe}")
+    wire.check_limits(batch, limits, entry.created_ns)
     if batch.events:  # stored too, as the "event" measurement: the NOC sees every trap and link change
         stored = tuple(wire.Sample("event", {**e.tags, "event": e.name}, {**e.fields, "occurred": True}, e.time_ns)
                        for e in batch.events)

@@ -105,3 +105,37 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
         wire.decode(data)
     except wire.WireError as exc:
         assert exc.reason
+
+
+NOW_NS = 1_764_290_000 * 10**9
+
+
+def limited(**kw: object) -> wire.Limits:
+    return wire.Limits(**kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("batch", "limits", "reason", "where"), [
+    (wire.Batch("z", "p", 3, 0, tuple(wire.Sample("c", {}, {"x": 1}, NOW_NS) for _ in range(5))),
+     limited(max_rows=4), "too_many_rows", "5 samples and events"),
+    (wire.Batch("z", "p", 3, 0, (wire.Sample("c", {f"t{i}": "v" for i in range(5)}, {"x": 1}, NOW_NS),)),
+     limited(max_tags=4), "too_many_tags", "samples[0] has 5 tags"),
+    (wire.Batch("z", "p", 3, 0, (wire.Sample("c", {}, {f"f{i}": 1 for i in range(9)}, NOW_NS),)),
+     limited(max_fields=8), "too_many_fields", "samples[0] has 9 fields"),
+    (wire.Batch("z", "p", 3, 0, events=(wire.Event("link_down", {}, {}, NOW_NS + 3600 * 10**9),)),
+     limited(), "time_future", "events[0] is 3600 s in the future"),
+    (wire.Batch("z", "p", 3, 0, (wire.Sample("c", {}, {"x": 1}, NOW_NS - 90 * 86400 * 10**9),)),
+     limited(), "time_past", "samples[0] is 90 days old"),
+])
+def test_limits_reject_with_a_reason_and_name_the_sender(batch: wire.Batch, limits: wire.Limits, reason: str,
+                                                         where: str) -> None:
+    with pytest.raises(wire.WireError) as err:
+        wire.check_limits(batch, limits, NOW_NS)
+    assert err.value.reason == reason
+    assert "probe z/p seq 3" in str(err.value) and where in str(err.value)
+
+
+def test_a_week_old_backlog_and_a_slightly_fast_clock_are_accepted() -> None:
+    rows = (wire.Sample("c", {}, {"x": 1}, NOW_NS - 7 * 86400 * 10**9), wire.Sample("c", {}, {"x": 1}, NOW_NS + 10**9))
+    wire.check_limits(wire.Batch("z", "p", 1, 0, rows), wire.Limits(), NOW_NS)
+    with pytest.raises(wire.WireError, match="too_large"):
+        wire.check_limits(wire.Batch("z", "p", 1, 0, rows), wire.Limits(max_bytes=100), NOW_NS, size=101)

@@ -95,3 +95,13 @@ def test_events_are_stored_as_the_event_measurement() -> None:
     batch = parse_entry(entry("zw/v1/z1/p1/events", body))
     assert batch.samples == (wire.Sample("event", {"device": "bts-01", "ifname": "ge-0/0/1", "event": "link_down"},
                                          {"if_index": 2, "oper_up": False, "occurred": True}, 7),)
+
+
+def test_oversize_and_future_payloads_are_refused_by_the_intake() -> None:
+    big = wire.encode(wire.Batch("z1", "p1", 1, 5, tuple(wire.Sample("probe", {}, {"up": True}, 4) for _ in range(50))))
+    with pytest.raises(wire.WireError) as err:
+        parse_entry(entry("zw/v1/z1/p1/data", big), wire.Limits(max_bytes=1000))
+    assert err.value.reason == "too_large" and "zw/v1/z1/p1/data" in str(err.value)
+    future = wire.encode(wire.Batch("z1", "p1", 2, 5, (wire.Sample("probe", {}, {"up": True}, 10**18),)))
+    with pytest.raises(wire.WireError, match="time_future"):
+        parse_entry(entry("zw/v1/z1/p1/data", future, created_ns=10**18 - 3600 * 10**9))
