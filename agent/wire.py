@@ -256,7 +256,9 @@ def check_limits(batch: Batch, limits: Limits, now_ns: int, size: int = 0) -> No
     if rows > limits.max_rows:
         raise WireError("too_many_rows", f"{who}: {rows} samples and events, at most {limits.max_rows}")
     low, high = now_ns - limits.max_past_ns, now_ns + limits.max_future_ns
-    for section, items in (("samples", batch.samples), ("events", batch.events)):
+    sections: tuple[tuple[str, tuple[Sample, ...] | tuple[Event, ...]], ...] = (
+        ("samples", batch.samples), ("events", batch.events))
+    for section, items in sections:
         for i, row in enumerate(items):
             if len(row.tags) > limits.max_tags:
                 raise WireError("too_many_tags", f"{who}: {section}[{i}] has {len(row.tags)} tags, "
