@@ -256,22 +256,21 @@ def check_limits(batch: Batch, limits: Limits, now_ns: int, size: int = 0) -> No
     if rows > limits.max_rows:
         raise WireError("too_many_rows", f"{who}: {rows} samples and events, at most {limits.max_rows}")
     low, high = now_ns - limits.max_past_ns, now_ns + limits.max_future_ns
-    sections: tuple[tuple[str, tuple[Sample, ...] | tuple[Event, ...]], ...] = (
-        ("samples", batch.samples), ("events", batch.events))
-    for section, items in sections:
-        for i, row in enumerate(items):
-            if len(row.tags) > limits.max_tags:
-                raise WireError("too_many_tags", f"{who}: {section}[{i}] has {len(row.tags)} tags, "
-                                                 f"at most {limits.max_tags}")
-            if len(row.fields) > limits.max_fields:
-                raise WireError("too_many_fields", f"{who}: {section}[{i}] has {len(row.fields)} fields, "
-                                                   f"at most {limits.max_fields}")
-            if row.time_ns > high:
-                raise WireError("time_future", f"{who}: {section}[{i}] is {(row.time_ns - now_ns) / 1e9:.0f} s "
-                                               "in the future (is the probe's clock right?)")
-            if row.time_ns < low:
-                raise WireError("time_past", f"{who}: {section}[{i}] is {(now_ns - row.time_ns) / 86400e9:.0f} "
-                                             "days old, older than kept")
+    rows_of: list[tuple[str, int, dict[str, str], dict[str, FieldValue], int]] = [
+        ("samples", i, r.tags, r.fields, r.time_ns) for i, r in enumerate(batch.samples)]
+    rows_of += [("events", i, r.tags, r.fields, r.time_ns) for i, r in enumerate(batch.events)]
+    for section, i, tags, fields, time_ns in rows_of:
+        if len(tags) > limits.max_tags:
+            raise WireError("too_many_tags", f"{who}: {section}[{i}] has {len(tags)} tags, at most {limits.max_tags}")
+        if len(fields) > limits.max_fields:
+            raise WireError("too_many_fields", f"{who}: {section}[{i}] has {len(fields)} fields, "
+                                               f"at most {limits.max_fields}")
+        if time_ns > high:
+            raise WireError("time_future", f"{who}: {section}[{i}] is {(time_ns - now_ns) / 1e9:.0f} s "
+                                           "in the future (is the probe's clock right?)")
+        if time_ns < low:
+            raise WireError("time_past", f"{who}: {section}[{i}] is {(now_ns - time_ns) / 86400e9:.0f} "
+                                         "days old, older than kept")
 
 
 def _list(doc: dict[str, Any], key: str) -> list[Any]:
