@@ -9,8 +9,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zwconf import ConfigError, load_file
+
+if TYPE_CHECKING:
+    from collector.config import CollectorConfig
+    from collector.inventory import Inventory
 
 DEFAULT_CONFIG = "/etc/zonewatch/collector.yaml"
 
@@ -24,6 +29,11 @@ commands:
   check-config  validate the collector configuration (and the inventory it names) and exit
   demo          run a whole simulated zone on this machine (broker, collector, agent, simulated SNMP
                 devices and modems) and show readings live; Ctrl-C stops everything
+  render-mosquitto  write the broker's access control for the inventory into --out: an ACL (each
+                probe may publish only under its own zone/probe topics, the collector reads them all),
+                a hashed password file (passwords from --secrets, or generated into OUT/secrets with
+                mode 0600) and a TLS listener section for mosquitto.conf; prints the files it wrote,
+                never the passwords
 """
 
 
@@ -42,7 +52,43 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=0,
                       help="stop by itself after this many seconds (default: run until Ctrl-C)")
     demo.add_argument("--plain", action="store_true", help="print plain lines instead of a live table")
+    mq = sub.add_parser("render-mosquitto", help="write mosquitto's ACL, password file and TLS listener")
+    mq.add_argument("--out", required=True, help="folder to write acl, passwd, mosquitto-listener.conf into")
+    mq.add_argument("--secrets", help="folder with one password file per user (default: OUT/secrets, "
+                    "missing passwords generated there)")
+    mq.add_argument("--collector-user", help="the collector's broker username (default: mqtt.username of the "
+                    "configuration, else 'collector')")
+    mq.add_argument("--port", type=int, default=8883, help="TLS listener port (default 8883)")
+    mq.add_argument("--bind", help="address the listener binds to (default: all)")
+    mq.add_argument("--broker-dir", help="where the broker will read acl and passwd (default: OUT)")
+    mq.add_argument("--cafile", default="/etc/mosquitto/ca_certificates/ca.crt", help="CA file on the broker")
+    mq.add_argument("--certfile", default="/etc/mosquitto/certs/server.crt", help="server certificate")
+    mq.add_argument("--keyfile", default="/etc/mosquitto/certs/server.key", help="server private key")
+    mq.add_argument("--require-certificate", action="store_true",
+                    help="also require a client certificate signed by the CA")
     return p
+
+
+def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | None) -> int:
+    """Write the broker's ACL, password file and listener section; return the exit code."""
+    from collector import mosquitto
+
+    if inventory is None:
+        print(f"zonewatch-collector: {args.config} names no inventory: nothing to render", file=sys.stderr)
+        return 2
+    collector = args.collector_user or (cfg.mqtt.username if cfg.mqtt and cfg.mqtt.username else None)
+    tls = mosquitto.ListenerTls(args.cafile, args.certfile, args.keyfile, args.require_certificate)
+    try:
+        written = mosquitto.write_bundle(
+            inventory, Path(args.out), tls, collector=collector or mosquitto.DEFAULT_COLLECTOR,
+            secrets_dir=Path(args.secrets) if args.secrets else None, port=args.port, bind=args.bind,
+            broker_dir=args.broker_dir)
+    except (ValueError, OSError) as exc:
+        print(f"zonewatch-collector: render-mosquitto: {exc}", file=sys.stderr)
+        return 2
+    for item in written:
+        print(f"wrote {item.path}: {item.what}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = f", inventory {inventory_path}: {len(inventory.devices)} devices" if inventory else ""
         print(f"{args.config}: ok (storage {cfg.storage.type}{extra})")
         return 0
+
+    if args.command == "render-mosquitto":
+        return _render_mosquitto(args, cfg, inventory)
 
     from collector.app import Collector
 

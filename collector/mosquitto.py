@@ -1,0 +1,228 @@
+"""Mosquitto's access control for ZoneWatch, rendered from the inventory.
+
+The ACL model. Every client logs in with a username and password; nobody is anonymous.
+
+- The collector user reads ``zw/v1/+/+/status``, ``.../data`` and ``.../events`` of every probe and writes
+  ``zw/v1/+/+/config``; it cannot publish as a probe.
+- A probe's username is its inventory id. It may write only ``zw/v1/<its zone>/<its id>/status``,
+  ``.../data`` and ``.../events``, and read only ``zw/v1/<its zone>/<its id>/config``.
+
+Every rule is written under its own ``user`` line with literal topics. There is no ``pattern`` line: a
+``%c`` pattern trusts the client id, which the client chooses, so probe p1 connecting with client id ``p2``
+could publish as p2. Here what a client may do depends only on the username its password proved. The
+listener also sets ``use_username_as_clientid true`` (defence in depth, and a second connection with the
+same username replaces the first instead of living beside it; so every collector instance of an HA pair
+needs a username of its own).
+
+Passwords are never in the inventory. The passwd file is hashed here, in the format mosquitto 2's
+``mosquitto_passwd`` writes by default (``$7$``: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt), so that
+the collector host needs no mosquitto package and no password is ever put on a command line (where
+``mosquitto_passwd -b`` would show it to every user of the host). Mosquitto 1.6 and older cannot read it.
+
+Zone and probe ids become topic segments and ACL words: each must pass ``agent.wire.valid_name``, which
+the inventory does not check for its keys, so rendering does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import wire
+from collector.inventory import Inventory
+
+DEFAULT_COLLECTOR = "collector"
+PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
+PROBE_READS: tuple[wire.Kind, ...] = ("config",)
+COLLECTOR_READS = PROBE_WRITES
+COLLECTOR_WRITES = PROBE_READS
+PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.x writes
+SALT_BYTES = 12
+
+ACL_FILE = "acl"
+PASSWD_FILE = "passwd"
+LISTENER_FILE = "mosquitto-listener.conf"
+SECRETS_DIR = "secrets"
+
+
+@dataclass(frozen=True)
+class ListenerTls:
+    """The broker's TLS files, as paths on the broker host."""
+
+    cafile: str
+    certfile: str
+    keyfile: str
+    require_certificate: bool = False
+
+
+def check_name(what: str, name: str) -> None:
+    """Raise ValueError unless ``name`` is a plain id usable as a topic segment and an ACL word."""
+    if not wire.valid_name(name):
+        raise ValueError(f"{what} {name!r} cannot be used in the broker's ACL: it must match "
+                         "[a-z0-9][a-z0-9_.-]{0,62} (no '/', '+', '#', spaces or upper case)")
+
+
+def probe_zones(inventory: Inventory) -> dict[str, str]:
+    """Return each probe id mapped to its zone, sorted by probe id, after checking both names."""
+    out: dict[str, str] = {}
+    for probe_id in sorted(inventory.probes):
+        zone = inventory.probes[probe_id].zone
+        check_name("probe", probe_id)
+        check_name(f"probe {probe_id!r}: zone", zone)
+        out[probe_id] = zone
+    return out
+
+
+def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> list[str]:
+    """Return the broker's users: the collector first, then every probe by id."""
+    check_name("collector user", collector)
+    probes = list(probe_zones(inventory))
+    if collector in probes:
+        raise ValueError(f"collector user {collector!r} is also a probe id: choose another name")
+    return [collector, *probes]
+
+
+def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> str:
+    """Return the ACL file: one ``user`` block with literal topics for the collector and for each probe."""
+    usernames(inventory, collector)
+    lines = [
+        "# ZoneWatch broker ACL, rendered from the inventory by `zonewatch-collector render-mosquitto`.",
+        "# Literal topics per user and no %c patterns: what a client may do follows from the username",
+        "# its password proved, never from the client id it chose.",
+        "",
+        f"user {collector}",
+        *(f"topic read {wire.subscription(kind)}" for kind in COLLECTOR_READS),
+        *(f"topic write {wire.subscription(kind)}" for kind in COLLECTOR_WRITES),
+    ]
+    for probe_id, zone in probe_zones(inventory).items():
+        lines += ["", f"# probe {probe_id} in zone {zone}", f"user {probe_id}"]
+        lines += [f"topic write {wire.topic(zone, probe_id, kind)}" for kind in PROBE_WRITES]
+        lines += [f"topic read {wire.topic(zone, probe_id, kind)}" for kind in PROBE_READS]
+    return "\n".join(lines) + "\n"
+
+
+def render_listener_options(passwd_file: str, acl_file: str, tls: ListenerTls) -> str:
+    """Return the settings that follow a ``listener`` line: no anonymous clients, passwords, ACL and TLS."""
+    return "\n".join([
+        "allow_anonymous false",
+        f"password_file {passwd_file}",
+        f"acl_file {acl_file}",
+        "use_username_as_clientid true",
+        f"cafile {tls.cafile}",
+        f"certfile {tls.certfile}",
+        f"keyfile {tls.keyfile}",
+        "tls_version tlsv1.2",
+        f"require_certificate {'true' if tls.require_certificate else 'false'}",
+    ]) + "\n"
+
+
+def render_listener(port: int, passwd_file: str, acl_file: str, tls: ListenerTls, bind: str | None = None) -> str:
+    """Return a whole listener section for mosquitto.conf, with a comment on where it goes."""
+    head = [
+        "# ZoneWatch listener, rendered by `zonewatch-collector render-mosquitto`.",
+        "# Put `per_listener_settings true` near the top of mosquitto.conf (before any listener) so that",
+        "# the password file and ACL below apply to this listener; or make this the broker's only listener.",
+        "# tls_version is the minimum version; the broker user must be able to read every file named here.",
+        f"listener {port}" + (f" {bind}" if bind else ""),
+    ]
+    return "\n".join(head) + "\n" + render_listener_options(passwd_file, acl_file, tls)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """Return ``password`` hashed as mosquitto 2's ``$7$`` (PBKDF2-HMAC-SHA512) password file entry."""
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, PBKDF2_ITERATIONS)
+    return f"$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def render_passwd(passwords: Mapping[str, str], salt: Callable[[], bytes] = lambda: os.urandom(SALT_BYTES)) -> str:
+    """Return the password file: one ``user:hash`` line per user, in the order given."""
+    lines = []
+    for user, password in passwords.items():
+        check_name("user", user)
+        if not password:
+            raise ValueError(f"the password of {user!r} is empty")
+        lines.append(f"{user}:{hash_password(password, salt())}")
+    return "\n".join(lines) + "\n"
+
+
+def new_password() -> str:
+    """Return a random password (32 URL-safe characters, 192 bits)."""
+    return secrets.token_urlsafe(24)
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class Written:
+    """One file the command wrote, and what it is (never its content)."""
+
+    path: Path
+    what: str
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    """Replace ``path`` atomically with ``text``, created with ``mode`` from the start."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # an older leftover may have had a wider mode
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _read_secret(path: Path) -> str:
+    """Return the password stored in ``path`` (one line; a trailing newline is not part of it)."""
+    value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    if not value or "\n" in value:
+        raise ValueError(f"{path}: expected one non-empty line with the password")
+    return value
+
+
+def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector: str = DEFAULT_COLLECTOR,
+                 secrets_dir: Path | None = None, port: int = 8883, bind: str | None = None,
+                 broker_dir: str | None = None) -> list[Written]:
+    """Write acl, passwd, the listener section and any new passwords into ``out``; return what was written."""
+    # With ``secrets_dir`` every user's password is read from ``secrets_dir/<user>``, and a missing file is an
+    # error. Without it, passwords live in ``out/secrets/<user>`` (mode 0600): existing ones are kept, missing
+    # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``).
+    users = usernames(inventory, collector)
+    acl = render_acl(inventory, collector)
+    written: list[Written] = []
+    passwords: dict[str, str] = {}
+    if secrets_dir is not None:
+        missing = [u for u in users if not (secrets_dir / u).is_file()]
+        if missing:
+            raise ValueError(f"{secrets_dir}: no password file for {', '.join(missing)}")
+        passwords = {u: _read_secret(secrets_dir / u) for u in users}
+    else:
+        own = out / SECRETS_DIR
+        own.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for user in users:
+            path = own / user
+            if path.is_file():
+                passwords[user] = _read_secret(path)
+                continue
+            passwords[user] = new_password()
+            _write(path, passwords[user] + "\n", 0o600)
+            written.append(Written(path, f"new password of {user} (mode 0600)"))
+    out.mkdir(parents=True, exist_ok=True)
+    where = broker_dir if broker_dir is not None else str(out.resolve())
+    listener = render_listener(port, f"{where}/{PASSWD_FILE}", f"{where}/{ACL_FILE}", tls, bind)
+    _write(out / PASSWD_FILE, render_passwd(passwords), 0o600)
+    _write(out / ACL_FILE, acl, 0o644)
+    _write(out / LISTENER_FILE, listener, 0o644)
+    written += [
+        Written(out / PASSWD_FILE, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),
+        Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} and {len(users) - 1} probe(s)"),
+        Written(out / LISTENER_FILE, f"listener section for mosquitto.conf (port {port}, TLS)"),
+    ]
+    return written

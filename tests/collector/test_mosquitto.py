@@ -1,0 +1,226 @@
+"""The broker's ACL, password file and listener rendered from the inventory, without a broker."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+
+from collector import cli, mosquitto
+from collector.inventory import Inventory
+from zwconf import load
+
+INVENTORY = """\
+zones:
+  z1: {name: Zone one}
+  dinh-vu: {name: Dinh Vu}
+probes:
+  p2: {zone: z1}
+  p1: {zone: z1}
+  gate.a-1: {zone: dinh-vu}
+"""
+
+EXPECTED_ACL = """\
+# ZoneWatch broker ACL, rendered from the inventory by `zonewatch-collector render-mosquitto`.
+# Literal topics per user and no %c patterns: what a client may do follows from the username
+# its password proved, never from the client id it chose.
+
+user collector
+topic read zw/v1/+/+/status
+topic read zw/v1/+/+/data
+topic read zw/v1/+/+/events
+topic write zw/v1/+/+/config
+
+# probe gate.a-1 in zone dinh-vu
+user gate.a-1
+topic write zw/v1/dinh-vu/gate.a-1/status
+topic write zw/v1/dinh-vu/gate.a-1/data
+topic write zw/v1/dinh-vu/gate.a-1/events
+topic read zw/v1/dinh-vu/gate.a-1/config
+
+# probe p1 in zone z1
+user p1
+topic write zw/v1/z1/p1/status
+topic write zw/v1/z1/p1/data
+topic write zw/v1/z1/p1/events
+topic read zw/v1/z1/p1/config
+
+# probe p2 in zone z1
+user p2
+topic write zw/v1/z1/p2/status
+topic write zw/v1/z1/p2/data
+topic write zw/v1/z1/p2/events
+topic read zw/v1/z1/p2/config
+"""
+
+TLS = mosquitto.ListenerTls("/etc/ca.crt", "/etc/server.crt", "/etc/server.key")
+
+
+def inventory(text: str = INVENTORY) -> Inventory:
+    return load(Inventory, text, "inventory.yaml")
+
+
+def test_acl_gives_each_probe_its_own_literal_topics_and_the_collector_all() -> None:
+    assert mosquitto.render_acl(inventory()) == EXPECTED_ACL
+
+
+def test_acl_has_no_pattern_that_trusts_the_client_id() -> None:
+    acl = mosquitto.render_acl(inventory())
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert not [r for r in rules if r.startswith("pattern") or "%" in r]
+    # every rule comes after a user line, so none of them applies to anonymous clients
+    assert rules[0] == "user collector"
+
+
+def test_collector_user_can_be_named_and_must_not_be_a_probe() -> None:
+    acl = mosquitto.render_acl(inventory(), collector="zw-collector-a")
+    assert "\nuser zw-collector-a\ntopic read zw/v1/+/+/status\n" in acl
+    assert "user collector" not in acl
+    with pytest.raises(ValueError, match="collector user 'p1' is also a probe id"):
+        mosquitto.render_acl(inventory(), collector="p1")
+    with pytest.raises(ValueError, match="collector user 'coll ector'"):
+        mosquitto.render_acl(inventory(), collector="coll ector")
+
+
+@pytest.mark.parametrize("probe_id", ["p/1", "p+", "p#", "P1", "p 1", "-p1", "p1\nuser collector"])
+def test_a_probe_id_that_is_no_plain_topic_segment_is_refused(probe_id: str) -> None:
+    # The inventory does not check its keys: the renderer is what keeps them out of the ACL.
+    inv = inventory().model_copy(update={"probes": {probe_id: inventory().probes["p1"]}})
+    with pytest.raises(ValueError, match="cannot be used in the broker's ACL"):
+        mosquitto.render_acl(inv)
+
+
+def test_the_inventory_itself_accepts_such_ids_so_the_renderer_must_check() -> None:
+    inv = inventory("zones:\n  z1: {name: one}\nprobes:\n  'p/+': {zone: z1}\n")
+    assert list(inv.probes) == ["p/+"]
+    with pytest.raises(ValueError, match=r"probe 'p/\+' cannot be used"):
+        mosquitto.render_acl(inv)
+
+
+def test_a_zone_that_is_no_plain_topic_segment_is_refused() -> None:
+    inv = inventory("zones:\n  'z#': {name: one}\nprobes:\n  p1: {zone: 'z#'}\n")
+    with pytest.raises(ValueError, match=r"probe 'p1': zone 'z#' cannot be used"):
+        mosquitto.render_acl(inv)
+
+
+def test_hash_matches_what_mosquitto_passwd_wrote() -> None:
+    # A line written by mosquitto_passwd 2.0.11 (-b, default sha512-pbkdf2) for password "secret".
+    line = ("alice:$7$101$44lCyo5UPefTtiyJ$UgqT1BtvuZBYY1LFG0Lo2eh3Z+LKqwsXykA2zU2ieTK9ad5BLDNoeXlfp0hB+OmT9Ynz"
+            "qYq9sKI2CFXdMw5Lrg==")
+    salt = base64.b64decode(line.split("$")[3])
+    assert "alice:" + mosquitto.hash_password("secret", salt) == line
+    assert "alice:" + mosquitto.hash_password("Secret", salt) != line
+
+
+def test_passwd_has_one_salted_line_per_user_and_refuses_empty_passwords() -> None:
+    text = mosquitto.render_passwd({"collector": "a", "p1": "a"})
+    lines = text.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["collector", "p1"]
+    assert all(line.split(":", 1)[1].startswith("$7$101$") for line in lines)
+    assert lines[0].split(":")[1] != lines[1].split(":")[1]  # same password, different salt
+    with pytest.raises(ValueError, match="password of 'p1' is empty"):
+        mosquitto.render_passwd({"p1": ""})
+
+
+def test_listener_refuses_anonymous_and_pins_the_client_id_to_the_username() -> None:
+    text = mosquitto.render_listener(8883, "/b/passwd", "/b/acl", TLS, bind="0.0.0.0")
+    settings = [line for line in text.splitlines() if not line.startswith("#")]
+    assert settings == [
+        "listener 8883 0.0.0.0",
+        "allow_anonymous false",
+        "password_file /b/passwd",
+        "acl_file /b/acl",
+        "use_username_as_clientid true",
+        "cafile /etc/ca.crt",
+        "certfile /etc/server.crt",
+        "keyfile /etc/server.key",
+        "tls_version tlsv1.2",
+        "require_certificate false",
+    ]
+    strict = mosquitto.ListenerTls("/c", "/s", "/k", require_certificate=True)
+    assert "require_certificate true\n" in mosquitto.render_listener_options("/p", "/a", strict)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _password_of(passwd: str, user: str, password: str) -> bool:
+    entry = dict(line.split(":", 1) for line in passwd.splitlines())[user]
+    salt = base64.b64decode(entry.split("$")[3])
+    return mosquitto.hash_password(password, salt) == entry
+
+
+def test_bundle_generates_private_passwords_once_and_keeps_them(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    written = mosquitto.write_bundle(inventory(), out, TLS, port=18883)
+    secrets = out / "secrets"
+    assert sorted(p.name for p in secrets.iterdir()) == ["collector", "gate.a-1", "p1", "p2"]
+    assert {w.path.name for w in written} == {"collector", "gate.a-1", "p1", "p2", "passwd", "acl",
+                                              "mosquitto-listener.conf"}
+    assert _mode(secrets) == 0o700
+    assert {_mode(p) for p in secrets.iterdir()} == {0o600}
+    assert _mode(out / "passwd") == 0o600
+    p1 = (secrets / "p1").read_text().strip()
+    assert len(p1) >= 32
+    assert _password_of((out / "passwd").read_text(), "p1", p1)
+    assert (out / "acl").read_text() == EXPECTED_ACL
+    listener = (out / "mosquitto-listener.conf").read_text()
+    assert "listener 18883\n" in listener
+    assert f"password_file {out.resolve()}/passwd\n" in listener
+    # a second run keeps every password and reports no new one
+    again = mosquitto.write_bundle(inventory(), out, TLS, broker_dir="/etc/mosquitto/zw")
+    assert [w.path.name for w in again] == ["passwd", "acl", "mosquitto-listener.conf"]
+    assert (secrets / "p1").read_text().strip() == p1
+    assert _password_of((out / "passwd").read_text(), "p1", p1)
+    assert "acl_file /etc/mosquitto/zw/acl\n" in (out / "mosquitto-listener.conf").read_text()
+
+
+def test_bundle_takes_passwords_from_a_secrets_folder_and_names_what_is_missing(tmp_path: Path) -> None:
+    given = tmp_path / "given"
+    given.mkdir()
+    for user in ("collector", "p1", "p2"):
+        (given / user).write_text(f"pw-of-{user}\n")
+    with pytest.raises(ValueError, match="no password file for gate.a-1$"):
+        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+    (given / "gate.a-1").write_text("pw-of-gate\n")
+    written = mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+    assert not (tmp_path / "out" / "secrets").exists()
+    assert len(written) == 3
+    passwd = (tmp_path / "out" / "passwd").read_text()
+    assert _password_of(passwd, "gate.a-1", "pw-of-gate")
+    assert _password_of(passwd, "collector", "pw-of-collector")
+    (given / "p2").write_text("\n")
+    with pytest.raises(ValueError, match="one non-empty line"):
+        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+
+
+def test_command_writes_the_files_and_never_prints_a_password(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    (tmp_path / "collector.yaml").write_text(
+        "mqtt: {username: central-1}\ninventory: inventory.yaml\n"
+        f"storage: {{type: sqlite, path: '{tmp_path / 'zw.db'}'}}\n")
+    out = tmp_path / "broker"
+    code = cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(out), "--port", "8884",
+                     "--cafile", "/ca.crt", "--certfile", "/s.crt", "--keyfile", "/s.key", "--require-certificate"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert f"wrote {out / 'acl'}: " in printed.out
+    assert f"wrote {out / 'secrets' / 'p1'}: " in printed.out
+    for secret in (out / "secrets").iterdir():
+        assert secret.read_text().strip() not in printed.out + printed.err
+    assert "\nuser central-1\n" in (out / "acl").read_text()  # the collector's username from its config
+    listener = (out / "mosquitto-listener.conf").read_text()
+    assert "listener 8884\n" in listener and "cafile /ca.crt\n" in listener
+    assert "require_certificate true\n" in listener
+
+
+def test_command_without_inventory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "collector.yaml").write_text(f"storage: {{type: sqlite, path: '{tmp_path / 'zw.db'}'}}\n")
+    code = cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "names no inventory" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
