@@ -98,7 +98,10 @@ class Agent:
 
     async def poll(self, name: str) -> None:
         """Poll one source and spool its samples (an APScheduler job)."""
-        result = await self.poll_once(name)
+        try:
+            result = await self.poll_once(name)
+        except asyncio.CancelledError:  # the agent is stopping mid-poll: nothing to spool, nothing to report
+            return
         if result.samples and self.spool is not None:
             self.spool.append("data", self.clock(), samples=tuple(result.samples))
             self._wake.set()

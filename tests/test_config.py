@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import cli as agent_cli
+from agent.config import AgentConfig
 from collector import cli as collector_cli
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
@@ -112,3 +113,11 @@ def test_yaml_syntax_error_names_the_line() -> None:
 def test_unknown_top_level_key_lists_known_keys() -> None:
     with pytest.raises(ConfigError, match=r"c.yaml:1: stroage: unknown key 'stroage' \(did you mean 'storage'\?\)"):
         load(CollectorConfig, "stroage: {}\n", "c.yaml")
+
+
+def test_a_secret_in_the_wrong_shape_is_not_echoed_in_the_error() -> None:
+    text = "probe: {id: p1, zone: z}\nsources:\n  - {type: traps, communities: s3cret-trap-community}\n"
+    with pytest.raises(ConfigError) as err:
+        load(AgentConfig, text, "a.yaml")
+    assert "sources[0].communities" in str(err.value) and "got a str" in str(err.value)
+    assert "s3cret" not in str(err.value)

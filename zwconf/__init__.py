@@ -219,7 +219,11 @@ def _from_validation(model: type[BaseModel], exc: ValidationError, lines: dict[R
         else:
             text = text.replace("Input should be", "expected")
             if "input" in err and not isinstance(err["input"], dict | list):
-                text = f"{text}, got {err['input']!r}"
+                shown = err["input"]
+                if _holds_secret(leaf, data_path):  # never echo what may be a secret
+                    text = f"{text}, got a {type(shown).__name__}"
+                else:
+                    text = f"{text}, got {shown!r}"
         message = text
     return ConfigError(source, _line_of(data_path, lines), data_path, message)
 
@@ -251,6 +255,15 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[RefPath, Any]:
     final = _unwrap(current)
     leaf = final if isinstance(final, type) and issubclass(final, BaseModel) else parent_model
     return tuple(path), leaf
+
+
+def _holds_secret(model: Any, path: RefPath) -> bool:
+    """Return True if the key at the end of ``path`` in ``model`` is, or contains, a Secret."""
+    key = next((p for p in reversed(path) if isinstance(p, str)), None)
+    if key is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    info = model.model_fields.get(key)
+    return info is not None and "SecretStr" in repr(info.annotation)
 
 
 def _unwrap(tp: Any) -> Any:
