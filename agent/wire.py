@@ -293,7 +293,8 @@ def _row_of(row: Any, name_key: str, section: str,
         tags, fields = row.get("tags"), row.get("fields")
         tags = {} if tags is None else tags
         fields = {} if fields is None else fields
-        if name in good and type(ts) is int and ts >= 0 and type(tags) is dict and type(fields) is dict:
+        if type(name) is str and name in good and type(ts) is int and ts >= 0 and type(tags) is dict \
+                and type(fields) is dict:
             for k, v in tags.items():
                 if k not in good or type(v) is not str or not v or len(v) > _MAX_TAG_VALUE:
                     break

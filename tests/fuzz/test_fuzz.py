@@ -1,0 +1,953 @@
+"""Fuzzing of every reader of outside input: the wire decoder, the AT and vendor parsers, modem transcripts, the
+mmcli JSON parser, the SNMP value conversion, the trap handler and the configuration loader.
+
+What "no crash" means, per target:
+
+    wire        decode raises WireError only, with a known reason and a detail; a row error names its row
+                (``samples[3]``); an accepted payload encodes again and decodes to the same batch
+    at          the line parsers raise ATParseError only, quoting the line (or one of the lines) and saying what
+                was expected; the numbers they return are finite
+    transcript  parse_transcript never raises; every sample it gives passes the wire contract
+    mmcli       parse_status/parse_signal raise MmcliParseError only, naming the key; what they return becomes a
+                sample that passes the wire contract; the text path raises SourceError only
+    snmp        the shipped profiles turn any row into samples that pass the wire contract; one field spec's
+                conversion (decode, scale, unit, round, valid) gives None, a bool, a 64-bit int or a finite float
+    traps       trap_event raises TrapError("malformed") only and its events pass the wire contract;
+                TrapsSource.process never raises, counts each datagram under exactly one reason, and never
+                under internal_error
+    config      zwconf.load raises ConfigError only, as one line starting with the file name
+
+Inputs are generated from the real formats and mutated (fields replaced by odd values, keys renamed or
+removed, bytes flipped), besides random ones. ``ZW_FUZZ_EXAMPLES`` sets the examples per target (default 200);
+``tests/fuzz/run_long.py`` runs every target with many more and prints the figures.
+
+A known bug is counted (``Known``), not raised, so that the suite stays green; each has an xfail(strict) test at
+the end of this file with its minimal input, which starts to fail once the bug is fixed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import traceback
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import zwconf
+from agent import profiles, wire
+from agent.config import AgentConfig
+from agent.sources import SourceError, at, mmcli, snmp, traps, vendors
+from agent.transcript import VENDOR_CHOICES, parse_transcript
+from collector.config import CollectorConfig
+from collector.inventory import Inventory
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TESTDATA = ROOT / "tests" / "agent" / "sources" / "testdata" / "cellular"
+NOW = 1_764_290_000_000_000_000
+
+EXAMPLES = int(os.environ.get("ZW_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
+
+
+# ---------------------------------------------------------------------------------------------- bookkeeping
+
+
+class Known(Exception):
+    """A failure that is a known bug, pinned by an xfail test below: counted, never raised out of ``check``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+@dataclass
+class Tally:
+    """What one target saw: inputs tried, crashes, known bugs hit, and the shortest input of each kind."""
+
+    tried: int = 0
+    crashes: int = 0
+    known: Counter[str] = field(default_factory=Counter)
+    smallest: dict[str, str] = field(default_factory=dict)
+
+
+TALLY: dict[str, Tally] = {}
+COLLECT = False  # set by run_long.py: a crash is recorded and the run goes on instead of failing at once
+
+
+def check(target: str, data: Any, body: Callable[[], None]) -> None:
+    """Run ``body`` on one input of ``target``; count it, and its failure if any."""
+    tally = TALLY.setdefault(target, Tally())
+    tally.tried += 1
+    try:
+        body()
+    except Known as known:
+        tally.known[known.key] += 1
+        _keep(tally, f"known {known.key}", data)
+    except Exception as exc:
+        tally.crashes += 1
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        _keep(tally, f"{type(exc).__name__} at {where}: {str(exc).splitlines()[0][:160] if str(exc) else ''}", data)
+        if not COLLECT:
+            raise
+
+
+def _keep(tally: Tally, signature: str, data: Any) -> None:
+    shown = repr(data)
+    if signature not in tally.smallest or len(shown) < len(tally.smallest[signature]):
+        tally.smallest[signature] = shown
+
+
+def round_trip(samples: Sequence[wire.Sample] = (), events: Sequence[wire.Event] = (), known: str = "") -> None:
+    """Assert that samples and events pass the wire contract unchanged (what the collector would accept).
+
+    ``known``: the key of a known bug that lets a number beyond 64 bits, or an infinite one, through."""
+    batch = wire.Batch(zone="dinh-vu", probe="p1", seq=1, sent_ns=NOW, samples=tuple(samples), events=tuple(events))
+    try:
+        again = wire.decode(wire.encode(batch))
+    except wire.WireError as exc:
+        if known and exc.reason == "bad_field" and ("is outside" in exc.detail or "Out of range float" in exc.detail):
+            raise Known(known) from exc
+        if known and exc.reason == "bad_tag" and ".tags.cell " in exc.detail:
+            raise Known("cellular-cell-tag-too-long") from exc
+        raise AssertionError(f"produced a row the wire contract refuses: {exc}") from exc
+    assert again == batch, "a row changed on its way through the wire"
+
+
+# ---------------------------------------------------------------------------------------------- generic mutation
+
+ODD_VALUES: list[Any] = [
+    None, True, False, 0, -1, 1, 99, 255, 65535, -32768, 2**31, 2**63, 2**64, -(2**63) - 1, 10**30, 10**400,
+    1.5, -0.0, 1e308, -1e308, 5e-324, float("nan"), float("inf"), float("-inf"),
+    "", " ", "--", "-", "x" * 300, "é", "日本", "\x00", "\t\n", "a b", "452-04", "-67,00", "1e5", "9" * 400 + ".0",
+    "0x1F", "NaN", "true", "null", [], {}, [1], {"a": 1}, [[[]]], {"m": "x"}, [None, {}],
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+ODD = st.one_of(st.sampled_from(ODD_VALUES), JSON_VALUES, st.integers(), st.text(max_size=40))
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out += _paths(value, prefix + (index,))
+    return out
+
+
+def fresh(value: Any) -> Any:
+    """Return a copy of a drawn value: the lists and dicts of ODD_VALUES must not change as documents are mutated."""
+    return copy.deepcopy(value)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seeds: Sequence[Any], keys: Sequence[str], odd: st.SearchStrategy[Any] = ODD) -> Any:
+    """Return a copy of one seed document with 1 to 4 values replaced, keys removed, renamed or added."""
+    doc = copy.deepcopy(draw(st.sampled_from(seeds)))
+    key_names = st.sampled_from(keys) | st.text(max_size=12)
+    for _ in range(draw(st.integers(1, 4))):
+        path = draw(st.sampled_from(_paths(doc)))
+        op = draw(st.sampled_from(["replace", "replace", "delete", "rename", "add", "wrap"]))
+        if not path:
+            if op in ("replace", "wrap"):
+                doc = fresh(draw(odd)) if op == "replace" else [doc]
+            continue
+        parent = doc
+        for part in path[:-1]:
+            parent = parent[part]
+        last = path[-1]
+        if op == "replace":
+            parent[last] = fresh(draw(odd))
+        elif op == "delete":
+            del parent[last]
+        elif op == "wrap":
+            parent[last] = draw(st.sampled_from([[parent[last]], {"x": parent[last]}]))
+        elif op == "rename" and isinstance(parent, dict):
+            parent[draw(key_names)] = parent.pop(last)
+        elif op == "add":
+            node = parent[last]
+            if isinstance(node, dict):
+                node[draw(key_names)] = fresh(draw(odd))
+            elif isinstance(node, list):
+                node.append(fresh(draw(odd)))
+    return doc
+
+
+@st.composite
+def mutated_bytes(draw: st.DrawFn, seeds: st.SearchStrategy[bytes]) -> bytes:
+    """Return a seed with bytes flipped, inserted, deleted, cut or spliced."""
+    data = bytearray(draw(seeds))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "splice"]))
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and data:
+            data[pos] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0x81, 0xFF, 0x30, 0x02, 0x04, 0x06]))
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete":
+            del data[pos : pos + draw(st.integers(1, 8))]
+        elif op == "truncate":
+            del data[pos:]
+        elif op == "splice":
+            other = draw(seeds)
+            data[pos:] = other[draw(st.integers(0, len(other))) :]
+    return bytes(data)
+
+
+# ---------------------------------------------------------------------------------------------- wire
+
+WIRE_REASONS = {"not_json", "bad_schema", "unsupported_version", "bad_name", "bad_time", "bad_tag", "bad_field"}
+ROW_REASONS = {"bad_name", "bad_time", "bad_tag", "bad_field"}
+NAMES = st.from_regex(r"\A[a-z0-9][a-z0-9_.-]{0,12}\Z")
+IDENTS = st.sampled_from(["rsrp_dbm", "carrier", "up", "rtt_ms", "device", "m", "name", "ts"]) | st.from_regex(
+    r"\A[a-zA-Z_][a-zA-Z0-9_]{0,12}\Z")
+FIELD_VALUES = st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+TAGS = st.dictionaries(IDENTS, st.text(min_size=1, max_size=20), max_size=3)
+FIELDS = st.dictionaries(IDENTS, FIELD_VALUES, max_size=3)
+TIMES = st.integers(0, 2**63)
+BATCHES = st.builds(
+    wire.Batch,
+    zone=NAMES,
+    probe=NAMES,
+    seq=TIMES,
+    sent_ns=TIMES,
+    samples=st.lists(st.builds(wire.Sample, IDENTS, TAGS, FIELDS, TIMES), max_size=3).map(tuple),
+    events=st.lists(st.builds(wire.Event, IDENTS, TAGS, FIELDS, TIMES), max_size=2).map(tuple),
+    origin=st.integers(0, 2**63 - 1),
+)
+WIRE_SEEDS = [json.loads(p.read_text()) for p in sorted((ROOT / "tests" / "golden").glob("*.json"))]
+WIRE_KEYS = ["v", "zone", "probe", "seq", "origin", "sent_ns", "samples", "events", "m", "name", "ts", "tags",
+             "fields"]
+WIRE_ODD = ODD | st.sampled_from(["\ud800", "a\udfffb"])
+
+
+@st.composite
+def wire_payloads(draw: st.DrawFn) -> bytes | str:
+    kind = draw(st.sampled_from(["valid", "mutated", "mutated", "mutated", "bytes", "json"]))
+    if kind == "valid":
+        return wire.encode(draw(BATCHES))
+    if kind == "bytes":
+        return draw(st.binary(max_size=64) | mutated_bytes(BATCHES.map(wire.encode)))
+    if kind == "json":
+        doc = draw(JSON_VALUES)
+    else:
+        seeds = WIRE_SEEDS + [json.loads(wire.encode(draw(BATCHES)))]
+        doc = draw(mutated(seeds, WIRE_KEYS, WIRE_ODD))
+    text = json.dumps(doc, ensure_ascii=draw(st.booleans()))
+    return text if draw(st.booleans()) else text.encode("utf-8", errors="surrogatepass")
+
+
+def _has_surrogate(batch: wire.Batch) -> bool:
+    rows: list[wire.Sample | wire.Event] = [*batch.samples, *batch.events]
+    return any(0xD800 <= ord(c) <= 0xDFFF for row in rows for value in row.tags.values() for c in value)
+
+
+def wire_body(payload: bytes | str, loads: Callable[[Any], Any]) -> None:
+    try:
+        batch = wire.decode(payload, loads)
+    except wire.WireError as exc:
+        assert exc.reason in WIRE_REASONS, f"unknown reason {exc.reason!r}"
+        assert exc.detail and str(exc) == f"{exc.reason}: {exc.detail}"
+        if exc.reason in ROW_REASONS:
+            assert re.search(r"(samples|events)\[\d+\]", exc.detail), f"the row is not named: {exc.detail}"
+        return
+    except TypeError as exc:
+        if "unhashable" in str(exc):
+            raise Known("wire-unhashable-row-name") from exc
+        raise
+    try:
+        again = wire.encode(batch)
+    except wire.WireError as exc:
+        if _has_surrogate(batch):
+            raise Known("wire-lone-surrogate") from exc
+        raise AssertionError(f"decode accepted what encode refuses: {exc}") from exc
+    assert wire.decode(again) == batch
+
+
+LOADERS: list[Callable[[Any], Any]] = [json.loads]
+try:
+    import orjson
+
+    LOADERS.append(orjson.loads)
+except ImportError:  # the collector extra is not installed
+    pass
+
+
+@FUZZ
+@given(payload=wire_payloads(), loads=st.sampled_from(LOADERS))
+def test_wire_decode(payload: bytes | str, loads: Callable[[Any], Any]) -> None:
+    check("wire", payload, lambda: wire_body(payload, loads))
+
+
+# ---------------------------------------------------------------------------------------------- AT answers
+
+SINGLE: dict[str, Callable[[str], Any]] = {
+    "+CSQ": at.parse_csq,
+    "+CESQ": at.parse_cesq,
+    "+COPS": at.parse_cops,
+    "+CREG": at.parse_creg,
+    "+QCSQ": vendors.parse_qcsq,
+    "+QNWINFO": vendors.parse_qnwinfo,
+}
+MULTI: dict[str, Callable[[Sequence[str]], Any]] = {
+    "+QENG": vendors.parse_qeng,
+    "+CPSI": vendors.parse_cpsi,
+    "!GSTATUS": vendors.parse_gstatus,
+}
+_HAND_LINES = [
+    "+CSQ: 18,99", "+CESQ: 99,99,255,255,20,45", '+COPS: 0,2,"45204",7', '+COPS: 0,0,"Viettel",7', "+COPS: 0",
+    "+CREG: 0,1", '+CEREG: 2,1,"1F00","79D9003",7', '+C5GREG: 2,1,"00A1B2","123456789",11', "+CGREG: 2,1,1F00,79D9,7",
+    '+CEREG: 1,"1F00","79D903",7', "+CEREG: 2,1, 1F00, 20 ,79D903 ,7",
+    '+QENG: "servingcell","NOCONN","LTE","FDD",452,04,79D9003,123,1850,3,5,5,1F00,-95,-10,-65,15,20',
+    '+QENG: "servingcell","NOCONN","NR5G-SA","TDD",452,04,12345678A,500,1F00A,627264,78,12,-90,-11,12,0,20',
+    '+QENG: "servingcell","NOCONN","WCDMA",452,04,1F00,79D9,10700,100,1,-80,-5,0,0',
+    '+QENG: "servingcell","NOCONN","GSM",452,04,1F00,79D9,20,60,0,-62,255,255',
+    '+QCSQ: "LTE",-65,-95,150,-10', '+QCSQ: "NR5G",-90,12,-11', '+QCSQ: "WCDMA",-70,-80,-5', '+QCSQ: "GSM",-70',
+    '+QCSQ: "NOSERVICE"', '+QNWINFO: "FDD LTE","45204","LTE BAND 3",1850', "+QNWINFO: No Service",
+    "+CPSI: LTE,Online,452-04,0x1F00,127113475,123,EUTRAN-BAND3,1850,5,5,-100,-950,-650,15",
+    "+CPSI: NR5G_SA,Online,452-04,0x1F00A,12345678,500,NR5G_BAND78,627264,-900,-110,120",
+    "+CPSI: NR5G_NSA,500,NR5G_BAND78,627264,-900,-110,120", "+CPSI: WCDMA,Online,452-04,0x1F00,31234,10700",
+    "+CPSI: GSM,Online,452-04,0x1F00,1234,30,-64,0", "+CPSI: NO SERVICE,Online",
+    "!GSTATUS: ", "System mode:   LTE\t\tPS state:  Attached", "LTE band:   B3\t\tLTE bw:  20 MHz",
+    "EMM state:  Registered\t\tNormal Service", "PCC RxM RSSI:  -65\t\tRSRP (dBm):  -95",
+    "RSRQ (dB):  -10\t\tSINR (dB):  15.2", "TAC:  1F00 (7936)\t\tCell ID:  079D9003 (127766531)",
+    "NR5G RSRP (dBm): -90\t\tNR5G SINR (dB): 12",
+]
+TRANSCRIPTS = [p.read_text() for p in sorted(TESTDATA.glob("*/transcript.txt"))]
+SEED_LINES = sorted({line.strip() for text in TRANSCRIPTS for line in text.splitlines() if line.strip()}
+                    | set(_HAND_LINES))
+TOKENS = st.one_of(
+    st.sampled_from(["", "-", "--", "---", "99", "255", "65535", "-32768", "32768", "0", '"', '""', " ", "0x",
+                     "0xFFFFFFFFFFFFFFFF", "1.0e999", "-1.0e999", "9" * 5000, "f" * 400, "\u0663", "\u00b2", '"LTE"',
+                     '"NR5G-NSA"', '"servingcell"', "NaN", "inf", "1.5", "-0.0", "\t", "B3", "n78", "LTE BAND 3",
+                     "EUTRAN-BAND3", "NR5G_BAND78", "Registered", "LTE"]),
+    st.integers().map(str),
+    st.text(max_size=12),
+    st.from_regex(r"\A[0-9A-F]{1,12}\Z"),
+)
+
+
+@st.composite
+def at_lines(draw: st.DrawFn) -> str:
+    """Return a real answer line with fields replaced, removed or added, or now and then a random line."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.text(max_size=40))
+    head, sep, rest = draw(st.sampled_from(SEED_LINES)).partition(":")
+    parts = rest.split(",")
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add", "head"]))
+        pos = draw(st.integers(0, len(parts) - 1))
+        if op == "replace":
+            parts[pos] = draw(TOKENS)
+        elif op == "delete" and len(parts) > 1:
+            del parts[pos]
+        elif op == "add":
+            parts.insert(pos, draw(TOKENS))
+        elif op == "head":
+            head = draw(st.sampled_from([head.lower(), f" {head} ", head.lstrip("+!"), head + head, "+" + head]))
+    return head + sep + ",".join(parts)
+
+
+def _finite(result: Any) -> None:
+    """Raise Known if a parsed answer holds a number that is not finite."""
+    for f in fields(result) if is_dataclass(result) else ():
+        value = getattr(result, f.name)
+        if is_dataclass(value):
+            _finite(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise Known("at-infinite-number")
+
+
+def _at_call(parse: Callable[[Any], Any], arg: Any, lines: Sequence[str]) -> None:
+    try:
+        result = parse(arg)
+    except at.ATParseError as exc:
+        assert exc.expected, "no expectation given"
+        assert str(exc) == f"cannot parse {exc.line!r}: expected {exc.expected}"
+        assert exc.line in lines or exc.line == "\n".join(lines) or (parse is vendors.parse_gstatus
+                                                                     and ": " in exc.line), "the line is not quoted"
+        return
+    except ValueError as exc:
+        if "Exceeds the limit" in str(exc):
+            raise Known("at-long-digits") from exc
+        raise
+    _finite(result)
+
+
+def at_body(lines: list[str]) -> None:
+    for line in lines:
+        for parse in SINGLE.values():
+            _at_call(parse, line, [line])
+    for parse_many in MULTI.values():
+        _at_call(parse_many, lines, lines)
+
+
+@FUZZ
+@given(lines=st.lists(at_lines(), min_size=1, max_size=3))
+def test_at_parsers(lines: list[str]) -> None:
+    check("at", lines, lambda: at_body(lines))
+
+
+# ---------------------------------------------------------------------------------------------- transcripts
+
+
+@st.composite
+def transcripts(draw: st.DrawFn) -> str:
+    lines = draw(st.sampled_from(TRANSCRIPTS)).splitlines()
+    extra = at_lines() | st.sampled_from(["OK", "ERROR", "+CME ERROR: 10", "AT+CSQ", "AT+QENG=\"servingcell\"",
+                                          "AT!GSTATUS?", "ATI", "AT+CPSI?", "Quectel", "SIMCOM", ""])
+    for _ in range(draw(st.integers(1, 5))):
+        op = draw(st.sampled_from(["replace", "replace", "insert", "delete", "duplicate"]))
+        pos = draw(st.integers(0, max(len(lines) - 1, 0)))
+        if op == "replace" and lines:
+            lines[pos] = draw(extra)
+        elif op == "insert":
+            lines.insert(pos, draw(extra))
+        elif op == "delete" and lines:
+            del lines[pos]
+        elif op == "duplicate" and lines:
+            lines[pos:pos] = lines[pos : pos + draw(st.integers(1, 6))]
+    return "\n".join(lines)
+
+
+def transcript_body(text: str, vendor: Any) -> None:
+    try:
+        result = parse_transcript(text, vendor)
+    except OverflowError as exc:
+        raise Known("transcript-infinite-value") from exc
+    except ValueError as exc:
+        if "Exceeds the limit" in str(exc):
+            raise Known("at-long-digits") from exc
+        raise
+    json.dumps(result.to_json())
+    assert all(p.reason for p in result.unparsed)
+    round_trip(result.samples, known="cellular-number-out-of-range")
+
+
+@FUZZ
+@given(text=transcripts(), vendor=st.sampled_from(VENDOR_CHOICES))
+def test_transcript(text: str, vendor: Any) -> None:
+    check("transcript", text, lambda: transcript_body(text, vendor))
+
+
+# ---------------------------------------------------------------------------------------------- mmcli
+
+MMCLI_SEEDS = [json.loads(p.read_text()) for p in sorted((TESTDATA / "mmcli").glob("*/*.json"))]
+MMCLI_KEYS = sorted({str(k) for doc in MMCLI_SEEDS for path in _paths(doc) for k in path if isinstance(k, str)})
+MMCLI_ODD = ODD | st.from_regex(r"\A[+-]?[0-9]{1,400}([.,][0-9]{1,5})?\Z")
+MODEM = mmcli.MmcliModem(name="m1", index=0)
+
+
+def mmcli_body(doc: Any, text: str) -> None:
+    status: mmcli.ModemStatus | None = None
+    signal: mmcli.SignalReport | None = None
+    try:
+        status = mmcli.parse_status(doc)
+    except mmcli.MmcliParseError as exc:
+        assert "modem" in str(exc), f"the key is not named: {exc}"
+    try:
+        signal = mmcli.parse_signal(doc)
+    except mmcli.MmcliParseError as exc:
+        assert "modem" in str(exc), f"the key is not named: {exc}"
+    if status is not None and signal is not None:
+        if any(v is not None and not math.isfinite(v) for block in signal.values.values() for v in block.values()):
+            raise Known("mmcli-infinite-number")
+        reading = mmcli.reading(status, signal)
+        round_trip([vendors.to_sample(reading, now_ns=NOW, modem="m1")], known="cellular-number-out-of-range")
+    for parse in (mmcli.parse_status, mmcli.parse_signal):
+        try:
+            MODEM._parse(text, parse, "-J")
+        except SourceError as exc:
+            assert str(exc).startswith("modem m1: mmcli -m 0 -J")
+        except RecursionError as exc:
+            raise Known("mmcli-deep-json") from exc
+
+
+@st.composite
+def mmcli_inputs(draw: st.DrawFn) -> tuple[Any, str]:
+    doc = draw(mutated(MMCLI_SEEDS, MMCLI_KEYS, MMCLI_ODD) | JSON_VALUES)
+    text = json.dumps(doc)
+    if draw(st.integers(0, 4)) == 0:
+        text = draw(mutated_bytes(st.just(text.encode()))).decode("utf-8", errors="replace")
+    return doc, text
+
+
+@FUZZ
+@given(data=mmcli_inputs())
+def test_mmcli(data: tuple[Any, str]) -> None:
+    check("mmcli", data, lambda: mmcli_body(*data))
+
+
+# ---------------------------------------------------------------------------------------------- SNMP conversion
+
+SNMP_VALUES = st.one_of(
+    st.none(),
+    st.integers(-(2**31), 2**64 - 1),
+    st.sampled_from([-1, 0, 1, 2, 3, 6, 7, 8, 9, 10, 17, -8, 2147483647, -(2**31), 2**32 - 1, 2**64 - 1, 65535]),
+    st.binary(max_size=8),
+    st.text(max_size=16),
+    st.sampled_from(["dBm", " dbm ", "Rx Power", "Tx Power", "receive", "transmit", "eth0", "\x00", b"\x00\x00"]),
+)
+INDEXES = st.sampled_from(["1", "2", "3", "10.1", "4294967295", "0"])
+SNMP_CONFIG_TEXT = "type: snmp\nname: dev1\nhost: 192.0.2.1\nversion: v2c\ncommunity: c\nsite: s1\n" \
+                   "links: {eth0: uplink}\noptical_unit: "
+
+
+def snmp_config(unit: str) -> snmp.SnmpConfig:
+    return zwconf.load(snmp.SnmpConfig, SNMP_CONFIG_TEXT + unit, "snmp.yaml")
+
+
+SNMP_CONFIGS = {unit: snmp_config(unit) for unit in ("auto", "dbm_hundredths", "microwatt")}
+
+
+@st.composite
+def snmp_polls(draw: st.DrawFn) -> tuple[str, str, list[Any]]:
+    """Return a profile, the device's optical unit, and two polls of random rows for each of its groups."""
+    name = draw(st.sampled_from(sorted(profiles.shipped())))
+    profile = profiles.shipped()[name]
+    polls: list[Any] = []
+    for _ in range(2):
+        scalars = [{k: draw(SNMP_VALUES) for k in group.get if draw(st.integers(0, 5))} for group in profile.scalars]
+        tables = []
+        for table in profile.tables:
+            indexes = draw(st.lists(INDEXES, max_size=3, unique=True))
+            columns = {k: {i: draw(SNMP_VALUES) for i in indexes if draw(st.integers(0, 5))} for k in table.columns}
+            joins = {k: {i: draw(SNMP_VALUES) for i in draw(st.lists(INDEXES, max_size=3, unique=True))}
+                     for k in table.joins}
+            tables.append((columns, joins))
+        polls.append((scalars, tables))
+    return name, draw(st.sampled_from(sorted(SNMP_CONFIGS))), polls
+
+
+def snmp_body(name: str, unit: str, polls: list[Any]) -> None:
+    profile = profiles.shipped()[name]
+    previous: dict[str, tuple[int, int]] = {}
+    for poll, (scalars, tables) in enumerate(polls):
+        context = snmp._Context(SNMP_CONFIGS[unit], NOW + poll * 60 * 10**9, previous, profile=name)
+        samples = []
+        for group, row in zip(profile.scalars, scalars, strict=True):
+            tags, values = snmp._scalar_sample(group, row, context)
+            samples.append(wire.Sample(group.measurement, tags, values, NOW))
+        for table, (columns, joins) in zip(profile.tables, tables, strict=True):
+            samples += snmp._table_samples(table, columns, joins, context)
+        round_trip(samples)
+
+
+@FUZZ
+@given(poll=snmp_polls())
+def test_snmp_profiles(poll: tuple[str, str, list[Any]]) -> None:
+    check("snmp", poll, lambda: snmp_body(*poll))
+
+
+SCALES = st.floats(1e-12, 1e12) | st.floats(-1e12, -1e-12) | st.sampled_from([0.1, 0.01, 0.001, 10, 1e-6, 1 / 3])
+SPECS = st.fixed_dictionaries({"column": st.just("v")}, optional={
+    "decode": st.just("entity_sensor"),
+    "scale": SCALES,
+    "unit": st.sampled_from(["dbm", "watt_to_dbm", "milliwatt_to_dbm", "microwatt_to_dbm", "optical_unit"]),
+    "round": st.integers(0, 9),
+    "valid": st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=2).map(sorted),
+    "missing": st.lists(st.integers(-2, 2**31), max_size=2),
+})
+
+
+def spec_body(spec_data: dict[str, Any], row: dict[str, Any], unit: str) -> None:
+    try:
+        spec = profiles.FieldSpec.model_validate(spec_data)
+    except ValueError:  # a combination a profile may not write (pydantic's ValidationError is a ValueError)
+        return
+    context = snmp._Context(SNMP_CONFIGS["auto"], NOW, {}, profile="fuzz", optical_unit=unit)
+    value = snmp._value(spec, row, context, "fuzz.v")
+    if isinstance(value, float):
+        assert math.isfinite(value), f"converted to {value}"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value <= 2**64 - 1:
+            raise Known("snmp-round-beyond-64-bits")
+    else:
+        assert value is None or isinstance(value, bool)
+
+
+@FUZZ
+@given(spec=SPECS, row=st.fixed_dictionaries({"v": SNMP_VALUES, "scale": SNMP_VALUES, "precision": SNMP_VALUES}),
+       unit=st.sampled_from(["dbm_hundredths", "microwatt"]))
+def test_snmp_value_conversion(spec: dict[str, Any], row: dict[str, Any], unit: str) -> None:
+    check("snmp_value", (spec, row, unit), lambda: spec_body(spec, row, unit))
+
+
+# ---------------------------------------------------------------------------------------------- traps
+
+TRAP_OIDS = [traps.LINK_DOWN, traps.LINK_UP, traps.COLD_START, traps.WARM_START, traps.UPS_TRAP_ON_BATTERY,
+             traps.UPS_TRAP_ALARM_ADDED, traps.UPS_TRAP_ALARM_REMOVED, "1.3.6.1.6.3.1.1.5.5", "1.3.6.1.4.1.9.0.1"]
+COLUMNS = [traps.IF_INDEX, traps.IF_DESCR, traps.IF_ADMIN_STATUS, traps.IF_OPER_STATUS, traps.IF_NAME,
+           traps.UPS_SECONDS_ON_BATTERY, traps.UPS_MINUTES_REMAINING, traps.UPS_ALARM_DESCR, "1.3.6.1.4.1.9.9",
+           traps.SNMP_TRAP_ADDRESS, traps.SNMP_TRAP_COMMUNITY]
+ARCS = st.integers(0, 64) | st.integers(0, 2**128) | st.sampled_from([2**32, 2**63, 2**64, 2**70])
+OIDS = st.builds(lambda column, arcs: column + "".join(f".{a}" for a in arcs), st.sampled_from(COLUMNS),
+                 st.lists(ARCS, max_size=2))
+ALARMS = st.sampled_from([traps.UPS_ALARM_ON_BATTERY, traps.UPS_ALARM_LOW_BATTERY, traps.UPS_ALARM_DEPLETED_BATTERY,
+                          "1.3.6.1.2.1.33.1.6.3.9"])
+TRAP_VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.sampled_from([-1, 0, 1, 2, 3]),
+                        st.binary(max_size=20), st.text(max_size=20), OIDS, ALARMS,
+                        st.sampled_from(["x" * 300, b"\xff\xfe", "\x1b[31m", "eth0\x00"]))
+
+
+@st.composite
+def var_binds(draw: st.DrawFn) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if draw(st.booleans()):
+        out.append((traps.SYS_UPTIME, draw(st.integers(0, 2**32 - 1))))
+    if draw(st.integers(0, 9)):
+        trap_oid = draw(st.sampled_from(TRAP_OIDS) | OIDS | TRAP_VALUES)
+        out.append((traps.SNMP_TRAP_OID, trap_oid))
+    out += draw(st.lists(st.tuples(OIDS, TRAP_VALUES), max_size=5))
+    return draw(st.permutations(out)) if draw(st.booleans()) else out
+
+
+def trap_event_body(binds: list[tuple[str, Any]]) -> None:
+    try:
+        event = traps.trap_event(binds, "sw-core", NOW)
+    except traps.TrapError as exc:
+        assert exc.reason == "malformed" and exc.detail
+        return
+    round_trip(events=[event], known="trap-if-index-beyond-64-bits")
+
+
+@FUZZ
+@given(binds=var_binds())
+def test_trap_event(binds: list[tuple[str, Any]]) -> None:
+    check("trap_event", binds, lambda: trap_event_body(binds))
+
+
+COMMUNITY = "fuzz-community"
+TRAPS_CONFIG = f"type: traps\nlisten: 127.0.0.1:1162\ncommunities: [{COMMUNITY}]\ndevices: {{192.0.2.7: sw-core}}\n"
+_SOURCE: list[traps.TrapsSource] = []
+
+
+def trap_source() -> traps.TrapsSource:
+    """Return the one receiver every datagram goes to (its SNMP engine is costly to make)."""
+    if not _SOURCE:
+        _SOURCE.append(traps.TrapsSource(zwconf.load(traps.TrapsConfig, TRAPS_CONFIG, "agent.yaml"),
+                                         clock=lambda: NOW))
+    return _SOURCE[0]
+
+
+# A datagram is drawn as plain data (a recipe) and built with pysnmp in the test: pysnmp objects inside a strategy
+# make hypothesis's replay unreliable.
+PDU_KINDS = ["Integer", "OctetString", "ObjectIdentifier", "Counter32", "Counter64", "TimeTicks", "Gauge32",
+             "IpAddress", "Null"]
+OID_TUPLES = st.builds(lambda column, arcs: tuple(int(a) for a in column.split(".")) + tuple(arcs),
+                       st.sampled_from(COLUMNS + TRAP_OIDS), st.lists(ARCS, max_size=2))
+PDU_VALUES = st.one_of(
+    st.tuples(st.just("Integer"), st.integers(-(2**31), 2**31 - 1)),
+    st.tuples(st.just("OctetString"), st.binary(max_size=40) | st.text(max_size=20).map(str.encode)),
+    st.tuples(st.just("ObjectIdentifier"), OID_TUPLES),
+    st.tuples(st.sampled_from(["Counter32", "TimeTicks", "Gauge32"]), st.integers(0, 2**32 - 1)),
+    st.tuples(st.just("Counter64"), st.integers(0, 2**64 - 1)),
+    st.tuples(st.just("IpAddress"), st.tuples(*[st.integers(0, 255)] * 4).map(lambda b: ".".join(map(str, b)))),
+    st.tuples(st.just("Null"), st.just("")),
+)
+BYTE_OPS = st.lists(st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 10**6),
+                              st.binary(min_size=1, max_size=8)), min_size=1, max_size=4)
+
+
+@st.composite
+def trap_datagrams(draw: st.DrawFn) -> dict[str, Any]:
+    """Return the recipe of an SNMPv1 or v2c trap (random objects, the right community mostly), byte mutations to
+    apply to it, or random bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return {"raw": draw(st.binary(max_size=80))}
+    recipe: dict[str, Any] = {
+        "objects": draw(st.lists(st.tuples(OID_TUPLES, PDU_VALUES), max_size=4)),
+        "community": draw(st.sampled_from([COMMUNITY, COMMUNITY, COMMUNITY, "public", ""])),
+        "v2c": draw(st.booleans()),
+        "pdu": draw(st.sampled_from(["SNMPv2TrapPDU", "SNMPv2TrapPDU", "InformRequestPDU", "GetRequestPDU"])),
+        "request_id": draw(st.integers(0, 2**31 - 1)),
+        "uptime": draw(st.integers(0, 2**32 - 1)),
+        "trap_oid": draw(st.none() | st.sampled_from([tuple(int(a) for a in o.split(".")) for o in TRAP_OIDS])
+                         | OID_TUPLES),
+        "enterprise": draw(OID_TUPLES),
+        "generic": draw(st.integers(0, 6)),
+        "specific": draw(st.integers(0, 2**31 - 1)),
+    }
+    if draw(st.integers(0, 2)) == 0:
+        recipe["mutations"] = draw(BYTE_OPS)
+    return recipe
+
+
+def build_datagram(recipe: dict[str, Any]) -> bytes:
+    """Return the datagram a recipe from ``trap_datagrams`` describes."""
+    from pyasn1.codec.ber import encoder
+    from pysnmp.proto.api import v1, v2c
+
+    if "raw" in recipe:
+        return bytes(recipe["raw"])
+    objects = [(oid, getattr(v2c, kind)(value)) for oid, (kind, value) in recipe["objects"]]
+    if recipe["v2c"]:
+        api: Any = v2c
+        pdu = getattr(v2c, recipe["pdu"])()
+        v2c.apiPDU.set_defaults(pdu)
+        v2c.apiPDU.set_request_id(pdu, recipe["request_id"])
+        head: list[tuple[tuple[int, ...], Any]] = [((1, 3, 6, 1, 2, 1, 1, 3, 0), v2c.TimeTicks(recipe["uptime"]))]
+        if recipe["trap_oid"] is not None:
+            head.append(((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), v2c.ObjectIdentifier(recipe["trap_oid"])))
+        v2c.apiPDU.set_varbinds(pdu, head + objects)
+    else:
+        api = v1
+        pdu = v1.TrapPDU()
+        v1.apiTrapPDU.set_defaults(pdu)
+        v1.apiTrapPDU.set_timestamp(pdu, recipe["uptime"])
+        v1.apiTrapPDU.set_enterprise(pdu, recipe["enterprise"])
+        v1.apiTrapPDU.set_generic_trap(pdu, recipe["generic"])
+        v1.apiTrapPDU.set_specific_trap(pdu, recipe["specific"])
+        v1.apiTrapPDU.set_varbinds(pdu, [(o, v) for o, v in objects if not isinstance(v, v2c.Counter64)])
+    msg = api.Message()
+    api.apiMessage.set_defaults(msg)
+    api.apiMessage.set_community(msg, recipe["community"])
+    api.apiMessage.set_pdu(msg, pdu)
+    data = bytearray(encoder.encode(msg))
+    for op, where, chunk in recipe.get("mutations", []):
+        pos = where % max(len(data), 1)
+        if op == "flip" and data:
+            data[pos] ^= 1 << (chunk[0] % 8)
+        elif op == "set" and data:
+            data[pos] = chunk[0]
+        elif op == "insert":
+            data[pos:pos] = chunk
+        elif op == "delete":
+            del data[pos : pos + len(chunk)]
+        else:
+            del data[pos:]
+    return bytes(data)
+
+
+def process_body(address: tuple[Any, ...], recipe: dict[str, Any]) -> None:
+    datagram = build_datagram(recipe)
+    source = trap_source()
+    before = dict(source.stats)
+    event = source.process(address, datagram)
+    moved = {k: source.stats[k] - before[k] for k in source.stats if source.stats[k] != before[k]}
+    moved.pop("unknown_sender", None)
+    if "internal_error" in moved:
+        raise AssertionError(f"the receiver failed on it (internal_error): {moved}")
+    assert list(moved.values()) == [1], f"counted as {moved}"
+    assert (event is not None) == ("accepted" in moved)
+    if event is not None:
+        round_trip(events=[event], known="trap-if-index-beyond-64-bits")
+
+
+@FUZZ
+@given(recipe=trap_datagrams(), address=st.sampled_from([("192.0.2.7", 40000), ("::ffff:192.0.2.9", 1, 0, 0)]))
+def test_trap_datagrams(recipe: dict[str, Any], address: tuple[Any, ...]) -> None:
+    check("traps", recipe, lambda: process_body(address, recipe))
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+def _literal_secrets(text: str) -> str:
+    return re.sub(r"\{(env|file): [^}]*\}", "lab-secret-123", text)
+
+
+def _profile_load(model: Any, text: str, source: str) -> Any:
+    return profiles.load(text, source)
+
+
+_PROFILE_TEXTS = [p.read_text() for p in sorted((ROOT / "agent" / "profiles").glob("*.yaml"))]
+CONFIG_SEEDS: list[tuple[str, Any, Callable[[Any, str, str], Any], str]] = [
+    ("agent", AgentConfig, zwconf.load, _literal_secrets((ROOT / "config" / "agent.example.yaml").read_text())),
+    ("collector", CollectorConfig, zwconf.load, (ROOT / "config" / "collector.example.yaml").read_text()),
+    ("inventory", Inventory, zwconf.load, (ROOT / "config" / "inventory.example.yaml").read_text()),
+    ("traps", traps.TrapsConfig, zwconf.load, TRAPS_CONFIG),
+    *[("profile", profiles.Profile, _profile_load, text) for text in _PROFILE_TEXTS],
+]
+CONFIG_DOCS = {i: yaml.safe_load(seed[3]) for i, seed in enumerate(CONFIG_SEEDS)}
+CONFIG_KEYS = sorted({str(k) for doc in CONFIG_DOCS.values() for path in _paths(doc) for k in path
+                      if isinstance(k, str)})
+YAML_ODD = st.one_of(st.sampled_from([v for v in ODD_VALUES if not isinstance(v, str) or v.isprintable()]),
+                     JSON_VALUES.filter(lambda v: "\\ud" not in json.dumps(v)),
+                     st.sampled_from(["30s", "1m30s", "0ms", "-5s", "10.5.1", "[::]:162", "0.0.0.0:99999", "v2c",
+                                      "v3", "AES256", "452-4", "1.3.6.1", "1.3.6.1.", "(?P<", "{index}", "{0}",
+                                      "*alias", "&a", "!!python/object:os.system", "~", "yes", "0o17", "1_000"]))
+
+
+@st.composite
+def config_texts(draw: st.DrawFn) -> tuple[int, str]:
+    seed = draw(st.integers(0, len(CONFIG_SEEDS) - 1))
+    kind = draw(st.sampled_from(["structure", "structure", "text", "random"]))
+    if kind == "random":
+        return seed, draw(st.text(max_size=60))
+    if kind == "structure":
+        doc = draw(mutated([CONFIG_DOCS[seed]], CONFIG_KEYS, YAML_ODD))
+        return seed, yaml.safe_dump(doc, allow_unicode=draw(st.booleans()), default_flow_style=draw(st.booleans()))
+    lines = CONFIG_SEEDS[seed][3].splitlines()
+    pieces = st.sampled_from(["  ", "- ", ": ", "{", "}", "[", "]", "&a", "*a", "*b", "'", '"', "#", "\t", "?", "|",
+                              "!!binary", "%YAML 1.1", "---", "...", "key: value", "<<: *a"]) | st.text(max_size=6)
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["delete", "duplicate", "insert", "indent", "edit"]))
+        if op == "delete":
+            del lines[pos]
+        elif op == "duplicate":
+            lines.insert(pos, lines[pos])
+        elif op == "insert":
+            lines.insert(pos, draw(pieces))
+        elif op == "indent":
+            lines[pos] = draw(st.sampled_from(["", " ", "  ", "    ", "\t"])) + lines[pos].lstrip()
+        else:
+            at_char = draw(st.integers(0, len(lines[pos])))
+            lines[pos] = lines[pos][:at_char] + draw(pieces) + lines[pos][at_char + draw(st.integers(0, 4)) :]
+        if not lines:
+            break
+    return seed, "\n".join(lines)
+
+
+def config_body(seed: int, text: str) -> None:
+    _, model, load, _ = CONFIG_SEEDS[seed]
+    try:
+        load(model, text, "fuzz.yaml")
+    except zwconf.ConfigError as exc:
+        message = str(exc)
+        assert message.startswith("fuzz.yaml") and exc.message, message
+        if "\n" in message:
+            if any("\n" in str(part) for part in exc.path):
+                raise Known("config-newline-in-key") from exc
+            if "\n  in \"<unicode string>\"" in message:
+                raise Known("config-yaml-error-several-lines") from exc
+            raise AssertionError(f"not one line: {message!r}") from exc
+        if exc.line is not None:
+            assert 1 <= exc.line <= text.count("\n") + 2, f"line {exc.line} is outside the text"
+    except RecursionError as exc:
+        raise Known("config-recursive-alias") from exc
+
+
+@FUZZ
+@given(data=config_texts())
+def test_config_loader(data: tuple[int, str]) -> None:
+    check("config", data, lambda: config_body(*data))
+
+
+# ---------------------------------------------------------------------------------------------- known bugs
+# Each was found by the fuzzing above; the test states the behaviour the contract asks for, with the minimal
+# input. xfail(strict): once the bug is fixed the test passes, fails as XPASS, and the xfail (and the matching
+# ``Known`` in the target above) is to be removed.
+
+
+def test_wire_row_name_that_is_an_array() -> None:
+    payload = b'{"v":1,"zone":"z","probe":"p","seq":0,"sent_ns":0,"samples":[{"m":[]}]}'
+    with pytest.raises(wire.WireError, match=r"samples\[0\]"):
+        wire.decode(payload)
+
+
+@pytest.mark.xfail(strict=True, reason="wire.decode accepts a tag value with a lone surrogate (JSON \\ud800), which "
+                   "is not Unicode text: encode then refuses the batch")
+def test_known_wire_lone_surrogate_in_a_tag() -> None:
+    payload = b'{"v":1,"zone":"z","probe":"p","seq":0,"sent_ns":0,"samples":[{"m":"x","ts":0,"tags":{"a":"\\ud800"}}]}'
+    with pytest.raises(wire.WireError):
+        wire.decode(payload)
+
+
+@pytest.mark.xfail(strict=True, reason="AT parsers: a field of more than 4300 digits raises a plain ValueError from "
+                   "int() (Python's digit limit), not ATParseError quoting the line")
+def test_known_at_field_with_too_many_digits() -> None:
+    with pytest.raises(at.ATParseError):
+        at.parse_csq("+CSQ: " + "1" * 4301 + ",99")
+
+
+@pytest.mark.xfail(strict=True, reason="vendor parsers read '1.0e999' as an infinite dBm value; to_sample then "
+                   "raises OverflowError (round(inf)) and parse_transcript crashes")
+def test_known_infinite_value_in_a_vendor_answer() -> None:
+    result = parse_transcript('AT+QCSQ\n+QCSQ: "GSM",1.0e999\nOK')
+    round_trip(result.samples)
+
+
+@pytest.mark.xfail(strict=True, reason="mmcli (and the AT parsers) take any number of digits: an RSRP of 2e19 "
+                   "becomes an int field beyond 64 bits, which the collector refuses")
+def test_known_mmcli_value_beyond_64_bits() -> None:
+    status = mmcli.parse_status({"modem": {"generic": {"access-technologies": ["lte"]}}})
+    signal = mmcli.parse_signal({"modem": {"signal": {"lte": {"rsrp": "20000000000000000000"}}}})
+    round_trip([vendors.to_sample(mmcli.reading(status, signal), now_ns=NOW)])
+
+
+@pytest.mark.xfail(strict=True, reason="vendors.to_sample: a cell id of hundreds of hex digits gives a 'cell' tag "
+                   "longer than the 256 characters the collector takes")
+def test_known_cell_tag_too_long() -> None:
+    result = parse_transcript('+CEREG: 2,1,"1F00","' + "F" * 300 + '",7')
+    round_trip(result.samples)
+
+
+@pytest.mark.xfail(strict=True, reason="vendor parsers keep an infinite SINR ('-1.0e999' in +QENG): the sample then "
+                   "holds -inf, which encode refuses")
+def test_known_infinite_sinr_in_a_sample() -> None:
+    line = '+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676A09,188,6300,20,3,3,603,-104,-9,-78,-1.0e999,23'
+    round_trip(parse_transcript(line).samples)
+
+
+@pytest.mark.xfail(strict=True, reason="SNMP conversion: 'round: 0' gives an int without a bound, so a Counter64 "
+                   "times a scale above 1 goes beyond 64 bits (no shipped profile does this)")
+def test_known_snmp_round_beyond_64_bits() -> None:
+    spec = profiles.FieldSpec.model_validate({"column": "v", "scale": 10.0, "round": 0})
+    context = snmp._Context(SNMP_CONFIGS["auto"], NOW, {}, profile="fuzz")
+    value = snmp._value(spec, {"v": 2**64 - 1}, context, "fuzz.v")
+    assert value is None or -(2**63) <= value <= 2**64 - 1
+
+
+@pytest.mark.xfail(strict=True, reason="trap_event takes the ifIndex from the OID instance without a bound: an "
+                   "instance beyond 64 bits gives an if_index field the collector refuses")
+def test_known_trap_if_index_beyond_64_bits() -> None:
+    event = traps.trap_event([(traps.SNMP_TRAP_OID, traps.LINK_DOWN), (f"{traps.IF_INDEX}.{2**64}", None)], "sw", NOW)
+    round_trip(events=[event])
+
+
+@pytest.mark.xfail(strict=True, reason="MmcliModem: JSON nested deeper than the recursion limit raises RecursionError "
+                   "from json.loads, not SourceError")
+def test_known_mmcli_deeply_nested_json() -> None:
+    with pytest.raises(SourceError):
+        MODEM._parse("[" * 100_000, mmcli.parse_status, "-J")
+
+
+@pytest.mark.xfail(strict=True, reason="zwconf.load: a recursive YAML alias raises RecursionError, not ConfigError")
+def test_known_config_recursive_alias() -> None:
+    with pytest.raises(zwconf.ConfigError):
+        zwconf.load(Inventory, "zones: &x [*x]", "inventory.yaml")
+
+
+@pytest.mark.xfail(strict=True, reason="zwconf.load: a control character (YAML ReaderError, which has no "
+                   "'problem') gives a two-line message with no line number")
+def test_known_config_control_character() -> None:
+    with pytest.raises(zwconf.ConfigError) as raised:
+        zwconf.load(Inventory, "\x08", "inventory.yaml")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.xfail(strict=True, reason="zwconf.load: an unknown YAML tag gives 'bad value: ' and PyYAML's "
+                   "whole error, marks and caret on further lines")
+def test_known_config_unknown_tag() -> None:
+    with pytest.raises(zwconf.ConfigError) as raised:
+        zwconf.load(Inventory, "zones: !!foo x", "inventory.yaml")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.xfail(strict=True, reason="zwconf.load: a key with a line break is shown raw in the key path, so the "
+                   "ConfigError message is not one line")
+def test_known_config_key_with_a_line_break() -> None:
+    with pytest.raises(zwconf.ConfigError) as raised:
+        zwconf.load(Inventory, 'zones: {"a\\nb": 1}', "inventory.yaml")
+    assert "\n" not in str(raised.value)
