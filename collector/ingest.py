@@ -74,6 +74,13 @@ class ProbeSeq:
         return self.lost + missing
 
 
+def _advance(st: ProbeSeq) -> None:
+    """Move the watermark over every seq that now follows it without a hole."""
+    while st.watermark + 1 in st.above:
+        st.watermark += 1
+        st.above.discard(st.watermark)
+
+
 class SeqTracker:
     """Repeat detection and gap counting per (zone/probe, origin); persisted in the intake queue's file."""
 
@@ -93,9 +100,7 @@ class SeqTracker:
             return False
         self._dirty.add(key)
         st.above.add(seq)
-        while st.watermark + 1 in st.above:  # the common case: contiguous, the set stays empty
-            st.watermark += 1
-            st.above.discard(st.watermark)
+        _advance(st)  # the common case: contiguous, the set stays empty
         top = max(st.above) if st.above else st.watermark
         if top - st.watermark > self.window:  # give up on the oldest missing ones
             floor = top - self.window
@@ -103,9 +108,7 @@ class SeqTracker:
             st.lost += missing
             st.above = {s for s in st.above if s > floor}
             st.watermark = floor
-            while st.watermark + 1 in st.above:
-                st.watermark += 1
-                st.above.discard(st.watermark)
+            _advance(st)
         return True
 
     def gaps(self, probe: str) -> int:

@@ -33,21 +33,30 @@ def publisher(port: int) -> mqtt.Client:
     return c
 
 
+def subscribed_collector(tmp_path: Path, broker: int, client_id: str, storage_yaml: str) -> Collector:
+    """Start an in-process collector and return it once its subscriptions are in place."""
+    cfg = load(CollectorConfig, f"mqtt: {{port: {broker}, client_id: {client_id}}}\n{storage_yaml}\n"
+                                f"queue: {{path: '{tmp_path / 'intake.db'}'}}\nhttp: {{enabled: false}}\n")
+    col = Collector(cfg)
+    col.start()
+    assert col.ingest is not None
+    try:
+        services.wait_for(col.ingest.subscribed.is_set, 10, "the collector to subscribe")
+    except BaseException:
+        col.stop()
+        raise
+    return col
+
+
 def counter(col: Collector, name: str, **labels: str) -> float:
     return col.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def test_bad_input_is_counted_and_the_stream_goes_on(tmp_path: Path, mosquitto: services.Service) -> None:
     db = tmp_path / "zw.db"
-    cfg = load(CollectorConfig, f"mqtt: {{port: {mosquitto.port}, client_id: c1}}\n"
-                                f"storage: {{type: sqlite, path: '{db}'}}\nhttp: {{enabled: false}}\n"
-                                f"queue: {{path: '{tmp_path / 'intake.db'}'}}\n")
-    col = Collector(cfg)
-    col.start()
+    col = subscribed_collector(tmp_path, mosquitto.port, "c1", f"storage: {{type: sqlite, path: '{db}'}}")
     pub = publisher(mosquitto.port)
     try:
-        assert col.ingest is not None
-        services.wait_for(col.ingest.subscribed.is_set, 10, "the collector to subscribe")
         sent = [
             ("zw/v1/z1/p1/data", batch("p1", 1, 10)),
             ("zw/v1/z1/p1/data", b"{not json"),
@@ -80,15 +89,10 @@ def test_storage_outage_loses_nothing(tmp_path: Path, mosquitto: services.Servic
     vm = services.start_victoriametrics(tmp_path / "vm")
     vm_port = vm.port
     vm.stop()  # storage is down when the data arrive
-    cfg = load(CollectorConfig, f"mqtt: {{port: {mosquitto.port}, client_id: c2}}\n"
-                                f"storage: {{type: victoriametrics, url: 'http://127.0.0.1:{vm_port}'}}\n"
-                                f"queue: {{path: '{tmp_path / 'intake.db'}'}}\nhttp: {{enabled: false}}\n")
-    col = Collector(cfg)
-    col.start()
+    col = subscribed_collector(tmp_path, mosquitto.port, "c2",
+                               f"storage: {{type: victoriametrics, url: 'http://127.0.0.1:{vm_port}'}}")
     pub = publisher(mosquitto.port)
     try:
-        assert col.ingest is not None
-        services.wait_for(col.ingest.subscribed.is_set, 10, "the collector to subscribe")
         for seq in range(1, 6):
             pub.publish("zw/v1/z1/p1/data", batch("p1", seq, seq), qos=1).wait_for_publish(5)
         services.wait_for(lambda: counter(col, "zonewatch_storage_write_errors_total") >= 2, 20,
