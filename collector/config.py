@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from collector.alerting.config import AlertingConfig
 from collector.storage import SqliteStorage, StorageConfig
 from zwconf import Duration, Strict
 from zwconf.mqtt import MqttConfig
@@ -51,3 +52,4 @@ class CollectorConfig(Strict):
     inventory: str | None = None
     http: HttpConfig = HttpConfig()
     zones: list[str] = []
+    alerting: AlertingConfig = AlertingConfig()

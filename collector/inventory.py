@@ -1,20 +1,86 @@
 """The zone inventory (YAML): what exists, where, and which carrier owns it.
 
-Loading checks every cross-reference and names the offending key (``devices[3].parent: unknown device
-'olt-9'``). Later work (alert routing, redundancy groups) reads the same model.
+Loading checks every cross-reference and names the offending key (``devices.bts-01.parent: unknown device
+'olt-9'``). The alert rules, the notification routing and the reports read the same model::
+
+    zones               areas, and coverage thresholds per technology
+    carriers            PLMN, name, and how to reach them (``notify``: webhook, email, MQTT receivers)
+    sites               BTS, fibre PoP, shelter; shared or not (``owners``)
+    devices             kind, owner carriers, parent device, polling probe, address (for ICMP)
+    links               which device interface carries which carriers' route
+    redundancy_groups   members (links, devices or traced paths) and how many must be up
+    probes              zone, area, modems and their carriers
+
+An asset with several owners (a shared BTS, leased fibre) alerts every owner.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
-from zwconf import RefPath, Strict
+from zwconf import RefPath, Secret, Strict
 
 _PLMN = re.compile(r"^\d{3}-\d{2,3}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+TECHNOLOGIES = ("lte", "nr5g-sa", "nr5g-nsa", "umts", "gsm")
+
+
+def _check_ids(section: str, keys: Collection[str]) -> None:
+    for key in keys:
+        if not _ID.match(key):
+            raise ValueError(f"{section} key {key!r} is not an id: use lowercase letters, digits, - _ . "
+                             "(at most 63 characters, starting with a letter or digit)")
+
+
+class WebhookReceiver(Strict):
+    """POST Alertmanager's webhook JSON to ``url``."""
+
+    type: Literal["webhook"]
+    url: str
+    bearer_token: Secret | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
+class EmailReceiver(Strict):
+    """Send each notification by email through the collector's SMTP relay (``alerting.smtp``)."""
+
+    type: Literal["email"]
+    to: list[str] = Field(min_length=1)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.match(r"^[^@\s]+@[^@\s]+$", address):
+                raise ValueError(f"expected an email address like noc@carrier.example, got {address!r}")
+        return value
+
+
+class MqttReceiver(Strict):
+    """Publish Alertmanager's webhook JSON, QoS 1, on the carrier's own topic of the collector's broker."""
+
+    type: Literal["mqtt"]
+    topic: str
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or "+" in value or "#" in value or "\x00" in value:
+            raise ValueError(f"expected a plain MQTT topic (no wildcards), got {value!r}")
+        return value
+
+
+Receiver = WebhookReceiver | EmailReceiver | MqttReceiver
 
 
 class Carrier(Strict):
@@ -23,6 +89,7 @@ class Carrier(Strict):
     plmn: str
     name: str
     contact: str | None = None
+    notify: list[Annotated[Receiver, Field(discriminator="type")]] = []
 
     @field_validator("plmn")
     @classmethod
@@ -32,11 +99,41 @@ class Carrier(Strict):
         return value
 
 
+class Thresholds(Strict):
+    """RSRP limits for one technology: under ``hole_dbm`` is a coverage hole, under ``fair_dbm`` weak."""
+
+    hole_dbm: float = -110.0
+    fair_dbm: float = -100.0
+    good_dbm: float = -90.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if not self.hole_dbm < self.fair_dbm <= self.good_dbm:
+            raise ValueError(f"expected hole_dbm < fair_dbm <= good_dbm, got {self.hole_dbm} / {self.fair_dbm} / "
+                             f"{self.good_dbm}")
+        return self
+
+
 class Zone(Strict):
     """An industrial park or economic zone, divided into areas."""
 
     name: str
     areas: list[str] = []
+    thresholds: dict[str, Thresholds] = {}
+
+    @field_validator("thresholds")
+    @classmethod
+    def _technologies(cls, value: dict[str, Thresholds]) -> dict[str, Thresholds]:
+        for tech in value:
+            if tech not in ("default", *TECHNOLOGIES):
+                raise ValueError(f"unknown technology {tech!r} (expected default, {', '.join(TECHNOLOGIES)})")
+        return value
+
+    def threshold(self, rat: str | None) -> Thresholds:
+        """Return the thresholds for technology ``rat``: its own, else the zone's default, else the built-in."""
+        if rat is not None and rat in self.thresholds:
+            return self.thresholds[rat]
+        return self.thresholds.get("default", Thresholds())
 
 
 class Site(Strict):
@@ -56,6 +153,74 @@ class Device(Strict):
     owners: list[str] = []
     parent: str | None = None
     probe: str | None = None
+    address: str | None = None
+
+
+class Link(Strict):
+    """A device interface that carries carriers' traffic into the zone (a fibre route, a microwave hop)."""
+
+    device: str
+    ifname: str
+    carriers: list[str] = []
+
+
+class PathRef(Strict):
+    """A traced path: probe ``probe`` tracing ``target`` sees the route it knows as ``name``."""
+
+    probe: str
+    target: str
+    name: str
+
+
+class Member(Strict):
+    """One member of a redundancy group: exactly one of a link, a device or a traced path."""
+
+    link: str | None = None
+    device: str | None = None
+    path: PathRef | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Member:
+        given = [k for k in ("link", "device", "path") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a member is exactly one of link, device or path, got {given or 'none'}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Return a stable name for the member (``link:viettel-primary``, ``path:p1/10.0.0.1/primary``)."""
+        if self.link is not None:
+            return f"link:{self.link}"
+        if self.device is not None:
+            return f"device:{self.device}"
+        assert self.path is not None
+        return f"path:{self.path.probe}/{self.path.target}/{self.path.name}"
+
+
+class RedundancyGroup(Strict):
+    """Routes (links, devices or paths) of which at least ``min_up`` must be up for the service to be redundant.
+
+    Fewer than ``min_up`` but more than none up: RedundancyLost (warning). None up: ServiceOutage
+    (critical), which mutes RedundancyLost for the same group.
+    """
+
+    zone: str
+    carriers: list[str] = Field(min_length=1)
+    members: list[Member] = Field(min_length=2)
+    min_up: int | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _min_up(self) -> RedundancyGroup:
+        if self.min_up is not None and not 1 <= self.min_up <= len(self.members):
+            raise ValueError(f"min_up must be between 1 and the number of members ({len(self.members)}), "
+                             f"got {self.min_up}")
+        return self
+
+    @property
+    def needed(self) -> int:
+        """Return how many members must be up (all of them unless ``min_up`` says otherwise)."""
+        return self.min_up if self.min_up is not None else len(self.members)
 
 
 class Modem(Strict):
@@ -80,7 +245,30 @@ class Inventory(Strict):
     carriers: dict[str, Carrier] = {}
     sites: dict[str, Site] = {}
     devices: dict[str, Device] = {}
+    links: dict[str, Link] = {}
+    redundancy_groups: dict[str, RedundancyGroup] = {}
     probes: dict[str, Probe] = {}
+
+    @field_validator("zones", "carriers", "sites", "devices", "links", "redundancy_groups", "probes")
+    @classmethod
+    def _keys(cls, value: dict[str, object], info: object) -> dict[str, object]:
+        _check_ids(getattr(info, "field_name", "inventory"), value)
+        return value
+
+    def carrier_of(self, name: str) -> Carrier | None:
+        """Return the carrier named by key (``viettel``) or PLMN (``452-04``)."""
+        if name in self.carriers:
+            return self.carriers[name]
+        return next((c for c in self.carriers.values() if c.plmn == name), None)
+
+    def plmns(self, carriers: Collection[str]) -> list[str]:
+        """Return the PLMNs of the carriers named (keys or PLMNs), in order, without repeats."""
+        out: list[str] = []
+        for name in carriers:
+            carrier = self.carrier_of(name)
+            if carrier is not None and carrier.plmn not in out:
+                out.append(carrier.plmn)
+        return out
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return every reference to something the inventory does not define."""
@@ -106,6 +294,25 @@ class Inventory(Strict):
                 need(("devices", key, "owners", i), "carrier", owner, self.carriers)
             if dev.parent == key:
                 problems.append((("devices", key, "parent"), f"device {key!r} cannot be its own parent"))
+        for key, link in self.links.items():
+            need(("links", key, "device"), "device", link.device, self.devices)
+            for i, owner in enumerate(link.carriers):
+                need(("links", key, "carriers", i), "carrier", owner, self.carriers)
+        for key, group in self.redundancy_groups.items():
+            need(("redundancy_groups", key, "zone"), "zone", group.zone, self.zones)
+            for i, owner in enumerate(group.carriers):
+                need(("redundancy_groups", key, "carriers", i), "carrier", owner, self.carriers)
+            seen: set[str] = set()
+            for i, member in enumerate(group.members):
+                where: RefPath = ("redundancy_groups", key, "members", i)
+                need((*where, "link"), "link", member.link, self.links)
+                need((*where, "device"), "device", member.device, self.devices)
+                if member.path is not None:
+                    need((*where, "path", "probe"), "probe", member.path.probe, self.probes)
+                if member.key in seen:
+                    problems.append((where, f"{member.key} is listed twice"))
+                seen.add(member.key)
+        problems.extend(self._parent_cycles())
         for key, probe in self.probes.items():
             need(("probes", key, "zone"), "zone", probe.zone, self.zones)
             if probe.zone in self.zones:
@@ -113,4 +320,18 @@ class Inventory(Strict):
             for i, modem in enumerate(probe.modems):
                 if modem.carrier not in self.carriers and modem.carrier not in plmns:
                     need(("probes", key, "modems", i, "carrier"), "carrier", modem.carrier, self.carriers)
+        return problems
+
+    def _parent_cycles(self) -> list[tuple[RefPath, str]]:
+        problems: list[tuple[RefPath, str]] = []
+        for start in self.devices:
+            chain = [start]
+            node = self.devices[start].parent
+            while node is not None and node in self.devices and node not in chain:
+                chain.append(node)
+                node = self.devices[node].parent
+            if node == start and len(chain) > 1:
+                loop = " -> ".join([*chain, start])
+                problems.append((("devices", start, "parent"), f"parents form a loop: {loop}"))
+                break
         return problems

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import zwconf
 from collector import cli, mosquitto
 from collector.inventory import Inventory
 from zwconf import load
@@ -92,17 +93,18 @@ def test_a_probe_id_that_is_no_plain_topic_segment_is_refused(probe_id: str) -> 
         mosquitto.render_acl(inv)
 
 
-def test_the_inventory_itself_accepts_such_ids_so_the_renderer_must_check() -> None:
-    inv = inventory("zones:\n  z1: {name: one}\nprobes:\n  'p/+': {zone: z1}\n")
-    assert list(inv.probes) == ["p/+"]
+def test_the_inventory_refuses_ids_that_are_no_topic_segment() -> None:
+    with pytest.raises(zwconf.ConfigError, match=r"probes: probes key 'p/\+' is not an id"):
+        inventory("zones:\n  z1: {name: one}\nprobes:\n  'p/+': {zone: z1}\n")
+    with pytest.raises(zwconf.ConfigError, match=r"zones: zones key 'z#' is not an id"):
+        inventory("zones:\n  'z#': {name: one}\nprobes:\n  p1: {zone: 'z#'}\n")
+
+
+def test_the_renderer_checks_ids_itself() -> None:
+    inv = inventory("zones:\n  z1: {name: one}\nprobes:\n  p1: {zone: z1}\n")
+    bad = inv.model_copy(update={"probes": {"p/+": inv.probes["p1"]}})
     with pytest.raises(ValueError, match=r"probe 'p/\+' cannot be used"):
-        mosquitto.render_acl(inv)
-
-
-def test_a_zone_that_is_no_plain_topic_segment_is_refused() -> None:
-    inv = inventory("zones:\n  'z#': {name: one}\nprobes:\n  p1: {zone: 'z#'}\n")
-    with pytest.raises(ValueError, match=r"probe 'p1': zone 'z#' cannot be used"):
-        mosquitto.render_acl(inv)
+        mosquitto.render_acl(bad)
 
 
 def test_hash_matches_what_mosquitto_passwd_wrote() -> None:

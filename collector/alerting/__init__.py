@@ -1,0 +1,13 @@
+"""Alerting: from what the probes report to the carrier that owns the fault.
+
+::
+
+    model.py     Finding, Evaluation, Notification, the alert names and their severities (the contract)
+    facts.py     Facts: the latest known state of every probe, device, link, path and modem, fed batch by batch
+    rules.py     evaluate(facts, inventory, settings, now) -> Evaluation: pure, no clock, no I/O
+    tracker.py   AlertTracker: pending / firing / resolved with hold-down, keep-firing, flap control and
+                 dependency muting; persisted so that a restart neither pages again nor forgets
+    notify/      notifiers (Alertmanager API v2, webhook, email, MQTT), routing by owner carrier, the outbox
+    amconfig.py  an Alertmanager configuration rendered from the inventory
+    engine.py    the thread that ties them together in the collector (the only place that reads a clock)
+"""

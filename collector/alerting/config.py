@@ -1,0 +1,140 @@
+"""The ``alerting:`` section of the collector's configuration: rule settings, hold times, receivers."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from collector.alerting.model import ALERT_NAMES
+from collector.inventory import Receiver
+from zwconf import Duration, Secret, Strict
+
+
+class RulePolicy(Strict):
+    """How long a condition must hold before it fires (``for``) and stays firing after it clears."""
+
+    model_config = {**Strict.model_config, "populate_by_name": True}
+
+    for_: Annotated[Duration, Field(alias="for")] = 0.0
+    keep_firing_for: Duration = 0.0
+
+
+def _policy(hold: str, keep: str = "0s") -> RulePolicy:
+    return RulePolicy.model_validate({"for": hold, "keep_firing_for": keep})
+
+
+# Defaults per alert: events (traps, last will) fire at once; polled and statistical conditions wait.
+DEFAULT_POLICIES: dict[str, RulePolicy] = {
+    "ProbeDown": _policy("0s"),
+    "DeviceDown": _policy("0s"),
+    "LinkDown": _policy("0s"),
+    "RedundancyLost": _policy("0s"),
+    "ServiceOutage": _policy("0s"),
+    "CoverageHole": _policy("120s", "60s"),
+    "NoService": _policy("60s"),
+    "WeakSignal": _policy("300s", "120s"),
+    "PowerOnBattery": _policy("0s"),
+    "BatteryLow": _policy("0s"),
+    "OpticalDegraded": _policy("60s", "60s"),
+    "DeviceRebooted": _policy("0s"),
+}
+
+
+class FlapControl(Strict):
+    """An alert that changes state ``changes`` times within ``window`` is held firing and marked flapping.
+
+    It pages once more (saying it flaps), then stays quiet until its condition has been clear for
+    ``settle``, when it resolves.
+    """
+
+    window: Duration = 1800.0
+    changes: Annotated[int, Field(ge=2)] = 4
+    settle: Duration = 600.0
+
+
+class RuleSettings(Strict):
+    """Thresholds and timings the rules use (thresholds for coverage are per zone, in the inventory)."""
+
+    probe_timeout: Duration = 90.0          # no message from a probe for this long: ProbeDown
+    device_down_polls: Annotated[int, Field(ge=1)] = 3 # consecutive unanswered polls (SNMP and ICMP) for DeviceDown
+    stale_after: Duration = 600.0           # a reading older than this is unknown, not current
+    coverage_window: Duration = 300.0       # readings of a carrier in an area considered together
+    optical_min_rx_dbm: float = -25.0       # Rx power under this: OpticalDegraded
+    optical_drop_db: float = 3.0            # or this far under the port's own baseline
+    optical_baseline: Duration = 86400.0    # the baseline is the port's median over this long
+    battery_low_minutes: float = 10.0       # UPS runtime under this: BatteryLow (as does the UPS's own flag)
+    reboot_hold: Duration = 900.0           # DeviceRebooted stays firing this long after the reboot
+
+
+class SmtpConfig(Strict):
+    """The SMTP relay that email receivers send through."""
+
+    model_config = {**Strict.model_config, "populate_by_name": True}
+
+    host: str
+    port: int = 25
+    from_: Annotated[str, Field(alias="from")]
+    username: str | None = None
+    password: Secret | None = None
+    starttls: bool = False
+    timeout: Duration = 10.0
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        if not re.match(r"^[^@\s]+@[^@\s]+$", value):
+            raise ValueError(f"expected an email address like zonewatch@zone.example, got {value!r}")
+        return value
+
+
+class AlertmanagerTarget(Strict):
+    """Alertmanager's API v2: every alert goes there; it routes, groups, silences and deduplicates."""
+
+    url: str
+    resend_interval: Duration = 60.0
+    timeout: Duration = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class RetryConfig(Strict):
+    """How the outbox retries a receiver that is down: exponential back-off between these bounds."""
+
+    initial: Duration = 1.0
+    max: Duration = 300.0
+
+
+class AlertingConfig(Strict):
+    """Rules, the alert tracker and its receivers; active when the collector has an inventory."""
+
+    enabled: bool = True
+    interval: Duration = 5.0                 # evaluation tick (events are evaluated on arrival as well)
+    state_path: str = "/var/lib/zonewatch/alerts.db"
+    outbox_dir: str = "/var/lib/zonewatch/outbox"
+    restart_grace: Duration = 120.0          # after a restart, alerts with no fresh evidence are kept as they were
+    settings: RuleSettings = RuleSettings()
+    rules: dict[str, RulePolicy] = {}
+    flap: FlapControl = FlapControl()
+    alertmanager: AlertmanagerTarget | None = None
+    smtp: SmtpConfig | None = None
+    noc: list[Annotated[Receiver, Field(discriminator="type")]] = []   # receivers that get every alert
+    retry: RetryConfig = RetryConfig()
+
+    @field_validator("rules")
+    @classmethod
+    def _names(cls, value: dict[str, RulePolicy]) -> dict[str, RulePolicy]:
+        for name in value:
+            if name not in ALERT_NAMES:
+                raise ValueError(f"unknown alert {name!r} (expected one of {', '.join(ALERT_NAMES)})")
+        return value
+
+    def policy(self, alertname: str) -> RulePolicy:
+        """Return the hold times for ``alertname``: configured, else the default."""
+        return self.rules.get(alertname) or DEFAULT_POLICIES.get(alertname, RulePolicy())
