@@ -79,9 +79,9 @@ Kind = Literal["status", "data", "events", "config"]
 FieldValue = int | float | bool
 
 # Zone and probe ids become topic segments and tag values: keep them plain.
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
 # Measurement, tag and field names: what Influx line protocol and PromQL both take without quoting.
-_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
+_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}\Z")
 _MAX_TAG_VALUE = 256
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # signed 64-bit down, Counter64 up
 
@@ -296,7 +296,8 @@ def _row_of(row: Any, name_key: str, section: str,
         if type(name) is str and name in good and type(ts) is int and ts >= 0 and type(tags) is dict \
                 and type(fields) is dict:
             for k, v in tags.items():
-                if k not in good or type(v) is not str or not v or len(v) > _MAX_TAG_VALUE:
+                if k not in good or type(v) is not str or not v or len(v) > _MAX_TAG_VALUE \
+                        or not (v.isascii() or _is_text(v)):
                     break
             else:
                 for k, v in fields.items():
@@ -307,6 +308,17 @@ def _row_of(row: Any, name_key: str, section: str,
                 else:
                     return name, tags, fields, ts
     return _decode_row(row, name_key, f"{section}[{index}]")
+
+
+def _is_text(value: str) -> bool:
+    """Return True if ``value`` is Unicode text, i.e. has no lone surrogate (JSON ``"\\ud800"`` decodes to one).
+
+    Called only for strings that are not ASCII, so the common case costs one ``isascii``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _remember(name: str) -> None:
@@ -335,6 +347,8 @@ def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str
         _remember(k)
         if not isinstance(v, str) or not v or len(v) > _MAX_TAG_VALUE:
             raise WireError("bad_tag", f"{where}.tags.{k} must be a non-empty string of at most {_MAX_TAG_VALUE}")
+        if not (v.isascii() or _is_text(v)):
+            raise WireError("bad_tag", f"{where}.tags.{k} is not Unicode text (it has a lone surrogate)")
     if not isinstance(fields, dict):
         raise WireError("bad_schema", f"{where}.fields must be an object")
     for k, v in fields.items():

@@ -121,3 +121,40 @@ def test_a_secret_in_the_wrong_shape_is_not_echoed_in_the_error() -> None:
         load(AgentConfig, text, "a.yaml")
     assert "sources[0].communities" in str(err.value) and "got a str" in str(err.value)
     assert "s3cret" not in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # a control character: PyYAML's ReaderError has no mark, only a position
+    ("storage: {}\nhttp: \x08\n", "c.yaml:2: not valid YAML: unacceptable character #x0008: special characters are "
+                                  "not allowed"),
+    ("storage: {}\n\r\nhttp: {}\x1b\n", "c.yaml:3: not valid YAML: unacceptable character #x001b: special characters "
+                                        "are not allowed"),
+    ("storage: !!foo x\n", "c.yaml:1: storage: bad value: could not determine a constructor for the tag '!!foo'"),
+    ("storage: !!int sqlite\n", "c.yaml:1: storage: bad value: not a valid !!int"),
+    ("storage: !!timestamp 2025-13-45\n", "c.yaml:1: storage: bad value: not a valid !!timestamp"),
+    ("base: &b {type: sqlite}\nstorage:\n  <<: *b\n", "c.yaml:3: storage: '<<' (a YAML merge key) is not supported"),
+    ("storage: &s {type: *s}\n", "c.yaml:1: storage.type: recursive alias: the anchored value contains itself"),
+    ("storage: " + "[" * 5000, "c.yaml: not valid YAML: nested too deeply"),
+    ('http: {"enab\\nled": false}\n', "c.yaml:1: http.enab\\nled: unknown key 'enab\\nled' (did you mean 'enabled'?)"),
+    ('"a\\u2028b\\tc": 1\n', "c.yaml:1: a\\u2028b\\tc: unknown key 'a\\u2028b\\tc'"),
+])
+def test_every_error_is_one_line_with_its_line_number(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(CollectorConfig, text, "c.yaml")
+    assert str(err.value).startswith(expected)
+    assert len(str(err.value).splitlines()) == 1 and str(err.value).isprintable()
+
+
+def test_a_config_error_escapes_what_it_quotes() -> None:
+    err = ConfigError("c.yaml", 3, ("zones", "a\nb", 0), "expected\tsomething\x00")
+    assert str(err) == "c.yaml:3: zones.a\\nb[0]: expected\\tsomething\\x00"
+    assert err.message == "expected\\tsomething\\x00" and err.path == ("zones", "a\nb", 0)
+
+
+@pytest.mark.parametrize("value", ["!!binary s3cret-value", "!!int s3cret-value", "!!float s3cret-value",
+                                   "!!foo s3cret-value", '"s3cret-\x07value"'])
+def test_a_bad_yaml_value_where_a_secret_belongs_is_not_echoed(value: str) -> None:
+    # PyYAML's own message shows the line it failed on, and a constructor's error (int('s3cret-value')) the value
+    with pytest.raises(ConfigError) as err:
+        load(CollectorConfig, f"mqtt:\n  password: {value}\n", "c.yaml")
+    assert "s3cret" not in str(err.value) and str(err.value).startswith("c.yaml:2: ")

@@ -61,6 +61,8 @@ def test_every_golden_file_round_trips(path: Path) -> None:
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c d","ts":1}]}', "bad_name", "samples[0].m"),
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"tags":{"t":""}}]}',
      "bad_tag", "samples[0].tags.t"),
+    (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"c","ts":1,"tags":{"t":"a\\ud800"}}]}',
+     "bad_tag", "samples[0].tags.t"),
     (b'{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"events":{}}', "bad_schema", "'events'"),
 ])
 def test_bad_payloads_name_the_reason_and_the_place(payload: bytes, reason: str, where: str) -> None:
@@ -68,6 +70,32 @@ def test_bad_payloads_name_the_reason_and_the_place(payload: bytes, reason: str,
         wire.decode(payload)
     assert err.value.reason == reason
     assert where in str(err.value)
+
+
+def _tagged(*values: str) -> str:
+    rows = ",".join(json.dumps({"m": "cellular", "ts": 1, "tags": {"cell": v}}) for v in values)
+    return f'{{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{rows}]}}'
+
+
+def test_a_tag_value_must_be_unicode_text_whatever_the_path_through_the_decoder() -> None:
+    # A lone surrogate (JSON "\\udfff", or one in a str payload) is no text: encode (and the stores) refuse it.
+    # The first row is valid, so its names are known and the second row takes the fast path.
+    escaped = _tagged("1F", "1F\udfff")  # json.dumps writes the surrogate as the escape \udfff
+    assert "\\udfff" in escaped
+    for payload in (escaped, escaped.encode(), escaped.replace("\\udfff", "\udfff")):  # the last: a raw one
+        with pytest.raises(wire.WireError) as err:
+            wire.decode(payload)
+        assert err.value.reason == "bad_tag" and "samples[1].tags.cell" in err.value.detail
+    events = '{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"events":[{"name":"t","ts":1,"tags":{"x":"\\ud800"}}]}'
+    with pytest.raises(wire.WireError, match=r"bad_tag: events\[0\]\.tags\.x is not Unicode text"):
+        wire.decode(events)
+
+
+def test_tag_values_beyond_ascii_pass_both_paths() -> None:
+    payload = _tagged("Hải Phòng", "Đình Vũ 日本 \U0001f4e1").encode()
+    batch = wire.decode(payload)
+    assert [s.tags["cell"] for s in batch.samples] == ["Hải Phòng", "Đình Vũ 日本 \U0001f4e1"]
+    assert wire.decode(wire.encode(batch)) == batch
 
 
 def test_encoding_refuses_nan() -> None:
@@ -139,3 +167,10 @@ def test_a_week_old_backlog_and_a_slightly_fast_clock_are_accepted() -> None:
     wire.check_limits(wire.Batch("z", "p", 1, 0, rows), wire.Limits(), NOW_NS)
     with pytest.raises(wire.WireError, match="too_large"):
         wire.check_limits(wire.Batch("z", "p", 1, 0, rows), wire.Limits(max_bytes=100), NOW_NS, size=101)
+
+
+def test_a_name_with_a_trailing_line_break_is_not_a_name() -> None:
+    assert wire.valid_name("p1") and not wire.valid_name("p1\n")
+    payload = b'{"v":1,"zone":"z","probe":"p","seq":0,"sent_ns":0,"samples":[{"m":"x\\n","ts":0}]}'
+    with pytest.raises(wire.WireError, match="bad_name|must match"):
+        wire.decode(payload)

@@ -4,6 +4,8 @@ Every configuration file is read the same way:
 
 - ``load(Model, text, source)`` is pure: it parses, validates and cross-checks, and either returns the
   model or raises ``ConfigError`` whose message is one line: ``<file>:<line>: <key path>: <what was expected>``.
+  A line break or other control character in a key or value it quotes is shown escaped (``\\n``), and a
+  YAML error is told in one line too (what PyYAML found, without its marks and snippets).
 - ``load_file(Model, path)`` reads the file and calls ``load``.
 - Models derive from ``Strict``: an unknown key is an error (with a "did you mean" hint), types are not
   coerced (``"5"`` is not a number), and values are frozen.
@@ -46,13 +48,22 @@ RefPath = tuple[str | int, ...]
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be used; ``str()`` is the one line to print."""
+    """A configuration that cannot be used; ``str()`` is the one line to print (``message`` is one line too)."""
 
     def __init__(self, source: str, line: int | None, path: RefPath, message: str) -> None:
         where = f"{source}:{line}" if line else source
         key = _display(path)
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        message = _one_line(message)
+        super().__init__(_one_line(f"{where}: {key}: {message}" if key else f"{where}: {message}"))
         self.source, self.line, self.path, self.message = source, line, path, message
+
+
+def _one_line(text: str) -> str:
+    """Return ``text`` with every character that is not printable (line breaks, tabs, control characters) escaped
+    as Python would write it in a string (``\\n``, ``\\x08``), so that it prints on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class Strict(BaseModel):
@@ -117,14 +128,15 @@ def load(model: type[M], text: str, source: str = "<config>") -> M:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and context_mark is not None:
-            problem = f"{problem} ({context} started at line {context_mark.line + 1})"
-        raise ConfigError(source, mark.line + 1 if mark else None, (), f"not valid YAML: {problem}") from None
+        line, problem = _yaml_problem(exc, text)
+        raise ConfigError(source, line, (), f"not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise ConfigError(source, None, (), "not valid YAML: nested too deeply") from None
     lines: dict[RefPath, int] = {}
-    data = _to_python(node, (), lines, source) if node is not None else {}
+    try:
+        data = _to_python(node, (), lines, source) if node is not None else {}
+    except RecursionError:
+        raise ConfigError(source, None, (), "nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(source, 1, (), f"expected a mapping of keys at the top, got {type(data).__name__}")
     try:
@@ -149,18 +161,60 @@ def load_file(model: type[M], path: str | os.PathLike[str]) -> M:
     return load(model, text, str(path))
 
 
+_YAML_TAG = "tag:yaml.org,2002:"
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+    """Return the line and a one-line account of a PyYAML error (``str(exc)`` spans several lines: marks and a
+    snippet of the text, which may hold a secret)."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow; no mark, a position
+        before = text[: exc.position] if isinstance(exc.position, int) else None
+        line = len((before + "x").splitlines()) if before is not None else None  # YAML's own line breaks
+        character = exc.character  # the code point (an int) for text; a byte string for undecodable bytes
+        shown = f"#x{character:04x}" if isinstance(character, int) else repr(character)
+        return line, f"unacceptable character {shown}: {exc.reason}"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or type(exc).__name__
+        if exc.problem and exc.context:
+            started = f" started at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+            problem = f"{problem} ({exc.context}{started})"
+        return (mark.line + 1 if mark is not None else None), problem
+    return None, str(exc) or type(exc).__name__
+
+
 def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source: str) -> Any:
     """Build plain data from a YAML node tree, remembering the line of every key path."""
     constructor = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # the collections being built: an alias to one of them is a cycle
 
     def scalar(n: yaml.Node, where: RefPath) -> Any:
+        tag = n.tag.replace(_YAML_TAG, "!!")
+        if n.tag == _YAML_TAG + "merge":
+            raise ConfigError(source, n.start_mark.line + 1, where, "'<<' (a YAML merge key) is not supported")
         try:
             return constructor.construct_object(n, deep=True)
         except yaml.YAMLError as exc:
-            raise ConfigError(source, n.start_mark.line + 1, where, f"bad value: {exc}") from None
+            line, problem = _yaml_problem(exc, "")
+            problem = problem.replace(_YAML_TAG, "!!")
+            raise ConfigError(source, line or n.start_mark.line + 1, where, f"bad value: {problem}") from None
+        except Exception:  # a constructor's own failure (!!int abc, !!timestamp x); its message may quote a secret
+            raise ConfigError(source, n.start_mark.line + 1, where, f"bad value: not a valid {tag}") from None
 
     def build(n: yaml.Node, where: RefPath) -> Any:
         lines.setdefault(where, n.start_mark.line + 1)
+        if isinstance(n, yaml.CollectionNode):
+            if id(n) in open_nodes:
+                raise ConfigError(source, n.start_mark.line + 1, where,
+                                  "recursive alias: the anchored value contains itself")
+            open_nodes.add(id(n))
+            try:
+                return collection(n, where)
+            finally:
+                open_nodes.discard(id(n))
+        return scalar(n, where)
+
+    def collection(n: yaml.CollectionNode, where: RefPath) -> Any:
         if isinstance(n, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in n.value:
@@ -173,9 +227,7 @@ def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source
                 lines[where + (key,)] = line
                 out[key] = build(value_node, where + (key,))
             return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(item, where + (i,)) for i, item in enumerate(n.value)]
-        return scalar(n, where)
+        return [build(item, where + (i,)) for i, item in enumerate(n.value)]
 
     return build(node, path)
 
@@ -188,6 +240,7 @@ def _line_of(path: RefPath, lines: dict[RefPath, int]) -> int | None:
 
 
 def _display(path: RefPath) -> str:
+    """Return a key path as ``zones[0].name`` (ConfigError escapes a key's line breaks)."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

@@ -2,7 +2,8 @@
 
 Each parser takes one line as the modem printed it and returns a small frozen dataclass. Values the modem
 marks as unknown (99, 255) become ``None``, never a number. A line that does not have the expected shape
-raises ``ATParseError`` quoting the line and saying what was expected.
+raises ``ATParseError`` quoting the line and saying what was expected; so does a number of more than 20 digits
+or a hexadecimal field of more than 64 bits (no modem prints one: the line is garbled).
 
 Map::
 
@@ -36,6 +37,7 @@ __all__ = [
     "LteCellId",
     "NrCellId",
     "REGISTERED_STATES",
+    "MAX_DIGITS",
     "parse_csq",
     "parse_cesq",
     "parse_cops",
@@ -83,6 +85,10 @@ _MAX_N: Final = 5  # <n> in a query answer: URC mode 0..5
 _ECI_BITS: Final = 28
 _NCI_BITS: Final = 36
 _GNB_ID_BITS: Final = range(22, 33)  # TS 38.413: the gNB id is 22 to 32 bits of the NCI, chosen by the operator
+#: Digits a decimal field may have: enough for any 64-bit value (and leading zeros), far below the 4300 digits
+#: beyond which int() refuses a string.
+MAX_DIGITS: Final = 20
+_HEX_LIMIT: Final = 1 << 64  # a hex field (LAC, TAC, cell id) of more than 64 bits is garbage
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +205,10 @@ def parse_cesq(line: str) -> Cesq:
 
 
 _COPS = re.compile(
-    r"""^\s*(?P<mode>\d+)
-        (?:\s*,\s*(?P<format>\d+)
+    r"""^\s*(?P<mode>[0-9]{1,20})
+        (?:\s*,\s*(?P<format>[0-9]{1,20})
            \s*,\s*(?:"(?P<quoted>[^"]*)"|(?P<bare>[^,"]*?))
-           (?:\s*,\s*(?P<act>\d+))?
+           (?:\s*,\s*(?P<act>[0-9]{1,20}))?
         )?\s*$""",
     re.VERBOSE,
 )
@@ -312,6 +318,8 @@ def _ints(line: str, prefix: str, shape: str) -> list[int]:
     parts = [p.strip() for p in _payload(line, prefix, shape).split(",")]
     if not all(p.isdigit() and p.isascii() for p in parts):
         raise ATParseError(line, f"{shape} with decimal values")
+    if any(len(p) > MAX_DIGITS for p in parts):
+        raise ATParseError(line, f"{shape} with decimal values of at most {MAX_DIGITS} digits")
     return [int(p) for p in parts]
 
 
@@ -343,6 +351,8 @@ def _small(line: str, name: str, field: str, quoted: bool) -> int:
     """Return a small decimal field such as <n>, <stat> or <AcT>, leading zeros allowed."""
     if quoted or not field.isdigit() or not field.isascii():
         raise ATParseError(line, f"{name} as a decimal number, got {field!r}")
+    if len(field) > MAX_DIGITS:
+        raise ATParseError(line, f"{name} as a decimal number of at most {MAX_DIGITS} digits, got {len(field)}")
     return int(field)
 
 
@@ -352,4 +362,7 @@ def _hex(line: str, name: str, field: str) -> int | None:
         return None
     if not _HEX.fullmatch(field):
         raise ATParseError(line, f"{name} as hexadecimal digits, got {field!r}")
-    return int(field, 16)
+    value = int(field, 16)  # base 16 has no digit limit; the value is bounded instead
+    if value >= _HEX_LIMIT:
+        raise ATParseError(line, f"{name} of at most 64 bits, got {len(field)} hexadecimal digits")
+    return value

@@ -9,11 +9,12 @@ mmcli may print ``-67,00``) and the configured timeout per call::
                                    ModemManager forgets the setting when it restarts or re-probes the modem
 
 Every value mmcli prints is a string; ``--`` (and a missing key: older ModemManager releases have no
-``5g.rssi`` and no ``threshold`` block) means unknown. mmcli gives no serving cell id, band or PCI here.
+``5g.rssi`` and no ``threshold`` block) means unknown, and so does a number beyond the signed 64-bit range (no
+reading is that large; the sample must not carry it). mmcli gives no serving cell id, band or PCI here.
 
 Map::
 
-    parse_number(text)          "-104.00", "-67,00", "--"       -> float | None
+    parse_number(text)          "-104.00", "-67,00", "--"       -> float | None (None beyond 64 bits too)
     parse_status(document)      JSON of mmcli -m N -J            -> ModemStatus
     parse_signal(document)      JSON of mmcli -m N --signal-get  -> SignalReport
     reading(status, signal)     both                             -> vendors.Reading
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _UNKNOWN: Final = frozenset({"", "--"})
+_LIMIT: Final = float(2**63)  # a value at least this large (in magnitude) is no reading: unknown
 _NUMBER = re.compile(r"^[+-]?[0-9]+(?:[.,][0-9]+)?$")
 # registration-state values (MMModem3gppRegistrationState) that mean the modem has service
 _REGISTERED: Final = frozenset({
@@ -126,7 +128,8 @@ class SignalReport:
 
 
 def parse_number(text: object) -> float | None:
-    """Return the number in an mmcli value ("-104.00", or "-67,00" from a non-C locale), None for "--"."""
+    """Return the number in an mmcli value ("-104.00", or "-67,00" from a non-C locale), None for "--" and for a
+    number beyond the signed 64-bit range (400 digits would even be infinite)."""
     if text is None:
         return None
     if not isinstance(text, str):
@@ -136,7 +139,8 @@ def parse_number(text: object) -> float | None:
         return None
     if not _NUMBER.match(value):
         raise MmcliParseError(f"expected a number or '--', got {text!r}")
-    return float(value.replace(",", "."))
+    number = float(value.replace(",", "."))  # float() has no digit limit
+    return number if -_LIMIT < number < _LIMIT else None  # also False for infinity
 
 
 def _object(document: Any, *path: str) -> Mapping[str, Any]:
@@ -290,6 +294,8 @@ class MmcliModem:
             raise SourceError(f"modem {self.name}: {self._shown((args,))} printed no JSON: {exc}") from None
         except MmcliParseError as exc:
             raise SourceError(f"modem {self.name}: {self._shown((args,))}: {exc}") from None
+        except RecursionError:  # json.loads (or a message quoting the value) on JSON nested thousands deep
+            raise SourceError(f"modem {self.name}: {self._shown((args,))} printed JSON nested too deeply") from None
 
     def _shown(self, args: tuple[str, ...]) -> str:
         """Return the command line as a message shows it."""

@@ -25,7 +25,8 @@ does not send a ``device_rebooted`` event; DeviceRebooted is to be computed from
 is from ``up``.
 
 A device that does not answer the GET gives one ``device`` sample with ``up=False``: that is a
-measurement, not an error. A value that cannot be read leaves its field out, and a sample left without
+measurement, not an error. A value that cannot be read, or whose conversion gives a number beyond what a field
+holds (an integer outside -2^63..2^64-1, an infinity), leaves its field out, and a sample left without
 fields is not sent (interfaces excepted); a device that stops answering mid-poll keeps what was read.
 Failures are logged once when they start and "recovered" once when they end.
 """
@@ -55,6 +56,7 @@ SYS_UPTIME: Final = "1.3.6.1.2.1.1.3.0"
 TICKS_WRAP: Final = 2**32  # TimeTicks is 32-bit: sysUpTime wraps after about 497 days
 _GET_BATCH: Final = 16  # OIDs per GET request
 _MAX_TAG: Final = 256
+_FIELD_MIN, _FIELD_MAX = -(2**63), 2**64 - 1  # what a field may hold (wire contract): signed 64-bit to Counter64
 _INDEX = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 OpticalUnit = Literal["auto", "dbm_hundredths", "microwatt"]
@@ -449,10 +451,14 @@ def _value(spec: FieldSpec, row: Row, context: _Context, key: str) -> FieldValue
         return None
     if spec.decode is not None or spec.scale is not None or spec.unit is not None:
         value = float(value)  # a field keeps one type: a converted value is always a float
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if spec.round is not None:
         value = round(value, spec.round) if spec.round else round(value)
     if isinstance(value, float):
         value += 0.0  # no -0.0
+    elif not _FIELD_MIN <= value <= _FIELD_MAX:  # "round: 0" of a scaled Counter64 may go beyond 64 bits
+        return None
     if spec.valid is not None and not spec.valid[0] <= value <= spec.valid[1]:
         return None
     return value

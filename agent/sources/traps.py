@@ -24,10 +24,10 @@ address, else the address itself. ``?`` marks what is there only when the trap c
     any other trap                                                 trap              trap_oid    varbinds
 
 ``ifname`` is the ifName (else ifDescr) varbind when the vendor appended one; ``if_index`` comes from the
-ifIndex varbind or the instance of ifAdminStatus/ifOperStatus; ``*_up`` is True for up(1) only. ``cleared``
-is False when an alarm entry is added (and for upsTrapOnBattery), True when it is removed. A value the trap
-does not carry is left out (upsEstimatedMinutesRemaining -1 means "unsupported"). ``varbinds`` counts the
-trap's own objects, without sysUpTime.0, snmpTrapOID.0 and the RFC 3584 objects below.
+ifIndex varbind or the instance of ifAdminStatus/ifOperStatus (one beyond 64 bits is left out); ``*_up`` is True
+for up(1) only. ``cleared`` is False when an alarm entry is added (and for upsTrapOnBattery), True when it is
+removed. A value the trap does not carry is left out (upsEstimatedMinutesRemaining -1 means "unsupported").
+``varbinds`` counts the trap's own objects, without sysUpTime.0, snmpTrapOID.0 and the RFC 3584 objects below.
 
 SNMPv1 traps arrive in the v2 form: pysnmp's notification receiver translates them per RFC 3584 3.1 before
 they reach ``trap_event`` (generic-trap 0..5 -> snmpTraps.1..6, i.e. 1.3.6.1.6.3.1.1.5.1..6;
@@ -228,6 +228,7 @@ _ENGINE_COUNTERS: Final = (
 
 
 _MAX_TAG: Final = 256
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # an ifIndex beyond this is no ifIndex (IF-MIB: 1..2^31-1)
 _MAX_LOGGED: Final = 1024  # (sender, reason) pairs remembered for log-once; spoofed senders cannot grow it
 _OID: Final = re.compile(r"^[0-9]+(?:\.[0-9]+)+$")
 _HEX: Final = re.compile(r"^[0-9a-fA-F]+$")
@@ -430,9 +431,11 @@ def _link_event(name: str, objects: Sequence[VarBind], tags: dict[str, str], tim
     for oid, value in objects:
         column, _, instance = oid.rpartition(".")
         if column in (IF_INDEX, IF_ADMIN_STATUS, IF_OPER_STATUS, IF_NAME, IF_DESCR) and column not in columns:
-            columns[column] = (int(instance) if instance.isdigit() else None, value)
+            columns[column] = (_instance(instance), value)
     index = _int(columns.get(IF_INDEX, (None, None))[1])
-    if index is None:  # no ifIndex varbind: the instance of the status columns is the ifIndex
+    if index is not None and not _INT64_MIN <= index <= _INT64_MAX:
+        index = None
+    if index is None:  # no usable ifIndex varbind: the instance of the status columns is the ifIndex
         index = next((columns[c][0] for c in (IF_OPER_STATUS, IF_ADMIN_STATUS, IF_INDEX) if c in columns), None)
     ifname = _text(columns.get(IF_NAME, (None, None))[1]) or _text(columns.get(IF_DESCR, (None, None))[1])
     if ifname:
@@ -445,6 +448,14 @@ def _link_event(name: str, objects: Sequence[VarBind], tags: dict[str, str], tim
         if status is not None:
             fields[key] = status == 1
     return Event(name, tags, fields, time_ns)
+
+
+def _instance(arc: str) -> int | None:
+    """Return the last arc of an OID as a number (an ifIndex), None if it is not one arc within 64 bits."""
+    if not (arc.isascii() and arc.isdigit()) or len(arc) > 19:  # also keeps int() far from its digit limit
+        return None
+    value = int(arc)
+    return value if value <= _INT64_MAX else None
 
 
 def _scalar(objects: Sequence[VarBind], column: str) -> int | None:

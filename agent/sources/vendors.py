@@ -20,7 +20,8 @@ Map::
     to_sample(reading, ...)      one Reading                               -> the "cellular" Sample
 
 Unknown values: ``-``, ``--``, ``---``, 65535, -32768 and 32768 (and 255 where the field cannot be 255) become
-None, never numbers. A line that does not have the expected shape raises ``at.ATParseError``.
+None, never numbers. A line that does not have the expected shape raises ``at.ATParseError``; so does a number
+that is not finite (``1.0e999``) or not within 64 bits, or a decimal field of more than 20 digits.
 
 The sample (``to_sample``); a value the modem did not give is left out, and each field keeps one type whatever
 the vendor (InfluxDB rejects a field that changes type)::
@@ -37,11 +38,13 @@ the vendor (InfluxDB rejects a field that changes type)::
             enb_id, sector                            int: LTE ECI >> 8, ECI & 0xFF
             gnb_id, sector                            int: NR NCI split at gnb_id_bits
     On EN-DC (nr5g-nsa) the main fields are the LTE anchor's and the nr_* fields the NR leg's; on NR SA the main
-    fields are NR's.
+    fields are NR's. Whatever the backend, a value that is not finite or does not fit in a signed 64-bit integer
+    is left out (missing), and so is the cell tag of a cell id beyond 64 bits.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -97,6 +100,9 @@ _ID_UNKNOWN: Final = frozenset({65535})  # PCI, channel: 255 is a real PCI
 _QENG_LTE_SINR_DB_MAX: Final = 40  # above this a QENG LTE SINR is the 0..250 code of AT+QCSQ, not dB
 _ECI_LIMIT: Final = 1 << 28
 _NCI_LIMIT: Final = 1 << 36
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+_CELL_LIMIT: Final = 1 << 64  # a cell id beyond 64 bits is garbage: it gets no cell tag (at most 16 hex digits)
 
 
 def detect_vendor(text: str) -> Vendor | None:
@@ -182,14 +188,25 @@ def _fields(line: str, prefix: str, shape: str) -> list[str]:
     return [f.strip().strip('"').strip() for f in rest.split(",")]
 
 
+def _fits(value: float) -> bool:
+    """Return True if ``value`` is finite and within the signed 64-bit range (what a sample field may hold)."""
+    if isinstance(value, int):  # math.isfinite would fail on an int beyond the float range
+        return _INT64_MIN <= value <= _INT64_MAX
+    return math.isfinite(value) and _INT64_MIN <= value <= _INT64_MAX
+
+
 def _number(line: str, name: str, text: str, unknown: frozenset[int] = frozenset(), scale: float = 1) -> float | None:
     """Return a decimal field divided by ``scale``, None for a dash or an ``unknown`` sentinel."""
     if text in _UNKNOWN_TEXT:
         return None
+    if "." not in text and sum(c.isdigit() for c in text) > at.MAX_DIGITS:
+        raise ATParseError(line, f"{name} as a number of at most {at.MAX_DIGITS} digits, got {text!r}")
     try:
         value = float(text) if "." in text else int(text)
     except ValueError:
         raise ATParseError(line, f"{name} as a number, got {text!r}") from None
+    if not _fits(value):  # 1.0e999 is infinite; 1e30 is no measurement either
+        raise ATParseError(line, f"{name} as a finite number within 64 bits, got {text!r}")
     if value in unknown:
         return None
     return value / scale if scale != 1 else value
@@ -201,7 +218,8 @@ def _integer(line: str, name: str, text: str, unknown: frozenset[int] = _ID_UNKN
         return None
     if not re.fullmatch(r"-?[0-9]+", text):
         raise ATParseError(line, f"{name} as a decimal integer, got {text!r}")
-    value = int(text)
+    if len(text) > at.MAX_DIGITS + 1 or not _INT64_MIN <= (value := int(text)) <= _INT64_MAX:
+        raise ATParseError(line, f"{name} as a decimal integer within 64 bits, got {text!r}")
     return None if value in unknown else value
 
 
@@ -212,12 +230,15 @@ def _hex(line: str, name: str, text: str) -> int | None:
     digits = text[2:] if text[:2].lower() == "0x" else text
     if not re.fullmatch(r"[0-9A-Fa-f]+", digits):
         raise ATParseError(line, f"{name} as hexadecimal digits, got {text!r}")
-    return int(digits, 16)
+    value = int(digits, 16)  # base 16 has no digit limit; the value is bounded instead
+    if value >= _CELL_LIMIT:
+        raise ATParseError(line, f"{name} of at most 64 bits, got {len(digits)} hexadecimal digits")
+    return value
 
 
 def _band(prefix: str, number: str | None) -> str | None:
-    """Return ``"B3"`` or ``"n78"`` for a band number, None for a dash."""
-    if number is None or number in _UNKNOWN_TEXT or not number.isdigit():
+    """Return ``"B3"`` or ``"n78"`` for a band number, None for a dash or what is not a plain band number."""
+    if number is None or not (number.isascii() and number.isdigit()) or len(number) > at.MAX_DIGITS:
         return None
     return f"{prefix}{int(number)}"
 
@@ -563,7 +584,7 @@ def _cpsi_identity(line: str, v: Sequence[str], rat: str) -> ServingCell:
     # WCDMA: <op mode>,<MCC>-<MNC>,<LAC>,<CellID>,...   GSM: <op mode>,<MCC>-<MNC>,<LAC>,<CellID>,<ARFCN>,<RxLev>,...
     _need(line, v, 4, f"{rat.upper()},<op mode>,<MCC>-<MNC>,<LAC>,<CellID>")
     rssi = None
-    if rat == "gsm" and len(v) > 5 and re.fullmatch(r"-[0-9]+", v[5]):
+    if rat == "gsm" and len(v) > 5 and re.fullmatch(r"-[0-9]+", v[5]) and _fits(float(v[5])):
         rssi = float(v[5])  # RxLev in dBm, e.g. -64
     cell = v[3]
     cell_id = _hex(line, "cell id", cell) if cell[:2].lower() == "0x" else _integer(line, "cell id", cell, frozenset())
@@ -638,7 +659,10 @@ def parse_gstatus(lines: Sequence[str]) -> ServingCell:
         match = re.match(r"-?[0-9]+(?:\.[0-9]+)?", value)
         if match is None:
             raise ATParseError(f"{keys[0]}: {value}", f"a number in the {where}")
-        return float(match[0])
+        found = float(match[0])  # no digit limit for float(), but 400 nines are infinite
+        if not _fits(found):
+            raise ATParseError(f"{keys[0]}: {value}", f"a finite number within 64 bits in the {where}")
+        return found
 
     def hexa(key: str) -> int | None:
         value = text(key)
@@ -700,7 +724,7 @@ def _sierra_band(prefix: str, value: str | None) -> str | None:
 def _int_or_none(value: str | None) -> int | None:
     """Return the leading integer of a value such as "1300" or "20 MHz", None if there is none."""
     match = None if value is None else re.match(r"[0-9]+", value)
-    return None if match is None else int(match[0])
+    return None if match is None or len(match[0]) > at.MAX_DIGITS else int(match[0])
 
 
 # --- one poll --------------------------------------------------------------------------------------------------
@@ -1031,12 +1055,13 @@ def to_sample(
         tags["band"] = reading.band
     fields: dict[str, FieldValue] = {}
 
+    # Every backend's parser bounds its numbers; these checks keep any Reading within the wire contract.
     def put_dbm(name: str, value: float | None) -> None:
-        if value is not None:
+        if value is not None and _fits(value):
             fields[name] = round(value)
 
     def put_db(name: str, value: float | None) -> None:
-        if value is not None:
+        if value is not None and _fits(value):
             fields[name] = round(float(value), 2)
 
     put_dbm("rsrp_dbm", reading.rsrp_dbm)
@@ -1045,9 +1070,9 @@ def to_sample(
     put_dbm("rssi_dbm", reading.rssi_dbm)
     if reading.registered is not None:
         fields["registered"] = reading.registered
-    if reading.pci is not None:
+    if reading.pci is not None and _INT64_MIN <= reading.pci <= _INT64_MAX:
         fields["pci"] = reading.pci
-    if reading.cell_id is not None:
+    if reading.cell_id is not None and 0 <= reading.cell_id < _CELL_LIMIT:
         tags["cell"] = f"{reading.cell_id:X}"
         if reading.cell_kind == "lte" and reading.cell_id < _ECI_LIMIT:
             lte = at.split_cell_id(reading.cell_id)

@@ -293,6 +293,13 @@ def test_5g_sa_registration_counts_as_registered() -> None:
         (parse_creg, "+CEREG:", "with at least <stat>"),
         (parse_creg, "+COPS: 0", "expected '+CREG:', '+CGREG:', '+CEREG:' or '+C5GREG:'"),
         (parse_creg, "ERROR", "cannot parse 'ERROR'"),
+        # garbled numbers: int() refuses strings of more than 4300 digits, and no field has more than 20
+        (parse_csq, "+CSQ: " + "1" * 4301 + ",99", "with decimal values of at most 20 digits"),
+        (parse_cesq, "+CESQ: 99,99,255,255,20," + "0" * 21, "with decimal values of at most 20 digits"),
+        (parse_cops, "+COPS: " + "0" * 21, "expected '+COPS: <mode>"),
+        (parse_cops, '+COPS: 0,2,"45204",' + "7" * 5000, "expected '+COPS: <mode>"),
+        (parse_creg, "+CEREG: 2," + "1" * 5000, "expected stat as a decimal number of at most 20 digits, got 5000"),
+        (parse_creg, '+CEREG: 2,1,"1A2B","1' + "0" * 16 + '",7', "expected cell id of at most 64 bits, got 17"),
     ],
 )
 def test_malformed_lines(parser: Callable[[str], object], line: str, message: str) -> None:

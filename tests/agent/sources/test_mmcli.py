@@ -248,6 +248,21 @@ def test_mmcli_printing_no_json_is_an_error(tmp_path: Path) -> None:
         collect(make_source(fake))
 
 
+def test_mmcli_printing_json_nested_too_deeply_is_an_error(tmp_path: Path) -> None:
+    fake = FakeMmcli(tmp_path, "lte-home")
+    (fake.dir / "modem.json").write_text("[" * 100_000)
+
+    with pytest.raises(SourceError, match=r"^modem viettel: mmcli -m 0 -J printed JSON nested too deeply$"):
+        collect(make_source(fake))
+
+
+def test_a_signal_value_beyond_64_bits_is_left_out_of_the_sample() -> None:
+    status = parse_status({"modem": {"generic": {"access-technologies": ["lte"]}}})
+    signal = parse_signal({"modem": {"signal": {"lte": {"rsrp": "20000000000000000000", "rsrq": "-11.00"}}}})
+    assert signal.get("lte", "rsrp") is None
+    assert reading(status, signal) == Reading(rat="lte", rsrq_db=-11.0)
+
+
 # --- pure parsing ------------------------------------------------------------------------------------------
 
 
@@ -262,6 +277,8 @@ def test_mmcli_printing_no_json_is_an_error(tmp_path: Path) -> None:
         ("--", None),
         ("", None),
         (None, None),  # key missing
+        ("20000000000000000000", None),  # beyond 64 bits: no reading, and no field may hold it
+        ("-" + "9" * 400 + ".00", None),  # float() would make it -inf
     ],
 )
 def test_parse_number(text: str | None, value: float | None) -> None:

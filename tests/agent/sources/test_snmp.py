@@ -712,6 +712,29 @@ tables:
     assert optical_of(poll(source)) == [("xgei-1/7", {"rx_dbm": -3.217})]
 
 
+def test_a_conversion_beyond_64_bits_leaves_the_field_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "round: 0" makes an integer: a Counter64 near its top times 8 (octets to bits) no field can hold.
+    text = """\
+name: bits
+description: a counter of octets as bits
+tables:
+  - measurement: interface
+    columns:
+      name: 1.3.6.1.4.1.9999.1.1
+      octets: 1.3.6.1.4.1.9999.1.2
+    tags:
+      ifname: [name]
+    fields:
+      in_bits: {column: octets, scale: 8, round: 0}
+"""
+    monkeypatch.setattr(profiles, "shipped", lambda: {**SHIPPED, "bits": profiles.load(text, "bits.yaml")})
+    values: dict[str, SnmpValue] = {SYS_UPTIME: 1, "1.3.6.1.4.1.9999.1.1.1": b"ge-1", "1.3.6.1.4.1.9999.1.2.1": 1000,
+                                    "1.3.6.1.4.1.9999.1.1.2": b"ge-2", "1.3.6.1.4.1.9999.1.2.2": 2**64 - 1}
+    source, _ = source_with(values, with_profiles("bits"))
+    rows = [(s.tags["ifname"], dict(s.fields)) for s in poll(source) if s.measurement == "interface"]
+    assert rows == [("ge-1", {"in_bits": 8000})]  # ge-2 is left without fields, so without a sample
+
+
 # ---------------------------------------------------------------------------------------------- profile files
 
 

@@ -75,6 +75,17 @@ def test_link_trap_without_ifindex_varbind_takes_the_status_instance() -> None:
     assert ev.fields == {"if_index": 17, "oper_up": False}
 
 
+@pytest.mark.parametrize("instance", [str(2**64), str(2**63), "9" * 5000, "\u00b2"])
+def test_link_trap_leaves_out_an_if_index_that_is_no_64_bit_number(instance: str) -> None:
+    ev = event(trap("1.3.6.1.6.3.1.1.5.3", (f"{IF}.8.{instance}", 2)))
+    assert ev.fields == {"oper_up": False}
+
+
+def test_link_trap_takes_the_status_instance_when_the_ifindex_value_is_beyond_int64() -> None:
+    ev = event(trap("1.3.6.1.6.3.1.1.5.3", (f"{IF}.1.5", 2**64 - 1), (f"{IF}.8.5", 2)))
+    assert ev.fields == {"if_index": 5, "oper_up": False}
+
+
 def test_link_trap_with_nothing_but_the_envelope_is_still_a_link_event() -> None:
     assert event(trap("1.3.6.1.6.3.1.1.5.4")) == wire.Event("link_up", {"device": "sw-core"}, {}, NOW)
 
@@ -264,6 +275,14 @@ def test_v1_datagram_is_normalised() -> None:
     pdu = v1_trap_pdu(generic=3, specific=0, var_binds=[(f"{IF}.1.4", v1.Integer(4)), (f"{IF}.8.4", v1.Integer(1))])
     ev = source().process(("192.0.2.7", 40000), message(v1, COMMUNITY, pdu))
     assert ev == wire.Event("link_up", {"device": "sw-core"}, {"if_index": 4, "oper_up": True}, NOW)
+
+
+def test_a_link_trap_for_an_instance_beyond_64_bits_is_accepted_without_if_index() -> None:
+    src = source()
+    ev = src.process(("192.0.2.7", 40000), v2c_trap(COMMUNITY, "1.3.6.1.6.3.1.1.5.3",
+                                                    (f"{IF}.8.{2**64}", v2c.Integer(2))))
+    assert ev == wire.Event("link_down", {"device": "sw-core"}, {"oper_up": False}, NOW)
+    assert src.stats == {**dict.fromkeys(STATS_KEYS, 0), "accepted": 1}
 
 
 def test_event_time_is_the_receive_time_from_the_clock() -> None:

@@ -179,6 +179,16 @@ def test_qeng_lte_sinr_units(sinr: str, db: float | None) -> None:
          "RSRP as a number, got 'high'"),
         (['+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676AZ9,188,6300,20,3,3,603,-104,-9,-78,11,23'],
          "cell id as hexadecimal digits, got '7676AZ9'"),
+        # numbers no modem prints: an infinite one (float() reads 1.0e999 as inf), one beyond 64 bits, 5000 digits
+        (['+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676A09,188,6300,20,3,3,603,-104,-9,-78,-1.0e999,23'],
+         "SINR as a finite number within 64 bits, got '-1.0e999'"),
+        (['+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676A09,188,6300,20,3,3,603,-1' + "0" * 30 + ',-9,-78,1,2'],
+         "RSRP as a number of at most 20 digits"),
+        (['+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676A09,' + "9" * 5000 + ",6300,20,3,3,603,-104,-9,-78,1"
+          + ",2"],
+         "PCI as a decimal integer within 64 bits"),
+        (['+QENG: "servingcell","NOCONN","LTE","FDD",214,01,' + "F" * 300 + ',188,6300,20,3,3,603,-104,-9,-78,1,2'],
+         "cell id of at most 64 bits, got 300 hexadecimal digits"),
         (["+CSQ: 18,99"], "expected '+QENG:"),
     ],
 )  # fmt: skip
@@ -216,6 +226,8 @@ def test_parse_qcsq(line: str, expected: Qcsq) -> None:
     [
         ('+QCSQ: "LTE",-69,-102,251,-12', "LTE SINR code 0..250, got 251"),
         ('+QCSQ: "LTE",-69', "4 fields after the RAT, got 1"),
+        ('+QCSQ: "GSM",1.0e999', "RSSI as a finite number within 64 bits, got '1.0e999'"),
+        ('+QCSQ: "NR5G",-90,1' + "0" * 30 + '.5,-11', "SINR as a finite number within 64 bits"),
         ('+QENG: "LTE",-69', "expected '+QCSQ:"),
     ],
 )
@@ -388,6 +400,7 @@ def test_parse_gstatus(lines: list[str], expected: ServingCell) -> None:
         (["!GSTATUS: "], "'Key: value' lines"),
         (["System mode: LTE", "RSRQ (dB):     low"], "a number in the AT!GSTATUS? answer"),
         (["System mode: LTE", "TAC:  8G65 (35941)"], "TAC as hexadecimal digits, got '8G65'"),
+        (["System mode: LTE", "SINR (dB):  " + "9" * 400 + ".0"], "a finite number within 64 bits in the AT!GSTATUS?"),
     ],
 )
 def test_parse_gstatus_rejects(lines: list[str], message: str) -> None:
@@ -529,6 +542,38 @@ def test_configured_carrier_is_used_only_when_the_modem_gives_no_plmn() -> None:
     assert to_sample(Reading(), now_ns=1, carrier="452-04").tags == {"carrier": "452-04"}
     assert to_sample(Reading(plmn="452-01"), now_ns=1, carrier="452-04").tags == {"carrier": "452-01"}
     assert to_sample(Reading(), now_ns=1).tags == {}
+
+
+def test_a_line_with_a_number_no_modem_prints_is_listed_and_the_other_answers_are_kept() -> None:
+    result = interpret(replies(("AT+CSQ", ["+CSQ: 18,99"]), ("AT+QCSQ", ['+QCSQ: "LTE",-65,-1.0e999,150,-10'])))
+
+    assert [str(p) for p in result.problems] == [
+        "cannot parse '+QCSQ: \"LTE\",-65,-1.0e999,150,-10': expected RSRP as a finite number within 64 bits, "
+        "got '-1.0e999'"]
+    assert to_sample(result.reading, now_ns=1).fields == {"rssi_dbm": -77}  # from +CSQ: 2 * 18 - 113
+
+
+def test_sample_leaves_out_what_no_field_or_tag_may_hold() -> None:
+    # Whatever the backend: a value that is not finite or not within 64 bits is missing, as is the cell tag (and
+    # the site split) of a cell id that is negative or beyond 64 bits (16 hexadecimal digits).
+    reading = Reading(rat="lte", rsrp_dbm=float("-inf"), rsrq_db=float("nan"), sinr_db=1e300, rssi_dbm=-(10**400),
+                      nr_rsrp_dbm=2e19, nr_sinr_db=10**30, pci=2**64, cell_id=2**64, cell_kind="lte")
+    assert to_sample(reading, now_ns=1) == to_sample(Reading(rat="lte"), now_ns=1)
+    assert to_sample(Reading(cell_id=-5, cell_kind="lte"), now_ns=1).tags == {}
+    edge = to_sample(Reading(rsrp_dbm=-9.2e18, pci=2**63 - 1, cell_id=2**64 - 1, cell_kind="lte"), now_ns=1)
+    assert edge.tags == {"cell": "F" * 16} and edge.fields == {"rsrp_dbm": -9200000000000000000, "pci": 2**63 - 1}
+
+
+def test_a_negative_simcom_cell_id_gives_no_cell() -> None:
+    cell = parse_cpsi(["+CPSI: LTE,Online,460-11,0x5A1E,-5,257,EUTRAN-BAND3,1850,5,5,-94,-850,-545,15"])
+    assert cell.cell_id == -5
+    sample = to_sample(interpret(replies(("AT+CPSI?", [CPSI_LTE.replace("187214780", "-5")]))).reading, now_ns=1)
+    assert "cell" not in sample.tags and "enb_id" not in sample.fields
+
+
+@pytest.mark.parametrize("band", ["\u00b2", "\u0663", "9" * 5000])  # digits to str.isdigit, not to int()
+def test_a_band_that_is_no_plain_number_is_unknown(band: str) -> None:
+    assert parse_qeng([EG25_LTE.replace(",6300,20,", f",6300,{band},")]).band is None
 
 
 def test_umts_cell_is_not_split_into_an_lte_site() -> None:
