@@ -34,6 +34,10 @@ commands:
                 a hashed password file (passwords from --secrets, or generated into OUT/secrets with
                 mode 0600) and a TLS listener section for mosquitto.conf; prints the files it wrote,
                 never the passwords
+  render-alertmanager  write an Alertmanager configuration for the inventory to --out: a route per
+                carrier (its webhook and email receivers) that continues to the NOC route, grouping by
+                alertname/zone/carrier/group/device, and ServiceOutage inhibiting RedundancyLost; secrets
+                go to files of their own (mode 0600) that the configuration names
 """
 
 
@@ -66,7 +70,29 @@ def _parser() -> argparse.ArgumentParser:
     mq.add_argument("--keyfile", default="/etc/mosquitto/certs/server.key", help="server private key")
     mq.add_argument("--require-certificate", action="store_true",
                     help="also require a client certificate signed by the CA")
+    am = sub.add_parser("render-alertmanager", help="write an Alertmanager configuration for the inventory")
+    am.add_argument("--out", required=True, help="the configuration file to write (alertmanager.yml)")
+    am.add_argument("--secrets-dir", help="folder for the secret files the configuration names "
+                    "(default: alertmanager-secrets beside OUT)")
     return p
+
+
+def _render_alertmanager(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | None) -> int:
+    """Write the Alertmanager configuration and its secret files; return the exit code."""
+    from collector.alerting import amconfig
+
+    if inventory is None:
+        print(f"zonewatch-collector: {args.config} names no inventory: nothing to render", file=sys.stderr)
+        return 2
+    try:
+        written = amconfig.write(inventory, cfg.alerting, Path(args.out),
+                                 Path(args.secrets_dir) if args.secrets_dir else None)
+    except (ValueError, OSError) as exc:
+        print(f"zonewatch-collector: render-alertmanager: {exc}", file=sys.stderr)
+        return 2
+    for path, what in written:
+        print(f"wrote {path}: {what}")
+    return 0
 
 
 def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | None) -> int:
@@ -109,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_file(CollectorConfig, args.config)
         inventory_path = Path(args.config).parent / cfg.inventory if cfg.inventory else None
         inventory = load_file(Inventory, inventory_path) if inventory_path else None
+        if inventory is not None and inventory_path is not None:
+            from collector.alerting.notify.routing import problems
+
+            for where, message in problems(cfg.alerting, inventory, has_mqtt=True):
+                source = args.config if where[0] == "alerting" else str(inventory_path)
+                raise ConfigError(source, None, where, message)
     except ConfigError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)
         return 2
@@ -119,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "render-mosquitto":
         return _render_mosquitto(args, cfg, inventory)
+    if args.command == "render-alertmanager":
+        return _render_alertmanager(args, cfg, inventory)
 
     from collector.app import Collector
 
@@ -126,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        Collector(cfg).run_until(stop)
+        Collector(cfg, inventory).run_until(stop)
     except RuntimeError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)
         return 1

@@ -167,11 +167,13 @@ class Ingest:
 
     def __init__(self, cfg: MqttConfig, writer: Writer, metrics: CollectorMetrics, intake: DiskQueue,
                  zones: list[str] | None = None, clock: Callable[[], int] = time.time_ns,
-                 max_batch: int = 500) -> None:
+                 max_batch: int = 500,
+                 on_arrival: Callable[[list[tuple[str, bytes]], int], None] | None = None) -> None:
         self.cfg, self.writer, self.metrics, self.clock = cfg, writer, metrics, clock
         self.intake = intake
         self.zones = zones or ["+"]
         self.max_batch = max_batch
+        self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
         self.seqs = SeqTracker(intake.db)
         self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
         self._stop = threading.Event()
@@ -272,13 +274,25 @@ class Ingest:
                     taken.append(self._arrivals.get_nowait())
                 except queue.Empty:
                     break
+            messages = [(a.topic, a.payload) for a in taken]
+            now = self.clock()
             with self._lock:
-                self.intake.put_many([(a.topic, a.payload) for a in taken], self.clock())
+                self.intake.put_many(messages, now)
             self._wake_writer.set()
+            if self.on_arrival is not None:
+                self.on_arrival(messages, now)
             for a in taken:  # only now is the message ours: acknowledge, in arrival order
                 if a.qos > 0:
                     self.client.ack(a.mid, a.qos)
             self.metrics.queue_depth.set(self.intake.depth())
+
+    def inject(self, batches: list[wire.Batch]) -> None:
+        """Queue batches made by the collector itself (derived measurements) for storage, durably."""
+        now = self.clock()
+        items = [(wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
+        with self._lock:
+            self.intake.put_many(items, now)
+        self._wake_writer.set()
 
     # writer thread --------------------------------------------------------------------------------------
 

@@ -75,8 +75,10 @@ class MqttReceiver(Strict):
     @field_validator("topic")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value or "+" in value or "#" in value or "\x00" in value:
+        if not value or "+" in value or "#" in value or not value.isprintable():
             raise ValueError(f"expected a plain MQTT topic (no wildcards), got {value!r}")
+        if value.startswith(("zw/", "$")):
+            raise ValueError(f"topic {value!r} is reserved (zw/ is the probes' tree, $ the broker's)")
         return value
 
 
@@ -314,6 +316,8 @@ class Inventory(Strict):
                 seen.add(member.key)
         problems.extend(self._parent_cycles())
         for key, probe in self.probes.items():
+            if key == "collector":
+                problems.append((("probes", key), "'collector' is reserved for the collector's own series"))
             need(("probes", key, "zone"), "zone", probe.zone, self.zones)
             if probe.zone in self.zones:
                 need(("probes", key, "area"), "area", probe.area, self.zones[probe.zone].areas)

@@ -3,7 +3,9 @@
 The ACL model. Every client logs in with a username and password; nobody is anonymous.
 
 - The collector user reads ``zw/v1/+/+/status``, ``.../data`` and ``.../events`` of every probe and writes
-  ``zw/v1/+/+/config``; it cannot publish as a probe.
+  ``zw/v1/+/+/config``; it cannot publish as a probe. It also writes the topic of each carrier's ``mqtt``
+  notification receiver (alerts, as Alertmanager's webhook JSON); such a topic must lie outside ``zw/``
+  and ``$SYS``-style ``$`` topics.
 - A probe's username is its inventory id. It may write only ``zw/v1/<its zone>/<its id>/status``,
   ``.../data`` and ``.../events``, and read only ``zw/v1/<its zone>/<its id>/config``.
 
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import wire
-from collector.inventory import Inventory
+from collector.inventory import Inventory, MqttReceiver
 
 DEFAULT_COLLECTOR = "collector"
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
@@ -78,6 +80,22 @@ def probe_zones(inventory: Inventory) -> dict[str, str]:
     return out
 
 
+def notify_topics(inventory: Inventory) -> list[str]:
+    """Return the topics of the carriers' mqtt receivers, in inventory order, after checking each."""
+    out: list[str] = []
+    for key, carrier in inventory.carriers.items():
+        for i, receiver in enumerate(carrier.notify):
+            if not isinstance(receiver, MqttReceiver) or receiver.topic in out:
+                continue
+            topic = receiver.topic
+            if (topic.startswith((f"{wire.TOPIC_ROOT.split('/')[0]}/", "$")) or topic != topic.strip()
+                    or any(ord(c) < 32 for c in topic)):
+                raise ValueError(f"carriers.{key}.notify[{i}]: topic {topic!r} cannot be an alert topic: it must "
+                                 "not start with 'zw/' or '$', nor hold spaces at its ends or control characters")
+            out.append(topic)
+    return out
+
+
 def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> list[str]:
     """Return the broker's users: the collector first, then every probe by id."""
     check_name("collector user", collector)
@@ -99,6 +117,10 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> str:
         *(f"topic read {wire.subscription(kind)}" for kind in COLLECTOR_READS),
         *(f"topic write {wire.subscription(kind)}" for kind in COLLECTOR_WRITES),
     ]
+    alerts = notify_topics(inventory)
+    if alerts:
+        lines += ["# the carriers' alert topics (mqtt notification receivers)"]
+        lines += [f"topic write {topic}" for topic in alerts]
     for probe_id, zone in probe_zones(inventory).items():
         lines += ["", f"# probe {probe_id} in zone {zone}", f"user {probe_id}"]
         lines += [f"topic write {wire.topic(zone, probe_id, kind)}" for kind in PROBE_WRITES]

@@ -13,17 +13,21 @@ command that installs it, never a skip: the integration tests exist to run again
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 SETUP_HINT = "run scripts/setup.sh (it installs the Debian packages the tests need)"
 
@@ -279,3 +283,67 @@ def start_zonewatch(name: str, args: list[str], workdir: Path, env: dict[str, st
                     ready: Callable[[], bool] = lambda: True) -> Service:
     """Start ``python -m <name> <args>`` (agent or collector) as a child process, logging to a file."""
     return _spawn(name, [sys.executable, "-m", name, *args], workdir, 0, ready, env=env)
+
+
+# ---------------------------------------------------------------------------------------------- webhook
+
+
+@dataclass
+class Hook:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class WebhookServer:
+    """A webhook receiver on 127.0.0.1 that records every POST (Alertmanager's webhook JSON); ``status``
+    decides the answer per alert name (200 unless told)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.hooks: list[Hook] = []
+        self.status: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WebhookServer:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                names = {a["labels"].get("alertname") for a in body.get("alerts", [])}
+                code = next((sink.status[n] for n in names if n in sink.status), 200)
+                if code == 200:
+                    with sink._lock:
+                        sink.hooks.append(Hook(self.path, dict(self.headers), body))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def at(self, path: str) -> list[Hook]:
+        with self._lock:
+            return [h for h in self.hooks if h.path == path]
+
+    def alerts(self, path: str) -> list[tuple[str, str]]:
+        """Return (status, alertname) of every alert received at ``path``, in arrival order."""
+        return [(a["status"], a["labels"]["alertname"]) for h in self.at(path) for a in h.body["alerts"]]
+
+    def wait(self, path: str, count: int, what: str, timeout: float = 20.0) -> None:
+        wait_for(lambda: len(self.alerts(path)) >= count, timeout, f"{count} alerts at {path} ({what})")

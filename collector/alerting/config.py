@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from collector.alerting.model import ALERT_NAMES
 from collector.inventory import Receiver
@@ -116,13 +116,17 @@ class AlertingConfig(Strict):
 
     enabled: bool = True
     interval: Duration = 5.0                 # evaluation tick (events are evaluated on arrival as well)
-    state_path: str = "/var/lib/zonewatch/alerts.db"
-    outbox_dir: str = "/var/lib/zonewatch/outbox"
+    state_path: str | None = None            # default: alerts.db beside the intake queue (queue.path)
+    outbox_dir: str | None = None            # default: outbox/ beside the intake queue
     restart_grace: Duration = 120.0          # after a restart, alerts with no fresh evidence are kept as they were
     settings: RuleSettings = RuleSettings()
     rules: dict[str, RulePolicy] = {}
     flap: FlapControl = FlapControl()
     alertmanager: AlertmanagerTarget | None = None
+    # Who sends to the carriers' and the NOC's webhook and email receivers: ZoneWatch itself ("direct") or
+    # Alertmanager, configured with `zonewatch-collector render-alertmanager` ("alertmanager"). Default:
+    # "alertmanager" when it is configured, else "direct". MQTT receivers are always served directly.
+    delivery: Literal["direct", "alertmanager"] | None = None
     smtp: SmtpConfig | None = None
     noc: list[Annotated[Receiver, Field(discriminator="type")]] = []   # receivers that get every alert
     retry: RetryConfig = RetryConfig()
@@ -134,6 +138,17 @@ class AlertingConfig(Strict):
             if name not in ALERT_NAMES:
                 raise ValueError(f"unknown alert {name!r} (expected one of {', '.join(ALERT_NAMES)})")
         return value
+
+    @model_validator(mode="after")
+    def _delivery(self) -> AlertingConfig:
+        if self.delivery == "alertmanager" and self.alertmanager is None:
+            raise ValueError("delivery: alertmanager needs the alertmanager section (its url)")
+        return self
+
+    @property
+    def via_alertmanager(self) -> bool:
+        """Return True when Alertmanager, not ZoneWatch, sends to webhook and email receivers."""
+        return self.alertmanager is not None and self.delivery != "direct"
 
     def policy(self, alertname: str) -> RulePolicy:
         """Return the hold times for ``alertname``: configured, else the default."""

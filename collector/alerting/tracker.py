@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -106,8 +106,13 @@ class AlertTracker:
         """Return the firing alerts."""
         return [a for a in self._alerts.values() if a.state == "firing"]
 
-    def update(self, evaluation: Evaluation, now_ns: int) -> list[Notification]:
-        """Apply one evaluation made at ``now_ns``; return the notifications to send, in order."""
+    def update(self, evaluation: Evaluation, now_ns: int,
+               deliver: Callable[[list[Notification]], None] | None = None) -> list[Notification]:
+        """Apply one evaluation made at ``now_ns``; return the notifications to send, in order.
+
+        ``deliver`` (when given) gets the notifications before the new state is saved: if it raises, the
+        state is not saved and the same notifications come out of the next evaluation.
+        """
         out: list[Notification] = []
         changed: set[str] = set()
         found: dict[str, Finding] = {f.key: f for f in evaluation.findings}
@@ -115,12 +120,20 @@ class AlertTracker:
         for key, finding in found.items():
             if self._true(key, finding, now_ns, out):
                 changed.add(key)
-        for key in [k for k in self._alerts if k not in found]:
+        # Newest first: when an outage and the loss of redundancy under it clear together, the receiver
+        # hears "outage over" before "redundancy back".
+        for key in sorted((k for k in self._alerts if k not in found), key=lambda k: -self._alerts[k].active_ns):
             alert = self._alerts[key]
             if in_grace or _matches(alert.labels, evaluation.unknown):
                 continue
             if self._false(key, alert, now_ns, out):
                 changed.add(key)
+        if deliver is not None and out:
+            try:
+                deliver(out)
+            except BaseException:
+                self._reload()
+                raise
         self._save(changed)
         return out
 
@@ -181,6 +194,13 @@ class AlertTracker:
         return len(history.changes) >= self.config.flap.changes
 
     # ------------------------------------------------------------------------------------------ store
+
+    def _reload(self) -> None:
+        """Forget the unsaved changes of this evaluation (only possible with a store)."""
+        if self._db is not None:
+            self._alerts.clear()
+            self._history.clear()
+            self._load()
 
     def _load(self) -> None:
         assert self._db is not None

@@ -226,3 +226,41 @@ def test_command_without_inventory_says_so(tmp_path: Path, capsys: pytest.Captur
     assert code == 2
     assert "names no inventory" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+CARRIERS = """\
+carriers:
+  viettel:
+    plmn: 452-04
+    name: Viettel
+    notify:
+      - {type: mqtt, topic: carriers/viettel/alerts}
+      - {type: webhook, url: "http://viettel.example/hook"}
+  vinaphone:
+    plmn: 452-02
+    name: VinaPhone
+    notify: [{type: mqtt, topic: "carriers/vnpt alerts"}]
+"""
+
+
+def test_the_collector_may_write_the_carriers_alert_topics_and_nothing_more() -> None:
+    acl = mosquitto.render_acl(inventory(INVENTORY + CARRIERS))
+    alert_lines = ("# the carriers' alert topics (mqtt notification receivers)\n"
+                   "topic write carriers/viettel/alerts\ntopic write carriers/vnpt alerts\n")
+    config_line = "topic write zw/v1/+/+/config\n"
+    assert acl == EXPECTED_ACL.replace(config_line, config_line + alert_lines)
+
+
+@pytest.mark.parametrize("topic", ["zw/v1/z1/p1/data", "$SYS/x", "carriers/x\\nuser p1"])
+def test_an_alert_topic_in_the_probes_tree_or_that_breaks_the_acl_is_refused_at_load(topic: str) -> None:
+    text = INVENTORY + ("carriers:\n  viettel:\n    plmn: 452-04\n    name: V\n"
+                        f'    notify: [{{type: mqtt, topic: "{topic}"}}]\n')
+    with pytest.raises(zwconf.ConfigError, match=r"carriers\.viettel\.notify\[0\]\.topic: .*(reserved|plain MQTT)"):
+        inventory(text)
+
+
+def test_the_renderer_refuses_such_a_topic_itself() -> None:
+    text = INVENTORY + ("carriers:\n  viettel:\n    plmn: 452-04\n    name: V\n"
+                        '    notify: [{type: mqtt, topic: " carriers/x"}]\n')
+    with pytest.raises(ValueError, match=r"carriers\.viettel\.notify\[0\]: topic .* cannot be an alert topic"):
+        mosquitto.render_acl(inventory(text))

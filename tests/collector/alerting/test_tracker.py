@@ -137,3 +137,14 @@ def test_a_restart_neither_pages_again_nor_forgets(tmp_path: Path) -> None:
     second.close()
     third = AlertTracker(cfg, store, started_ns=T0 + 500 * S)
     assert third.alerts() == []
+
+
+def test_alerts_clearing_together_resolve_newest_first() -> None:
+    tracker = AlertTracker(config())
+    lost = Finding({"alertname": "RedundancyLost", "severity": "warning", "zone": "dv", "group": "g", "carrier": "1"})
+    outage = Finding({"alertname": "ServiceOutage", "severity": "critical", "zone": "dv", "group": "g", "carrier": "1"})
+    tracker.update(Evaluation([lost]), T0)
+    tracker.update(Evaluation([lost, outage]), T0 + 10 * S)
+    notes = tracker.update(Evaluation([]), T0 + 20 * S)
+    assert [(n.status, n.labels["alertname"]) for n in notes] == [("resolved", "ServiceOutage"),
+                                                                  ("resolved", "RedundancyLost")]

@@ -1,0 +1,245 @@
+"""The alert engine: the one thread that feeds the facts, evaluates the rules and hands notifications on.
+
+Threads::
+
+    intake thread (ingest)  ``offer(messages, now)`` after the messages are committed to the intake queue:
+                            appends to a bounded in-memory list and wakes the engine. Never blocks.
+    engine thread           decodes what was offered (independently of the storage writer, so a TSDB
+                            outage does not stop alerting), feeds ``Facts``, and evaluates the rules at once
+                            when an event or a status change arrived (traps and last wills page within a
+                            second), otherwise every ``interval``. Notifications go to the dispatcher
+                            (durable outbox) before the tracker's state is saved: a crash in between sends a
+                            notification twice, never loses one. Derived measurements (``alert``,
+                            ``redundancy``, ``coverage``) go to storage through ``store``.
+
+Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from agent import wire
+from collector.alerting.config import AlertingConfig
+from collector.alerting.facts import Facts
+from collector.alerting.model import Evaluation, Notification, fingerprint
+from collector.alerting.rules import evaluate
+from collector.alerting.tracker import AlertTracker, TrackedAlert
+from collector.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+STORE_PROBE = "collector"    # the probe name of the batches of derived measurements
+REFRESH_NS = 60 * 10**9      # a firing alert's ``alert`` point is written again at least this often
+DERIVED_REFRESH_NS = 30 * 10**9   # an unchanged ``redundancy``/``coverage`` point is written this often
+
+
+class Dispatcher(Protocol):
+    """Where notifications go (``collector.alerting.notify``)."""
+
+    def submit(self, notifications: Sequence[Notification]) -> None:
+        """Hand notifications over; return once they are durable."""
+
+    def sync_alertmanager(self, firing: Sequence[Notification], now_ns: int) -> None:
+        """Re-send the alerts that are firing to Alertmanager (it forgets alerts not re-sent)."""
+
+
+class EngineMetrics:
+    """The engine's own health on the collector's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.evaluations = Counter("zonewatch_alert_evaluations", "Rule evaluations", registry=r)
+        self.evaluation_seconds = Histogram("zonewatch_alert_evaluation_seconds", "Time one evaluation took",
+                                            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
+        self.dropped = Counter("zonewatch_alert_dropped_messages",
+                               "Messages the engine skipped because it fell behind (stored all the same)",
+                               registry=r)
+        self.rejected = Counter("zonewatch_alert_rejected_messages", "Messages the engine could not decode",
+                                registry=r)
+        self.notifications = Counter("zonewatch_alert_notifications", "Notifications handed to the receivers",
+                                     ["status", "alertname"], registry=r)
+        self.alerts = Gauge("zonewatch_alerts", "Alerts tracked, by state", ["alertname", "state"], registry=r)
+
+
+class AlertEngine:
+    """Facts, rules, tracker and dispatcher in one thread; see the module docstring."""
+
+    def __init__(self, cfg: AlertingConfig, inventory: Inventory, dispatcher: Dispatcher,
+                 store: Callable[[list[wire.Batch]], None], registry: CollectorRegistry,
+                 clock: Callable[[], int] = time.time_ns, max_backlog: int = 50_000,
+                 decode: Callable[[str, bytes, int], wire.Batch] | None = None) -> None:
+        self.cfg, self.inventory, self.dispatcher, self.store, self.clock = cfg, inventory, dispatcher, store, clock
+        self.metrics = EngineMetrics(registry)
+        self.facts = Facts(cfg.settings, started_ns=clock())
+        self.tracker = AlertTracker(cfg, cfg.state_path, started_ns=clock())
+        self.max_backlog = max_backlog
+        self._decode = decode or _default_decode
+        self._backlog: list[tuple[str, bytes, int]] = []
+        self._urgent = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="zw-alerts", daemon=True)
+        self._written_ns: dict[str, tuple[int, bool | None]] = {}  # alert key -> when written, muted then
+        self._derived: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, dict[str, wire.FieldValue]]] = {}
+        self._synced_ns = 0
+        self.evaluated = threading.Event()       # set after every evaluation (tests and the demo wait on it)
+
+    # intake thread ------------------------------------------------------------------------------------
+
+    def offer(self, messages: Sequence[tuple[str, bytes]], now_ns: int) -> None:
+        """Take messages committed to the intake queue (topic, payload); never blocks."""
+        urgent = any(not topic.endswith("/data") for topic, _ in messages)
+        with self._lock:
+            self._backlog.extend((topic, payload, now_ns) for topic, payload in messages)
+            over = len(self._backlog) - self.max_backlog
+            if over > 0:  # keep the newest: the rules judge the present
+                del self._backlog[:over]
+                self.metrics.dropped.inc(over)
+            self._urgent = self._urgent or urgent
+        self._wake.set()
+
+    # engine thread ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the engine thread and close the tracker's store."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self.tracker.close()
+
+    def _loop(self) -> None:
+        interval = self.cfg.interval
+        next_eval = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, min(interval, next_eval - time.monotonic())))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self._lock:
+                taken, self._backlog = self._backlog, []
+                urgent, self._urgent = self._urgent, False
+            try:
+                self.ingest(taken)
+                if urgent or time.monotonic() >= next_eval:
+                    self.step(self.clock())
+                    next_eval = time.monotonic() + interval
+            except Exception:  # one bad evaluation must not end alerting; it is logged with its cause
+                log.exception("alert evaluation failed; carrying on")
+                next_eval = time.monotonic() + interval
+
+    def ingest(self, messages: Sequence[tuple[str, bytes, int]]) -> None:
+        """Decode messages and feed the facts (bad ones are counted; the writer reports their reason)."""
+        for topic, payload, arrived_ns in messages:
+            try:
+                batch = self._decode(topic, payload, arrived_ns)
+            except wire.WireError:
+                self.metrics.rejected.inc()
+                continue
+            self.facts.observe(batch, arrived_ns)
+
+    def step(self, now_ns: int) -> list[Notification]:
+        """Evaluate at ``now_ns``; send, store and return the notifications."""
+        started = time.perf_counter()
+        evaluation = evaluate(self.facts, self.inventory, self.cfg.settings, now_ns)
+        notes = self.tracker.update(evaluation, now_ns, deliver=self.dispatcher.submit)
+        self.metrics.evaluations.inc()
+        self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        for n in notes:
+            self.metrics.notifications.labels(n.status, n.labels.get("alertname", "")).inc()
+            log.info("alert %s: %s %s", n.status, n.labels.get("alertname"), _describe(n.labels))
+        self._store(evaluation, notes, now_ns)
+        self._gauges()
+        if self.cfg.alertmanager is not None and now_ns - self._synced_ns >= int(
+                self.cfg.alertmanager.resend_interval * 1e9):
+            self._synced_ns = now_ns
+            self.dispatcher.sync_alertmanager(
+                [a.notification("firing") for a in self.tracker.firing() if a.notified], now_ns)
+        self.evaluated.set()
+        return notes
+
+    def _store(self, evaluation: Evaluation, notes: Sequence[Notification], now_ns: int) -> None:
+        points = self._changed(evaluation.samples, now_ns)
+        resolved = {n.key for n in notes if n.status == "resolved"}
+        for n in notes:
+            if n.status == "resolved":
+                points.append(("alert", _alert_tags(n.labels), {"firing": 0, "muted": 0}))
+                self._written_ns.pop(n.key, None)
+        for alert in self.tracker.firing():
+            key = alert_key(alert)
+            last_ns, last_muted = self._written_ns.get(key, (0, None))
+            if key in resolved or (now_ns - last_ns < REFRESH_NS and last_muted == alert.muted
+                                   and not _new(alert, notes)):
+                continue
+            self._written_ns[key] = (now_ns, alert.muted)
+            points.append(("alert", _alert_tags(alert.labels), {"firing": 1, "muted": int(alert.muted)}))
+        live = {alert_key(a) for a in self.tracker.firing()}
+        for key in [k for k in self._written_ns if k not in live]:
+            del self._written_ns[key]
+        # The batch header's probe becomes the ``probe`` tag: an alert about a probe is stored under it.
+        by_origin: dict[tuple[str, str], list[wire.Sample]] = {}
+        for measurement, tags, fields in points:
+            origin = (tags.get("zone", ""), tags.get("probe") or STORE_PROBE)
+            rest = {k: v for k, v in tags.items() if k not in ("zone", "probe") and v}
+            by_origin.setdefault(origin, []).append(wire.Sample(measurement, rest, fields, now_ns))
+        batches = [wire.Batch(zone, probe, 0, now_ns, tuple(samples))
+                   for (zone, probe), samples in by_origin.items() if zone]
+        if batches:
+            self.store(batches)
+
+    def _changed(self, samples: Sequence[tuple[str, dict[str, str], dict[str, wire.FieldValue]]],
+                 now_ns: int) -> list[tuple[str, dict[str, str], dict[str, wire.FieldValue]]]:
+        """Return the derived samples whose values changed, or that were last written long enough ago."""
+        out = []
+        for measurement, tags, fields in samples:
+            key = (measurement, tuple(sorted(tags.items())))
+            last = self._derived.get(key)
+            if last is None or last[1] != fields or now_ns - last[0] >= DERIVED_REFRESH_NS:
+                self._derived[key] = (now_ns, dict(fields))
+                out.append((measurement, tags, fields))
+        return out
+
+    def _gauges(self) -> None:
+        self.metrics.alerts.clear()
+        counts: dict[tuple[str, str], int] = {}
+        for a in self.tracker.alerts():
+            state: str = "muted" if a.state == "firing" and a.muted else a.state
+            counts[(a.labels["alertname"], state)] = counts.get((a.labels["alertname"], state), 0) + 1
+        for (name, state), count in counts.items():
+            self.metrics.alerts.labels(name, state).set(count)
+
+
+def alert_key(alert: TrackedAlert) -> str:
+    """Return the tracker key of ``alert``."""
+    return fingerprint(alert.labels)
+
+
+def _new(alert: TrackedAlert, notes: Sequence[Notification]) -> bool:
+    return any(n.status == "firing" and n.labels == alert.labels for n in notes)
+
+
+def _alert_tags(labels: Any) -> dict[str, str]:
+    """Return the ``alert`` measurement's tags: the labels without ``probe`` duplicates of the header."""
+    return {k: str(v) for k, v in labels.items() if v}
+
+
+def _describe(labels: Any) -> str:
+    return " ".join(f"{k}={v}" for k, v in labels.items() if k not in ("alertname", "severity"))
+
+
+def _default_decode(topic: str, payload: bytes, arrived_ns: int) -> wire.Batch:
+    from collector.ingest import parse_entry
+    from zwqueue import Entry
+
+    return parse_entry(Entry(0, topic, arrived_ns, payload))

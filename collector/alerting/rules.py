@@ -1,0 +1,662 @@
+"""The alert rules: ``evaluate(facts, inventory, settings, now_ns) -> Evaluation``. Pure: no clock, no I/O.
+
+Called by the alert engine's thread (and by tests) with the evaluation time; reads ``Facts`` and the inventory,
+changes neither, and may be called as often as wanted. Every alert is one ``Finding`` per owner carrier
+(``carrier`` = the owner's PLMN; an asset without owners gives one finding without ``carrier``)::
+
+    alert            fires when (at ``now``)                                   labels (besides alertname, severity)
+    ---------------  --------------------------------------------------------  ---------------------------------
+    ProbeDown        the probe's last will (``offline``) came and nothing after  zone, area, probe
+                     it, or no message for ``probe_timeout``
+    DeviceDown       every probe that polls or pings the device (and is up)     zone, area, carrier, site, device
+                     saw no SNMP and no ICMP answer ``device_down_polls`` times
+                     in a row
+    DeviceRebooted   sysUpTime went back / ``rebooted`` / a cold or warm start   zone, area, carrier, site, device
+                     trap, within ``reboot_hold``
+    LinkDown         an inventory link (or an interface the agent tagged with   zone, area, carrier, site, device,
+                     a link id) is oper down while admin up (trap at once)      link
+    PowerOnBattery   the UPS runs on battery (poll or trap)                     zone, area, carrier, site, device
+    BatteryLow       the UPS says battery low, or < ``battery_low_minutes`` left zone, area, carrier, site, device
+    OpticalDegraded  rx under ``optical_min_rx_dbm``, or ``optical_drop_db``     zone, area, carrier, site, device,
+                     under the port's own baseline                              link (when the port is one)
+    RedundancyLost   fewer members of a redundancy group up than it needs       zone, carrier, group
+    ServiceOutage    no member of the group up (mutes RedundancyLost)           zone, carrier, group
+    NoService        no up probe in the area registered on the carrier          zone, area, carrier
+    CoverageHole     median RSRP in the area under the zone's hole threshold     zone, area, carrier
+    WeakSignal       median RSRP between the hole and the fair threshold        zone, area, carrier
+
+States are three-valued (Icinga's redundancy-group bugs come from two): a device, link or path member is
+``up``, ``down`` or ``unknown``. Unknown is what no usable observer can tell now: the observing probes are down,
+or their readings are older than ``stale_after``. Unknown is neither healthy nor down: the alerts it would
+decide go into ``Evaluation.unknown``, so the tracker keeps them as they were (no DeviceDown storm when a
+probe dies, no false recovery either). A device is down only when every usable observer says so.
+
+Dependencies mute, they do not hide: the child's alerts are still returned, with ``muted_by`` naming the cause.
+An alert on a device whose parent chain is down is muted by the highest down ancestor in the unbroken chain
+(``DeviceDown sw-core``); the link, power, optical and reboot alerts of a device that is down are muted by its
+own DeviceDown; ServiceOutage mutes RedundancyLost of the same group; NoService mutes CoverageHole and
+WeakSignal of the same area and carrier. A parent whose state is unknown mutes nothing.
+
+Derived measurements (``Evaluation.samples``), at ``now``: ``redundancy`` (tags zone, group, carrier; fields
+members_up, members_needed, members_total, state 0 ok / 1 degraded / 2 outage) for every group whose state
+is decided, and ``coverage`` (tags zone, area, carrier; fields level 0 good / 1 fair / 2 weak / 3 hole /
+4 no_service, rsrp_dbm (median), probes) for every area and carrier with readings.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Final, Literal
+
+from collector.alerting.config import RuleSettings
+from collector.alerting.facts import NO_PATH, Facts, Interface, Optical, PowerFacts, Reading
+from collector.alerting.model import LABELS, SEVERITY, Evaluation, Finding
+from collector.inventory import Device, Inventory, RedundancyGroup, Zone
+
+__all__ = ["evaluate", "LEVELS", "REDUNDANCY_STATES"]
+
+S: Final = 1_000_000_000
+LEVELS: Final = ("good", "fair", "weak", "hole", "no_service")   # coverage ``level`` 0..4
+REDUNDANCY_STATES: Final = ("ok", "degraded", "outage")          # redundancy ``state`` 0..2
+
+State = Literal["up", "down", "unknown"]
+Sample = tuple[str, dict[str, str], dict[str, int | float | bool]]
+
+
+def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns: int) -> Evaluation:
+    """Return every condition that holds at ``now_ns``, what cannot be decided, and the derived measurements."""
+    run = _Run(facts, inventory, _index(inventory), settings, now_ns)
+    run.probes()
+    run.devices()
+    run.reboots()
+    run.power()
+    run.optical()
+    run.links()
+    run.groups()
+    run.coverage()
+    return Evaluation(run.findings, run.unknown, run.samples)
+
+
+# ------------------------------------------------------------------------------------------------ inventory
+
+
+@dataclass(slots=True)
+class _Index:
+    """What the rules look up in an inventory, computed once per inventory."""
+
+    keys: dict[str, tuple[str, ...]]              # device -> the names it may be reported under (id, address)
+    canonical: dict[str, str]                     # address or id -> device id
+    link_at: dict[tuple[str, str], str]           # (device, ifname) -> link id
+    plmn: dict[str, str]                          # carrier key or PLMN -> PLMN
+    carrier_name: dict[str, str]                  # PLMN -> carrier name
+    areas: dict[tuple[str, str], list[str]]       # (zone, area) -> probes standing there
+    modem_plmn: dict[tuple[str, str], str]        # (probe, modem name) -> PLMN
+
+
+_CACHE: list[tuple[Inventory, _Index]] = []
+
+
+def _index(inventory: Inventory) -> _Index:
+    """Return the index of ``inventory`` (the last one is remembered: inventories are immutable)."""
+    if _CACHE and _CACHE[0][0] is inventory:
+        return _CACHE[0][1]
+    plmn = {key: c.plmn for key, c in inventory.carriers.items()}
+    plmn.update({c.plmn: c.plmn for c in inventory.carriers.values()})
+    keys: dict[str, tuple[str, ...]] = {}
+    canonical: dict[str, str] = {}
+    for name, dev in inventory.devices.items():
+        keys[name] = (name, dev.address) if dev.address and dev.address != name else (name,)
+        if dev.address:
+            canonical.setdefault(dev.address, name)
+    canonical.update({name: name for name in inventory.devices})
+    areas: dict[tuple[str, str], list[str]] = {}
+    modem_plmn: dict[tuple[str, str], str] = {}
+    for name, probe in inventory.probes.items():
+        if probe.area is not None:
+            areas.setdefault((probe.zone, probe.area), []).append(name)
+        for modem in probe.modems:
+            if modem.carrier in plmn:
+                modem_plmn[(name, modem.name)] = plmn[modem.carrier]
+            elif "-" in modem.carrier:
+                modem_plmn[(name, modem.name)] = modem.carrier
+    index = _Index(
+        keys=keys,
+        canonical=canonical,
+        link_at={(link.device, link.ifname): key for key, link in inventory.links.items()},
+        plmn=plmn,
+        carrier_name={c.plmn: c.name for c in inventory.carriers.values()},
+        areas=areas,
+        modem_plmn=modem_plmn,
+    )
+    _CACHE[:] = [(inventory, index)]
+    return index
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _when(ns: int) -> str:
+    """Return ``ns`` as a UTC time an operator reads (``2025-11-28 07:02:10 UTC``)."""
+    return datetime.fromtimestamp(ns / S, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(ns: int) -> str:
+    """Return a duration as ``1h02m``, ``3m20s`` or ``45s``."""
+    seconds = max(0, round(ns / S))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+@dataclass(slots=True)
+class _Device:
+    """One device as the rules see it now."""
+
+    name: str
+    zone: str
+    labels: dict[str, str]                # zone, area, site, device (no alertname, no carrier)
+    carriers: list[str]                   # owner PLMNs
+    what: str                             # "BTS bts-01 at site bts-dv-01"
+    state: State | Literal["unpolled"] = "unknown"
+    down_since: int = 0
+    down_polls: int = 0
+    down_by: list[str] = field(default_factory=list)     # probes that see it down
+    up_by: list[str] = field(default_factory=list)       # probes that see it answer
+    blind: list[str] = field(default_factory=list)       # observing probes that are down
+    muted_by: str | None = None           # for its DeviceDown (a down ancestor)
+    muted_child: str | None = None        # for its other alerts (a down ancestor, else its own DeviceDown)
+
+
+class _Run:
+    """One evaluation: the steps append findings, unknown matchers and samples."""
+
+    def __init__(self, facts: Facts, inventory: Inventory, index: _Index, settings: RuleSettings,
+                 now_ns: int) -> None:
+        self.facts, self.inv, self.ix, self.settings, self.now = facts, inventory, index, settings, now_ns
+        self.stale_cut = now_ns - int(settings.stale_after * S)
+        self.findings: list[Finding] = []
+        self.unknown: list[Mapping[str, str]] = []
+        self.samples: list[Sample] = []
+        self.probe_state: dict[str, State] = {}
+        self.device: dict[str, _Device] = {}
+        self.link_state: dict[str, State] = {}
+
+    # ------------------------------------------------------------------------------------------ output
+
+    def emit(self, alertname: str, labels: Mapping[str, str], carriers: Sequence[str | None], summary: str,
+             description: str, muted_by: str | None = None) -> None:
+        """Add one finding per carrier (one without ``carrier`` when there is none)."""
+        for carrier in carriers or [None]:
+            full = {"alertname": alertname, "severity": SEVERITY[alertname], **labels}
+            if carrier is not None:
+                full["carrier"] = carrier
+            ordered = {k: full[k] for k in LABELS if full.get(k)}
+            self.findings.append(Finding(ordered, {"summary": summary, "description": description}, muted_by))
+
+    def dont_know(self, **matcher: str) -> None:
+        """Add an unknown matcher: alerts carrying these labels can be neither confirmed nor cleared now."""
+        self.unknown.append(matcher)
+
+    def owners(self, carriers: Iterable[str]) -> list[str]:
+        """Return the PLMNs of carriers given by key or PLMN, in order, without repeats."""
+        out: list[str] = []
+        for name in carriers:
+            plmn = self.ix.plmn.get(name)
+            if plmn is not None and plmn not in out:
+                out.append(plmn)
+        return out
+
+    def names(self, plmns: Iterable[str | None]) -> str:
+        return ", ".join(self.ix.carrier_name.get(p, p) for p in plmns if p) or "no owner carrier"
+
+    # ------------------------------------------------------------------------------------------ probes
+
+    def probes(self) -> None:
+        """ProbeDown; and every probe's state, which decides whose readings count."""
+        timeout = int(self.settings.probe_timeout * S)
+        for name in [*self.inv.probes, *(p for p in self.facts.probes if p not in self.inv.probes)]:
+            state, why = self._probe(name, timeout)
+            self.probe_state[name] = state
+            probe = self.inv.probes.get(name)
+            if probe is None:
+                continue  # a probe not in the inventory is not paged about (it may be gone for good)
+            labels = {"zone": probe.zone, "area": probe.area or "", "probe": name}
+            if state == "unknown":
+                self.dont_know(alertname="ProbeDown", probe=name)
+            elif state == "down":
+                where = f" in area {probe.area}" if probe.area else ""
+                self.emit("ProbeDown", labels, [], f"Probe {name}{where} is down",
+                          f"{why}. Until it is back, what only it measures (its devices, paths and coverage) "
+                          "is unknown: those alerts are held as they were.")
+
+    def _probe(self, name: str, timeout: int) -> tuple[State, str]:
+        facts = self.facts.probes.get(name)
+        if facts is None:
+            started = self.facts.started_ns
+            if started is None or self.now - started < timeout:
+                return "unknown", ""
+            return "down", f"Nothing received from it since the collector started at {_when(started)}"
+        if facts.offline:
+            return "down", f"Its connection to the broker dropped (last will published at {_when(facts.offline_ns)})"
+        if self.now - facts.alive_ns > timeout:
+            return "down", (f"No message from it for {_span(self.now - facts.alive_ns)} (since "
+                            f"{_when(facts.alive_ns)}; the limit is {_span(timeout)})")
+        return "up", ""
+
+    def up(self, probe: str) -> bool:
+        return self.probe_state.get(probe) == "up"
+
+    # ------------------------------------------------------------------------------------------ devices
+
+    def devices(self) -> None:
+        """DeviceDown, after every device's state (parents are decided before their children are muted)."""
+        for name in self.inv.devices:
+            self._view(name)
+        for key in self.facts.pollers:  # polled but not in the inventory
+            name = self.ix.canonical.get(key, key)
+            if name not in self.device:
+                self._view(name)
+        for dev in self.device.values():
+            dev.muted_by = self._ancestor_down(dev.name)
+            dev.muted_child = dev.muted_by or (f"DeviceDown {dev.name}" if dev.state == "down" else None)
+        for dev in self.device.values():
+            if dev.state == "unknown":
+                self.dont_know(device=dev.name)
+            elif dev.state == "unpolled":
+                self.dont_know(alertname="DeviceDown", device=dev.name)
+            elif dev.state == "down":
+                polls = self.settings.device_down_polls
+                seen = ", ".join(dev.down_by)
+                blind = f" ({', '.join(dev.blind)} cannot see it: probe down)" if dev.blind else ""
+                self.emit("DeviceDown", dev.labels, dev.carriers, f"{dev.what} is down",
+                          f"No answer to SNMP or ping from {seen}{blind} since {_when(dev.down_since)} "
+                          f"({dev.down_polls} polls in a row, {polls} needed). Owners: {self.names(dev.carriers)}.",
+                          dev.muted_by)
+
+    def _describe(self, name: str, zone: str) -> _Device:
+        dev = self.inv.devices.get(name)
+        if dev is None:
+            return _Device(name, zone, {"zone": zone, "device": name}, [], f"Device {name}")
+        site = self.inv.sites.get(dev.site)
+        labels = {"zone": site.zone if site else zone, "area": (site.area if site else None) or "",
+                  "site": dev.site, "device": name}
+        what = f"{_KIND.get(dev.kind, 'Device')} {name} at site {dev.site}"
+        return _Device(name, labels["zone"], labels, self.owners(dev.owners), what)
+
+    def _view(self, name: str) -> _Device:
+        """Decide whether ``name`` answers, from every probe that polls or pings it."""
+        known = self.device.get(name)
+        if known is not None:
+            return known
+        keys = self.ix.keys.get(name, (name,))
+        observers: set[str] = set()
+        for key in keys:
+            observers.update(self.facts.pollers.get(key, ()))
+            observers.update(self.facts.reachers.get(key, ()))
+        zone = next((self.facts.probes[p].zone for p in sorted(observers) if p in self.facts.probes), "")
+        dev = self._describe(name, zone)
+        self.device[name] = dev
+        inv: Device | None = self.inv.devices.get(name)
+        if not observers:
+            home = inv.probe if inv is not None else None
+            dev.state = "unknown" if home is not None and not self.up(home) else "unpolled"
+            if dev.state == "unknown" and home is not None:
+                dev.blind.append(home)
+            return dev
+        need = self.settings.device_down_polls
+        for probe in sorted(observers):
+            if not self.up(probe):
+                dev.blind.append(probe)
+                continue
+            fresh = [poll for key in keys for poll in (self.facts.polls.get((probe, key)),
+                                                       self.facts.reach.get((probe, key)))
+                     if poll is not None and poll.time_ns >= self.stale_cut]
+            if not fresh:
+                continue
+            if all(poll.misses >= need for poll in fresh):
+                dev.down_by.append(probe)
+                since = min(poll.miss_since_ns for poll in fresh)
+                dev.down_since = max(dev.down_since, since)
+                polls = min(poll.misses for poll in fresh)
+                dev.down_polls = polls if not dev.down_polls else min(dev.down_polls, polls)
+            else:
+                dev.up_by.append(probe)
+        dev.state = "up" if dev.up_by else "down" if dev.down_by else "unknown"
+        return dev
+
+    def _ancestor_down(self, name: str) -> str | None:
+        """Return ``DeviceDown <a>`` for the highest down ancestor in an unbroken down chain above ``name``."""
+        inv = self.inv.devices.get(name)
+        root: str | None = None
+        seen = {name}
+        parent = inv.parent if inv is not None else None
+        while parent is not None and parent not in seen and parent in self.inv.devices:
+            seen.add(parent)
+            if self._view(parent).state != "down":
+                break
+            root = parent
+            parent = self.inv.devices[parent].parent
+        return f"DeviceDown {root}" if root is not None else None
+
+    def dev(self, key: str, zone: str) -> _Device:
+        """Return the device reported as ``key`` (an id or an address), described even if never polled."""
+        name = self.ix.canonical.get(key, key)
+        known = self.device.get(name)
+        if known is None:
+            known = self.device[name] = self._describe(name, zone)
+            known.state = "unpolled"
+        return known
+
+    # ------------------------------------------------------------------------------------------ device alerts
+
+    def reboots(self) -> None:
+        """DeviceRebooted, for ``reboot_hold`` after the reboot."""
+        hold = int(self.settings.reboot_hold * S)
+        latest: dict[str, tuple[int, str, str]] = {}
+        for key, facts in self.facts.devices.items():
+            if facts.reboot_ns is None or self.now - facts.reboot_ns >= hold:
+                continue
+            name = self.ix.canonical.get(key, key)
+            if name not in latest or facts.reboot_ns > latest[name][0]:
+                latest[name] = (facts.reboot_ns, facts.reboot_how, facts.zone)
+        for name, (when, how, zone) in latest.items():
+            dev = self.dev(name, zone)
+            if dev.state == "unknown":
+                continue
+            self.emit("DeviceRebooted", dev.labels, dev.carriers, f"{dev.what} restarted",
+                      f"It restarted at {_when(when)} ({how}). This alert clears by itself "
+                      f"{_span(hold)} after the restart.", dev.muted_child)
+
+    def power(self) -> None:
+        """PowerOnBattery and BatteryLow."""
+        merged: dict[str, PowerFacts] = {}
+        for key, facts in self.facts.power.items():
+            name = self.ix.canonical.get(key, key)
+            merged[name] = _merge_power(merged[name], facts) if name in merged else facts
+        for name, facts in merged.items():
+            dev = self.dev(name, facts.zone)
+            if dev.state == "unknown":
+                continue
+            if dev.state != "down" and facts.time_ns < self.stale_cut:
+                self.dont_know(alertname="PowerOnBattery", device=name)
+                self.dont_know(alertname="BatteryLow", device=name)
+                continue
+            minutes = facts.battery_minutes
+            left = f" About {_fmt(minutes)} minutes of battery left." if minutes is not None else ""
+            if facts.on_battery:
+                self.emit("PowerOnBattery", dev.labels, dev.carriers, f"{dev.what} is on battery",
+                          f"Mains power is lost since {_when(facts.on_battery_ns)}: the UPS runs on battery.{left}",
+                          dev.muted_child)
+            short = minutes is not None and minutes < self.settings.battery_low_minutes
+            if facts.battery_low or short:
+                why = "the UPS reports its battery low" if facts.battery_low else \
+                    f"under {_fmt(self.settings.battery_low_minutes)} minutes of runtime left"
+                self.emit("BatteryLow", dev.labels, dev.carriers, f"{dev.what}: battery low",
+                          f"Battery almost exhausted: {why}.{left} The site goes dark when it runs out.",
+                          dev.muted_child)
+
+    def optical(self) -> None:
+        """OpticalDegraded, one finding per device and link (ports that are no inventory link are merged)."""
+        bucket = self.facts.optical_bucket_ns
+        found: dict[tuple[str, str], list[str]] = {}
+        fresh: dict[str, bool] = {}   # device -> has a current reading (a port that stopped reporting is ignored)
+        for (key, port), facts in self.facts.optical.items():
+            if facts.rx_dbm is None:
+                continue
+            name = self.ix.canonical.get(key, key)
+            dev = self.dev(name, facts.zone)
+            if dev.state == "unknown":
+                continue
+            current = dev.state == "down" or facts.time_ns >= self.stale_cut
+            fresh[name] = fresh.get(name, False) or current
+            why = self._optical_why(facts, bucket) if current else None
+            if why is not None:
+                found.setdefault((name, self.ix.link_at.get((name, port), "")), []).append(f"port {port}: {why}")
+        for name in (n for n, current in fresh.items() if not current):   # optical polling stopped
+            self.dont_know(alertname="OpticalDegraded", device=name)
+        for (name, link), problems in sorted(found.items()):
+            dev = self.device[name]
+            carriers = self.owners(self.inv.links[link].carriers) if link else dev.carriers
+            labels = {**dev.labels, "link": link}
+            where = f" (link {link})" if link else ""
+            self.emit("OpticalDegraded", labels, carriers, f"{dev.what}: optical receive power degraded{where}",
+                      "Received light is too weak: " + "; ".join(problems) + ". Expect errors, then a link down: "
+                      "check the fibre, connectors and the far-end transmitter.", dev.muted_child)
+
+    def _optical_why(self, facts: Optical, bucket_ns: int) -> str | None:
+        rx = facts.rx_dbm
+        assert rx is not None
+        if rx < self.settings.optical_min_rx_dbm:
+            return f"Rx {_fmt(rx)} dBm, under the {_fmt(self.settings.optical_min_rx_dbm)} dBm minimum"
+        base = facts.baseline(self.now, bucket_ns)
+        if base is not None and rx < base - self.settings.optical_drop_db:
+            return (f"Rx {_fmt(rx)} dBm, {_fmt(base - rx)} dB under its usual {_fmt(base)} dBm "
+                    f"(more than {_fmt(self.settings.optical_drop_db)} dB)")
+        return None
+
+    # ------------------------------------------------------------------------------------------ links
+
+    def _interface(self, name: str, ifname: str) -> Interface | None:
+        newest: Interface | None = None
+        for key in self.ix.keys.get(name, (name,)):
+            state = self.facts.interfaces.get((key, ifname))
+            if state is not None and (newest is None or state.time_ns > newest.time_ns):
+                newest = state
+        return newest
+
+    def _link(self, dev: _Device, iface: Interface | None) -> State:
+        """Return whether a link is up: its interface is oper up and its device is not down."""
+        if dev.state == "down":
+            return "down"
+        if dev.state == "unknown" or iface is None or iface.oper_up is None:
+            return "unknown"
+        if not iface.from_trap and iface.time_ns < self.stale_cut:
+            return "unknown"
+        return "up" if iface.oper_up else "down"
+
+    def links(self) -> None:
+        """LinkDown, for inventory links and for interfaces the agent tagged with a link id."""
+        todo: list[tuple[str, str, str, Interface | None, list[str]]] = []
+        for link_id, link in self.inv.links.items():
+            iface = self._interface(link.device, link.ifname)
+            todo.append((link_id, link.device, link.ifname, iface, self.owners(link.carriers)))
+        seen: set[tuple[str, str]] = set()
+        for (key, ifname), tagged in self.facts.links.items():
+            name = self.ix.canonical.get(key, key)
+            if (name, ifname) in self.ix.link_at or tagged.link is None or tagged.link in self.inv.links \
+                    or (name, ifname) in seen:
+                continue
+            seen.add((name, ifname))
+            todo.append((tagged.link, name, ifname, self._interface(name, ifname), []))
+        for link_id, name, ifname, iface, carriers in todo:
+            dev = self.dev(name, iface.zone if iface is not None else "")
+            state = self._link(dev, iface)
+            if link_id in self.inv.links:
+                self.link_state[link_id] = state
+            if dev.state == "unknown":
+                continue
+            if state == "unknown":
+                self.dont_know(alertname="LinkDown", device=name, link=link_id)
+                continue
+            if iface is None or iface.oper_up is not False or iface.admin_up is False:
+                continue
+            source = "a linkDown trap" if iface.from_trap else "the last poll"
+            self.emit("LinkDown", {**dev.labels, "link": link_id}, carriers or dev.carriers,
+                      f"Link {link_id} is down ({name} {ifname})",
+                      f"Interface {ifname} of {dev.what} is operationally down while administratively up, "
+                      f"since {source} at {_when(iface.time_ns)}. Carriers on it: "
+                      f"{self.names(carriers or dev.carriers)}.", dev.muted_child)
+
+    # ------------------------------------------------------------------------------------------ redundancy
+
+    def _member(self, group: RedundancyGroup, index: int) -> tuple[State, str]:
+        member = group.members[index]
+        if member.link is not None:
+            link = self.inv.links[member.link]
+            state = self.link_state.get(member.link)
+            if state is None:
+                state = self._link(self.dev(link.device, group.zone), self._interface(link.device, link.ifname))
+            return state, f"link {member.link}"
+        if member.device is not None:
+            dev = self.dev(member.device, group.zone)
+            return ("unknown" if dev.state == "unpolled" else dev.state), f"device {member.device}"
+        path = member.path
+        assert path is not None
+        what = f"path {path.name} to {path.target} (seen by {path.probe})"
+        reach = self.facts.reach.get((path.probe, path.target))
+        if not self.up(path.probe) or reach is None or reach.path is None or reach.path_ns < self.stale_cut:
+            return "unknown", what
+        if reach.path == path.name:
+            return "up", what
+        now = "the target does not answer" if reach.path == NO_PATH else f"traffic takes {reach.path}"
+        return "down", f"{what}: {now}"
+
+    def groups(self) -> None:
+        """RedundancyLost, ServiceOutage and the ``redundancy`` samples."""
+        for name, group in self.inv.redundancy_groups.items():
+            states = [self._member(group, i) for i in range(len(group.members))]
+            up = sum(1 for s, _ in states if s == "up")
+            unknown = sum(1 for s, _ in states if s == "unknown")
+            total, needed = len(states), group.needed
+            lost: bool | None = False if up >= needed else True if up + unknown < needed else None
+            outage: bool | None = False if up > 0 else True if unknown == 0 else None
+            carriers = self.owners(group.carriers)
+            labels = {"zone": group.zone, "group": name}
+            if outage is None:
+                self.dont_know(alertname="ServiceOutage", group=name)
+                self.dont_know(alertname="RedundancyLost", group=name)  # its mute cannot be decided either
+                continue
+            if lost is None:
+                self.dont_know(alertname="RedundancyLost", group=name)
+            else:
+                state = 2 if outage else 1 if lost else 0
+                for carrier in carriers:
+                    self.samples.append(("redundancy", {"zone": group.zone, "group": name, "carrier": carrier},
+                                         {"members_up": up, "members_needed": needed, "members_total": total,
+                                          "state": state}))
+            down = [what for s, what in states if s == "down"]
+            about = f"Redundancy group {name}" + (f" ({group.description})" if group.description else "")
+            detail = (f"{up} of {total} members up, {needed} needed. Down: {', '.join(down)}."
+                      + (f" Unknown: {', '.join(w for s, w in states if s == 'unknown')}." if unknown else ""))
+            if outage:
+                self.emit("ServiceOutage", labels, carriers, f"{about}: every route is down",
+                          f"Service outage for {self.names(carriers)}: {detail}")
+            if lost:
+                self.emit("RedundancyLost", labels, carriers, f"{about} has lost its redundancy",
+                          f"The service runs without its backup: {detail}",
+                          f"ServiceOutage {name}" if outage else None)
+
+    # ------------------------------------------------------------------------------------------ coverage
+
+    def coverage(self) -> None:
+        """NoService, CoverageHole, WeakSignal and the ``coverage`` samples, per area and carrier."""
+        window = self.now - int(self.settings.coverage_window * S)
+        for (zone_name, area), probes in sorted(self.ix.areas.items()):
+            zone = self.inv.zones.get(zone_name)
+            if zone is None:
+                continue
+            expected = {self.ix.modem_plmn[(p, m.name)] for p in probes for m in self.inv.probes[p].modems
+                        if (p, m.name) in self.ix.modem_plmn}
+            readings: dict[str, list[tuple[str, list[Reading]]]] = {}
+            for probe in probes:
+                if not self.up(probe):
+                    continue
+                for key in self.facts.modems_of.get(probe, ()):
+                    plmn = key[1] or self.ix.modem_plmn.get((probe, key[2]), "")
+                    recent = [r for r in self.facts.cellular[key].readings if r.time_ns >= window]
+                    if plmn and recent:
+                        readings.setdefault(plmn, []).append((probe, recent))
+            for plmn in sorted(expected | set(readings)):
+                self._area(zone_name, zone, area, plmn, readings.get(plmn, []))
+
+    def _area(self, zone: str, limits_of: Zone, area: str, plmn: str,
+              modems: list[tuple[str, list[Reading]]]) -> None:
+        labels = {"zone": zone, "area": area}
+        if not modems:
+            for name in ("NoService", "CoverageHole", "WeakSignal"):
+                self.dont_know(alertname=name, zone=zone, area=area, carrier=plmn)
+            return
+        latest = [recent[-1].registered for _, recent in modems]
+        service = any(r is True for r in latest)
+        no_service = not service and any(r is False for r in latest)
+        all_readings = [r for _, recent in modems for r in recent]
+        rsrp = [r.rsrp_dbm for r in all_readings if r.rsrp_dbm is not None]
+        rat = _dominant([r.rat for r in all_readings if r.rat])
+        limits = limits_of.threshold(rat)
+        median = _median(rsrp) if rsrp else None
+        signal: int | None = None
+        if median is not None:
+            signal = 0 if median >= limits.good_dbm else 1 if median >= limits.fair_dbm else \
+                2 if median >= limits.hole_dbm else 3
+        probes = sorted({p for p, _ in modems})
+        name = self.ix.carrier_name.get(plmn, plmn)
+        where = f"area {area} of zone {zone}"
+        seen = f"{len(probes)} probe{'s' if len(probes) > 1 else ''} ({', '.join(probes)})"
+        if not service and not no_service:
+            self.dont_know(alertname="NoService", zone=zone, area=area, carrier=plmn)
+        if no_service:
+            self.emit("NoService", labels, [plmn], f"No {name} service in {where}",
+                      f"No modem on {name} ({plmn}) is registered to the network in {where}: "
+                      f"{seen} tried within the last {_span(self.now - min(r.time_ns for r in all_readings))}.")
+        muted = f"NoService {area}" if no_service else None
+        tech = f" ({rat})" if rat else ""
+        if signal is None:
+            if not no_service:
+                self.dont_know(alertname="CoverageHole", zone=zone, area=area, carrier=plmn)
+                self.dont_know(alertname="WeakSignal", zone=zone, area=area, carrier=plmn)
+        elif signal >= 2:
+            assert median is not None
+            bound = limits.hole_dbm if signal == 3 else limits.fair_dbm
+            self.emit("CoverageHole" if signal == 3 else "WeakSignal", labels, [plmn],
+                      f"{'Coverage hole' if signal == 3 else 'Weak signal'} for {name} in {where}",
+                      f"Median RSRP {_fmt(median)} dBm{tech} over {len(rsrp)} readings from {seen}, under "
+                      f"{_fmt(bound)} dBm" + ("" if signal == 3 else
+                                              f" (a hole is under {_fmt(limits.hole_dbm)} dBm)") + ".", muted)
+        level = 4 if no_service else signal
+        if level is not None:
+            fields: dict[str, int | float | bool] = {"level": level, "probes": len(probes)}
+            if median is not None:
+                fields["rsrp_dbm"] = median
+            self.samples.append(("coverage", {"zone": zone, "area": area, "carrier": plmn}, fields))
+
+
+_KIND: Final = {"bts": "BTS", "switch": "Switch", "router": "Router", "olt": "OLT", "ups": "UPS", "other": "Device"}
+
+
+def _merge_power(a: PowerFacts, b: PowerFacts) -> PowerFacts:
+    """Return the newest of each value of two reports of one UPS (by id and by address)."""
+    out = PowerFacts(a.zone, a.site or b.site)
+    for x in (a, b):
+        if x.on_battery_ns > out.on_battery_ns:
+            out.on_battery, out.on_battery_ns = x.on_battery, x.on_battery_ns
+        if x.battery_low_ns > out.battery_low_ns:
+            out.battery_low, out.battery_low_ns = x.battery_low, x.battery_low_ns
+        if x.battery_minutes_ns > out.battery_minutes_ns:
+            out.battery_minutes, out.battery_minutes_ns = x.battery_minutes, x.battery_minutes_ns
+    return out
+
+
+def _dominant(rats: list[str]) -> str | None:
+    """Return the technology most readings were on (on a tie, the one read last)."""
+    if not rats:
+        return None
+    counts: dict[str, int] = {}
+    for rat in rats:
+        counts[rat] = counts.get(rat, 0) + 1
+    best = max(counts.values())
+    return next(rat for rat in reversed(rats) if counts[rat] == best)
