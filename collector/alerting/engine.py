@@ -7,10 +7,12 @@ Threads::
     engine thread           decodes what was offered (independently of the storage writer, so a TSDB
                             outage does not stop alerting), feeds ``Facts``, and evaluates the rules at once
                             when an event or a status change arrived (traps and last wills page within a
-                            second), otherwise every ``interval``. Notifications go to the dispatcher
-                            (durable outbox) before the tracker's state is saved: a crash in between sends a
-                            notification twice, never loses one. Derived measurements (``alert``,
-                            ``redundancy``, ``coverage``) go to storage through ``store``.
+                            second), within ``MIN_GAP`` when data arrived (a polled fault pages within a
+                            poll), and every ``interval`` regardless (timeouts, hold times).
+                            Notifications go to the dispatcher (durable outbox) before the tracker's
+                            state is saved: a crash in between sends a notification twice, never loses
+                            one. Derived measurements (``alert``, ``redundancy``, ``coverage``) go to
+                            storage through ``store``.
 
 Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
 """
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 STORE_PROBE = "collector"    # the probe name of the batches of derived measurements
 REFRESH_NS = 60 * 10**9      # a firing alert's ``alert`` point is written again at least this often
+MIN_GAP = 0.2                # seconds: data triggers an evaluation at most this often
 DERIVED_REFRESH_NS = 30 * 10**9   # an unchanged ``redundancy``/``coverage`` point is written this often
 
 
@@ -122,8 +125,9 @@ class AlertEngine:
     def _loop(self) -> None:
         interval = self.cfg.interval
         next_eval = time.monotonic()
+        last_eval = 0.0
         while not self._stop.is_set():
-            self._wake.wait(max(0.0, min(interval, next_eval - time.monotonic())))
+            self._wake.wait(max(0.0, next_eval - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 break
@@ -132,9 +136,12 @@ class AlertEngine:
                 urgent, self._urgent = self._urgent, False
             try:
                 self.ingest(taken)
-                if urgent or time.monotonic() >= next_eval:
+                if taken:  # new evidence: judge it now, at most every MIN_GAP (events at once)
+                    next_eval = min(next_eval, last_eval if urgent else last_eval + MIN_GAP)
+                if time.monotonic() >= next_eval:
+                    last_eval = time.monotonic()
                     self.step(self.clock())
-                    next_eval = time.monotonic() + interval
+                    next_eval = last_eval + interval
             except Exception:  # one bad evaluation must not end alerting; it is logged with its cause
                 log.exception("alert evaluation failed; carrying on")
                 next_eval = time.monotonic() + interval

@@ -119,10 +119,7 @@ class Zone:
         self.am = services.start_alertmanager(tmp / "am", written[-1][0].read_text())
         self.started.append(self.am)
         (tmp / "collector.yaml").write_text(collector_yaml + alerting_text(self.hooks.url, self.am.url))
-        log = tmp / "collector" / "collector.log"
-        self.collector = services.start_zonewatch(
-            "collector", ["-c", str(tmp / "collector.yaml"), "run"], tmp / "collector",
-            ready=lambda: "collector subscribed" in log.read_text())
+        self.collector = self.start_collector()
         self.started.append(self.collector)
         (tmp / "agent.yaml").write_text(
             "probe: {id: p1, zone: e2e, area: gate-a}\n"
@@ -138,6 +135,19 @@ class Zone:
                                               ready=lambda: " running " in agent_log.read_text())
         self.started.append(self.agent)
         self.store = SqliteWriter(SqliteStorage(type="sqlite", path=str(tmp / "store.db")))
+
+    def start_collector(self) -> services.Service:
+        log = self.tmp / "collector" / "collector.log"
+        seen = log.read_text().count("collector subscribed") if log.exists() else 0
+        return services.start_zonewatch(
+            "collector", ["-c", str(self.tmp / "collector.yaml"), "run"], self.tmp / "collector",
+            ready=lambda: log.read_text().count("collector subscribed") > seen)
+
+    def restart_collector(self) -> None:
+        self.collector.stop()
+        index = self.started.index(self.collector)
+        self.collector = self.start_collector()
+        self.started[index] = self.collector
 
     def cut(self, far: str) -> None:
         ip("-n", NS, "link", "set", far, "down")
@@ -220,6 +230,18 @@ def test_3_cutting_the_backup_is_an_outage_and_mutes_redundancy_lost(zone: Zone)
     assert zone.direct("viettel").count(("firing", "RedundancyLost")) == before
     assert ("resolved", "RedundancyLost") not in zone.direct("viettel")
     assert zone.hooks.at("/vinaphone") == []
+
+
+def test_3b_a_collector_restart_neither_pages_again_nor_forgets(zone: Zone) -> None:
+    before = {path: list(zone.direct(path)) for path in ("noc", "viettel", "vinaphone")}
+    zone.restart_collector()
+    # The restarted collector judges the group again (both links still cut) and says nothing new.
+    restarted = time.time_ns()
+    services.wait_for(lambda: zone.latest("redundancy", "members_up", group="vt-fibre") == 0
+                      and (zone.store.latest("redundancy", "members_up", {"group": "vt-fibre"})[0].time_ns
+                           > restarted), WAIT, "the restarted collector to judge the group")
+    time.sleep(2)  # a few evaluations after that: any repeat page would have been sent by now
+    assert {path: zone.direct(path) for path in before} == before
 
 
 def test_4_restoring_both_resolves_both_outage_first(zone: Zone) -> None:
