@@ -290,9 +290,12 @@ def start_zonewatch(name: str, args: list[str], workdir: Path, env: dict[str, st
 
 @dataclass
 class Hook:
+    """One POST received: its path, headers, JSON body, and when it arrived (time.monotonic())."""
+
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    received: float = 0.0
 
 
 class WebhookServer:
@@ -318,7 +321,7 @@ class WebhookServer:
                 code = next((sink.status[n] for n in names if n in sink.status), 200)
                 if code == 200:
                     with sink._lock:
-                        sink.hooks.append(Hook(self.path, dict(self.headers), body))
+                        sink.hooks.append(Hook(self.path, dict(self.headers), body, time.monotonic()))
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
