@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=0,
                       help="stop by itself after this many seconds (default: run until Ctrl-C)")
     demo.add_argument("--plain", action="store_true", help="print plain lines instead of a live table")
+    demo.add_argument("--no-scenario", action="store_true",
+                      help="no scripted faults (fibre cut, power failure, coverage hole): readings only")
+    demo.add_argument("--pace", type=float, default=1.0,
+                      help="scale the scenario's timeline (0.5 runs it twice as fast; default 1)")
     mq = sub.add_parser("render-mosquitto", help="write mosquitto's ACL, password file and TLS listener")
     mq.add_argument("--out", required=True, help="folder to write acl, passwd, mosquitto-listener.conf into")
     mq.add_argument("--secrets", help="folder with one password file per user (default: OUT/secrets, "
@@ -126,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from collector.demo import run_demo
 
-        return run_demo(workdir=args.workdir, seconds=args.seconds, plain=args.plain)
+        return run_demo(workdir=args.workdir, seconds=args.seconds, plain=args.plain, scenario=not args.no_scenario,
+                        pace=args.pace)
 
     from collector.config import CollectorConfig
     from collector.inventory import Inventory

@@ -6,7 +6,17 @@ What runs (every port is a free one on 127.0.0.1, every file in one work folder)
     agent            ``python -m agent run`` in a child process, polling everything below
     modems           two ``python -m agent.sim.modem`` children on pseudo-terminals (Viettel, VinaPhone),
                      their RSRP drifting
-    SNMP devices     one snmpsim child serving ``bts-01`` and ``sw-core`` (communities = device names)
+    SNMP devices     one snmpsim child serving ``bts-01``, ``sw-core`` and the BTS site's UPS ``ups-01``
+                     (communities = device names; interface and UPS states writable, as a fault would set them)
+    alerting         the inventory below, and a NOC webhook receiver in this process
+
+The scripted scenario (``--no-scenario`` turns it off) breaks the zone and mends it, while the tables show
+the alerts and the notifications the receiver got:
+
+    +30 s   Viettel's primary fibre into the park is cut (sw-core xe-0/1/0)   LinkDown, RedundancyLost
+    +50 s   mains power fails at the shared BTS site (ups-01 on battery)        PowerOnBattery (both owners)
+    +70 s   VinaPhone's signal at gate A drops into a coverage hole             CoverageHole (sustained 5 s)
+    +100 s  the fibre is spliced; +120 s mains are back; +140 s the signal recovers: everything resolves
 
 The live table reads what the collector stored, so what it shows has travelled the whole way: modem or
 device, agent, spool, broker, collector, store. Ctrl-C (or SIGTERM, or ``--seconds``) stops every child
@@ -26,8 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import zwconf
+from collector.alerting.config import AlertingConfig
 from collector.app import Collector
 from collector.config import CollectorConfig, EmbeddedBroker, HttpConfig, IntakeQueueConfig
+from collector.inventory import Inventory
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 
@@ -36,7 +49,41 @@ MODEMS = [  # name, PLMN as the modem prints it, PLMN tag, base RSRP, cell
     ("viettel", "45204", "452-04", -84.0, "5F1EA15"),
     ("vinaphone", "45202", "452-02", -101.0, "2B0C40A"),
 ]
-DEVICES = ["bts-01", "sw-core"]
+DEVICES = ["bts-01", "sw-core", "ups-01"]
+SITES = {"bts-01": "bts-dv-01", "sw-core": "pop-dv", "ups-01": "bts-dv-01"}
+
+INVENTORY = """\
+zones:
+  demo-park: {name: Demo Industrial Park, areas: [gate-a, logistics]}
+carriers:
+  viettel: {plmn: 452-04, name: Viettel}
+  vinaphone: {plmn: 452-02, name: VinaPhone}
+sites:
+  bts-dv-01: {zone: demo-park, area: gate-a, kind: bts, owners: [viettel, vinaphone]}   # shared BTS
+  pop-dv: {zone: demo-park, area: logistics, kind: fibre_pop, owners: [viettel]}
+devices:
+  sw-core: {site: pop-dv, kind: switch, owners: [viettel], probe: p1}
+  bts-01: {site: bts-dv-01, kind: bts, owners: [viettel, vinaphone], parent: sw-core, probe: p1}
+  ups-01: {site: bts-dv-01, kind: ups, owners: [viettel, vinaphone], probe: p1}
+links:
+  vt-primary: {device: sw-core, ifname: xe-0/1/0, carriers: [viettel]}
+  vt-backup: {device: sw-core, ifname: xe-0/1/1, carriers: [viettel]}
+redundancy_groups:
+  vt-fibre:
+    zone: demo-park
+    carriers: [viettel]
+    description: Viettel's two fibre routes into the park
+    members: [{link: vt-primary}, {link: vt-backup}]
+probes:
+  p1:
+    zone: demo-park
+    area: gate-a
+    modems: [{name: viettel, carrier: viettel}, {name: vinaphone, carrier: vinaphone}]
+"""
+
+IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"
+UPS_BATTERY_STATUS, UPS_SECONDS_ON_BATTERY = "1.3.6.1.2.1.33.1.2.1.0", "1.3.6.1.2.1.33.1.2.2.0"
+UPS_MINUTES_REMAINING, UPS_OUTPUT_SOURCE = "1.3.6.1.2.1.33.1.2.3.0", "1.3.6.1.2.1.33.1.4.1.0"
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -54,6 +101,9 @@ class Demo:
         self.collector: Collector | None = None
         self.store: SqliteWriter | None = None
         self.db = workdir / "zonewatch.db"
+        self.snmp_port = 0
+        self.modem_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.hooks: Any = None
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it until it exits
@@ -66,11 +116,19 @@ class Demo:
         """Start the collector, the simulated devices and modems, and the agent."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         broker_port, snmp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+        self.snmp_port = snmp_port
+        self.hooks = NocReceiver().start()
+        (self.workdir / "inventory.yaml").write_text(INVENTORY)
+        inventory = zwconf.load(Inventory, INVENTORY, str(self.workdir / "inventory.yaml"))
+        alerting = zwconf.load(AlertingConfig, (
+            "interval: 2s\nrestart_grace: 0s\nsettings: {coverage_window: 15s}\n"
+            "rules: {CoverageHole: {for: 5s, keep_firing_for: 5s}}\n"
+            f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n"), "demo alerting")
         cfg = CollectorConfig(embedded_broker=EmbeddedBroker(listen=f"127.0.0.1:{broker_port}"),
                               storage=SqliteStorage(type="sqlite", path=str(self.db)),
                               queue=IntakeQueueConfig(path=str(self.workdir / "intake.db")),
-                              http=HttpConfig(listen=f"127.0.0.1:{_free_port()}"))
-        self.collector = Collector(cfg)
+                              http=HttpConfig(listen=f"127.0.0.1:{_free_port()}"), alerting=alerting)
+        self.collector = Collector(cfg, inventory)
         self.collector.start()
 
         py = sys.executable
@@ -87,14 +145,17 @@ class Demo:
             if " on " not in line:
                 raise RuntimeError(f"simulated modem {name} did not start: see {self.workdir}/modem-{name}.log")
             ports[name] = line.split(" on ", 1)[1].split()[0]
+            self.modem_procs[name] = proc
 
         agent_cfg = self.workdir / "agent.yaml"
         sources = "".join(
             f"  - {{type: cellular, name: {name}, port: {ports[name]}, carrier: '{tag}', interval: 5s}}\n"
             for name, _, tag, _, _ in MODEMS)
+        extra = {"sw-core": ", links: {xe-0/1/0: vt-primary, xe-0/1/1: vt-backup}",
+                 "ups-01": ", profiles: [system, ups_mib]"}
         sources += "".join(
             f"  - {{type: snmp, name: {dev}, host: 127.0.0.1, port: {snmp_port}, version: v2c, community: {dev},"
-            f" interval: 5s, site: site-{dev}}}\n" for dev in DEVICES)
+            f" interval: 5s, site: {SITES[dev]}{extra.get(dev, '')}}}\n" for dev in DEVICES)
         agent_cfg.write_text(
             "probe: {id: p1, zone: demo-park, area: gate-a}\n"
             f"mqtt: {{host: 127.0.0.1, port: {broker_port}, protocol: '3.1.1'}}\n"
@@ -123,6 +184,60 @@ class Demo:
             self.collector.stop()
         if self.store is not None:
             self.store.close()
+        if self.hooks is not None:
+            self.hooks.stop()
+
+    # the scripted faults -----------------------------------------------------------------------------
+
+    def snmp_set(self, device: str, oid: str, value: int) -> None:
+        """Set an integer on a simulated device (what the fault would do to the real one's MIB)."""
+        import asyncio
+
+        from pysnmp.hlapi.v3arch.asyncio import (
+            CommunityData,
+            ContextData,
+            ObjectIdentity,
+            ObjectType,
+            SnmpEngine,
+            UdpTransportTarget,
+            set_cmd,
+        )
+        from pysnmp.proto.rfc1902 import Integer32
+
+        async def go() -> None:
+            engine = SnmpEngine()
+            try:
+                target = await UdpTransportTarget.create(("127.0.0.1", self.snmp_port), timeout=2, retries=2)
+                error, status, _index, _binds = await set_cmd(engine, CommunityData(device), target, ContextData(),
+                                                              ObjectType(ObjectIdentity(oid), Integer32(value)))
+                if error or status:
+                    raise RuntimeError(f"SNMP set {device} {oid}={value} failed: {error or status}")
+            finally:
+                engine.close_dispatcher()
+
+        asyncio.run(go())
+
+    def fibre(self, up: bool) -> None:
+        """Cut or splice Viettel's primary fibre (sw-core xe-0/1/0, ifIndex 1)."""
+        self.snmp_set("sw-core", f"{IF_OPER_STATUS}.1", 1 if up else 2)
+
+    def mains(self, on: bool) -> None:
+        """Mains power at the BTS site fails (the UPS goes on battery) or comes back."""
+        self.snmp_set("ups-01", UPS_OUTPUT_SOURCE, 3 if on else 5)
+        self.snmp_set("ups-01", UPS_SECONDS_ON_BATTERY, 0 if on else 42)
+        self.snmp_set("ups-01", UPS_MINUTES_REMAINING, 95 if on else 38)
+
+    def coverage(self, carrier: str, hole: bool) -> None:
+        """Move a carrier's modem into a coverage hole, or out of it."""
+        self.modem_procs[carrier].send_signal(signal.SIGUSR1 if hole else signal.SIGUSR2)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Return the alerts the collector tracks now (pending, firing, muted)."""
+        engine = self.collector.engine if self.collector is not None else None
+        if engine is None:
+            return []
+        return [{**a.labels, "_state": a.state, "_muted": a.muted, "_since": a.starts_ns,
+                 "_summary": a.annotations.get("summary", "")} for a in engine.tracker.alerts()]
 
     def failed_child(self) -> str | None:
         """Return the name of a child that exited by itself, if any."""
@@ -164,13 +279,82 @@ class Demo:
         }
 
 
+SCENARIO: list[tuple[float, str, str]] = [   # seconds after the start, what, Demo method call
+    (30, "Viettel's primary fibre into the park is cut (sw-core xe-0/1/0)", "fibre:down"),
+    (50, "mains power fails at the shared BTS site bts-dv-01 (ups-01 on battery)", "mains:off"),
+    (70, "VinaPhone's signal at gate A drops into a coverage hole", "coverage:vinaphone:hole"),
+    (100, "the fibre is spliced", "fibre:up"),
+    (120, "mains power is back at bts-dv-01", "mains:on"),
+    (140, "VinaPhone's signal at gate A recovers", "coverage:vinaphone:ok"),
+]
+
+
+def _act(demo: Demo, action: str) -> None:
+    kind, *rest = action.split(":")
+    if kind == "fibre":
+        demo.fibre(rest[0] == "up")
+    elif kind == "mains":
+        demo.mains(rest[0] == "on")
+    elif kind == "coverage":
+        demo.coverage(rest[0], rest[1] == "hole")
+
+
+class NocReceiver:
+    """The NOC's webhook receiver, in this process: keeps what it got, newest last."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[float, dict[str, Any]]] = []
+        self.url = ""
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> NocReceiver:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                with receiver._lock:
+                    receiver.got.extend((time.time(), a) for a in body.get("alerts", []))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, name="demo-noc", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def recent(self, count: int = 8) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return list(self.got[-count:])
+
+
+def _who(labels: dict[str, Any]) -> str:
+    return " ".join(f"{k}={labels[k]}" for k in ("carrier", "area", "site", "device", "link", "group", "probe")
+                    if labels.get(k))
+
+
 def _fmt(value: Any, spec: str = "") -> str:
     if value is None:
         return "-"
     return format(value, spec) if spec else str(value)
 
 
-def _tables(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], elapsed: float) -> Any:
+def _tables(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], elapsed: float,
+            alerts: list[dict[str, Any]], notes: list[tuple[float, dict[str, Any]]], step: str) -> Any:
     from rich.console import Group
     from rich.table import Table
 
@@ -195,7 +379,21 @@ def _tables(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], e
                        for r in data["probe"])
     summary = (f"[b]ZoneWatch demo[/b] {elapsed:.0f} s | collector: {counters['received']:.0f} messages, "
                f"{counters['written']:.0f} samples stored | devices: {devs or '-'} | probes: {probes or '-'}")
-    return Group(summary, cell, iface, "Ctrl-C stops the demo.")
+    active = Table(title="Alerts (what the collector tracks now)", expand=True)
+    for col in ("alert", "severity", "state", "who", "summary"):
+        active.add_column(col)
+    for a in sorted(alerts, key=lambda a: a["_since"]):
+        state = "muted" if a["_muted"] else a["_state"]
+        colour = {"firing": "red", "pending": "yellow"}.get(state, "dim")
+        active.add_row(a["alertname"], a["severity"], f"[{colour}]{state}[/]", _who(a), a["_summary"])
+    sent = Table(title="Notifications the NOC's webhook received (newest last)", expand=True)
+    for col in ("time", "status", "alert", "who"):
+        sent.add_column(col)
+    for at, a in notes:
+        colour = "red" if a["status"] == "firing" else "green"
+        sent.add_row(time.strftime("%H:%M:%S", time.localtime(at)), f"[{colour}]{a['status']}[/]",
+                     a["labels"].get("alertname", ""), _who(a["labels"]))
+    return Group(summary, f"scenario: {step}", cell, iface, active, sent, "Ctrl-C stops the demo.")
 
 
 def _plain(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], elapsed: float) -> str:
@@ -208,8 +406,12 @@ def _plain(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], el
     return "\n".join(parts)
 
 
-def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False) -> int:
-    """Run the demo until Ctrl-C (or ``seconds``); return the exit code."""
+def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False, scenario: bool = True,
+             pace: float = 1.0) -> int:
+    """Run the demo until Ctrl-C (or ``seconds``); return the exit code.
+
+    ``pace`` scales the scenario's timeline (0.5: twice as fast).
+    """
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="zonewatch-demo-"))
     demo = Demo(folder)
     stop = threading.Event()
@@ -225,9 +427,22 @@ def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False
 
             live = Live(refresh_per_second=2)
             live.start()
+        timeline = list(SCENARIO) if scenario else []
+        step = "running (no scripted faults)" if not scenario else "the zone settles; the first fault comes at +30 s"
+        shown, last_plain = 0, -5.0
         try:
-            while not stop.wait(1.0 if live else 5.0):
+            while not stop.wait(1.0 if live else 0.5):
                 elapsed = time.monotonic() - started
+                while timeline and elapsed >= timeline[0][0] * pace:
+                    _at, step, action = timeline.pop(0)
+                    _act(demo, action)
+                    if not live:
+                        print(f"scenario: {step}", flush=True)
+                for _at, a in demo.hooks.got[shown:]:
+                    shown += 1
+                    if not live:
+                        print(f"notification: {a['status']} {a['labels'].get('alertname')} {_who(a['labels'])}",
+                              flush=True)
                 failed = demo.failed_child()
                 if failed:
                     print(f"demo: {failed} stopped unexpectedly; its log is {folder}/{failed}.log", file=sys.stderr)
@@ -235,8 +450,9 @@ def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False
                     break
                 data, counters = demo.rows(time.time_ns()), demo.counters()
                 if live:
-                    live.update(_tables(data, counters, elapsed))
-                else:
+                    live.update(_tables(data, counters, elapsed, demo.alerts(), demo.hooks.recent(), step))
+                elif elapsed - last_plain >= 5.0:
+                    last_plain = elapsed
                     print(_plain(data, counters, elapsed), flush=True)
                 if seconds and elapsed >= seconds:
                     break

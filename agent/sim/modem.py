@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cell", default="5F1EA15", help="LTE cell id (ECI, hex) to report (default 5F1EA15)")
     parser.add_argument("--wander", type=float, default=0.0,
                         help="let RSRP drift up to this many dB around --rsrp, a step every 2 s (default 0: fixed)")
+    parser.add_argument("--hole-rsrp", type=float, default=-118.0,
+                        help="RSRP reported after SIGUSR1 (a coverage hole) until SIGUSR2 (default -118)")
     args = parser.parse_args(argv)
     modem = SimModem(args.personality)
     generic = args.personality == "generic"
@@ -334,14 +336,27 @@ def main(argv: list[str] | None = None) -> None:
         modem.set_signal(args.rsrp, args.rsrq)
         modem.set_registered(True, plmn=args.plmn, cell=args.cell)
     stop = threading.Event()
+    hole = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def enter_hole(*_: object) -> None:
+        hole.set()
+        modem.set_signal(args.hole_rsrp, -16.0)
+
+    def leave_hole(*_: object) -> None:
+        hole.clear()
+        modem.set_signal(args.rsrp, args.rsrq)
+
+    if generic:  # a demo or a field engineer can move the modem into a coverage hole and back
+        signal.signal(signal.SIGUSR1, enter_hole)
+        signal.signal(signal.SIGUSR2, leave_hole)
     rng = random.Random()
     rsrp = args.rsrp
     with modem:
         print(f"simulated {args.personality} modem on {modem.port} (Ctrl-C to stop)", flush=True)
         try:
             while not stop.wait(2.0):
-                if args.wander and generic:
+                if args.wander and generic and not hole.is_set():
                     rsrp = min(max(rsrp + rng.uniform(-3, 3), args.rsrp - args.wander), args.rsrp + args.wander)
                     modem.set_signal(rsrp, args.rsrq)
         except KeyboardInterrupt:
