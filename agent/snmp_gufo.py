@@ -9,6 +9,9 @@ What this adapter adds to gufo-snmp, which has neither retries nor name resoluti
 - ``retries``: a request that times out is sent again (with a new request id; a late answer to the
   old one is dropped), ``retries`` times; then ``SnmpTimeout``. The socket is connected, so a host that
   answers "port unreachable" (ICMP) fails the request at once instead of after the timeout.
+- a timeout for the whole request: gufo-snmp's own timeout starts again at each datagram it drops (an
+  answer to another request, a wrong community), so a device that keeps sending those would hold a
+  request for ever. ``_BoundedSession`` makes ``timeout`` a deadline from the send to the answer.
 - host names: resolved with the event loop's ``getaddrinfo`` when the socket is opened, and again
   after a timeout, since the address may have moved.
 - SNMPv3 time window: the agent's engine boots and time are learnt at the first request and again
@@ -74,6 +77,48 @@ _PRIV: Final[dict[str, type[BasePrivKey]]] = {"AES": Aes128Key, "AES256": Aes256
 _V3_IDLE_REFRESH: Final = 120.0
 # gufo-snmp's socket is connected, so an ICMP port unreachable reaches it: it raises TimeoutError with this.
 _REFUSED: Final = "connection refused"
+
+
+class _BoundedSession(SnmpSession):
+    """gufo-snmp's session with one deadline per request, ``timeout`` after its send.
+
+    gufo-snmp's ``_recv`` waits ``timeout`` for the socket to be readable, and when the datagram is not
+    the answer (another request id, another community) it drops it and waits ``timeout`` again: a device
+    that keeps sending stale answers holds a request for ever, and one late answer doubles the wait. Every
+    request (GET, GETNEXT, GETBULK, the v3 engine discovery) is one ``_send`` then one ``_recv``, so the
+    deadline is set at the send. The wait is a timer that fails the future, not a cancellation, which
+    Python 3.11's ``wait_for`` can lose when the datagram and the deadline come together.
+    """
+
+    _deadline = 0.0
+
+    async def _send(self, sender: Callable[[], None]) -> None:
+        self._deadline = asyncio.get_running_loop().time() + self._timeout
+        await super()._send(sender)
+
+    async def _recv(self, receiver: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        while True:
+            # True when the socket is readable, False at the deadline. (Not an exception set on the future:
+            # its traceback would hold this frame, which holds the future, and the session would wait for
+            # the garbage collector to close its socket.)
+            waiter: asyncio.Future[bool] = loop.create_future()
+            loop.add_reader(self._fd, _settle, waiter, True)
+            timer = loop.call_at(self._deadline, _settle, waiter, False)
+            try:
+                if not await waiter:
+                    raise TimeoutError()
+                return receiver()
+            except BlockingIOError:  # a datagram that was not the answer: wait for the rest of the time
+                continue
+            finally:
+                timer.cancel()
+                loop.remove_reader(self._fd)
+
+
+def _settle(waiter: asyncio.Future[bool], readable: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(readable)
 
 
 class GufoClient:
@@ -178,7 +223,7 @@ class GufoClient:
             raise SnmpError(target.label, f"cannot resolve {target.host}: {failure}")
         address = str(found[0][4][0])
         try:
-            return SnmpSession(
+            return _BoundedSession(
                 addr=address,
                 port=target.port,
                 community=target.community or "",
@@ -229,6 +274,8 @@ class GufoClient:
                     raise SnmpError(target.label, "authentication failed (unknown user or wrong auth key?)") from None
                 reported, self._used_at = True, 0.0  # learn the engine boots and time again, then retry
                 continue
+            except SnmpDecodeError as exc:
+                raise SnmpError(target.label, target.scrub(f"bad response: {_undecodable(exc)}")) from None
             except GufoError as exc:
                 raise SnmpError(target.label, target.scrub(f"bad response: {exc}")) from None
             except OSError as exc:
@@ -248,6 +295,7 @@ async def _itself(session: SnmpSession) -> SnmpSession:
 # (every varbind comes back NULL, and it ends the walk). Both are met by asking for fewer varbinds at a time.
 _TOO_BIG: Final[list[tuple[str, ValueType] | None]] = []
 _INCOMPLETE: Final = "incomplete"
+_RECEIVE_BUFFER: Final = 4080
 
 
 async def _fetch(session: SnmpSession, ctx: GetIter) -> list[tuple[str, ValueType] | None] | None:
@@ -316,6 +364,14 @@ class _Walk:
     def _not_increasing(self, oid: str) -> None:
         raise SnmpError(self.client.target.label, f"walking {self.root}, the agent returned {oid} after"
                         f" {self.previous} (OIDs must increase)")
+
+
+def _undecodable(exc: SnmpDecodeError) -> str:
+    """Say why an answer could not be decoded, in the words of someone looking at the device."""
+    if str(exc) == _INCOMPLETE:
+        return (f"{_INCOMPLETE}: the answer is larger than the {_RECEIVE_BUFFER:,} bytes this client reads,"
+                " or was cut short")
+    return f"{exc}: not a well-formed SNMP message"
 
 
 def _value(value: object) -> SnmpValue:

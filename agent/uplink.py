@@ -7,6 +7,10 @@ agent's event loop calls; so the spool is only ever used from one thread.
 On connect the probe publishes ``online`` (retained) to its status topic; its last will is ``offline``
 (retained), so the collector learns of a dead probe from the broker. paho reconnects by itself with
 backoff, and resends QoS 1 messages that were in flight when the link dropped.
+
+A connection that fails is logged once with the broker's address and the reason in a probe's terms (a TLS
+certificate the probe does not trust, a client certificate the broker refuses or requires, a CONNACK
+refusal), and again only when the reason changes; a success ends it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import socket
 import ssl
+import sys
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -60,6 +66,15 @@ class Uplink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_connect_fail = self._on_connect_fail
+        # paho says why a socket failed only in its log (e.g. the TLS alert of a broker that refused our client
+        # certificate): keep its last error, to be said once, with the broker's name, by _failed.
+        self._paho_errors = _LastError()
+        paho_log = logging.Logger("agent.uplink.paho", logging.ERROR)  # not in the logging tree: not printed
+        paho_log.addHandler(self._paho_errors)
+        self.client.enable_logger(paho_log)
+        self._failure: str | None = None  # the connection problem last logged, until a connection succeeds
+        self._answered = False  # the broker sent a CONNACK on this connection
         self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> spool seq
         self.connected = False
@@ -123,10 +138,13 @@ class Uplink:
     # paho's network thread -----------------------------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._answered = True
+        self._paho_errors.take()  # what went wrong before this answer is old news
         if reason.is_failure:
-            log.error("broker %s:%s refused the connection: %s", self.cfg.host, self.cfg.port, reason)
+            self._failed(f"broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason}")
             return
         log.info("connected to broker %s:%s", self.cfg.host, self.cfg.port)
+        self._failure = None
         client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
         self.connected = True
 
@@ -134,7 +152,31 @@ class Uplink:
         if self.connected and not self._stopping:
             log.warning("lost the broker %s:%s (%s); reconnecting, the spool keeps every batch",
                         self.cfg.host, self.cfg.port, reason)
-        self.connected = False
+        elif not self._stopping and not self._answered:
+            # closed before any CONNACK: with TLS, this is how a broker refuses a client certificate
+            self._failed(f"broker {self.cfg.host}:{self.cfg.port} closed the connection before accepting it: "
+                         + _explain(self._paho_errors.take() or str(reason)) + "; retrying")
+        self.connected = self._answered = False
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this in its ``except OSError`` around the connection attempt, so the error is at hand
+        error = sys.exc_info()[1]
+        if error is not None:
+            _close_abandoned_sockets(error)
+        if isinstance(error, ssl.SSLCertVerificationError):
+            why = (f"the broker's TLS certificate was not accepted: {error.verify_message}"
+                   " (is mqtt.tls.ca_file the CA that signed it?)")
+        elif error is not None:
+            why = _explain(f"{type(error).__name__}: {error}")
+        else:
+            why = "connection failed"
+        self._failed(f"cannot connect to broker {self.cfg.host}:{self.cfg.port}: {why}; retrying")
+
+    def _failed(self, message: str) -> None:
+        """Log a connection problem once (and again when it changes), until a connection succeeds."""
+        if message != self._failure and not self._stopping:
+            log.error("%s", message)
+        self._failure = message
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         # QoS 1: the broker has the message. v5 reason "No matching subscribers" (16) is a success too.
@@ -143,3 +185,44 @@ class Uplink:
             return
         self._acked.put(mid)
 
+
+class _LastError(logging.Handler):
+    """Keeps the last error paho logged (in paho's network thread, where it is read too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
+
+    def take(self) -> str:
+        message, self.message = self.message, ""
+        return message
+
+
+def _close_abandoned_sockets(error: BaseException) -> None:
+    """Close the sockets that paho's failed connection attempt opened and dropped.
+
+    When the TLS handshake fails (an untrusted broker certificate), paho raises out of ``_create_socket``
+    without closing the TCP socket or its TLS wrapper: they stay open for as long as the error (its
+    traceback) is referenced, and are then closed by their finaliser with a ResourceWarning. They are the
+    locals of paho's frames in the error's traceback; paho holds no socket of its own at that point.
+    """
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if str(frame.f_globals.get("__name__", "")).startswith("paho."):
+            for value in list(frame.f_locals.values()):
+                if isinstance(value, socket.socket):
+                    value.close()
+        tb = tb.tb_next
+
+
+def _explain(error: str) -> str:
+    """Return a socket or TLS error with what it most likely means for a probe."""
+    if "CERTIFICATE_REQUIRED" in error:
+        return f"{error}; the broker requires a client certificate (set mqtt.tls.cert_file and key_file)"
+    if any(alert in error for alert in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "DECRYPT_ERROR")):
+        return f"{error}; the broker refused this probe's client certificate (not signed by a CA it trusts?)"
+    return error

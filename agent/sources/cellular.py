@@ -30,9 +30,11 @@ and returns one ``cellular`` sample (fields and tags: ``agent.sources.vendors``)
 ``agent.sources.mmcli``.
 
 Failures: a command that answers ``ERROR`` only leaves its values out (logged once, and once when it answers
-again). A modem that does not answer within ``timeout``, a serial error, a port that cannot be opened, or a
-modem that answered nothing usable raises ``SourceError``; on a timeout or serial error the port is closed, so
-the next ``collect`` reopens it and picks the vendor again: that is how the source recovers from a USB reset.
+again). A modem that does not answer within ``timeout``, one that answers more than 256 lines or a line of more
+than 4 KiB (it floods the port, or sends binary data: what is read is bounded), a serial error, a port that
+cannot be opened, or a modem that answered nothing usable raises ``SourceError``; on a timeout, a flood or a
+serial error the port is closed, so the next ``collect`` reopens it and picks the vendor again: that is how the
+source recovers from a USB reset.
 While a failure lasts, every poll raises the message of its first poll, so the runner logs it once.
 """
 
@@ -66,6 +68,10 @@ _FINAL_ERRORS: Final = ("ERROR", "+CME ERROR", "+CMS ERROR")
 _SERIAL_ERRORS: Final = (serial.SerialException, OSError, termios.error)
 _PLMN = re.compile(r"^\d{3}-\d{2,3}$")
 _DETECT: Final = ("ATI", "AT+CGMI")
+# What one answer may hold: the longest the agent asks for (Sierra's AT!GSTATUS?, a chatty ATI) is about 20
+# lines of under 100 bytes; more than this is a modem flooding the port, or not a modem.
+_MAX_LINES: Final = 256
+_MAX_LINE: Final = 4096
 _SETUP: Final = ("AT+COPS=3,2", "AT+CEREG=2")
 _NR_SETUP: Final = "AT+C5GREG=2"
 
@@ -347,12 +353,18 @@ class _AtModem:
                 log.debug("modem %s: closing %s: %s", self.name, self._where, exc)
 
     def _command(self, port: Any, command: str) -> Reply:
-        """Send one command and read its answer up to the final result code."""
+        """Send one command and read its answer up to the final result code.
+
+        What is held is bounded (``_MAX_LINES`` lines of at most ``_MAX_LINE`` bytes): a modem that floods
+        lines or sends bytes without line breaks fails the command at once, not when the timeout ends with
+        megabytes read.
+        """
         port.reset_input_buffer()  # drop unsolicited codes and late answers from before
         port.write(command.encode("ascii") + b"\r")
         deadline = time.monotonic() + self._config.timeout
         reply = Reply(command)
         buffer = b""
+        where = f"modem {self.name} on {self._where}"
         while True:
             while b"\n" in buffer:
                 raw, buffer = buffer.split(b"\n", 1)
@@ -362,7 +374,15 @@ class _AtModem:
                 if text == _FINAL_OK or text.startswith(_FINAL_ERRORS):
                     reply.final = text
                     return reply
+                if len(reply.lines) >= _MAX_LINES:
+                    raise _ModemFailure(f"{where}: {command} answered more than {_MAX_LINES} lines without OK"
+                                        f" or ERROR (last: {text[:80]!r}); is it flooding, or the wrong port?",
+                                        "flooding")
                 reply.lines.append(text)
+            if len(buffer) > _MAX_LINE:
+                raise _ModemFailure(f"{where}: {command} answered more than {_MAX_LINE} bytes without a line break"
+                                    f" ({buffer[:16]!r}...); binary data: the wrong port, or the wrong baud rate?",
+                                    "no line break")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _ModemFailure(
@@ -371,7 +391,7 @@ class _AtModem:
                     "no answer",
                 )
             port.timeout = remaining
-            buffer += port.read(max(1, port.in_waiting))
+            buffer += port.read(min(max(1, port.in_waiting), _MAX_LINE))
 
     def _note(self, command: str, problem: str) -> None:
         """Log a command's problem once, when it first appears or changes."""
