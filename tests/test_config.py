@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "configs").glob("*.yaml"))
 EXAMPLE_ENV = {"ZW_MQTT_PASSWORD": "m", "ZW_SNMP_AUTH": "a" * 8, "ZW_SNMP_PRIV": "p" * 8, "ZW_SNMP_COMMUNITY": "c",
                "ZW_TRAP_COMMUNITY": "t",
-               "ZW_COLLECTOR_MQTT_PASSWORD": "x"}
+               "ZW_COLLECTOR_MQTT_PASSWORD": "x", "ZW_SMTP_PASSWORD": "s", "ZW_VIETTEL_TOKEN": "v"}
 
 
 def _expected(path: Path) -> str:
@@ -73,7 +73,8 @@ def test_example_configs_load(name: str, monkeypatch: pytest.MonkeyPatch, capsys
     assert ": ok" in capsys.readouterr().out
 
 
-def test_example_inventory_loads_with_shared_owners() -> None:
+def test_example_inventory_loads_with_shared_owners(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZW_VIETTEL_TOKEN", "v")
     inv = load_file(Inventory, ROOT / "config" / "inventory.example.yaml")
     assert inv.devices["bts-01"].owners == ["viettel", "vinaphone"]
     assert inv.carriers["viettel"].plmn == "452-04"

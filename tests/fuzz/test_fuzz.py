@@ -742,8 +742,9 @@ def _profile_load(model: Any, text: str, source: str) -> Any:
 _PROFILE_TEXTS = [p.read_text() for p in sorted((ROOT / "agent" / "profiles").glob("*.yaml"))]
 CONFIG_SEEDS: list[tuple[str, Any, Callable[[Any, str, str], Any], str]] = [
     ("agent", AgentConfig, zwconf.load, _literal_secrets((ROOT / "config" / "agent.example.yaml").read_text())),
-    ("collector", CollectorConfig, zwconf.load, (ROOT / "config" / "collector.example.yaml").read_text()),
-    ("inventory", Inventory, zwconf.load, (ROOT / "config" / "inventory.example.yaml").read_text()),
+    ("collector", CollectorConfig, zwconf.load,
+     _literal_secrets((ROOT / "config" / "collector.example.yaml").read_text())),
+    ("inventory", Inventory, zwconf.load, _literal_secrets((ROOT / "config" / "inventory.example.yaml").read_text())),
     ("traps", traps.TrapsConfig, zwconf.load, TRAPS_CONFIG),
     *[("profile", profiles.Profile, _profile_load, text) for text in _PROFILE_TEXTS],
 ]
