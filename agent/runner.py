@@ -87,7 +87,9 @@ class Agent:
             if self._failing.get(name) != message:
                 log.error("source %s (%s) failed: %s", name, config.type, message)
             self._failing[name] = message
-            return PollResult(name, config.type, [], message, seconds)
+            unanswered = getattr(source, "unanswered", None)
+            fallback = unanswered(now_ns) if isinstance(exc, TimeoutError) and unanswered is not None else []
+            return PollResult(name, config.type, fallback, message, seconds)
         seconds = time.monotonic() - started
         if self._failing.pop(name, None) is not None:
             log.info("source %s (%s) recovered", name, config.type)

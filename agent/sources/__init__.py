@@ -44,7 +44,12 @@ class Source(Protocol):
     name: str
 
     async def collect(self, now_ns: int) -> list[Sample]:
-        """Poll the peer once; called by the runner, never concurrently with itself."""
+        """Poll the peer once; called by the runner, never concurrently with itself.
+
+        A source may also define ``unanswered(now_ns) -> list[Sample]``: what to report when the runner
+        cancels a poll that ran past its interval (the SNMP source says ``device up=False``, so that a device
+        that answers too slowly is seen as down rather than simply missing).
+        """
         ...
 
     async def close(self) -> None:

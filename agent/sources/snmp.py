@@ -173,6 +173,11 @@ class SnmpSource:
     def __repr__(self) -> str:
         return f"SnmpSource({self.name!r}, {self._target.label})"
 
+    def unanswered(self, now_ns: int) -> list[Sample]:
+        """Return what a poll the runner gave up on means: the device did not answer in time (``up=False``)."""
+        self._enter("down", "did not finish a poll within its interval")
+        return [Sample("device", self._device_tags(), {"up": False}, now_ns)]
+
     async def collect(self, now_ns: int) -> list[Sample]:
         """Poll the device once; a device that does not answer gives ``up=False``."""
         if self._client is None:

@@ -81,3 +81,30 @@ def test_offsets_spread_sources_and_stay_put() -> None:
     assert all(0 <= o < 10 for o in offsets)
     assert first_offset("bts-01", 60) == first_offset("bts-01", 60)  # the same slot after every restart
     assert jitter(30) == 1.5 and jitter(600) == 2.0
+
+
+class SlowDevice(FlakySource):
+    """A fake SNMP-like source whose poll runs past its interval (the runner's wait_for gives up)."""
+
+    async def collect(self, now_ns: int) -> list[wire.Sample]:
+        raise TimeoutError  # what asyncio.wait_for raises when the interval is over
+
+    def unanswered(self, now_ns: int) -> list[wire.Sample]:
+        return [wire.Sample("device", {"device": self.name}, {"up": False}, now_ns)]
+
+
+def test_a_poll_that_runs_past_its_interval_reports_the_device_down(tmp_path: Path) -> None:
+    agent, _ = make_agent(tmp_path)
+    agent.sources["m1"] = (agent.sources["m1"][0], SlowDevice("m1"))
+    result = asyncio.run(agent.poll_once("m1"))
+    assert result.error == "no answer within 30s"
+    assert result.samples == [wire.Sample("device", {"device": "m1"}, {"up": False}, 5_000)]
+
+
+def test_a_source_error_is_not_taken_for_a_slow_device(tmp_path: Path) -> None:
+    agent, _ = make_agent(tmp_path)
+    slow = SlowDevice("m1")
+    slow.collect = FlakySource.collect.__get__(slow)  # type: ignore[method-assign]
+    slow.error = "bad answer"
+    agent.sources["m1"] = (agent.sources["m1"][0], slow)
+    assert asyncio.run(agent.poll_once("m1")).samples == []
