@@ -2,9 +2,10 @@
 and the TSDB token are set to known, distinctive values (through ``{env: ...}`` and ``{file: ...}``), and
 every output is searched for them, raw and in hex and base64: the stdout and stderr of ``check-config``,
 ``once`` and ``once --json``, configuration errors, the debug logs of ``run`` (agent and collector), both
-``/metrics`` pages, the spool and intake files, every MQTT message under ``zw/v1/#`` and what reached
-VictoriaMetrics. Each output must also say something (a silent failure would pass any search), and each
-error must name what failed.
+``/metrics`` pages, the spool and intake files, every MQTT message under ``zw/v1/#``, what reached
+VictoriaMetrics, and the alert notifications (webhook bodies, the outboxes and the alert state; a webhook's
+bearer token may appear only in its own Authorization header, an SMTP password nowhere). Each output must
+also say something (a silent failure would pass any search), and each error must name what failed.
 
 The secrets a sender got wrong (a wrong trap community, a wrong SNMPv3 key) count too: they are somebody's
 secret as well.
@@ -46,6 +47,8 @@ SECRETS = {
     "wrong_mqtt": "zw-SECRET-wrongmqtt-84",
     "influx_token": "zw-SECRET-influxtoken-85",
     "watcher_mqtt": "zw-SECRET-watcher-86",
+    "webhook_token": "zw-SECRET-webhook-87",
+    "smtp_password": "zw-SECRET-smtp-88",
 }
 SNMP_USER = "zwsecret"
 TRAP_USER, TRAP_ENGINE = "zwtrapsec", "8000000001020399"
@@ -382,11 +385,32 @@ def test_run_logs_metrics_spool_and_messages_hold_no_secret(tmp_path: Path, snmp
     broker, env = secure_mosquitto.port, secret_env()
     trap_port, agent_metrics, collector_http = services.free_udp_port(), services.free_port(), services.free_port()
     closed = services.free_port()
+    hooks = services.WebhookServer().start()
+    (tmp_path / "inventory.yaml").write_text(f"""
+zones: {{z1: {{name: Zone one}}}}
+carriers:
+  c1:
+    plmn: 452-04
+    name: Carrier one
+    notify:
+      - {{type: webhook, url: '{hooks.url}/c1', bearer_token: {{env: ZW_SEC_WEBHOOK_TOKEN}}}}
+      - {{type: email, to: [noc@carrier.example]}}
+sites: {{s1: {{zone: z1, owners: [c1]}}}}
+devices: {{sw-traps: {{site: s1, owners: [c1], probe: p1}}}}
+probes: {{p1: {{zone: z1}}}}
+""")
     (tmp_path / "collector.yaml").write_text(f"""
 mqtt: {{port: {broker}, username: collector, password: {{file: '{secrets / 'collector_mqtt'}'}}, client_id: zw-sec}}
 storage: {{type: influxdb, url: '{victoriametrics.url}', org: zone, bucket: zw, token: {{env: ZW_SEC_INFLUX_TOKEN}}}}
 queue: {{path: '{tmp_path / 'collector' / 'intake.db'}'}}
 http: {{listen: '127.0.0.1:{collector_http}'}}
+inventory: inventory.yaml
+alerting:
+  interval: 1s
+  noc: [{{type: webhook, url: '{hooks.url}/noc'}}]
+  smtp: {{host: 127.0.0.1, port: {closed}, from: zw@zone.example, username: zw,
+          password: {{file: '{secrets / 'smtp_password'}'}}}}
+  retry: {{initial: 200ms, max: 1s}}
 """)
     subscriptions = "[{topic: site/+/power, measurement: power, topic_tags: {site: 1}, fields: {battery_pct: pct}}]"
     (tmp_path / "agent.yaml").write_text(f"""
@@ -447,12 +471,18 @@ sources:
                           10, "the refused trap counted on /metrics")
         services.wait_for(lambda: services.vm_query(victoriametrics.url, "event_occurred") != [], 20,
                           "the trap event in VictoriaMetrics")
+        for path in ("c1", "noc"):  # the v3 coldStart trap from sw-traps: DeviceRebooted to its owner and the NOC
+            hooks.wait(f"/{path}", 1, f"DeviceRebooted at /{path}")
+        failing = "receiver carrier.c1.email.1 is not taking notifications"
+        services.wait_for(lambda: failing in collector_log.read_text(), 20,
+                          "the email receiver's failure (its SMTP relay is down) logged")
         agent_page = http_get(f"http://127.0.0.1:{agent_metrics}/metrics")
         collector_page = http_get(f"http://127.0.0.1:{collector_http}/metrics")
         with urllib.request.urlopen(f"{victoriametrics.url}/api/v1/export?match[]={{__name__!=''}}", timeout=10) as r:
             exported = r.read()
     finally:
         watcher.close()
+        hooks.stop()
         if agent is not None:
             agent.stop()
         if collector is not None:
@@ -473,8 +503,16 @@ sources:
     messages = watcher.snapshot()
     topics = {topic for topic, _ in messages}
     assert {"zw/v1/z1/p1/status", "zw/v1/z1/p1/data", "zw/v1/z1/p1/events"} <= topics, topics
-    stores = {**files_under(tmp_path / "agent", "spool.db*"), **files_under(tmp_path / "collector", "intake.db*")}
-    assert "spool.db" in stores and "intake.db" in stores
+    stores = {**files_under(tmp_path / "agent", "spool.db*"),
+              **files_under(tmp_path / "collector", "intake.db*", "alerts.db*", "outbox/*.db*")}
+    assert {"spool.db", "intake.db", "alerts.db", "carrier.c1.email.1.db"} <= set(stores), sorted(stores)
+    (rebooted,) = [a for h in hooks.at("/c1") for a in h.body["alerts"]]
+    assert rebooted["labels"]["alertname"] == "DeviceRebooted" and rebooted["labels"]["device"] == "sw-traps"
+    assert {h.headers["Authorization"] for h in hooks.at("/c1")} == {f"Bearer {SECRETS['webhook_token']}"}
+    assert all("Authorization" not in h.headers for h in hooks.at("/noc"))
+    notifications = {f"webhook {h.path} #{i} body": repr(h.body) for i, h in enumerate(hooks.hooks)}
+    notifications.update({f"webhook {h.path} #{i} headers": repr(h.headers) for i, h in enumerate(hooks.hooks)
+                          if h.path != "/c1"})
     assert_no_leak({
         "agent log": agent_text, "collector log": collector_text,
         "agent /metrics": agent_page, "collector /metrics": collector_page,
@@ -482,6 +520,7 @@ sources:
         **{f"file {name}": data for name, data in stores.items()},
         **{f"MQTT {topic} #{i}": payload for i, (topic, payload) in enumerate(messages)},
         **{f"MQTT topic #{i}": topic for i, (topic, _) in enumerate(messages)},
+        **notifications,
     })
 
 
