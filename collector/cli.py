@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collector.report import cli as report_cli
 from zwconf import ConfigError, load_file
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ commands:
                 carrier (its webhook and email receivers) that continues to the NOC route, grouping by
                 alertname/zone/carrier/group/device, and ServiceOutage inhibiting RedundancyLost; secrets
                 go to files of their own (mode 0600) that the configuration names
+  report        write a zone's monthly report for the zone authority (HTML with plots, and CSV): coverage
+                per carrier and area against each threshold, no-service minutes, availability of each site
+                and link, time without redundancy, every outage; from the configured store (SQLite or
+                VictoriaMetrics) or --sqlite / --victoriametrics
 """
 
 
@@ -78,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     am.add_argument("--out", required=True, help="the configuration file to write (alertmanager.yml)")
     am.add_argument("--secrets-dir", help="folder for the secret files the configuration names "
                     "(default: alertmanager-secrets beside OUT)")
+    report_cli.add_parser(sub)
     return p
 
 
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(workdir=args.workdir, seconds=args.seconds, plain=args.plain, scenario=not args.no_scenario,
                         pace=args.pace)
+    if args.command == "report":
+        return report_cli.run(args)
 
     from collector.config import CollectorConfig
     from collector.inventory import Inventory

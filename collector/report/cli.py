@@ -1,0 +1,118 @@
+"""``zonewatch-collector report``: the monthly report of a zone, from the collector's store.
+
+The store and the inventory come from the collector's configuration (``-c``); ``--sqlite`` or
+``--victoriametrics`` read another store, ``--inventory`` another inventory. Exit codes: 0 written,
+2 bad input (zone, month, options, configuration), 1 the store could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from zwconf import ConfigError, load_file, parse_duration
+
+HELP = "write a zone's monthly report (HTML with plots, and CSV)"
+
+
+def add_parser(sub: Any) -> None:
+    """Add the ``report`` subcommand to the collector's subparsers."""
+    p = sub.add_parser("report", help=HELP, description=f"{HELP}. Reads the collector's store (or "
+                       "--sqlite / --victoriametrics) and its inventory; writes report.html, coverage.csv, "
+                       "availability.csv, redundancy.csv and outages.csv into --out.")
+    p.add_argument("--zone", required=True, help="the zone (its key in the inventory)")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--month", help="calendar month YYYY-MM, in --tz")
+    when.add_argument("--from", dest="start", metavar="TIME", help="start of a span (ISO 8601; needs --to)")
+    p.add_argument("--to", dest="end", metavar="TIME", help="end of the span (excluded)")
+    p.add_argument("--tz", default="UTC", help="time zone of the month and of the times shown (default UTC; "
+                   "e.g. Asia/Ho_Chi_Minh)")
+    p.add_argument("--out", help="folder to write into (default ./zonewatch-report-<zone>-<month>)")
+    store = p.add_mutually_exclusive_group()
+    store.add_argument("--sqlite", metavar="PATH", help="read this SQLite store instead of the configured one")
+    store.add_argument("--victoriametrics", metavar="URL", help="read this VictoriaMetrics instead")
+    p.add_argument("--inventory", metavar="FILE", help="the zone inventory (default: the configuration's)")
+    p.add_argument("--max-gap", default="5m", help="longest time a reading holds without the next one "
+                   "(default 5m); longer gaps are counted as no data")
+
+
+def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
+    """Write the report ``args`` asks for; return the exit code."""
+    from collector.report import (
+        ReportError,
+        SqliteSource,
+        StoreError,
+        VictoriaMetricsSource,
+        facts_from,
+        month_period,
+        span_period,
+        write_report,
+    )
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"zonewatch-collector: report: {message}", file=sys.stderr)
+        return code
+
+    try:
+        max_gap = parse_duration(args.max_gap)
+    except ValueError as exc:
+        return fail(f"--max-gap {args.max_gap!r}: {exc}")
+    source: SqliteSource | VictoriaMetricsSource | None = None
+    try:
+        if args.month:
+            if args.end:
+                return fail("--to goes with --from, not with --month")
+            period = month_period(args.month, args.tz)
+        else:
+            if not args.end:
+                return fail("--from needs --to")
+            period = span_period(args.start, args.end, args.tz)
+        cfg, inventory = _configuration(args)
+        if args.sqlite:
+            source = SqliteSource(args.sqlite)
+        elif args.victoriametrics:
+            source = VictoriaMetricsSource(args.victoriametrics)
+        else:
+            storage = cfg.storage if cfg is not None else None
+            if storage is None or storage.type == "influxdb":
+                return fail("the report reads SQLite or VictoriaMetrics; the configuration's storage is "
+                            f"{getattr(storage, 'type', 'missing')}: give --sqlite PATH or --victoriametrics URL")
+            source = (SqliteSource(storage.path) if storage.type == "sqlite"
+                      else VictoriaMetricsSource(storage.url, timeout=max(60.0, storage.timeout)))
+        facts = facts_from(inventory, args.zone)
+        label = args.month or period.label.replace(" ", "_").replace(":", "")
+        out = Path(args.out or f"zonewatch-report-{args.zone}-{label}")
+        page = write_report(source, facts, period, out, now_ns if now_ns is not None else time.time_ns(), max_gap)
+    except ConfigError as exc:
+        return fail(str(exc))
+    except StoreError as exc:
+        return fail(str(exc), code=1)
+    except ReportError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"cannot write the report: {exc}", code=1)
+    finally:
+        if isinstance(source, SqliteSource):
+            source.close()
+    print(f"wrote {page} (and coverage.csv, availability.csv, redundancy.csv, outages.csv beside it)")
+    return 0
+
+
+def _configuration(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Return the collector configuration (None when a store is given and no configuration file exists) and
+    the inventory (from --inventory, else the configuration's)."""
+    from collector.config import CollectorConfig
+    from collector.inventory import Inventory
+
+    store_given = bool(args.sqlite or args.victoriametrics)
+    cfg = None
+    if not store_given or (not args.inventory and Path(args.config).is_file()):
+        cfg = load_file(CollectorConfig, args.config)
+    if args.inventory:
+        return cfg, load_file(Inventory, args.inventory)
+    if cfg is not None and cfg.inventory:
+        return cfg, load_file(Inventory, Path(args.config).parent / cfg.inventory)
+    return cfg, None
