@@ -34,6 +34,19 @@ from agent.uplink import Uplink
 log = logging.getLogger(__name__)
 
 
+def _version() -> str:
+    """Return the installed ZoneWatch version (``unknown`` when run from a tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zonewatch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
+
+
 @dataclass
 class PollResult:
     """What one poll of one source gave: samples, or the error that stopped it."""
@@ -121,7 +134,8 @@ class Agent:
             "rss_mb": round(usage.ru_maxrss / 1024, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         }
-        self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns),))
+        info = wire.Sample("probe", {"version": VERSION}, {"info": 1}, now_ns)  # its own series: see README
+        self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns), info))
         self._wake.set()
 
     def emit(self, kind: Literal["data", "events"], samples: Sequence[wire.Sample],

@@ -20,7 +20,8 @@ the alerts and the notifications the receiver got:
 
 The live table reads what the collector stored, so what it shows has travelled the whole way: modem or
 device, agent, spool, broker, collector, store. Ctrl-C (or SIGTERM, or ``--seconds``) stops every child
-by PID and the collector, and says where the files are.
+by PID and the collector, writes the zone's report for the run (``report/report.html`` and CSV files, as
+``zonewatch-collector report`` makes them) and says where the files are.
 """
 
 from __future__ import annotations
@@ -416,7 +417,7 @@ def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False
     demo = Demo(folder)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    started = time.monotonic()
+    started, started_ns = time.monotonic(), time.time_ns()
     code = 0
     print(f"ZoneWatch demo: starting a simulated zone in {folder} ...", flush=True)
     try:
@@ -468,4 +469,13 @@ def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False
         print("demo: stopping ...", flush=True)
         demo.stop()
     print(f"demo: stopped. Store: {demo.db}; logs and configs: {folder}", flush=True)
+    if demo.store is not None:  # it started: the zone authority's report of what the run saw
+        from collector.report import ReportError, write_demo_report
+
+        try:
+            inventory = zwconf.load(Inventory, INVENTORY, "demo inventory")
+            page = write_demo_report(demo.db, folder / "report", "demo-park", started_ns, time.time_ns(), inventory)
+            print(f"demo: the zone's report (HTML with plots, and CSV): {page}", flush=True)
+        except ReportError as exc:
+            print(f"demo: no report: {exc}", flush=True)
     return code

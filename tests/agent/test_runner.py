@@ -108,3 +108,17 @@ def test_a_source_error_is_not_taken_for_a_slow_device(tmp_path: Path) -> None:
     slow.error = "bad answer"
     agent.sources["m1"] = (agent.sources["m1"][0], slow)
     assert asyncio.run(agent.poll_once("m1")).samples == []
+
+
+def test_the_probe_reports_its_version_as_a_series_of_its_own(tmp_path: Path) -> None:
+    from agent.runner import VERSION
+    from agent.spool import Spool
+
+    agent, _ = make_agent(tmp_path)
+    agent.spool = Spool(tmp_path / "spool.db", "z1", "p1")
+    asyncio.run(agent.poll_self())
+    (entry,) = agent.spool.queue.pending(10)
+    samples = wire.decode(entry.payload).samples
+    assert [(s.tags, sorted(s.fields)) for s in samples] == [
+        ({}, ["cpu_s", "rss_mb", "spool_depth", "spool_dropped", "up"]), ({"version": VERSION}, ["info"])]
+    assert VERSION != "unknown"  # the tests run from an installed tree

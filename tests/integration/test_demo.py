@@ -4,6 +4,8 @@ started."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -72,6 +74,12 @@ def test_demo_shows_live_readings_plays_its_faults_and_stops_cleanly_on_ctrl_c(t
         proc.stdout.close()  # type: ignore[union-attr]
     output = "".join(lines)
     assert "demo: stopped." in output
+    assert f"demo: the zone's report (HTML with plots, and CSV): {workdir / 'report' / 'report.html'}" in output
+    # The fibre cut is in the report: Viettel's group degraded from the cut (+9 s at pace 0.3) to the splice
+    # (+30 s), about 0.35 minutes, never in outage (the backup held).
+    (row,) = csv.DictReader(io.StringIO((workdir / "report" / "redundancy.csv").read_text()))
+    assert (row["group"], row["carrier"]) == ("vt-fibre", "452-04")
+    assert 0.2 < float(row["degraded_min"]) < 0.6 and float(row["outage_min"]) == 0, row
     assert "Traceback" not in output
     children = [line.split() for line in (workdir / "children.pid").read_text().splitlines()]
     assert {name for _, name in children} == {"snmpsim", "modem-viettel", "modem-vinaphone", "agent"}
