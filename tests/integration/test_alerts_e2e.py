@@ -14,11 +14,14 @@ under its own receiver names.
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,7 @@ class Zone:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
+        self.started_at = datetime.now(timezone.utc)
         self.started: list[Any] = []
         self.hooks = WebhookServer().start()
         self.started.append(self.hooks)
@@ -281,3 +285,21 @@ def test_6_a_killed_probe_is_probe_down_and_no_device_down_storm(zone: Zone) -> 
         assert new["noc"] == [("firing", "ProbeDown")], new
         assert new["viettel"] == [] and new["vinaphone"] == [], new
         time.sleep(0.5)
+
+
+def test_7_the_zone_report_counts_the_outage_and_the_lost_redundancy(zone: Zone) -> None:
+    # The zone authority's report, from what this run's collector stored (its SQLite store): the group was
+    # degraded from the primary's cut to the restore, and in outage while both were cut.
+    out = zone.tmp / "report"
+    end = datetime.now(timezone.utc) + timedelta(seconds=1)
+    proc = subprocess.run([sys.executable, "-m", "collector", "-c", str(zone.tmp / "collector.yaml"), "report",
+                           "--zone", "e2e", "--from", zone.started_at.isoformat(), "--to", end.isoformat(),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (group,) = csv.DictReader((out / "redundancy.csv").read_text().splitlines())
+    assert (group["group"], group["carrier"]) == ("vt-fibre", "452-04")
+    assert float(group["outage_min"]) > 0 and float(group["degraded_min"]) > 0, group
+    outages = list(csv.DictReader((out / "outages.csv").read_text().splitlines()))
+    kinds = {(o["kind"], o["name"]) for o in outages}
+    assert {("service_outage", "vt-fibre"), ("link_down", "vt-primary"), ("link_down", "vt-backup")} <= kinds, kinds
+    assert all(o["ongoing"] == "no" for o in outages if o["kind"] != "no_service"), outages
