@@ -60,6 +60,11 @@ class ZoneFacts:
     group_carriers: dict[str, list[str]] = field(default_factory=dict)  # group -> PLMNs
 
 
+
+# The collector writes ``coverage`` and ``redundancy`` when they change and at least every 30 s otherwise
+# (collector/alerting/engine.py): such a point holds for up to this long even when changes came quicker.
+DERIVED_HOLD_NS = 35 * 10**9
+
 def facts_from(inventory: Inventory | None, zone: str) -> ZoneFacts:
     """Return the facts about ``zone`` in ``inventory``; raise ReportError if it does not know the zone."""
     if inventory is None:
@@ -198,15 +203,16 @@ class _Reader:
         self.points += sum(len(s.points) for s in found)
         return found
 
-    def timelines(self, found: list[Series],
-                  key: Callable[[Series], tuple[str, ...] | None]) -> dict[tuple[str, ...], list[Interval]]:
+    def timelines(self, found: list[Series], key: Callable[[Series], tuple[str, ...] | None],
+                  min_hold_ns: int = 0) -> dict[tuple[str, ...], list[Interval]]:
         """Return the held timeline of each group of ``found`` (series with the same key merge)."""
         grouped: dict[tuple[str, ...], list[tuple[int, float]]] = {}
         for s in found:
             k = key(s)
             if k is not None:
                 grouped.setdefault(k, []).extend(s.points)
-        return {k: hold(pts, self.period.start_ns, self.period.end_ns, self.max_gap_ns) for k, pts in grouped.items()}
+        return {k: hold(pts, self.period.start_ns, self.period.end_ns, self.max_gap_ns, min_hold_ns)
+                for k, pts in grouped.items()}
 
 
 def _by(*names: str) -> Callable[[Series], tuple[str, ...] | None]:
@@ -224,9 +230,9 @@ Timelines = dict[tuple[str, ...], list[Interval]]
 
 def _coverage(reader: _Reader, facts: ZoneFacts) -> tuple[str, Timelines, Timelines]:
     """Return where coverage came from, level timelines and RSRP timelines, by (carrier, area)."""
-    levels = reader.timelines(reader.series("coverage", "level"), _by("carrier", "area"))
+    levels = reader.timelines(reader.series("coverage", "level"), _by("carrier", "area"), DERIVED_HOLD_NS)
     if levels:
-        rsrp = reader.timelines(reader.series("coverage", "rsrp_dbm"), _by("carrier", "area"))
+        rsrp = reader.timelines(reader.series("coverage", "rsrp_dbm"), _by("carrier", "area"), DERIVED_HOLD_NS)
         return "the collector's coverage judgements", levels, rsrp
     registered = reader.timelines(reader.series("cellular", "registered"), _by("probe", "carrier"))
     signal = reader.timelines(reader.series("cellular", "rsrp_dbm"), _by("probe", "carrier"))
@@ -321,7 +327,7 @@ def build_report(source: PointSource, facts: ZoneFacts, period: Period, generate
         outage("link_down", link, owners, episodes(tl, lambda v: v < 1))
 
     # Redundancy ------------------------------------------------------------------------------------------
-    states = reader.timelines(reader.series("redundancy", "state"), _by("group", "carrier"))
+    states = reader.timelines(reader.series("redundancy", "state"), _by("group", "carrier"), DERIVED_HOLD_NS)
     for group, plmns in facts.group_carriers.items():
         for plmn in plmns:
             states.setdefault((group, plmn), [])

@@ -25,11 +25,14 @@ class Interval(NamedTuple):
     value: float
 
 
-def hold(points: Iterable[tuple[int, float]], start_ns: int, end_ns: int, max_gap_ns: int) -> list[Interval]:
+def hold(points: Iterable[tuple[int, float]], start_ns: int, end_ns: int, max_gap_ns: int,
+         min_hold_ns: int = 0) -> list[Interval]:
     """Return the intervals over which each point's value holds, within [start_ns, end_ns).
 
     ``points`` are (time_ns, value) in any order; two points at the same time keep the larger value (the
-    worse state for levels and states, which is what a report must not hide).
+    worse state for levels and states, which is what a report must not hide). ``min_hold_ns``: the usual
+    spacing is at least this (series written on change and refreshed every so often, as the collector's
+    ``coverage`` and ``redundancy`` are, have short gaps around changes and long ones in between).
     """
     merged: dict[int, float] = {}
     for t, v in points:
@@ -38,7 +41,7 @@ def hold(points: Iterable[tuple[int, float]], start_ns: int, end_ns: int, max_ga
     if not times:
         return []
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    usual = min(int(statistics.median(gaps)), max_gap_ns) if gaps else max_gap_ns
+    usual = min(max(int(statistics.median(gaps)), min_hold_ns), max_gap_ns) if gaps else max_gap_ns
     out: list[Interval] = []
     for i, t in enumerate(times):
         gap = times[i + 1] - t if i + 1 < len(times) else None

@@ -207,3 +207,12 @@ def test_demo_report_is_written_from_the_demo_store(tmp_path: Path) -> None:
                                                              "redundancy.csv", "report.html"]
     with open(page.parent / "outages.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(scn.REPORT_OUTAGES)
+
+
+def test_a_series_written_on_change_and_refreshed_holds_across_its_refresh_gap() -> None:
+    s = 10**9
+    points = [(0, 0.0), (1 * s, 1.0), (2 * s, 0.0), (32 * s, 0.0)]   # two quick changes, then a 30 s refresh
+    quick = hold(points, 0, 40 * s, 300 * s)
+    assert sum(i.end_ns - i.start_ns for i in quick) == 4 * s          # judged by its 1 s spacing: mostly no data
+    derived = hold(points, 0, 40 * s, 300 * s, min_hold_ns=35 * s)
+    assert [(i.start_ns // s, i.end_ns // s, i.value) for i in derived] == [(0, 1, 0.0), (1, 2, 1.0), (2, 40, 0.0)]
