@@ -7,8 +7,8 @@ arrives in VictoriaMetrics exactly once, and nothing else:
 
     expected = samples the agent committed (its spool's ``appended_samples`` counter, read from the file)
                - samples the spool's bounds dropped (counted by the agent, and seen as gaps by the collector)
-    stored   = count_over_time of cellular_registered + probe_spool_depth (fields every agent sample has,
-               and that only agent samples have) over the whole run, after the pipeline has drained
+    stored   = count_over_time of cellular_registered + probe_spool_depth + probe_info (a field each agent
+               sample has, and that only agent samples have) over the whole run, after the pipeline drained
 
 VictoriaMetrics runs as production should (-dedup.minScrapeInterval=1ms): a batch replayed after a crash is
 the same point again, not a second one. Faults are scaled for CI (seconds, not minutes).
@@ -109,7 +109,7 @@ class Zone:
     def stored(self) -> int:
         urllib.request.urlopen(urllib.request.Request(f"{self.vm.url}/internal/force_flush"), timeout=5).close()
         total = 0
-        for metric in ("cellular_registered", "probe_spool_depth"):
+        for metric in ("cellular_registered", "probe_spool_depth", "probe_info"):
             for row in services.vm_query(self.vm.url, f'sum(count_over_time({metric}{{zone="fault-zone"}}[1h]))'):
                 total += int(float(row["value"][1]))  # type: ignore[index]
         return total
