@@ -134,8 +134,10 @@ class Agent:
             "rss_mb": round(usage.ru_maxrss / 1024, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         }
-        info = wire.Sample("probe", {"version": VERSION}, {"info": 1}, now_ns)  # its own series: see README
-        self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns), info))
+        self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns),))
+        # The version is a series of its own (see the README); a batch of its own too, so that a batch the
+        # spool's bounds drop is one reading, whichever it is.
+        self.spool.append("data", now_ns, samples=(wire.Sample("probe", {"version": VERSION}, {"info": 1}, now_ns),))
         self._wake.set()
 
     def emit(self, kind: Literal["data", "events"], samples: Sequence[wire.Sample],
