@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,34 @@ def test_a_damaged_spool_keeps_counting_seq_upwards(tmp_path: Path) -> None:
     again = Spool(tmp_path / "s.db", "z", "p")
     assert again.damaged() == 1
     assert again.append("data", 400 * S, samples=sample(400)) > max(e.id for e in again.pending(1000) if e.id < 301)
+
+
+def test_pending_after_an_id_skips_what_a_reader_has_taken_already(tmp_path: Path) -> None:
+    queue = q(tmp_path, priority=())
+    ids = queue.put_many([("data", b"a"), ("data", b"b"), ("data", b"c")], S)
+    assert [e.payload for e in queue.pending(10, after=ids[0])] == [b"b", b"c"]
+    assert queue.pending(10, after=ids[2]) == []
+    queue.ack(ids)
+    assert queue.put("data", b"d", S) == ids[2] + 1  # even once empty, ids only grow: a reader's mark holds
+    queue.close()
+    assert q(tmp_path).put("data", b"e", S) == ids[2] + 2  # and after a restart, above every id in the file
+
+
+def test_a_reader_sees_what_is_committed_from_another_thread_without_waiting(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    queue.put("data", b"a", S)
+    reader = queue.reader()
+    try:
+        queue.begin()
+        queue.put_within([("data", b"b")], S)  # not committed yet: the writer holds the file
+        got: list[list[bytes]] = []
+        t = threading.Thread(target=lambda: got.append([e.payload for e in reader.pending(10)]))
+        t.start()
+        t.join(5)
+        assert got == [[b"a"]]  # did not wait for the writer, and saw only what is committed
+        queue.commit()
+        assert [e.payload for e in reader.pending(10)] == [b"a", b"b"]
+        with pytest.raises(sqlite3.OperationalError):
+            reader._db.execute("DELETE FROM entries")  # read-only
+    finally:
+        reader.close()

@@ -12,7 +12,8 @@ Layout (WAL mode; ``synchronous=FULL`` by default, so a committed ``put`` surviv
 
 Rules:
 
-- ``put``/``put_many`` commit before they return; an entry leaves only through ``ack`` or the bounds.
+- ``put``/``put_many`` commit before they return; an entry leaves only through ``ack`` or the bounds. Ids
+  they choose (none given) are above every id in the file and every id put before by the same object.
 - ``pending`` gives entries of the ``priority`` kinds first, then entries younger than ``live_ns`` (what
   is happening now), then the backlog oldest first: a long backlog drains without starving live data.
 - Bounds: ``max_bytes`` and ``max_age_ns``; over either, the oldest entries of non-priority kinds go first,
@@ -24,7 +25,8 @@ Rules:
   of its own spool, and keeps what is intact.
 
 One queue object is used from one thread at a time (callers serialise); the SQLite connection is
-opened with ``check_same_thread=False`` so that thread may change over the queue's life.
+opened with ``check_same_thread=False`` so that thread may change over the queue's life. ``reader()``
+opens a second, read-only connection for ``pending`` from another thread, which does not wait for writes.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["DiskQueue", "Entry"]
+__all__ = ["DiskQueue", "Entry", "QueueReader"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class DiskQueue:
             log.error("queue %s was damaged: kept the %d entries that could be read; the damaged file is %s",
                       self.path, kept, aside)
         self._bytes = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
+        self._last_id = 0  # the highest id this object has put
 
     def _move_aside(self) -> Path:
         n = 1
@@ -163,12 +166,18 @@ class DiskQueue:
     def put_within(self, items: Sequence[tuple[str, bytes]], now_ns: int,
                    ids: Sequence[int] | None = None) -> list[int]:
         """Add payloads inside the caller's open transaction (then apply the bounds); return their ids."""
+        if ids is None:  # after the highest id in the file, and after every id given before (see ``pending``)
+            top = int(self._db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0])
+            first = max(top, self._last_id) + 1
+            ids = range(first, first + len(items))
         out: list[int] = []
-        for i, (kind, payload) in enumerate(items):
-            cur = self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-                                   (ids[i] if ids else None, kind, now_ns, len(payload), zlib.crc32(payload), payload))
-            out.append(int(cur.lastrowid or 0))
+        for entry_id, (kind, payload) in zip(ids, items, strict=True):
+            self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                             (entry_id, kind, now_ns, len(payload), zlib.crc32(payload), payload))
+            out.append(entry_id)
             self._bytes += len(payload)
+        if out:
+            self._last_id = max(self._last_id, max(out))
         self._enforce_bounds(now_ns)
         return out
 
@@ -209,7 +218,8 @@ class DiskQueue:
 
     def rollback(self) -> None:
         """Undo the open transaction and recount the bytes held."""
-        self._db.execute("ROLLBACK")
+        if self._db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            self._db.execute("ROLLBACK")
         self._bytes = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
 
     @property
@@ -219,30 +229,17 @@ class DiskQueue:
 
     # reading -------------------------------------------------------------------------------------------
 
-    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset()) -> list[Entry]:
-        """Return up to ``limit`` entries not in ``skip``: priority kinds, then live, then oldest first."""
-        out: list[Entry] = []
-        seen: set[int] = set(skip)
+    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset(),
+                after: int = 0) -> list[Entry]:
+        """Return up to ``limit`` entries not in ``skip`` and with an id above ``after``: priority kinds, then
+        live, then oldest first. (A reader that takes entries in id order passes the last id it took as
+        ``after``, rather than every id it took as ``skip``: ids that ``put`` chooses only grow while this
+        object is open, even when the queue empties; SQLite alone would start again from 1.)"""
+        return _pending(self._db, self.priority, self.live_ns, limit, now_ns, skip, after)
 
-        def take(sql: str, args: tuple[object, ...]) -> bool:
-            for row in self._db.execute(sql + " LIMIT ?", (*args, limit + len(seen))):
-                if row[0] in seen:
-                    continue
-                seen.add(row[0])
-                out.append(Entry(int(row[0]), str(row[1]), int(row[2]), bytes(row[3])))
-                if len(out) >= limit:
-                    return True
-            return False
-
-        cols = "SELECT id, kind, created_ns, payload FROM entries"
-        for kind in self.priority:
-            if take(f"{cols} WHERE kind = ? ORDER BY id", (kind,)):
-                return out
-        if self.live_ns and now_ns:
-            if take(f"{cols} WHERE created_ns >= ? ORDER BY id", (now_ns - self.live_ns,)):
-                return out
-        take(f"{cols} ORDER BY id", ())
-        return out
+    def reader(self) -> QueueReader:
+        """Return a second connection to this queue's file, for ``pending`` from another thread."""
+        return QueueReader(self)
 
     def depth(self) -> int:
         """Return how many entries wait."""
@@ -297,6 +294,54 @@ class DiskQueue:
             self.set_meta("dropped", total)
             log.warning("queue %s over its bounds: dropped the %d oldest entries (%d dropped in all)", self.path,
                         dropped, total)
+
+
+class QueueReader:
+    """A read-only second connection to a queue's file: ``pending`` (same rules as ``DiskQueue.pending``)
+    from one other thread while the queue's own connection writes. In WAL mode a reader neither waits for
+    the writer nor blocks it, and sees what is committed. Close it before the queue."""
+
+    def __init__(self, queue: DiskQueue) -> None:
+        self.priority, self.live_ns = queue.priority, queue.live_ns
+        self._db = sqlite3.connect(queue.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA query_only=1")
+
+    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset(),
+                after: int = 0) -> list[Entry]:
+        """Return what ``DiskQueue.pending`` would, as last committed."""
+        return _pending(self._db, self.priority, self.live_ns, limit, now_ns, skip, after)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+
+def _pending(db: sqlite3.Connection, priority: tuple[str, ...], live_ns: int, limit: int, now_ns: int,
+             skip: set[int] | frozenset[int], after: int) -> list[Entry]:
+    """Return up to ``limit`` entries not in ``skip``, id above ``after``: priority kinds, live, then oldest."""
+    out: list[Entry] = []
+    seen: set[int] = set(skip)
+
+    def take(sql: str, args: tuple[object, ...]) -> bool:
+        # fetchall: a cursor left unfinished would keep its read transaction (and its old snapshot) open
+        for row in db.execute(sql + " LIMIT ?", (*args, after, limit + len(seen))).fetchall():
+            if row[0] in seen:
+                continue
+            seen.add(row[0])
+            out.append(Entry(int(row[0]), str(row[1]), int(row[2]), bytes(row[3])))
+            if len(out) >= limit:
+                return True
+        return False
+
+    cols = "SELECT id, kind, created_ns, payload FROM entries"
+    for kind in priority:
+        if take(f"{cols} WHERE kind = ? AND id > ? ORDER BY id", (kind,)):
+            return out
+    if live_ns and now_ns:
+        if take(f"{cols} WHERE created_ns >= ? AND id > ? ORDER BY id", (now_ns - live_ns,)):
+            return out
+    take(f"{cols} WHERE id > ? ORDER BY id", ())
+    return out
 
 
 T = TypeVar("T")

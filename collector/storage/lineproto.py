@@ -148,7 +148,7 @@ class Encoder:
 
     def __init__(self, max_series: int = 200_000) -> None:
         self._max_series = max_series
-        self._prefixes: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], str] = {}
+        self._prefixes: dict[tuple[str, ...], str] = {}
         self._field_keys: dict[str, str] = {}
 
     def encode(self, batches: Iterable[wire.Batch]) -> list[str]:
@@ -159,23 +159,45 @@ class Encoder:
         field_keys = self._field_keys
         if len(field_keys) >= self._max_series:
             field_keys.clear()
+        inf, low, high = _INF, INT64_MIN, INT64_MAX
         batch = None
         try:
             for batch in batches:
                 zone = batch.zone
                 probe = batch.probe
                 for sample in batch.samples:
-                    fields = _encode_fields(sample.fields, field_keys)
-                    if not fields:
+                    # The field section: _encode_fields inlined (a call per sample is measurable here).
+                    parts: list[str] = []
+                    for key, value in sample.fields.items():
+                        ekey = field_keys.get(key)
+                        if ekey is None:
+                            if not key:
+                                raise ValueError("empty field key")
+                            _check_unicode(key)
+                            ekey = field_keys[key] = escape_key(key)
+                        kind = type(value)
+                        if kind is float:
+                            if -inf < value < inf:  # false for NaN too
+                                parts.append(f"{ekey}={value!r}")
+                        elif kind is int and low <= value <= high:
+                            parts.append(f"{ekey}={value}i")
+                        elif kind is bool:
+                            parts.append(f"{ekey}=1i" if value else f"{ekey}=0i")
+                        else:
+                            text = _format_value(key, value)
+                            if text is not None:
+                                parts.append(f"{ekey}={text}")
+                    if not parts:
                         continue
                     tags = sample.tags
-                    key = (zone, probe, sample.measurement, tuple(tags.items()))
-                    prefix = prefixes.get(key)
+                    # Keys then values, flat: cheaper to build and hash than a tuple of pairs, and as exact.
+                    series = (zone, probe, sample.measurement, *tags, *tags.values())
+                    prefix = prefixes.get(series)
                     if prefix is None:
                         if len(prefixes) >= self._max_series:
                             prefixes.clear()
-                        prefix = prefixes[key] = _series_prefix(sample.measurement, tags, zone, probe)
-                    append(f"{prefix} {fields} {sample.time_ns}")
+                        prefix = prefixes[series] = _series_prefix(sample.measurement, tags, zone, probe)
+                    append(f"{prefix} {','.join(parts)} {sample.time_ns}")
         except ValueError as exc:
             where = f"zone {batch.zone} probe {batch.probe} seq {batch.seq}" if batch is not None else "batch"
             raise ValueError(f"{where}: {exc}") from None
