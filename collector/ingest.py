@@ -5,18 +5,36 @@ Threads::
     paho network thread   on_message: hand (mid, qos, topic, payload) to the intake thread. Never blocks on
                           disk or storage (a full hand-over queue blocks paho: back-pressure to the broker).
     intake thread         commits what arrived to the intake queue (zwqueue.DiskQueue, SQLite WAL, one
-                          transaction for everything taken at once), then sends the QoS 1 acknowledgements
-                          in the order the messages arrived.
-    writer thread         takes entries from the intake queue in order, decodes and checks them with
-                          agent.wire (a bad one is rejected and counted by reason, never fatal), drops
-                          repeats (same probe, origin and seq), writes the rest to storage with retries and
-                          backoff, and then, in one transaction, deletes the entries and saves the
-                          sequence bookkeeping.
+                          transaction for everything taken at once), then calls ``on_arrival`` (the alert
+                          engine) and sends the QoS 1 acknowledgements in the order the messages arrived.
+    preparer thread       takes entries from the intake queue in order, through its own read-only
+                          connection (so it never waits for the intake's commits); decodes and checks them
+                          with agent.wire (a bad one is rejected and counted by reason, never fatal); drops
+                          repeats (same probe, origin and seq); and has the writer encode the rest
+                          (``storage.prepare_write``), in parts of about PART_SAMPLES samples. Each part
+                          carries a snapshot of the sequence bookkeeping as it stands after its entries. It
+                          works at most a few parts ahead of the sender.
+    sender thread         writes the parts to storage, one after another, in order: while storage is
+                          unavailable it retries with backoff, holding the part and everything behind it;
+                          when storage refuses a write for good, it writes that part batch by batch and
+                          drops only the batches refused, counted.
+    committer thread      once parts are written, in one transaction, in the order written: deletes their
+                          entries and stores their bookkeeping snapshots (retried if the disk refuses).
 
 So a broker, storage or collector outage loses nothing: before the acknowledgement the broker keeps the
-message (persistent session), after it the intake queue does. A crash between a storage write and the
-transaction that follows replays those batches; the stores treat a rewritten point as the same point
-(VictoriaMetrics with ``-dedup.minScrapeInterval``, InfluxDB and SQLite by key), so it is not counted twice.
+message (persistent session), after it the intake queue does, until its part is written. Bookkeeping is
+stored only with the deletion of the entries it describes, so after a crash it never counts as seen a seq
+whose entry is still queued: those entries are written again, not dropped as repeats. A crash between a
+storage write and the transaction that follows replays those batches; the stores treat a rewritten point
+as the same point (VictoriaMetrics with ``-dedup.minScrapeInterval``, InfluxDB and SQLite by key), so it is
+not counted twice. Batches made by the collector itself (``inject``, the alert engine's derived samples)
+go through the intake queue and the same threads.
+
+Throughput (``tests/benchmarks/bench_ingest.py``): decoding and encoding, in the preparer, are most of the
+CPU, and overlap with the store's work on the previous part. ``start`` freezes what start-up made out of
+the garbage collector's sight (the decoder's dicts would otherwise make it walk them again and again), and
+the intake queue overwrites deleted payloads only where that costs no extra I/O (``secure_delete=FAST``:
+freed overflow pages are not zeroed; what they held is in the store anyway).
 
 Sequence bookkeeping (``SeqTracker``): per (probe, origin), a watermark below which every seq has been
 seen or given up, and the seqs seen above it. A seq at or below the watermark, or already seen, is a
@@ -27,12 +45,15 @@ once more than ``window`` newer seqs have arrived, a missing one is given up and
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +65,9 @@ from paho.mqtt.properties import Properties
 
 from agent import wire
 from collector.metrics import CollectorMetrics
-from collector.storage import StorageError, Writer
+from collector.storage import StorageError, Writer, prepare_write
 from zwconf.mqtt import MqttConfig
-from zwqueue import DiskQueue, Entry
+from zwqueue import DiskQueue, Entry, QueueReader
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +102,9 @@ def _advance(st: ProbeSeq) -> None:
         st.above.discard(st.watermark)
 
 
+SeqRow = tuple[str, int, int, int, str]  # a seqstate row: probe, origin, watermark, lost, above (JSON)
+
+
 class SeqTracker:
     """Repeat detection and gap counting per (zone/probe, origin); persisted in the intake queue's file."""
 
@@ -88,14 +112,19 @@ class SeqTracker:
         self.db, self.window = db, window
         db.executescript(_STATE_SCHEMA)
         self.state: dict[tuple[str, int], ProbeSeq] = {}
+        self._origins: dict[str, list[ProbeSeq]] = {}  # probe -> the state of each of its origins
         for probe, origin, watermark, lost, above in db.execute("SELECT * FROM seqstate"):
-            self.state[(probe, origin)] = ProbeSeq(watermark, lost, set(json.loads(above)))
+            st = self.state[(probe, origin)] = ProbeSeq(watermark, lost, set(json.loads(above)))
+            self._origins.setdefault(probe, []).append(st)
         self._dirty: set[tuple[str, int]] = set()
 
     def first_time(self, probe: str, origin: int, seq: int) -> bool:
         """Record (probe, origin, seq); return False if it was seen before."""
         key = (probe, origin)
-        st = self.state.setdefault(key, ProbeSeq())
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = ProbeSeq()
+            self._origins.setdefault(probe, []).append(st)
         if seq <= st.watermark or seq in st.above:
             return False
         self._dirty.add(key)
@@ -113,18 +142,30 @@ class SeqTracker:
 
     def gaps(self, probe: str) -> int:
         """Return the gaps of every origin of one probe."""
-        return sum(st.gaps for (p, _), st in self.state.items() if p == probe)
+        return sum(st.gaps for st in self._origins.get(probe, ()))
+
+    def snapshot(self) -> tuple[list[SeqRow], dict[str, int]]:
+        """Return the rows of the state changed since the last snapshot, and the gaps of the probes concerned.
+
+        The writer takes a snapshot when it has decided what a round of entries is (which are repeats) and
+        stores it with the deletion of those entries, so the stored state always matches what is deleted.
+        """
+        rows: list[SeqRow] = []
+        for key in self._dirty:
+            st = self.state[key]
+            rows.append((key[0], key[1], st.watermark, st.lost, json.dumps(sorted(st.above))))
+        self._dirty.clear()
+        return rows, {probe: self.gaps(probe) for probe in {row[0] for row in rows}}
+
+    def store(self, rows: list[SeqRow]) -> None:
+        """Write snapshot rows (inside the caller's transaction)."""
+        self.db.executemany("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)", rows)
 
     def save(self) -> list[str]:
         """Write changed state (inside the caller's transaction); return the probes that changed."""
-        probes = []
-        for key in self._dirty:
-            st = self.state[key]
-            self.db.execute("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)",
-                            (key[0], key[1], st.watermark, st.lost, json.dumps(sorted(st.above))))
-            probes.append(key[0])
-        self._dirty.clear()
-        return probes
+        rows, gaps = self.snapshot()
+        self.store(rows)
+        return list(gaps)
 
 
 DEFAULT_LIMITS = wire.Limits()
@@ -162,6 +203,20 @@ class _Arrival:
     payload: bytes
 
 
+@dataclass(slots=True)
+class _Part:
+    """What the preparer made of some entries taken from the intake queue, for the sender and committer."""
+
+    ids: list[int]  # every entry taken (to store, rejected or a repeat): deleted together once written
+    batches: list[wire.Batch]  # to store, with the probes' seq_gaps samples
+    send: Callable[[], None] | None  # writes ``batches`` (encoded by the preparer); None: nothing to store
+    seq_rows: list[SeqRow]  # the sequence bookkeeping as of this part, stored with the deletion
+    gaps: dict[str, int]  # probe -> gaps, for the metric once committed
+
+
+PART_SAMPLES = 5_000  # samples the preparer hands to the sender at a time: one request to a TSDB
+
+
 class Ingest:
     """Subscribe to every probe's topics and move their batches through the intake queue into storage."""
 
@@ -175,12 +230,20 @@ class Ingest:
         self.max_batch = max_batch
         self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
         self.seqs = SeqTracker(intake.db)
+        intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
         self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
+        self._to_send: queue.Queue[_Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
+        self._to_commit: queue.Queue[_Part] = queue.Queue()
+        self._in_flight = 0  # parts made by the preparer and not yet committed
+        self._flight_lock = threading.Lock()
+        self._reader: QueueReader | None = None  # the preparer's own connection to the intake queue
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # the intake queue is shared by the intake and writer threads
+        self._lock = threading.Lock()  # the intake queue's connection: intake thread, committer, inject
         self._wake_writer = threading.Event()
         self._threads = [threading.Thread(target=self._intake_loop, name="zw-intake", daemon=True),
-                         threading.Thread(target=self._write_loop, name="zw-writer", daemon=True)]
+                         threading.Thread(target=self._prepare_loop, name="zw-prepare", daemon=True),
+                         threading.Thread(target=self._send_loop, name="zw-send", daemon=True),
+                         threading.Thread(target=self._commit_loop, name="zw-commit", daemon=True)]
         self._complaints: dict[tuple[str, str], float] = {}
         v5 = cfg.protocol == "5"
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
@@ -201,6 +264,10 @@ class Ingest:
 
     def start(self) -> None:
         """Start the intake and writer threads and connect (in the background)."""
+        # Everything made so far (imports, configuration, inventory) lives as long as the process: keep it
+        # out of the garbage collector's full passes, which the decoder's many short-lived dicts trigger.
+        gc.freeze()
+        self._reader = self.intake.reader()
         for t in self._threads:
             t.start()
         props = None
@@ -229,6 +296,8 @@ class Ingest:
         self._wake_writer.set()
         for t in self._threads:
             t.join(timeout=max(0.5, deadline - time.monotonic()))
+        if self._reader is not None and not self._threads[1].is_alive():
+            self._reader.close()
 
     # paho's network thread -----------------------------------------------------------------------------
 
@@ -258,7 +327,7 @@ class Ingest:
         self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.metrics.received_messages.inc()
+        # bytes() of the bytes paho hands over is the same object, not a copy. Counted by the intake thread.
         self._arrivals.put(_Arrival(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
 
     # intake thread --------------------------------------------------------------------------------------
@@ -274,17 +343,18 @@ class Ingest:
                     taken.append(self._arrivals.get_nowait())
                 except queue.Empty:
                     break
+            self.metrics.received_messages.inc(len(taken))
             messages = [(a.topic, a.payload) for a in taken]
             now = self.clock()
             with self._lock:
                 self.intake.put_many(messages, now)
+                self.metrics.queue_depth.set(self.intake.depth())
             self._wake_writer.set()
             if self.on_arrival is not None:
                 self.on_arrival(messages, now)
             for a in taken:  # only now is the message ours: acknowledge, in arrival order
                 if a.qos > 0:
                     self.client.ack(a.mid, a.qos)
-            self.metrics.queue_depth.set(self.intake.depth())
 
     def inject(self, batches: list[wire.Batch]) -> None:
         """Queue batches made by the collector itself (derived measurements) for storage, durably."""
@@ -294,42 +364,84 @@ class Ingest:
             self.intake.put_many(items, now)
         self._wake_writer.set()
 
-    # writer thread --------------------------------------------------------------------------------------
+    # preparer thread ------------------------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
+    def _prepare_loop(self) -> None:
+        assert self._reader is not None
+        after = 0  # the last id taken: entries up to it are in parts not yet committed
         while not self._stop.is_set():
-            with self._lock:
-                entries = self.intake.pending(self.max_batch)
+            self._wake_writer.clear()  # before looking: a wake-up from now on is not lost
+            with self._flight_lock:
+                if not self._in_flight:
+                    # Everything taken is committed (only this thread makes parts), so every entry left is
+                    # new: look from the start, which also finds any entry given an id below the last taken.
+                    after = 0
+            entries = self._reader.pending(self.max_batch, after=after)
             if not entries:
                 self._wake_writer.wait(0.2)
-                self._wake_writer.clear()
                 continue
-            batches: list[wire.Batch] = []
-            for entry in entries:
-                try:
-                    batch = parse_entry(entry)
-                except wire.WireError as exc:
-                    self.metrics.rejected_messages.labels(exc.reason).inc()
-                    self._complain(entry.kind, exc)
-                    continue
-                if batch.seq and not self.seqs.first_time(f"{batch.zone}/{batch.probe}", batch.origin, batch.seq):
-                    self.metrics.duplicate_batches.inc()
-                    continue
-                batches.append(batch)
-            batches += self._gap_samples(batches)
-            if batches and not self._write_with_retry(batches):
-                return  # stopping: the entries stay in the intake queue for the next start
-            with self._lock:
-                self.intake.begin()
-                try:
-                    for name in self.seqs.save():
-                        self.metrics.seq_gaps.labels(name).set(self.seqs.gaps(name))
-                    self.intake.ack_within([e.id for e in entries])  # with the bookkeeping, atomically
-                    self.intake.commit()
-                except BaseException:
-                    self.intake.rollback()
-                    raise
-            self.metrics.queue_depth.set(self.intake.depth())
+            after = entries[-1].id
+            for part in self._prepare(entries):
+                with self._flight_lock:
+                    self._in_flight += 1
+                while True:
+                    try:
+                        self._to_send.put(part, timeout=0.2)  # waits while the sender is behind: back-pressure
+                        break
+                    except queue.Full:
+                        if self._stop.is_set():
+                            return
+
+    def _prepare(self, entries: list[Entry]) -> Iterator[_Part]:
+        """Decode and check entries, drop repeats, and have the writer encode the rest, in parts of about
+        PART_SAMPLES samples (so that the first request goes out while the next part is decoded)."""
+        ids: list[int] = []
+        batches: list[wire.Batch] = []
+        samples = 0
+        for entry in entries:
+            ids.append(entry.id)
+            try:
+                batch = parse_entry(entry)
+            except wire.WireError as exc:
+                self.metrics.rejected_messages.labels(exc.reason).inc()
+                self._complain(entry.kind, exc)
+                continue
+            if batch.seq and not self.seqs.first_time(f"{batch.zone}/{batch.probe}", batch.origin, batch.seq):
+                self.metrics.duplicate_batches.inc()
+                continue
+            batches.append(batch)
+            samples += len(batch.samples)
+            if samples >= PART_SAMPLES:
+                yield self._part(ids, batches)
+                ids, batches, samples = [], [], 0
+        if ids:
+            yield self._part(ids, batches)
+
+    def _part(self, ids: list[int], batches: list[wire.Batch]) -> _Part:
+        batches += self._gap_samples(batches)
+        seq_rows, gaps = self.seqs.snapshot()
+        send = self._stage(batches) if batches else None
+        return _Part(ids, batches, send, seq_rows, gaps)
+
+    def _stage(self, batches: list[wire.Batch]) -> Callable[[], None] | None:
+        """Return the writer's send for ``batches``; if it cannot take them all, drop only those it refuses."""
+        try:
+            return prepare_write(self.writer, batches)
+        except StorageError as exc:
+            if exc.retryable:  # not for prepare_write to say, but then the sender's retries apply
+                return functools.partial(self.writer.write, batches)
+            self.metrics.write_errors.inc()
+            first = exc
+        kept = []
+        for batch in batches:
+            try:
+                prepare_write(self.writer, [batch])
+            except StorageError as exc:
+                self._drop(batch, exc if len(batches) > 1 else first)
+                continue
+            kept.append(batch)
+        batches[:] = kept
+        return prepare_write(self.writer, kept) if kept else None
 
     def _gap_samples(self, batches: list[wire.Batch]) -> list[wire.Batch]:
         """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``."""
@@ -345,34 +457,111 @@ class Ingest:
             log.warning("rejected a message on %s: %s", topic, exc)
             self._complaints[key] = now
 
-    def _write_with_retry(self, batches: list[wire.Batch]) -> bool:
+    # sender thread ------------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                part = self._to_send.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if part.send is not None and not self._write_with_retry(part):
+                return  # stopping: the entries stay in the intake queue for the next start
+            part.batches, part.send = [], None  # written: only the ids and the bookkeeping are needed now
+            self._to_commit.put(part)
+
+    # committer thread ---------------------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        sender = self._threads[2]
+        while True:
+            try:
+                done = [self._to_commit.get(timeout=0.2)]
+            except queue.Empty:
+                if self._stop.is_set() and not sender.is_alive():
+                    return
+                continue
+            while True:  # whatever else is written: one transaction for all
+                try:
+                    done.append(self._to_commit.get_nowait())
+                except queue.Empty:
+                    break
+            delay = 0.5
+            while not self._commit(done):
+                if self._stop.wait(delay):
+                    return  # the entries stay in the intake queue: written again at the next start
+                delay = min(delay * 2, 30.0)
+            with self._flight_lock:
+                self._in_flight -= len(done)
+            for part in done:
+                for name, gaps in part.gaps.items():
+                    self.metrics.seq_gaps.labels(name).set(gaps)
+            self._wake_writer.set()
+
+    def _commit(self, done: list[_Part]) -> bool:
+        """Delete the entries of written parts and store their bookkeeping, in one transaction."""
+        with self._lock:
+            try:
+                self.intake.begin()
+                try:
+                    for part in done:  # in the order written, so the newest bookkeeping is stored last
+                        self.seqs.store(part.seq_rows)
+                        self.intake.ack_within(part.ids)
+                    self.intake.commit()
+                except BaseException:
+                    self.intake.rollback()
+                    raise
+            except sqlite3.Error as exc:  # disk full, I/O error: the parts wait, nothing is lost
+                log.error("cannot update the intake queue %s (%s); trying again", self.intake.path, exc)
+                return False
+            self.metrics.queue_depth.set(self.intake.depth())
+        return True
+
+    def _write_with_retry(self, part: _Part) -> bool:
+        """Write a part, retrying while the store is unavailable; return False if stopped first."""
+        assert part.send is not None
         delay = 0.5
         while True:
             try:
-                self.writer.write(batches)
+                part.send()
             except StorageError as exc:
                 self.metrics.write_errors.inc()
                 if not exc.retryable:
-                    self._write_one_by_one(batches, exc)
-                    return True
+                    return self._write_one_by_one(part.batches, exc)
                 log.warning("storage unavailable (%s); retrying in %.1fs", exc, delay)
                 if self._stop.wait(delay):
                     return False
                 delay = min(delay * 2, 30.0)
                 continue
-            self.metrics.written_samples.inc(sum(len(b.samples) for b in batches))
-            self.metrics.written_batches.inc(len(batches))
+            self.metrics.written_samples.inc(sum(len(b.samples) for b in part.batches))
+            self.metrics.written_batches.inc(len(part.batches))
             return True
 
-    def _write_one_by_one(self, batches: list[wire.Batch], first: StorageError) -> None:
-        """After a refusal, write batch by batch so that only the refused ones are dropped."""
+    def _write_one_by_one(self, batches: list[wire.Batch], first: StorageError) -> bool:
+        """After a refusal, write batch by batch so that only the refused ones are dropped.
+
+        A batch that meets an unavailable store is retried, not dropped; return False if stopped first.
+        """
         for batch in batches:
-            try:
-                self.writer.write([batch])
-            except StorageError as exc:
-                log.error("storage refused batch %s/%s seq %d, dropping it: %s", batch.zone, batch.probe,
-                          batch.seq, exc if len(batches) > 1 else first)
-                self.metrics.dropped_batches.inc()
-                continue
-            self.metrics.written_samples.inc(len(batch.samples))
-            self.metrics.written_batches.inc()
+            delay = 0.5
+            while True:
+                try:
+                    self.writer.write([batch])
+                except StorageError as exc:
+                    if exc.retryable:
+                        self.metrics.write_errors.inc()
+                        log.warning("storage unavailable (%s); retrying in %.1fs", exc, delay)
+                        if self._stop.wait(delay):
+                            return False
+                        delay = min(delay * 2, 30.0)
+                        continue
+                    self._drop(batch, exc if len(batches) > 1 else first)
+                    break
+                self.metrics.written_samples.inc(len(batch.samples))
+                self.metrics.written_batches.inc()
+                break
+        return True
+
+    def _drop(self, batch: wire.Batch, exc: StorageError) -> None:
+        log.error("storage refused batch %s/%s seq %d, dropping it: %s", batch.zone, batch.probe, batch.seq, exc)
+        self.metrics.dropped_batches.inc()

@@ -3,7 +3,7 @@
 Layout::
 
     collector/storage/
-      __init__.py    Writer protocol, StorageError, config models, make_writer
+      __init__.py    Writer protocol, prepare_write, StorageError, config models, make_writer
       lineproto.py   samples -> Influx line protocol (pure, on the hot path)
       influx.py      InfluxWriter: line protocol over HTTP to VictoriaMetrics or InfluxDB 2
       sqlite.py      SqliteWriter: the embedded default, plus read helpers for reports and tests
@@ -30,7 +30,8 @@ Configuration (``storage:`` in the collector config, keyed by ``type``)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Annotated, Literal, Protocol, Union
 from urllib.parse import urlsplit
 
@@ -41,6 +42,7 @@ from agent import wire
 
 __all__ = [
     "Writer",
+    "prepare_write",
     "StorageError",
     "VictoriaMetricsStorage",
     "InfluxDBStorage",
@@ -64,21 +66,37 @@ class Writer(Protocol):
     def write(self, batches: Sequence[wire.Batch]) -> None:
         """Store every sample of every batch, or raise StorageError.
 
-        Called by the collector's single writer thread (never concurrently with itself or with close)
-        with batches taken from the durable queue; the queue releases them only after this returns.
-        A batch may be written again after a failure or a restart, so a write must be idempotent: the
-        same series, field and time overwrite the earlier value. Must not retry or sleep on its own
-        (the caller owns retries and backoff), and must not keep references to the batches.
+        Called by the collector's sender thread (never concurrently with itself, with a send returned by
+        ``prepare``, or with close) with batches taken from the durable queue; the queue releases them
+        only after this returns. A batch may be written again after a failure or a restart, so a write
+        must be idempotent: the same series, field and time overwrite the earlier value. Must not retry
+        or sleep on its own (the caller owns retries and backoff), and must not keep references to the
+        batches.
         """
         ...
 
     def close(self) -> None:
         """Release connections and files.
 
-        Called once, from the writer thread, after its last write at shutdown. No method is called
-        afterwards. Must not raise for a store that is unreachable.
+        Called once, after the collector's last write at shutdown. No method is called afterwards.
+        Must not raise for a store that is unreachable.
         """
         ...
+
+
+def prepare_write(writer: Writer, batches: Sequence[wire.Batch]) -> Callable[[], None]:
+    """Return a call that writes ``batches``, with what can be done before sending done now.
+
+    A writer may have ``prepare(batches) -> Callable[[], None]``: the collector's preparer thread calls it
+    (one thread, concurrently with the sender's writes), and its sender thread calls what it returns,
+    once or, after a retryable StorageError, again; that call has the contract of ``write``. ``prepare``
+    raises StorageError (not retryable) when some batch can never be written. Without ``prepare``, the
+    call is ``write(batches)``.
+    """
+    prepare: Callable[[Sequence[wire.Batch]], Callable[[], None]] | None = getattr(writer, "prepare", None)
+    if prepare is not None:
+        return prepare(batches)
+    return partial(writer.write, batches)
 
 
 def _check_http_url(url: str) -> str:

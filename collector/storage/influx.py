@@ -5,6 +5,10 @@ Lines are encoded by ``lineproto`` and sent with the client's synchronous write 
 bucket and token (placeholders are sent) and names each series ``<measurement>_<field>``; it stores
 timestamps in milliseconds and values as float64. InfluxDB 2 uses all three.
 
+``prepare`` encodes the request bodies (bytes) in the collector's preparer thread and returns the call
+that posts them, which its sender thread makes while the next batches are being encoded; ``write`` does
+both at once, in the sender thread. Each has its own ``Encoder`` (an encoder is not thread-safe).
+
 A write that fails part-way has stored the chunks before the failing one; the caller writes the whole
 call again, which overwrites those points with the same values.
 
@@ -20,7 +24,8 @@ Error mapping (``StorageError.retryable``)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,16 +76,28 @@ class InfluxWriter:
         self._client = InfluxDBClient(url=config.url, token=self._token, org=self._org,
                                       timeout=max(1, round(config.timeout * 1000)))
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._encoder = Encoder()
+        self._encoder = Encoder()  # prepare's, in the preparer thread
+        self._write_encoder = Encoder()  # write's, in the sender thread
 
     def write(self, batches: Sequence[wire.Batch]) -> None:
         """Send every sample of ``batches``, in chunks of at most CHUNK_LINES lines."""
+        self._send(self._bodies(self._write_encoder, batches))
+
+    def prepare(self, batches: Sequence[wire.Batch]) -> Callable[[], None]:
+        """Encode ``batches`` now; return the call that sends them (see ``collector.storage.prepare_write``)."""
+        return partial(self._send, self._bodies(self._encoder, batches))
+
+    def _bodies(self, encoder: Encoder, batches: Sequence[wire.Batch]) -> list[bytes]:
+        """Return the request bodies for ``batches``: at most CHUNK_LINES lines each."""
         try:
-            lines = self._encoder.encode(batches)
+            lines = encoder.encode(batches)
         except ValueError as exc:
             raise StorageError(f"cannot encode for {self._shown_url}: {exc}", retryable=False) from None
-        for start in range(0, len(lines), CHUNK_LINES):
-            body = "\n".join(lines[start:start + CHUNK_LINES]).encode()
+        return ["\n".join(lines[start:start + CHUNK_LINES]).encode() for start in range(0, len(lines), CHUNK_LINES)]
+
+    def _send(self, bodies: list[bytes]) -> None:
+        """Post each body; the first failure raises (the caller sends them all again)."""
+        for body in bodies:
             try:
                 self._write_api.write(bucket=self._bucket, org=self._org, record=body,
                                       write_precision=_NS)

@@ -1,0 +1,196 @@
+"""The writer pipeline of the ingest (preparer, sender, committer) without a broker: batches go in through
+``Ingest.inject`` (the intake queue) and come out of a fake store. What it must keep: every batch written
+once and in order; a store that is down holds everything; a refusal drops only the refused batches; and the
+bookkeeping on disk never runs ahead of the entries deleted, so a crash replays instead of losing."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from agent import wire
+from collector import ingest as ingest_module
+from collector.ingest import Ingest, SeqTracker
+from collector.metrics import CollectorMetrics
+from collector.storage import StorageError
+from tests.services import wait_for
+from zwconf.mqtt import MqttConfig
+from zwqueue import DiskQueue
+
+NOW = 1_764_290_000 * 10**9
+
+
+def batch(seq: int, probe: str = "p1", value: int = 0) -> wire.Batch:
+    return wire.Batch("z1", probe, seq, NOW, (wire.Sample("probe", {}, {"spool_depth": value or seq}, NOW + seq),))
+
+
+class Store:
+    """A store that records what it is given; ``fail`` decides, per batch, the error to raise (if any)."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, int]] = []  # (probe, seq) of every batch with data, in write order
+        self.calls = 0
+        self.fail: Callable[[wire.Batch], StorageError | None] = lambda b: None
+        self.lock = threading.Lock()
+
+    def write(self, batches: Sequence[wire.Batch]) -> None:
+        with self.lock:
+            self.calls += 1
+            for b in batches:
+                error = self.fail(b)
+                if error is not None:
+                    raise error
+            self.written += [(b.probe, b.seq) for b in batches if b.seq]
+
+    def close(self) -> None:
+        pass
+
+
+Make = Callable[[Store], Ingest]
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once closed: the ingest never connects
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Make]:
+    made: list[Ingest] = []
+
+    def factory(store: Store) -> Ingest:
+        intake = DiskQueue(tmp_path / "intake.db", 64 * 2**20, 0)
+        ing = Ingest(MqttConfig(port=dead_port()), store, CollectorMetrics(), intake, clock=lambda: NOW)
+        ing.start()
+        made.append(ing)
+        return ing
+
+    yield factory
+    for ing in made:
+        ing.stop(timeout=2)
+        ing.intake.close()
+
+
+def counter(ing: Ingest, name: str) -> float:
+    return ing.metrics.registry.get_sample_value(name) or 0.0
+
+
+def test_every_batch_is_written_once_in_order_and_then_leaves(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "PART_SAMPLES", 3)  # many parts, so the pipeline really overlaps
+    store = Store()
+    ing = make(store)
+    ing.inject([batch(s) for s in range(1, 41)])
+    ing.inject([batch(s) for s in (5, 6, 41)])  # two repeats and a new one
+    wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    assert store.written == [("p1", s) for s in range(1, 42)]
+    assert counter(ing, "zonewatch_ingest_duplicate_batches_total") == 2
+    assert counter(ing, "zonewatch_storage_written_batches_total") >= 41  # and one seq_gaps batch per part
+    saved = ing.intake.db.execute("SELECT watermark FROM seqstate WHERE probe = 'z1/p1'").fetchone()
+    assert saved == (41,)
+
+
+def test_a_trickle_is_written_whether_the_queue_empties_between_arrivals_or_not(make: Make) -> None:
+    store = Store()
+    ing = make(store)
+    seq = 0
+    for burst in (1, 1, 3, 1, 5, 2, 1):
+        ing.inject([batch(s) for s in range(seq + 1, seq + burst + 1)])
+        seq += burst
+        if burst % 2:  # sometimes the queue has emptied before the next arrival, sometimes not
+            wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    assert store.written == [("p1", s) for s in range(1, seq + 1)]
+
+
+def test_a_store_that_is_down_holds_everything(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "PART_SAMPLES", 2)
+    store = Store()
+    down = threading.Event()
+    down.set()
+    store.fail = lambda b: StorageError("connection refused", retryable=True) if down.is_set() else None
+    ing = make(store)
+    ing.inject([batch(s) for s in range(1, 11)])
+    wait_for(lambda: counter(ing, "zonewatch_storage_write_errors_total") >= 2, 10, "two failed writes")
+    assert store.written == [] and ing.intake.depth() == 10  # nothing written, nothing deleted
+    down.clear()
+    wait_for(lambda: ing.intake.depth() == 0, 20, "the intake queue to drain")
+    assert store.written == [("p1", s) for s in range(1, 11)]
+    assert counter(ing, "zonewatch_storage_dropped_batches_total") == 0
+
+
+def test_a_refusal_drops_only_the_refused_batch_even_if_the_store_blinks(make: Make) -> None:
+    store = Store()
+    blinks = [StorageError("timeout", retryable=True)]  # once, during the batch-by-batch writes
+
+    def fail(b: wire.Batch) -> StorageError | None:
+        if b.seq == 3:
+            return StorageError("HTTP 400: bad line", retryable=False)
+        if b.seq == 4 and store.calls > 1 and blinks:
+            return blinks.pop()
+        return None
+
+    store.fail = fail
+    ing = make(store)
+    ing.inject([batch(s) for s in range(1, 6)])
+    wait_for(lambda: ing.intake.depth() == 0, 20, "the intake queue to drain")
+    assert store.written == [("p1", 1), ("p1", 2), ("p1", 4), ("p1", 5)]  # 4 was retried, not dropped
+    assert counter(ing, "zonewatch_storage_dropped_batches_total") == 1
+
+
+class Refusing(Store):
+    """A store that encodes ahead (``prepare``) and cannot encode the data of probe ``bad``."""
+
+    def prepare(self, batches: Sequence[wire.Batch]) -> Callable[[], None]:
+        if any(b.probe == "bad" and b.seq for b in batches):
+            raise StorageError("cannot encode", retryable=False)
+        return lambda: self.write(batches)
+
+
+def test_a_batch_the_store_cannot_encode_is_dropped_alone(make: Make) -> None:
+    store = Refusing()
+    ing = make(store)
+    ing.inject([batch(1), batch(1, probe="bad"), batch(2)])
+    wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    assert store.written == [("p1", 1), ("p1", 2)]
+    assert counter(ing, "zonewatch_storage_dropped_batches_total") == 1
+
+
+def test_bookkeeping_on_disk_never_runs_ahead_of_the_entries_deleted(make: Make, monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """Hold the store on seq 4 while the preparer has decided about later seqs, and look at the file as a
+    collector killed at that moment would leave it: every entry still there must be new to the bookkeeping
+    stored beside it (else it would be dropped as a repeat at the restart: lost)."""
+    monkeypatch.setattr(ingest_module, "PART_SAMPLES", 1)  # one batch per part
+    store = Store()
+    release = threading.Event()
+    held = threading.Event()
+
+    def fail(b: wire.Batch) -> None:
+        if b.seq == 4:
+            held.set()
+            release.wait(10)
+
+    store.fail = fail
+    ing = make(store)
+    ing.inject([batch(s) for s in range(1, 9)])
+    try:
+        assert held.wait(10)
+        wait_for(lambda: ing._to_send.full(), 10, "the preparer to be parts ahead")  # decided about 5, 6, ...
+        disk = sqlite3.connect(tmp_path / "intake.db")  # what a restart would find
+        try:
+            left = [wire.decode(p).seq for (p,) in disk.execute("SELECT payload FROM entries ORDER BY id")]
+            restarted = SeqTracker(disk)
+            assert left and left[0] <= 4
+            assert all(restarted.first_time("z1/p1", 0, s) for s in left)
+        finally:
+            disk.close()
+    finally:
+        release.set()
+    wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    assert store.written == [("p1", s) for s in range(1, 9)]
