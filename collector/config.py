@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from collector.alerting.config import AlertingConfig
 from collector.storage import SqliteStorage, StorageConfig
@@ -42,6 +42,13 @@ class IntakeQueueConfig(Strict):
     max_age: Duration = 30 * 86400.0
 
 
+class IngestLimits(Strict):
+    """What one probe may send beyond the per-message limits: how many distinct series it may create."""
+
+    max_series_per_probe: int = Field(default=20_000, ge=1)  # a measurement with one set of tag values
+    series_window: Duration = 86400.0  # a series not seen for this long stops counting
+
+
 class CollectorConfig(Strict):
     """The whole collector configuration file."""
 
@@ -49,6 +56,7 @@ class CollectorConfig(Strict):
     embedded_broker: EmbeddedBroker = EmbeddedBroker()
     storage: StorageConfig = SqliteStorage(type="sqlite", path="/var/lib/zonewatch/zonewatch.db")
     queue: IntakeQueueConfig = IntakeQueueConfig()
+    limits: IngestLimits = IngestLimits()
     inventory: str | None = None
     http: HttpConfig = HttpConfig()
     zones: list[str] = []

@@ -64,6 +64,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import wire
+from collector.cardinality import SeriesLimit
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError, Writer, prepare_write
 from zwconf.mqtt import MqttConfig
@@ -223,13 +224,15 @@ class Ingest:
     def __init__(self, cfg: MqttConfig, writer: Writer, metrics: CollectorMetrics, intake: DiskQueue,
                  zones: list[str] | None = None, clock: Callable[[], int] = time.time_ns,
                  max_batch: int = 500,
-                 on_arrival: Callable[[list[tuple[str, bytes]], int], None] | None = None) -> None:
+                 on_arrival: Callable[[list[tuple[str, bytes]], int], None] | None = None,
+                 series: SeriesLimit | None = None) -> None:
         self.cfg, self.writer, self.metrics, self.clock = cfg, writer, metrics, clock
         self.intake = intake
         self.zones = zones or ["+"]
         self.max_batch = max_batch
         self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
         self.seqs = SeqTracker(intake.db)
+        self.series = series or SeriesLimit(20_000, 86400 * 10**9)  # distinct series per probe
         intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
         self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
         self._to_send: queue.Queue[_Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
@@ -406,9 +409,18 @@ class Ingest:
                 self.metrics.rejected_messages.labels(exc.reason).inc()
                 self._complain(entry.kind, exc)
                 continue
-            if batch.seq and not self.seqs.first_time(f"{batch.zone}/{batch.probe}", batch.origin, batch.seq):
+            name = f"{batch.zone}/{batch.probe}"
+            if batch.seq and not self.seqs.first_time(name, batch.origin, batch.seq):
                 self.metrics.duplicate_batches.inc()
                 continue
+            kept, refused = self.series.admit(name, batch.samples, entry.created_ns)
+            if refused is not None:
+                self.metrics.rejected_samples.labels("too_many_series").inc(refused.samples)
+                self._complain(entry.kind, wire.WireError(
+                    "too_many_series", f"probe {name} seq {batch.seq}: {refused.samples} samples of new series "
+                    f"refused (e.g. {refused.example}): it has {self.series.count(name)} series, at most "
+                    f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"))
+                batch = dataclasses.replace(batch, samples=tuple(kept))
             batches.append(batch)
             samples += len(batch.samples)
             if samples >= PART_SAMPLES:
@@ -454,7 +466,8 @@ class Ingest:
         key = (topic, exc.reason)
         now = time.monotonic()
         if now - self._complaints.get(key, -1e9) > 60:
-            log.warning("rejected a message on %s: %s", topic, exc)
+            what = "samples" if exc.reason == "too_many_series" else "a message"
+            log.warning("rejected %s on %s: %s", what, topic, exc)
             self._complaints[key] = now
 
     # sender thread ------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ class CollectorMetrics:
         self.received_messages = Counter("zonewatch_ingest_messages", "MQTT messages received", registry=r)
         self.rejected_messages = Counter(
             "zonewatch_ingest_rejected_messages", "Messages rejected, by reason", ["reason"], registry=r)
+        self.rejected_samples = Counter(
+            "zonewatch_ingest_rejected_samples", "Samples refused from batches otherwise kept, by reason",
+            ["reason"], registry=r)
         self.duplicate_batches = Counter(
             "zonewatch_ingest_duplicate_batches", "Batches dropped as repeats (same probe and seq)", registry=r)
         self.written_batches = Counter("zonewatch_storage_written_batches", "Batches written", registry=r)

@@ -33,10 +33,10 @@ def publisher(port: int) -> mqtt.Client:
     return c
 
 
-def subscribed_collector(tmp_path: Path, broker: int, client_id: str, storage_yaml: str) -> Collector:
+def subscribed_collector(tmp_path: Path, broker: int, client_id: str, storage_yaml: str, extra: str = "") -> Collector:
     """Start an in-process collector and return it once its subscriptions are in place."""
     cfg = load(CollectorConfig, f"mqtt: {{port: {broker}, client_id: {client_id}}}\n{storage_yaml}\n"
-                                f"queue: {{path: '{tmp_path / 'intake.db'}'}}\nhttp: {{enabled: false}}\n")
+                                f"queue: {{path: '{tmp_path / 'intake.db'}'}}\nhttp: {{enabled: false}}\n{extra}")
     col = Collector(cfg)
     col.start()
     assert col.ingest is not None
@@ -107,3 +107,49 @@ def test_storage_outage_loses_nothing(tmp_path: Path, mosquitto: services.Servic
         pub.loop_stop()
         col.stop()
         vm.stop()
+
+
+def cells(probe: str, seq: int, cell_ids: range) -> bytes:
+    """A batch with one ``cell`` sample per cell id: each id a series of its own (a tag value)."""
+    ts = (time.time_ns() // 10**9 - 60 + seq) * 10**9
+    samples = tuple(wire.Sample("cell", {"modem": "m1", "cell_id": str(c)}, {"rsrp_dbm": -90.0}, ts) for c in cell_ids)
+    return wire.encode(wire.Batch("z1", probe, seq, 1, samples))
+
+
+def test_a_probe_over_its_series_limit_loses_only_its_new_series(
+        tmp_path: Path, mosquitto: services.Service, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "zw.db"
+    col = subscribed_collector(tmp_path, mosquitto.port, "c3", f"storage: {{type: sqlite, path: '{db}'}}",
+                               "limits: {max_series_per_probe: 10}\n")
+    pub = publisher(mosquitto.port)
+    try:
+        sent = [
+            ("zw/v1/z1/p1/data", cells("p1", 1, range(0, 8))),  # 8 series: within the limit
+            ("zw/v1/z1/p1/data", cells("p1", 2, range(0, 30))),  # a runaway: 22 new, room for 2
+            ("zw/v1/z1/p2/data", cells("p2", 1, range(0, 10))),  # another probe: its own 10
+            ("zw/v1/z1/p1/data", cells("p1", 3, range(0, 10))),  # p1's known series still land
+        ]
+        for topic, body in sent:
+            pub.publish(topic, body, qos=1).wait_for_publish(5)
+        services.wait_for(lambda: counter(col, "zonewatch_storage_written_batches_total") >= 4, 10,
+                          "the four batches written")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        col.stop()
+    assert counter(col, "zonewatch_ingest_rejected_samples_total", reason="too_many_series") == 20
+    assert counter(col, "zonewatch_ingest_rejected_messages_total", reason="too_many_series") == 0
+    said = [r.getMessage() for r in caplog.records if "too_many_series" in r.getMessage()]
+    assert len(said) == 1  # once, naming the probe, how many, and the setting to change
+    assert "probe z1/p1" in said[0] and "20 samples" in said[0] and "limits.max_series_per_probe" in said[0]
+    store = SqliteWriter(SqliteStorage(type="sqlite", path=str(db)))
+    try:
+        points = store.query("cell", "rsrp_dbm")
+    finally:
+        store.close()
+    by_probe: dict[str, set[str]] = {}
+    for p in points:
+        by_probe.setdefault(p.tags["probe"], set()).add(p.tags["cell_id"])
+    assert by_probe["p1"] == {str(c) for c in range(10)}  # the first ten series, and no others
+    assert by_probe["p2"] == {str(c) for c in range(10)}  # untouched by p1's runaway
+    assert len([p for p in points if p.tags["probe"] == "p1"]) == 8 + 10 + 10
