@@ -118,7 +118,7 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
         written = mosquitto.write_bundle(
             inventory, Path(args.out), tls, collector=collector or mosquitto.DEFAULT_COLLECTOR,
             secrets_dir=Path(args.secrets) if args.secrets else None, port=args.port, bind=args.bind,
-            broker_dir=args.broker_dir)
+            broker_dir=args.broker_dir, noc=cfg.alerting.noc)
     except (ValueError, OSError) as exc:
         print(f"zonewatch-collector: render-mosquitto: {exc}", file=sys.stderr)
         return 2

@@ -31,12 +31,12 @@ import base64
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import wire
-from collector.inventory import Inventory, MqttReceiver
+from collector.inventory import Inventory, MqttReceiver, Receiver
 
 DEFAULT_COLLECTOR = "collector"
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
@@ -80,19 +80,22 @@ def probe_zones(inventory: Inventory) -> dict[str, str]:
     return out
 
 
-def notify_topics(inventory: Inventory) -> list[str]:
-    """Return the topics of the carriers' mqtt receivers, in inventory order, after checking each."""
+def notify_topics(inventory: Inventory, noc: Sequence[Receiver] = ()) -> list[str]:
+    """Return the topics of the carriers' mqtt receivers, in inventory order, then those of the NOC's
+    (``alerting.noc`` in the collector's configuration), after checking each."""
+    places = [(f"carriers.{key}.notify[{i}]", receiver)
+              for key, carrier in inventory.carriers.items() for i, receiver in enumerate(carrier.notify)]
+    places += [(f"alerting.noc[{i}]", receiver) for i, receiver in enumerate(noc)]
     out: list[str] = []
-    for key, carrier in inventory.carriers.items():
-        for i, receiver in enumerate(carrier.notify):
-            if not isinstance(receiver, MqttReceiver) or receiver.topic in out:
-                continue
-            topic = receiver.topic
-            if (topic.startswith((f"{wire.TOPIC_ROOT.split('/')[0]}/", "$")) or topic != topic.strip()
-                    or any(ord(c) < 32 for c in topic)):
-                raise ValueError(f"carriers.{key}.notify[{i}]: topic {topic!r} cannot be an alert topic: it must "
-                                 "not start with 'zw/' or '$', nor hold spaces at its ends or control characters")
-            out.append(topic)
+    for where, receiver in places:
+        if not isinstance(receiver, MqttReceiver) or receiver.topic in out:
+            continue
+        topic = receiver.topic
+        if (topic.startswith((f"{wire.TOPIC_ROOT.split('/')[0]}/", "$")) or topic != topic.strip()
+                or any(ord(c) < 32 for c in topic)):
+            raise ValueError(f"{where}: topic {topic!r} cannot be an alert topic: it must "
+                             "not start with 'zw/' or '$', nor hold spaces at its ends or control characters")
+        out.append(topic)
     return out
 
 
@@ -105,8 +108,10 @@ def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> list[
     return [collector, *probes]
 
 
-def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> str:
-    """Return the ACL file: one ``user`` block with literal topics for the collector and for each probe."""
+def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Sequence[Receiver] = ()) -> str:
+    """Return the ACL file: one ``user`` block with literal topics for the collector and for each probe.
+
+    ``noc`` is the collector's ``alerting.noc`` receivers: the topics of its mqtt ones are the collector's too."""
     usernames(inventory, collector)
     lines = [
         "# ZoneWatch broker ACL, rendered from the inventory by `zonewatch-collector render-mosquitto`.",
@@ -117,9 +122,9 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> str:
         *(f"topic read {wire.subscription(kind)}" for kind in COLLECTOR_READS),
         *(f"topic write {wire.subscription(kind)}" for kind in COLLECTOR_WRITES),
     ]
-    alerts = notify_topics(inventory)
+    alerts = notify_topics(inventory, noc)
     if alerts:
-        lines += ["# the carriers' alert topics (mqtt notification receivers)"]
+        lines += ["# the carriers' and the NOC's alert topics (mqtt notification receivers)"]
         lines += [f"topic write {topic}" for topic in alerts]
     for probe_id, zone in probe_zones(inventory).items():
         lines += ["", f"# probe {probe_id} in zone {zone}", f"user {probe_id}"]
@@ -211,13 +216,13 @@ def _read_secret(path: Path) -> str:
 
 def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector: str = DEFAULT_COLLECTOR,
                  secrets_dir: Path | None = None, port: int = 8883, bind: str | None = None,
-                 broker_dir: str | None = None) -> list[Written]:
+                 broker_dir: str | None = None, noc: Sequence[Receiver] = ()) -> list[Written]:
     """Write acl, passwd, the listener section and any new passwords into ``out``; return what was written."""
     # With ``secrets_dir`` every user's password is read from ``secrets_dir/<user>``, and a missing file is an
     # error. Without it, passwords live in ``out/secrets/<user>`` (mode 0600): existing ones are kept, missing
     # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``).
     users = usernames(inventory, collector)
-    acl = render_acl(inventory, collector)
+    acl = render_acl(inventory, collector, noc)
     written: list[Written] = []
     passwords: dict[str, str] = {}
     if secrets_dir is not None:

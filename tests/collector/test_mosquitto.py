@@ -245,7 +245,7 @@ carriers:
 
 def test_the_collector_may_write_the_carriers_alert_topics_and_nothing_more() -> None:
     acl = mosquitto.render_acl(inventory(INVENTORY + CARRIERS))
-    alert_lines = ("# the carriers' alert topics (mqtt notification receivers)\n"
+    alert_lines = ("# the carriers' and the NOC's alert topics (mqtt notification receivers)\n"
                    "topic write carriers/viettel/alerts\ntopic write carriers/vnpt alerts\n")
     config_line = "topic write zw/v1/+/+/config\n"
     assert acl == EXPECTED_ACL.replace(config_line, config_line + alert_lines)
@@ -264,3 +264,28 @@ def test_the_renderer_refuses_such_a_topic_itself() -> None:
                         '    notify: [{type: mqtt, topic: " carriers/x"}]\n')
     with pytest.raises(ValueError, match=r"carriers\.viettel\.notify\[0\]: topic .* cannot be an alert topic"):
         mosquitto.render_acl(inventory(text))
+
+
+def test_the_nocs_mqtt_receivers_are_the_collectors_topics_too(tmp_path: Path) -> None:
+    (tmp_path / "inventory.yaml").write_text(INVENTORY + CARRIERS)
+    (tmp_path / "collector.yaml").write_text(
+        "inventory: inventory.yaml\n"
+        f"storage: {{type: sqlite, path: '{tmp_path / 'zw.db'}'}}\n"
+        "alerting:\n  noc:\n    - {type: webhook, url: 'http://127.0.0.1:9/hook'}\n"
+        "    - {type: mqtt, topic: noc/alerts}\n    - {type: mqtt, topic: carriers/viettel/alerts}\n")
+    out = tmp_path / "broker"
+    assert cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(out)]) == 0
+    acl = (out / "acl").read_text()
+    collector_block = acl.split("\n\n")[1]
+    assert collector_block.endswith("topic write carriers/viettel/alerts\ntopic write carriers/vnpt alerts\n"
+                                    "topic write noc/alerts")  # each topic once, the carriers' first
+
+
+def test_a_noc_topic_that_would_break_the_acl_is_refused_naming_its_place(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    (tmp_path / "collector.yaml").write_text(
+        f"inventory: inventory.yaml\nstorage: {{type: sqlite, path: '{tmp_path / 'zw.db'}'}}\n"
+        "alerting:\n  noc: [{type: mqtt, topic: ' noc/alerts'}]\n")
+    assert cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(tmp_path / "o")]) == 2
+    assert "alerting.noc[0]: topic ' noc/alerts' cannot be an alert topic" in capsys.readouterr().err
