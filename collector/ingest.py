@@ -232,6 +232,7 @@ class Ingest:
         self.max_batch = max_batch
         self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
         self.seqs = SeqTracker(intake.db)
+        self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
         self.series = series or SeriesLimit(20_000, 86400 * 10**9)  # distinct series per probe
         intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
         self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
@@ -456,11 +457,20 @@ class Ingest:
         return prepare_write(self.writer, kept) if kept else None
 
     def _gap_samples(self, batches: list[wire.Batch]) -> list[wire.Batch]:
-        """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``."""
+        """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``.
+
+        Each probe's samples get times at least a millisecond apart, later than the last: two parts prepared
+        within one millisecond would otherwise give two values at one time, and VictoriaMetrics, which keeps
+        milliseconds, keeps the bigger (older) one of such a pair, so a backlog's last count could be lost."""
         now = self.clock()
-        probes = {(b.zone, b.probe) for b in batches if b.seq}
-        return [wire.Batch(zone, probe, 0, now, (wire.Sample("probe", {}, {"seq_gaps": self.seqs.gaps(
-            f"{zone}/{probe}")}, now),)) for zone, probe in sorted(probes)]
+        out = []
+        for zone, probe in sorted({(b.zone, b.probe) for b in batches if b.seq}):
+            name = f"{zone}/{probe}"
+            ts = max(now, self._gap_times.get(name, 0) + 1_000_000)
+            self._gap_times[name] = ts
+            gaps = wire.Sample("probe", {}, {"seq_gaps": self.seqs.gaps(name)}, ts)
+            out.append(wire.Batch(zone, probe, 0, ts, (gaps,)))
+        return out
 
     def _complain(self, topic: str, exc: wire.WireError) -> None:
         key = (topic, exc.reason)

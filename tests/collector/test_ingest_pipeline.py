@@ -34,6 +34,7 @@ class Store:
 
     def __init__(self) -> None:
         self.written: list[tuple[str, int]] = []  # (probe, seq) of every batch with data, in write order
+        self.gaps: list[tuple[int, int]] = []  # (time, value) of every seq_gaps sample, in write order
         self.calls = 0
         self.fail: Callable[[wire.Batch], StorageError | None] = lambda b: None
         self.lock = threading.Lock()
@@ -46,6 +47,8 @@ class Store:
                 if error is not None:
                     raise error
             self.written += [(b.probe, b.seq) for b in batches if b.seq]
+            self.gaps += [(x.time_ns, int(x.fields["seq_gaps"])) for b in batches if not b.seq
+                          for x in b.samples if "seq_gaps" in x.fields]
 
     def close(self) -> None:
         pass
@@ -93,6 +96,21 @@ def test_every_batch_is_written_once_in_order_and_then_leaves(make: Make, monkey
     assert counter(ing, "zonewatch_storage_written_batches_total") >= 41  # and one seq_gaps batch per part
     saved = ing.intake.db.execute("SELECT watermark FROM seqstate WHERE probe = 'z1/p1'").fetchone()
     assert saved == (41,)
+
+
+def test_the_last_gap_count_is_the_latest_point_even_within_one_clock_tick(
+        make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_module, "PART_SAMPLES", 1)  # a part, and a seq_gaps sample, per batch
+    store = Store()
+    ing = make(store)  # its clock stands still: every part is prepared "at the same time"
+    ing.inject([batch(s) for s in (5, 1, 2, 3, 4)])  # live data first, then the backlog fills in behind it
+    wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    assert [value for _, value in store.gaps] == [4, 3, 2, 1, 0]
+    times = [t for t, _ in store.gaps]
+    assert times[0] == NOW  # a millisecond apart, each:
+    assert all(later - earlier >= 1_000_000 for earlier, later in zip(times, times[1:], strict=False))
+    # so a store that keeps milliseconds (VictoriaMetrics) has 0 as the latest value, not a tie it may settle
+    # for the bigger, older one
 
 
 def test_a_trickle_is_written_whether_the_queue_empties_between_arrivals_or_not(make: Make) -> None:

@@ -234,7 +234,12 @@ def test_6_spool_full_drops_oldest_counts_it_and_stays_healthy(tmp_path: Path) -
             rows = services.vm_query(z.vm.url, 'last_over_time(probe_seq_gaps{probe="p1"}[1h])')
             return int(float(rows[0]["value"][1]))  # type: ignore[index]
 
-        services.wait_for(lambda: gaps() == dropped, 30, f"the collector's gap count to equal the {dropped} drops")
+        try:
+            services.wait_for(lambda: gaps() == dropped, 30, f"the collector's gap count to equal the {dropped} drops")
+        except TimeoutError:
+            series = services.vm_query(z.vm.url, 'probe_seq_gaps{probe="p1"}[1h]')
+            raise AssertionError(f"the gap count in VictoriaMetrics is {gaps()}, the drops {dropped}; "
+                                 f"the series: {series}") from None
     finally:
         z.close()
 
