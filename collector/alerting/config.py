@@ -118,6 +118,8 @@ class AlertingConfig(Strict):
     interval: Duration = 5.0                 # evaluation tick (events are evaluated on arrival as well)
     state_path: str | None = None            # default: alerts.db beside the intake queue (queue.path)
     outbox_dir: str | None = None            # default: outbox/ beside the intake queue
+    outbox_max_bytes: int = Field(default=64 * 2**20, ge=4096)  # per receiver; past it the oldest go, counted
+    outbox_max_age: Duration = 7 * 86400.0   # a notification older than this is dropped, counted
     restart_grace: Duration = 120.0          # after a restart, alerts with no fresh evidence are kept as they were
     settings: RuleSettings = RuleSettings()
     rules: dict[str, RulePolicy] = {}
@@ -130,6 +132,16 @@ class AlertingConfig(Strict):
     smtp: SmtpConfig | None = None
     noc: list[Annotated[Receiver, Field(discriminator="type")]] = []   # receivers that get every alert
     retry: RetryConfig = RetryConfig()
+    # Where a reader of a notification goes to see more (the NOC's Grafana alerts dashboard, say): sent as
+    # the webhook JSON's externalURL and each alert's generatorURL in Alertmanager. Empty: not sent.
+    external_url: str = ""
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+\S*$", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
 
     @field_validator("rules")
     @classmethod

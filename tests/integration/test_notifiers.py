@@ -114,7 +114,8 @@ def test_a_webhook_that_is_down_gets_everything_later_in_order_once(tmp_path: Pa
     caplog.set_level(logging.INFO, logger="collector.alerting.notify")
     server = WebhookServer()          # not started: connections are refused
     registry = CollectorRegistry()
-    cfg = alerting(FAST_RETRY + f"noc: [{{type: webhook, url: '{server.url}/noc'}}]\n")
+    cfg = alerting(FAST_RETRY + f"noc: [{{type: webhook, url: '{server.url}/noc'}}]\n"
+                   "external_url: https://grafana.zone.example/d/zw-alerts\n")
     d = Dispatcher(cfg, inventory(webhook_inventory(server.url)), None, registry, outbox_dir=tmp_path / "outbox")
     d.start()
     try:
@@ -140,6 +141,7 @@ def test_a_webhook_that_is_down_gets_everything_later_in_order_once(tmp_path: Pa
     first = server.at("/viettel")[0]
     assert first.headers["Authorization"] == f"Bearer {TOKEN}"
     assert first.body["version"] == "4" and first.body["receiver"] == "viettel"
+    assert first.body["externalURL"] == "https://grafana.zone.example/d/zw-alerts"  # where to see more
     assert first.body["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
     assert server.at("/noc")[0].body["receiver"] == "noc" and "Authorization" not in server.at("/noc")[0].headers
     assert metric(registry, "zonewatch_notify_sent_total", "carrier.viettel.webhook.0") == 4
@@ -245,9 +247,9 @@ def test_alertmanager_gets_alerts_by_api_v2_and_routes_each_carrier_to_its_own_w
     # Alertmanager does the routing here: the collector's inventory has no receivers of its own.
     inv = inventory("zones:\n  dinh-vu: {name: D}\ncarriers:\n  viettel: {plmn: 452-04, name: V}\n"
                     "  vinaphone: {plmn: 452-02, name: P}\n")
-    cfg = alerting(FAST_RETRY + f"alertmanager: {{url: '{alertmanager.url}', resend_interval: 60s}}\n")
-    d = Dispatcher(cfg, inv, None, CollectorRegistry(), outbox_dir=tmp_path / "outbox",
-                   external_url="http://collector.test:9109")
+    cfg = alerting(FAST_RETRY + f"alertmanager: {{url: '{alertmanager.url}', resend_interval: 60s}}\n"
+                   "external_url: http://collector.test:9109\n")
+    d = Dispatcher(cfg, inv, None, CollectorRegistry(), outbox_dir=tmp_path / "outbox")
     d.start()
     try:
         outage = note("ServiceOutage")

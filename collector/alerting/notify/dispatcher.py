@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES = 64 * 1024 * 1024       # per receiver; past it the oldest messages are dropped (and counted)
-MAX_AGE = 7 * 86400.0              # seconds; a message older than this is dropped (and counted)
 QUEUE_SUFFIX = ".db"
 
 
@@ -65,8 +63,9 @@ class Dispatcher:
 
     def __init__(self, cfg: AlertingConfig, inventory: Inventory, mqtt: MqttConfig | None,
                  registry: CollectorRegistry, *, mqtt_client: paho.Client | None = None, clock: Clock | None = None,
-                 external_url: str = "", timeout: float = 10.0, notifiers: Mapping[str, Notifier] | None = None,
-                 max_bytes: int = MAX_BYTES, max_age: float = MAX_AGE, outbox_dir: str | Path | None = None) -> None:
+                 external_url: str | None = None, timeout: float = 10.0,
+                 notifiers: Mapping[str, Notifier] | None = None, max_bytes: int | None = None,
+                 max_age: float | None = None, outbox_dir: str | Path | None = None) -> None:
         folder = outbox_dir if outbox_dir is not None else cfg.outbox_dir
         if folder is None:
             raise ValueError("alerting.outbox_dir: no folder for the outboxes (give it, or outbox_dir=...)")
@@ -78,13 +77,16 @@ class Dispatcher:
         self.clock: Clock = clock or SystemClock()
         self.router = Router(cfg, inventory)
         self.metrics = NotifyMetrics(registry)
-        self.max_bytes, self.max_age_ns = max_bytes, int(max_age * 1e9)
+        # Per receiver; past either bound the oldest messages are dropped (and counted).
+        self.max_bytes = cfg.outbox_max_bytes if max_bytes is None else max_bytes
+        self.max_age_ns = int((cfg.outbox_max_age if max_age is None else max_age) * 1e9)
         given = dict(notifiers or {})
         needs_mqtt = any(s.type == "mqtt" and s.name not in given for s in self.router.receivers.values())
         self.publisher: MqttPublisher | None = None
         if needs_mqtt:
             self.publisher = MqttPublisher(client=mqtt_client) if mqtt_client is not None else MqttPublisher(mqtt)
-        ctx = Context(clock=self.clock, smtp=cfg.smtp, publisher=self.publisher, external_url=external_url,
+        url = cfg.external_url if external_url is None else external_url
+        ctx = Context(clock=self.clock, smtp=cfg.smtp, publisher=self.publisher, external_url=url,
                       timeout=timeout)
         self.notifiers: dict[str, Notifier] = {
             name: given.get(name) or make_notifier(spec, ctx) for name, spec in self.router.receivers.items()}

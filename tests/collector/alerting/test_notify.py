@@ -770,3 +770,30 @@ def test_contract_failures_are_classified_and_never_show_a_secret(
         box.step(clock.monotonic())
     assert caplog.records and SECRET not in caplog.text
     box.queue.close()
+
+
+def test_external_url_must_be_a_web_address() -> None:
+    assert alerting("external_url: https://grafana.zone.example/d/zw-alerts\n").external_url.endswith("zw-alerts")
+    with pytest.raises(zwconf.ConfigError, match=r"external_url: .*expected an http:// or https:// URL"):
+        alerting("external_url: grafana.zone.example/alerts\n")
+
+
+def test_the_outbox_bounds_come_from_the_configuration(tmp_path: Path, clock: FakeClock) -> None:
+    cfg = alerting("outbox_max_age: 60s\n")
+    registry = CollectorRegistry()
+    fakes = {name: FakeNotifier(mode="down") for name in Router(cfg, inventory()).receivers}
+    d = Dispatcher(cfg, inventory(), None, registry, clock=clock, notifiers=fakes, outbox_dir=tmp_path)
+    d.open()
+    d.submit([note("A")])
+    clock.advance(120)  # the receivers stay down past outbox_max_age
+    d.submit([note("B")])
+    for fake in fakes.values():
+        fake.mode = "ok"
+    box = d.outboxes["carrier.viettel.webhook.0"]
+    clock.advance(600)  # past any back-off
+    drain(box, clock)
+    assert names(fakes["carrier.viettel.webhook.0"].sent) == [[("firing", "B")]]  # A was too old: dropped
+    assert sample(registry, "zonewatch_notify_dropped_total", receiver=box.name, reason="bounds") == 1
+    d.stop()
+    with pytest.raises(zwconf.ConfigError, match=r"outbox_max_bytes: .*greater than or equal to 4096"):
+        alerting("outbox_max_bytes: 100\n")
