@@ -39,6 +39,7 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "BatteryLow": _policy("0s"),
     "OpticalDegraded": _policy("60s", "60s"),
     "DeviceRebooted": _policy("0s"),
+    "SiteDown": _policy("0s"),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 ALERT_NAMES: Final = (
     "ProbeDown", "DeviceDown", "LinkDown", "RedundancyLost", "ServiceOutage", "CoverageHole", "NoService",
-    "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted",
+    "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown",
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -30,6 +30,7 @@ SEVERITY: Final[Mapping[str, str]] = {
     "BatteryLow": "critical",
     "OpticalDegraded": "warning",
     "DeviceRebooted": "info",
+    "SiteDown": "critical",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.

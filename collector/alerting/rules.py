@@ -8,6 +8,7 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     ---------------  --------------------------------------------------------  ---------------------------------
     ProbeDown        the probe's last will (``offline``) came and nothing after  zone, area, probe
                      it, or no message for ``probe_timeout``
+    SiteDown         every watched device of a site with two or more is down     zone, area, carrier, site
     DeviceDown       every probe that polls or pings the device (and is up)     zone, area, carrier, site, device
                      saw no SNMP and no ICMP answer ``device_down_polls`` times
                      in a row
@@ -33,8 +34,9 @@ probe dies, no false recovery either). A device is down only when every usable o
 
 Dependencies mute, they do not hide: the child's alerts are still returned, with ``muted_by`` naming the cause.
 An alert on a device whose parent chain is down is muted by the highest down ancestor in the unbroken chain
-(``DeviceDown sw-core``); the link, power, optical and reboot alerts of a device that is down are muted by its
-own DeviceDown; ServiceOutage mutes RedundancyLost of the same group; NoService mutes CoverageHole and
+(``DeviceDown sw-core``), or by ``SiteDown <site>`` when its whole site is down and that chain does not leave
+the site; the link, power, optical and reboot alerts of a device that is down are muted by its own
+DeviceDown; ServiceOutage mutes RedundancyLost of the same group; NoService mutes CoverageHole and
 WeakSignal of the same area and carrier. A parent whose state is unknown mutes nothing.
 
 Derived measurements (``Evaluation.samples``), at ``now``: ``redundancy`` (tags zone, group, carrier; fields
@@ -273,6 +275,8 @@ class _Run:
                 self._view(name)
         for dev in self.device.values():
             dev.muted_by = self._ancestor_down(dev.name)
+        self._sites()
+        for dev in self.device.values():
             dev.muted_child = dev.muted_by or (f"DeviceDown {dev.name}" if dev.state == "down" else None)
         for dev in self.device.values():
             if dev.state == "unknown":
@@ -287,6 +291,49 @@ class _Run:
                           f"No answer to SNMP or ping from {seen}{blind} since {_when(dev.down_since)} "
                           f"({dev.down_polls} polls in a row, {polls} needed). Owners: {self.names(dev.carriers)}.",
                           dev.muted_by)
+
+    def _sites(self) -> None:
+        """SiteDown: a site with two or more watched devices, every one of them down (power, or the site's
+        uplink). It is the news: what its devices, and the devices hanging below them elsewhere, would say is
+        muted under it. It is muted itself only when every one of its devices is explained by a down
+        ancestor outside the site (then that ancestor is the news)."""
+        at: dict[str, list[_Device]] = {}
+        for dev in self.device.values():
+            site = self.inv.sites.get(dev.labels.get("site", ""))
+            if site is not None and dev.state != "unpolled":
+                at.setdefault(dev.labels["site"], []).append(dev)
+        down: list[str] = []  # sites down and not explained from outside: they mute
+        for name, devs in at.items():
+            if len(devs) < 2 or any(d.state == "up" for d in devs):
+                continue
+            if any(d.state == "unknown" for d in devs):
+                self.dont_know(alertname="SiteDown", site=name)
+                continue
+            outside = [d.muted_by for d in devs if d.muted_by and self._site_of(d.muted_by) != name]
+            muted_by = outside[0] if len(outside) == len(devs) else None
+            if muted_by is None:
+                down.append(name)
+            site = self.inv.sites[name]
+            carriers = self.owners([*site.owners, *(o for d in devs if d.name in self.inv.devices
+                                                    for o in self.inv.devices[d.name].owners)])
+            listed = ", ".join(d.name for d in devs)
+            self.emit("SiteDown", {"zone": site.zone, "area": site.area or "", "site": name}, carriers,
+                      f"Site {name} is down: none of its {len(devs)} devices answers",
+                      f"No answer from {listed} since {_when(min(d.down_since for d in devs))}: the site has "
+                      f"lost power or its uplink. Their own alerts are muted under this one. "
+                      f"Owners: {self.names(carriers)}.", muted_by)
+        for dev in self.device.values():
+            if dev.labels.get("site") in down and dev.state == "down":
+                cause: str | None = dev.labels["site"]
+            else:
+                cause = self._site_of(dev.muted_by) if dev.muted_by else None
+            if cause in down:
+                dev.muted_by = f"SiteDown {cause}"
+
+    def _site_of(self, cause: str) -> str | None:
+        """Return the site of the device a ``DeviceDown <device>`` mute names."""
+        device = self.inv.devices.get(cause.removeprefix("DeviceDown "))
+        return device.site if device is not None else None
 
     def _describe(self, name: str, zone: str) -> _Device:
         dev = self.inv.devices.get(name)

@@ -229,7 +229,7 @@ def test_a_device_nobody_polls_still_alerts_from_its_traps() -> None:
 
 
 def test_the_highest_down_ancestor_mutes_and_an_unknown_parent_mutes_nothing() -> None:
-    feed = Feed().alive("p2", 600)
+    feed = Feed().alive("p2", 600).polls("p2", "olt", "11111")  # the olt at the same site answers: no SiteDown
     for dev in ("router", "sw", "bts"):
         feed.polls("p1", dev, "11000")
     ev = feed.evaluate(120)
@@ -239,6 +239,50 @@ def test_the_highest_down_ancestor_mutes_and_an_unknown_parent_mutes_nothing() -
     feed.polls("p1", "router", "1", start=150).polls("p1", "sw", "0", start=150).polls("p1", "bts", "0", start=150)
     mutes = {f.labels["device"]: f.muted_by for f in found(feed.evaluate(150), "DeviceDown")}
     assert mutes == {"sw": None, "bts": "DeviceDown sw"}
+
+
+def test_a_site_whose_devices_are_all_down_is_the_news_and_mutes_what_hangs_below_it() -> None:
+    feed = Feed().alive("p2", 600).polls("p2", "olt", "11000")  # every device at site pop down from 60 s
+    for dev in ("router", "sw", "bts"):
+        feed.polls("p1", dev, "11000")
+    ev = feed.evaluate(120)
+    (site,) = found(ev, "SiteDown")
+    assert site.labels == {"alertname": "SiteDown", "severity": "critical", "zone": "dv", "area": "port",
+                           "carrier": "452-04", "site": "pop"}  # the site's and its devices' owners: viettel
+    assert site.muted_by is None
+    assert all(name in site.annotations["description"] for name in ("router", "sw", "olt"))
+    mutes = {f.labels["device"]: f.muted_by for f in found(ev, "DeviceDown")}
+    assert mutes == {"router": "SiteDown pop", "sw": "SiteDown pop", "olt": "SiteDown pop",
+                     "bts": "SiteDown pop"}  # bts (site bts-a) hangs below the router: muted by the site too
+    # One device at the site answers again: no SiteDown, the chain of parents mutes as before.
+    feed.polls("p2", "olt", "1", start=150).polls("p1", "router", "0", start=150)
+    feed.polls("p1", "sw", "0", start=150).polls("p1", "bts", "0", start=150)
+    ev = feed.evaluate(150)
+    assert not found(ev, "SiteDown")
+    mutes = {f.labels["device"]: f.muted_by for f in found(ev, "DeviceDown")}
+    assert mutes == {"router": None, "sw": "DeviceDown router", "bts": "DeviceDown router"}
+
+
+def test_a_site_with_a_device_nobody_can_see_now_is_not_judged() -> None:
+    feed = Feed().polls("p2", "olt", "110").polls("p1", "router", "11000").polls("p1", "sw", "11000")
+    feed.offline("p2", 100)  # olt's only observer is gone: olt is unknown, so is the site
+    ev = feed.evaluate(120)
+    assert not found(ev, "SiteDown") and unknown(ev, alertname="SiteDown", site="pop")
+
+
+def test_a_site_down_because_of_an_ancestor_elsewhere_is_muted_by_it() -> None:
+    inv = inventory(INVENTORY.replace("  ups: {site: bts-a, kind: ups, owners: [vinaphone]}",
+                                      "  ups: {site: bts-a, kind: ups, owners: [vinaphone], parent: sw, probe: p1}"))
+    feed = Feed().alive("p2", 600).polls("p2", "olt", "11111")  # site pop stays up (olt answers)
+    for dev in ("router", "sw", "bts", "ups"):
+        feed.polls("p1", dev, "11000")
+    ev = feed.evaluate(120, inv)
+    sites = found(ev, "SiteDown")  # bts-a: bts and ups, both below the router at pop; one per owner
+    assert sorted(f.labels["carrier"] for f in sites) == ["452-02", "452-04"]
+    assert {f.labels["site"] for f in sites} == {"bts-a"}
+    assert {f.muted_by for f in sites} == {"DeviceDown router"}  # the router is the news, not the site
+    mutes = {f.labels["device"]: f.muted_by for f in found(ev, "DeviceDown")}
+    assert mutes == {"router": None, "sw": "DeviceDown router", "bts": "DeviceDown router", "ups": "DeviceDown router"}
 
 
 def test_a_parent_seen_only_by_a_dead_probe_does_not_mute_its_child() -> None:
