@@ -138,6 +138,10 @@ def test_a_secret_in_the_wrong_shape_is_not_echoed_in_the_error() -> None:
     ("storage: " + "[" * 5000, "c.yaml: not valid YAML: nested too deeply"),
     ('http: {"enab\\nled": false}\n', "c.yaml:1: http.enab\\nled: unknown key 'enab\\nled' (did you mean 'enabled'?)"),
     ('"a\\u2028b\\tc": 1\n', "c.yaml:1: a\\u2028b\\tc: unknown key 'a\\u2028b\\tc'"),
+    # YAML also breaks lines at U+0085, U+2028 and U+2029; an editor, grep -n and sed do not: count \n only
+    ("storage: {type: sqlite, path: x}\x85http: {enabled: 7}\n", "c.yaml:1: http.enabled: expected a valid boolean"),
+    ("zones: []\n\u2028\u2028http: {listen: x}\n", "c.yaml:2: http.listen: expected host:port"),
+    ("zones: []\n\u2029http: \x08\n", "c.yaml:2: not valid YAML: unacceptable character #x0008"),
 ])
 def test_every_error_is_one_line_with_its_line_number(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:

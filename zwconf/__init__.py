@@ -134,7 +134,7 @@ def load(model: type[M], text: str, source: str = "<config>") -> M:
         raise ConfigError(source, None, (), "not valid YAML: nested too deeply") from None
     lines: dict[RefPath, int] = {}
     try:
-        data = _to_python(node, (), lines, source) if node is not None else {}
+        data = _to_python(node, (), lines, source, text) if node is not None else {}
     except RecursionError:
         raise ConfigError(source, None, (), "nested too deeply") from None
     if not isinstance(data, dict):
@@ -164,12 +164,22 @@ def load_file(model: type[M], path: str | os.PathLike[str]) -> M:
 _YAML_TAG = "tag:yaml.org,2002:"
 
 
+def _line_at(text: str, index: int) -> int:
+    """Return the line (from 1) of the character at ``index``, counting ``\n`` only: the numbering of editors,
+    ``grep -n`` and ``sed``. (YAML also breaks lines at U+0085, U+2028 and U+2029, and its marks count those:
+    a file holding one would have the error pointed at a line nobody can find.)"""
+    return text.count("\n", 0, index) + 1
+
+
+def _mark_line(mark: yaml.Mark | None, text: str) -> int | None:
+    return _line_at(text, mark.index) if mark is not None else None
+
+
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
     """Return the line and a one-line account of a PyYAML error (``str(exc)`` spans several lines: marks and a
     snippet of the text, which may hold a secret)."""
     if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow; no mark, a position
-        before = text[: exc.position] if isinstance(exc.position, int) else None
-        line = len((before + "x").splitlines()) if before is not None else None  # YAML's own line breaks
+        line = _line_at(text, exc.position) if isinstance(exc.position, int) else None
         character = exc.character  # the code point (an int) for text; a byte string for undecodable bytes
         shown = f"#x{character:04x}" if isinstance(character, int) else repr(character)
         return line, f"unacceptable character {shown}: {exc.reason}"
@@ -177,35 +187,38 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or type(exc).__name__
         if exc.problem and exc.context:
-            started = f" started at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+            started = f" started at line {_mark_line(exc.context_mark, text)}" if exc.context_mark is not None else ""
             problem = f"{problem} ({exc.context}{started})"
-        return (mark.line + 1 if mark is not None else None), problem
+        return _mark_line(mark, text), problem
     return None, str(exc) or type(exc).__name__
 
 
-def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source: str) -> Any:
+def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source: str, text: str) -> Any:
     """Build plain data from a YAML node tree, remembering the line of every key path."""
     constructor = yaml.SafeLoader("")
     open_nodes: set[int] = set()  # the collections being built: an alias to one of them is a cycle
 
+    def line_of(n: yaml.Node) -> int:
+        return _line_at(text, n.start_mark.index)
+
     def scalar(n: yaml.Node, where: RefPath) -> Any:
         tag = n.tag.replace(_YAML_TAG, "!!")
         if n.tag == _YAML_TAG + "merge":
-            raise ConfigError(source, n.start_mark.line + 1, where, "'<<' (a YAML merge key) is not supported")
+            raise ConfigError(source, line_of(n), where, "'<<' (a YAML merge key) is not supported")
         try:
             return constructor.construct_object(n, deep=True)
         except yaml.YAMLError as exc:
-            line, problem = _yaml_problem(exc, "")
+            line, problem = _yaml_problem(exc, text)
             problem = problem.replace(_YAML_TAG, "!!")
-            raise ConfigError(source, line or n.start_mark.line + 1, where, f"bad value: {problem}") from None
+            raise ConfigError(source, line or line_of(n), where, f"bad value: {problem}") from None
         except Exception:  # a constructor's own failure (!!int abc, !!timestamp x); its message may quote a secret
-            raise ConfigError(source, n.start_mark.line + 1, where, f"bad value: not a valid {tag}") from None
+            raise ConfigError(source, line_of(n), where, f"bad value: not a valid {tag}") from None
 
     def build(n: yaml.Node, where: RefPath) -> Any:
-        lines.setdefault(where, n.start_mark.line + 1)
+        lines.setdefault(where, line_of(n))
         if isinstance(n, yaml.CollectionNode):
             if id(n) in open_nodes:
-                raise ConfigError(source, n.start_mark.line + 1, where,
+                raise ConfigError(source, line_of(n), where,
                                   "recursive alias: the anchored value contains itself")
             open_nodes.add(id(n))
             try:
@@ -219,7 +232,7 @@ def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source
             out: dict[str, Any] = {}
             for key_node, value_node in n.value:
                 key = scalar(key_node, where)
-                line = key_node.start_mark.line + 1
+                line = line_of(key_node)
                 if not isinstance(key, str):
                     raise ConfigError(source, line, where, f"key {key!r} must be a string")
                 if key in out:
