@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import tty
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -142,7 +142,34 @@ def _response(request: bytes, behaviour: str, uptime: int) -> bytes | None:
     return bytes(encoder.encode(response))
 
 
-class HostileSnmpDevice:
+class _Peer:
+    """What every hostile peer here shares: one serving thread, started and stopped with the peer, or by
+    ``with``. A subclass sets ``_thread`` (targeting its ``_serve``) and ``_stop``, and closes what it
+    opened in ``_close``, which runs after the thread has stopped."""
+
+    _thread: threading.Thread
+    _stop: threading.Event
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._close()
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+class HostileSnmpDevice(_Peer):
     """A UDP responder on 127.0.0.1 that answers every SNMP request with one kind of defect."""
 
     def __init__(self, behaviour: str, delay: float = 0.0) -> None:
@@ -159,19 +186,7 @@ class HostileSnmpDevice:
         self._timers: list[threading.Timer] = []
         self._thread = threading.Thread(target=self._serve, name=f"hostile-snmp {behaviour}", daemon=True)
 
-    def __enter__(self) -> HostileSnmpDevice:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def _close(self) -> None:
         for timer in self._timers:
             timer.cancel()
         self._sock.close()
@@ -228,7 +243,7 @@ FLOODS: Final[dict[str, str]] = {
 }
 
 
-class FloodingModem:
+class FloodingModem(_Peer):
     """A pty "modem" that answers commands with floods; ``written`` counts the bytes it sent."""
 
     def __init__(self, behaviour: str, chunk: int = 16384) -> None:
@@ -245,19 +260,7 @@ class FloodingModem:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"flooding-modem {behaviour}", daemon=True)
 
-    def __enter__(self) -> FloodingModem:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def _close(self) -> None:
         for fd in (self._master, self._slave):
             os.close(fd)
 
@@ -301,7 +304,7 @@ class FloodingModem:
 # ---------------------------------------------------------------------------------------------- broker
 
 
-class DroppingBroker:
+class DroppingBroker(_Peer):
     """A TCP front for a real broker that breaks the first ``drops`` connections part way through a PUBLISH.
 
     Each connection is piped byte for byte to the real broker at ``upstream_port``. For the first ``drops``
@@ -321,21 +324,9 @@ class DroppingBroker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._accept = threading.Thread(target=self._serve, name="dropping-broker", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="dropping-broker", daemon=True)
 
-    def __enter__(self) -> DroppingBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._accept.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._accept.join(5)
+    def _close(self) -> None:
         self._server.close()
         for thread in self._threads:
             thread.join(5)

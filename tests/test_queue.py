@@ -76,6 +76,20 @@ def test_size_bound_drops_oldest_non_priority_first_and_counts(tmp_path: Path) -
     assert q(tmp_path, max_bytes=350).dropped() == 3  # the count survives restarts
 
 
+def test_while_everything_older_is_in_flight_the_newest_is_kept_over_the_bound(tmp_path: Path) -> None:
+    queue = q(tmp_path, max_bytes=350)
+    sent = [queue.put("data", bytes([i]) * 100, i * S) for i in range(3)]
+    queue.protected = set(sent)  # published, not yet acknowledged: they may still arrive
+    new = queue.put("data", b"n" * 100, 3 * S)  # over the bound, and nothing may go but the newest
+    assert queue.dropped() == 0 and [e.id for e in queue.pending(10)] == [*sent, new]
+    queue.ack(sent)  # acknowledged: the room comes back
+    queue.protected = set()
+    for i in range(4, 8):
+        queue.put("data", bytes([i]) * 100, i * S)
+    assert [e.payload[0] for e in queue.pending(10)] == [5, 6, 7]  # oldest first again: n and 4 went
+    assert queue.dropped() == 2
+
+
 def test_age_bound_drops_what_is_too_old(tmp_path: Path) -> None:
     queue = q(tmp_path, max_age_ns=60 * S)
     queue.put("data", b"0", 0)

@@ -18,7 +18,9 @@ Rules:
   is happening now), then the backlog oldest first: a long backlog drains without starving live data.
 - Bounds: ``max_bytes`` and ``max_age_ns``; over either, the oldest entries of non-priority kinds go first,
   then priority ones; every drop is counted in ``dropped()``, which survives restarts. Ids in ``protected``
-  (the agent's in-flight batches, which may still arrive) are never dropped, so the count is exact.
+  (the agent's in-flight batches, which may still arrive) are never dropped, so the count is exact; nor are
+  the entries being put, so while everything older is in flight the queue may exceed ``max_bytes`` by
+  what is in flight (at most the uplink's window) until acknowledgements make room.
 - A damaged file (one that fails SQLite's ``quick_check``, e.g. cut short on a failing SD card) is moved
   aside (``<name>.damaged-<n>``); every meta value and entry that can still be read is copied into a new
   file, ``salvaged`` says how many, and the ``damaged_files`` counter goes up: a probe never stops because
@@ -178,7 +180,7 @@ class DiskQueue:
             self._bytes += len(payload)
         if out:
             self._last_id = max(self._last_id, max(out))
-        self._enforce_bounds(now_ns)
+        self._enforce_bounds(now_ns, keep=set(out))
         return out
 
     def ack(self, ids: Iterable[int]) -> int:
@@ -269,7 +271,11 @@ class DiskQueue:
 
     # bounds --------------------------------------------------------------------------------------------
 
-    def _enforce_bounds(self, now_ns: int) -> None:
+    def _enforce_bounds(self, now_ns: int, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """Drop the oldest entries over the bounds, never those in ``protected`` or ``keep`` (the ones being
+        put). When every older entry is protected (in flight), the queue stays over its bound until they are
+        acknowledged, rather than drop the newest: a dropped newest entry that nothing follows (the last
+        before a stop) would be a loss nobody downstream can see as a gap."""
         dropped = 0
         if self.max_age_ns:
             old = [int(r[0]) for r in self._db.execute("SELECT id FROM entries WHERE created_ns < ?",
@@ -284,7 +290,7 @@ class DiskQueue:
             for row_id, size in rows:
                 if excess <= 0:
                     break
-                if row_id in self.protected:
+                if row_id in self.protected or row_id in keep:
                     continue
                 doomed.append(int(row_id))
                 excess -= int(size)
