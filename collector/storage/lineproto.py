@@ -80,33 +80,6 @@ def _format_value(key: str, value: object) -> str | None:
     raise ValueError(f"field {key!r}: {type(value).__name__} {value!r} is not a number or a boolean")
 
 
-def _encode_fields(fields: Mapping[str, wire.FieldValue], keys: dict[str, str]) -> str:
-    """Return the field section (``k=v,k=v``), or an empty string when no field is left."""
-    parts: list[str] = []
-    append = parts.append
-    for key, value in fields.items():
-        ekey = keys.get(key)
-        if ekey is None:
-            if not key:
-                raise ValueError("empty field key")
-            _check_unicode(key)
-            ekey = keys[key] = escape_key(key)
-        kind = type(value)
-        # Fast paths for the exact built-in types; anything else goes through _format_value.
-        if kind is float:
-            if -_INF < value < _INF:  # false for NaN too
-                append(f"{ekey}={value!r}")
-        elif kind is int and INT64_MIN <= value <= INT64_MAX:
-            append(f"{ekey}={value}i")
-        elif kind is bool:
-            append(f"{ekey}=1i" if value else f"{ekey}=0i")
-        else:
-            text = _format_value(key, value)
-            if text is not None:
-                append(f"{ekey}={text}")
-    return ",".join(parts)
-
-
 def _series_prefix(measurement: str, tags: Mapping[str, str], zone: str, probe: str) -> str:
     """Return ``measurement,k=v,...`` with the batch's zone and probe tags, keys sorted."""
     merged = dict(tags)
@@ -134,10 +107,9 @@ def _check_unicode(text: str) -> None:
 
 def encode_sample(sample: wire.Sample, zone: str, probe: str) -> str | None:
     """Return the line for ``sample`` as sent by ``probe`` in ``zone``, or None if it has no field."""
-    fields = _encode_fields(sample.fields, {})
-    if not fields:
-        return None
-    return f"{_series_prefix(sample.measurement, sample.tags, zone, probe)} {fields} {sample.time_ns}"
+    lines: list[str] = []
+    Encoder()._add_lines(wire.Batch(zone, probe, 0, 0, (sample,)), lines)
+    return lines[0] if lines else None
 
 
 class Encoder:
@@ -154,54 +126,60 @@ class Encoder:
     def encode(self, batches: Iterable[wire.Batch]) -> list[str]:
         """Return one line per sample (that has a field) of every batch, in order."""
         lines: list[str] = []
-        append = lines.append
-        prefixes = self._prefixes
-        field_keys = self._field_keys
-        if len(field_keys) >= self._max_series:
-            field_keys.clear()
-        inf, low, high = _INF, INT64_MIN, INT64_MAX
+        if len(self._field_keys) >= self._max_series:
+            self._field_keys.clear()
         batch = None
         try:
             for batch in batches:
-                zone = batch.zone
-                probe = batch.probe
-                for sample in batch.samples:
-                    # The field section: _encode_fields inlined (a call per sample is measurable here).
-                    parts: list[str] = []
-                    for key, value in sample.fields.items():
-                        ekey = field_keys.get(key)
-                        if ekey is None:
-                            if not key:
-                                raise ValueError("empty field key")
-                            _check_unicode(key)
-                            ekey = field_keys[key] = escape_key(key)
-                        kind = type(value)
-                        if kind is float:
-                            if -inf < value < inf:  # false for NaN too
-                                parts.append(f"{ekey}={value!r}")
-                        elif kind is int and low <= value <= high:
-                            parts.append(f"{ekey}={value}i")
-                        elif kind is bool:
-                            parts.append(f"{ekey}=1i" if value else f"{ekey}=0i")
-                        else:
-                            text = _format_value(key, value)
-                            if text is not None:
-                                parts.append(f"{ekey}={text}")
-                    if not parts:
-                        continue
-                    tags = sample.tags
-                    # Keys then values, flat: cheaper to build and hash than a tuple of pairs, and as exact.
-                    series = (zone, probe, sample.measurement, *tags, *tags.values())
-                    prefix = prefixes.get(series)
-                    if prefix is None:
-                        if len(prefixes) >= self._max_series:
-                            prefixes.clear()
-                        prefix = prefixes[series] = _series_prefix(sample.measurement, tags, zone, probe)
-                    append(f"{prefix} {','.join(parts)} {sample.time_ns}")
+                self._add_lines(batch, lines)
         except ValueError as exc:
             where = f"zone {batch.zone} probe {batch.probe} seq {batch.seq}" if batch is not None else "batch"
             raise ValueError(f"{where}: {exc}") from None
         return lines
+
+    def _add_lines(self, batch: wire.Batch, lines: list[str]) -> None:
+        """Append the line of every sample of ``batch`` that has a field; raise ValueError for one that
+        cannot be a valid line. The per-sample work is written out in one loop: on the collector's hot path
+        a function call per sample costs as much as the encoding."""
+        append = lines.append
+        prefixes = self._prefixes
+        field_keys = self._field_keys
+        inf, low, high = _INF, INT64_MIN, INT64_MAX
+        zone = batch.zone
+        probe = batch.probe
+        for sample in batch.samples:
+            parts: list[str] = []  # the field section
+            for key, value in sample.fields.items():
+                ekey = field_keys.get(key)
+                if ekey is None:
+                    if not key:
+                        raise ValueError("empty field key")
+                    _check_unicode(key)
+                    ekey = field_keys[key] = escape_key(key)
+                kind = type(value)
+                # Fast paths for the exact built-in types; anything else goes through _format_value.
+                if kind is float:
+                    if -inf < value < inf:  # false for NaN too
+                        parts.append(f"{ekey}={value!r}")
+                elif kind is int and low <= value <= high:
+                    parts.append(f"{ekey}={value}i")
+                elif kind is bool:
+                    parts.append(f"{ekey}=1i" if value else f"{ekey}=0i")
+                else:
+                    text = _format_value(key, value)
+                    if text is not None:
+                        parts.append(f"{ekey}={text}")
+            if not parts:
+                continue
+            tags = sample.tags
+            # Keys then values, flat: cheaper to build and hash than a tuple of pairs, and as exact.
+            series = (zone, probe, sample.measurement, *tags, *tags.values())
+            prefix = prefixes.get(series)
+            if prefix is None:
+                if len(prefixes) >= self._max_series:
+                    prefixes.clear()
+                prefix = prefixes[series] = _series_prefix(sample.measurement, tags, zone, probe)
+            append(f"{prefix} {','.join(parts)} {sample.time_ns}")
 
 
 def encode_batches(batches: Iterable[wire.Batch]) -> list[str]:
