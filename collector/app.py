@@ -9,7 +9,6 @@ from typing import Any
 
 from agent import wire
 from collector.broker import EmbeddedBroker
-from collector.cardinality import SeriesLimit
 from collector.config import CollectorConfig
 from collector.ingest import Ingest
 from collector.inventory import Inventory
@@ -47,8 +46,7 @@ class Collector:
         intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9))
         if intake.depth():
             log.info("intake queue holds %d messages from before; writing them first", intake.depth())
-        series = SeriesLimit(cfg.limits.max_series_per_probe, int(cfg.limits.series_window * 1e9))
-        self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=series)
+        self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=cfg.limits.series_limit())
         self._start_alerting(mqtt_cfg)
         self.ingest.start()
         if cfg.http.enabled:

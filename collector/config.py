@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from collector.alerting.config import AlertingConfig
+from collector.cardinality import SeriesLimit
 from collector.storage import SqliteStorage, StorageConfig
 from zwconf import Duration, Strict
 from zwconf.mqtt import MqttConfig
@@ -47,6 +48,10 @@ class IngestLimits(Strict):
 
     max_series_per_probe: int = Field(default=20_000, ge=1)  # a measurement with one set of tag values
     series_window: Duration = 86400.0  # a series not seen for this long stops counting
+
+    def series_limit(self) -> SeriesLimit:
+        """Return the per-probe series bookkeeping these limits describe."""
+        return SeriesLimit(self.max_series_per_probe, int(self.series_window * 1e9))
 
 
 class CollectorConfig(Strict):

@@ -65,6 +65,7 @@ from paho.mqtt.properties import Properties
 
 from agent import wire
 from collector.cardinality import SeriesLimit
+from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError, Writer, prepare_write
 from zwconf.mqtt import MqttConfig
@@ -162,12 +163,6 @@ class SeqTracker:
         """Write snapshot rows (inside the caller's transaction)."""
         self.db.executemany("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)", rows)
 
-    def save(self) -> list[str]:
-        """Write changed state (inside the caller's transaction); return the probes that changed."""
-        rows, gaps = self.snapshot()
-        self.store(rows)
-        return list(gaps)
-
 
 DEFAULT_LIMITS = wire.Limits()
 
@@ -233,7 +228,7 @@ class Ingest:
         self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
         self.seqs = SeqTracker(intake.db)
         self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
-        self.series = series or SeriesLimit(20_000, 86400 * 10**9)  # distinct series per probe
+        self.series = series or IngestLimits().series_limit()  # distinct series per probe
         intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
         self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
         self._to_send: queue.Queue[_Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
@@ -420,7 +415,7 @@ class Ingest:
                 self._complain(entry.kind, wire.WireError(
                     "too_many_series", f"probe {name} seq {batch.seq}: {refused.samples} samples of new series "
                     f"refused (e.g. {refused.example}): it has {self.series.count(name)} series, at most "
-                    f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"))
+                    f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"), "samples")
                 batch = dataclasses.replace(batch, samples=tuple(kept))
             batches.append(batch)
             samples += len(batch.samples)
@@ -472,11 +467,10 @@ class Ingest:
             out.append(wire.Batch(zone, probe, 0, ts, (gaps,)))
         return out
 
-    def _complain(self, topic: str, exc: wire.WireError) -> None:
+    def _complain(self, topic: str, exc: wire.WireError, what: str = "a message") -> None:
         key = (topic, exc.reason)
         now = time.monotonic()
         if now - self._complaints.get(key, -1e9) > 60:
-            what = "samples" if exc.reason == "too_many_series" else "a message"
             log.warning("rejected %s on %s: %s", what, topic, exc)
             self._complaints[key] = now
 

@@ -82,7 +82,7 @@ def test_bookkeeping_survives_a_restart() -> None:
     t = SeqTracker(db)
     for s in (1, 2, 4):
         t.first_time("z/p1", 1, s)
-    t.save()
+    t.store(t.snapshot()[0])
     again = SeqTracker(db)
     assert again.first_time("z/p1", 1, 4) is False
     assert again.first_time("z/p1", 1, 3) is True
