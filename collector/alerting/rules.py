@@ -314,8 +314,7 @@ class _Run:
             if muted_by is None:
                 down.append(name)
             site = self.inv.sites[name]
-            carriers = self.owners([*site.owners, *(o for d in devs if d.name in self.inv.devices
-                                                    for o in self.inv.devices[d.name].owners)])
+            carriers = self.owners([*site.owners, *(plmn for d in devs for plmn in d.carriers)])
             listed = ", ".join(d.name for d in devs)
             self.emit("SiteDown", {"zone": site.zone, "area": site.area or "", "site": name}, carriers,
                       f"Site {name} is down: none of its {len(devs)} devices answers",
