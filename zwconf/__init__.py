@@ -20,6 +20,7 @@ This package imports neither ``agent`` nor ``collector``; both import it.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import os
 import re
@@ -128,13 +129,13 @@ def load(model: type[M], text: str, source: str = "<config>") -> M:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        line, problem = _yaml_problem(exc, text)
+        line, problem = _yaml_problem(exc, _Lines(text))
         raise ConfigError(source, line, (), f"not valid YAML: {problem}") from None
     except RecursionError:  # PyYAML's composer recurses once per level of nesting
         raise ConfigError(source, None, (), "not valid YAML: nested too deeply") from None
     lines: dict[RefPath, int] = {}
     try:
-        data = _to_python(node, (), lines, source, text) if node is not None else {}
+        data = _to_python(node, (), lines, source, _Lines(text)) if node is not None else {}
     except RecursionError:
         raise ConfigError(source, None, (), "nested too deeply") from None
     if not isinstance(data, dict):
@@ -164,22 +165,27 @@ def load_file(model: type[M], path: str | os.PathLike[str]) -> M:
 _YAML_TAG = "tag:yaml.org,2002:"
 
 
-def _line_at(text: str, index: int) -> int:
-    """Return the line (from 1) of the character at ``index``, counting ``\n`` only: the numbering of editors,
-    ``grep -n`` and ``sed``. (YAML also breaks lines at U+0085, U+2028 and U+2029, and its marks count those:
-    a file holding one would have the error pointed at a line nobody can find.)"""
-    return text.count("\n", 0, index) + 1
+class _Lines:
+    """Line numbers (from 1) of character positions in one text, counting ``\n`` only: the numbering of
+    editors, ``grep -n`` and ``sed``. (YAML also breaks lines at U+0085, U+2028 and U+2029, and its marks count
+    those: a file holding one would have the error pointed at a line nobody can find.) The line breaks are
+    found once, so numbering every key of a large inventory stays cheap."""
+
+    def __init__(self, text: str) -> None:
+        self._breaks = [m.start() for m in re.finditer("\n", text)]
+
+    def at(self, index: int) -> int:
+        return bisect.bisect_left(self._breaks, index) + 1
+
+    def of(self, mark: yaml.Mark | None) -> int | None:
+        return self.at(mark.index) if mark is not None else None
 
 
-def _mark_line(mark: yaml.Mark | None, text: str) -> int | None:
-    return _line_at(text, mark.index) if mark is not None else None
-
-
-def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+def _yaml_problem(exc: yaml.YAMLError, lines: _Lines) -> tuple[int | None, str]:
     """Return the line and a one-line account of a PyYAML error (``str(exc)`` spans several lines: marks and a
     snippet of the text, which may hold a secret)."""
     if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow; no mark, a position
-        line = _line_at(text, exc.position) if isinstance(exc.position, int) else None
+        line = lines.at(exc.position) if isinstance(exc.position, int) else None
         character = exc.character  # the code point (an int) for text; a byte string for undecodable bytes
         shown = f"#x{character:04x}" if isinstance(character, int) else repr(character)
         return line, f"unacceptable character {shown}: {exc.reason}"
@@ -187,19 +193,19 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or type(exc).__name__
         if exc.problem and exc.context:
-            started = f" started at line {_mark_line(exc.context_mark, text)}" if exc.context_mark is not None else ""
+            started = f" started at line {lines.of(exc.context_mark)}" if exc.context_mark is not None else ""
             problem = f"{problem} ({exc.context}{started})"
-        return _mark_line(mark, text), problem
+        return lines.of(mark), problem
     return None, str(exc) or type(exc).__name__
 
 
-def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source: str, text: str) -> Any:
+def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source: str, numbers: _Lines) -> Any:
     """Build plain data from a YAML node tree, remembering the line of every key path."""
     constructor = yaml.SafeLoader("")
     open_nodes: set[int] = set()  # the collections being built: an alias to one of them is a cycle
 
     def line_of(n: yaml.Node) -> int:
-        return _line_at(text, n.start_mark.index)
+        return numbers.at(n.start_mark.index)
 
     def scalar(n: yaml.Node, where: RefPath) -> Any:
         tag = n.tag.replace(_YAML_TAG, "!!")
@@ -208,7 +214,7 @@ def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source
         try:
             return constructor.construct_object(n, deep=True)
         except yaml.YAMLError as exc:
-            line, problem = _yaml_problem(exc, text)
+            line, problem = _yaml_problem(exc, numbers)
             problem = problem.replace(_YAML_TAG, "!!")
             raise ConfigError(source, line or line_of(n), where, f"bad value: {problem}") from None
         except Exception:  # a constructor's own failure (!!int abc, !!timestamp x); its message may quote a secret
