@@ -92,7 +92,9 @@ class DiskQueue:
             log.error("queue %s was damaged: kept the %d entries that could be read; the damaged file is %s",
                       self.path, kept, aside)
         self._bytes = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0])
-        self._last_id = 0  # the highest id this object has put
+        # The highest id in the file or put since: ids ``put`` chooses come after it (see ``pending``). This
+        # object is the file's only writer, so it is read once here.
+        self._last_id = int(self._db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0])
 
     def _move_aside(self) -> Path:
         n = 1
@@ -169,9 +171,7 @@ class DiskQueue:
                    ids: Sequence[int] | None = None) -> list[int]:
         """Add payloads inside the caller's open transaction (then apply the bounds); return their ids."""
         if ids is None:  # after the highest id in the file, and after every id given before (see ``pending``)
-            top = int(self._db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0])
-            first = max(top, self._last_id) + 1
-            ids = range(first, first + len(items))
+            ids = range(self._last_id + 1, self._last_id + 1 + len(items))
         out: list[int] = []
         for entry_id, (kind, payload) in zip(ids, items, strict=True):
             self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
