@@ -7,7 +7,7 @@ sample of a new series over the limit is refused (the caller counts and reports 
 
 Pure logic: time comes in as ``now_ns`` (the arrival time of the message). The state lives in memory; after
 a collector restart each probe starts again from zero, which can let a probe that was over the limit add up
-to ``max_series`` more series once: bounded, and the restart is logged.
+to ``max_series`` more series once (bounded).
 """
 
 from __future__ import annotations
