@@ -12,17 +12,27 @@ to ``max_series`` more series once (bounded).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from agent import wire
 
-__all__ = ["SeriesLimit", "Refused"]
+__all__ = ["SeriesLimit", "Refused", "SeriesKey", "describe"]
+
+# A series as the limit keys it: the measurement, then the tag keys, then the tag values, flat (cheaper to
+# build and hash than pairs, and as exact). Built inline on the hot paths: ``(m, *tags, *tags.values())``.
+SeriesKey = tuple[str, ...]
+
+
+def describe(measurement: str, tags: Mapping[str, str]) -> str:
+    """Return a series as a person reads it: ``interface,device=sw1,ifname=ge-0/0/1`` (tags sorted)."""
+    return measurement + "".join(f",{k}={v}" for k, v in sorted(tags.items()))
 
 
 @dataclass(slots=True)
 class _Probe:
-    seen: dict[tuple[str, ...], int] = field(default_factory=dict)  # series -> last seen (ns)
+    seen: dict[SeriesKey, int] = field(default_factory=dict)  # series -> last seen (ns)
     pruned_ns: int = 0  # when ``seen`` was last pruned of series older than the window
 
 
@@ -48,20 +58,27 @@ class SeriesLimit:
         st = self._probes.get(probe)
         return len(st.seen) if st is not None else 0
 
-    def admit(self, probe: str, samples: Sequence[wire.Sample],
-              now_ns: int) -> tuple[Sequence[wire.Sample], Refused | None]:
-        """Return the samples of ``probe`` to keep (``samples`` itself when all are), and what was refused."""
+    def table(self, probe: str, now_ns: int) -> tuple[dict[SeriesKey, int], Callable[[], bool]]:
+        """Return ``probe``'s series (key -> last seen) and a call saying whether one more series fits now.
+
+        For a caller that admits sample by sample, as ``admit`` does: a known key is admitted (its time set to
+        ``now_ns``), a new key only if the call returns True (then it is added)."""
         st = self._probes.get(probe)
         if st is None:
             st = self._probes[probe] = _Probe(pruned_ns=now_ns)
-        seen = st.seen
+        return st.seen, partial(self._room, st, now_ns)
+
+    def admit(self, probe: str, samples: Sequence[wire.Sample],
+              now_ns: int) -> tuple[Sequence[wire.Sample], Refused | None]:
+        """Return the samples of ``probe`` to keep (``samples`` itself when all are), and what was refused."""
+        seen, room = self.table(probe, now_ns)
         kept: list[wire.Sample] | None = None
         refused = 0
         example = ""
         for i, sample in enumerate(samples):
             tags = sample.tags
-            key = (sample.measurement, *tags, *tags.values())  # keys then values: unambiguous, cheap to hash
-            if key in seen or self._room(st, now_ns):
+            key = (sample.measurement, *tags, *tags.values())
+            if key in seen or room():
                 seen[key] = now_ns
                 if kept is not None:
                     kept.append(sample)
@@ -69,7 +86,7 @@ class SeriesLimit:
             if kept is None:
                 kept = list(samples[:i])
             if not refused:
-                example = sample.measurement + "".join(f",{k}={v}" for k, v in sorted(tags.items()))
+                example = describe(sample.measurement, tags)
             refused += 1
         if kept is None:
             return samples, None
