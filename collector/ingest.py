@@ -13,7 +13,11 @@ Threads::
                           repeats (same probe, origin and seq); and has the writer encode the rest
                           (``storage.prepare_write``), in parts of about PART_SAMPLES samples. Each part
                           carries a snapshot of the sequence bookkeeping as it stands after its entries. It
-                          works at most a few parts ahead of the sender.
+                          works at most a few parts ahead of the sender. For a line-protocol store (a
+                          ``LineWriter``) the common message takes a fast path: its rows are checked,
+                          admitted and encoded in one pass from the parsed JSON (``Encoder.encode_rows``),
+                          with no ``wire.Sample`` made; anything that path is not sure of (a repeat, events,
+                          a row it does not pass) goes the full way, which stores the same lines.
     sender thread         writes the parts to storage, one after another, in order: while storage is
                           unavailable it retries with backoff, holding the part and everything behind it;
                           when storage refuses a write for good, it writes that part batch by batch and
@@ -31,7 +35,9 @@ not counted twice. Batches made by the collector itself (``inject``, the alert e
 go through the intake queue and the same threads.
 
 Throughput (``tests/benchmarks/bench_ingest.py``): decoding and encoding, in the preparer, are most of the
-CPU, and overlap with the store's work on the previous part. ``start`` freezes what start-up made out of
+CPU, and overlap with the store's work on the previous part. The fast path halves the preparer's work per
+sample: a JSON row checked and encoded at once, against decoded into a Sample, checked, admitted and
+encoded in three passes. ``start`` freezes what start-up made out of
 the garbage collector's sight (the decoder's dicts would otherwise make it walk them again and again), and
 the intake queue overwrites deleted payloads only where that costs no extra I/O (``secure_delete=FAST``:
 freed overflow pages are not zeroed; what they held is in the store anyway).
@@ -51,6 +57,7 @@ import json
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,10 +71,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import wire
-from collector.cardinality import SeriesLimit
+from collector.cardinality import Refused, SeriesLimit
 from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
-from collector.storage import StorageError, Writer, prepare_write
+from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
+from collector.storage.lineproto import Encoded
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry, QueueReader
 
@@ -119,6 +127,11 @@ class SeqTracker:
             st = self.state[(probe, origin)] = ProbeSeq(watermark, lost, set(json.loads(above)))
             self._origins.setdefault(probe, []).append(st)
         self._dirty: set[tuple[str, int]] = set()
+
+    def is_repeat(self, probe: str, origin: int, seq: int) -> bool:
+        """Return True if (probe, origin, seq) was recorded before; record nothing."""
+        st = self.state.get((probe, origin))
+        return st is not None and (seq <= st.watermark or seq in st.above)
 
     def first_time(self, probe: str, origin: int, seq: int) -> bool:
         """Record (probe, origin, seq); return False if it was seen before."""
@@ -191,6 +204,23 @@ def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batc
     return batch
 
 
+def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[wire.Header, list[Any]] | None:
+    """Return the header and sample rows of a message the ingest fast path may take (a data message with
+    samples only, which says it comes from where its topic says), or None: ``parse_entry`` then decides."""
+    if not entry.kind.endswith("/data") or len(entry.payload) > limits.max_bytes:
+        return None
+    try:
+        doc = _loads(entry.payload)
+        head = wire.decode_header(doc)
+        where = wire.parse_topic(entry.kind)
+    except (ValueError, RecursionError, wire.WireError):  # orjson's JSONDecodeError is a ValueError
+        return None
+    rows = doc.get("samples", [])
+    if doc.get("events") or type(rows) is not list or (where.zone, where.probe) != (head.zone, head.probe):
+        return None
+    return head, rows
+
+
 @dataclass(slots=True)
 class _Arrival:
     mid: int
@@ -199,18 +229,31 @@ class _Arrival:
     payload: bytes
 
 
+Item = wire.Batch | Encoded  # what a part stores of one message: encoded already only for a LineWriter
+
+
+def _samples(item: Item) -> int:
+    return item.samples if isinstance(item, Encoded) else len(item.samples)
+
+
+def _decoded(items: list[Item]) -> list[wire.Batch]:
+    """Return ``items`` as batches: for a writer that is not a LineWriter, which is never given Encoded."""
+    assert not any(isinstance(item, Encoded) for item in items)
+    return items  # type: ignore[return-value]  # checked just above
+
+
 @dataclass(slots=True)
 class _Part:
     """What the preparer made of some entries taken from the intake queue, for the sender and committer."""
 
     ids: list[int]  # every entry taken (to store, rejected or a repeat): deleted together once written
-    batches: list[wire.Batch]  # to store, with the probes' seq_gaps samples
+    batches: list[Item]  # to store, with the probes' seq_gaps samples
     send: Callable[[], None] | None  # writes ``batches`` (encoded by the preparer); None: nothing to store
     seq_rows: list[SeqRow]  # the sequence bookkeeping as of this part, stored with the deletion
     gaps: dict[str, int]  # probe -> gaps, for the metric once committed
 
 
-PART_SAMPLES = 5_000  # samples the preparer hands to the sender at a time: one request to a TSDB
+PART_SAMPLES = 10_000  # samples the preparer hands to the sender at a time (a line writer sends 5,000 a request)
 
 
 class Ingest:
@@ -229,6 +272,7 @@ class Ingest:
         self.seqs = SeqTracker(intake.db)
         self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
+        self._lines: LineWriter | None = writer if takes_lines(writer) else None  # the fast path's writer
         intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
         self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
         self._to_send: queue.Queue[_Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
@@ -266,6 +310,11 @@ class Ingest:
         # Everything made so far (imports, configuration, inventory) lives as long as the process: keep it
         # out of the garbage collector's full passes, which the decoder's many short-lived dicts trigger.
         gc.freeze()
+        # A thread waiting for the GIL gets it after at most this long (default 5 ms). The sender and the
+        # intake mostly wait on sockets and disk, and each time one wakes it waits for the preparer to let go
+        # of the GIL: at 5 ms the store saw requests late enough to cost about a tenth of the throughput
+        # (tests/benchmarks/bench_ingest.py). Process-wide, like gc.freeze; the collector is this process.
+        sys.setswitchinterval(0.001)
         self._reader = self.intake.reader()
         for t in self._threads:
             t.start()
@@ -392,66 +441,111 @@ class Ingest:
                             return
 
     def _prepare(self, entries: list[Entry]) -> Iterator[_Part]:
-        """Decode and check entries, drop repeats, and have the writer encode the rest, in parts of about
-        PART_SAMPLES samples (so that the first request goes out while the next part is decoded)."""
+        """Decode and check entries, drop repeats, and encode the rest (or have the writer encode them), in
+        parts of about PART_SAMPLES samples (so that the first request goes out while the next part is made).
+        """
         ids: list[int] = []
-        batches: list[wire.Batch] = []
+        batches: list[Item] = []
         samples = 0
         for entry in entries:
             ids.append(entry.id)
-            try:
-                batch = parse_entry(entry)
-            except wire.WireError as exc:
-                self.metrics.rejected_messages.labels(exc.reason).inc()
-                self._complain(entry.kind, exc)
-                continue
-            name = f"{batch.zone}/{batch.probe}"
-            if batch.seq and not self.seqs.first_time(name, batch.origin, batch.seq):
-                self.metrics.duplicate_batches.inc()
-                continue
-            kept, refused = self.series.admit(name, batch.samples, entry.created_ns)
+            item: Item
+            refused: Refused | None
+            fast = self._encode_plain(entry) if self._lines is not None else None
+            if fast is not None:
+                item, refused = fast
+            else:
+                try:
+                    batch = parse_entry(entry)
+                except wire.WireError as exc:
+                    self.metrics.rejected_messages.labels(exc.reason).inc()
+                    self._complain(entry.kind, exc)
+                    continue
+                name = f"{batch.zone}/{batch.probe}"
+                if batch.seq and not self.seqs.first_time(name, batch.origin, batch.seq):
+                    self.metrics.duplicate_batches.inc()
+                    continue
+                kept, refused = self.series.admit(name, batch.samples, entry.created_ns)
+                item = batch if refused is None else dataclasses.replace(batch, samples=tuple(kept))
             if refused is not None:
-                self.metrics.rejected_samples.labels("too_many_series").inc(refused.samples)
-                self._complain(entry.kind, wire.WireError(
-                    "too_many_series", f"probe {name} seq {batch.seq}: {refused.samples} samples of new series "
-                    f"refused (e.g. {refused.example}): it has {self.series.count(name)} series, at most "
-                    f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"), "samples")
-                batch = dataclasses.replace(batch, samples=tuple(kept))
-            batches.append(batch)
-            samples += len(batch.samples)
+                self._refused(entry.kind, item, refused)
+            batches.append(item)
+            samples += _samples(item)
             if samples >= PART_SAMPLES:
                 yield self._part(ids, batches)
                 ids, batches, samples = [], [], 0
         if ids:
             yield self._part(ids, batches)
 
-    def _part(self, ids: list[int], batches: list[wire.Batch]) -> _Part:
+    def _encode_plain(self, entry: Entry) -> tuple[Encoded, Refused | None] | None:
+        """The fast path for the common message: samples only, every row plain (see ``Encoder.encode_rows``),
+        not a repeat. Return it encoded, with what the series limit refused; or None, having changed nothing,
+        for ``parse_entry`` and the full path to deal with (and name what is wrong, if anything is)."""
+        assert self._lines is not None
+        plain = plain_message(entry)
+        if plain is None:
+            return None
+        head, rows = plain
+        name = f"{head.zone}/{head.probe}"
+        if head.seq and self.seqs.is_repeat(name, head.origin, head.seq):
+            return None  # counted as a repeat by the full path
+        series, room = self.series.table(name, entry.created_ns)
+        done = self._lines.encoder.encode_rows(head.zone, head.probe, rows, entry.created_ns, DEFAULT_LIMITS,
+                                               series, room)
+        if done is None:
+            return None
+        encoded, refused, example = done
+        encoded.seq = head.seq
+        if head.seq:
+            self.seqs.first_time(name, head.origin, head.seq)
+        return encoded, (Refused(refused, example) if refused else None)
+
+    def _refused(self, topic: str, item: Item, refused: Refused) -> None:
+        name = f"{item.zone}/{item.probe}"
+        self.metrics.rejected_samples.labels("too_many_series").inc(refused.samples)
+        self._complain(topic, wire.WireError(
+            "too_many_series", f"probe {name} seq {item.seq}: {refused.samples} samples of new series "
+            f"refused (e.g. {refused.example}): it has {self.series.count(name)} series, at most "
+            f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"), "samples")
+
+    def _part(self, ids: list[int], batches: list[Item]) -> _Part:
         batches += self._gap_samples(batches)
         seq_rows, gaps = self.seqs.snapshot()
         send = self._stage(batches) if batches else None
         return _Part(ids, batches, send, seq_rows, gaps)
 
-    def _stage(self, batches: list[wire.Batch]) -> Callable[[], None] | None:
+    def _stage(self, batches: list[Item]) -> Callable[[], None] | None:
         """Return the writer's send for ``batches``; if it cannot take them all, drop only those it refuses."""
         try:
-            return prepare_write(self.writer, batches)
+            return self._prepare_write(batches)
         except StorageError as exc:
             if exc.retryable:  # not for prepare_write to say, but then the sender's retries apply
-                return functools.partial(self.writer.write, batches)
+                return functools.partial(self._write, batches)
             self.metrics.write_errors.inc()
             first = exc
         kept = []
         for batch in batches:
             try:
-                prepare_write(self.writer, [batch])
+                self._prepare_write([batch])
             except StorageError as exc:
                 self._drop(batch, exc if len(batches) > 1 else first)
                 continue
             kept.append(batch)
         batches[:] = kept
-        return prepare_write(self.writer, kept) if kept else None
+        return self._prepare_write(kept) if kept else None
 
-    def _gap_samples(self, batches: list[wire.Batch]) -> list[wire.Batch]:
+    def _prepare_write(self, batches: list[Item]) -> Callable[[], None]:
+        if self._lines is not None:
+            return self._lines.prepare(batches)
+        return prepare_write(self.writer, _decoded(batches))
+
+    def _write(self, batches: list[Item]) -> None:
+        if self._lines is not None:
+            self._lines.write(batches)
+        else:
+            self.writer.write(_decoded(batches))
+
+    def _gap_samples(self, batches: list[Item]) -> list[wire.Batch]:
         """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``.
 
         Each probe's samples get times at least a millisecond apart, later than the last: two parts prepared
@@ -550,11 +644,11 @@ class Ingest:
                     return False
                 delay = min(delay * 2, 30.0)
                 continue
-            self.metrics.written_samples.inc(sum(len(b.samples) for b in part.batches))
+            self.metrics.written_samples.inc(sum(_samples(b) for b in part.batches))
             self.metrics.written_batches.inc(len(part.batches))
             return True
 
-    def _write_one_by_one(self, batches: list[wire.Batch], first: StorageError) -> bool:
+    def _write_one_by_one(self, batches: list[Item], first: StorageError) -> bool:
         """After a refusal, write batch by batch so that only the refused ones are dropped.
 
         A batch that meets an unavailable store is retried, not dropped; return False if stopped first.
@@ -563,7 +657,7 @@ class Ingest:
             delay = 0.5
             while True:
                 try:
-                    self.writer.write([batch])
+                    self._write([batch])
                 except StorageError as exc:
                     if exc.retryable:
                         self.metrics.write_errors.inc()
@@ -574,11 +668,11 @@ class Ingest:
                         continue
                     self._drop(batch, exc if len(batches) > 1 else first)
                     break
-                self.metrics.written_samples.inc(len(batch.samples))
+                self.metrics.written_samples.inc(_samples(batch))
                 self.metrics.written_batches.inc()
                 break
         return True
 
-    def _drop(self, batch: wire.Batch, exc: StorageError) -> None:
+    def _drop(self, batch: Item, exc: StorageError) -> None:
         log.error("storage refused batch %s/%s seq %d, dropping it: %s", batch.zone, batch.probe, batch.seq, exc)
         self.metrics.dropped_batches.inc()

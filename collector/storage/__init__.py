@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Annotated, Literal, Protocol, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeGuard, Union
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -40,8 +40,13 @@ from pydantic import Field, field_validator
 import zwconf
 from agent import wire
 
+if TYPE_CHECKING:
+    from collector.storage.lineproto import Encoded, Encoder
+
 __all__ = [
     "Writer",
+    "LineWriter",
+    "takes_lines",
     "prepare_write",
     "StorageError",
     "VictoriaMetricsStorage",
@@ -82,6 +87,30 @@ class Writer(Protocol):
         Must not raise for a store that is unreachable.
         """
         ...
+
+
+class LineWriter(Writer, Protocol):
+    """A writer that stores Influx line protocol, and so also takes messages already encoded.
+
+    ``encoder`` is for the collector's preparer thread (never the sender's): with it the preparer encodes a
+    message's rows straight from the parsed payload (``Encoder.encode_rows``) and hands the ``Encoded``
+    result, among ordinary batches, to ``prepare`` and ``write``, which store its lines as they are.
+    """
+
+    encoder: Encoder
+
+    def write(self, batches: Sequence[wire.Batch | Encoded]) -> None:
+        """As ``Writer.write``, for batches and encoded messages."""
+        ...
+
+    def prepare(self, batches: Sequence[wire.Batch | Encoded]) -> Callable[[], None]:
+        """Encode what is not encoded yet; return the call that writes it all (see ``prepare_write``)."""
+        ...
+
+
+def takes_lines(writer: Any) -> TypeGuard[LineWriter]:
+    """Return True if ``writer`` is a LineWriter (has an ``encoder`` and ``prepare``)."""
+    return hasattr(writer, "encoder") and hasattr(writer, "prepare")
 
 
 def prepare_write(writer: Writer, batches: Sequence[wire.Batch]) -> Callable[[], None]:

@@ -7,7 +7,9 @@ timestamps in milliseconds and values as float64. InfluxDB 2 uses all three.
 
 ``prepare`` encodes the request bodies (bytes) in the collector's preparer thread and returns the call
 that posts them, which its sender thread makes while the next batches are being encoded; ``write`` does
-both at once, in the sender thread. Each has its own ``Encoder`` (an encoder is not thread-safe).
+both at once, in the sender thread. Each has its own ``Encoder`` (an encoder is not thread-safe); the
+preparer's is ``encoder``, with which the collector encodes most messages before they become batches (an
+InfluxWriter is a ``LineWriter``), and those ``Encoded`` messages are sent as they are.
 
 A write that fails part-way has stored the chunks before the failing one; the caller writes the whole
 call again, which overwrites those points with the same values.
@@ -38,7 +40,7 @@ from influxdb_client.rest import ApiException
 
 from agent import wire
 from collector.storage import InfluxDBStorage, StorageError, VictoriaMetricsStorage
-from collector.storage.lineproto import Encoder
+from collector.storage.lineproto import Encoded, Encoder
 
 __all__ = ["InfluxWriter", "CHUNK_LINES"]
 
@@ -76,18 +78,18 @@ class InfluxWriter:
         self._client = InfluxDBClient(url=config.url, token=self._token, org=self._org,
                                       timeout=max(1, round(config.timeout * 1000)))
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._encoder = Encoder()  # prepare's, in the preparer thread
+        self.encoder = Encoder()  # prepare's and the preparer's (LineWriter), in the preparer thread
         self._write_encoder = Encoder()  # write's, in the sender thread
 
-    def write(self, batches: Sequence[wire.Batch]) -> None:
+    def write(self, batches: Sequence[wire.Batch | Encoded]) -> None:
         """Send every sample of ``batches``, in chunks of at most CHUNK_LINES lines."""
         self._send(self._bodies(self._write_encoder, batches))
 
-    def prepare(self, batches: Sequence[wire.Batch]) -> Callable[[], None]:
+    def prepare(self, batches: Sequence[wire.Batch | Encoded]) -> Callable[[], None]:
         """Encode ``batches`` now; return the call that sends them (see ``collector.storage.prepare_write``)."""
-        return partial(self._send, self._bodies(self._encoder, batches))
+        return partial(self._send, self._bodies(self.encoder, batches))
 
-    def _bodies(self, encoder: Encoder, batches: Sequence[wire.Batch]) -> list[bytes]:
+    def _bodies(self, encoder: Encoder, batches: Sequence[wire.Batch | Encoded]) -> list[bytes]:
         """Return the request bodies for ``batches``: at most CHUNK_LINES lines each."""
         try:
             lines = encoder.encode(batches)

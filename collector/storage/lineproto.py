@@ -23,18 +23,22 @@ Rules, after the line-protocol reference:
   measurement starting with ``#``, a string or out-of-range integer in a field) raises ``ValueError``:
   VictoriaMetrics answers 204 to a bad line and drops it silently, so the encoder must never emit one.
 
-``encode_batches`` is on the ingest hot path: it builds strings directly (no point objects) and an
-``Encoder`` remembers the encoded ``measurement,tags`` prefix of each series it has seen.
+The ingest hot path: an ``Encoder`` builds strings directly (no point objects) and remembers the encoded
+``measurement,tags`` prefix of each series it has seen. ``Encoder.encode_rows`` goes further for the
+collector's preparer: it checks, admits (series limit) and encodes the rows of a parsed payload in one pass,
+without making ``wire.Sample``s, and leaves any row it is not sure of to the full decoder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 from agent import wire
+from collector.cardinality import describe
 
-__all__ = ["Encoder", "encode_batches", "encode_sample", "escape_measurement", "escape_key"]
+__all__ = ["Encoder", "Encoded", "encode_batches", "encode_sample", "escape_measurement", "escape_key"]
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
@@ -112,6 +116,25 @@ def encode_sample(sample: wire.Sample, zone: str, probe: str) -> str | None:
     return lines[0] if lines else None
 
 
+@dataclass(slots=True)
+class Encoded:
+    """One message's samples already encoded (by ``Encoder.encode_rows``): what a batch is to a line writer."""
+
+    zone: str
+    probe: str
+    seq: int
+    lines: list[str]
+    samples: int  # samples the message stored (a sample without fields stores nothing, but counts)
+
+
+class _NotPlain(Exception):
+    """A row ``encode_rows`` leaves to the full decoder."""
+
+
+_NOT_PLAIN: Final = _NotPlain()
+_SAMPLE_KEYS: Final = frozenset({"m", "ts", "tags", "fields"})
+
+
 class Encoder:
     """Encode batches to lines, remembering the encoded prefix of up to ``max_series`` series.
 
@@ -120,10 +143,13 @@ class Encoder:
 
     def __init__(self, max_series: int = 200_000) -> None:
         self._max_series = max_series
-        self._prefixes: dict[tuple[str, ...], str] = {}
+        # (zone, probe) -> series key (as collector.cardinality keys it) -> encoded prefix; _cached counts them
+        self._prefixes: dict[tuple[str, str], dict[tuple[str, ...], str]] = {}
+        self._cached = 0
         self._field_keys: dict[str, str] = {}
+        self._plain_keys: dict[str, str] = {}  # field keys known to follow the wire's name rule, escaped
 
-    def encode(self, batches: Iterable[wire.Batch]) -> list[str]:
+    def encode(self, batches: Iterable[wire.Batch | Encoded]) -> list[str]:
         """Return one line per sample (that has a field) of every batch, in order."""
         lines: list[str] = []
         if len(self._field_keys) >= self._max_series:
@@ -131,22 +157,41 @@ class Encoder:
         batch = None
         try:
             for batch in batches:
-                self._add_lines(batch, lines)
+                if isinstance(batch, Encoded):
+                    lines += batch.lines
+                else:
+                    self._add_lines(batch, lines)
         except ValueError as exc:
             where = f"zone {batch.zone} probe {batch.probe} seq {batch.seq}" if batch is not None else "batch"
             raise ValueError(f"{where}: {exc}") from None
         return lines
+
+    def _series(self, zone: str, probe: str) -> dict[tuple[str, ...], str]:
+        """Return the prefix cache of one probe's series, emptying every cache first if it is full."""
+        if self._cached >= self._max_series:
+            self._prefixes.clear()
+            self._cached = 0
+        prefixes = self._prefixes.get((zone, probe))
+        if prefixes is None:
+            prefixes = self._prefixes[(zone, probe)] = {}
+        return prefixes
+
+    def _prefix(self, prefixes: dict[tuple[str, ...], str], key: tuple[str, ...], measurement: str,
+                tags: Mapping[str, str], zone: str, probe: str) -> str:
+        prefix = prefixes[key] = _series_prefix(measurement, tags, zone, probe)
+        self._cached += 1
+        return prefix
 
     def _add_lines(self, batch: wire.Batch, lines: list[str]) -> None:
         """Append the line of every sample of ``batch`` that has a field; raise ValueError for one that
         cannot be a valid line. The per-sample work is written out in one loop: on the collector's hot path
         a function call per sample costs as much as the encoding."""
         append = lines.append
-        prefixes = self._prefixes
-        field_keys = self._field_keys
-        inf, low, high = _INF, INT64_MIN, INT64_MAX
         zone = batch.zone
         probe = batch.probe
+        prefixes = self._series(zone, probe)
+        field_keys = self._field_keys
+        inf, low, high = _INF, INT64_MIN, INT64_MAX
         for sample in batch.samples:
             parts: list[str] = []  # the field section
             for key, value in sample.fields.items():
@@ -172,14 +217,101 @@ class Encoder:
             if not parts:
                 continue
             tags = sample.tags
-            # Keys then values, flat: cheaper to build and hash than a tuple of pairs, and as exact.
-            series = (zone, probe, sample.measurement, *tags, *tags.values())
+            series = (sample.measurement, *tags, *tags.values())
             prefix = prefixes.get(series)
             if prefix is None:
-                if len(prefixes) >= self._max_series:
-                    prefixes.clear()
-                prefix = prefixes[series] = _series_prefix(sample.measurement, tags, zone, probe)
+                prefix = self._prefix(prefixes, series, sample.measurement, tags, zone, probe)
             append(f"{prefix} {','.join(parts)} {sample.time_ns}")
+
+    def encode_rows(self, zone: str, probe: str, rows: list[Any], now_ns: int, limits: wire.Limits,
+                    series: dict[tuple[str, ...], int],
+                    room: Callable[[], bool]) -> tuple[Encoded, int, str] | None:
+        """Check, admit and encode the ``samples`` rows of a parsed payload in one pass: the ingest fast path.
+
+        The rows are the JSON objects as parsed, not ``wire.Sample``s. A row is *plain* if it passes the
+        checks of ``wire.decode`` and ``wire.check_limits`` (``now_ns`` is the arrival time) by their fast
+        forms: names already in ``wire.CHECKED_NAMES``, ASCII tag values. Each plain row is admitted as
+        ``SeriesLimit.admit`` would (``series`` and ``room`` are from ``SeriesLimit.table``). If every row is
+        plain, return the message's lines (``seq`` is left 0 for the caller), how many samples were refused as
+        new series over the limit, and one of them as an example; otherwise return None, with the series this
+        call added taken out again, and the caller decodes the message in full (which finds what is wrong,
+        or accepts what is merely unusual). For every payload the two paths store the same lines.
+        """
+        if len(rows) > limits.max_rows:
+            return None
+        if len(self._plain_keys) >= self._max_series:
+            self._plain_keys.clear()
+        good = wire.CHECKED_NAMES
+        allowed = _SAMPLE_KEYS
+        max_tag, max_tags, max_fields = wire.MAX_TAG_VALUE, limits.max_tags, limits.max_fields
+        oldest, newest = max(0, now_ns - limits.max_past_ns), now_ns + limits.max_future_ns
+        low, high, top = INT64_MIN, INT64_MAX, UINT64_MAX
+        prefixes = self._series(zone, probe)
+        field_keys = self._plain_keys
+        lines: list[str] = []
+        append = lines.append
+        added: list[tuple[str, ...]] = []  # series this call admitted for the first time
+        kept = refused = 0
+        example = ""
+        try:
+            for row in rows:
+                if type(row) is not dict or not row.keys() <= allowed:
+                    raise _NOT_PLAIN
+                name, ts, tags, fields = row.get("m"), row.get("ts"), row.get("tags"), row.get("fields")
+                if tags is None:
+                    tags = {}
+                if fields is None:
+                    fields = {}
+                if type(name) is not str or name not in good or type(ts) is not int or not oldest <= ts <= newest \
+                        or type(tags) is not dict or type(fields) is not dict or len(tags) > max_tags \
+                        or len(fields) > max_fields:
+                    raise _NOT_PLAIN
+                for k, v in tags.items():
+                    if k not in good or type(v) is not str or not v or len(v) > max_tag or not v.isascii():
+                        raise _NOT_PLAIN
+                parts: list[str] = []
+                for k, v in fields.items():
+                    ekey = field_keys.get(k)
+                    if ekey is None:
+                        if k not in good:
+                            raise _NOT_PLAIN
+                        ekey = field_keys[k] = escape_key(k)
+                    kind = type(v)
+                    if kind is int:
+                        if low <= v <= high:
+                            parts.append(f"{ekey}={v}i")
+                        elif high < v <= top:
+                            parts.append(f"{ekey}={v}u")
+                        else:
+                            raise _NOT_PLAIN
+                    elif kind is float:
+                        if v - v != 0:  # NaN or an infinity
+                            raise _NOT_PLAIN
+                        parts.append(f"{ekey}={v!r}")
+                    elif kind is bool:
+                        parts.append(f"{ekey}=1i" if v else f"{ekey}=0i")
+                    else:
+                        raise _NOT_PLAIN
+                key = (name, *tags, *tags.values())
+                if key not in series:
+                    if not room():
+                        if not refused:
+                            example = describe(name, tags)
+                        refused += 1
+                        continue
+                    added.append(key)
+                series[key] = now_ns
+                kept += 1
+                if parts:
+                    prefix = prefixes.get(key)
+                    if prefix is None:
+                        prefix = self._prefix(prefixes, key, name, tags, zone, probe)
+                    append(f"{prefix} {','.join(parts)} {ts}")
+        except (_NotPlain, ValueError):  # ValueError: a prefix that cannot be encoded; the full path says why
+            for key in added:
+                series.pop(key, None)
+            return None
+        return Encoded(zone, probe, 0, lines, kept), refused, example
 
 
 def encode_batches(batches: Iterable[wire.Batch]) -> list[str]:

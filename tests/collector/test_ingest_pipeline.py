@@ -1,7 +1,10 @@
 """The writer pipeline of the ingest (preparer, sender, committer) without a broker: batches go in through
 ``Ingest.inject`` (the intake queue) and come out of a fake store. What it must keep: every batch written
 once and in order; a store that is down holds everything; a refusal drops only the refused batches; and the
-bookkeeping on disk never runs ahead of the entries deleted, so a crash replays instead of losing."""
+bookkeeping on disk never runs ahead of the entries deleted, so a crash replays instead of losing.
+
+Each test runs twice: with a store that takes batches (as SQLite does), and with one that takes line protocol
+(as VictoriaMetrics and InfluxDB do), to which most messages come encoded by the preparer's fast path."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from collector import ingest as ingest_module
 from collector.ingest import Ingest, SeqTracker
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError
+from collector.storage.lineproto import Encoded, Encoder
 from tests.services import wait_for
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue
@@ -36,10 +40,11 @@ class Store:
         self.written: list[tuple[str, int]] = []  # (probe, seq) of every batch with data, in write order
         self.gaps: list[tuple[int, int]] = []  # (time, value) of every seq_gaps sample, in write order
         self.calls = 0
-        self.fail: Callable[[wire.Batch], StorageError | None] = lambda b: None
+        self.encoded = 0  # messages that came encoded (a line store only)
+        self.fail: Callable[[wire.Batch | Encoded], StorageError | None] = lambda b: None
         self.lock = threading.Lock()
 
-    def write(self, batches: Sequence[wire.Batch]) -> None:
+    def write(self, batches: Sequence[wire.Batch | Encoded]) -> None:
         with self.lock:
             self.calls += 1
             for b in batches:
@@ -47,8 +52,9 @@ class Store:
                 if error is not None:
                     raise error
             self.written += [(b.probe, b.seq) for b in batches if b.seq]
-            self.gaps += [(x.time_ns, int(x.fields["seq_gaps"])) for b in batches if not b.seq
-                          for x in b.samples if "seq_gaps" in x.fields]
+            self.encoded += sum(isinstance(b, Encoded) for b in batches)
+            self.gaps += [(x.time_ns, int(x.fields["seq_gaps"])) for b in batches
+                          if isinstance(b, wire.Batch) and not b.seq for x in b.samples if "seq_gaps" in x.fields]
 
     def close(self) -> None:
         pass
@@ -63,21 +69,29 @@ def dead_port() -> int:
         return int(s.getsockname()[1])  # nothing listens there once closed: the ingest never connects
 
 
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[Make]:
-    made: list[Ingest] = []
+@pytest.fixture(params=["batch store", "line store"])
+def make(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Make]:
+    made: list[tuple[Ingest, Store]] = []
 
     def factory(store: Store) -> Ingest:
+        if request.param == "line store":  # a LineWriter: it has the preparer's encoder, and prepares
+            store.encoder = Encoder()  # type: ignore[attr-defined]
+            if not hasattr(store, "prepare"):
+                store.prepare = lambda batches: lambda: store.write(batches)  # type: ignore[attr-defined]
         intake = DiskQueue(tmp_path / "intake.db", 64 * 2**20, 0)
         ing = Ingest(MqttConfig(port=dead_port()), store, CollectorMetrics(), intake, clock=lambda: NOW)
         ing.start()
-        made.append(ing)
+        made.append((ing, store))
         return ing
 
     yield factory
-    for ing in made:
+    for ing, store in made:
         ing.stop(timeout=2)
         ing.intake.close()
+        if request.param == "line store" and store.written:
+            assert store.encoded, "no message took the fast path to the line store"
+        if request.param == "batch store":
+            assert not store.encoded
 
 
 def counter(ing: Ingest, name: str) -> float:
@@ -146,7 +160,7 @@ def test_a_refusal_drops_only_the_refused_batch_even_if_the_store_blinks(make: M
     store = Store()
     blinks = [StorageError("timeout", retryable=True)]  # once, during the batch-by-batch writes
 
-    def fail(b: wire.Batch) -> StorageError | None:
+    def fail(b: wire.Batch | Encoded) -> StorageError | None:
         if b.seq == 3:
             return StorageError("HTTP 400: bad line", retryable=False)
         if b.seq == 4 and store.calls > 1 and blinks:
@@ -164,7 +178,7 @@ def test_a_refusal_drops_only_the_refused_batch_even_if_the_store_blinks(make: M
 class Refusing(Store):
     """A store that encodes ahead (``prepare``) and cannot encode the data of probe ``bad``."""
 
-    def prepare(self, batches: Sequence[wire.Batch]) -> Callable[[], None]:
+    def prepare(self, batches: Sequence[wire.Batch | Encoded]) -> Callable[[], None]:
         if any(b.probe == "bad" and b.seq for b in batches):
             raise StorageError("cannot encode", retryable=False)
         return lambda: self.write(batches)
@@ -189,7 +203,7 @@ def test_bookkeeping_on_disk_never_runs_ahead_of_the_entries_deleted(make: Make,
     release = threading.Event()
     held = threading.Event()
 
-    def fail(b: wire.Batch) -> None:
+    def fail(b: wire.Batch | Encoded) -> None:
         if b.seq == 4:
             held.set()
             release.wait(10)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import wire
+from collector.cardinality import SeriesLimit
 from collector.storage import lineproto
 from collector.storage.lineproto import Encoder, encode_batches, encode_sample
 
@@ -155,6 +156,67 @@ def test_the_encoder_cache_keeps_series_of_different_probes_apart() -> None:
     assert encoder.encode(batches) == expected  # again, from the cache (evicted and refilled)
 
 
+# ---------------------------------------------------------------------------------------------- encode_rows
+# The fast path's agreement with the full path is fuzzed (tests/fuzz, target fastpath); these pin its rules.
+
+NOW_NS = 1_764_290_000 * 10**9
+ROWS = [{"m": "interface", "ts": NOW_NS, "tags": {"device": "sw1"}, "fields": {"oper_up": True}},
+        {"m": "interface", "ts": NOW_NS, "tags": {"device": "sw2"}, "fields": {"oper_up": False, "util": 0.25}},
+        {"m": "interface", "ts": NOW_NS, "tags": {"device": "sw3"}, "fields": {}}]
+
+
+def rows(**last: object) -> list[dict[str, object]]:
+    """ROWS, with keys of the last row replaced."""
+    out = [dict(row) for row in ROWS]
+    out[-1].update(last)
+    return out
+
+
+def fast(rows: list[dict[str, object]], max_series: int = 10,
+         seen: dict[tuple[str, ...], int] | None = None) -> tuple[lineproto.Encoded, int, str] | None:
+    for name in ("interface", "device", "oper_up", "util"):
+        wire.CHECKED_NAMES.add(name)  # as the full decoder leaves them once it has seen them
+    limit = SeriesLimit(max_series, 10**12)
+    table, room = limit.table("z1/p1", NOW_NS)
+    table.update(seen or {})
+    got = Encoder().encode_rows("z1", "p1", rows, NOW_NS, wire.Limits(), table, room)
+    if seen is not None:
+        seen.clear()
+        seen.update(table)
+    return got
+
+
+def test_encode_rows_encodes_admits_and_counts_a_sample_without_fields() -> None:
+    got = fast(ROWS)
+    assert got is not None
+    encoded, refused, example = got
+    assert encoded.lines == [f"interface,device=sw1,probe=p1,zone=z1 oper_up=1i {NOW_NS}",
+                             f"interface,device=sw2,probe=p1,zone=z1 oper_up=0i,util=0.25 {NOW_NS}"]
+    assert (encoded.zone, encoded.probe, encoded.samples, refused, example) == ("z1", "p1", 3, 0, "")
+
+
+def test_encode_rows_refuses_new_series_over_the_limit_and_keeps_the_rest() -> None:
+    got = fast(ROWS, max_series=1)
+    assert got is not None
+    assert got[0].samples == 1 and got[1:] == (2, "interface,device=sw2")
+
+
+@pytest.mark.parametrize("last", [
+    {"tags": {"device": "Đình Vũ"}},  # not ASCII: valid, but the full decoder checks it
+    {"m": "never_seen_before_name"},  # a name the full decoder has not checked yet
+    {"fields": {"oper_up": 2**64}},  # beyond 64 bits: the full decoder rejects it and says where
+    {"fields": {"oper_up": "up"}},
+    {"ts": NOW_NS + 10**12},  # in the future, beyond the limit
+    {"tags": {"device": ""}},
+    {"extra": 1},
+])
+def test_encode_rows_leaves_a_message_it_is_not_sure_of_and_takes_back_what_it_admitted(
+        last: dict[str, object]) -> None:
+    seen: dict[tuple[str, ...], int] = {("interface", "device", "old"): 1}
+    assert fast(rows(**last), seen=seen) is None
+    assert seen == {("interface", "device", "old"): 1}  # sw1 and sw2 were admitted, then taken back
+
+
 # ---------------------------------------------------------------------------------------------- strict parser
 
 _SPECIAL = {",", "=", " ", "\\"}
@@ -277,5 +339,5 @@ def test_the_parser_rejects_what_it_must() -> None:
 
 
 def test_module_exports() -> None:
-    assert set(lineproto.__all__) == {"Encoder", "encode_batches", "encode_sample", "escape_measurement",
+    assert set(lineproto.__all__) == {"Encoder", "Encoded", "encode_batches", "encode_sample", "escape_measurement",
                                       "escape_key"}

@@ -16,6 +16,8 @@ What "no crash" means, per target:
                 TrapsSource.process never raises, counts each datagram under exactly one reason, and never
                 under internal_error
     config      zwconf.load raises ConfigError only, as one line starting with the file name
+    fastpath    the collector's ingest fast path stores and refuses exactly what its full path does, and
+                takes every plain message
 
 Inputs are generated from the real formats and mutated (fields replaced by odd values, keys renamed or
 removed, bytes flipped), besides random ones. ``ZW_FUZZ_EXAMPLES`` sets the examples per target (default 200);
@@ -28,6 +30,7 @@ the end of this file with its minimal input, which starts to fail once the bug i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -49,8 +52,12 @@ from agent import profiles, wire
 from agent.config import AgentConfig
 from agent.sources import SourceError, at, mmcli, snmp, traps, vendors
 from agent.transcript import VENDOR_CHOICES, parse_transcript
+from collector import ingest
+from collector.cardinality import SeriesLimit
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
+from collector.storage.lineproto import Encoder
+from zwqueue import Entry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TESTDATA = ROOT / "tests" / "agent" / "sources" / "testdata" / "cellular"
@@ -279,6 +286,100 @@ except ImportError:  # the collector extra is not installed
 @given(payload=wire_payloads(), loads=st.sampled_from(LOADERS))
 def test_wire_decode(payload: bytes | str, loads: Callable[[Any], Any]) -> None:
     check("wire", payload, lambda: wire_body(payload, loads))
+
+
+# ---------------------------------------------------------------------------------------------- ingest fast path
+# The collector's preparer takes the common message by a fast path (collector.ingest.plain_message and
+# Encoder.encode_rows: rows checked, admitted and encoded from the parsed JSON in one pass). It must store
+# exactly what the full path stores (parse_entry, SeriesLimit.admit, Encoder.encode), refuse exactly what it
+# refuses, and take every plain message (all names known, ASCII tag values, no events).
+
+FAST_TOPIC = "zw/v1/z1/p1/data"
+FAST_TIMES = st.one_of(st.integers(NOW - 86400 * 10**9, NOW), st.integers(NOW - 36 * 86400 * 10**9, NOW + 400 * 10**9),
+                       TIMES)
+FAST_VALUES = FIELD_VALUES | st.integers(2**63 - 2, 2**64 + 1) | st.integers(-(2**63) - 1, -(2**63) + 1)
+FAST_TEXT = st.text(st.characters(max_codepoint=0x7E), min_size=1, max_size=12) | st.text(max_size=6)
+FAST_TAGS = st.dictionaries(IDENTS, FAST_TEXT, max_size=4)
+FAST_SAMPLES = st.lists(st.builds(wire.Sample, IDENTS, FAST_TAGS, st.dictionaries(IDENTS, FAST_VALUES, max_size=4),
+                                  FAST_TIMES), max_size=6).map(tuple)
+FAST_BATCHES = st.builds(
+    wire.Batch, zone=st.sampled_from(["z1"] * 9 + ["z2"]), probe=st.sampled_from(["p1"] * 9 + ["p2"]), seq=TIMES,
+    sent_ns=TIMES, samples=FAST_SAMPLES,
+    events=st.sampled_from([()] * 4 + [None]).flatmap(
+        lambda none: st.just(()) if none == () else st.builds(wire.Event, IDENTS, TAGS, FIELDS, FAST_TIMES).map(
+            lambda e: (e,))),
+    origin=st.integers(0, 2**63 - 1))
+
+
+@st.composite
+def fast_payloads(draw: st.DrawFn) -> bytes:
+    batch = draw(FAST_BATCHES)
+    try:
+        doc = json.loads(wire.encode(batch))
+    except wire.WireError:  # a value wire.encode refuses (beyond 64 bits): write it anyway, for the receiver
+        doc = json.loads(wire.encode(dataclasses.replace(batch, samples=())))
+        doc["samples"] = [{"m": x.measurement, "ts": x.time_ns, "tags": x.tags, "fields": x.fields}
+                          for x in batch.samples]
+    if draw(st.integers(0, 3)) == 0:
+        doc = draw(mutated([doc], WIRE_KEYS, WIRE_ODD))
+    return json.dumps(doc, ensure_ascii=draw(st.booleans())).encode("utf-8", errors="surrogatepass")
+
+
+def fastpath_body(payload: bytes, max_series: int) -> None:
+    entry = Entry(1, FAST_TOPIC, NOW, payload)
+    day = 86400 * 10**9
+    try:
+        batch: wire.Batch | None = ingest.parse_entry(entry)
+    except wire.WireError:
+        batch = None
+    lines: list[str] | None = None
+    if batch is not None:
+        kept, refused = SeriesLimit(max_series, day).admit("z1/p1", batch.samples, NOW)
+        try:
+            lines = Encoder().encode([dataclasses.replace(batch, samples=tuple(kept))])
+        except ValueError:  # the full path drops such a batch, counted
+            pass
+    fast_series = SeriesLimit(max_series, day)
+    plain = ingest.plain_message(entry)
+    got = None
+    if plain is not None:
+        head, rows = plain
+        got = Encoder().encode_rows(head.zone, head.probe, rows, NOW, ingest.DEFAULT_LIMITS,
+                                    *fast_series.table("z1/p1", NOW))
+    if got is None:
+        assert fast_series.count("z1/p1") == 0, "the fast path gave up but kept series it had admitted"
+        if batch is not None and lines is not None and not batch.events:
+            names = {n for x in batch.samples for n in (x.measurement, *x.tags, *x.fields)}
+            ascii_tags = all(v.isascii() for x in batch.samples for v in x.tags.values())
+            assert not (ascii_tags and names <= wire.CHECKED_NAMES), "the fast path left a plain message"
+        return
+    assert batch is not None and lines is not None, "the fast path took a message the full path refuses"
+    encoded, refused_samples, example = got
+    assert encoded.lines == lines, "the fast path encoded other lines than the full path"
+    assert encoded.samples == len(kept)
+    assert (refused_samples, example) == ((refused.samples, refused.example) if refused else (0, ""))
+
+
+@FUZZ
+@given(payload=fast_payloads(), max_series=st.sampled_from([1, 2, 20_000]))
+def test_ingest_fast_path(payload: bytes, max_series: int) -> None:
+    check("fastpath", payload, lambda: fastpath_body(payload, max_series))
+
+
+def test_the_fast_path_takes_the_common_message() -> None:
+    """Not a vacuous comparison above: a usual data message goes the fast way once its names are known."""
+    batch = wire.Batch("z1", "p1", 7, NOW, (wire.Sample("interface", {"device": "sw1", "ifname": "ge-0/0/1"},
+                                                        {"oper_up": True, "in_octets": 2**64 - 1, "util": 0.5},
+                                                        NOW),))
+    entry = Entry(1, FAST_TOPIC, NOW, wire.encode(batch))
+    ingest.parse_entry(entry)  # learns the names
+    plain = ingest.plain_message(entry)
+    assert plain is not None
+    got = Encoder().encode_rows("z1", "p1", plain[1], NOW, ingest.DEFAULT_LIMITS,
+                                *SeriesLimit(10, 10**9).table("z1/p1", NOW))
+    assert got is not None
+    assert got[0].lines == [f"interface,device=sw1,ifname=ge-0/0/1,probe=p1,zone=z1 oper_up=1i,"
+                            f"in_octets=18446744073709551615u,util=0.5 {NOW}"]
 
 
 # ---------------------------------------------------------------------------------------------- AT answers
