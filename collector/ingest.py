@@ -215,8 +215,9 @@ def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[w
         where = wire.parse_topic(entry.kind)
     except (ValueError, RecursionError, wire.WireError):  # orjson's JSONDecodeError is a ValueError
         return None
-    rows = doc.get("samples", [])
-    if doc.get("events") or type(rows) is not list or (where.zone, where.probe) != (head.zone, head.probe):
+    rows, events = doc.get("samples", []), doc.get("events", [])
+    if type(rows) is not list or type(events) is not list or events or (where.zone, where.probe) != (
+            head.zone, head.probe):
         return None
     return head, rows
 

@@ -1,6 +1,6 @@
 """Collector ingest throughput, end to end, against the direct-write limit measured in the same run.
 
-    .venv/bin/python tests/benchmarks/bench_ingest.py [--messages 2000] [--samples-per-message 100]
+    .venv/bin/python tests/benchmarks/bench_ingest.py [--messages 4000] [--samples-per-message 100] [--alerting]
 
 What it does (real mosquitto and VictoriaMetrics from tests/services.py, on free loopback ports):
 
@@ -17,6 +17,10 @@ What it does (real mosquitto and VictoriaMetrics from tests/services.py, on free
 
 Prints samples/s for each, and the ratios against the goals: at least 100,000 samples/s on one collector
 core, and at least half the direct-write rate.
+
+``--alerting`` gives the collector an inventory of the benchmark's zone (its 20 probes, 500 devices, one
+carrier that is notified over MQTT on the local broker only), so the alert engine runs beside the ingest and
+decodes every message again in its own thread: the cost of ingest in a collector that also alerts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +61,17 @@ def make_batches(messages: int, per_message: int, base_ns: int) -> list[wire.Bat
                 base_ns + (n // 24000) * 10**9))  # 500 devices x 48 ports: a new second every 24,000 samples
         out.append(wire.Batch("bench-zone", f"p{m % 20}", m // 20 + 1, base_ns, tuple(samples)))
     return out
+
+
+def bench_inventory(probes: int, devices: int) -> str:
+    """Return an inventory of the benchmark's zone; its one carrier hears over MQTT (this machine's broker)."""
+    lines = ["zones:", "  bench-zone: {name: Benchmark zone, areas: [a]}",
+             "carriers:", "  bench-carrier: {plmn: 452-04, name: Bench, notify: [{type: mqtt, topic: bench/alerts}]}",
+             "sites:", "  site-a: {zone: bench-zone, area: a, kind: bts, owners: [bench-carrier]}", "devices:"]
+    lines += [f"  dev-{n:03d}: {{site: site-a, kind: switch, owners: [bench-carrier], probe: p{n % probes}}}"
+              for n in range(devices)]
+    lines += ["probes:"] + [f"  p{n}: {{zone: bench-zone, area: a}}" for n in range(probes)]
+    return "\n".join(lines) + "\n"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -112,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--samples-per-message", type=int, default=100)
+    parser.add_argument("--alerting", action="store_true", help="run the alert engine beside the ingest")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue, VM data)")
     args = parser.parse_args()
     total = args.messages * args.samples_per_message
     work = Path(tempfile.mkdtemp(prefix="zw-bench-ingest-"))
@@ -134,6 +152,10 @@ def main() -> None:
         cfg.write_text(f"mqtt: {{port: {broker.port}, client_id: zw-bench}}\n"
                        f"storage: {{type: victoriametrics, url: '{vm.url}'}}\n"
                        f"queue: {{path: '{work / 'intake.db'}'}}\nhttp: {{listen: '127.0.0.1:{http_port}'}}\n")
+        if args.alerting:
+            (work / "inventory.yaml").write_text(bench_inventory(20, 500))
+            with cfg.open("a") as fh:
+                fh.write(f"inventory: '{work / 'inventory.yaml'}'\n")
         log = work / "collector" / "collector.log"
         collector = services.start_zonewatch("collector", ["--log-level", "info", "-c", str(cfg), "run"],
                                              work / "collector",
@@ -172,6 +194,10 @@ def main() -> None:
         for svc in (collector, broker, vm, vm_direct):
             if svc is not None:
                 svc.stop()
+        if args.keep:
+            print(f"kept {work} (logs, queue, VictoriaMetrics data)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)  # a run leaves some 400 MB of queues and VM data
 
 
 if __name__ == "__main__":

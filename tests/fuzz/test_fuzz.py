@@ -1007,3 +1007,11 @@ def test_known_config_key_with_a_line_break() -> None:
     with pytest.raises(zwconf.ConfigError) as raised:
         zwconf.load(Inventory, 'zones: {"a\\nb": 1}', "inventory.yaml")
     assert "\n" not in str(raised.value)
+
+
+def test_known_fast_path_took_events_null() -> None:
+    """Was: the fast path took ``"events": null`` as no events; the contract (and the full path) refuse it."""
+    payload = b'{"v": 1, "zone": "z1", "probe": "p1", "seq": 66, "sent_ns": 175637, "events": null}'
+    with pytest.raises(wire.WireError, match="'events' must be a list"):
+        ingest.parse_entry(Entry(1, FAST_TOPIC, NOW, payload))
+    assert ingest.plain_message(Entry(1, FAST_TOPIC, NOW, payload)) is None
