@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
+
+from collector.threads import named
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ class EmbeddedBroker:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="zw-broker", daemon=True)
+        self._thread = named(self._loop.run_forever, "zw-broker")
         self._broker: Any = None
 
     def start(self, timeout: float = 10.0) -> None:

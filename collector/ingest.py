@@ -76,6 +76,7 @@ from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
+from collector.threads import named
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry, QueueReader
 
@@ -284,10 +285,8 @@ class Ingest:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the intake queue's connection: intake thread, committer, inject
         self._wake_writer = threading.Event()
-        self._threads = [threading.Thread(target=self._intake_loop, name="zw-intake", daemon=True),
-                         threading.Thread(target=self._prepare_loop, name="zw-prepare", daemon=True),
-                         threading.Thread(target=self._send_loop, name="zw-send", daemon=True),
-                         threading.Thread(target=self._commit_loop, name="zw-commit", daemon=True)]
+        self._threads = [named(self._intake_loop, "zw-intake"), named(self._prepare_loop, "zw-prepare"),
+                         named(self._send_loop, "zw-send"), named(self._commit_loop, "zw-commit")]
         self._complaints: dict[tuple[str, str], float] = {}
         v5 = cfg.protocol == "5"
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,

@@ -34,6 +34,7 @@ from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.inventory import Inventory
+from collector.threads import named
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class AlertEngine:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="zw-alerts", daemon=True)
+        self._thread = named(self._loop, "zw-alerts")
         self._written_ns: dict[str, tuple[int, bool | None]] = {}  # alert key -> when written, muted then
         self._derived: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, dict[str, wire.FieldValue]]] = {}
         self._synced_ns = 0

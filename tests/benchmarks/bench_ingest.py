@@ -80,6 +80,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """Return CPU seconds per thread name of a process (the collector names its threads: collector.threads)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = name if name.startswith("zw-") else "other (paho, main, /metrics)"
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def direct_write(url: str, batches: list[wire.Batch]) -> float:
     """POST the batches' line protocol straight to VictoriaMetrics; return samples/s."""
     lines = Encoder().encode(batches)
@@ -180,12 +195,17 @@ def main() -> None:
                                                  "collector subscribed") > seen)
         start = time.perf_counter()
         cpu0 = cpu_seconds(collector.pid)
+        threads0 = thread_cpu(collector.pid)
         metrics_url = f"http://127.0.0.1:{http_port}/metrics"
         elapsed = wait_written(metrics_url, total, start) - start
         cpu = cpu_seconds(collector.pid) - cpu0
+        threads = thread_cpu(collector.pid)
         wall_rate, cpu_rate = total / elapsed, total / cpu
         print(f"collector, MQTT in -> VictoriaMetrics written: {wall_rate:12,.0f} samples/s wall ({elapsed:.2f} s)")
         print(f"collector per CPU-second of its process:      {cpu_rate:12,.0f} samples/s ({cpu:.2f} CPU-s)")
+        used = {name: seconds - threads0.get(name, 0.0) for name, seconds in threads.items()}
+        for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+            print(f"    {name:<30} {seconds:5.2f} CPU-s  {seconds / total * 1e6:4.1f} µs a sample")
         print(f"ratio to the direct-write limit: {wall_rate / direct:.2f} (goal >= 0.5: "
               f"{'PASS' if wall_rate / direct >= 0.5 else 'FAIL'})")
         print(f"one collector core: {cpu_rate:,.0f} samples/s (goal >= 100,000: "

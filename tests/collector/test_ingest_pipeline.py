@@ -226,3 +226,12 @@ def test_bookkeeping_on_disk_never_runs_ahead_of_the_entries_deleted(make: Make,
         release.set()
     wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
     assert store.written == [("p1", s) for s in range(1, 9)]
+
+
+def test_the_threads_carry_their_names_in_the_kernel_for_top_and_ps(make: Make) -> None:
+    make(Store())
+
+    def names() -> set[str]:
+        return {(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()}
+
+    wait_for(lambda: {"zw-intake", "zw-prepare", "zw-send", "zw-commit"} <= names(), 5, "the threads' names")
