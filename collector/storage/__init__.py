@@ -3,7 +3,7 @@
 Layout::
 
     collector/storage/
-      __init__.py    Writer protocol, prepare_write, StorageError, config models, make_writer
+      __init__.py    Writer and LineWriter protocols, prepare_write, StorageError, config models, make_writer
       lineproto.py   samples -> Influx line protocol (pure, on the hot path)
       influx.py      InfluxWriter: line protocol over HTTP to VictoriaMetrics or InfluxDB 2
       sqlite.py      SqliteWriter: the embedded default, plus read helpers for reports and tests
