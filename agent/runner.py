@@ -218,7 +218,7 @@ class Agent:
         finally:
             scheduler.shutdown(wait=False)
             await self._flush(deadline_s=3.0)
-            self.uplink.stop()
+            self.uplink.stop(planned=stop.is_set())   # asked to stop (SIGTERM, Ctrl-C), not a crash
             await self.close_sources()
             self.spool.close()
 

@@ -127,11 +127,14 @@ class Uplink:
         """Return how many published messages wait for the broker's acknowledgement."""
         return len(self._inflight)
 
-    def stop(self) -> None:
-        """Say ``offline`` and disconnect (a clean disconnect does not fire the last will)."""
+    def stop(self, planned: bool = False) -> None:
+        """Say ``stopping`` (``planned``: asked to stop, as for a restart or an upgrade) or ``offline`` (the
+        agent fails), then disconnect (a clean disconnect does not fire the last will). The collector pages
+        ProbeDown at once for ``offline``, and only if the probe is not back in time for ``stopping``."""
         self._stopping = True
+        status = wire.STATUS_STOPPING if planned else wire.STATUS_OFFLINE
         if self.connected:
-            self.client.publish(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True).wait_for_publish(2)
+            self.client.publish(self.status_topic, status, qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -5,7 +5,8 @@ so that both sides (and any third-party consumer) can read it without pulling in
 
 Topics::
 
-    zw/v1/{zone}/{probe}/status   retained; b"online" on connect, last will b"offline"
+    zw/v1/{zone}/{probe}/status   retained; b"online" on connect, last will b"offline"; b"stopping" before a
+                                  stop on purpose (a restart, an upgrade)
     zw/v1/{zone}/{probe}/data     batches of samples, QoS 1
     zw/v1/{zone}/{probe}/events   batches of events (traps, link changes), QoS 1, sent ahead of data
     zw/v1/{zone}/{probe}/config   retained, collector to probe (reserved)
@@ -52,6 +53,7 @@ __all__ = [
     "KINDS",
     "STATUS_ONLINE",
     "STATUS_OFFLINE",
+    "STATUS_STOPPING",
     "WireError",
     "Sample",
     "Event",
@@ -80,6 +82,7 @@ TOPIC_ROOT: Final = "zw/v1"
 KINDS: Final = ("status", "data", "events", "config")
 STATUS_ONLINE: Final = b"online"
 STATUS_OFFLINE: Final = b"offline"
+STATUS_STOPPING: Final = b"stopping"   # a stop on purpose (restart, upgrade): ProbeDown waits before paging
 
 Kind = Literal["status", "data", "events", "config"]
 FieldValue = int | float | bool

@@ -186,9 +186,13 @@ def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batc
     where = wire.parse_topic(entry.kind)
     if where.kind == "status":
         state = entry.payload.strip()
-        if state not in (wire.STATUS_ONLINE, wire.STATUS_OFFLINE):
-            raise wire.WireError("bad_status", f"{entry.kind}: status {entry.payload[:32]!r} is not online/offline")
-        up = wire.Sample("probe", {}, {"up": state == wire.STATUS_ONLINE}, entry.created_ns)
+        if state not in (wire.STATUS_ONLINE, wire.STATUS_OFFLINE, wire.STATUS_STOPPING):
+            raise wire.WireError("bad_status", f"{entry.kind}: status {entry.payload[:32]!r} is not "
+                                 "online/offline/stopping")
+        fields: dict[str, wire.FieldValue] = {"up": state == wire.STATUS_ONLINE}
+        if state == wire.STATUS_STOPPING:
+            fields["planned"] = True
+        up = wire.Sample("probe", {}, fields, entry.created_ns)
         return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,))
     if where.kind not in ("data", "events"):
         raise wire.WireError("bad_topic", f"{entry.kind}: the collector does not take {where.kind!r} messages")

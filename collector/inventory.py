@@ -8,7 +8,7 @@ Loading checks every cross-reference and names the offending key (``devices.bts-
     sites               BTS, fibre PoP, shelter; shared or not (``owners``)
     devices             kind, owner carriers, parent device, polling probe, address (for ICMP)
     links               which device interface carries which carriers' route
-    redundancy_groups   members (links, devices or traced paths) and how many must be up
+    redundancy_groups   members (links, devices or traced paths); how many the service and its redundancy need
     probes              zone, area, modems and their carriers
 
 An asset with several owners (a shared BTS, leased fibre) alerts every owner.
@@ -199,30 +199,60 @@ class Member(Strict):
         return f"path:{self.path.probe}/{self.path.target}/{self.path.name}"
 
 
-class RedundancyGroup(Strict):
-    """Routes (links, devices or paths) of which at least ``min_up`` must be up for the service to be redundant.
+class MinUp(Strict):
+    """How many members of a redundancy group must be up, said apart for the service and for its redundancy."""
 
-    Fewer than ``min_up`` but more than none up: RedundancyLost (warning). None up: ServiceOutage
-    (critical), which mutes RedundancyLost for the same group.
+    service: Annotated[int, Field(ge=1)] = 1        # fewer up: ServiceOutage
+    redundancy: Annotated[int, Field(ge=1)] | None = None   # fewer up: RedundancyLost (default: every member)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_number(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"min_up is a mapping now, not a number ({value}): say what the service needs and "
+                             f"what redundancy needs, e.g. {{service: 1, redundancy: {value}}} (fewer than service "
+                             "up: ServiceOutage; fewer than redundancy up: RedundancyLost)")
+        return value
+
+
+class RedundancyGroup(Strict):
+    """Routes (links, devices or paths) that carry one service, and how many of them it needs.
+
+    Fewer than ``min_up.service`` members up (default 1): ServiceOutage (critical). Fewer than
+    ``min_up.redundancy`` (default: all of them) but at least the service's need: RedundancyLost (warning);
+    ServiceOutage mutes RedundancyLost. ``site`` and ``area`` label its alerts (default: the site and area
+    every link and device member shares, if they share one).
     """
 
     zone: str
     carriers: list[str] = Field(min_length=1)
     members: list[Member] = Field(min_length=2)
-    min_up: int | None = None
+    min_up: MinUp = MinUp()
+    site: str | None = None
+    area: str | None = None
     description: str | None = None
 
     @model_validator(mode="after")
     def _min_up(self) -> RedundancyGroup:
-        if self.min_up is not None and not 1 <= self.min_up <= len(self.members):
-            raise ValueError(f"min_up must be between 1 and the number of members ({len(self.members)}), "
-                             f"got {self.min_up}")
+        total = len(self.members)
+        redundancy = self.redundant_needs
+        if not 1 <= redundancy <= total:
+            raise ValueError(f"min_up.redundancy must be between 1 and the number of members ({total}), "
+                             f"got {redundancy}")
+        if self.min_up.service > redundancy:
+            raise ValueError(f"min_up.service ({self.min_up.service}) cannot be more than min_up.redundancy "
+                             f"({redundancy}{'' if self.min_up.redundancy else ': every member'})")
         return self
 
     @property
-    def needed(self) -> int:
-        """Return how many members must be up (all of them unless ``min_up`` says otherwise)."""
-        return self.min_up if self.min_up is not None else len(self.members)
+    def redundant_needs(self) -> int:
+        """Return how many members must be up for the service to be redundant (all unless said otherwise)."""
+        return self.min_up.redundancy if self.min_up.redundancy is not None else len(self.members)
+
+    @property
+    def service_needs(self) -> int:
+        """Return how many members must be up for the service to run at all."""
+        return self.min_up.service
 
 
 class Modem(Strict):
@@ -304,6 +334,9 @@ class Inventory(Strict):
             need(("redundancy_groups", key, "zone"), "zone", group.zone, self.zones)
             for i, owner in enumerate(group.carriers):
                 need(("redundancy_groups", key, "carriers", i), "carrier", owner, self.carriers)
+            need(("redundancy_groups", key, "site"), "site", group.site, self.sites)
+            if group.zone in self.zones:
+                need(("redundancy_groups", key, "area"), "area", group.area, self.zones[group.zone].areas)
             seen: set[str] = set()
             for i, member in enumerate(group.members):
                 where: RefPath = ("redundancy_groups", key, "members", i)

@@ -163,3 +163,39 @@ def test_a_bad_yaml_value_where_a_secret_belongs_is_not_echoed(value: str) -> No
     with pytest.raises(ConfigError) as err:
         load(CollectorConfig, f"mqtt:\n  password: {value}\n", "c.yaml")
     assert "s3cret" not in str(err.value) and str(err.value).startswith("c.yaml:2: ")
+
+
+GROUP = """\
+zones: {dv: {name: DV, areas: [a]}}
+carriers: {vt: {plmn: 452-04, name: Viettel}}
+sites: {pop: {zone: dv, area: a}}
+devices: {sw: {site: pop}}
+links: {l1: {device: sw, ifname: x1}, l2: {device: sw, ifname: x2}, l3: {device: sw, ifname: x3}}
+redundancy_groups:
+  g:
+    zone: dv
+    carriers: [vt]
+    members: [{link: l1}, {link: l2}, {link: l3}]
+"""
+
+
+def test_a_group_says_what_service_and_redundancy_need_apart() -> None:
+    group = load(Inventory, GROUP + "    min_up: {service: 2, redundancy: 3}\n", "i.yaml").redundancy_groups["g"]
+    assert (group.service_needs, group.redundant_needs) == (2, 3)
+    default = load(Inventory, GROUP, "i.yaml").redundancy_groups["g"]
+    assert (default.service_needs, default.redundant_needs) == (1, 3)
+
+
+@pytest.mark.parametrize(("min_up", "expected"), [
+    # the old single number said neither clearly: refused with what to write instead
+    ("1", r"i.yaml:11: redundancy_groups.g.min_up: min_up is a mapping now, not a number \(1\): say what the "
+          r"service needs and what redundancy needs, e.g. \{service: 1, redundancy: 1\}"),
+    ("{service: 3, redundancy: 2}", r"i.yaml:\d+: redundancy_groups.g: min_up.service \(3\) cannot be more than "
+                                    r"min_up.redundancy \(2\)"),
+    ("{redundancy: 4}", r"i.yaml:\d+: redundancy_groups.g: min_up.redundancy must be between 1 and the number of "
+                        r"members \(3\), got 4"),
+    ("{servce: 1}", r"i.yaml:11: redundancy_groups.g.min_up.servce: unknown key 'servce' \(did you mean 'service'\?\)"),
+])
+def test_a_bad_min_up_is_named(min_up: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load(Inventory, GROUP + f"    min_up: {min_up}\n", "i.yaml")

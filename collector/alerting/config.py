@@ -59,6 +59,7 @@ class RuleSettings(Strict):
     """Thresholds and timings the rules use (thresholds for coverage are per zone, in the inventory)."""
 
     probe_timeout: Duration = 90.0          # no message from a probe for this long: ProbeDown
+    planned_stop_max: Duration = 600.0      # a probe stopped on purpose (``stopping``) pages if not back by then
     device_down_polls: Annotated[int, Field(ge=1)] = 3 # consecutive unanswered polls (SNMP and ICMP) for DeviceDown
     stale_after: Duration = 600.0           # a reading older than this is unknown, not current
     coverage_window: Duration = 300.0       # readings of a carrier in an area considered together

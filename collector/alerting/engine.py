@@ -178,29 +178,32 @@ class AlertEngine:
         return notes
 
     def _store(self, evaluation: Evaluation, notes: Sequence[Notification], now_ns: int) -> None:
-        points = self._changed(evaluation.samples, now_ns)
-        resolved = {n.key for n in notes if n.status == "resolved"}
-        for n in notes:
-            if n.status == "resolved":
-                points.append(("alert", _alert_tags(n.labels), {"firing": 0, "muted": 0}))
-                self._written_ns.pop(n.key, None)
+        points = [(m, tags, fields, now_ns) for m, tags, fields in self._changed(evaluation.samples, now_ns)]
+        # Every firing alert that ended gets its ``firing 0``, notified or not (one muted for its whole life
+        # too), at the time its condition cleared unless it was held firing after that (keep-firing, flap
+        # control), and always after the last ``firing 1`` this engine wrote for it.
+        for ended in self.tracker.ended:
+            key = alert_key(ended.alert)
+            last_ns = self._written_ns.pop(key, (0, None))[0]
+            at = now_ns if ended.held else min(now_ns, ended.alert.cleared_ns)
+            at = max(at, last_ns + 1_000_000) if last_ns else at    # VictoriaMetrics keeps milliseconds
+            points.append(("alert", _alert_tags(ended.alert.labels), {"firing": 0, "muted": 0}, at))
         for alert in self.tracker.firing():
             key = alert_key(alert)
             last_ns, last_muted = self._written_ns.get(key, (0, None))
-            if key in resolved or (now_ns - last_ns < REFRESH_NS and last_muted == alert.muted
-                                   and not _new(alert, notes)):
+            if now_ns - last_ns < REFRESH_NS and last_muted == alert.muted and not _new(alert, notes):
                 continue
             self._written_ns[key] = (now_ns, alert.muted)
-            points.append(("alert", _alert_tags(alert.labels), {"firing": 1, "muted": int(alert.muted)}))
+            points.append(("alert", _alert_tags(alert.labels), {"firing": 1, "muted": int(alert.muted)}, now_ns))
         live = {alert_key(a) for a in self.tracker.firing()}
         for key in [k for k in self._written_ns if k not in live]:
             del self._written_ns[key]
         # The batch header's probe becomes the ``probe`` tag: an alert about a probe is stored under it.
         by_origin: dict[tuple[str, str], list[wire.Sample]] = {}
-        for measurement, tags, fields in points:
+        for measurement, tags, fields, at in points:
             origin = (tags.get("zone", ""), tags.get("probe") or STORE_PROBE)
             rest = {k: v for k, v in tags.items() if k not in ("zone", "probe") and v}
-            by_origin.setdefault(origin, []).append(wire.Sample(measurement, rest, fields, now_ns))
+            by_origin.setdefault(origin, []).append(wire.Sample(measurement, rest, fields, at))
         batches = [wire.Batch(zone, probe, 0, now_ns, tuple(samples))
                    for (zone, probe), samples in by_origin.items() if zone]
         if batches:

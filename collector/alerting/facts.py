@@ -16,9 +16,12 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
 
 Time: every entry remembers the measurement time (``time_ns`` of the sample or event) it comes from, and a
 reading older than what is known does not replace it, so a probe's backlog arriving after fresher data fills
-the store but not the present. A reboot is a fact whenever it is learned (the latest one is kept). Memory is
-bounded by the number of things the probes report on: latest values and counters, a fixed number of optical
-buckets per port and of cellular readings per modem, no history.
+the store but not the present. Entries also remember since when their current good state holds (a poll
+answered since, a device recovered at, an interface up since, a path taken since, a probe back since): the
+rules use these to tell an alert's real end, and to tell stale evidence from fresh. A reboot is a fact
+whenever it is learned (the latest one is kept). Memory is bounded by the number of things the probes
+report on: latest values and counters, a fixed number of optical buckets per port and of cellular readings
+per modem, no history.
 
 Device keys are the ``device`` tag as sent: the inventory id (the SNMP source's name), or, for a trap from a
 sender the probe has no name for, its address; the rules look up both the id and the inventory ``address``.
@@ -72,6 +75,8 @@ class ProbeFacts:
     alive_order: int = 0       # arrival order of that message
     offline_order: int = 0     # arrival order of the last ``offline`` status (the last will); 0 = none
     offline_ns: int = 0        # its arrival time
+    planned: bool = False      # that status was ``stopping`` (a stop on purpose), not the last will
+    back_ns: int = 0           # arrival of the first message after the probe was offline or silent
 
     @property
     def offline(self) -> bool:
@@ -87,6 +92,8 @@ class Poll:
     answered: bool = True
     misses: int = 0            # unanswered polls in a row, up to the latest
     miss_since_ns: int = 0     # time of the first of them
+    answered_since_ns: int = 0  # time of the first of the answered polls in a row up to the latest (0: none)
+    recovered_ns: int = 0      # time of the first answered poll after a run of misses long enough to be down
 
 
 @dataclass(slots=True)
@@ -96,6 +103,7 @@ class Reach(Poll):
     loss_pct: float = 0.0
     path: str | None = None    # the known path name, ``unknown:<hash>`` or ``none``; None without traceroute
     path_ns: int = -1
+    path_since_ns: int = -1    # time of the first sample of the current path
     zone: str = ""
 
 
@@ -119,6 +127,7 @@ class Interface:
     admin_up: bool | None = None
     time_ns: int = -1
     from_trap: bool = False    # the state comes from a link trap newer than the last poll
+    up_since_ns: int = -1      # time of the first oper up reading of the current up run (-1: not up)
     link: str | None = None    # the ``link`` tag the agent gave it (its inventory link id)
 
 
@@ -211,6 +220,8 @@ class Facts:
         settings = settings or RuleSettings()
         self.started_ns = started_ns  # when the collector started listening (set by the first batch if None)
         self.coverage_window_ns = int(settings.coverage_window * 1e9)
+        self.down_polls = settings.device_down_polls
+        self.probe_timeout_ns = int(settings.probe_timeout * 1e9)
         self.optical_bucket_ns = max(1, int(settings.optical_baseline * 1e9) // OPTICAL_BUCKETS)
         self.probes: dict[str, ProbeFacts] = {}
         self.polls: dict[tuple[str, str], Poll] = {}
@@ -263,10 +274,13 @@ class Facts:
         for event in batch.events:
             self._event(batch, event)
         if not offline and now_ns >= probe.alive_ns:
+            if probe.offline or probe.alive_ns == 0 or now_ns - probe.alive_ns > self.probe_timeout_ns:
+                probe.back_ns = now_ns
             probe.alive_ns, probe.alive_order = now_ns, self._order
 
     def _status(self, probe: ProbeFacts, sample: wire.Sample, now_ns: int) -> bool:
-        """Apply a ``probe`` sample's ``up``; return True if it is the last will (``offline``).
+        """Apply a ``probe`` sample's ``up``; return True if it says the probe is gone (the last will
+        ``offline``, or ``stopping``: a stop on purpose, with ``planned``).
 
         ``online`` (and the agent's own ``up``) need nothing more: any message from the probe proves it is
         connected. An ``offline`` older than the last proof of life (a replay) is not applied.
@@ -276,6 +290,7 @@ class Facts:
             return False
         if sample.time_ns >= probe.alive_ns:
             probe.offline_order, probe.offline_ns = self._order, now_ns
+            probe.planned = sample.fields.get("planned") is True
         return True
 
     def _device(self, batch: wire.Batch, sample: wire.Sample) -> None:
@@ -290,7 +305,7 @@ class Facts:
             if poll is None:
                 poll = self.polls[key] = Poll()
                 self.pollers.setdefault(device, set()).add(batch.probe)
-            _count(poll, bool(up), t)
+            _count(poll, bool(up), t, self.down_polls)
         uptime = _number(sample.fields.get("uptime_s"))
         rebooted = sample.fields.get("rebooted") is True
         if uptime is None and not rebooted:
@@ -322,7 +337,7 @@ class Facts:
             return
         state.time_ns, state.from_trap = sample.time_ns, False
         if oper is not None:
-            state.oper_up = oper
+            _oper(state, oper, sample.time_ns)
         if admin is not None:
             state.admin_up = admin
 
@@ -344,9 +359,11 @@ class Facts:
             self.reachers.setdefault(target, set()).add(batch.probe)
         path = sample.tags.get("path")
         if path is not None and sample.time_ns >= reach.path_ns:
+            if path != reach.path:
+                reach.path_since_ns = sample.time_ns
             reach.path, reach.path_ns = path, sample.time_ns
         if loss is not None:
-            if _count(reach, loss < 100, sample.time_ns):
+            if _count(reach, loss < 100, sample.time_ns, self.down_polls):
                 reach.loss_pct = loss
 
     def _cellular(self, batch: wire.Batch, sample: wire.Sample) -> None:
@@ -443,25 +460,41 @@ class Facts:
         if event.time_ns < state.time_ns:
             return
         oper = _bool(f.get("oper_up"))
-        state.oper_up = (event.name == "link_up") if oper is None else oper
+        _oper(state, (event.name == "link_up") if oper is None else oper, event.time_ns)
         admin = _bool(f.get("admin_up"))
         if admin is not None:
             state.admin_up = admin
         state.time_ns, state.from_trap = event.time_ns, True
 
 
-def _count(poll: Poll, answered: bool, time_ns: int) -> bool:
-    """Apply one poll result to ``poll`` unless it is older than the latest; return True if applied."""
+def _count(poll: Poll, answered: bool, time_ns: int, down_polls: int) -> bool:
+    """Apply one poll result to ``poll`` unless it is older than the latest; return True if applied.
+
+    An answer after ``down_polls`` misses or more in a row is a recovery (``recovered_ns``)."""
     if time_ns <= poll.time_ns:
         return False
     if answered:
+        if poll.misses >= down_polls:
+            poll.recovered_ns = time_ns
+        if not poll.answered or poll.answered_since_ns == 0:
+            poll.answered_since_ns = time_ns
         poll.misses = 0
     else:
+        poll.answered_since_ns = 0
         if poll.misses == 0:
             poll.miss_since_ns = time_ns
         poll.misses += 1
     poll.answered, poll.time_ns = answered, time_ns
     return True
+
+
+def _oper(state: Interface, oper_up: bool, time_ns: int) -> None:
+    """Set an interface's operational status, remembering since when it is up."""
+    if oper_up and state.oper_up is not True:
+        state.up_since_ns = time_ns
+    elif not oper_up:
+        state.up_since_ns = -1
+    state.oper_up = oper_up
 
 
 def _reboot(facts: DeviceFacts, booted_ns: int, how: str) -> None:

@@ -73,14 +73,18 @@ class Evaluation:
     """What one evaluation found.
 
     ``unknown`` lists label matchers (a subset of labels): an existing alert whose labels contain every
-    pair of one matcher can be neither confirmed nor cleared now (its only observer is down, the collector
-    just started), so the tracker leaves it as it is. ``samples`` are derived measurements (``redundancy``,
-    ``coverage``) as (measurement, tags, fields) for the store.
+    pair of one matcher can be neither confirmed nor cleared now (its only observer is down, its evidence
+    is older than its parent's recovery), so the tracker leaves it as it is. ``clear`` lists matchers of
+    alerts the rules judged clear on evidence, each with the time (ns) since when the evidence says so: the
+    tracker ends a matching alert with that time (``endsAt``), and after a restart it ends only alerts with
+    such evidence (the rest are kept until ``restart_grace`` is over). ``samples`` are derived measurements
+    (``redundancy``, ``coverage``) as (measurement, tags, fields) for the store.
     """
 
     findings: list[Finding]
     unknown: list[Mapping[str, str]] = field(default_factory=list)
     samples: list[tuple[str, dict[str, str], dict[str, int | float | bool]]] = field(default_factory=list)
+    clear: list[tuple[Mapping[str, str], int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

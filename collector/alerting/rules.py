@@ -7,7 +7,8 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     alert            fires when (at ``now``)                                   labels (besides alertname, severity)
     ---------------  --------------------------------------------------------  ---------------------------------
     ProbeDown        the probe's last will (``offline``) came and nothing after  zone, area, probe
-                     it, or no message for ``probe_timeout``
+                     it, or no message for ``probe_timeout``; after ``stopping``
+                     (a stop on purpose) muted for ``planned_stop_max``
     SiteDown         every watched device of a site with two or more is down     zone, area, carrier, site
     DeviceDown       every probe that polls or pings the device (and is up)     zone, area, carrier, site, device
                      saw no SNMP and no ICMP answer ``device_down_polls`` times
@@ -20,8 +21,10 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     BatteryLow       the UPS says battery low, or < ``battery_low_minutes`` left zone, area, carrier, site, device
     OpticalDegraded  rx under ``optical_min_rx_dbm``, or ``optical_drop_db``     zone, area, carrier, site, device,
                      under the port's own baseline                              link (when the port is one)
-    RedundancyLost   fewer members of a redundancy group up than it needs       zone, carrier, group
-    ServiceOutage    no member of the group up (mutes RedundancyLost)           zone, carrier, group
+    RedundancyLost   fewer members of a redundancy group up than its redundancy zone, area, carrier, site, group
+                     needs (``min_up.redundancy``, default all)
+    ServiceOutage    fewer up than the service needs (``min_up.service``,       zone, area, carrier, site, group
+                     default 1); mutes RedundancyLost
     NoService        no up probe in the area registered on the carrier          zone, area, carrier
     CoverageHole     median RSRP in the area under the zone's hole threshold     zone, area, carrier
     WeakSignal       median RSRP between the hole and the fair threshold        zone, area, carrier
@@ -32,17 +35,30 @@ or their readings are older than ``stale_after``. Unknown is neither healthy nor
 decide go into ``Evaluation.unknown``, so the tracker keeps them as they were (no DeviceDown storm when a
 probe dies, no false recovery either). A device is down only when every usable observer says so.
 
+Stale evidence: a device whose down state rests only on polls older than an ancestor's recovery (the switch
+in front of it answered again after the device's newest poll) is unknown until it is polled again: its
+alerts are held as they were, so a parent's recovery never pages its children on what the parent's outage
+made them look like.
+
+Evidence of the end: for every alert it judges clear, a rule says since when (``Evaluation.clear``): a
+device answering since its first answered poll, a link up since its first poll up, a group whole again since
+its members came back. The tracker uses it for ``endsAt``, and after a restart it resolves such alerts at
+once, without waiting for ``restart_grace``.
+
 Dependencies mute, they do not hide: the child's alerts are still returned, with ``muted_by`` naming the cause.
 An alert on a device whose parent chain is down is muted by the highest down ancestor in the unbroken chain
 (``DeviceDown sw-core``), or by ``SiteDown <site>`` when its whole site is down and that chain does not leave
 the site; the link, power, optical and reboot alerts of a device that is down are muted by its own
 DeviceDown; ServiceOutage mutes RedundancyLost of the same group; NoService mutes CoverageHole and
-WeakSignal of the same area and carrier. A parent whose state is unknown mutes nothing.
+WeakSignal of the same area and carrier. A parent whose state is unknown mutes nothing. A carrier that owns a
+device muted under another's (a shared BTS behind a switch it does not own) gets the parent's DeviceDown
+too, once, naming its devices behind it: it learns its site is unreachable, and why, without a storm.
 
 Derived measurements (``Evaluation.samples``), at ``now``: ``redundancy`` (tags zone, group, carrier; fields
-members_up, members_needed, members_total, state 0 ok / 1 degraded / 2 outage) for every group whose state
-is decided, and ``coverage`` (tags zone, area, carrier; fields level 0 good / 1 fair / 2 weak / 3 hole /
-4 no_service, rsrp_dbm (median), probes) for every area and carrier with readings.
+members_up, members_needed (what redundancy needs), service_needed, members_total, state 0 ok / 1 degraded
+/ 2 outage) for every group whose state is decided, and ``coverage`` (tags zone, area, carrier; fields
+level 0 good / 1 fair / 2 weak / 3 hole / 4 no_service, rsrp_dbm (median), probes) for every area and
+carrier with readings.
 """
 
 from __future__ import annotations
@@ -79,7 +95,7 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     run.links()
     run.groups()
     run.coverage()
-    return Evaluation(run.findings, run.unknown, run.samples)
+    return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
 
 
 # ------------------------------------------------------------------------------------------------ inventory
@@ -180,6 +196,11 @@ class _Device:
     down_by: list[str] = field(default_factory=list)     # probes that see it down
     up_by: list[str] = field(default_factory=list)       # probes that see it answer
     blind: list[str] = field(default_factory=list)       # observing probes that are down
+    unsure: bool = False                  # up, but no observer's latest poll was answered (a first miss or
+                                          # two: not yet down, and not evidence that it is back either)
+    up_since: int = 0                     # up: the earliest start of an observer's answered run
+    recovered: int = 0                    # up: when it last answered again after being down (0: never seen)
+    evidence: int = 0                     # down: the oldest of the down observers' newest polls
     muted_by: str | None = None           # for its DeviceDown (a down ancestor)
     muted_child: str | None = None        # for its other alerts (a down ancestor, else its own DeviceDown)
 
@@ -193,6 +214,7 @@ class _Run:
         self.stale_cut = now_ns - int(settings.stale_after * S)
         self.findings: list[Finding] = []
         self.unknown: list[Mapping[str, str]] = []
+        self.cleared: list[tuple[Mapping[str, str], int]] = []
         self.samples: list[Sample] = []
         self.probe_state: dict[str, State] = {}
         self.device: dict[str, _Device] = {}
@@ -213,6 +235,10 @@ class _Run:
     def dont_know(self, **matcher: str) -> None:
         """Add an unknown matcher: alerts carrying these labels can be neither confirmed nor cleared now."""
         self.unknown.append(matcher)
+
+    def clear(self, since_ns: int, **matcher: str) -> None:
+        """Add a clear matcher: alerts carrying these labels are clear, by the evidence, since ``since_ns``."""
+        self.cleared.append((matcher, min(since_ns, self.now) if since_ns > 0 else self.now))
 
     def owners(self, carriers: Iterable[str]) -> list[str]:
         """Return the PLMNs of carriers given by key or PLMN, in order, without repeats."""
@@ -244,7 +270,19 @@ class _Run:
                 where = f" in area {probe.area}" if probe.area else ""
                 self.emit("ProbeDown", labels, [], f"Probe {name}{where} is down",
                           f"{why}. Until it is back, what only it measures (its devices, paths and coverage) "
-                          "is unknown: those alerts are held as they were.")
+                          "is unknown: those alerts are held as they were.", self._planned(name))
+            else:
+                facts = self.facts.probes.get(name)
+                self.clear(facts.back_ns if facts is not None else self.now, alertname="ProbeDown", probe=name)
+
+    def _planned(self, name: str) -> str | None:
+        """Return the mute of a probe stopped on purpose (``stopping``) within ``planned_stop_max``."""
+        facts = self.facts.probes.get(name)
+        if facts is None or not facts.offline or not facts.planned:
+            return None
+        if self.now - facts.offline_ns >= int(self.settings.planned_stop_max * S):
+            return None
+        return f"planned stop of {name} at {_when(facts.offline_ns)}"
 
     def _probe(self, name: str, timeout: int) -> tuple[State, str]:
         facts = self.facts.probes.get(name)
@@ -253,6 +291,9 @@ class _Run:
             if started is None or self.now - started < timeout:
                 return "unknown", ""
             return "down", f"Nothing received from it since the collector started at {_when(started)}"
+        if facts.offline and facts.planned:
+            return "down", (f"It was stopped on purpose at {_when(facts.offline_ns)} (its agent said so before "
+                            f"disconnecting) and is not back")
         if facts.offline:
             return "down", f"Its connection to the broker dropped (last will published at {_when(facts.offline_ns)})"
         if self.now - facts.alive_ns > timeout:
@@ -273,24 +314,53 @@ class _Run:
             name = self.ix.canonical.get(key, key)
             if name not in self.device:
                 self._view(name)
+        stale = [dev for dev in self.device.values() if dev.state == "down" and self._stale(dev) is not None]
+        for dev in stale:
+            dev.state = "unknown"
         for dev in self.device.values():
             dev.muted_by = self._ancestor_down(dev.name)
         self._sites()
         for dev in self.device.values():
             dev.muted_child = dev.muted_by or (f"DeviceDown {dev.name}" if dev.state == "down" else None)
+        behind = self._behind()
         for dev in self.device.values():
             if dev.state == "unknown":
                 self.dont_know(device=dev.name)
             elif dev.state == "unpolled":
                 self.dont_know(alertname="DeviceDown", device=dev.name)
+            elif dev.state == "up":
+                if dev.unsure:
+                    self.dont_know(alertname="DeviceDown", device=dev.name)
+                else:
+                    self.clear(dev.up_since, alertname="DeviceDown", device=dev.name)
             elif dev.state == "down":
                 polls = self.settings.device_down_polls
                 seen = ", ".join(dev.down_by)
                 blind = f" ({', '.join(dev.blind)} cannot see it: probe down)" if dev.blind else ""
-                self.emit("DeviceDown", dev.labels, dev.carriers, f"{dev.what} is down",
-                          f"No answer to SNMP or ping from {seen}{blind} since {_when(dev.down_since)} "
-                          f"({dev.down_polls} polls in a row, {polls} needed). Owners: {self.names(dev.carriers)}.",
-                          dev.muted_by)
+                description = (f"No answer to SNMP or ping from {seen}{blind} since {_when(dev.down_since)} "
+                               f"({dev.down_polls} polls in a row, {polls} needed). Owners: "
+                               f"{self.names(dev.carriers)}.")
+                self.emit("DeviceDown", dev.labels, dev.carriers, f"{dev.what} is down", description, dev.muted_by)
+                for carrier, mine in behind.get(dev.name, {}).items():
+                    self.emit("DeviceDown", dev.labels, [carrier], f"{dev.what} is down: your "
+                              f"{', '.join(mine)} behind it cannot be reached",
+                              f"{description} Your equipment behind it ({', '.join(mine)}) cannot be reached "
+                              f"until it is back; its own alerts are muted under this one.", dev.muted_by)
+
+    def _behind(self) -> dict[str, dict[str, list[str]]]:
+        """Return, per down ancestor that mutes others, the carriers owning muted devices behind it but not
+        the ancestor itself, each with its devices there."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for dev in self.device.values():
+            if dev.state != "down" or dev.muted_by is None or not dev.muted_by.startswith("DeviceDown "):
+                continue
+            root = self.device.get(dev.muted_by.removeprefix("DeviceDown "))
+            if root is None:
+                continue
+            for carrier in dev.carriers:
+                if carrier not in root.carriers:
+                    out.setdefault(root.name, {}).setdefault(carrier, []).append(dev.name)
+        return out
 
     def _sites(self) -> None:
         """SiteDown: a site with two or more watched devices, every one of them down (power, or the site's
@@ -304,7 +374,14 @@ class _Run:
                 at.setdefault(dev.labels["site"], []).append(dev)
         down: list[str] = []  # sites down and not explained from outside: they mute
         for name, devs in at.items():
-            if len(devs) < 2 or any(d.state == "up" for d in devs):
+            if len(devs) < 2:
+                continue
+            sure = [d.up_since for d in devs if d.state == "up" and not d.unsure]
+            if sure:
+                self.clear(min(sure), alertname="SiteDown", site=name)
+                continue
+            if any(d.state == "up" for d in devs):   # only unsure ones: a first miss, or back from a restart
+                self.dont_know(alertname="SiteDown", site=name)
                 continue
             if any(d.state == "unknown" for d in devs):
                 self.dont_know(alertname="SiteDown", site=name)
@@ -374,16 +451,37 @@ class _Run:
                      if poll is not None and poll.time_ns >= self.stale_cut]
             if not fresh:
                 continue
+            newest = max(poll.time_ns for poll in fresh)
             if all(poll.misses >= need for poll in fresh):
                 dev.down_by.append(probe)
                 since = min(poll.miss_since_ns for poll in fresh)
                 dev.down_since = max(dev.down_since, since)
                 polls = min(poll.misses for poll in fresh)
                 dev.down_polls = polls if not dev.down_polls else min(dev.down_polls, polls)
+                dev.evidence = newest if not dev.evidence else min(dev.evidence, newest)
             else:
                 dev.up_by.append(probe)
+                answered = [poll.answered_since_ns for poll in fresh if poll.answered and poll.answered_since_ns]
+                if answered:
+                    dev.up_since = min(answered) if not dev.up_since else min(dev.up_since, *answered)
+                dev.recovered = max(dev.recovered, *(poll.recovered_ns for poll in fresh))
         dev.state = "up" if dev.up_by else "down" if dev.down_by else "unknown"
+        dev.unsure = dev.state == "up" and not dev.up_since
         return dev
+
+    def _stale(self, dev: _Device) -> str | None:
+        """Return the ancestor that answered again after ``dev``'s newest down evidence, if any: that
+        evidence may show only the ancestor's outage, so ``dev`` is unknown until it is polled again."""
+        seen = {dev.name}
+        inv = self.inv.devices.get(dev.name)
+        parent = inv.parent if inv is not None else None
+        while parent is not None and parent not in seen and parent in self.inv.devices:
+            seen.add(parent)
+            up = self._view(parent)
+            if up.state == "up" and up.recovered > dev.evidence:
+                return parent
+            parent = self.inv.devices[parent].parent
+        return None
 
     def _ancestor_down(self, name: str) -> str | None:
         """Return ``DeviceDown <a>`` for the highest down ancestor in an unbroken down chain above ``name``."""
@@ -420,6 +518,10 @@ class _Run:
             name = self.ix.canonical.get(key, key)
             if name not in latest or facts.reboot_ns > latest[name][0]:
                 latest[name] = (facts.reboot_ns, facts.reboot_how, facts.zone)
+        for key, facts in self.facts.devices.items():   # what is known of a device's uptime decides it
+            name = self.ix.canonical.get(key, key)
+            if name not in latest and facts.uptime_ns >= self.stale_cut:
+                self.clear(self.now, alertname="DeviceRebooted", device=name)
         for name, (when, how, zone) in latest.items():
             dev = self.dev(name, zone)
             if dev.state == "unknown":
@@ -444,6 +546,10 @@ class _Run:
                 continue
             minutes = facts.battery_minutes
             left = f" About {_fmt(minutes)} minutes of battery left." if minutes is not None else ""
+            if facts.on_battery is False:
+                self.clear(facts.on_battery_ns, alertname="PowerOnBattery", device=name)
+            if facts.battery_low is not True and facts.time_ns >= self.stale_cut:
+                self.clear(facts.time_ns, alertname="BatteryLow", device=name)
             if facts.on_battery:
                 self.emit("PowerOnBattery", dev.labels, dev.carriers, f"{dev.what} is on battery",
                           f"Mains power is lost since {_when(facts.on_battery_ns)}: the UPS runs on battery.{left}",
@@ -473,8 +579,11 @@ class _Run:
             why = self._optical_why(facts, bucket) if current else None
             if why is not None:
                 found.setdefault((name, self.ix.link_at.get((name, port), "")), []).append(f"port {port}: {why}")
-        for name in (n for n, current in fresh.items() if not current):   # optical polling stopped
-            self.dont_know(alertname="OpticalDegraded", device=name)
+        for name, current in fresh.items():
+            if not current:   # optical polling stopped
+                self.dont_know(alertname="OpticalDegraded", device=name)
+            else:
+                self.clear(self.now, alertname="OpticalDegraded", device=name)
         for (name, link), problems in sorted(found.items()):
             dev = self.device[name]
             carriers = self.owners(self.inv.links[link].carriers) if link else dev.carriers
@@ -540,6 +649,9 @@ class _Run:
                 self.dont_know(alertname="LinkDown", device=name, link=link_id)
                 continue
             if iface is None or iface.oper_up is not False or iface.admin_up is False:
+                since = iface.up_since_ns if iface is not None and iface.oper_up else \
+                    iface.time_ns if iface is not None else self.now
+                self.clear(since, alertname="LinkDown", device=name, link=link_id)
                 continue
             source = "a linkDown trap" if iface.from_trap else "the last poll"
             self.emit("LinkDown", {**dev.labels, "link": link_id}, carriers or dev.carriers,
@@ -550,61 +662,86 @@ class _Run:
 
     # ------------------------------------------------------------------------------------------ redundancy
 
-    def _member(self, group: RedundancyGroup, index: int) -> tuple[State, str]:
+    def _member(self, group: RedundancyGroup, index: int) -> tuple[State, str, int]:
+        """Return a member's state, what to call it, and (when up) since when it is up (0: not known)."""
         member = group.members[index]
         if member.link is not None:
             link = self.inv.links[member.link]
+            iface = self._interface(link.device, link.ifname)
             state = self.link_state.get(member.link)
             if state is None:
-                state = self._link(self.dev(link.device, group.zone), self._interface(link.device, link.ifname))
-            return state, f"link {member.link}"
+                state = self._link(self.dev(link.device, group.zone), iface)
+            since = iface.up_since_ns if state == "up" and iface is not None else 0
+            return state, f"link {member.link}", max(since, 0)
         if member.device is not None:
             dev = self.dev(member.device, group.zone)
-            return ("unknown" if dev.state == "unpolled" else dev.state), f"device {member.device}"
+            if dev.state == "up" and not dev.unsure:
+                return "up", f"device {member.device}", dev.up_since
+            return ("down" if dev.state == "down" else "unknown"), f"device {member.device}", 0
         path = member.path
         assert path is not None
         what = f"path {path.name} to {path.target} (seen by {path.probe})"
         reach = self.facts.reach.get((path.probe, path.target))
         if not self.up(path.probe) or reach is None or reach.path is None or reach.path_ns < self.stale_cut:
-            return "unknown", what
+            return "unknown", what, 0
         if reach.path == path.name:
-            return "up", what
+            return "up", what, max(reach.path_since_ns, 0)
         now = "the target does not answer" if reach.path == NO_PATH else f"traffic takes {reach.path}"
-        return "down", f"{what}: {now}"
+        return "down", f"{what}: {now}", 0
+
+    def _group_place(self, group: RedundancyGroup) -> dict[str, str]:
+        """Return the site and area labels of a group: its own, else what its link and device members share."""
+        sites: set[str] = set()
+        for member in group.members:   # a traced path has no place of its own
+            device = self.inv.links[member.link].device if member.link is not None else member.device
+            dev = self.inv.devices.get(device) if device is not None else None
+            if dev is not None:
+                sites.add(dev.site)
+        site = group.site or (sites.pop() if len(sites) == 1 else "")
+        area = group.area or (self.inv.sites[site].area or "" if site in self.inv.sites else "")
+        return {"area": area, "site": site}
 
     def groups(self) -> None:
         """RedundancyLost, ServiceOutage and the ``redundancy`` samples."""
         for name, group in self.inv.redundancy_groups.items():
             states = [self._member(group, i) for i in range(len(group.members))]
-            up = sum(1 for s, _ in states if s == "up")
-            unknown = sum(1 for s, _ in states if s == "unknown")
-            total, needed = len(states), group.needed
+            up = sum(1 for s, _, _ in states if s == "up")
+            unknown = sum(1 for s, _, _ in states if s == "unknown")
+            total, needed, service = len(states), group.redundant_needs, group.service_needs
             lost: bool | None = False if up >= needed else True if up + unknown < needed else None
-            outage: bool | None = False if up > 0 else True if unknown == 0 else None
+            outage: bool | None = False if up >= service else True if up + unknown < service else None
             carriers = self.owners(group.carriers)
-            labels = {"zone": group.zone, "group": name}
+            labels = {"zone": group.zone, **self._group_place(group), "group": name}
             if outage is None:
                 self.dont_know(alertname="ServiceOutage", group=name)
                 self.dont_know(alertname="RedundancyLost", group=name)  # its mute cannot be decided either
                 continue
+            # Since when: the k-th member to come back (of those up now) made the group whole for k.
+            back = sorted(since for s, _, since in states if s == "up")
+            if not outage:
+                self.clear(back[service - 1], alertname="ServiceOutage", group=name)
             if lost is None:
                 self.dont_know(alertname="RedundancyLost", group=name)
             else:
+                if not lost:
+                    self.clear(back[needed - 1], alertname="RedundancyLost", group=name)
                 state = 2 if outage else 1 if lost else 0
                 for carrier in carriers:
                     self.samples.append(("redundancy", {"zone": group.zone, "group": name, "carrier": carrier},
-                                         {"members_up": up, "members_needed": needed, "members_total": total,
-                                          "state": state}))
-            down = [what for s, what in states if s == "down"]
+                                         {"members_up": up, "members_needed": needed, "service_needed": service,
+                                          "members_total": total, "state": state}))
+            down = [what for s, what, _ in states if s == "down"]
             about = f"Redundancy group {name}" + (f" ({group.description})" if group.description else "")
-            detail = (f"{up} of {total} members up, {needed} needed. Down: {', '.join(down)}."
-                      + (f" Unknown: {', '.join(w for s, w in states if s == 'unknown')}." if unknown else ""))
+            unknown_text = f" Unknown: {', '.join(w for s, w, _ in states if s == 'unknown')}." if unknown else ""
+            detail = (f"{up} of {total} members up; the service needs {service}, its redundancy {needed}. "
+                      f"Down: {', '.join(down)}.{unknown_text}")
             if outage:
-                self.emit("ServiceOutage", labels, carriers, f"{about}: every route is down",
+                self.emit("ServiceOutage", labels, carriers,
+                          f"{about}: " + ("every route is down" if up == 0 else f"only {up} of {total} routes up"),
                           f"Service outage for {self.names(carriers)}: {detail}")
             if lost:
                 self.emit("RedundancyLost", labels, carriers, f"{about} has lost its redundancy",
-                          f"The service runs without its backup: {detail}",
+                          f"The service runs without enough backup: {detail}",
                           f"ServiceOutage {name}" if outage else None)
 
     # ------------------------------------------------------------------------------------------ coverage
@@ -655,6 +792,12 @@ class _Run:
         seen = f"{len(probes)} probe{'s' if len(probes) > 1 else ''} ({', '.join(probes)})"
         if not service and not no_service:
             self.dont_know(alertname="NoService", zone=zone, area=area, carrier=plmn)
+        elif service:
+            self.clear(self.now, alertname="NoService", zone=zone, area=area, carrier=plmn)
+        if signal is not None:
+            for bad, alertname in ((3, "CoverageHole"), (2, "WeakSignal")):
+                if signal != bad:
+                    self.clear(self.now, alertname=alertname, zone=zone, area=area, carrier=plmn)
         if no_service:
             self.emit("NoService", labels, [plmn], f"No {name} service in {where}",
                       f"No modem on {name} ({plmn}) is registered to the network in {where}: "

@@ -15,8 +15,14 @@ clock. What it does, per alert (keyed by its labels):
   then. A resolved notification goes out for every alert whose firing was notified, muted or not: a receiver
   is never left with an incident nobody closes. An alert muted for its whole life sends nothing at all.
 - **Unknown**: an alert matched by one of the evaluation's ``unknown`` matchers is left exactly as it was
-  (its observer is down; absence of evidence is not recovery). During ``restart_grace`` after a start, every
-  alert without a finding is treated so, because the facts are still being rebuilt.
+  (its observer is down; absence of evidence is not recovery). During ``restart_grace`` after a start, an
+  alert without a finding is treated so unless one of the evaluation's ``clear`` matchers says it is clear
+  on evidence, because the facts are still being rebuilt: fresh evidence resolves at once, only the rest
+  waits for the grace to end.
+- **End time**: a resolved alert's ``endsAt`` is when the evidence says its condition cleared (the
+  ``clear`` matcher's time: a link's first poll up, even if it arrived late, as after a restart), never
+  before it started; without such evidence, the evaluation that saw it clear. ``ended`` lists, after each update, the
+  firing alerts that ended in it, notified or not (a muted one too: its stored series must end as well).
 - **Persistence**: with a ``store_path``, the state is saved (SQLite, one transaction per evaluation that
   changed something) and loaded at start: a restart neither pages again nor forgets what was firing.
 """
@@ -68,6 +74,15 @@ class TrackedAlert:
         return Notification(status, dict(self.labels), annotations, self.active_ns, ends_ns, flapping)
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A firing alert that ended: ``held`` when it ended later than its condition cleared (keep-firing or
+    flap control held it), so it was still firing (and stored so) after ``alert.cleared_ns``."""
+
+    alert: TrackedAlert
+    held: bool
+
+
 @dataclass
 class _History:
     """When an alert last changed state (fired or resolved), within the flap window."""
@@ -79,6 +94,13 @@ def _matches(labels: Mapping[str, str], matchers: Sequence[Mapping[str, str]]) -
     return any(all(labels.get(k) == v for k, v in m.items()) for m in matchers)
 
 
+def _clear_since(labels: Mapping[str, str], clear: Sequence[tuple[Mapping[str, str], int]]) -> int | None:
+    """Return since when the evidence says the alert with ``labels`` is clear (the latest if several say
+    so), or None if none does."""
+    times = [since for m, since in clear if all(labels.get(k) == v for k, v in m.items())]
+    return max(times) if times else None
+
+
 class AlertTracker:
     """Pending/firing/resolved bookkeeping with hold times, flap control, muting and persistence."""
 
@@ -88,6 +110,7 @@ class AlertTracker:
         self._alerts: dict[str, TrackedAlert] = {}
         self._history: dict[str, _History] = {}
         self._db: sqlite3.Connection | None = None
+        self.ended: list[Ended] = []   # the firing alerts that ended in the last update
         if store_path is not None:
             self._db = sqlite3.connect(store_path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -114,6 +137,7 @@ class AlertTracker:
         state is not saved and the same notifications come out of the next evaluation.
         """
         out: list[Notification] = []
+        self.ended = []
         changed: set[str] = set()
         found: dict[str, Finding] = {f.key: f for f in evaluation.findings}
         in_grace = now_ns < self.started_ns + int(self.config.restart_grace * 1e9)
@@ -124,9 +148,12 @@ class AlertTracker:
         # hears "outage over" before "redundancy back".
         for key in sorted((k for k in self._alerts if k not in found), key=lambda k: -self._alerts[k].active_ns):
             alert = self._alerts[key]
-            if in_grace or _matches(alert.labels, evaluation.unknown):
+            if _matches(alert.labels, evaluation.unknown):
                 continue
-            if self._false(key, alert, now_ns, out):
+            since = _clear_since(alert.labels, evaluation.clear)
+            if in_grace and since is None:
+                continue
+            if self._false(key, alert, now_ns, out, since):
                 changed.add(key)
         if deliver is not None and out:
             try:
@@ -168,19 +195,23 @@ class AlertTracker:
         return was_muted != alert.muted_by or was != (alert.state, alert.notified, alert.cleared_ns,
                                                       alert.flapping) or alert.state == "pending"
 
-    def _false(self, key: str, alert: TrackedAlert, now_ns: int, out: list[Notification]) -> bool:
-        """The condition does not hold at ``now_ns``; return True when the stored state changed."""
+    def _false(self, key: str, alert: TrackedAlert, now_ns: int, out: list[Notification],
+               since: int | None = None) -> bool:
+        """The condition does not hold at ``now_ns`` (clear since ``since`` by the evidence, if known); return
+        True when the stored state changed."""
         if alert.state == "pending":
             del self._alerts[key]
             return True
-        if alert.cleared_ns == 0:
-            alert.cleared_ns = now_ns
+        held = alert.cleared_ns != 0
+        if not held:
+            alert.cleared_ns = now_ns if since is None else min(now_ns, max(since, alert.active_ns))
         policy = self.config.policy(alert.labels["alertname"])
         hold = self.config.flap.settle if alert.flapping else policy.keep_firing_for
         if now_ns - alert.cleared_ns < int(hold * 1e9):
             return True
         del self._alerts[key]
         self._change(key, now_ns)
+        self.ended.append(Ended(alert, held))
         if alert.notified:
             out.append(alert.notification("resolved", ends_ns=alert.cleared_ns))
         return True

@@ -72,7 +72,7 @@ def zone_inventory(devices: int, probes: int, groups: int) -> Inventory:
         if g % 4 == 0:
             members.append({"path": {"probe": f"p{s % probes}", "target": f"core-{g}", "name": "primary"}})
         doc["redundancy_groups"][f"group-{g}"] = {"zone": "big", "carriers": [carriers[g % 3]],
-                                                  "members": members, "min_up": 2}
+                                                  "members": members, "min_up": {"service": 1, "redundancy": 2}}
     inventory = Inventory.model_validate(doc)
     assert not inventory.check_refs(), inventory.check_refs()[:3]
     return inventory

@@ -36,6 +36,8 @@ def test_status_becomes_a_probe_up_sample_at_receive_time() -> None:
     offline = parse_entry(entry("zw/v1/z1/p1/status", b"offline", 2_000))
     assert online.samples == (wire.Sample("probe", {}, {"up": True}, 1_000),)
     assert offline.samples == (wire.Sample("probe", {}, {"up": False}, 2_000),)
+    stopping = parse_entry(entry("zw/v1/z1/p1/status", b"stopping", 3_000))   # a stop on purpose
+    assert stopping.samples == (wire.Sample("probe", {}, {"up": False, "planned": True}, 3_000),)
     with pytest.raises(wire.WireError, match="bad_status"):
         parse_entry(entry("zw/v1/z1/p1/status", b"maybe"))
 

@@ -30,9 +30,9 @@ FIELDS = {
     "optical": "rx_dbm tx_dbm",
     "power": "on_battery battery_low battery_minutes battery_pct seconds_on_battery",
     "reach": "rtt_ms loss_pct hops path_changed",
-    "probe": "up spool_depth spool_dropped rss_mb cpu_s seq_gaps info",
+    "probe": "up planned spool_depth spool_dropped rss_mb cpu_s seq_gaps info",
     "alert": "firing muted",
-    "redundancy": "members_up members_needed members_total state",
+    "redundancy": "members_up members_needed service_needed members_total state",
     "coverage": "level rsrp_dbm probes",
 }
 KNOWN_SERIES = {f"{m}_{f}" for m, fields in FIELDS.items() for f in fields.split()}

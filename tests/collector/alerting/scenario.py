@@ -16,8 +16,8 @@ A scenario file (``scenarios/*.yaml``) reads top to bottom like an incident time
         every: 1m                             # one value per minute (default: one per step)
         delay: 5m                             # arrives this long after it was measured (a slow uplink)
         arrive: 9m                            # or: all of it arrives then, in one batch (a spooled backlog)
-      - status: {probe: p1}                   # the retained status: 1 online, 0 offline (the last will)
-        values: "1x10 0x10"                   # sent when it changes
+      - status: {probe: p1}                   # the retained status: 1 online, 0 offline (the last will),
+        values: "1x10 0x10"                   # ``stopping`` (a planned stop); sent when it changes
       - event: link_down                      # one event (a trap), sent at once
         at: 2m
         probe: p1
@@ -30,6 +30,7 @@ A scenario file (``scenarios/*.yaml``) reads top to bottom like an incident time
           - {alertname: DeviceDown, device: bts-01, state: firing, muted: true}
         notified:                             # every notification since the previous ``expect`` (none if absent)
           - {status: firing, alertname: LinkDown, carrier: 452-04}
+          - {status: resolved, alertname: DeviceDown, ends: 1m30s}   # ``ends``: its endsAt (scenario time)
         samples:                              # derived measurements of this evaluation (these among them)
           - {redundancy: {group: viettel-fibre, carrier: 452-04}, members_up: 1, state: 1}
 
@@ -163,8 +164,10 @@ def load(path: Path) -> Scenario:
         extra = set(entry) - _EXPECT_KEYS
         if extra:
             raise ScenarioError(f"expect[{i}]: unknown key(s) {sorted(extra)} (expected {sorted(_EXPECT_KEYS)})")
+        notified = [{**n, "ends": _seconds(n["ends"], f"expect[{i}].notified.ends")} if "ends" in n else n
+                    for n in entry.get("notified") or []]
         scenario.expect.append(Step(_seconds(entry["at"], f"expect[{i}].at"), entry.get("alerts"),
-                                    entry.get("notified") or [], entry.get("samples") or [],
+                                    notified, entry.get("samples") or [],
                                     entry.get("unknown") or []))
     if not scenario.expect:
         raise ScenarioError(f"{path.name}: no expectations")
@@ -176,7 +179,7 @@ def _inputs(scenario: Scenario, entries: list[dict[str, Any]]) -> None:
     rows: dict[tuple[int, str, str], list[wire.Sample | wire.Event]] = {}
     zone_of = {name: p.zone for name, p in scenario.inventory.probes.items()}
     default_zone = next(iter(scenario.inventory.zones))
-    statuses: list[tuple[int, str, bool]] = []
+    statuses: list[tuple[int, str, bool | str]] = []
     for i, entry in enumerate(entries):
         where = f"input[{i}]"
         if "event" in entry:
@@ -206,7 +209,9 @@ def _inputs(scenario: Scenario, entries: list[dict[str, Any]]) -> None:
             previous = None
             for step, value in enumerate(values):
                 if value is not None and value != previous:
-                    statuses.append((step * every + delay, probe, bool(value)))
+                    if isinstance(value, str) and value != "stopping":
+                        raise ScenarioError(f"{where}: status {value!r}: expected 1, 0 or stopping")
+                    statuses.append((step * every + delay, probe, value if isinstance(value, str) else bool(value)))
                     previous = value
             continue
         if kind not in MAIN_FIELD:
@@ -228,7 +233,8 @@ def _inputs(scenario: Scenario, entries: list[dict[str, Any]]) -> None:
     seqs: dict[str, int] = {}
     order = 0
     for arrival, probe, up in statuses:  # as collector.ingest.parse_entry makes them
-        sample = wire.Sample("probe", {}, {"up": up}, T0 + arrival)
+        said: dict[str, wire.FieldValue] = {"up": False, "planned": True} if up == "stopping" else {"up": bool(up)}
+        sample = wire.Sample("probe", {}, said, T0 + arrival)
         batch = wire.Batch(zone_of.get(probe, default_zone), probe, 0, T0 + arrival, (sample,))
         order += 1
         scenario.arrivals.append((arrival, order, batch))
@@ -330,7 +336,10 @@ def _alert_view(alert: TrackedAlert) -> dict[str, Any]:
 
 
 def _note_view(note: Notification) -> dict[str, Any]:
-    return {**note.labels, "status": note.status, "flapping": note.flapping}
+    view: dict[str, Any] = {**note.labels, "status": note.status, "flapping": note.flapping}
+    if note.ends_ns:
+        view["ends"] = note.ends_ns - T0
+    return view
 
 
 def _entry_matches(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:

@@ -94,6 +94,46 @@ def test_a_cut_link_pages_once_and_is_stored_as_firing_then_resolved(tmp_path: P
         ("LinkDown", 0), ("RedundancyLost", 0)]
 
 
+def test_an_alert_muted_for_its_whole_life_is_stored_as_ended_when_it_clears(tmp_path: Path) -> None:
+    # Both routes cut at once: ServiceOutage pages, RedundancyLost is muted under it from its first moment.
+    # When they come back it resolves without a notification; its stored series must still end, at the time
+    # the poll showed the routes up (not when the evaluation ran), or the dashboards show it firing for ever.
+    rig = Rig(tmp_path)
+    rig.poll(0, True, True)
+    rig.engine.step(T0)
+    rig.poll(10, False, False)
+    notes = rig.engine.step(T0 + 10 * S)
+    assert "RedundancyLost" not in {n.labels["alertname"] for n in notes}
+    assert ("RedundancyLost", 1, 1) in {(t["alertname"], f["firing"], f["muted"]) for _, t, f in rig.points("alert")}
+    before = len(rig.stored)
+    rig.poll(20, True, True)
+    notes = rig.engine.step(T0 + 21 * S)
+    assert {(n.status, n.labels["alertname"]) for n in notes} >= {("resolved", "ServiceOutage")}
+    assert "RedundancyLost" not in {n.labels["alertname"] for n in notes}
+    ended = {(s.tags["alertname"], s.fields["firing"], s.time_ns) for b in rig.stored[before:] for s in b.samples
+             if s.measurement == "alert"}
+    assert ("RedundancyLost", 0, T0 + 20 * S) in ended
+    assert ("ServiceOutage", 0, T0 + 20 * S) in ended
+
+
+def test_an_alert_held_firing_after_it_cleared_ends_when_it_is_released(tmp_path: Path) -> None:
+    # keep_firing_for holds LinkDown 10 s after the link is back; it was stored firing meanwhile, so its
+    # ``firing 0`` comes when it is released, after every ``firing 1``.
+    rig = Rig(tmp_path, "rules: {LinkDown: {keep_firing_for: 10s}}\n")
+    rig.poll(0, True, True)
+    rig.engine.step(T0)
+    rig.poll(10, False, True)
+    rig.engine.step(T0 + 10 * S)
+    rig.poll(20, True, True)
+    rig.engine.step(T0 + 20 * S)
+    rig.poll(30, True, True)
+    rig.engine.step(T0 + 30 * S)
+    link = [(s.fields["firing"], s.time_ns) for b in rig.stored for s in b.samples
+            if s.measurement == "alert" and s.tags["alertname"] == "LinkDown"]
+    assert link[-1] == (0, T0 + 30 * S)
+    assert all(t < T0 + 30 * S for firing, t in link if firing == 1)
+
+
 def test_redundancy_points_are_written_on_change_and_every_30s_otherwise(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     for t in range(0, 61, 5):

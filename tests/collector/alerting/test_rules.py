@@ -49,7 +49,7 @@ redundancy_groups:
   vt:
     zone: dv
     carriers: [viettel]
-    min_up: 2
+    min_up: {service: 1, redundancy: 2}
     members: [{link: vt-1}, {link: vt-2}, {link: vt-3}]
   vt-route:
     zone: dv
@@ -241,6 +241,35 @@ def test_the_highest_down_ancestor_mutes_and_an_unknown_parent_mutes_nothing() -
     assert mutes == {"sw": None, "bts": "DeviceDown sw"}
 
 
+def test_a_co_owner_hears_once_of_the_parent_that_hides_its_devices_naming_them() -> None:
+    # The BTS is Viettel's and VinaPhone's; the router and switch in front of it are Viettel's alone. VinaPhone
+    # gets the router's DeviceDown (one notice, its BTS named), not one page per device behind it.
+    feed = Feed().alive("p2", 600).polls("p2", "olt", "11111")
+    for dev in ("router", "sw", "bts"):
+        feed.polls("p1", dev, "11000")
+    ev = feed.evaluate(120)
+    (notice,) = found(ev, "DeviceDown", device="router", carrier="452-02")
+    assert notice.muted_by is None
+    assert "your bts behind it cannot be reached" in notice.annotations["summary"]
+    assert "Your equipment behind it (bts)" in notice.annotations["description"]
+    assert not found(ev, "DeviceDown", device="sw", carrier="452-02")
+    assert all(f.muted_by == "DeviceDown router" for f in found(ev, "DeviceDown", device="bts"))
+
+
+def test_redundancy_alerts_carry_the_site_and_area_their_members_share() -> None:
+    def lost(text: str = INVENTORY) -> Finding:
+        feed = up_devices(Feed()).iface("sw", "xe-1", 60, False).iface("sw", "xe-2", 60, False)
+        feed.iface("router", "ge-3", 60, True).iface("bts", "ge-3", 60, True)
+        (finding,) = found(feed.evaluate(90, inventory(text)), "RedundancyLost", group="vt")
+        return finding
+
+    assert (lost().labels["site"], lost().labels["area"]) == ("pop", "port")   # sw and router: both at pop
+    elsewhere = INVENTORY.replace("vt-3: {device: router,", "vt-3: {device: bts,")
+    assert "site" not in lost(elsewhere).labels and "area" not in lost(elsewhere).labels
+    said = elsewhere.replace("    carriers: [viettel]\n    min_up:", "    carriers: [viettel]\n    site: bts-a\n    min_up:")
+    assert (lost(said).labels["site"], lost(said).labels["area"]) == ("bts-a", "gate-a")
+
+
 def test_a_site_whose_devices_are_all_down_is_the_news_and_mutes_what_hangs_below_it() -> None:
     feed = Feed().alive("p2", 600).polls("p2", "olt", "11000")  # every device at site pop down from 60 s
     for dev in ("router", "sw", "bts"):
@@ -335,7 +364,7 @@ def test_a_link_shut_by_an_operator_is_not_an_alert_but_is_not_up_either() -> No
     ev = feed.evaluate(90)
     assert not found(ev, "LinkDown")
     assert ("redundancy", {"zone": "dv", "group": "vt", "carrier": "452-04"},
-            {"members_up": 2, "members_needed": 2, "members_total": 3, "state": 0}) in ev.samples
+            {"members_up": 2, "members_needed": 2, "service_needed": 1, "members_total": 3, "state": 0}) in ev.samples
 
 
 def test_an_interface_that_is_no_link_does_not_page() -> None:
@@ -400,7 +429,7 @@ def test_a_down_member_list_names_what_is_down_and_where_traffic_went() -> None:
     feed.send("p2", 150, wire.Sample("reach", {"target": "core", "path": "unknown:0a1b2c3d"}, {"loss_pct": 0},
                                      T0 + 150 * S))
     (lost,) = found(feed.evaluate(160), "RedundancyLost", group="vt-route")
-    assert "1 of 2 members up, 2 needed" in lost.annotations["description"]
+    assert "1 of 2 members up; the service needs 1, its redundancy 2" in lost.annotations["description"]
     assert "path primary to core (seen by p2): traffic takes unknown:0a1b2c3d" in lost.annotations["description"]
 
 
