@@ -35,10 +35,11 @@ or their readings are older than ``stale_after``. Unknown is neither healthy nor
 decide go into ``Evaluation.unknown``, so the tracker keeps them as they were (no DeviceDown storm when a
 probe dies, no false recovery either). A device is down only when every usable observer says so.
 
-Stale evidence: a device whose down state rests only on polls older than an ancestor's recovery (the switch
-in front of it answered again after the device's newest poll) is unknown until it is polled again: its
-alerts are held as they were, so a parent's recovery never pages its children on what the parent's outage
-made them look like.
+Undecided children: a device whose down state rests only on polls older than an ancestor's recovery (the
+switch in front of it answered again after the device's newest poll), or whose ancestor is missing its
+latest polls too but is not judged down yet, is unknown until it is polled again or the ancestor is
+judged: its alerts are held as they were, so neither a parent's failure nor its recovery pages its children
+on what the parent's outage made them look like, whatever order the probe polls them in.
 
 Evidence of the end: for every alert it judges clear, a rule says since when (``Evaluation.clear``): a
 device answering since its first answered poll, a link up since its first poll up, a group whole again since
@@ -314,8 +315,8 @@ class _Run:
             name = self.ix.canonical.get(key, key)
             if name not in self.device:
                 self._view(name)
-        stale = [dev for dev in self.device.values() if dev.state == "down" and self._stale(dev) is not None]
-        for dev in stale:
+        undecided = [dev for dev in self.device.values() if dev.state == "down" and self._undecided(dev) is not None]
+        for dev in undecided:
             dev.state = "unknown"
         for dev in self.device.values():
             dev.muted_by = self._ancestor_down(dev.name)
@@ -469,16 +470,18 @@ class _Run:
         dev.unsure = dev.state == "up" and not dev.up_since
         return dev
 
-    def _stale(self, dev: _Device) -> str | None:
-        """Return the ancestor that answered again after ``dev``'s newest down evidence, if any: that
-        evidence may show only the ancestor's outage, so ``dev`` is unknown until it is polled again."""
+    def _undecided(self, dev: _Device) -> str | None:
+        """Return the ancestor that keeps ``dev``'s down state undecided, if any: one that answered again after
+        ``dev``'s newest down evidence (that evidence may show only the ancestor's outage), or one that is
+        missing its latest polls too but is not judged yet (it may be the cause). ``dev`` is unknown until
+        it is polled again, or until the ancestor is judged down (and mutes it)."""
         seen = {dev.name}
         inv = self.inv.devices.get(dev.name)
         parent = inv.parent if inv is not None else None
         while parent is not None and parent not in seen and parent in self.inv.devices:
             seen.add(parent)
             up = self._view(parent)
-            if up.state == "up" and up.recovered > dev.evidence:
+            if up.state == "up" and (up.unsure or up.recovered > dev.evidence):
                 return parent
             parent = self.inv.devices[parent].parent
         return None

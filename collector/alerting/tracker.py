@@ -66,11 +66,15 @@ class TrackedAlert:
         return self.active_ns
 
     def notification(self, status: Literal["firing", "resolved"], ends_ns: int = 0,
-                     flapping: bool = False) -> Notification:
-        """Return the notification for this alert in ``status``."""
+                     flapping: bool = False, settle_s: float = 0.0) -> Notification:
+        """Return the notification for this alert in ``status`` (a flapping one says how long it is held)."""
         annotations = dict(self.annotations)
         if flapping:
             annotations["flapping"] = "true"
+            annotations["description"] = (
+                f"{annotations.get('description', '')} This alert flaps: it stays firing until its condition has "
+                f"been clear for {round(settle_s / 60)} min, even while the condition is clear meanwhile (a link "
+                "up again, its redundancy group whole again).").strip()
         return Notification(status, dict(self.labels), annotations, self.active_ns, ends_ns, flapping)
 
 
@@ -188,10 +192,10 @@ class AlertTracker:
             alert.flapping = flapping
             if not alert.muted:
                 alert.notified = True
-                out.append(alert.notification("firing", flapping=flapping))
+                out.append(alert.notification("firing", flapping=flapping, settle_s=self.config.flap.settle))
         elif alert.state == "firing" and not alert.muted and not alert.notified:
             alert.notified = True   # fired while muted; the mute lifted and it still holds
-            out.append(alert.notification("firing", flapping=alert.flapping))
+            out.append(alert.notification("firing", flapping=alert.flapping, settle_s=self.config.flap.settle))
         return was_muted != alert.muted_by or was != (alert.state, alert.notified, alert.cleared_ns,
                                                       alert.flapping) or alert.state == "pending"
 

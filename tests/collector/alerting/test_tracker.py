@@ -82,6 +82,8 @@ def test_the_flapping_notification_says_so() -> None:
         notes += tracker.update(Evaluation([down()] if t % 2 == 0 else []), T0 + t * S)
     assert [n.flapping for n in notes] == [False, False, True]
     assert notes[-1].annotations["flapping"] == "true"
+    # It says why it may stay firing while its condition is clear (its group whole again, say).
+    assert "stays firing until its condition has been clear for 10 min" in notes[-1].annotations["description"]
 
 
 def test_a_muted_alert_is_tracked_but_never_pages_and_sends_no_lone_resolve() -> None:
