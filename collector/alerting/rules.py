@@ -237,9 +237,10 @@ class _Run:
         """Add an unknown matcher: alerts carrying these labels can be neither confirmed nor cleared now."""
         self.unknown.append(matcher)
 
-    def clear(self, since_ns: int, **matcher: str) -> None:
-        """Add a clear matcher: alerts carrying these labels are clear, by the evidence, since ``since_ns``."""
-        self.cleared.append((matcher, min(since_ns, self.now) if since_ns > 0 else self.now))
+    def clear(self, since_ns: int, alertname: str, **labels: str) -> None:
+        """Add a clear matcher: ``alertname`` alerts carrying these labels are clear, by the evidence, since
+        ``since_ns`` (0 or less: not known, now)."""
+        self.cleared.append(({"alertname": alertname, **labels}, min(since_ns, self.now) if since_ns > 0 else self.now))
 
     def owners(self, carriers: Iterable[str]) -> list[str]:
         """Return the PLMNs of carriers given by key or PLMN, in order, without repeats."""

@@ -98,10 +98,26 @@ def _matches(labels: Mapping[str, str], matchers: Sequence[Mapping[str, str]]) -
     return any(all(labels.get(k) == v for k, v in m.items()) for m in matchers)
 
 
-def _clear_since(labels: Mapping[str, str], clear: Sequence[tuple[Mapping[str, str], int]]) -> int | None:
+_ClearIndex = dict[str, dict[tuple[str, ...], dict[tuple[str, ...], int]]]
+
+
+def _clear_index(clear: Sequence[tuple[Mapping[str, str], int]]) -> _ClearIndex:
+    """Index clear matchers by alert name, then by the label names they match on, then by their values, so
+    that finding an alert's evidence costs a few lookups, not a scan of every matcher."""
+    index: _ClearIndex = {}
+    for matcher, since in clear:
+        names = tuple(sorted(k for k in matcher if k != "alertname"))
+        table = index.setdefault(matcher.get("alertname", ""), {}).setdefault(names, {})
+        values = tuple(matcher[k] for k in names)
+        table[values] = max(since, table.get(values, since))
+    return index
+
+
+def _clear_since(labels: Mapping[str, str], index: _ClearIndex) -> int | None:
     """Return since when the evidence says the alert with ``labels`` is clear (the latest if several say
-    so), or None if none does."""
-    times = [since for m, since in clear if all(labels.get(k) == v for k, v in m.items())]
+    so), or None if none does. Every clear matcher names its alert."""
+    times = [t for names, table in index.get(labels.get("alertname", ""), {}).items()
+             if (t := table.get(tuple(labels.get(k, "") for k in names))) is not None]
     return max(times) if times else None
 
 
@@ -145,6 +161,7 @@ class AlertTracker:
         changed: set[str] = set()
         found: dict[str, Finding] = {f.key: f for f in evaluation.findings}
         in_grace = now_ns < self.started_ns + int(self.config.restart_grace * 1e9)
+        clear = _clear_index(evaluation.clear)
         for key, finding in found.items():
             if self._true(key, finding, now_ns, out):
                 changed.add(key)
@@ -154,7 +171,7 @@ class AlertTracker:
             alert = self._alerts[key]
             if _matches(alert.labels, evaluation.unknown):
                 continue
-            since = _clear_since(alert.labels, evaluation.clear)
+            since = _clear_since(alert.labels, clear)
             if in_grace and since is None:
                 continue
             if self._false(key, alert, now_ns, out, since):

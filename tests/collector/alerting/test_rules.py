@@ -266,7 +266,8 @@ def test_redundancy_alerts_carry_the_site_and_area_their_members_share() -> None
     assert (lost().labels["site"], lost().labels["area"]) == ("pop", "port")   # sw and router: both at pop
     elsewhere = INVENTORY.replace("vt-3: {device: router,", "vt-3: {device: bts,")
     assert "site" not in lost(elsewhere).labels and "area" not in lost(elsewhere).labels
-    said = elsewhere.replace("    carriers: [viettel]\n    min_up:", "    carriers: [viettel]\n    site: bts-a\n    min_up:")
+    said = elsewhere.replace("    carriers: [viettel]\n    min_up:",
+                             "    carriers: [viettel]\n    site: bts-a\n    min_up:")
     assert (lost(said).labels["site"], lost(said).labels["area"]) == ("bts-a", "gate-a")
 
 

@@ -141,6 +141,29 @@ def test_a_restart_neither_pages_again_nor_forgets(tmp_path: Path) -> None:
     assert third.alerts() == []
 
 
+def test_within_the_restart_grace_only_evidence_of_the_end_resolves_and_it_sets_ends_at(tmp_path: Path) -> None:
+    store = str(tmp_path / "alerts.db")
+    cfg = config("restart_grace: 2m\n")
+    first = AlertTracker(cfg, store, started_ns=T0)
+    first.update(Evaluation([down("bts-01"), down("bts-02"), down("bts-03")]), T0 + 200 * S)
+    first.close()
+    second = AlertTracker(cfg, store, started_ns=T0 + 300 * S)
+    # bts-01 answers since 280 s (a poll the broker kept while the collector was away); nothing is known of
+    # bts-02 or bts-03 yet: they are held. Evidence for another device, or another alert, changes nothing.
+    clear = [({"alertname": "DeviceDown", "device": "bts-01"}, T0 + 280 * S),
+             ({"alertname": "DeviceDown", "device": "bts-09"}, T0 + 250 * S),
+             ({"alertname": "LinkDown", "device": "bts-02"}, T0 + 250 * S)]
+    (note,) = second.update(Evaluation([], clear=clear), T0 + 301 * S)
+    assert (note.status, note.labels["device"], note.ends_ns) == ("resolved", "bts-01", T0 + 280 * S)
+    assert [e.alert.labels["device"] for e in second.ended] == ["bts-01"] and not second.ended[0].held
+    assert {a.labels["device"] for a in second.alerts()} == {"bts-02", "bts-03"}
+    # Evidence older than the alert's start cannot end it before it began.
+    early = [({"alertname": "DeviceDown", "device": "bts-03"}, T0 + 100 * S)]
+    (note,) = second.update(Evaluation([down("bts-02")], clear=early), T0 + 302 * S)
+    assert (note.labels["device"], note.ends_ns) == ("bts-03", T0 + 200 * S)
+    second.close()
+
+
 def test_alerts_clearing_together_resolve_newest_first() -> None:
     tracker = AlertTracker(config())
     lost = Finding({"alertname": "RedundancyLost", "severity": "warning", "zone": "dv", "group": "g", "carrier": "1"})
