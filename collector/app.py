@@ -81,8 +81,10 @@ class Collector:
             if self.ingest is not None:
                 self.ingest.inject(batches)
 
-        self.engine = AlertEngine(alerting, self.inventory, self.dispatcher, store, self.metrics.registry)
+        self.engine = AlertEngine(alerting, self.inventory, self.dispatcher, store, self.metrics.registry,
+                                  known_gaps=self.ingest.seqs.all_gaps())   # the ingest has not started yet
         self.ingest.on_arrival = self.engine.offer
+        self.ingest.on_gaps = self.engine.gaps
         self.engine.start()
 
     def stop(self) -> None:

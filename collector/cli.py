@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.report import cli as report_cli
-from zwconf import ConfigError, load_file
+from zwconf import ConfigError, load_file, parse_duration
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig
@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     mq.add_argument("--cafile", default="/etc/mosquitto/ca_certificates/ca.crt", help="CA file on the broker")
     mq.add_argument("--certfile", default="/etc/mosquitto/certs/server.crt", help="server certificate")
     mq.add_argument("--keyfile", default="/etc/mosquitto/certs/server.key", help="server private key")
+    mq.add_argument("--hold", default="30m", help="the longest collector outage the broker's queue must bridge "
+                    "(default 30m): sizes max_queued_messages and max_queued_bytes")
+    mq.add_argument("--probe-rate", type=float, default=2.0,
+                    help="messages a probe sends per second (default 2: 50 SNMP devices and 4 modems every 30 s)")
     mq.add_argument("--require-certificate", action="store_true",
                     help="also require a client certificate signed by the CA")
     am = sub.add_parser("render-alertmanager", help="write an Alertmanager configuration for the inventory")
@@ -115,10 +119,17 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
     collector = args.collector_user or (cfg.mqtt.username if cfg.mqtt and cfg.mqtt.username else None)
     tls = mosquitto.ListenerTls(args.cafile, args.certfile, args.keyfile, args.require_certificate)
     try:
+        if args.probe_rate <= 0:
+            raise ValueError(f"--probe-rate must be more than 0, got {args.probe_rate:g}")
+        try:
+            hold = parse_duration(args.hold)
+        except ValueError as exc:
+            raise ValueError(f"--hold: {exc}") from None
         written = mosquitto.write_bundle(
             inventory, Path(args.out), tls, collector=collector or mosquitto.DEFAULT_COLLECTOR,
             secrets_dir=Path(args.secrets) if args.secrets else None, port=args.port, bind=args.bind,
-            broker_dir=args.broker_dir, noc=cfg.alerting.noc)
+            broker_dir=args.broker_dir, noc=cfg.alerting.noc,
+            sizing=mosquitto.QueueSizing(len(inventory.probes), args.probe_rate, hold))
     except (ValueError, OSError) as exc:
         print(f"zonewatch-collector: render-mosquitto: {exc}", file=sys.stderr)
         return 2

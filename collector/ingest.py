@@ -60,6 +60,7 @@ import sqlite3
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,29 +92,149 @@ CREATE TABLE IF NOT EXISTS seqstate(
 """
 
 
-@dataclass
+class SeqRanges:
+    """Seqs seen above a watermark, as sorted, disjoint, non-adjacent inclusive ranges ``[lo, hi]``.
+
+    One hole costs one range, not one entry per later seq: a seq that extends the top range (the common
+    case, hole or not) is O(1) amortised; one that lands lower is placed by bisection, O(log r) for r ranges
+    (opening a range or closing the hole between two also shifts the list entries after it, a memmove of r
+    pointers). ``count`` (the seqs held) is kept as seqs come and go, so the gaps are O(1).
+
+    Bounded: ``ProbeSeq.record`` keeps every range within ``window`` seqs above the watermark, and two
+    ranges have at least one missing seq between them (and the first starts at least two past the
+    watermark), so there are at most ``window / 2`` ranges, however far apart a broken or hostile probe
+    sends its seqs.
+    """
+
+    __slots__ = ("_lo", "_hi", "count")
+
+    def __init__(self) -> None:
+        self._lo: list[int] = []  # the first seq of each range, ascending
+        self._hi: list[int] = []  # the last seq of each range, ascending
+        self.count = 0  # seqs held
+
+    @property
+    def top(self) -> int | None:
+        """Return the highest seq held, or None."""
+        return self._hi[-1] if self._hi else None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, seq: int) -> bool:
+        i = bisect_right(self._lo, seq) - 1
+        return i >= 0 and seq <= self._hi[i]
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Return the ranges, lowest first."""
+        return list(zip(self._lo, self._hi, strict=True))
+
+    def add(self, seq: int) -> bool:
+        """Hold ``seq``; return False if it was held already."""
+        lo, hi = self._lo, self._hi
+        if not hi or seq > hi[-1]:  # above everything held
+            if hi and seq == hi[-1] + 1:
+                hi[-1] = seq
+            else:
+                lo.append(seq)
+                hi.append(seq)
+        else:
+            i = bisect_right(lo, seq) - 1  # the range that starts at or below seq, if any
+            if i >= 0 and seq <= hi[i]:
+                return False
+            # seq is below hi[-1] and not in range i, so range i + 1 exists
+            joins_left, joins_right = i >= 0 and hi[i] == seq - 1, lo[i + 1] == seq + 1
+            if joins_left and joins_right:  # closes the hole between two ranges
+                hi[i] = hi.pop(i + 1)
+                del lo[i + 1]
+            elif joins_left:
+                hi[i] = seq
+            elif joins_right:
+                lo[i + 1] = seq
+            else:
+                lo.insert(i + 1, seq)
+                hi.insert(i + 1, seq)
+        self.count += 1
+        return True
+
+    def trim(self, floor: int) -> int:
+        """Drop every seq at or below ``floor``; return how many were held."""
+        lo, hi = self._lo, self._hi
+        i = bisect_right(hi, floor)  # ranges [0, i) end at or below the floor
+        dropped = sum(hi[:i]) - sum(lo[:i]) + i
+        del lo[:i], hi[:i]
+        if lo and lo[0] <= floor:  # the range across the floor keeps its part above it
+            dropped += floor + 1 - lo[0]
+            lo[0] = floor + 1
+        self.count -= dropped
+        return dropped
+
+    def run_from(self, seq: int) -> int:
+        """Return the last seq of the unbroken run from ``seq``: the end of a range that starts right after it,
+        removed, else ``seq`` itself (ranges are non-adjacent, so at most one range follows on)."""
+        lo, hi = self._lo, self._hi
+        if lo and lo[0] == seq + 1:
+            end = hi[0]
+            del lo[0], hi[0]
+            self.count -= end - seq
+            return end
+        return seq
+
+    def to_json(self) -> str:
+        """Return the ranges as JSON ``[[lo, hi], ...]``: one pair per hole."""
+        return orjson.dumps(self.ranges()).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> SeqRanges:
+        """Read ``to_json``'s ranges, or a list of seqs as the set-based bookkeeping stored them."""
+        items = sorted((s, s) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in json.loads(text))
+        out = cls()
+        for lo, hi in items:
+            if out._hi and lo <= out._hi[-1] + 1:  # overlaps or follows on: merge
+                out.count += max(0, hi - out._hi[-1])
+                out._hi[-1] = max(hi, out._hi[-1])
+            else:
+                out._lo.append(lo)
+                out._hi.append(hi)
+                out.count += hi - lo + 1
+        return out
+
+
+@dataclass(slots=True)
 class ProbeSeq:
-    """What the collector knows of one probe's sequence space."""
+    """What the collector knows of one probe's sequence space: every seq up to ``watermark`` was seen or
+    given up (``lost`` counts those given up); ``above`` holds the seqs seen above it. The first range of
+    ``above`` never starts at ``watermark + 1`` (the watermark moves over it)."""
 
     watermark: int = 0
     lost: int = 0
-    above: set[int] = field(default_factory=set)
+    above: SeqRanges = field(default_factory=SeqRanges)
 
     @property
     def gaps(self) -> int:
         """Return the seqs missing below the highest seen, plus those given up."""
-        missing = (max(self.above) - self.watermark - len(self.above)) if self.above else 0
-        return self.lost + missing
+        top = self.above.top
+        return self.lost + (top - self.watermark - self.above.count if top is not None else 0)
+
+    def record(self, seq: int, window: int) -> bool:
+        """Record ``seq``; return False if it was seen (or given up) before. Once the highest seq seen is more
+        than ``window`` above the watermark, the missing seqs up to ``window`` below it are given up."""
+        if seq <= self.watermark:
+            return False
+        if seq == self.watermark + 1:  # next in line: the common case; the span only shrinks
+            self.watermark = self.above.run_from(seq)
+            return True
+        if not self.above.add(seq):
+            return False
+        top = self.above.top
+        if top is not None and top - self.watermark > window:  # give up on the oldest missing ones
+            floor = top - window
+            self.lost += floor - self.watermark - self.above.trim(floor)
+            self.watermark = self.above.run_from(floor)
+        return True
 
 
-def _advance(st: ProbeSeq) -> None:
-    """Move the watermark over every seq that now follows it without a hole."""
-    while st.watermark + 1 in st.above:
-        st.watermark += 1
-        st.above.discard(st.watermark)
-
-
-SeqRow = tuple[str, int, int, int, str]  # a seqstate row: probe, origin, watermark, lost, above (JSON)
+SeqRow = tuple[str, int, int, int, str]  # a seqstate row: probe, origin, watermark, lost, above (JSON ranges)
 
 
 class SeqTracker:
@@ -125,7 +246,7 @@ class SeqTracker:
         self.state: dict[tuple[str, int], ProbeSeq] = {}
         self._origins: dict[str, list[ProbeSeq]] = {}  # probe -> the state of each of its origins
         for probe, origin, watermark, lost, above in db.execute("SELECT * FROM seqstate"):
-            st = self.state[(probe, origin)] = ProbeSeq(watermark, lost, set(json.loads(above)))
+            st = self.state[(probe, origin)] = ProbeSeq(watermark, lost, SeqRanges.from_json(above))
             self._origins.setdefault(probe, []).append(st)
         self._dirty: set[tuple[str, int]] = set()
 
@@ -141,20 +262,14 @@ class SeqTracker:
         if st is None:
             st = self.state[key] = ProbeSeq()
             self._origins.setdefault(probe, []).append(st)
-        if seq <= st.watermark or seq in st.above:
+        if not st.record(seq, self.window):
             return False
         self._dirty.add(key)
-        st.above.add(seq)
-        _advance(st)  # the common case: contiguous, the set stays empty
-        top = max(st.above) if st.above else st.watermark
-        if top - st.watermark > self.window:  # give up on the oldest missing ones
-            floor = top - self.window
-            missing = floor - st.watermark - sum(1 for s in st.above if s <= floor)
-            st.lost += missing
-            st.above = {s for s in st.above if s > floor}
-            st.watermark = floor
-            _advance(st)
         return True
+
+    def all_gaps(self) -> dict[str, int]:
+        """Return the gaps of every probe known, by zone/probe."""
+        return {probe: self.gaps(probe) for probe in self._origins}
 
     def gaps(self, probe: str) -> int:
         """Return the gaps of every origin of one probe."""
@@ -169,7 +284,7 @@ class SeqTracker:
         rows: list[SeqRow] = []
         for key in self._dirty:
             st = self.state[key]
-            rows.append((key[0], key[1], st.watermark, st.lost, json.dumps(sorted(st.above))))
+            rows.append((key[0], key[1], st.watermark, st.lost, st.above.to_json()))
         self._dirty.clear()
         return rows, {probe: self.gaps(probe) for probe in {row[0] for row in rows}}
 
@@ -275,6 +390,10 @@ class Ingest:
         self.zones = zones or ["+"]
         self.max_batch = max_batch
         self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
+        # Gets the seq gaps of each probe with data in a part, by zone/probe, as counted, with the arrival time
+        # of the part's newest message (the alert engine's DataLoss). Called by the preparer thread; must not
+        # block.
+        self.on_gaps: Callable[[dict[str, int], int], None] | None = None
         self.seqs = SeqTracker(intake.db)
         self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
@@ -451,8 +570,10 @@ class Ingest:
         ids: list[int] = []
         batches: list[Item] = []
         samples = 0
+        arrived = 0
         for entry in entries:
             ids.append(entry.id)
+            arrived = entry.created_ns
             item: Item
             refused: Refused | None
             fast = self._encode_plain(entry) if self._lines is not None else None
@@ -476,10 +597,10 @@ class Ingest:
             batches.append(item)
             samples += _samples(item)
             if samples >= PART_SAMPLES:
-                yield self._part(ids, batches)
+                yield self._part(ids, batches, arrived)
                 ids, batches, samples = [], [], 0
         if ids:
-            yield self._part(ids, batches)
+            yield self._part(ids, batches, arrived)
 
     def _encode_plain(self, entry: Entry) -> tuple[Encoded, Refused | None] | None:
         """The fast path for the common message: samples only, every row plain (see ``Encoder.encode_rows``),
@@ -512,8 +633,8 @@ class Ingest:
             f"refused (e.g. {refused.example}): it has {self.series.count(name)} series, at most "
             f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"), "samples")
 
-    def _part(self, ids: list[int], batches: list[Item]) -> _Part:
-        batches += self._gap_samples(batches)
+    def _part(self, ids: list[int], batches: list[Item], arrived_ns: int) -> _Part:
+        batches += self._gap_samples(batches, arrived_ns)
         seq_rows, gaps = self.seqs.snapshot()
         send = self._stage(batches) if batches else None
         return _Part(ids, batches, send, seq_rows, gaps)
@@ -549,7 +670,7 @@ class Ingest:
         else:
             self.writer.write(_decoded(batches))
 
-    def _gap_samples(self, batches: list[Item]) -> list[wire.Batch]:
+    def _gap_samples(self, batches: list[Item], arrived_ns: int) -> list[wire.Batch]:
         """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``.
 
         Each probe's samples get times at least a millisecond apart, later than the last: two parts prepared
@@ -557,12 +678,15 @@ class Ingest:
         milliseconds, keeps the bigger (older) one of such a pair, so a backlog's last count could be lost."""
         now = self.clock()
         out = []
+        counted: dict[str, int] = {}
         for zone, probe in sorted({(b.zone, b.probe) for b in batches if b.seq}):
             name = f"{zone}/{probe}"
             ts = max(now, self._gap_times.get(name, 0) + 1_000_000)
             self._gap_times[name] = ts
-            gaps = wire.Sample("probe", {}, {"seq_gaps": self.seqs.gaps(name)}, ts)
-            out.append(wire.Batch(zone, probe, 0, ts, (gaps,)))
+            counted[name] = self.seqs.gaps(name)
+            out.append(wire.Batch(zone, probe, 0, ts, (wire.Sample("probe", {}, {"seq_gaps": counted[name]}, ts),)))
+        if self.on_gaps is not None and counted:
+            self.on_gaps(counted, arrived_ns)   # as of the arrival of the part's newest message
         return out
 
     def _complain(self, topic: str, exc: wire.WireError, what: str = "a message") -> None:

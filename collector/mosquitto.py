@@ -21,6 +21,13 @@ Passwords are never in the inventory. The passwd file is hashed here, in the for
 the collector host needs no mosquitto package and no password is ever put on a command line (where
 ``mosquitto_passwd -b`` would show it to every user of the host). Mosquitto 1.6 and older cannot read it.
 
+Queue limits. While the collector is down or behind, the broker holds every message for its persistent
+session, up to ``max_queued_messages`` (mosquitto's default: 1,000 per client) and ``max_queued_bytes``;
+past them it drops what comes next, silently (the probes already had their acknowledgement, so their
+spools forget it). ``render_limits`` sizes both for the fleet and for the longest collector outage the
+broker must bridge (``QueueSizing``), and says what that costs in the broker's memory; the collector
+reports every seq a probe lost as a gap and, once the probe's spool is empty, as a DataLoss alert.
+
 Zone and probe ids become topic segments and ACL words: each must pass ``agent.wire.valid_name``, which
 the inventory does not check for its keys, so rendering does.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +55,7 @@ PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.x writes
 SALT_BYTES = 12
 
 ACL_FILE = "acl"
+LIMITS_FILE = "mosquitto-limits.conf"
 PASSWD_FILE = "passwd"
 LISTENER_FILE = "mosquitto-listener.conf"
 SECRETS_DIR = "secrets"
@@ -60,6 +69,44 @@ class ListenerTls:
     certfile: str
     keyfile: str
     require_certificate: bool = False
+
+
+@dataclass(frozen=True)
+class QueueSizing:
+    """What the broker must hold for the collector's session: every message ``probes`` probes send at
+    ``rate`` messages a second each (one batch per source poll: 50 SNMP devices and 4 modems every 30 s is
+    about 2) for ``hold_s`` seconds of collector outage, at ``message_bytes`` each (an SNMP batch of one
+    device and 20 interfaces is about 5 KiB; a cellular one 0.3 KiB)."""
+
+    probes: int
+    rate: float = 2.0
+    hold_s: float = 1800.0
+    message_bytes: int = 4608
+
+    @property
+    def messages(self) -> int:
+        """Return the queue length needed (never under mosquitto's own default of 1,000)."""
+        return max(1000, math.ceil(max(1, self.probes) * self.rate * self.hold_s))
+
+    @property
+    def bytes(self) -> int:
+        """Return the queued bytes needed."""
+        return self.messages * self.message_bytes
+
+
+def render_limits(sizing: QueueSizing) -> str:
+    """Return mosquitto's general options that bound each client's queue, sized by ``sizing``."""
+    mib = sizing.bytes / 2**20
+    return "\n".join([
+        "# ZoneWatch queue limits, rendered by `zonewatch-collector render-mosquitto`: general options for",
+        "# mosquitto.conf (anywhere in it). They apply to every client; only the collector's session queues much.",
+        f"# Sized for {max(1, sizing.probes)} probes x {sizing.rate:g} messages/s x {sizing.hold_s:g} s of collector "
+        f"outage = {sizing.messages} messages,",
+        f"# {mib:,.0f} MiB of the broker's memory when full. Past either limit the broker drops new messages for",
+        "# the collector (they show as seq gaps and a DataLoss alert): raise --hold, or give the broker memory.",
+        f"max_queued_messages {sizing.messages}",
+        f"max_queued_bytes {sizing.bytes}",
+    ]) + "\n"
 
 
 def check_name(what: str, name: str) -> None:
@@ -216,8 +263,10 @@ def _read_secret(path: Path) -> str:
 
 def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector: str = DEFAULT_COLLECTOR,
                  secrets_dir: Path | None = None, port: int = 8883, bind: str | None = None,
-                 broker_dir: str | None = None, noc: Sequence[Receiver] = ()) -> list[Written]:
-    """Write acl, passwd, the listener section and any new passwords into ``out``; return what was written."""
+                 broker_dir: str | None = None, noc: Sequence[Receiver] = (),
+                 sizing: QueueSizing | None = None) -> list[Written]:
+    """Write acl, passwd, the listener section, the queue limits and any new passwords into ``out``; return
+    what was written. ``sizing`` defaults to the inventory's probes at the ``QueueSizing`` defaults."""
     # With ``secrets_dir`` every user's password is read from ``secrets_dir/<user>``, and a missing file is an
     # error. Without it, passwords live in ``out/secrets/<user>`` (mode 0600): existing ones are kept, missing
     # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``).
@@ -247,9 +296,13 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
     _write(out / PASSWD_FILE, render_passwd(passwords), 0o600)
     _write(out / ACL_FILE, acl, 0o644)
     _write(out / LISTENER_FILE, listener, 0o644)
+    sizing = sizing or QueueSizing(len(users) - 1)
+    _write(out / LIMITS_FILE, render_limits(sizing), 0o644)
     written += [
         Written(out / PASSWD_FILE, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),
         Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} and {len(users) - 1} probe(s)"),
         Written(out / LISTENER_FILE, f"listener section for mosquitto.conf (port {port}, TLS)"),
+        Written(out / LIMITS_FILE, f"queue limits for mosquitto.conf: {sizing.messages} messages, "
+                                   f"{sizing.bytes / 2**20:,.0f} MiB for the collector's session"),
     ]
     return written

@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from collector.mosquitto import QueueSizing, render_limits
+
 SETUP_HINT = "run scripts/setup.sh (it installs the Debian packages the tests need)"
 
 
@@ -159,8 +161,11 @@ def _http_ok(url: str) -> bool:
 
 
 def start_mosquitto(workdir: Path, conf_extra: str = "", port: int | None = None,
-                    listener_options: str = "allow_anonymous true") -> Service:
-    """Start mosquitto with persistence on 127.0.0.1:<port>; reuse ``port`` to restart on the same one."""
+                    listener_options: str = "allow_anonymous true", limits: QueueSizing | None = None) -> Service:
+    """Start mosquitto with persistence on 127.0.0.1:<port>; reuse ``port`` to restart on the same one.
+
+    Its queue limits are what ``render-mosquitto`` writes, for ``limits`` (default: 20 probes, 30 minutes of
+    collector outage), never mosquitto's silent default of 1,000 messages."""
     binary = require("mosquitto")
     port = port or free_port()
     data = workdir / "data"
@@ -174,7 +179,8 @@ def start_mosquitto(workdir: Path, conf_extra: str = "", port: int | None = None
         f"persistence true\npersistence_location {data}/\nautosave_interval 1\n"
         "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         "connection_messages true\n"
-        f"{conf_extra}\n"
+        + render_limits(limits or QueueSizing(probes=20))
+        + f"{conf_extra}\n"
         f"listener {port} 127.0.0.1\n{listener_options}\n"
     )
     return _spawn("mosquitto", [binary, "-c", str(conf)], workdir, port, lambda: _tcp_open(port))

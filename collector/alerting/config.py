@@ -40,6 +40,7 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "OpticalDegraded": _policy("60s", "60s"),
     "DeviceRebooted": _policy("0s"),
     "SiteDown": _policy("0s"),
+    "DataLoss": _policy("0s"),
 }
 
 
@@ -68,6 +69,7 @@ class RuleSettings(Strict):
     optical_baseline: Duration = 86400.0    # the baseline is the port's median over this long
     battery_low_minutes: float = 10.0       # UPS runtime under this: BatteryLow (as does the UPS's own flag)
     reboot_hold: Duration = 900.0           # DeviceRebooted stays firing this long after the reboot
+    data_loss_hold: Duration = 1800.0       # DataLoss stays firing this long after the probe's last lost batch
 
 
 class SmtpConfig(Strict):

@@ -4,6 +4,8 @@ Threads::
 
     intake thread (ingest)  ``offer(messages, now)`` after the messages are committed to the intake queue:
                             appends to a bounded in-memory list and wakes the engine. Never blocks.
+    preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
+                            an arrival time (for DataLoss); kept as the latest per probe. Never blocks.
     engine thread           decodes what was offered (independently of the storage writer, so a TSDB
                             outage does not stop alerting), feeds ``Facts``, and evaluates the rules at once
                             when an event or a status change arrived (traps and last wills page within a
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -78,14 +80,20 @@ class AlertEngine:
     def __init__(self, cfg: AlertingConfig, inventory: Inventory, dispatcher: Dispatcher,
                  store: Callable[[list[wire.Batch]], None], registry: CollectorRegistry,
                  clock: Callable[[], int] = time.time_ns, max_backlog: int = 50_000,
-                 decode: Callable[[str, bytes, int], wire.Batch] | None = None) -> None:
+                 decode: Callable[[str, bytes, int], wire.Batch] | None = None,
+                 known_gaps: Mapping[str, int] | None = None) -> None:
         self.cfg, self.inventory, self.dispatcher, self.store, self.clock = cfg, inventory, dispatcher, store, clock
         self.metrics = EngineMetrics(registry)
         self.facts = Facts(cfg.settings, started_ns=clock())
+        # The seq gaps the ingest had counted (and stored) before this start, by zone/probe: the baseline of
+        # DataLoss, so that what was lost while the collector was down is news, not history.
+        for name, gaps in (known_gaps or {}).items():
+            self.facts.observe_gaps(name.partition("/")[2], gaps, clock())
         self.tracker = AlertTracker(cfg, cfg.state_path, started_ns=clock())
         self.max_backlog = max_backlog
         self._decode = decode or _default_decode
         self._backlog: list[tuple[str, bytes, int]] = []
+        self._gaps: dict[str, tuple[int, int]] = {}   # zone/probe -> (gaps, when counted)
         self._urgent = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -109,6 +117,11 @@ class AlertEngine:
                 self.metrics.dropped.inc(over)
             self._urgent = self._urgent or urgent
         self._wake.set()
+
+    def gaps(self, counts: Mapping[str, int], now_ns: int) -> None:
+        """Take the ingest's seq gap counts by ``zone/probe``, as of the arrival time ``now_ns``; never blocks."""
+        with self._lock:
+            self._gaps.update((name, (gaps, now_ns)) for name, gaps in counts.items())
 
     # engine thread ------------------------------------------------------------------------------------
 
@@ -135,8 +148,11 @@ class AlertEngine:
             with self._lock:
                 taken, self._backlog = self._backlog, []
                 urgent, self._urgent = self._urgent, False
+                counted, self._gaps = self._gaps, {}
             try:
                 self.ingest(taken)
+                for name, (gaps, at_ns) in counted.items():
+                    self.facts.observe_gaps(name.partition("/")[2], gaps, at_ns)
                 if taken:  # new evidence: judge it now, at most every MIN_GAP (events at once)
                     next_eval = min(next_eval, last_eval if urgent else last_eval + MIN_GAP)
                 if time.monotonic() >= next_eval:

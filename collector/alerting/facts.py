@@ -13,6 +13,8 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
     power        device -> PowerFacts         on_battery, battery_low, battery_minutes (each with its time)
     optical      (device, port) -> Optical    the latest rx_dbm and a baseline (bucket means over a day)
     cellular     (probe, carrier, modem) -> Modem  readings within the coverage window (bounded)
+    loss         probe -> Loss                the ingest's count of the probe's lost seqs (``observe_gaps``)
+                                              and when the probe last said its spool was empty
 
 Time: every entry remembers the measurement time (``time_ns`` of the sample or event) it comes from, and a
 reading older than what is known does not replace it, so a probe's backlog arriving after fresher data fills
@@ -82,6 +84,21 @@ class ProbeFacts:
     def offline(self) -> bool:
         """Return True when the last will was published and nothing has arrived from the probe since."""
         return self.offline_order > self.alive_order
+
+
+@dataclass(slots=True)
+class Loss:
+    """What the collector knows of one probe's lost batches (seq gaps), for DataLoss.
+
+    Times are the collector's arrival times. A gap is a loss for certain only once the probe has said its
+    spool is empty in a message that arrived with or after the one that showed the gap: until then the
+    missing batches may be a backlog still on its way (the agent sends live data ahead of it)."""
+
+    gaps: int = 0              # the probe's seq gaps now (missing below the highest seen, and given up)
+    base: int = 0              # the count before the current episode of losses
+    rose_ns: int = 0           # arrival of the message with which the count last rose; 0: not since the start
+    first_ns: int = 0          # when the current episode began
+    spool_empty_ns: int = 0    # arrival of the newest self-report saying the spool is empty
 
 
 @dataclass(slots=True)
@@ -231,6 +248,8 @@ class Facts:
         self.power: dict[str, PowerFacts] = {}
         self.optical: dict[tuple[str, str], Optical] = {}
         self.cellular: dict[tuple[str, str, str], Modem] = {}
+        self.loss: dict[str, Loss] = {}
+        self.data_loss_hold_ns = int(settings.data_loss_hold * 1e9)
         # Indexes for the rules (kept here so that an evaluation never scans every interface).
         self.pollers: dict[str, set[str]] = {}            # device -> probes that poll it
         self.reachers: dict[str, set[str]] = {}           # target -> probes that reach it
@@ -273,10 +292,34 @@ class Facts:
                 self._event(batch, wire.Event(sample.tags["event"], tags, fields, sample.time_ns))
         for event in batch.events:
             self._event(batch, event)
+        if any(s.measurement == "probe" and s.fields.get("spool_depth") == 0 for s in batch.samples):
+            loss = self.loss.get(batch.probe)
+            if loss is None:
+                loss = self.loss[batch.probe] = Loss()
+            loss.spool_empty_ns = now_ns
         if not offline and now_ns >= probe.alive_ns:
             if probe.offline or probe.alive_ns == 0 or now_ns - probe.alive_ns > self.probe_timeout_ns:
                 probe.back_ns = now_ns
             probe.alive_ns, probe.alive_order = now_ns, self._order
+
+    def observe_gaps(self, probe: str, gaps: int, now_ns: int) -> None:
+        """Take the ingest's count of ``probe``'s seq gaps at ``now_ns``.
+
+        What a probe had lost before the collector first counted it here is history, not news: the first
+        count is the baseline. A rise starts an episode unless one is under way (a rise within
+        ``data_loss_hold`` of the last), so DataLoss counts every batch lost in one episode."""
+        loss = self.loss.get(probe)
+        if loss is None:
+            loss = self.loss[probe] = Loss()
+        if loss.rose_ns == 0 and loss.first_ns == 0:
+            loss.gaps = loss.base = gaps
+            loss.first_ns = -1   # the baseline is taken
+            return
+        if gaps > loss.gaps:
+            if loss.rose_ns == 0 or now_ns - loss.rose_ns >= self.data_loss_hold_ns:
+                loss.base, loss.first_ns = loss.gaps, now_ns
+            loss.rose_ns = now_ns
+        loss.gaps = gaps
 
     def _status(self, probe: ProbeFacts, sample: wire.Sample, now_ns: int) -> bool:
         """Apply a ``probe`` sample's ``up``; return True if it says the probe is gone (the last will

@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 ALERT_NAMES: Final = (
     "ProbeDown", "DeviceDown", "LinkDown", "RedundancyLost", "ServiceOutage", "CoverageHole", "NoService",
-    "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown",
+    "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown", "DataLoss",
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -31,6 +31,7 @@ SEVERITY: Final[Mapping[str, str]] = {
     "OpticalDegraded": "warning",
     "DeviceRebooted": "info",
     "SiteDown": "critical",
+    "DataLoss": "warning",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.

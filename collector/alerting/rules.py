@@ -28,6 +28,9 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     NoService        no up probe in the area registered on the carrier          zone, area, carrier
     CoverageHole     median RSRP in the area under the zone's hole threshold     zone, area, carrier
     WeakSignal       median RSRP between the hole and the fair threshold        zone, area, carrier
+    DataLoss         the probe's seq gaps rose (batches lost: the broker's      zone, area, probe
+                     queue was full, the spool dropped its oldest) and its
+                     spool has been empty since; for ``data_loss_hold``
 
 States are three-valued (Icinga's redundancy-group bugs come from two): a device, link or path member is
 ``up``, ``down`` or ``unknown``. Unknown is what no usable observer can tell now: the observing probes are down,
@@ -96,6 +99,7 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     run.links()
     run.groups()
     run.coverage()
+    run.data_loss()
     return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
 
 
@@ -747,6 +751,29 @@ class _Run:
                 self.emit("RedundancyLost", labels, carriers, f"{about} has lost its redundancy",
                           f"The service runs without enough backup: {detail}",
                           f"ServiceOutage {name}" if outage else None)
+
+    # ------------------------------------------------------------------------------------------ data loss
+
+    def data_loss(self) -> None:
+        """DataLoss: batches of a probe that will never arrive (see ``Loss``)."""
+        hold = int(self.settings.data_loss_hold * S)
+        for name, probe in self.inv.probes.items():
+            loss = self.facts.loss.get(name)
+            if loss is None or loss.rose_ns == 0:
+                continue
+            lost = loss.gaps - loss.base
+            if lost <= 0 or self.now - loss.rose_ns >= hold:
+                self.clear(loss.rose_ns + hold if lost > 0 else self.now, alertname="DataLoss", probe=name)
+            elif loss.spool_empty_ns < loss.rose_ns:
+                self.dont_know(alertname="DataLoss", probe=name)   # the missing batches may still be on their way
+            else:
+                self.emit("DataLoss", {"zone": probe.zone, "area": probe.area or "", "probe": name}, [],
+                          f"Probe {name} lost {lost} batch{'es' if lost != 1 else ''} of data",
+                          f"{lost} of its batches never arrived since {_when(loss.first_ns)} (seq gaps; "
+                          f"{loss.gaps} in all), and its spool is empty: they are gone, not late. The broker "
+                          "drops messages past its queue limits while the collector is down or behind "
+                          "(render-mosquitto --hold), and a full spool drops its oldest batches. It clears "
+                          f"{_span(hold)} after the last loss.")
 
     # ------------------------------------------------------------------------------------------ coverage
 

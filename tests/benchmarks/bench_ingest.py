@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     total = args.messages * args.samples_per_message
     work = Path(tempfile.mkdtemp(prefix="zw-bench-ingest-"))
-    broker = services.start_mosquitto(work / "mosquitto", conf_extra="max_queued_messages 0\nmax_queued_bytes 0\n")
+    broker = services.start_mosquitto(work / "mosquitto")   # the queue limits render-mosquitto writes
     vm_direct = services.start_victoriametrics(work / "vm-direct")
     vm = services.start_victoriametrics(work / "vm")
     collector = None

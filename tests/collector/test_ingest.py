@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import wire
-from collector.ingest import SeqTracker, parse_entry
+from collector.ingest import SeqRanges, SeqTracker, parse_entry
 from zwqueue import Entry
 
 
@@ -66,7 +70,7 @@ def test_events_ahead_of_data_are_not_gaps_once_the_data_arrive() -> None:
     t.first_time("z/p1", 1, 3)
     t.first_time("z/p1", 1, 4)
     assert t.gaps("z/p1") == 0
-    assert t.state[("z/p1", 1)].above == set()  # contiguous again: nothing kept in memory
+    assert t.state[("z/p1", 1)].above.ranges() == []  # contiguous again: nothing kept in memory
 
 
 def test_long_missing_seqs_are_given_up_as_lost_and_still_counted() -> None:
@@ -75,7 +79,7 @@ def test_long_missing_seqs_are_given_up_as_lost_and_still_counted() -> None:
     for s in range(5, 30):  # 2, 3, 4 never arrive (dropped by the probe's spool bounds)
         t.first_time("z/p1", 1, s)
     st = t.state[("z/p1", 1)]
-    assert t.gaps("z/p1") == 3 and st.lost == 3 and st.above == set()
+    assert t.gaps("z/p1") == 3 and st.lost == 3 and st.above.ranges() == []
     assert t.first_time("z/p1", 1, 3) is False  # too late: already given up
 
 
@@ -89,6 +93,187 @@ def test_bookkeeping_survives_a_restart() -> None:
     assert again.first_time("z/p1", 1, 4) is False
     assert again.first_time("z/p1", 1, 3) is True
     assert again.gaps("z/p1") == 0
+
+
+def state(t: SeqTracker, key: tuple[str, int] = ("z/p1", 1)) -> tuple[int, int, list[tuple[int, int]]]:
+    st = t.state[key]
+    return st.watermark, st.lost, st.above.ranges()
+
+
+def test_after_a_hole_later_seqs_are_one_range_and_the_hole_one_gap() -> None:
+    t = tracker()
+    assert all(t.first_time("z/p1", 1, s) for s in (1, *range(3, 20_003)))  # 2 is late
+    assert t.gaps("z/p1") == 1
+    assert state(t) == (1, 0, [(3, 20_002)])
+    rows, gaps = t.snapshot()
+    assert rows == [("z/p1", 1, 1, 0, "[[3,20002]]")] and gaps == {"z/p1": 1}  # one pair, not 20,000 seqs
+    assert t.first_time("z/p1", 1, 2) is True
+    assert state(t) == (20_002, 0, []) and t.gaps("z/p1") == 0
+
+
+def test_late_seqs_fill_their_holes_and_the_watermark_moves_over_everything() -> None:
+    t = tracker()
+    for s in (1, 3, 5, 6, 7, 9):
+        t.first_time("z/p1", 1, s)
+    assert state(t) == (1, 0, [(3, 3), (5, 7), (9, 9)]) and t.gaps("z/p1") == 3  # 2, 4, 8
+    assert t.first_time("z/p1", 1, 4) is True  # joins the ranges on either side
+    assert state(t) == (1, 0, [(3, 7), (9, 9)]) and t.gaps("z/p1") == 2
+    assert t.first_time("z/p1", 1, 2) is True
+    assert state(t) == (7, 0, [(9, 9)]) and t.gaps("z/p1") == 1
+    assert t.first_time("z/p1", 1, 8) is True
+    assert state(t) == (9, 0, []) and t.gaps("z/p1") == 0
+
+
+def test_a_seq_inside_a_range_or_at_or_below_the_watermark_is_a_repeat() -> None:
+    t = tracker()
+    for s in (1, 2, 5, 6, 7):
+        t.first_time("z/p1", 1, s)
+    t.snapshot()
+    assert [t.is_repeat("z/p1", 1, s) for s in range(0, 9)] == [True, True, True, False, False,
+                                                                 True, True, True, False]
+    assert [t.first_time("z/p1", 1, s) for s in (0, 1, 2, 5, 6, 7)] == [False] * 6
+    assert t.snapshot() == ([], {})  # a repeat changes nothing, so nothing is written again
+    assert t.gaps("z/p1") == 2
+
+
+def test_give_up_counts_exactly_the_lost_seqs_when_holes_straddle_the_floor() -> None:
+    t = tracker(window=10)
+    for s in (1, 3, 5, *range(7, 13)):
+        t.first_time("z/p1", 1, s)
+    assert t.gaps("z/p1") == 3  # 2, 4, 6: still missing, not lost
+    assert t.first_time("z/p1", 1, 20) is True  # 20 - 10: everything up to 10 is seen or given up
+    # lost: 2, 4, 6; the range 7..12 across the floor keeps 11, 12, and the watermark moves over them
+    assert state(t) == (12, 3, [(20, 20)])
+    assert t.gaps("z/p1") == 3 + 7  # the lost ones, and 13..19 still missing
+    assert [t.first_time("z/p1", 1, s) for s in (2, 4, 6, 10, 12)] == [False] * 5
+    assert t.first_time("z/p1", 1, 13) is True
+
+
+def test_a_jump_far_beyond_the_window_gives_up_everything_below_it_at_once() -> None:
+    t = tracker(window=10)
+    for s in (1, 3):
+        t.first_time("z/p1", 1, s)
+    assert t.first_time("z/p1", 1, 1_000_000) is True
+    assert state(t) == (999_990, 999_988, [(1_000_000, 1_000_000)])  # 2 and 4..999,990 lost
+    assert t.gaps("z/p1") == 999_999 - 2  # every seq below the top but 1 and 3
+    assert t.is_repeat("z/p1", 1, 999_990) and not t.is_repeat("z/p1", 1, 999_991)
+
+
+def test_state_in_the_old_format_loads_and_gives_the_same_answers() -> None:
+    db = sqlite3.connect(":memory:")
+    t = SeqTracker(db)
+    for s in (1, 3, 4, 6, 9):
+        t.first_time("z/p1", 1, s)
+    t.store(t.snapshot()[0])
+    # what the set-based bookkeeping stored: the seqs above the watermark, one by one
+    db.execute("UPDATE seqstate SET above = ?", (json.dumps([3, 4, 6, 9]),))
+    old = SeqTracker(db)
+    assert state(old) == state(t) == (1, 0, [(3, 4), (6, 6), (9, 9)])
+    assert old.gaps("z/p1") == t.gaps("z/p1") == 4
+    assert [old.is_repeat("z/p1", 1, s) for s in range(12)] == [t.is_repeat("z/p1", 1, s) for s in range(12)]
+    assert [old.first_time("z/p1", 1, s) for s in (2, 3, 5, 7, 8)] == [True, False, True, True, True]
+    assert state(old) == (9, 0, []) and old.gaps("z/p1") == 0
+    old.store(old.snapshot()[0])
+    assert db.execute("SELECT above FROM seqstate").fetchall() == [("[]",)]  # written back as ranges
+    mended = SeqRanges.from_json("[9, [3, 4], 6, [4, 5]]")  # unsorted, overlapping: still the seqs they name
+    assert mended.ranges() == [(3, 6), (9, 9)] and len(mended) == 5
+
+
+def test_state_round_trips_through_snapshot_and_store() -> None:
+    db = sqlite3.connect(":memory:")
+    t = SeqTracker(db, window=100)
+    for s in (1, 2, 4, 7, 8, 9, 300):  # a give-up too: 3..200 lost but the ones seen
+        t.first_time("z/p1", 1, s)
+    for s in (5, 6, 10):
+        t.first_time("z/p1", 2, s)
+    t.first_time("z/p2", 1, 1)
+    t.store(t.snapshot()[0])
+    again = SeqTracker(db, window=100)
+    assert {key: state(again, key) for key in again.state} == {key: state(t, key) for key in t.state}
+    assert [again.gaps(p) for p in ("z/p1", "z/p2")] == [t.gaps(p) for p in ("z/p1", "z/p2")]
+    assert state(again, ("z/p1", 1)) == (200, 194, [(300, 300)]) and again.gaps("z/p1") == 194 + 99 + 7
+    for key in t.state:
+        assert [again.is_repeat(*key, s) for s in range(320)] == [t.is_repeat(*key, s) for s in range(320)]
+
+
+class NaiveSeqs:
+    """The reference for the property test: every seq seen in a set, and the give-up rule written plainly."""
+
+    def __init__(self, window: int) -> None:
+        self.window, self.seen, self.given_up, self.lost = window, set[int](), 0, 0  # given up: up to here
+
+    def is_repeat(self, seq: int) -> bool:
+        return seq <= self.given_up or seq in self.seen
+
+    def first_time(self, seq: int) -> bool:
+        if self.is_repeat(seq):
+            return False
+        self.seen.add(seq)
+        floor = max(self.seen) - self.window
+        if floor > self.given_up:  # more than window newer seqs: give up on everything missing up to floor
+            self.lost += sum(1 for s in range(self.given_up + 1, floor + 1) if s not in self.seen)
+            self.given_up = floor
+        return True
+
+    @property
+    def top(self) -> int:
+        return max(self.seen, default=0)
+
+    @property
+    def first_missing(self) -> int:
+        s = self.given_up + 1
+        while s in self.seen:
+            s += 1
+        return s
+
+    def gaps(self) -> int:
+        return self.lost + sum(1 for s in range(self.given_up + 1, self.top + 1) if s not in self.seen)
+
+
+SEQ_STEPS = st.lists(st.one_of(
+    st.tuples(st.just("run"), st.sampled_from([1, 2]), st.integers(1, 12)),  # the next n seqs, in order
+    st.tuples(st.just("hole"), st.sampled_from([1, 2]), st.integers(2, 17)),  # within the window, or just past
+    st.tuples(st.just("edge"), st.sampled_from([1, 2]), st.integers(0, 12)),  # gives up n from the first hole on
+    st.tuples(st.just("near"), st.sampled_from([1, 2]), st.integers(-40, 40)),  # late, repeats, past the window
+    st.tuples(st.just("far"), st.sampled_from([1, 2]), st.integers(-1000, 1000)),  # big jumps either way
+    st.tuples(st.just("at"), st.sampled_from([1, 2]), st.integers(-2, 60)),  # early seqs again, 0 and below
+    st.tuples(st.sampled_from(["restart", "restart in the old format"]), st.just(1), st.just(0)),
+), min_size=10, max_size=100)
+
+
+def assert_agree(t: SeqTracker, models: dict[int, NaiveSeqs]) -> None:
+    for origin, m in models.items():
+        for s in (*range(max(1, m.given_up - 2), m.top + 3), m.top + 1000):  # (an origin never seen: no repeat)
+            assert t.is_repeat("z/p1", origin, s) == m.is_repeat(s), (origin, s)
+        st = t.state.get(("z/p1", origin))
+        assert (st.lost if st else 0) == m.lost
+    assert t.gaps("z/p1") == sum(m.gaps() for m in models.values())
+
+
+@settings(max_examples=int(os.environ.get("ZW_FUZZ_EXAMPLES", "200")), deadline=None)
+@given(window=st.integers(0, 16), steps=SEQ_STEPS)
+def test_seq_tracker_agrees_with_a_plain_set_of_seen_seqs(window: int, steps: list[tuple[str, int, int]]) -> None:
+    db = sqlite3.connect(":memory:")
+    t = SeqTracker(db, window=window)
+    models = {1: NaiveSeqs(window), 2: NaiveSeqs(window)}  # two origins of one probe
+    for kind, origin, n in steps:
+        model = models[origin]
+        if kind.startswith("restart"):
+            t.store(t.snapshot()[0])
+            if kind == "restart in the old format":  # as the set-based bookkeeping wrote it
+                for rowid, above in db.execute("SELECT rowid, above FROM seqstate").fetchall():
+                    ranges = [r if isinstance(r, list) else [r, r] for r in json.loads(above)]  # if old already
+                    old = [s for lo, hi in ranges for s in range(lo, hi + 1)]
+                    db.execute("UPDATE seqstate SET above = ? WHERE rowid = ?", (json.dumps(old), rowid))
+            t = SeqTracker(db, window=window)
+            assert_agree(t, models)
+            continue
+        top = model.top
+        seqs = {"at": [n], "run": list(range(top + 1, top + n + 1)),
+                "edge": [model.first_missing + window + n - 1]}.get(kind, [top + n])
+        for seq in seqs:
+            assert t.first_time("z/p1", origin, seq) == model.first_time(seq), (kind, origin, seq)
+            assert_agree(t, models)
 
 
 def test_events_are_stored_as_the_event_measurement() -> None:

@@ -161,7 +161,7 @@ def test_bundle_generates_private_passwords_once_and_keeps_them(tmp_path: Path) 
     secrets = out / "secrets"
     assert sorted(p.name for p in secrets.iterdir()) == ["collector", "gate.a-1", "p1", "p2"]
     assert {w.path.name for w in written} == {"collector", "gate.a-1", "p1", "p2", "passwd", "acl",
-                                              "mosquitto-listener.conf"}
+                                              "mosquitto-listener.conf", "mosquitto-limits.conf"}
     assert _mode(secrets) == 0o700
     assert {_mode(p) for p in secrets.iterdir()} == {0o600}
     assert _mode(out / "passwd") == 0o600
@@ -174,7 +174,7 @@ def test_bundle_generates_private_passwords_once_and_keeps_them(tmp_path: Path) 
     assert f"password_file {out.resolve()}/passwd\n" in listener
     # a second run keeps every password and reports no new one
     again = mosquitto.write_bundle(inventory(), out, TLS, broker_dir="/etc/mosquitto/zw")
-    assert [w.path.name for w in again] == ["passwd", "acl", "mosquitto-listener.conf"]
+    assert [w.path.name for w in again] == ["passwd", "acl", "mosquitto-listener.conf", "mosquitto-limits.conf"]
     assert (secrets / "p1").read_text().strip() == p1
     assert _password_of((out / "passwd").read_text(), "p1", p1)
     assert "acl_file /etc/mosquitto/zw/acl\n" in (out / "mosquitto-listener.conf").read_text()
@@ -190,7 +190,7 @@ def test_bundle_takes_passwords_from_a_secrets_folder_and_names_what_is_missing(
     (given / "gate.a-1").write_text("pw-of-gate\n")
     written = mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
     assert not (tmp_path / "out" / "secrets").exists()
-    assert len(written) == 3
+    assert len(written) == 4
     passwd = (tmp_path / "out" / "passwd").read_text()
     assert _password_of(passwd, "gate.a-1", "pw-of-gate")
     assert _password_of(passwd, "collector", "pw-of-collector")
@@ -218,6 +218,28 @@ def test_command_writes_the_files_and_never_prints_a_password(tmp_path: Path,
     listener = (out / "mosquitto-listener.conf").read_text()
     assert "listener 8884\n" in listener and "cafile /ca.crt\n" in listener
     assert "require_certificate true\n" in listener
+    # Three probes at 2 messages/s for 30 min: the broker's default of 1,000 would drop all but a few minutes.
+    limits = (out / "mosquitto-limits.conf").read_text()
+    assert "max_queued_messages 10800\n" in limits and f"max_queued_bytes {10800 * 4608}\n" in limits
+    assert "47 MiB" in limits
+
+
+def test_the_queue_limits_are_sized_by_the_fleet_and_the_outage_they_must_bridge(tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str],
+                                                                                 ) -> None:
+    sizing = mosquitto.QueueSizing(probes=200, rate=2.0, hold_s=3600)
+    assert (sizing.messages, sizing.bytes) == (1_440_000, 1_440_000 * 4608)
+    assert mosquitto.QueueSizing(probes=0, hold_s=10).messages == 1000   # never below mosquitto's own default
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    (tmp_path / "collector.yaml").write_text(f"inventory: inventory.yaml\nstorage: {{type: sqlite, path: "
+                                             f"'{tmp_path / 'zw.db'}'}}\n")
+    code = cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(tmp_path / "b"),
+                     "--hold", "2h", "--probe-rate", "0.5"])
+    assert code == 0, capsys.readouterr().err
+    assert "max_queued_messages 10800\n" in (tmp_path / "b" / "mosquitto-limits.conf").read_text()
+    code = cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(tmp_path / "b"),
+                     "--hold", "2 hours"])
+    assert code == 2 and "render-mosquitto: --hold: " in capsys.readouterr().err
 
 
 def test_command_without_inventory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,12 +22,12 @@ pytestmark = pytest.mark.integration
 
 SCENARIO = [  # what the NOC's receiver must get, in this order per alert
     "firing LinkDown carrier=452-04 area=logistics site=pop-dv device=sw-core link=vt-primary",
-    "firing RedundancyLost carrier=452-04 group=vt-fibre",
+    "firing RedundancyLost carrier=452-04 area=logistics site=pop-dv group=vt-fibre",
     "firing PowerOnBattery carrier=452-04 area=gate-a site=bts-dv-01 device=ups-01",
     "firing PowerOnBattery carrier=452-02 area=gate-a site=bts-dv-01 device=ups-01",
     "firing CoverageHole carrier=452-02 area=gate-a",
     "resolved LinkDown carrier=452-04 area=logistics site=pop-dv device=sw-core link=vt-primary",
-    "resolved RedundancyLost carrier=452-04 group=vt-fibre",
+    "resolved RedundancyLost carrier=452-04 area=logistics site=pop-dv group=vt-fibre",
     "resolved PowerOnBattery carrier=452-04 area=gate-a site=bts-dv-01 device=ups-01",
     "resolved PowerOnBattery carrier=452-02 area=gate-a site=bts-dv-01 device=ups-01",
     "resolved CoverageHole carrier=452-02 area=gate-a",

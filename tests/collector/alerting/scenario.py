@@ -18,6 +18,8 @@ A scenario file (``scenarios/*.yaml``) reads top to bottom like an incident time
         arrive: 9m                            # or: all of it arrives then, in one batch (a spooled backlog)
       - status: {probe: p1}                   # the retained status: 1 online, 0 offline (the last will),
         values: "1x10 0x10"                   # ``stopping`` (a planned stop); sent when it changes
+      - gaps: {probe: p1}                     # the ingest's count of the probe's seq gaps, as it tells the
+        values: "0x6 150x4"                   # engine (``Facts.observe_gaps``); one value per step
       - event: link_down                      # one event (a trap), sent at once
         at: 2m
         probe: p1
@@ -136,6 +138,7 @@ class Scenario:
     config: AlertingConfig
     inventory: Inventory
     arrivals: list[tuple[int, int, wire.Batch]] = field(default_factory=list)  # (arrival, order, batch)
+    gaps: list[tuple[int, str, int]] = field(default_factory=list)  # (arrival, probe, seq gaps)
     restarts: list[int] = field(default_factory=list)
     expect: list[Step] = field(default_factory=list)
 
@@ -205,6 +208,10 @@ def _inputs(scenario: Scenario, entries: list[dict[str, Any]]) -> None:
         delay = _seconds(entry.get("delay", "0s"), f"{where}.delay")
         arrive = _seconds(entry["arrive"], f"{where}.arrive") if "arrive" in entry else None
         every = _seconds(entry["every"], f"{where}.every") if "every" in entry else scenario.interval_ns
+        if kind == "gaps":
+            scenario.gaps += [(step * every + delay, probe, int(value)) for step, value in enumerate(values)
+                              if value is not None]
+            continue
         if kind == "status":
             previous = None
             for step, value in enumerate(values):
@@ -278,6 +285,7 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
     expect = sorted(scenario.expect, key=lambda s: s.at_ns)
     last = max(step.at_ns for step in expect)
     pending = list(scenario.arrivals)
+    counts = sorted(scenario.gaps)
     checked_until = -1
     t = 0
     try:
@@ -289,6 +297,9 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
             while pending and pending[0][0] <= t:
                 arrival, _, batch = pending.pop(0)
                 facts.observe(batch, T0 + arrival)
+            while counts and counts[0][0] <= t:   # the preparer counts after the intake took the batches
+                arrival, probe, gaps = counts.pop(0)
+                facts.observe_gaps(probe, gaps, T0 + arrival)
             evaluation = evaluate(facts, scenario.inventory, settings, T0 + t)
             outcome.evaluations[t] = evaluation
             for note in tracker.update(evaluation, T0 + t):

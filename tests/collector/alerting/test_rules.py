@@ -515,3 +515,18 @@ def test_a_modem_without_registration_state_or_carrier_tag_is_read_as_the_invent
     assert unknown(ev, alertname="NoService", zone="dv", area="gate-a", carrier="452-02")
     assert unknown(ev, alertname="CoverageHole", zone="dv", area="gate-a", carrier="452-04")  # p1's modem: nothing
     assert not any(m.get("area") == "port" for m in ev.unknown)                 # no modem there at all
+
+
+def test_data_loss_names_how_many_batches_one_episode_lost() -> None:
+    feed = Feed()
+    feed.facts.observe_gaps("p1", 12, T0)                 # history before the collector counted: no news
+    feed.facts.observe_gaps("p1", 162, T0 + 60 * S)       # 150 lost while the collector was away
+    feed.send("p1", 61, wire.Sample("probe", {}, {"up": True, "spool_depth": 0}, T0 + 61 * S))
+    (loss,) = found(feed.evaluate(62), "DataLoss", probe="p1")
+    assert loss.labels["severity"] == "warning" and "carrier" not in loss.labels   # the NOC's
+    assert loss.annotations["summary"] == "Probe p1 lost 150 batches of data"
+    assert "162 in all" in loss.annotations["description"]
+    feed.facts.observe_gaps("p1", 169, T0 + 120 * S)      # more within the same episode: counted together
+    feed.send("p1", 121, wire.Sample("probe", {}, {"up": True, "spool_depth": 0}, T0 + 121 * S))
+    (loss,) = found(feed.evaluate(122), "DataLoss", probe="p1")
+    assert loss.annotations["summary"] == "Probe p1 lost 157 batches of data"

@@ -1,0 +1,174 @@
+"""The broker's queue for the collector, at its limit: what it drops is counted and paged, never silent.
+
+Real mosquitto (persistence on), a real collector process (SQLite store, alerting with a NOC webhook) and
+a probe publishing agent-shaped batches over MQTT (QoS 1, one batch per source poll, consecutive seqs,
+then its self-report with its spool depth), as the agent does. The collector is stopped while the probe
+publishes, so everything waits in the collector's persistent session at the broker:
+
+- with a queue smaller than the outage needs, the broker keeps the first messages and drops the rest (the
+  probe already had its acknowledgement: its spool forgot them). The collector counts every dropped batch as
+  a seq gap and, once the probe says its spool is empty, pages DataLoss to the NOC with the count;
+- with the queue ``render-mosquitto`` sizes for the fleet and the outage, the same outage loses nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent import wire
+from collector.mosquitto import QueueSizing
+from tests import services
+from tests.services import WebhookServer
+
+pytestmark = pytest.mark.integration
+
+WAIT = 30.0
+ZONE, PROBE = "lim", "p1"
+T0 = 1_796_000_000 * 10**9
+OUTAGE = 1500         # batches the probe publishes while the collector is down: more than mosquitto's default
+SMALL_QUEUE = 50      # what the undersized broker keeps of them (its queue holds 1,000 by default)
+
+
+def batch(seq: int, spool_depth: int | None = None) -> bytes:
+    """One batch as the agent sends it: an SNMP poll of one device and 20 interfaces, or its self-report."""
+    t = T0 + seq * 10**9
+    if spool_depth is not None:
+        samples = (wire.Sample("probe", {}, {"up": True, "spool_depth": spool_depth, "rss_mb": 41.0}, t),)
+    else:
+        samples = (wire.Sample("device", {"device": "sw-01", "site": "pop"}, {"up": True, "uptime_s": 1e5 + seq}, t),
+                   *(wire.Sample("interface", {"device": "sw-01", "ifname": f"ge-0/0/{i}"},
+                                 {"oper_up": True, "admin_up": True, "in_octets": 10**9 + seq, "out_octets": 10**8,
+                                  "in_errors": 0, "out_errors": 0, "speed_mbps": 1000}, t) for i in range(20)))
+    return wire.encode(wire.Batch(ZONE, PROBE, seq, t, samples))
+
+
+class Probe:
+    """A paho client publishing like the agent (QoS 1, waiting for each acknowledgement)."""
+
+    def __init__(self, port: int) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe-p1", protocol=mqtt.MQTTv5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.topic = wire.topic(ZONE, PROBE, "data")
+
+    def publish(self, payload: bytes) -> None:
+        self.client.publish(self.topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Centre:
+    """Broker, collector and the NOC's webhook; ``close()`` stops them all."""
+
+    def __init__(self, tmp: Path, queue_extra: str) -> None:
+        self.tmp = tmp
+        self.started: list[object] = []
+        try:
+            self.hooks = WebhookServer().start()
+            self.started.append(self.hooks)
+            self.broker = services.start_mosquitto(tmp / "mosquitto", conf_extra=queue_extra,
+                                                   limits=QueueSizing(probes=1))
+            self.started.append(self.broker)
+            (tmp / "inventory.yaml").write_text(f"zones: {{{ZONE}: {{name: Limits, areas: [a]}}}}\n"
+                                                f"probes: {{{PROBE}: {{zone: {ZONE}, area: a}}}}\n")
+            (tmp / "collector.yaml").write_text(
+                f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, client_id: zw-limits}}\n"
+                f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
+                f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{enabled: false}}\ninventory: inventory.yaml\n"
+                f"alerting:\n  interval: 500ms\n  restart_grace: 0s\n  settings: {{probe_timeout: 1h}}\n"
+                f"  delivery: direct\n  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
+            self.collector = self.start_collector()
+            self.probe = Probe(self.broker.port)
+        except BaseException:
+            self.close()
+            raise
+
+    def start_collector(self) -> services.Service:
+        log = self.tmp / "collector" / "collector.log"
+        seen = log.read_text().count("collector subscribed") if log.exists() else 0
+        service = services.start_zonewatch("collector", ["-c", str(self.tmp / "collector.yaml"), "run"],
+                                           self.tmp / "collector",
+                                           ready=lambda: log.read_text().count("collector subscribed") > seen)
+        self.started.append(service)
+        return service
+
+    def stored(self, sql: str) -> int:
+        try:
+            with sqlite3.connect(f"file:{self.tmp / 'store.db'}?mode=ro", uri=True) as db:
+                return int(db.execute(sql).fetchone()[0] or 0)
+        except sqlite3.Error:
+            return -1
+
+    def interfaces(self) -> int:
+        """Interface points stored (20 per data batch)."""
+        return self.stored("SELECT count(*) FROM points JOIN series ON series.id = series_id "
+                           "WHERE measurement = 'interface' AND field = 'oper_up'")
+
+    def gaps(self) -> int:
+        """The newest seq_gaps the collector stored for the probe."""
+        return self.stored("SELECT value FROM points JOIN series ON series.id = series_id WHERE "
+                           "measurement = 'probe' AND field = 'seq_gaps' ORDER BY time_ns DESC LIMIT 1")
+
+    def outage(self) -> None:
+        """Run the probe through a collector outage: 5 batches, OUTAGE while it is down, then its report."""
+        for seq in range(1, 6):
+            self.probe.publish(batch(seq))
+        services.wait_for(lambda: self.interfaces() == 5 * 20, WAIT, "the first batches stored")
+        self.collector.stop()
+        for seq in range(6, 6 + OUTAGE):
+            self.probe.publish(batch(seq))
+        self.collector = self.start_collector()
+        self.probe.publish(batch(6 + OUTAGE, spool_depth=0))   # nothing left in its spool: all was sent
+
+    def close(self) -> None:
+        if hasattr(self, "probe"):
+            self.probe.close()
+        for part in reversed(self.started):
+            part.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def undersized(tmp_path: Path) -> Iterator[Centre]:
+    centre = Centre(tmp_path, f"max_queued_messages {SMALL_QUEUE}\n")   # after the rendered limits: it wins
+    try:
+        yield centre
+    finally:
+        centre.close()
+
+
+@pytest.fixture
+def sized(tmp_path: Path) -> Iterator[Centre]:
+    centre = Centre(tmp_path, "")
+    try:
+        yield centre
+    finally:
+        centre.close()
+
+
+def test_what_the_broker_drops_at_its_limit_is_counted_and_pages_data_loss(undersized: Centre) -> None:
+    undersized.outage()
+    kept = 5 + SMALL_QUEUE
+    services.wait_for(lambda: undersized.gaps() == OUTAGE - SMALL_QUEUE, WAIT,
+                      f"{OUTAGE - SMALL_QUEUE} seq gaps counted (stored {undersized.gaps()})")
+    assert undersized.interfaces() == kept * 20    # the broker kept the first SMALL_QUEUE of the outage
+    services.wait_for(lambda: ("firing", "DataLoss") in undersized.hooks.alerts("/noc"), WAIT, "DataLoss to the NOC")
+    (loss,) = [a for h in undersized.hooks.at("/noc") for a in h.body["alerts"]
+               if a["labels"]["alertname"] == "DataLoss"]
+    assert loss["status"] == "firing" and loss["labels"]["probe"] == PROBE
+    assert loss["annotations"]["summary"] == f"Probe {PROBE} lost {OUTAGE - SMALL_QUEUE} batches of data"
+
+
+def test_the_queue_render_mosquitto_sizes_bridges_the_same_outage(sized: Centre) -> None:
+    sized.outage()
+    services.wait_for(lambda: sized.interfaces() == (5 + OUTAGE) * 20, WAIT,
+                      f"every batch of the outage stored (stored {sized.interfaces() // 20})")
+    assert sized.gaps() == 0
+    assert [a for h in sized.hooks.at("/noc") for a in h.body["alerts"]] == []
