@@ -3,14 +3,22 @@
 Threads::
 
     intake thread (ingest)  ``offer(messages, now)`` after the messages are committed to the intake queue:
-                            appends to a bounded in-memory list and wakes the engine. Never blocks.
+                            appends status and events to one list, data to another, numbering them in
+                            arrival order, and wakes the engine. Never blocks. Past ``max_backlog`` data
+                            messages it drops the oldest data (counted, logged once a minute); status and
+                            events are never dropped below ``max_backlog`` x 4 (a flood past that is
+                            dropped oldest first, counted and logged as well).
     preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
                             an arrival time (for DataLoss); kept as the latest per probe. Never blocks.
     engine thread           decodes what was offered (independently of the storage writer, so a TSDB
                             outage does not stop alerting), feeds ``Facts``, and evaluates the rules at once
                             when an event or a status change arrived (traps and last wills page within a
                             second), within ``MIN_GAP`` when data arrived (a polled fault pages within a
-                            poll), and every ``interval`` regardless (timeouts, hold times).
+                            poll), and every ``interval`` regardless (timeouts, hold times). Status and
+                            events go first: they are decoded and judged before any data taken with them,
+                            and data is decoded ``SLICE`` messages at a time, so an event that arrives
+                            while a data backlog is being worked through waits for one slice at most.
+                            ``Facts`` keeps the arrival order all the same (the numbers ``offer`` gave).
                             Notifications go to the dispatcher (durable outbox) before the tracker's
                             state is saved: a crash in between sends a notification twice, never loses
                             one. Derived measurements (``alert``, ``redundancy``, ``coverage``) go to
@@ -43,7 +51,12 @@ log = logging.getLogger(__name__)
 STORE_PROBE = "collector"    # the probe name of the batches of derived measurements
 REFRESH_NS = 60 * 10**9      # a firing alert's ``alert`` point is written again at least this often
 MIN_GAP = 0.2                # seconds: data triggers an evaluation at most this often
+SLICE = 2000                 # data messages decoded between two looks for status and events
+URGENT_FACTOR = 4            # status and events kept: max_backlog times this
 DERIVED_REFRESH_NS = 30 * 10**9   # an unchanged ``redundancy``/``coverage`` point is written this often
+
+
+Offered = tuple[str, bytes, int, int]   # topic, payload, arrival time (ns), arrival number
 
 
 class Dispatcher(Protocol):
@@ -65,8 +78,8 @@ class EngineMetrics:
         self.evaluation_seconds = Histogram("zonewatch_alert_evaluation_seconds", "Time one evaluation took",
                                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
         self.dropped = Counter("zonewatch_alert_dropped_messages",
-                               "Messages the engine skipped because it fell behind (stored all the same)",
-                               registry=r)
+                               "Messages the engine skipped because it fell behind (stored all the same), by kind "
+                               "(data; status_events only in a flood)", ["kind"], registry=r)
         self.rejected = Counter("zonewatch_alert_rejected_messages", "Messages the engine could not decode",
                                 registry=r)
         self.notifications = Counter("zonewatch_alert_notifications", "Notifications handed to the receivers",
@@ -92,9 +105,12 @@ class AlertEngine:
         self.tracker = AlertTracker(cfg, cfg.state_path, started_ns=clock())
         self.max_backlog = max_backlog
         self._decode = decode or _default_decode
-        self._backlog: list[tuple[str, bytes, int]] = []
+        self._backlog: list[Offered] = []          # data, oldest first
+        self._urgent_backlog: list[Offered] = []   # status and events, oldest first
+        self._pending: list[Offered] = []          # data taken by the engine thread, not decoded yet
+        self._arrived = 0                          # arrival numbers given so far
+        self._dropped_logged = 0.0                 # when a drop was last logged (monotonic)
         self._gaps: dict[str, tuple[int, int]] = {}   # zone/probe -> (gaps, when counted)
-        self._urgent = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -108,15 +124,41 @@ class AlertEngine:
 
     def offer(self, messages: Sequence[tuple[str, bytes]], now_ns: int) -> None:
         """Take messages committed to the intake queue (topic, payload); never blocks."""
-        urgent = any(not topic.endswith("/data") for topic, _ in messages)
         with self._lock:
-            self._backlog.extend((topic, payload, now_ns) for topic, payload in messages)
-            over = len(self._backlog) - self.max_backlog
-            if over > 0:  # keep the newest: the rules judge the present
-                del self._backlog[:over]
-                self.metrics.dropped.inc(over)
-            self._urgent = self._urgent or urgent
+            for topic, payload in messages:
+                self._arrived += 1
+                kind = self._backlog if topic.endswith("/data") else self._urgent_backlog
+                kind.append((topic, payload, now_ns, self._arrived))
+            dropped = self._bound(self._backlog, self.max_backlog, "data")
+            dropped += self._bound(self._urgent_backlog, self.max_backlog * URGENT_FACTOR, "status_events")
+        if dropped:
+            now = time.monotonic()
+            if now - self._dropped_logged >= 60:
+                self._dropped_logged = now
+                log.warning("alert engine behind: skipped %d of the oldest messages (stored all the same; the "
+                            "rules judge the newest); zonewatch_alert_dropped_messages counts them by kind", dropped)
         self._wake.set()
+
+    def _bound(self, backlog: list[Offered], limit: int, kind: str) -> int:
+        """Drop the oldest of ``backlog`` past ``limit`` (with the lock held); return how many."""
+        over = len(backlog) - limit
+        if over <= 0:
+            return 0
+        del backlog[:over]
+        self.metrics.dropped.labels(kind).inc(over)
+        return over
+
+    def take(self) -> tuple[list[Offered], list[Offered]]:
+        """Return what to decode next (engine thread): every status and event offered, and the next slice
+        of data, ``SLICE`` messages at most, but none while status or events are waiting."""
+        with self._lock:
+            urgent, self._urgent_backlog = self._urgent_backlog, []
+            if not self._pending:
+                self._pending, self._backlog = self._backlog, []
+        if urgent:
+            return urgent, []
+        data, self._pending = self._pending[:SLICE], self._pending[SLICE:]
+        return [], data
 
     def gaps(self, counts: Mapping[str, int], now_ns: int) -> None:
         """Take the ingest's seq gap counts by ``zone/probe``, as of the arrival time ``now_ns``; never blocks."""
@@ -141,19 +183,19 @@ class AlertEngine:
         next_eval = time.monotonic()
         last_eval = 0.0
         while not self._stop.is_set():
-            self._wake.wait(max(0.0, next_eval - time.monotonic()))
+            if not self._pending:   # data still to decode: no waiting
+                self._wake.wait(max(0.0, next_eval - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            urgent, data = self.take()
             with self._lock:
-                taken, self._backlog = self._backlog, []
-                urgent, self._urgent = self._urgent, False
                 counted, self._gaps = self._gaps, {}
             try:
-                self.ingest(taken)
+                self.ingest(urgent or data)
                 for name, (gaps, at_ns) in counted.items():
                     self.facts.observe_gaps(name.partition("/")[2], gaps, at_ns)
-                if taken:  # new evidence: judge it now, at most every MIN_GAP (events at once)
+                if urgent or data:  # new evidence: judge it now, at most every MIN_GAP (events at once)
                     next_eval = min(next_eval, last_eval if urgent else last_eval + MIN_GAP)
                 if time.monotonic() >= next_eval:
                     last_eval = time.monotonic()
@@ -163,15 +205,17 @@ class AlertEngine:
                 log.exception("alert evaluation failed; carrying on")
                 next_eval = time.monotonic() + interval
 
-    def ingest(self, messages: Sequence[tuple[str, bytes, int]]) -> None:
-        """Decode messages and feed the facts (bad ones are counted; the writer reports their reason)."""
-        for topic, payload, arrived_ns in messages:
+    def ingest(self, messages: Sequence[Offered] | Sequence[tuple[str, bytes, int]]) -> None:
+        """Decode messages (topic, payload, arrival time and, from ``take``, arrival number) and feed the facts
+        (bad ones are counted; the writer reports their reason)."""
+        for message in messages:
+            topic, payload, arrived_ns = message[0], message[1], message[2]
             try:
                 batch = self._decode(topic, payload, arrived_ns)
             except wire.WireError:
                 self.metrics.rejected.inc()
                 continue
-            self.facts.observe(batch, arrived_ns)
+            self.facts.observe(batch, arrived_ns, message[3] if len(message) > 3 else None)
 
     def step(self, now_ns: int) -> list[Notification]:
         """Evaluate at ``now_ns``; send, store and return the notifications."""

@@ -260,11 +260,15 @@ class Facts:
 
     # -------------------------------------------------------------------------------------------- feeding
 
-    def observe(self, batch: wire.Batch, now_ns: int) -> None:
-        """Take one decoded batch that arrived at ``now_ns`` (data, events or status, in arrival order)."""
+    def observe(self, batch: wire.Batch, now_ns: int, order: int | None = None) -> None:
+        """Take one decoded batch that arrived at ``now_ns`` (data, events or status).
+
+        ``order`` is its place in the arrival order, when batches are taken out of it (the engine takes
+        status and events ahead of a data backlog): a data batch that arrived before a probe's last will
+        then never makes the probe look back. Without it, batches are taken to come in arrival order."""
         if self.started_ns is None:
             self.started_ns = now_ns
-        self._order += 1
+        self._order = self._order + 1 if order is None else order
         probe = self.probes.get(batch.probe)
         if probe is None:
             probe = self.probes[batch.probe] = ProbeFacts(batch.zone)
@@ -297,7 +301,7 @@ class Facts:
             if loss is None:
                 loss = self.loss[batch.probe] = Loss()
             loss.spool_empty_ns = now_ns
-        if not offline and now_ns >= probe.alive_ns:
+        if not offline and now_ns >= probe.alive_ns and self._order > probe.alive_order:
             if probe.offline or probe.alive_ns == 0 or now_ns - probe.alive_ns > self.probe_timeout_ns:
                 probe.back_ns = now_ns
             probe.alive_ns, probe.alive_order = now_ns, self._order
@@ -331,7 +335,7 @@ class Facts:
         up = sample.fields.get("up")
         if up is None or up:
             return False
-        if sample.time_ns >= probe.alive_ns:
+        if sample.time_ns >= probe.alive_ns and self._order > probe.offline_order:
             probe.offline_order, probe.offline_ns = self._order, now_ns
             probe.planned = sample.fields.get("planned") is True
         return True

@@ -159,12 +159,56 @@ def test_a_failed_hand_over_loses_nothing_the_next_evaluation_sends_it_again(tmp
     assert rig.engine.step(T0 + 12 * S) == []
 
 
-def test_the_backlog_is_bounded_and_keeps_the_newest(tmp_path: Path) -> None:
+def test_the_backlog_is_bounded_and_skips_only_the_oldest_data_never_status_or_events(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig(tmp_path)
     rig.engine.max_backlog = 3
+    rig.engine.offer([("zw/v1/dv/p1/status", b"offline")], T0)
     rig.engine.offer([("zw/v1/dv/p1/data", str(i).encode()) for i in range(5)], T0)
-    assert [p for _, p, _ in rig.engine._backlog] == [b"2", b"3", b"4"]
-    assert rig.engine.metrics.dropped._value.get() == 2
+    rig.engine.offer([("zw/v1/dv/p1/events", b"e")], T0)
+    urgent, data = rig.engine.take()
+    assert [p for _, p, _, _ in urgent] == [b"offline", b"e"] and data == []   # status and events first, all
+    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"2", b"3", b"4"]    # then the newest data
+    assert rig.engine.metrics.dropped.labels("data")._value.get() == 2
+    assert "alert engine behind: skipped 2 of the oldest messages" in caplog.text
+    # Only a flood of status and events past four times the bound loses any of them (counted apart).
+    rig.engine.offer([("zw/v1/dv/p1/events", str(i).encode()) for i in range(14)], T0)
+    urgent, _ = rig.engine.take()
+    assert [p for _, p, _, _ in urgent] == [str(i).encode() for i in range(2, 14)]
+    assert rig.engine.metrics.dropped.labels("status_events")._value.get() == 2
+
+
+def test_data_is_decoded_a_slice_at_a_time_and_status_overtakes_what_is_left(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch,
+                                                                             ) -> None:
+    monkeypatch.setattr("collector.alerting.engine.SLICE", 2)
+    rig = Rig(tmp_path)
+    rig.engine.offer([("zw/v1/dv/p1/data", str(i).encode()) for i in range(5)], T0)
+    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"0", b"1"]
+    rig.engine.offer([("zw/v1/dv/p1/status", b"offline")], T0)
+    assert [p for _, p, _, _ in rig.engine.take()[0]] == [b"offline"]
+    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"2", b"3"]
+    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"4"]
+    assert rig.engine.take() == ([], [])
+
+
+def test_a_last_will_judged_ahead_of_older_data_is_not_undone_by_that_data(tmp_path: Path) -> None:
+    # p1's data arrived, then its last will. The engine takes the will first (ProbeDown at once) and the
+    # data after it: the data is older news and must not make p1 look connected again.
+    rig = Rig(tmp_path)
+    rig.poll(0, True, True)
+    rig.engine.step(T0)
+    batch = wire.Batch("dv", "p1", 9, T0 + 5 * S, (wire.Sample("interface", {"device": "sw", "ifname": "xe-1"},
+                                                               {"oper_up": True}, T0 + 5 * S),))
+    rig.engine.offer([(wire.topic("dv", "p1", "data"), wire.encode(batch))], T0 + 5 * S)
+    rig.engine.offer([(wire.topic("dv", "p1", "status"), wire.STATUS_OFFLINE)], T0 + 6 * S)
+    urgent, _ = rig.engine.take()
+    rig.engine.ingest(urgent)
+    assert [n.labels["alertname"] for n in rig.engine.step(T0 + 6 * S)] == ["ProbeDown"]
+    _, data = rig.engine.take()
+    rig.engine.ingest(data)
+    assert rig.engine.step(T0 + 7 * S) == []   # still down: no resolve
+    assert [a.labels["alertname"] for a in rig.engine.tracker.firing()] == ["ProbeDown"]
 
 
 def test_a_message_the_engine_cannot_decode_is_counted_and_skipped(tmp_path: Path) -> None:
