@@ -1,12 +1,20 @@
 """Ingest: MQTT in, durable intake queue, storage out. Nothing is acknowledged before it is on disk.
 
+Two broker sessions: data comes through the collector's main session (``mqtt.client_id``, ``mqtt.username``);
+status and events through a second one, ``<client_id>-urgent`` logged in as ``<username>-urgent`` (same
+password; ``render-mosquitto`` writes that user), so that at the broker they never queue behind a data
+backlog: a last will or a trap published while the collector works through an hour of data reaches it at
+once. The broker keeps both sessions' queues while the collector is down.
+
 Threads::
 
-    paho network thread   on_message: hand (mid, qos, topic, payload) to the intake thread. Never blocks on
-                          disk or storage (a full hand-over queue blocks paho: back-pressure to the broker).
+    paho network threads  on_message: hand (client, mid, qos, topic, payload) to the intake thread. Never
+                          blocks on disk or storage (a full data hand-over queue blocks paho: back-pressure
+                          to the broker; status and events have a hand-over queue of their own).
     intake thread         commits what arrived to the intake queue (zwqueue.DiskQueue, SQLite WAL, one
-                          transaction for everything taken at once), then calls ``on_arrival`` (the alert
-                          engine) and sends the QoS 1 acknowledgements in the order the messages arrived.
+                          transaction for everything taken at once; status and events taken first, in a
+                          transaction of their own), then calls ``on_arrival`` (the alert engine) and sends
+                          the QoS 1 acknowledgements in the order the messages arrived.
     preparer thread       takes entries from the intake queue in order, through its own read-only
                           connection (so it never waits for the intake's commits); decodes and checks them
                           with agent.wire (a bad one is rejected and counted by reason, never fatal); drops
@@ -75,6 +83,7 @@ from agent import wire
 from collector.cardinality import Refused, SeriesLimit
 from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
+from collector.mosquitto import URGENT_SUFFIX   # the status and events session's client id and username suffix
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
 from collector.threads import named
@@ -344,10 +353,33 @@ def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[w
 
 @dataclass(slots=True)
 class _Arrival:
+    client: mqtt.Client
     mid: int
     qos: int
     topic: str
     payload: bytes
+
+
+@dataclass
+class _Session:
+    """One of the collector's two broker sessions (paho's user data for its client)."""
+
+    client_id: str
+    kinds: tuple[wire.Kind, ...]
+    arrivals: queue.Queue[_Arrival]
+    connected: bool = False
+    subscribed: bool = False
+
+
+def _drain(arrivals: queue.Queue[_Arrival], most: int) -> list[_Arrival]:
+    """Return up to ``most`` arrivals waiting in ``arrivals``, without waiting."""
+    out: list[_Arrival] = []
+    while len(out) < most:
+        try:
+            out.append(arrivals.get_nowait())
+        except queue.Empty:
+            break
+    return out
 
 
 Item = wire.Batch | Encoded  # what a part stores of one message: encoded already only for a LineWriter
@@ -399,7 +431,9 @@ class Ingest:
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
         self._lines: LineWriter | None = writer if takes_lines(writer) else None  # the fast path's writer
         intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
-        self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)
+        self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)          # data
+        self._urgent_arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)   # status and events
+        self._arrived = threading.Event()
         self._to_send: queue.Queue[_Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
         self._to_commit: queue.Queue[_Part] = queue.Queue()
         self._in_flight = 0  # parts made by the preparer and not yet committed
@@ -411,22 +445,34 @@ class Ingest:
         self._threads = [named(self._intake_loop, "zw-intake"), named(self._prepare_loop, "zw-prepare"),
                          named(self._send_loop, "zw-send"), named(self._commit_loop, "zw-commit")]
         self._complaints: dict[tuple[str, str], float] = {}
+        client_id = cfg.client_id or "zonewatch-collector"
+        self.client = self._client(client_id, cfg.username, ("data",), self._arrivals)
+        self.urgent_client = self._client(f"{client_id}{URGENT_SUFFIX}",
+                                          f"{cfg.username}{URGENT_SUFFIX}" if cfg.username else None,
+                                          ("status", "events"), self._urgent_arrivals)
+        self.connected = threading.Event()    # both sessions are connected
+        self.subscribed = threading.Event()   # both sessions are subscribed
+        self._sessions: dict[mqtt.Client, _Session] = {}
+
+    def _client(self, client_id: str, username: str | None, kinds: tuple[wire.Kind, ...],
+                arrivals: queue.Queue[_Arrival]) -> mqtt.Client:
+        """Return a paho client for one of the two sessions, taking ``kinds`` of every zone into ``arrivals``."""
+        cfg = self.cfg
         v5 = cfg.protocol == "5"
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=cfg.client_id or "zonewatch-collector",
-                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                                  clean_session=None if v5 else False, manual_ack=True)
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                             clean_session=None if v5 else False, manual_ack=True)
+        if username:
+            client.username_pw_set(username, cfg.password.get_secret_value() if cfg.password else None)
         if cfg.tls:
-            self.client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
-        self.client.max_inflight_messages_set(1000)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.client.on_disconnect = self._on_disconnect
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
+            client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
+        client.max_inflight_messages_set(1000)
+        client.user_data_set(_Session(client_id, kinds, arrivals))
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
 
     def start(self) -> None:
         """Start the intake and writer threads and connect (in the background)."""
@@ -448,17 +494,21 @@ class Ingest:
             props.SessionExpiryInterval = 7 * 86400  # the broker keeps our queue for a week
             props.ReceiveMaximum = 1000  # unacknowledged deliveries the broker may have out to us
             kwargs["clean_start"] = False
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive),
-                                  properties=props, **kwargs)
-        self.client.loop_start()
+        for client in (self.urgent_client, self.client):
+            client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive),
+                                 properties=props, **kwargs)
+            client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit and acknowledge what arrived, write what can be written in ``timeout``, disconnect."""
         deadline = time.monotonic() + timeout
         self.connected.clear()
-        self.client.disconnect()
-        self.client.loop_stop()
-        while not self._arrivals.empty() and time.monotonic() < deadline:
+        for session in self._all_sessions():
+            session.connected = False   # a disconnect on purpose: nothing to warn about
+        for client in (self.client, self.urgent_client):
+            client.disconnect()
+            client.loop_stop()
+        while not (self._arrivals.empty() and self._urgent_arrivals.empty()) and time.monotonic() < deadline:
             time.sleep(0.02)
         while self.intake.depth() and time.monotonic() < deadline:
             self._wake_writer.set()
@@ -472,48 +522,61 @@ class Ingest:
 
     # paho's network thread -----------------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.error("broker %s:%s refused the collector: %s", self.cfg.host, self.cfg.port, reason)
+            log.error("broker %s:%s refused the collector (session %s): %s", self.cfg.host, self.cfg.port,
+                      session.client_id, reason)
             return
-        filters = [(wire.subscription(kind, zone), 1) for zone in self.zones for kind in ("status", "data", "events")]
-        client.subscribe(filters)
-        log.info("collector connected to %s:%s (session present: %s)", self.cfg.host, self.cfg.port,
-                 getattr(flags, "session_present", "?"))
-        self.connected.set()
+        mine = [(wire.subscription(kind, zone), 1) for zone in self.zones for kind in session.kinds]
+        client.subscribe(mine)
+        # A session kept from before (one session for everything, or the other kinds) may still hold
+        # subscriptions to the other session's topics: drop them, so nothing comes twice.
+        others = [wire.subscription(kind, zone) for zone in self.zones for kind in ("status", "data", "events")
+                  if kind not in session.kinds]
+        client.unsubscribe(others)
+        log.info("collector connected to %s:%s (session %s present: %s)", self.cfg.host, self.cfg.port,
+                 session.client_id, getattr(flags, "session_present", "?"))
+        session.connected = True
+        if all(s.connected for s in self._all_sessions()):
+            self.connected.set()
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(self, client: mqtt.Client, session: _Session, mid: int, reasons: Any, props: Any) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
         if refused:
-            log.error("broker refused the collector's subscriptions: %s", refused)
+            log.error("broker refused the collector's subscriptions (session %s): %s", session.client_id, refused)
             return
-        if not self.subscribed.is_set():
-            log.info("collector subscribed to %d topic filters", len(reasons))
-        self.subscribed.set()
+        session.subscribed = True
+        if all(s.subscribed for s in self._all_sessions()) and not self.subscribed.is_set():
+            log.info("collector subscribed to %d topic filters",
+                     sum(len(s.kinds) for s in self._all_sessions()) * len(self.zones))
+            self.subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any, props: Any) -> None:
+        session.subscribed = False
         self.subscribed.clear()
-        if self.connected.is_set():
-            log.warning("collector lost the broker %s:%s (%s); reconnecting", self.cfg.host, self.cfg.port, reason)
+        if session.connected and not self._stop.is_set():
+            log.warning("collector lost the broker %s:%s (session %s: %s); reconnecting", self.cfg.host,
+                        self.cfg.port, session.client_id, reason)
+        session.connected = False
         self.connected.clear()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _all_sessions(self) -> list[_Session]:
+        return [self.client.user_data_get(), self.urgent_client.user_data_get()]
+
+    def _on_message(self, client: mqtt.Client, session: _Session, msg: mqtt.MQTTMessage) -> None:
         # bytes() of the bytes paho hands over is the same object, not a copy. Counted by the intake thread.
-        self._arrivals.put(_Arrival(msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+        session.arrivals.put(_Arrival(client, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+        self._arrived.set()
 
     # intake thread --------------------------------------------------------------------------------------
 
     def _intake_loop(self) -> None:
-        while not (self._stop.is_set() and self._arrivals.empty()):
-            try:
-                taken = [self._arrivals.get(timeout=0.2)]
-            except queue.Empty:
+        while not (self._stop.is_set() and self._arrivals.empty() and self._urgent_arrivals.empty()):
+            self._arrived.clear()
+            taken = _drain(self._urgent_arrivals, 2000) or _drain(self._arrivals, 2000)  # status and events first
+            if not taken:
+                self._arrived.wait(0.2)
                 continue
-            while len(taken) < 2000:
-                try:
-                    taken.append(self._arrivals.get_nowait())
-                except queue.Empty:
-                    break
             self.metrics.received_messages.inc(len(taken))
             messages = [(a.topic, a.payload) for a in taken]
             now = self.clock()
@@ -525,7 +588,7 @@ class Ingest:
                 self.on_arrival(messages, now)
             for a in taken:  # only now is the message ours: acknowledge, in arrival order
                 if a.qos > 0:
-                    self.client.ack(a.mid, a.qos)
+                    a.client.ack(a.mid, a.qos)
 
     def inject(self, batches: list[wire.Batch]) -> None:
         """Queue batches made by the collector itself (derived measurements) for storage, durably."""

@@ -3,7 +3,9 @@
 The ACL model. Every client logs in with a username and password; nobody is anonymous.
 
 - The collector user reads ``zw/v1/+/+/status``, ``.../data`` and ``.../events`` of every probe and writes
-  ``zw/v1/+/+/config``; it cannot publish as a probe. It also writes the topic of each carrier's ``mqtt``
+  ``zw/v1/+/+/config``; it cannot publish as a probe. Its second session, for status and events (so they
+  never queue behind data), logs in as ``<collector>-urgent`` with the same password, and may only read
+  status and events. It also writes the topic of each carrier's ``mqtt``
   notification receiver (alerts, as Alertmanager's webhook JSON); such a topic must lie outside ``zw/``
   and ``$SYS``-style ``$`` topics.
 - A probe's username is its inventory id. It may write only ``zw/v1/<its zone>/<its id>/status``,
@@ -47,6 +49,8 @@ from agent import wire
 from collector.inventory import Inventory, MqttReceiver, Receiver
 
 DEFAULT_COLLECTOR = "collector"
+URGENT_SUFFIX = "-urgent"   # the collector's status and events session (collector.ingest uses the same)
+URGENT_READS: tuple[wire.Kind, ...] = ("status", "events")
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
 PROBE_READS: tuple[wire.Kind, ...] = ("config",)
 COLLECTOR_READS = PROBE_WRITES
@@ -150,9 +154,10 @@ def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> list[
     """Return the broker's users: the collector first, then every probe by id."""
     check_name("collector user", collector)
     probes = list(probe_zones(inventory))
-    if collector in probes:
-        raise ValueError(f"collector user {collector!r} is also a probe id: choose another name")
-    return [collector, *probes]
+    for user in (collector, collector + URGENT_SUFFIX):
+        if user in probes:
+            raise ValueError(f"collector user {user!r} is also a probe id: choose another name")
+    return [collector, collector + URGENT_SUFFIX, *probes]
 
 
 def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Sequence[Receiver] = ()) -> str:
@@ -173,6 +178,8 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Se
     if alerts:
         lines += ["# the carriers' and the NOC's alert topics (mqtt notification receivers)"]
         lines += [f"topic write {topic}" for topic in alerts]
+    lines += ["", "# the collector's status and events session", f"user {collector}{URGENT_SUFFIX}",
+              *(f"topic read {wire.subscription(kind)}" for kind in URGENT_READS)]
     for probe_id, zone in probe_zones(inventory).items():
         lines += ["", f"# probe {probe_id} in zone {zone}", f"user {probe_id}"]
         lines += [f"topic write {wire.topic(zone, probe_id, kind)}" for kind in PROBE_WRITES]
@@ -271,18 +278,19 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
     # error. Without it, passwords live in ``out/secrets/<user>`` (mode 0600): existing ones are kept, missing
     # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``).
     users = usernames(inventory, collector)
+    urgent = collector + URGENT_SUFFIX
     acl = render_acl(inventory, collector, noc)
     written: list[Written] = []
     passwords: dict[str, str] = {}
     if secrets_dir is not None:
-        missing = [u for u in users if not (secrets_dir / u).is_file()]
+        missing = [u for u in users if u != urgent and not (secrets_dir / u).is_file()]
         if missing:
             raise ValueError(f"{secrets_dir}: no password file for {', '.join(missing)}")
-        passwords = {u: _read_secret(secrets_dir / u) for u in users}
+        passwords = {u: _read_secret(secrets_dir / u) for u in users if u != urgent}
     else:
         own = out / SECRETS_DIR
         own.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for user in users:
+        for user in (u for u in users if u != urgent):
             path = own / user
             if path.is_file():
                 passwords[user] = _read_secret(path)
@@ -290,17 +298,18 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
             passwords[user] = new_password()
             _write(path, passwords[user] + "\n", 0o600)
             written.append(Written(path, f"new password of {user} (mode 0600)"))
+    passwords = {user: passwords[collector if user == urgent else user] for user in users}  # same password
     out.mkdir(parents=True, exist_ok=True)
     where = broker_dir if broker_dir is not None else str(out.resolve())
     listener = render_listener(port, f"{where}/{PASSWD_FILE}", f"{where}/{ACL_FILE}", tls, bind)
     _write(out / PASSWD_FILE, render_passwd(passwords), 0o600)
     _write(out / ACL_FILE, acl, 0o644)
     _write(out / LISTENER_FILE, listener, 0o644)
-    sizing = sizing or QueueSizing(len(users) - 1)
+    sizing = sizing or QueueSizing(len(users) - 2)
     _write(out / LIMITS_FILE, render_limits(sizing), 0o644)
     written += [
         Written(out / PASSWD_FILE, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),
-        Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} and {len(users) - 1} probe(s)"),
+        Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} (two sessions) and {len(users) - 2} probe(s)"),
         Written(out / LISTENER_FILE, f"listener section for mosquitto.conf (port {port}, TLS)"),
         Written(out / LIMITS_FILE, f"queue limits for mosquitto.conf: {sizing.messages} messages, "
                                    f"{sizing.bytes / 2**20:,.0f} MiB for the collector's session"),

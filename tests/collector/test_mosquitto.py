@@ -34,6 +34,11 @@ topic read zw/v1/+/+/data
 topic read zw/v1/+/+/events
 topic write zw/v1/+/+/config
 
+# the collector's status and events session
+user collector-urgent
+topic read zw/v1/+/+/status
+topic read zw/v1/+/+/events
+
 # probe gate.a-1 in zone dinh-vu
 user gate.a-1
 topic write zw/v1/dinh-vu/gate.a-1/status
@@ -78,9 +83,12 @@ def test_acl_has_no_pattern_that_trusts_the_client_id() -> None:
 def test_collector_user_can_be_named_and_must_not_be_a_probe() -> None:
     acl = mosquitto.render_acl(inventory(), collector="zw-collector-a")
     assert "\nuser zw-collector-a\ntopic read zw/v1/+/+/status\n" in acl
+    assert "\nuser zw-collector-a-urgent\ntopic read zw/v1/+/+/status\ntopic read zw/v1/+/+/events\n\n" in acl
     assert "user collector" not in acl
     with pytest.raises(ValueError, match="collector user 'p1' is also a probe id"):
         mosquitto.render_acl(inventory(), collector="p1")
+    with pytest.raises(ValueError, match="collector user 'zw-a-urgent' is also a probe id"):
+        mosquitto.render_acl(inventory(INVENTORY.replace("p2:", "zw-a-urgent:")), collector="zw-a")
     with pytest.raises(ValueError, match="collector user 'coll ector'"):
         mosquitto.render_acl(inventory(), collector="coll ector")
 
@@ -194,6 +202,7 @@ def test_bundle_takes_passwords_from_a_secrets_folder_and_names_what_is_missing(
     passwd = (tmp_path / "out" / "passwd").read_text()
     assert _password_of(passwd, "gate.a-1", "pw-of-gate")
     assert _password_of(passwd, "collector", "pw-of-collector")
+    assert _password_of(passwd, "collector-urgent", "pw-of-collector")   # its second session, same password
     (given / "p2").write_text("\n")
     with pytest.raises(ValueError, match="one non-empty line"):
         mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)

@@ -8,12 +8,16 @@ publishes, so everything waits in the collector's persistent session at the brok
 - with a queue smaller than the outage needs, the broker keeps the first messages and drops the rest (the
   probe already had its acknowledgement: its spool forgot them). The collector counts every dropped batch as
   a seq gap and, once the probe says its spool is empty, pages DataLoss to the NOC with the count;
-- with the queue ``render-mosquitto`` sizes for the fleet and the outage, the same outage loses nothing.
+- with the queue ``render-mosquitto`` sizes for the fleet and the outage, the same outage loses nothing;
+- a last will published behind a data backlog reaches the collector through its second session (status and
+  events) at once: ProbeDown pages while the backlog is still being stored.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,8 +61,9 @@ class Probe:
         self.client.loop_start()
         self.topic = wire.topic(ZONE, PROBE, "data")
 
-    def publish(self, payload: bytes) -> None:
-        self.client.publish(self.topic, payload, qos=1).wait_for_publish(10)
+    def publish(self, payload: bytes, kind: wire.Kind = "data") -> None:
+        topic = self.topic if kind == "data" else wire.topic(ZONE, PROBE, kind)
+        self.client.publish(topic, payload, qos=1, retain=kind == "status").wait_for_publish(10)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -70,6 +75,7 @@ class Centre:
 
     def __init__(self, tmp: Path, queue_extra: str) -> None:
         self.tmp = tmp
+        self.metrics_port = services.free_port()
         self.started: list[object] = []
         try:
             self.hooks = WebhookServer().start()
@@ -82,7 +88,8 @@ class Centre:
             (tmp / "collector.yaml").write_text(
                 f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, client_id: zw-limits}}\n"
                 f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
-                f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{enabled: false}}\ninventory: inventory.yaml\n"
+                f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{listen: '127.0.0.1:{self.metrics_port}'}}\n"
+                "inventory: inventory.yaml\n"
                 f"alerting:\n  interval: 500ms\n  restart_grace: 0s\n  settings: {{probe_timeout: 1h}}\n"
                 f"  delivery: direct\n  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
             self.collector = self.start_collector()
@@ -106,6 +113,13 @@ class Centre:
                 return int(db.execute(sql).fetchone()[0] or 0)
         except sqlite3.Error:
             return -1
+
+    def received(self) -> float:
+        """MQTT messages the running collector has received (its /metrics)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("zonewatch_ingest_messages_total ")))
 
     def interfaces(self) -> int:
         """Interface points stored (20 per data batch)."""
@@ -172,3 +186,22 @@ def test_the_queue_render_mosquitto_sizes_bridges_the_same_outage(sized: Centre)
                       f"every batch of the outage stored (stored {sized.interfaces() // 20})")
     assert sized.gaps() == 0
     assert [a for h in sized.hooks.at("/noc") for a in h.body["alerts"]] == []
+
+
+def test_a_last_will_behind_a_data_backlog_pages_before_the_backlog_is_stored(sized: Centre) -> None:
+    backlog = 3000   # within what the sized queue holds (3,600 messages for one probe)
+    sized.probe.publish(batch(1))
+    services.wait_for(lambda: sized.interfaces() == 20, WAIT, "the first batch stored")
+    sized.collector.stop()
+    for seq in range(2, 2 + backlog):    # a backlog of data for the collector's main session...
+        sized.probe.publish(batch(seq))
+    sized.probe.publish(wire.STATUS_OFFLINE, kind="status")   # ...and then the probe's last will
+    started = time.monotonic()
+    sized.collector = sized.start_collector()
+    services.wait_for(lambda: ("firing", "ProbeDown") in sized.hooks.alerts("/noc"), WAIT, "ProbeDown to the NOC")
+    paged = time.monotonic() - started
+    received = sized.received()
+    # Through one session the will would come after all 3,000 batches; through its own it comes first, and
+    # pages while most of the backlog is still on its way from the broker.
+    assert received < backlog // 2, f"{received:.0f} of {backlog} messages received before the page ({paged:.1f} s)"
+    services.wait_for(lambda: sized.interfaces() == (1 + backlog) * 20, 120, "the backlog stored")

@@ -409,7 +409,7 @@ def broker(tmp_path: Path) -> Iterator[services.Service]:
            "topic read carriers/viettel/alerts\n"
     (workdir / "acl").write_text(acl)
     (workdir / "passwd").write_text(mosquitto.render_passwd(
-        {"collector": MQTT_PASSWORD, "viettel": "viettel-pw", "p1": "p1-pw"}))
+        {"collector": MQTT_PASSWORD, "collector-urgent": MQTT_PASSWORD, "viettel": "viettel-pw", "p1": "p1-pw"}))
     options = (f"allow_anonymous false\npassword_file {workdir / 'passwd'}\nacl_file {workdir / 'acl'}\n"
                "use_username_as_clientid true")
     svc = services.start_mosquitto(workdir, listener_options=options)

@@ -367,8 +367,8 @@ def secure_mosquitto(tmp_path: Path) -> Iterator[services.Service]:
     folder.mkdir()
     passwd = folder / "passwd"
     binary = services.require("mosquitto_passwd")
-    users = {"p1": "agent_mqtt", "collector": "collector_mqtt", "sensors": "telemetry_mqtt",
-             "watcher": "watcher_mqtt"}
+    users = {"p1": "agent_mqtt", "collector": "collector_mqtt", "collector-urgent": "collector_mqtt",
+             "sensors": "telemetry_mqtt", "watcher": "watcher_mqtt"}
     for i, (user, secret) in enumerate(users.items()):
         create = ["-c"] if i == 0 else []
         subprocess.run([binary, *create, "-b", str(passwd), user, SECRETS[secret]], check=True, timeout=30,

@@ -34,7 +34,7 @@ from zwconf import load
 pytestmark = pytest.mark.integration
 
 INVENTORY = "zones:\n  z1: {name: one}\nprobes:\n  p1: {zone: z1}\n  p2: {zone: z1}\n"
-PASSWORDS = {"collector": "collector-pw", "p1": "p1-pw", "p2": "p2-pw"}
+PASSWORDS = {"collector": "collector-pw", "collector-urgent": "collector-pw", "p1": "p1-pw", "p2": "p2-pw"}
 NOT_AUTHORIZED = 135
 WAIT = 10.0
 
