@@ -1,11 +1,15 @@
 """Collector ingest throughput, end to end, against the direct-write limit measured in the same run.
 
-    .venv/bin/python tests/benchmarks/bench_ingest.py [--messages 4000] [--samples-per-message 100] [--alerting]
+    .venv/bin/python tests/benchmarks/bench_ingest.py [--shape agent|large|both] [--alerting] [--messages N]
 
 What it does (real mosquitto and VictoriaMetrics from tests/services.py, on free loopback ports):
 
-1. Builds the batches a busy zone sends: ``interface`` samples (4 tags, 7 fields), ``samples-per-message``
-   per MQTT message.
+1. Builds the batches a busy zone sends. ``--shape agent`` (what real probes send): per probe and poll
+   round, one batch per source poll: 50 SNMP batches of one ``device`` sample and 20 ``interface`` samples,
+   4 ``cellular`` batches of one sample, 2 self-report (``probe``) batches; about 19 samples a message.
+   ``--shape large``: ``interface`` samples (4 tags, 7 fields), ``--samples-per-message`` (100) a message.
+   ``both`` (the default) runs both, and from the two solves the collector's CPU into a cost per message
+   and a cost per sample.
 2. Baseline: encodes the same samples as Influx line protocol and POSTs them straight to VictoriaMetrics in
    5,000-line requests with the standard library's HTTP client: the limit of this machine and this VM,
    independent of any client library.
@@ -16,7 +20,10 @@ What it does (real mosquitto and VictoriaMetrics from tests/services.py, on free
    collector's, not ingest), every 20 ms near the end.
 
 Prints samples/s for each, and the ratios against the goals: at least 100,000 samples/s on one collector
-core, and at least half the direct-write rate.
+core, and at least half the direct-write rate (large messages); at least 80,000 samples per collector
+CPU-second and at most 80 µs of CPU a message beyond the per-sample work (agent-shaped, alerting on). The
+floor of the same run: a bare paho subscriber taking the same messages from the broker (QoS 1), its CPU a
+message. And the collector's peak RSS (VmHWM).
 
 ``--alerting`` gives the collector an inventory of the benchmark's zone (its 20 probes, 500 devices, one
 carrier that is notified over MQTT on the local broker only), so the alert engine runs beside the ingest and
@@ -61,6 +68,94 @@ def make_batches(messages: int, per_message: int, base_ns: int) -> list[wire.Bat
                 base_ns + (n // 24000) * 10**9))  # 500 devices x 48 ports: a new second every 24,000 samples
         out.append(wire.Batch("bench-zone", f"p{m % 20}", m // 20 + 1, base_ns, tuple(samples)))
     return out
+
+
+def agent_batches(messages: int, base_ns: int, probes: int = 20) -> list[wire.Batch]:
+    """Return ``messages`` batches shaped as the agent sends them (see the module docstring), round-robin over
+    ``probes`` probes, each with consecutive seqs."""
+    out: list[wire.Batch] = []
+    seqs = [0] * probes
+    kinds = ["snmp"] * 50 + ["cellular"] * 4 + ["self"] * 2
+    for m in range(messages):
+        probe, k = m % probes, (m // probes) % len(kinds)
+        t = base_ns + (m // (probes * len(kinds))) * 30 * 10**9
+        if kinds[k] == "snmp":
+            dev = f"dev-{(probe * 50 + k) % 500:03d}"
+            samples = (wire.Sample("device", {"device": dev, "site": "site-a"}, {"up": True, "uptime_s": 1e6 + m}, t),
+                       *(wire.Sample("interface", {"device": dev, "ifname": f"GigabitEthernet0/0/{i}"},
+                                     {"oper_up": True, "admin_up": True, "in_octets": 10**11 + m, "out_octets": 10**10,
+                                      "in_errors": 0, "out_errors": 0, "speed_mbps": 1000}, t) for i in range(20)))
+        elif kinds[k] == "cellular":
+            samples = (wire.Sample("cellular", {"carrier": "452-04", "modem": f"m{k}", "rat": "lte", "cell": "5F1EA15"},
+                                   {"rsrp_dbm": -95, "rsrq_db": -10.5, "sinr_db": 12.0, "rssi_dbm": -70,
+                                    "registered": True, "pci": 123}, t),)
+        else:
+            samples = (wire.Sample("probe", {}, {"up": True, "spool_depth": 0, "rss_mb": 41.0, "cpu_s": 12.5}, t),)
+        seqs[probe] += 1
+        out.append(wire.Batch("bench-zone", f"p{probe}", seqs[probe], t, samples))
+    return out
+
+
+FLOOR = """
+import sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+port, mode, want = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+n = 0
+def on_message(client, userdata, message):
+    global n
+    n += 1
+props = Properties(PacketTypes.CONNECT)
+props.SessionExpiryInterval = 3600
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-floor", protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.connect("127.0.0.1", port, clean_start=False, properties=props)
+c.subscribe("zw/v1/+/+/data", 1)
+if mode == "subscribe":
+    c.loop(2)
+    c.disconnect()
+    sys.exit(0)
+t0 = time.process_time()
+while n < want:
+    c.loop(1)
+print(time.process_time() - t0)
+"""
+
+
+def floor(broker: services.Service, payloads: list[tuple[str, bytes]], work: Path) -> float:
+    """Return a bare paho subscriber's CPU seconds a message, taking ``payloads`` queued at the broker (QoS 1)."""
+    import subprocess
+
+    script = work / "floor.py"
+    script.write_text(FLOOR)
+    subprocess.run([sys.executable, str(script), str(broker.port), "subscribe", "0"], check=True, timeout=60)
+    publish(broker, payloads, "bench-pub-floor")
+    out = subprocess.run([sys.executable, str(script), str(broker.port), "take", str(len(payloads))], check=True,
+                         timeout=600, capture_output=True, text=True)
+    return float(out.stdout.strip()) / len(payloads)
+
+
+def publish(broker: services.Service, payloads: list[tuple[str, bytes]], client_id: str) -> None:
+    """Publish ``payloads`` at QoS 1 and wait until the broker has every one."""
+    pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    infos = [pub.publish(topic, body, qos=1) for topic, body in payloads]
+    for info in infos:
+        info.wait_for_publish(60)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Return a process's peak resident set (VmHWM) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def bench_inventory(probes: int, devices: int) -> str:
@@ -139,81 +234,113 @@ def wait_written(metrics_url: str, total: int, start: float, timeout: float = 60
         time.sleep(min(max(left / 2, 0.02), 1.0))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=4000)
-    parser.add_argument("--samples-per-message", type=int, default=100)
-    parser.add_argument("--alerting", action="store_true", help="run the alert engine beside the ingest")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue, VM data)")
-    args = parser.parse_args()
-    total = args.messages * args.samples_per_message
-    work = Path(tempfile.mkdtemp(prefix="zw-bench-ingest-"))
-    broker = services.start_mosquitto(work / "mosquitto")   # the queue limits render-mosquitto writes
-    vm_direct = services.start_victoriametrics(work / "vm-direct")
-    vm = services.start_victoriametrics(work / "vm")
-    collector = None
+class Run:
+    """What one collector run measured."""
+
+    def __init__(self, messages: int, samples: int, wall: float, cpu: float, rss_mb: float,
+                 threads: dict[str, float]) -> None:
+        self.messages, self.samples, self.wall, self.cpu, self.rss_mb = messages, samples, wall, cpu, rss_mb
+        self.threads = threads
+
+
+def run_collector(work: Path, broker: services.Service, vm: services.Service, batches: list[wire.Batch],
+                  alerting: bool, name: str) -> Run:
+    """Queue ``batches`` for a fresh collector session, start the collector and time it until all is written."""
+    total = sum(len(b.samples) for b in batches)
+    payloads = [(wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
+    http_port = services.free_port()
+    cfg = work / f"collector-{name}.yaml"
+    cfg.write_text(f"mqtt: {{port: {broker.port}, client_id: zw-bench-{name}}}\n"
+                   f"storage: {{type: victoriametrics, url: '{vm.url}'}}\n"
+                   f"queue: {{path: '{work / f'intake-{name}.db'}'}}\nhttp: {{listen: '127.0.0.1:{http_port}'}}\n")
+    if alerting:
+        (work / "inventory.yaml").write_text(bench_inventory(20, 500))
+        with cfg.open("a") as fh:
+            fh.write(f"inventory: '{work / 'inventory.yaml'}'\n")
+    log = work / f"collector-{name}" / "collector.log"
+    collector = services.start_zonewatch("collector", ["--log-level", "info", "-c", str(cfg), "run"],
+                                         work / f"collector-{name}",
+                                         ready=lambda: "collector subscribed" in log.read_text())
     try:
-        base = (time.time_ns() // 10**9 - 3600) * 10**9
-        batches = make_batches(args.messages, args.samples_per_message, base)
-        payloads = [(wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
-        print(f"{args.messages} messages x {args.samples_per_message} samples = {total} samples "
-              f"({sum(len(p) for _, p in payloads) / 2**20:.1f} MiB of payload)")
-
-        direct = direct_write(vm_direct.url, batches)
-        print(f"direct line-protocol POST to VictoriaMetrics: {direct:12,.0f} samples/s  (the limit)")
-
-        http_port = services.free_port()
-        cfg = work / "collector.yaml"
-        cfg.write_text(f"mqtt: {{port: {broker.port}, client_id: zw-bench}}\n"
-                       f"storage: {{type: victoriametrics, url: '{vm.url}'}}\n"
-                       f"queue: {{path: '{work / 'intake.db'}'}}\nhttp: {{listen: '127.0.0.1:{http_port}'}}\n")
-        if args.alerting:
-            (work / "inventory.yaml").write_text(bench_inventory(20, 500))
-            with cfg.open("a") as fh:
-                fh.write(f"inventory: '{work / 'inventory.yaml'}'\n")
-        log = work / "collector" / "collector.log"
-        collector = services.start_zonewatch("collector", ["--log-level", "info", "-c", str(cfg), "run"],
-                                             work / "collector",
-                                             ready=lambda: "collector subscribed" in log.read_text())
         collector.stop()  # the session exists now; the broker queues for it while the collector is away
-
-        pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-pub",
-                          protocol=mqtt.MQTTv5)
-        pub.max_inflight_messages_set(1000)
-        pub.connect("127.0.0.1", broker.port)
-        pub.loop_start()
-        infos = [pub.publish(topic, body, qos=1) for topic, body in payloads]
-        for info in infos:
-            info.wait_for_publish(60)
-        pub.disconnect()
-        pub.loop_stop()
-
+        publish(broker, payloads, f"bench-pub-{name}")
         # Timed from the moment the collector has subscribed (its start-up, imports included, is not ingest).
         seen = log.read_text().count("collector subscribed")
         collector = services.start_zonewatch("collector", ["--log-level", "info", "-c", str(cfg), "run"],
-                                             work / "collector", ready=lambda: log.read_text().count(
+                                             work / f"collector-{name}", ready=lambda: log.read_text().count(
                                                  "collector subscribed") > seen)
         start = time.perf_counter()
         cpu0 = cpu_seconds(collector.pid)
         threads0 = thread_cpu(collector.pid)
-        metrics_url = f"http://127.0.0.1:{http_port}/metrics"
-        elapsed = wait_written(metrics_url, total, start) - start
+        elapsed = wait_written(f"http://127.0.0.1:{http_port}/metrics", total, start) - start
         cpu = cpu_seconds(collector.pid) - cpu0
-        threads = thread_cpu(collector.pid)
-        wall_rate, cpu_rate = total / elapsed, total / cpu
-        print(f"collector, MQTT in -> VictoriaMetrics written: {wall_rate:12,.0f} samples/s wall ({elapsed:.2f} s)")
-        print(f"collector per CPU-second of its process:      {cpu_rate:12,.0f} samples/s ({cpu:.2f} CPU-s)")
-        used = {name: seconds - threads0.get(name, 0.0) for name, seconds in threads.items()}
-        for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
-            print(f"    {name:<30} {seconds:5.2f} CPU-s  {seconds / total * 1e6:4.1f} µs a sample")
-        print(f"ratio to the direct-write limit: {wall_rate / direct:.2f} (goal >= 0.5: "
-              f"{'PASS' if wall_rate / direct >= 0.5 else 'FAIL'})")
-        print(f"one collector core: {cpu_rate:,.0f} samples/s (goal >= 100,000: "
-              f"{'PASS' if cpu_rate >= 100_000 else 'FAIL'})")
+        threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu(collector.pid).items()}
+        return Run(len(batches), total, elapsed, cpu, peak_rss_mb(collector.pid), threads)
     finally:
-        for svc in (collector, broker, vm, vm_direct):
-            if svc is not None:
-                svc.stop()
+        collector.stop()
+
+
+def report(name: str, run: Run, floor_s: float | None = None) -> None:
+    print(f"[{name}] {run.messages} messages, {run.samples} samples ({run.samples / run.messages:.1f} a message)")
+    print(f"  collector, MQTT in -> VictoriaMetrics written: {run.samples / run.wall:10,.0f} samples/s wall "
+          f"({run.wall:.2f} s)")
+    print(f"  per CPU-second of the collector process:       {run.samples / run.cpu:10,.0f} samples/s "
+          f"({run.cpu:.2f} CPU-s; {run.cpu / run.messages * 1e6:.0f} µs a message)")
+    if floor_s is not None:
+        print(f"  floor, a bare paho subscriber:                 {floor_s * 1e6:10.0f} µs a message "
+              f"(the collector: {run.cpu / run.messages / floor_s:.1f}x)")
+    print(f"  peak RSS (VmHWM): {run.rss_mb:.0f} MiB")
+    for thread, seconds in sorted(run.threads.items(), key=lambda kv: -kv[1]):
+        print(f"      {thread:<30} {seconds:5.2f} CPU-s  {seconds / run.messages * 1e6:6.1f} µs a message")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=["agent", "large", "both"], default="both")
+    parser.add_argument("--messages", type=int, default=0, help="messages a run (default: 20,000 agent-shaped, "
+                        "4,000 large)")
+    parser.add_argument("--samples-per-message", type=int, default=100, help="of the large messages")
+    parser.add_argument("--alerting", action="store_true", help="run the alert engine beside the ingest")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue, VM data)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="zw-bench-ingest-"))
+    broker = services.start_mosquitto(work / "mosquitto")   # the queue limits render-mosquitto writes
+    vm_direct = services.start_victoriametrics(work / "vm-direct")
+    vm = services.start_victoriametrics(work / "vm")
+    try:
+        base = (time.time_ns() // 10**9 - 3600) * 10**9
+        runs: dict[str, Run] = {}
+        if args.shape in ("agent", "both"):
+            batches = agent_batches(args.messages or 20_000, base)
+            payloads = [(wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
+            floor_s = floor(broker, payloads, work)
+            runs["agent"] = run_collector(work, broker, vm, batches, args.alerting, "agent")
+            report("agent-shaped", runs["agent"], floor_s)
+            cpu_rate = runs["agent"].samples / runs["agent"].cpu
+            print(f"  goal >= 80,000 samples per collector CPU-second: {cpu_rate:,.0f} "
+                  f"{'PASS' if cpu_rate >= 80_000 else 'FAIL'}")
+        if args.shape in ("large", "both"):
+            batches = make_batches(args.messages or 4000, args.samples_per_message, base + 7200 * 10**9)
+            direct = direct_write(vm_direct.url, batches)
+            runs["large"] = run_collector(work, broker, vm, batches, args.alerting, "large")
+            report("large messages", runs["large"])
+            run = runs["large"]
+            wall_rate, cpu_rate = run.samples / run.wall, run.samples / run.cpu
+            print(f"  direct line-protocol POST to VictoriaMetrics: {direct:10,.0f} samples/s (the limit); ratio "
+                  f"{wall_rate / direct:.2f} (goal >= 0.5: {'PASS' if wall_rate / direct >= 0.5 else 'FAIL'})")
+            print(f"  one collector core: {cpu_rate:,.0f} samples/s (goal >= 100,000: "
+                  f"{'PASS' if cpu_rate >= 100_000 else 'FAIL'})")
+        if len(runs) == 2:   # cpu = per_message * messages + per_sample * samples, solved from the two runs
+            a, b = runs["agent"], runs["large"]
+            det = a.messages * b.samples - b.messages * a.samples
+            per_message = (a.cpu * b.samples - b.cpu * a.samples) / det
+            per_sample = (a.messages * b.cpu - b.messages * a.cpu) / det
+            print(f"collector CPU = {per_message * 1e6:.0f} µs a message + {per_sample * 1e6:.2f} µs a sample "
+                  f"(goal <= 80 µs a message beyond the per-sample work: "
+                  f"{'PASS' if per_message <= 80e-6 else 'FAIL'})")
+    finally:
+        for svc in (broker, vm, vm_direct):
+            svc.stop()
         if args.keep:
             print(f"kept {work} (logs, queue, VictoriaMetrics data)")
         else:
