@@ -83,7 +83,7 @@ from agent import wire
 from collector.cardinality import Refused, SeriesLimit
 from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
-from collector.mosquitto import URGENT_SUFFIX   # the status and events session's client id and username suffix
+from collector.mosquitto import URGENT_SUFFIX  # the status and events session's client id and username suffix
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
 from collector.threads import named

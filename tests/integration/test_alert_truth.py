@@ -112,11 +112,7 @@ class Zone:
     # ------------------------------------------------------------------------------------------ parts
 
     def start_collector(self) -> services.Service:
-        log = self.tmp / "collector" / "collector.log"
-        seen = log.read_text().count("collector subscribed") if log.exists() else 0
-        return services.start_zonewatch(
-            "collector", ["-c", str(self.tmp / "collector.yaml"), "run"], self.tmp / "collector",
-            ready=lambda: log.read_text().count("collector subscribed") > seen)
+        return services.start_collector(self.tmp / "collector.yaml", self.tmp / "collector")
 
     def start_agent(self) -> services.Service:
         log = self.tmp / "agent" / "agent.log"

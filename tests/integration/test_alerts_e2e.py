@@ -141,11 +141,7 @@ class Zone:
         self.store = SqliteWriter(SqliteStorage(type="sqlite", path=str(tmp / "store.db")))
 
     def start_collector(self) -> services.Service:
-        log = self.tmp / "collector" / "collector.log"
-        seen = log.read_text().count("collector subscribed") if log.exists() else 0
-        return services.start_zonewatch(
-            "collector", ["-c", str(self.tmp / "collector.yaml"), "run"], self.tmp / "collector",
-            ready=lambda: log.read_text().count("collector subscribed") > seen)
+        return services.start_collector(self.tmp / "collector.yaml", self.tmp / "collector")
 
     def restart_collector(self) -> None:
         self.collector.stop()

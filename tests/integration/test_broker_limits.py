@@ -99,11 +99,7 @@ class Centre:
             raise
 
     def start_collector(self) -> services.Service:
-        log = self.tmp / "collector" / "collector.log"
-        seen = log.read_text().count("collector subscribed") if log.exists() else 0
-        service = services.start_zonewatch("collector", ["-c", str(self.tmp / "collector.yaml"), "run"],
-                                           self.tmp / "collector",
-                                           ready=lambda: log.read_text().count("collector subscribed") > seen)
+        service = services.start_collector(self.tmp / "collector.yaml", self.tmp / "collector")
         self.started.append(service)
         return service
 
