@@ -452,7 +452,6 @@ class Ingest:
                                           ("status", "events"), self._urgent_arrivals)
         self.connected = threading.Event()    # both sessions are connected
         self.subscribed = threading.Event()   # both sessions are subscribed
-        self._sessions: dict[mqtt.Client, _Session] = {}
 
     def _client(self, client_id: str, username: str | None, kinds: tuple[wire.Kind, ...],
                 arrivals: queue.Queue[_Arrival]) -> mqtt.Client:
@@ -554,7 +553,7 @@ class Ingest:
     def _on_disconnect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any, props: Any) -> None:
         session.subscribed = False
         self.subscribed.clear()
-        if session.connected and not self._stop.is_set():
+        if session.connected:   # stop() marks its sessions disconnected first: nothing to warn about then
             log.warning("collector lost the broker %s:%s (session %s: %s); reconnecting", self.cfg.host,
                         self.cfg.port, session.client_id, reason)
         session.connected = False

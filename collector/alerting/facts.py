@@ -98,6 +98,7 @@ class Loss:
     base: int = 0              # the count before the current episode of losses
     rose_ns: int = 0           # arrival of the message with which the count last rose; 0: not since the start
     first_ns: int = 0          # when the current episode began
+    counted: bool = False      # the first count (the baseline) is taken
     spool_empty_ns: int = 0    # arrival of the newest self-report saying the spool is empty
 
 
@@ -315,9 +316,8 @@ class Facts:
         loss = self.loss.get(probe)
         if loss is None:
             loss = self.loss[probe] = Loss()
-        if loss.rose_ns == 0 and loss.first_ns == 0:
-            loss.gaps = loss.base = gaps
-            loss.first_ns = -1   # the baseline is taken
+        if not loss.counted:
+            loss.gaps, loss.base, loss.counted = gaps, gaps, True
             return
         if gaps > loss.gaps:
             if loss.rose_ns == 0 or now_ns - loss.rose_ns >= self.data_loss_hold_ns:

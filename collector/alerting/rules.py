@@ -223,7 +223,7 @@ class _Run:
         self.samples: list[Sample] = []
         self.probe_state: dict[str, State] = {}
         self.device: dict[str, _Device] = {}
-        self.link_state: dict[str, State] = {}
+        self.link_state: dict[str, tuple[State, Interface | None]] = {}   # link -> its state and interface
 
     # ------------------------------------------------------------------------------------------ output
 
@@ -358,9 +358,8 @@ class _Run:
         the ancestor itself, each with its devices there."""
         out: dict[str, dict[str, list[str]]] = {}
         for dev in self.device.values():
-            if dev.state != "down" or dev.muted_by is None or not dev.muted_by.startswith("DeviceDown "):
-                continue
-            root = self.device.get(dev.muted_by.removeprefix("DeviceDown "))
+            cause = _cause_device(dev.muted_by) if dev.state == "down" and dev.muted_by else None
+            root = self.device.get(cause) if cause is not None else None
             if root is None:
                 continue
             for carrier in dev.carriers:
@@ -414,7 +413,7 @@ class _Run:
 
     def _site_of(self, cause: str) -> str | None:
         """Return the site of the device a ``DeviceDown <device>`` mute names."""
-        device = self.inv.devices.get(cause.removeprefix("DeviceDown "))
+        device = self.inv.devices.get(_cause_device(cause) or "")
         return device.site if device is not None else None
 
     def _describe(self, name: str, zone: str) -> _Device:
@@ -650,7 +649,7 @@ class _Run:
             dev = self.dev(name, iface.zone if iface is not None else "")
             state = self._link(dev, iface)
             if link_id in self.inv.links:
-                self.link_state[link_id] = state
+                self.link_state[link_id] = (state, iface)
             if dev.state == "unknown":
                 continue
             if state == "unknown":
@@ -674,11 +673,12 @@ class _Run:
         """Return a member's state, what to call it, and (when up) since when it is up (0: not known)."""
         member = group.members[index]
         if member.link is not None:
-            link = self.inv.links[member.link]
-            iface = self._interface(link.device, link.ifname)
-            state = self.link_state.get(member.link)
-            if state is None:
-                state = self._link(self.dev(link.device, group.zone), iface)
+            known = self.link_state.get(member.link)
+            if known is None:
+                link = self.inv.links[member.link]
+                iface = self._interface(link.device, link.ifname)
+                known = (self._link(self.dev(link.device, group.zone), iface), iface)
+            state, iface = known
             since = iface.up_since_ns if state == "up" and iface is not None else 0
             return state, f"link {member.link}", max(since, 0)
         if member.device is not None:
@@ -856,6 +856,11 @@ class _Run:
 
 
 _KIND: Final = {"bts": "BTS", "switch": "Switch", "router": "Router", "olt": "OLT", "ups": "UPS", "other": "Device"}
+
+
+def _cause_device(muted_by: str) -> str | None:
+    """Return the device a ``DeviceDown <device>`` mute names, or None for another kind of mute."""
+    return muted_by.removeprefix("DeviceDown ") if muted_by.startswith("DeviceDown ") else None
 
 
 def _merge_power(a: PowerFacts, b: PowerFacts) -> PowerFacts:

@@ -73,8 +73,8 @@ class TrackedAlert:
             annotations["flapping"] = "true"
             annotations["description"] = (
                 f"{annotations.get('description', '')} This alert flaps: it stays firing until its condition has "
-                f"been clear for {round(settle_s / 60)} min, even while the condition is clear meanwhile (a link "
-                "up again, its redundancy group whole again).").strip()
+                f"been clear for {round(settle_s / 60)} min, even if it is clear now (a link up again, its "
+                "redundancy group whole again).").strip()
         return Notification(status, dict(self.labels), annotations, self.active_ns, ends_ns, flapping)
 
 
