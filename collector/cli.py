@@ -153,12 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_cli.run(args)
 
     from collector.config import CollectorConfig
-    from collector.inventory import Inventory
+    from collector.inventory import load_inventory
 
     try:
         cfg = load_file(CollectorConfig, args.config)
         inventory_path = Path(args.config).parent / cfg.inventory if cfg.inventory else None
-        inventory = load_file(Inventory, inventory_path) if inventory_path else None
+        inventory = load_inventory(inventory_path, cfg.secrets) if inventory_path else None
         if inventory is not None and inventory_path is not None:
             from collector.alerting.notify.routing import problems
 

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from collector.alerting.config import AlertingConfig
 from collector.cardinality import SeriesLimit
+from collector.secrets import SecretsConfig
 from collector.storage import SqliteStorage, StorageConfig
 from zwconf import Duration, Strict
 from zwconf.mqtt import MqttConfig
@@ -63,6 +64,7 @@ class CollectorConfig(Strict):
     queue: IntakeQueueConfig = IntakeQueueConfig()
     limits: IngestLimits = IngestLimits()
     inventory: str | None = None
+    secrets: SecretsConfig = SecretsConfig()  # what the inventory's receivers may use, and where it may go
     http: HttpConfig = HttpConfig()
     zones: list[str] = []
     alerting: AlertingConfig = AlertingConfig()

@@ -12,19 +12,26 @@ Loading checks every cross-reference and names the offending key (``devices.bts-
     probes              zone, area, modems and their carriers
 
 An asset with several owners (a shared BTS, leased fibre) alerts every owner.
+
+The inventory is less trusted than the collector configuration (carriers edit their own parts of it): a
+carrier's webhook token is a literal string or ``{secret: NAME}``, a secret the collector configuration declares
+with the URLs it may be sent to (``collector/secrets.py``); ``{file: ...}`` and ``{env: ...}`` are refused here.
+Load it with ``load_inventory`` to hand it those secrets.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from zwconf import RefPath, Secret, Strict
+from collector.secrets import CONTEXT_KEY, PLMN, BoundSecret, SecretSource, context
+from zwconf import RefPath, Secret, Strict, load_file
 
-_PLMN = re.compile(r"^\d{3}-\d{2,3}$")
+_PLMN = PLMN
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 TECHNOLOGIES = ("lte", "nr5g-sa", "nr5g-nsa", "umts", "gsm")
 
@@ -85,13 +92,55 @@ class MqttReceiver(Strict):
 Receiver = WebhookReceiver | EmailReceiver | MqttReceiver
 
 
+def _carrier_token(value: Any, info: ValidationInfo) -> Any:
+    """Take a carrier webhook's token: a literal string, or ``{secret: NAME}`` from the collector configuration
+    (bound to the URLs it may go to); never a file or an environment variable of the inventory's choosing."""
+    if isinstance(value, SecretStr):
+        return value
+    if isinstance(value, str):
+        return SecretStr(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, ref),) = value.items()
+        if kind in ("file", "env"):
+            what = "a file" if kind == "file" else "an environment variable"
+            raise ValueError(f"an inventory may not read {what}: declare the token in the collector "
+                             "configuration under secrets.receivers (with the URL it may be sent to) and write "
+                             "{secret: NAME} here")
+        if kind == "secret" and isinstance(ref, str):
+            source: SecretSource | None = (info.context or {}).get(CONTEXT_KEY)
+            if source is None:
+                raise ValueError(f"secret {ref!r}: no secrets to take it from (the inventory is read with the "
+                                 "collector configuration's secrets.receivers)")
+            url = info.data.get("url")
+            if not isinstance(url, str):
+                raise ValueError(f"secret {ref!r}: needs a valid url to check it may be sent there")
+            return source.token(ref, url)
+    raise ValueError("expected {secret: NAME} (declared under secrets.receivers in the collector "
+                     "configuration) or a string")
+
+
+CarrierToken = Annotated[SecretStr, BeforeValidator(_carrier_token)]
+
+
+class CarrierWebhookReceiver(WebhookReceiver):
+    """A carrier's webhook (``carriers.<id>.notify``): its token is a literal or a declared ``{secret: NAME}``."""
+
+    bearer_token: CarrierToken | None = None
+
+
+if TYPE_CHECKING:  # read as Receivers (a CarrierWebhookReceiver is a WebhookReceiver); lists are invariant
+    CarrierReceiver: TypeAlias = Receiver
+else:
+    CarrierReceiver = CarrierWebhookReceiver | EmailReceiver | MqttReceiver
+
+
 class Carrier(Strict):
     """A mobile operator, keyed by its PLMN (MCC-MNC)."""
 
     plmn: str
     name: str
     contact: str | None = None
-    notify: list[Annotated[Receiver, Field(discriminator="type")]] = []
+    notify: list[Annotated[CarrierReceiver, Field(discriminator="type")]] = []
 
     @field_validator("plmn")
     @classmethod
@@ -148,14 +197,29 @@ class Site(Strict):
 
 
 class Device(Strict):
-    """A piece of equipment polled or trapped by a probe."""
+    """A piece of equipment polled or trapped by a probe.
+
+    ``probe`` (or ``probes``, for a device two probes watch) names the probes that may report on it; a device
+    that names none may be reported by any probe of its site's zone (see ``collector.scope``)."""
 
     site: str
     kind: Literal["bts", "switch", "router", "olt", "ups", "other"] = "other"
     owners: list[str] = []
     parent: str | None = None
     probe: str | None = None
+    probes: list[str] = []
     address: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Device:
+        if self.probe is not None and self.probes:
+            raise ValueError("give probe (one watcher) or probes (several), not both")
+        return self
+
+    @property
+    def watchers(self) -> list[str]:
+        """Return the probes that watch this device (empty: not said)."""
+        return list(self.probes) if self.probes else [self.probe] if self.probe is not None else []
 
 
 class Link(Strict):
@@ -312,6 +376,13 @@ class Inventory(Strict):
                 problems.append((path, f"unknown {kind} {name!r} (known: {listed})"))
 
         plmns = {c.plmn: key for key, c in self.carriers.items()}
+        for key, carrier in self.carriers.items():
+            for i, receiver in enumerate(carrier.notify):
+                token = receiver.bearer_token if isinstance(receiver, WebhookReceiver) else None
+                if isinstance(token, BoundSecret) and token.carrier not in (None, carrier.plmn):
+                    problems.append((("carriers", key, "notify", i, "bearer_token"),
+                                     f"secret {token.name!r} is declared for carrier {token.carrier} "
+                                     f"(secrets.receivers.{token.name}.carrier), not for {carrier.plmn}"))
         for key, site in self.sites.items():
             need(("sites", key, "zone"), "zone", site.zone, self.zones)
             if site.zone in self.zones:
@@ -322,6 +393,8 @@ class Inventory(Strict):
             need(("devices", key, "site"), "site", dev.site, self.sites)
             need(("devices", key, "parent"), "device", dev.parent, self.devices)
             need(("devices", key, "probe"), "probe", dev.probe, self.probes)
+            for i, watcher in enumerate(dev.probes):
+                need(("devices", key, "probes", i), "probe", watcher, self.probes)
             for i, owner in enumerate(dev.owners):
                 need(("devices", key, "owners", i), "carrier", owner, self.carriers)
             if dev.parent == key:
@@ -372,3 +445,9 @@ class Inventory(Strict):
                 problems.append((("devices", start, "parent"), f"parents form a loop: {loop}"))
                 break
         return problems
+
+
+def load_inventory(path: str | os.PathLike[str], secrets: SecretSource) -> Inventory:
+    """Read the inventory at ``path``; its receivers' ``{secret: NAME}`` come from ``secrets`` (the collector
+    configuration's ``secrets`` section, or ``collector.secrets.NAMES_ONLY`` for a reader that sends nothing)."""
+    return load_file(Inventory, path, context=context(secrets))

@@ -12,14 +12,14 @@ from agent import cli as agent_cli
 from agent.config import AgentConfig
 from collector import cli as collector_cli
 from collector.config import CollectorConfig
-from collector.inventory import Inventory
+from collector.inventory import Inventory, WebhookReceiver, load_inventory
 from zwconf import ConfigError, load, load_file, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "configs").glob("*.yaml"))
 EXAMPLE_ENV = {"ZW_MQTT_PASSWORD": "m", "ZW_SNMP_AUTH": "a" * 8, "ZW_SNMP_PRIV": "p" * 8, "ZW_SNMP_COMMUNITY": "c",
                "ZW_TRAP_COMMUNITY": "t",
-               "ZW_COLLECTOR_MQTT_PASSWORD": "x", "ZW_SMTP_PASSWORD": "s", "ZW_VIETTEL_TOKEN": "v"}
+               "ZW_COLLECTOR_MQTT_PASSWORD": "x", "ZW_SMTP_PASSWORD": "s", "ZW_SECRET_VIETTEL_TOKEN": "v"}
 
 
 def _expected(path: Path) -> str:
@@ -74,15 +74,21 @@ def test_example_configs_load(name: str, monkeypatch: pytest.MonkeyPatch, capsys
 
 
 def test_example_inventory_loads_with_shared_owners(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ZW_VIETTEL_TOKEN", "v")
-    inv = load_file(Inventory, ROOT / "config" / "inventory.example.yaml")
+    for key, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(key, value)
+    cfg = load_file(CollectorConfig, ROOT / "config" / "collector.example.yaml")
+    inv = load_inventory(ROOT / "config" / "inventory.example.yaml", cfg.secrets)
     assert inv.devices["bts-01"].owners == ["viettel", "vinaphone"]
     assert inv.carriers["viettel"].plmn == "452-04"
+    hook = inv.carriers["viettel"].notify[0]
+    assert isinstance(hook, WebhookReceiver) and hook.bearer_token is not None
+    assert hook.bearer_token.get_secret_value() == "v"
 
 
 def test_secret_from_file_and_never_printed(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret-value\n")
+    secret.chmod(0o600)
     cfg = load(CollectorConfig, f"mqtt: {{password: {{file: {secret}}}}}\n", "c.yaml")
     assert cfg.mqtt is not None and cfg.mqtt.password is not None
     assert cfg.mqtt.password.get_secret_value() == "s3cret-value"

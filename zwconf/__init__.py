@@ -11,7 +11,14 @@ Every configuration file is read the same way:
   coerced (``"5"`` is not a number), and values are frozen.
 - ``Duration`` takes strings with units (``"500ms"``, ``"30s"``, ``"1m30s"``, ``"2h"``) and gives seconds.
 - ``Secret`` takes ``{env: NAME}``, ``{file: /path}`` or, for a lab, a literal string; the value is read at
-  load time and never printed (``repr`` and ``str`` show ``**********``).
+  load time and never printed (``repr`` and ``str`` show ``**********``). A secret file is read by
+  ``read_secret_file``: a regular file of at most 64 KiB that only its owner may write.
+- A validator whose complaint is about a key below the one it validates raises ``SubkeyError`` with that key's
+  path (relative to the value validated); the error then names the key and its line.
+- A model's validators may read ``context``, passed to ``load`` and ``load_file`` (pydantic's validation
+  context): how the collector hands the inventory the secrets its receivers may use.
+- Bounds: a file larger than ``MAX_CONFIG_BYTES`` (4 MiB) is refused unread, and so is a document whose aliases
+  expand to more than ``MAX_ALIAS_VALUES`` (100,000) values built again (a "billion laughs" alias bomb).
 - A model may define ``check_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]`` yielding the key path
   and message of every dangling cross-reference; the loader reports the first as a ``ConfigError``.
 
@@ -22,11 +29,14 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import errno
+import logging
 import os
 import re
+import stat
 import types
 import typing
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar, Union
 
 import yaml
@@ -38,14 +48,25 @@ __all__ = [
     "Duration",
     "Secret",
     "RefPath",
+    "SubkeyError",
+    "MAX_CONFIG_BYTES",
+    "MAX_ALIAS_VALUES",
+    "MAX_SECRET_BYTES",
     "load",
     "load_file",
+    "read_secret_file",
     "parse_duration",
     "format_duration",
 ]
 
 M = TypeVar("M", bound=BaseModel)
 RefPath = tuple[str | int, ...]
+
+MAX_CONFIG_BYTES = 4 * 2**20  # a configuration or inventory file
+MAX_ALIAS_VALUES = 100_000  # values built again through aliases, in one document
+MAX_SECRET_BYTES = 64 * 2**10  # a secret file
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -65,6 +86,14 @@ def _one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class SubkeyError(ValueError):
+    """Raised by a validator about a key below the value it validates: ``path`` is relative to that value."""
+
+    def __init__(self, path: RefPath, message: str) -> None:
+        super().__init__(message)
+        self.path, self.message = path, message
 
 
 class Strict(BaseModel):
@@ -114,18 +143,117 @@ def _read_secret(value: Any) -> SecretStr:
                 raise ValueError(f"environment variable {ref} is not set")
             return SecretStr(os.environ[ref])
         if kind == "file" and isinstance(ref, str):
-            try:
-                return SecretStr(Path(ref).read_text().rstrip("\r\n"))
-            except OSError as exc:
-                raise ValueError(f"cannot read secret file {ref}: {exc.strerror}") from None
+            return SecretStr(read_secret_file(ref))
     raise ValueError("expected {env: VARIABLE}, {file: /path/to/secret} or a string")
+
+
+_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK  # NONBLOCK: a FIFO must not hang the open
+_FOLDER = os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY
+
+
+def read_secret_file(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """Return the secret held in a file, without its trailing line break; raise ValueError naming the file.
+
+    Refused: anything but a regular file (a device such as ``/dev/zero``, a FIFO, a folder: checked on the open
+    file, so it cannot be swapped after the check), a file its group or others may write (they could choose the
+    secret), a file larger than ``MAX_SECRET_BYTES`` and one that is not UTF-8. A file every user may read is
+    taken, with a warning logged: the secret is out already, and refusing would not take it back.
+
+    With ``root``, ``path`` is a name relative to that folder and must stay inside it: no leading ``/``, no
+    ``..``, and no symbolic link on the way (each step is opened with ``O_NOFOLLOW`` from the one before, so a
+    link planted in the folder, or a step swapped for one, cannot send the read elsewhere). The folders on the
+    way may not be writable by group or others either.
+    """
+    name = os.fspath(path)
+    shown = os.path.join(os.fspath(root), name) if root is not None else name
+    try:
+        fd = os.open(name, _READ) if root is None else _open_beneath(os.fspath(root), name)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and root is not None:
+            raise ValueError(f"cannot read secret file {shown}: it, or a folder on the way, is a symbolic link "
+                             f"(it must be a file inside {os.fspath(root)} itself)") from None
+        raise ValueError(f"cannot read secret file {shown}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        _check_secret_mode(info, shown)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_SECRET_BYTES:
+            chunk = os.read(fd, MAX_SECRET_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {shown}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_SECRET_BYTES:
+        raise ValueError(f"secret file {shown} is larger than {MAX_SECRET_BYTES // 1024} KiB")
+    try:
+        return b"".join(chunks).decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"secret file {shown} is not UTF-8 text") from None
+
+
+def _open_beneath(root: str, name: str) -> int:
+    """Open ``name`` inside the folder ``root``, one step at a time and following no symbolic link."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in name:
+        raise ValueError(f"secret file {name!r} must be a name inside {root} (no leading '/', no '.' or '..')")
+    fd = os.open(root, _FOLDER)
+    try:
+        _check_folder(os.fstat(fd), root)
+        for i, part in enumerate(parts[:-1]):
+            step = os.open(part, _FOLDER | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = step
+            _check_folder(os.fstat(fd), os.path.join(root, *parts[: i + 1]))
+        return os.open(parts[-1], _READ | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _check_folder(info: os.stat_result, shown: str) -> None:
+    if info.st_mode & 0o022:
+        raise ValueError(f"secret folder {shown} may be written by {_writers(info.st_mode)} (mode "
+                         f"{stat.S_IMODE(info.st_mode):04o}): anyone who may write it may plant a secret; "
+                         "make it writable by its owner only (chmod go-w)")
+
+
+def _check_secret_mode(info: os.stat_result, shown: str) -> None:
+    mode = info.st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"secret file {shown} is not a regular file (it is {_kind(mode)})")
+    if mode & 0o022:
+        raise ValueError(f"secret file {shown} may be written by {_writers(mode)} (mode {stat.S_IMODE(mode):04o}): "
+                         "make it writable by its owner only (chmod go-w)")
+    if mode & 0o004:
+        log.warning("secret file %s may be read by every user (mode %04o): chmod o-r", shown, stat.S_IMODE(mode))
+
+
+def _writers(mode: int) -> str:
+    return {0o020: "its group", 0o002: "every user"}.get(mode & 0o022, "its group and every user")
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 Secret = Annotated[SecretStr, BeforeValidator(_read_secret)]
 
 
-def load(model: type[M], text: str, source: str = "<config>") -> M:
-    """Parse, validate and cross-check ``text`` as ``model``; raise ConfigError with one clear line."""
+def load(model: type[M], text: str, source: str = "<config>", *, context: Mapping[str, Any] | None = None) -> M:
+    """Parse, validate and cross-check ``text`` as ``model``; raise ConfigError with one clear line.
+
+    ``context`` is handed to the model's validators (pydantic's validation context).
+    """
+    if len(text) > MAX_CONFIG_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, None, (), _too_large())
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -141,7 +269,7 @@ def load(model: type[M], text: str, source: str = "<config>") -> M:
     if not isinstance(data, dict):
         raise ConfigError(source, 1, (), f"expected a mapping of keys at the top, got {type(data).__name__}")
     try:
-        result = model.model_validate(data)
+        result = model.model_validate(data, context=dict(context) if context is not None else None)
     except ValidationError as exc:
         raise _from_validation(model, exc, lines, source) from None
     check = getattr(result, "check_refs", None)
@@ -151,15 +279,24 @@ def load(model: type[M], text: str, source: str = "<config>") -> M:
     return result
 
 
-def load_file(model: type[M], path: str | os.PathLike[str]) -> M:
-    """Read ``path`` and load it as ``model``."""
+def load_file(model: type[M], path: str | os.PathLike[str], *, context: Mapping[str, Any] | None = None) -> M:
+    """Read ``path`` (at most MAX_CONFIG_BYTES of it) and load it as ``model``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(str(path), None, (), f"cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), None, (), _too_large())
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(str(path), None, (), "not UTF-8 text") from None
-    return load(model, text, str(path))
+    return load(model, text, str(path), context=context)
+
+
+def _too_large() -> str:
+    return f"larger than {MAX_CONFIG_BYTES // 2**20} MiB, the most a configuration file may hold"
 
 
 _YAML_TAG = "tag:yaml.org,2002:"
@@ -200,14 +337,34 @@ def _yaml_problem(exc: yaml.YAMLError, lines: _Lines) -> tuple[int | None, str]:
 
 
 def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source: str, numbers: _Lines) -> Any:
-    """Build plain data from a YAML node tree, remembering the line of every key path."""
+    """Build plain data from a YAML node tree, remembering the line of every key path.
+
+    An alias is the node of its anchor, met again: each time it is met, what is under it is built again. Those
+    values built again are counted, and past MAX_ALIAS_VALUES the document is refused (ten aliases to a list of
+    ten aliases to ... : 10**9 values from a few hundred bytes). What is built once is bounded by the file size.
+    """
     constructor = yaml.SafeLoader("")
     open_nodes: set[int] = set()  # the collections being built: an alias to one of them is a cycle
+    seen: set[int] = set()  # every node built at least once
+    built = 0
+    alias_at: list[RefPath] = []  # where the outermost alias being built again is used
 
     def line_of(n: yaml.Node) -> int:
         return numbers.at(n.start_mark.index)
 
+    def count(n: yaml.Node, where: RefPath) -> None:
+        nonlocal built
+        built += 1
+        seen.add(id(n))
+        if built - len(seen) > MAX_ALIAS_VALUES:
+            at = alias_at[0] if alias_at else where
+            line = lines.get(at) if at and isinstance(at[-1], str) else _line_of(at[:-1], lines)  # a list item
+            raise ConfigError(source, line, at, f"aliases expand to more than {MAX_ALIAS_VALUES:,} values "
+                              "(each use of an alias builds everything under its anchor again): write the values "
+                              "out, or use fewer aliases")
+
     def scalar(n: yaml.Node, where: RefPath) -> Any:
+        count(n, where)
         tag = n.tag.replace(_YAML_TAG, "!!")
         if n.tag == _YAML_TAG + "merge":
             raise ConfigError(source, line_of(n), where, "'<<' (a YAML merge key) is not supported")
@@ -226,11 +383,17 @@ def _to_python(node: yaml.Node, path: RefPath, lines: dict[RefPath, int], source
             if id(n) in open_nodes:
                 raise ConfigError(source, line_of(n), where,
                                   "recursive alias: the anchored value contains itself")
+            again = id(n) in seen and not alias_at
+            if again:
+                alias_at.append(where)
+            count(n, where)
             open_nodes.add(id(n))
             try:
                 return collection(n, where)
             finally:
                 open_nodes.discard(id(n))
+                if again:
+                    alias_at.clear()
         return scalar(n, where)
 
     def collection(n: yaml.CollectionNode, where: RefPath) -> Any:
@@ -284,6 +447,9 @@ def _from_validation(model: type[BaseModel], exc: ValidationError, lines: dict[R
         key = str(ctx.get("discriminator", "type")).strip("'")
         message = f"{key} {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
         data_path = data_path + (key,)
+    elif isinstance(err.get("ctx", {}).get("error"), SubkeyError):
+        error: SubkeyError = err["ctx"]["error"]
+        data_path, message = data_path + error.path, error.message
     else:
         text = err["msg"]
         if text.startswith("Value error, "):

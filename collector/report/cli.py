@@ -105,14 +105,16 @@ def _configuration(args: argparse.Namespace) -> tuple[Any, Any]:
     """Return the collector configuration (None when a store is given and no configuration file exists) and
     the inventory (from --inventory, else the configuration's)."""
     from collector.config import CollectorConfig
-    from collector.inventory import Inventory
+    from collector.inventory import load_inventory
+    from collector.secrets import NAMES_ONLY
 
     store_given = bool(args.sqlite or args.victoriametrics)
     cfg = None
     if not store_given or (not args.inventory and Path(args.config).is_file()):
         cfg = load_file(CollectorConfig, args.config)
+    secrets = cfg.secrets if cfg is not None else NAMES_ONLY  # the report sends nothing: names are enough
     if args.inventory:
-        return cfg, load_file(Inventory, args.inventory)
+        return cfg, load_inventory(args.inventory, secrets)
     if cfg is not None and cfg.inventory:
-        return cfg, load_file(Inventory, Path(args.config).parent / cfg.inventory)
+        return cfg, load_inventory(Path(args.config).parent / cfg.inventory, secrets)
     return cfg, None

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import base64
 import csv
+import errno
 import html
 import io
+import os
+import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Final
 
 from collector.report.compute import LEVELS, Report
 from collector.report.period import show_time, time_zone
+from collector.report.source import ReportError
 from collector.report.timeline import Interval
 
 __all__ = ["write_files", "LEVEL_COLOURS", "NO_DATA_COLOUR", "FILES"]
@@ -287,14 +291,49 @@ def _html(report: Report, tables: dict[str, tuple[list[str], list[list[str]]]]) 
 
 
 def write_files(report: Report, out_dir: Path) -> Path:
-    """Write report.html and the CSV files into ``out_dir`` (created if needed); return the HTML's path."""
+    """Write report.html and the CSV files into ``out_dir`` (created if needed); return the HTML's path.
+
+    No symbolic link is followed: ``out_dir`` itself may not be one (ReportError), and each file is written
+    under a new name in the folder and renamed over the old one, so a link planted in the folder under one of
+    the report's names is replaced, never written through.
+    """
+    linked = ReportError(f"{out_dir} is a symbolic link: give the folder itself (the report is never written "
+                         "through a link)")
+    if out_dir.is_symlink():
+        raise linked
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = _tables(report)
-    for name, (header, rows) in tables.items():
-        with open(out_dir / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+    try:  # O_NOFOLLOW: the folder checked above may have been swapped for a link since
+        folder = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and out_dir.is_symlink():
+            raise linked from None
+        raise
+    try:
+        tables = _tables(report)
+        for name, (header, rows) in tables.items():
+            text = io.StringIO(newline="")
+            writer = csv.writer(text)
             writer.writerow(header)
             writer.writerows(rows)
-    page = out_dir / "report.html"
-    page.write_text(_html(report, tables), encoding="utf-8")
-    return page
+            _replace(folder, f"{name}.csv", text.getvalue().encode("utf-8"))
+        _replace(folder, "report.html", _html(report, tables).encode("utf-8"))
+    finally:
+        os.close(folder)
+    return out_dir / "report.html"
+
+
+def _replace(folder: int, name: str, data: bytes) -> None:
+    """Write ``data`` to a new file in the open folder ``folder`` and rename it to ``name``, replacing whatever
+    ``name`` was (a file, or a symbolic link: the link goes, its target is untouched)."""
+    temp = f".{name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        raise

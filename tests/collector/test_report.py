@@ -209,6 +209,41 @@ def test_demo_report_is_written_from_the_demo_store(tmp_path: Path) -> None:
         assert len(list(csv.DictReader(fh))) == len(scn.REPORT_OUTAGES)
 
 
+def report_args(tmp_path: Path, out: Path) -> list[str]:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(scn.INVENTORY_YAML)
+    return ["-c", str(tmp_path / "none.yaml"), "report", "--zone", scn.ZONE, "--month", "2025-11",
+            "--sqlite", str(store(tmp_path)), "--inventory", str(inv), "--out", str(out)]
+
+
+def test_a_link_planted_in_the_output_folder_is_replaced_not_written_through(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, victim = tmp_path / "out", tmp_path / "collector.yaml"
+    out.mkdir()
+    victim.write_text("the operator's configuration\n")
+    for name in ("report.html", "coverage.csv"):
+        (out / name).symlink_to(victim)
+    (out / "outages.csv").symlink_to(tmp_path / "not-there-yet")  # a dangling link: nothing may be created there
+    assert cli.main(report_args(tmp_path, out)) == 0, capsys.readouterr().err
+    assert victim.read_text() == "the operator's configuration\n"
+    assert not (tmp_path / "not-there-yet").exists()
+    for name in ("report.html", "coverage.csv", "outages.csv"):
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
+    assert sorted(p.name for p in out.iterdir()) == ["availability.csv", "coverage.csv", "outages.csv",
+                                                     "redundancy.csv", "report.html"]  # no temporary file left
+
+
+def test_an_output_folder_that_is_a_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    elsewhere = tmp_path / "etc-zonewatch"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere, target_is_directory=True)
+    assert cli.main(report_args(tmp_path, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err == (f"zonewatch-collector: report: {tmp_path / 'out'} is a symbolic link: give the folder itself "
+                   "(the report is never written through a link)\n")
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_series_written_on_change_and_refreshed_holds_across_its_refresh_gap() -> None:
     s = 10**9
     points = [(0, 0.0), (1 * s, 1.0), (2 * s, 0.0), (32 * s, 0.0)]   # two quick changes, then a 30 s refresh

@@ -113,8 +113,10 @@ def secret_env() -> dict[str, str]:
 
 
 def secret_files(folder: Path) -> Path:
-    """Write every secret to ``folder/<name>`` (mode 0600, with a trailing newline as editors leave it)."""
+    """Write every secret to ``folder/<name>`` (mode 0600, with a trailing newline as editors leave it), in a
+    folder only its owner may write (the collector refuses an inventory secret from any other)."""
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
     for name, value in SECRETS.items():
         path = folder / name
         path.write_text(value + "\n")
@@ -393,10 +395,16 @@ carriers:
     plmn: 452-04
     name: Carrier one
     notify:
-      - {{type: webhook, url: '{hooks.url}/c1', bearer_token: {{env: ZW_SEC_WEBHOOK_TOKEN}}}}
+      - {{type: webhook, url: '{hooks.url}/c1', bearer_token: {{secret: c1-hook}}}}
       - {{type: email, to: [noc@carrier.example]}}
 sites: {{s1: {{zone: z1, owners: [c1]}}}}
-devices: {{sw-traps: {{site: s1, owners: [c1], probe: p1}}}}
+devices:
+  sw-traps: {{site: s1, owners: [c1], probe: p1}}
+  good-v2c: {{site: s1, probe: p1}}
+  wrong-v2c: {{site: s1, probe: p1}}
+  good-v3: {{site: s1, probe: p1}}
+  wrong-v3: {{site: s1, probe: p1}}
+  no-host: {{site: s1, probe: p1}}
 probes: {{p1: {{zone: z1}}}}
 """)
     (tmp_path / "collector.yaml").write_text(f"""
@@ -405,6 +413,9 @@ storage: {{type: influxdb, url: '{victoriametrics.url}', org: zone, bucket: zw, 
 queue: {{path: '{tmp_path / 'collector' / 'intake.db'}'}}
 http: {{listen: '127.0.0.1:{collector_http}'}}
 inventory: inventory.yaml
+secrets:
+  dir: '{secrets}'
+  receivers: {{c1-hook: {{file: webhook_token, sends_to: '{hooks.url}/c1', carrier: 452-04}}}}
 alerting:
   interval: 1s
   noc: [{{type: webhook, url: '{hooks.url}/noc'}}]
