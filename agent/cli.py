@@ -10,10 +10,16 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agent import wire
 from agent.transcript import VENDOR_CHOICES, parse_transcript
-from zwconf import ConfigError, load_file
+from zwconf import ConfigError, httpd, load_file
+from zwconf.httpd import BoundedHttpServer
+from zwconf.process import raise_open_files_limit
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 DEFAULT_CONFIG = "/etc/zonewatch/agent.yaml"
 
@@ -128,8 +134,6 @@ async def _once(cfg: object, as_json: bool) -> int:
 
 
 async def _run(cfg: object) -> int:
-    from prometheus_client import start_http_server
-
     from agent.config import AgentConfig
     from agent.runner import Agent
 
@@ -139,16 +143,27 @@ async def _run(cfg: object) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = None
-    if cfg.metrics.enabled:
-        host, _, port = cfg.metrics.listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host, registry=agent.metrics.registry)
+    raise_open_files_limit()
+    server = _serve_metrics(cfg.metrics.listen, agent.metrics.registry) if cfg.metrics.enabled else None
     try:
         await agent.run(stop)
     finally:
         if server is not None:
-            server.shutdown()
+            server.stop()
     return 0
+
+
+def _serve_metrics(listen: str, registry: CollectorRegistry) -> BoundedHttpServer:
+    """Start /metrics for ``registry`` on ``listen``, bounded (``zwconf.httpd``), counting what it refuses."""
+    from prometheus_client import Counter, ProcessCollector, make_wsgi_app
+
+    dropped = Counter(httpd.DROPPED_METRIC, httpd.DROPPED_HELP, ["reason"], registry=registry)
+    for reason in httpd.DROP_REASONS:
+        dropped.labels(reason)
+    ProcessCollector(registry=registry)  # process_open_fds beside process_max_fds
+    server = BoundedHttpServer(listen, make_wsgi_app(registry), on_drop=lambda reason: dropped.labels(reason).inc())
+    server.start()
+    return server
 
 
 if __name__ == "__main__":

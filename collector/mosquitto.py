@@ -30,6 +30,32 @@ spools forget it). ``render_limits`` sizes both for the fleet and for the longes
 broker must bridge (``QueueSizing``), and says what that costs in the broker's memory; the collector
 reports every seq a probe lost as a gap and, once the probe's spool is empty, as a DataLoss alert.
 
+Per-client limits. Mosquitto (2.0) applies its limits to every client alike, on every listener
+(``per_listener_settings`` covers authentication and ACLs only), so whatever bounds a probe bounds the
+collector too. ``render_limits`` writes the ones that cost the collector nothing:
+
+- ``max_packet_size``: the collector's wire limit (``agent.wire.Limits.max_bytes``, 1 MiB of payload) plus
+  ``PUBLISH_OVERHEAD`` for the topic and the MQTT header. The broker refuses a larger packet from its
+  fixed header, before reading the payload, and disconnects the client: a 100 MiB message costs it nothing,
+  and never reaches the collector (mosquitto 2.0 counts a packet without its remaining-length field). MQTT
+  v5 clients learn the limit from the CONNACK. The collector's own messages (a probe's configuration,
+  alerts on MQTT) must stay under it too: over it, the broker would cut the session they share with the
+  ingest.
+- ``max_inflight_messages`` (mosquitto's default, 20) and ``max_inflight_bytes`` (``INFLIGHT_LARGEST``
+  largest messages): what the broker sends one client before its acknowledgements. Agent-shaped batches
+  (5 KiB) never reach the byte limit; a run of 1 MiB messages goes to the collector a few at a time.
+  Mosquitto also announces the message count to MQTT v5 clients as their receive maximum, but acknowledges
+  a QoS 1 message as it arrives: the agent's window of 100 unacknowledged messages still flows.
+- ``max_queued_messages`` and ``max_queued_bytes`` (above): they are per client too, and there is no
+  per-listener form, so they cannot be made smaller for probes than the collector's session needs. They
+  need not be: a probe may only read its own ``config`` topic, so nothing else can queue for it.
+
+What mosquitto cannot bound per client: how fast a client publishes (it has no rate limit; an in-limit
+message is acknowledged at once, however many came before), and what share of the collector's queue one
+publisher's messages take (the queue belongs to the subscriber). A probe publishing 1 MiB messages as fast
+as its link allows fills the collector's session ahead of every other probe; bounding that is the
+collector's per-probe fairness, not the broker's.
+
 Zone and probe ids become topic segments and ACL words: each must pass ``agent.wire.valid_name``, which
 the inventory does not check for its keys, so rendering does.
 """
@@ -60,6 +86,11 @@ SALT_BYTES = 12
 
 ACL_FILE = "acl"
 LIMITS_FILE = "mosquitto-limits.conf"
+PUBLISH_OVERHEAD = 1024   # a PUBLISH packet beyond its payload: fixed header (5), topic (2 + at most 140 for the
+                          # longest names wire.valid_name allows), packet id (2), MQTT v5 properties (the rest)
+INFLIGHT_MESSAGES = 20    # mosquitto's default, written out
+INFLIGHT_LARGEST = 4      # largest-size messages in flight to one client
+WIRE_LIMITS = wire.Limits()   # what the collector accepts in one message
 PASSWD_FILE = "passwd"
 LISTENER_FILE = "mosquitto-listener.conf"
 SECRETS_DIR = "secrets"
@@ -98,18 +129,35 @@ class QueueSizing:
         return self.messages * self.message_bytes
 
 
-def render_limits(sizing: QueueSizing) -> str:
-    """Return mosquitto's general options that bound each client's queue, sized by ``sizing``."""
+def max_packet_size(limits: wire.Limits = WIRE_LIMITS) -> int:
+    """Return the largest MQTT packet the broker should take: the collector's largest message and its header."""
+    return limits.max_bytes + PUBLISH_OVERHEAD
+
+
+def render_limits(sizing: QueueSizing, limits: wire.Limits = WIRE_LIMITS) -> str:
+    """Return mosquitto's general options that bound each client: its packets (by the collector's wire
+    ``limits``), what is in flight to it, and its queue (sized by ``sizing``). See the module docstring."""
     mib = sizing.bytes / 2**20
+    packet = max_packet_size(limits)
     return "\n".join([
-        "# ZoneWatch queue limits, rendered by `zonewatch-collector render-mosquitto`: general options for",
-        "# mosquitto.conf (anywhere in it). They apply to every client; only the collector's session queues much.",
+        "# ZoneWatch broker limits, rendered by `zonewatch-collector render-mosquitto`: general options for",
+        "# mosquitto.conf (anywhere in it). Mosquitto applies each of them to every client, on every listener.",
+        f"# A packet over {packet} bytes (the collector's largest message, {limits.max_bytes} bytes, with its topic",
+        "# and header) is refused before its payload is read, and its sender disconnected.",
+        f"max_packet_size {packet}",
+        f"# In flight to one client before it acknowledges: {INFLIGHT_MESSAGES} messages, at most {INFLIGHT_LARGEST} "
+        "of the largest.",
+        f"max_inflight_messages {INFLIGHT_MESSAGES}",
+        f"max_inflight_bytes {INFLIGHT_LARGEST * packet}",
+        "# Queued for one client (only the collector's session queues much: a probe reads only its config).",
         f"# Sized for {max(1, sizing.probes)} probes x {sizing.rate:g} messages/s x {sizing.hold_s:g} s of collector "
         f"outage = {sizing.messages} messages,",
         f"# {mib:,.0f} MiB of the broker's memory when full. Past either limit the broker drops new messages for",
         "# the collector (they show as seq gaps and a DataLoss alert): raise --hold, or give the broker memory.",
         f"max_queued_messages {sizing.messages}",
         f"max_queued_bytes {sizing.bytes}",
+        "# Mosquitto has no per-client publish rate limit, and one publisher may fill the collector's queue: the",
+        "# collector's per-probe fairness bounds what one probe's messages cost the others.",
     ]) + "\n"
 
 
@@ -311,7 +359,8 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
         Written(out / PASSWD_FILE, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),
         Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} (two sessions) and {len(users) - 2} probe(s)"),
         Written(out / LISTENER_FILE, f"listener section for mosquitto.conf (port {port}, TLS)"),
-        Written(out / LIMITS_FILE, f"queue limits for mosquitto.conf: {sizing.messages} messages, "
-                                   f"{sizing.bytes / 2**20:,.0f} MiB for the collector's session"),
+        Written(out / LIMITS_FILE, f"limits for mosquitto.conf: packets up to {max_packet_size()} bytes; "
+                                   f"{sizing.messages} messages, {sizing.bytes / 2**20:,.0f} MiB queued for "
+                                   "the collector's session"),
     ]
     return written

@@ -9,7 +9,7 @@ command that installs it, never a skip: the integration tests exist to run again
     VictoriaMetrics   start_victoriametrics(dir)                   -> Service(port, url)
     Alertmanager      start_alertmanager(dir, config_yaml)         -> Service(port, url)
     snmpsim           start_snmpsim(dir, data_dir)                 -> Service(port)
-    the collector     start_collector(config, dir)                 -> Service (ready once subscribed)
+    the collector     start_collector(config, dir, open_files=None) -> Service (ready once subscribed)
 """
 
 from __future__ import annotations
@@ -287,18 +287,20 @@ def vm_query(url: str, promql: str) -> list[dict[str, object]]:
 
 
 def start_zonewatch(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None,
-                    ready: Callable[[], bool] = lambda: True) -> Service:
-    """Start ``python -m <name> <args>`` (agent or collector) as a child process, logging to a file."""
-    return _spawn(name, [sys.executable, "-m", name, *args], workdir, 0, ready, env=env)
+                    ready: Callable[[], bool] = lambda: True, open_files: int | None = None) -> Service:
+    """Start ``python -m <name> <args>`` (agent or collector) as a child process, logging to a file;
+    ``open_files`` sets its soft and hard limits on open files (util-linux prlimit execs it: same PID)."""
+    limit = [require("prlimit"), f"--nofile={open_files}:{open_files}"] if open_files is not None else []
+    return _spawn(name, [*limit, sys.executable, "-m", name, *args], workdir, 0, ready, env=env)
 
 
-def start_collector(config: Path, workdir: Path) -> Service:
+def start_collector(config: Path, workdir: Path, open_files: int | None = None) -> Service:
     """Start ``python -m collector -c <config> run`` in ``workdir``; ready once this start has logged
     "collector subscribed" (both its broker sessions exist: from then on the broker keeps what arrives)."""
     log = workdir / "collector.log"
     seen = log.read_text().count("collector subscribed") if log.exists() else 0
     return start_zonewatch("collector", ["-c", str(config), "run"], workdir,
-                           ready=lambda: log.read_text().count("collector subscribed") > seen)
+                           ready=lambda: log.read_text().count("collector subscribed") > seen, open_files=open_files)
 
 
 # ---------------------------------------------------------------------------------------------- webhook

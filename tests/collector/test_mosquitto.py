@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import zwconf
+from agent import wire
 from collector import cli, mosquitto
 from collector.inventory import Inventory
 from zwconf import load
@@ -231,6 +232,7 @@ def test_command_writes_the_files_and_never_prints_a_password(tmp_path: Path,
     limits = (out / "mosquitto-limits.conf").read_text()
     assert "max_queued_messages 10800\n" in limits and f"max_queued_bytes {10800 * 4608}\n" in limits
     assert "47 MiB" in limits
+    assert "\nmax_packet_size 1049600\n" in limits
 
 
 def test_the_queue_limits_are_sized_by_the_fleet_and_the_outage_they_must_bridge(tmp_path: Path,
@@ -249,6 +251,35 @@ def test_the_queue_limits_are_sized_by_the_fleet_and_the_outage_they_must_bridge
     code = cli.main(["-c", str(tmp_path / "collector.yaml"), "render-mosquitto", "--out", str(tmp_path / "b"),
                      "--hold", "2 hours"])
     assert code == 2 and "render-mosquitto: --hold: " in capsys.readouterr().err
+
+
+def _publish_packet_bytes(topic: str, payload: int) -> int:
+    """Return the size of an MQTT v5 PUBLISH (QoS 1, no properties) of ``payload`` bytes on ``topic``."""
+    remaining = 2 + len(topic.encode()) + 2 + 1 + payload
+    length_bytes = next(n for n in range(1, 5) if remaining < 128**n)
+    return 1 + length_bytes + remaining
+
+
+def test_the_limits_bound_each_clients_packets_by_the_collectors_wire_limit_and_keep_the_fleets_queue() -> None:
+    text = mosquitto.render_limits(mosquitto.QueueSizing(probes=3))
+    settings = [line for line in text.splitlines() if not line.startswith("#")]
+    assert settings == [
+        "max_packet_size 1049600",          # 1 MiB of payload (agent.wire.Limits) and 1 KiB of topic and header
+        "max_inflight_messages 20",
+        "max_inflight_bytes 4198400",       # four of the largest messages
+        "max_queued_messages 10800",        # the collector's session: unchanged
+        f"max_queued_bytes {10800 * 4608}",
+    ]
+    assert "no per-client publish rate limit" in text
+    # The largest message the collector accepts, on the longest topic the ACL can hold, fits in one packet.
+    longest = wire.topic("z" * 63, "p" * 63, "events")
+    assert wire.valid_name("z" * 63) and not wire.valid_name("z" * 64)
+    assert _publish_packet_bytes(longest, wire.Limits().max_bytes) <= mosquitto.max_packet_size()
+    assert mosquitto.max_packet_size() - _publish_packet_bytes(longest, wire.Limits().max_bytes) > 512  # v5 props
+    # The limit follows the wire limit it is given.
+    smaller = mosquitto.render_limits(mosquitto.QueueSizing(1), wire.Limits(max_bytes=4096))
+    assert [line for line in smaller.splitlines() if not line.startswith("#")][:3] == [
+        "max_packet_size 5120", "max_inflight_messages 20", "max_inflight_bytes 20480"]
 
 
 def test_command_without_inventory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
