@@ -21,10 +21,11 @@ Payload (one JSON object per message, UTF-8)::
 
 Rules every version keeps:
 
-- ``seq`` increases by one for every message a probe spools, across restarts. The collector drops a
-  repeated ``seq`` and counts the gaps. ``origin`` (optional, default 0) is a random number the probe picks
-  when it creates its spool: a probe whose spool was replaced starts a new ``seq`` count under a new
-  origin, and the collector keys its sequence bookkeeping by (probe, origin).
+- ``seq`` increases by one for every message a probe spools, across restarts, and is at most ``MAX_SEQ``
+  (2^63 - 1), as is ``origin``. The collector drops a repeated ``seq`` and counts the gaps. ``origin``
+  (optional, default 0) is a random number the probe picks when it creates its spool: a probe whose spool
+  was replaced starts a new ``seq`` count under a new origin, and the collector keys its sequence
+  bookkeeping by (probe, origin).
 - Every sample carries its own measurement time ``ts`` in nanoseconds since the epoch; replayed data keeps
   it.
 - Field values are numbers or booleans, never strings (enumerations are tags). A value the device did not
@@ -74,6 +75,8 @@ __all__ = [
     "MAX_TAG_VALUE",
     "FIELD_INT_MIN",
     "FIELD_INT_MAX",
+    "MAX_SEQ",
+    "COLLECTOR_MEASUREMENTS",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -83,6 +86,13 @@ KINDS: Final = ("status", "data", "events", "config")
 STATUS_ONLINE: Final = b"online"
 STATUS_OFFLINE: Final = b"offline"
 STATUS_STOPPING: Final = b"stopping"   # a stop on purpose (restart, upgrade): ProbeDown waits before paging
+
+# Sequence numbers and origins fit a signed 64-bit integer (SQLite's, on both sides); a probe makes about two
+# messages a second, so this is never reached by counting.
+MAX_SEQ: Final = 2**63 - 1
+# Measurements only the collector writes (derived from what the probes send): a probe's sample or event named
+# one of these is refused (``collector_only``). ``event`` is how the collector stores the events it receives.
+COLLECTOR_MEASUREMENTS: Final = frozenset({"alert", "coverage", "redundancy", "event"})
 
 Kind = Literal["status", "data", "events", "config"]
 FieldValue = int | float | bool
@@ -258,12 +268,12 @@ def decode_header(doc: Any) -> Header:
         if not isinstance(value, str) or not valid_name(value):
             raise WireError("bad_schema", f"'{what}' {value!r} must be a string matching {_NAME.pattern}")
     seq, sent = doc.get("seq"), doc.get("sent_ns")
-    if type(seq) is not int or seq < 0:
-        raise WireError("bad_schema", f"'seq' {seq!r} must be a non-negative integer")
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise WireError("bad_schema", f"'seq' {seq!r} must be a non-negative 63-bit integer")
     if type(sent) is not int or sent < 0:
         raise WireError("bad_schema", f"'sent_ns' {sent!r} must be a non-negative integer")
     origin = doc.get("origin", 0)
-    if type(origin) is not int or not 0 <= origin < 2**63:
+    if type(origin) is not int or not 0 <= origin <= MAX_SEQ:
         raise WireError("bad_schema", f"'origin' {origin!r} must be a non-negative 63-bit integer")
     return Header(zone, probe, seq, sent, version, origin)  # type: ignore[arg-type]  # both checked to be str
 

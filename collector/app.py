@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,12 @@ from collector.config import CollectorConfig
 from collector.ingest import Ingest
 from collector.inventory import Inventory
 from collector.metrics import CollectorMetrics
+from collector.scope import Scope
 from collector.storage import make_writer
+from collector.threads import named, on_death
+from zwconf.httpd import BoundedHttpServer
 from zwconf.mqtt import MqttConfig
+from zwconf.process import raise_open_files_limit
 from zwqueue import DiskQueue
 
 log = logging.getLogger(__name__)
@@ -31,7 +37,34 @@ class Collector:
         self.ingest: Ingest | None = None
         self.engine: Any = None
         self.dispatcher: Any = None
-        self._http: Any = None
+        self._http: BoundedHttpServer | None = None
+        self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
+        self.died: str | None = None          # the thread that died in this run, and of what
+        self._dead = threading.Event()
+        self._unhook = on_death(self._died)
+
+    def _died(self, thread: str, exc: BaseException) -> None:
+        """A collector thread died (``collector.threads``): note it for the next start, and stop."""
+        self.died = f"{thread}: {type(exc).__name__}: {exc}"
+        try:
+            self.fault_path.parent.mkdir(parents=True, exist_ok=True)
+            self.fault_path.write_text(json.dumps({"thread": thread, "error": f"{type(exc).__name__}: {exc}"[:500],
+                                                   "at_ns": time.time_ns()}))
+        except OSError as err:
+            log.error("cannot note the fault in %s: %s", self.fault_path, err)
+        self._dead.set()
+
+    def _last_fault(self) -> tuple[str, str, int] | None:
+        """Return (thread, error, when) of a thread death that stopped the previous run, and forget it."""
+        try:
+            doc = json.loads(self.fault_path.read_text())
+            self.fault_path.unlink()
+            return str(doc["thread"]), str(doc["error"]), int(doc["at_ns"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.error("cannot read %s (%s); the last run stopped on a fault", self.fault_path, err)
+            return "unknown", f"unreadable fault note: {err}", time.time_ns()
 
     def start(self) -> None:
         """Start every part; raise with a clear message if one cannot start."""
@@ -46,14 +79,17 @@ class Collector:
         intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9))
         if intake.depth():
             log.info("intake queue holds %d messages from before; writing them first", intake.depth())
-        self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=cfg.limits.series_limit())
+        self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=cfg.limits.series_limit(),
+                             scope=Scope(self.inventory))
         self._start_alerting(mqtt_cfg)
         self.ingest.start()
-        if cfg.http.enabled:
-            from prometheus_client import start_http_server
+        raise_open_files_limit()
+        if cfg.http.enabled:  # bounded: no caller can hold the descriptors that storage and notifiers need
+            from prometheus_client import make_wsgi_app
 
-            host, _, port = cfg.http.listen.rpartition(":")
-            self._http, _thread = start_http_server(int(port), addr=host, registry=self.metrics.registry)
+            self._http = BoundedHttpServer(cfg.http.listen, make_wsgi_app(self.metrics.registry),
+                                           on_drop=self.metrics.count_http_drop)
+            self._http.start(spawn=named)
         log.info("collector running: storage %s, broker %s:%s", cfg.storage.type, mqtt_cfg.host, mqtt_cfg.port)
 
     def _start_alerting(self, mqtt_cfg: MqttConfig) -> None:
@@ -82,9 +118,11 @@ class Collector:
                 self.ingest.inject(batches)
 
         self.engine = AlertEngine(alerting, self.inventory, self.dispatcher, store, self.metrics.registry,
-                                  known_gaps=self.ingest.seqs.all_gaps())   # the ingest has not started yet
+                                  known_gaps=self.ingest.seqs.all_gaps(),   # the ingest has not started yet
+                                  fault=self._last_fault())
         self.ingest.on_arrival = self.engine.offer
         self.ingest.on_gaps = self.engine.gaps
+        self.ingest.on_jump = self.engine.jumped
         self.engine.start()
 
     def stop(self) -> None:
@@ -98,14 +136,19 @@ class Collector:
             self.ingest.writer.close()
             self.ingest.intake.close()
         if self._http is not None:
-            self._http.shutdown()
+            self._http.stop()
         if self.broker is not None:
             self.broker.stop()
 
     def run_until(self, stop: threading.Event) -> None:
-        """Start, wait for ``stop``, then stop."""
+        """Start, wait for ``stop`` (or a thread's death: then raise RuntimeError saying which), then stop."""
         self.start()
         try:
-            stop.wait()
+            while not stop.wait(0.5) and not self._dead.is_set():
+                pass
         finally:
             self.stop()
+            self._unhook()
+        if self.died is not None:
+            raise RuntimeError(f"stopped: collector thread {self.died} (see the log); the next start raises "
+                               "CollectorFault")

@@ -17,8 +17,9 @@ Threads::
                           the QoS 1 acknowledgements in the order the messages arrived.
     preparer thread       takes entries from the intake queue in order, through its own read-only
                           connection (so it never waits for the intake's commits); decodes and checks them
-                          with agent.wire (a bad one is rejected and counted by reason, never fatal); drops
-                          repeats (same probe, origin and seq); and has the writer encode the rest
+                          with agent.wire (a bad one is rejected and counted by reason, never fatal); leaves
+                          out the rows its probe may not report (``collector.scope``: counted per probe, the
+                          rest kept); drops repeats (same probe, origin and seq); and has the writer encode the rest
                           (``storage.prepare_write``), in parts of about PART_SAMPLES samples. Each part
                           carries a snapshot of the sequence bookkeeping as it stands after its entries. It
                           works at most a few parts ahead of the sender. For a line-protocol store (a
@@ -53,7 +54,10 @@ freed overflow pages are not zeroed; what they held is in the store anyway).
 Sequence bookkeeping (``SeqTracker``): per (probe, origin), a watermark below which every seq has been
 seen or given up, and the seqs seen above it. A seq at or below the watermark, or already seen, is a
 repeat. ``seq_gaps`` counts the seqs missing below the highest seen (late data still fill them in);
-once more than ``window`` newer seqs have arrived, a missing one is given up and counted as lost.
+once more than ``window`` newer seqs have arrived, a missing one is given up and counted as lost. A seq absurdly
+far from its stream is stored but not believed (``ProbeSeq``), and a probe's made-up origins are bounded
+(``SeqTracker``). Batches the collector makes itself enter the intake queue under ``DERIVED`` + topic: only
+they may hold the measurements a probe may not write.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ from collector.cardinality import Refused, SeriesLimit
 from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
 from collector.mosquitto import URGENT_SUFFIX  # the status and events session's client id and username suffix
+from collector.scope import Refusals, Scope
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
 from collector.threads import named
@@ -213,11 +218,21 @@ class SeqRanges:
 class ProbeSeq:
     """What the collector knows of one probe's sequence space: every seq up to ``watermark`` was seen or
     given up (``lost`` counts those given up); ``above`` holds the seqs seen above it. The first range of
-    ``above`` never starts at ``watermark + 1`` (the watermark moves over it)."""
+    ``above`` never starts at ``watermark + 1`` (the watermark moves over it).
+
+    A seq more than ``max_jump`` away from where the stream stands (above the highest seen, or below the
+    watermark) is not believed at once: one corrupt or hostile seq would otherwise give up everything below
+    it and turn every later message into a repeat. It is a *jump*: its message is stored, but it moves
+    nothing. Only ``resync`` jumps in a row that follow on from each other (n, n + 1, ...) move the stream
+    there; the seqs skipped forwards are then lost. The jump run is kept in memory only.
+    """
 
     watermark: int = 0
     lost: int = 0
     above: SeqRanges = field(default_factory=SeqRanges)
+    used: int = 0           # when this origin last sent (SeqTracker's message count): the least recent retires
+    jump_first: int = 0     # the first seq of the run of jumps in a row, if any
+    jump_run: int = 0       # how many jumps in a row follow on from jump_first
 
     @property
     def gaps(self) -> int:
@@ -225,112 +240,193 @@ class ProbeSeq:
         top = self.above.top
         return self.lost + (top - self.watermark - self.above.count if top is not None else 0)
 
-    def record(self, seq: int, window: int) -> bool:
-        """Record ``seq``; return False if it was seen (or given up) before. Once the highest seq seen is more
-        than ``window`` above the watermark, the missing seqs up to ``window`` below it are given up."""
-        if seq <= self.watermark:
-            return False
+    def record(self, seq: int, window: int, max_jump: int = 1 << 24, resync: int = 8) -> bool | None:
+        """Record ``seq``; return False if it was seen (or given up) before, None if it is a jump (see the class
+        docstring) that moved nothing. Once the highest seq seen is more than ``window`` above the watermark,
+        the missing seqs up to ``window`` below it are given up."""
         if seq == self.watermark + 1:  # next in line: the common case; the span only shrinks
+            self.jump_run = 0
             self.watermark = self.above.run_from(seq)
             return True
+        if seq <= self.watermark:
+            if self.watermark - seq <= max_jump:
+                return False
+            return self._jump(seq, resync)
+        top = self.above.top
+        if seq - (self.watermark if top is None else top) > max_jump:
+            return self._jump(seq, resync)
         if not self.above.add(seq):
             return False
+        self.jump_run = 0
         top = self.above.top
         if top is not None and top - self.watermark > window:  # give up on the oldest missing ones
             floor = top - window
-            self.lost += floor - self.watermark - self.above.trim(floor)
+            self._lose(floor - self.watermark - self.above.trim(floor))
             self.watermark = self.above.run_from(floor)
         return True
 
+    def _jump(self, seq: int, resync: int) -> bool | None:
+        if self.jump_run and seq == self.jump_first + self.jump_run:
+            self.jump_run += 1
+        else:
+            self.jump_first, self.jump_run = seq, 1
+        if self.jump_run < resync:
+            return None
+        # The stream goes on from jump_first: believe it. Forwards, what lies between is lost.
+        if self.jump_first > self.watermark:
+            self._lose(self.jump_first - 1 - self.watermark - self.above.count)
+        self.above, self.watermark, self.jump_run = SeqRanges(), seq, 0
+        return True
+
+    def _lose(self, n: int) -> None:
+        self.lost = min(wire.MAX_SEQ, self.lost + n)  # fits the state's SQLite integer, however absurd the seqs
+
 
 SeqRow = tuple[str, int, int, int, str]  # a seqstate row: probe, origin, watermark, lost, above (JSON ranges)
+RETIRED = -1  # the origin of the seqstate row that keeps the seqs lost under origins no longer followed
 
 
 class SeqTracker:
-    """Repeat detection and gap counting per (zone/probe, origin); persisted in the intake queue's file."""
+    """Repeat detection and gap counting per (zone/probe, origin); persisted in the intake queue's file.
 
-    def __init__(self, db: Any, window: int = 65536) -> None:
-        self.db, self.window = db, window
+    A probe gets a new origin when its spool is replaced, which is rare: at most ``max_origins`` of a probe's
+    origins are followed, and a new one past that retires the one that sent least recently (its lost seqs
+    are kept in the probe's count; its seqs, if it ever sends again, are news). So the cost of a message
+    does not grow with the origins a broken or hostile probe makes up. ``jumps`` lists the (zone/probe,
+    origin, seq) of every jump met (``ProbeSeq``) for the caller to count and report; the caller clears it.
+    """
+
+    def __init__(self, db: Any, window: int = 65536, max_jump: int = 1 << 24, resync: int = 8,
+                 max_origins: int = 4) -> None:
+        self.db, self.window, self.max_jump, self.resync, self.max_origins = db, window, max_jump, resync, max_origins
         db.executescript(_STATE_SCHEMA)
         self.state: dict[tuple[str, int], ProbeSeq] = {}
-        self._origins: dict[str, list[ProbeSeq]] = {}  # probe -> the state of each of its origins
-        for probe, origin, watermark, lost, above in db.execute("SELECT * FROM seqstate"):
+        self._origins: dict[str, dict[int, ProbeSeq]] = {}  # probe -> origin -> its state
+        self._retired: dict[str, int] = {}  # probe -> seqs lost under origins retired
+        self._used = 0
+        self.jumps: list[tuple[str, int, int]] = []
+        for probe, origin, watermark, lost, above in db.execute("SELECT * FROM seqstate ORDER BY rowid"):
+            if origin == RETIRED:
+                self._retired[probe] = lost
+                continue
             st = self.state[(probe, origin)] = ProbeSeq(watermark, lost, SeqRanges.from_json(above))
-            self._origins.setdefault(probe, []).append(st)
+            self._origins.setdefault(probe, {})[origin] = st
         self._dirty: set[tuple[str, int]] = set()
+        self._gone: set[tuple[str, int]] = set()  # retired since the last snapshot: rows to delete
 
     def is_repeat(self, probe: str, origin: int, seq: int) -> bool:
-        """Return True if (probe, origin, seq) was recorded before; record nothing."""
+        """Return True if (probe, origin, seq) was recorded before (a jump is not); record nothing."""
         st = self.state.get((probe, origin))
-        return st is not None and (seq <= st.watermark or seq in st.above)
+        return st is not None and (st.watermark - self.max_jump <= seq <= st.watermark or seq in st.above)
 
     def first_time(self, probe: str, origin: int, seq: int) -> bool:
         """Record (probe, origin, seq); return False if it was seen before."""
         key = (probe, origin)
         st = self.state.get(key)
         if st is None:
-            st = self.state[key] = ProbeSeq()
-            self._origins.setdefault(probe, []).append(st)
-        if not st.record(seq, self.window):
+            st = self._new(probe, origin)
+        self._used += 1
+        st.used = self._used
+        done = st.record(seq, self.window, self.max_jump, self.resync)
+        if done is None:
+            self.jumps.append((probe, origin, seq))
+            return True
+        if not done:
             return False
         self._dirty.add(key)
         return True
 
+    def _new(self, probe: str, origin: int) -> ProbeSeq:
+        mine = self._origins.setdefault(probe, {})
+        while len(mine) >= self.max_origins:
+            oldest = min(mine, key=lambda o: mine[o].used)
+            self._retired[probe] = min(wire.MAX_SEQ, self._retired.get(probe, 0) + mine.pop(oldest).gaps)
+            del self.state[(probe, oldest)]
+            self._dirty.discard((probe, oldest))
+            self._gone.add((probe, oldest))
+        st = self.state[(probe, origin)] = mine[origin] = ProbeSeq()
+        self._gone.discard((probe, origin))
+        return st
+
     def all_gaps(self) -> dict[str, int]:
         """Return the gaps of every probe known, by zone/probe."""
-        return {probe: self.gaps(probe) for probe in self._origins}
+        return {probe: self.gaps(probe) for probe in self._origins.keys() | self._retired.keys()}
 
     def gaps(self, probe: str) -> int:
-        """Return the gaps of every origin of one probe."""
-        return sum(st.gaps for st in self._origins.get(probe, ()))
+        """Return the gaps of every origin of one probe (at most ``wire.MAX_SEQ``)."""
+        total = self._retired.get(probe, 0) + sum(st.gaps for st in self._origins.get(probe, {}).values())
+        return min(wire.MAX_SEQ, total)
 
     def snapshot(self) -> tuple[list[SeqRow], dict[str, int]]:
         """Return the rows of the state changed since the last snapshot, and the gaps of the probes concerned.
 
         The writer takes a snapshot when it has decided what a round of entries is (which are repeats) and
-        stores it with the deletion of those entries, so the stored state always matches what is deleted.
+        stores it with the deletion of those entries, so the stored state always matches what is deleted. A
+        row with watermark -1 deletes the state of a retired origin.
         """
         rows: list[SeqRow] = []
         for key in self._dirty:
             st = self.state[key]
             rows.append((key[0], key[1], st.watermark, st.lost, st.above.to_json()))
+        for probe, origin in self._gone:
+            rows.append((probe, origin, -1, 0, ""))
+        for probe in {probe for probe, _ in self._gone}:
+            rows.append((probe, RETIRED, 0, self._retired[probe], "[]"))
         self._dirty.clear()
+        self._gone.clear()
         return rows, {probe: self.gaps(probe) for probe in {row[0] for row in rows}}
 
     def store(self, rows: list[SeqRow]) -> None:
         """Write snapshot rows (inside the caller's transaction)."""
-        self.db.executemany("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)", [r for r in rows if r[2] >= 0])
+        self.db.executemany("DELETE FROM seqstate WHERE probe = ? AND origin = ?",
+                            [(r[0], r[1]) for r in rows if r[2] < 0])
 
 
 DEFAULT_LIMITS = wire.Limits()
+OPEN = Scope()  # no inventory: only what no probe may ever send is refused
+
+
+DERIVED = "derived:"  # the kind of an intake entry the collector made itself: its topic after this prefix
 
 
 def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batch:
-    """Turn one queued message into a batch, or raise WireError naming what is wrong."""
-    where = wire.parse_topic(entry.kind)
+    """Turn one queued message into a batch, or raise WireError naming what is wrong. Rows a probe may never
+    send (``collector.scope``: measurements only the collector writes) are left out."""
+    return read_entry(entry, OPEN, limits)[0]
+
+
+def read_entry(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[wire.Batch, Refusals]:
+    """Turn one queued message into a batch without the rows ``scope`` refuses, and say what it refused; raise
+    WireError naming what is wrong with a message that cannot be read at all."""
+    kind, trusted = (entry.kind[len(DERIVED):], True) if entry.kind.startswith(DERIVED) else (entry.kind, False)
+    where = wire.parse_topic(kind)
     if where.kind == "status":
         state = entry.payload.strip()
         if state not in (wire.STATUS_ONLINE, wire.STATUS_OFFLINE, wire.STATUS_STOPPING):
-            raise wire.WireError("bad_status", f"{entry.kind}: status {entry.payload[:32]!r} is not "
+            raise wire.WireError("bad_status", f"{kind}: status {entry.payload[:32]!r} is not "
                                  "online/offline/stopping")
         fields: dict[str, wire.FieldValue] = {"up": state == wire.STATUS_ONLINE}
         if state == wire.STATUS_STOPPING:
             fields["planned"] = True
         up = wire.Sample("probe", {}, fields, entry.created_ns)
-        return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,))
+        return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,)), Refusals()
     if where.kind not in ("data", "events"):
-        raise wire.WireError("bad_topic", f"{entry.kind}: the collector does not take {where.kind!r} messages")
+        raise wire.WireError("bad_topic", f"{kind}: the collector does not take {where.kind!r} messages")
     if len(entry.payload) > limits.max_bytes:  # before parsing it
-        raise wire.WireError("too_large", f"{entry.kind}: {len(entry.payload)} bytes, at most {limits.max_bytes}")
+        raise wire.WireError("too_large", f"{kind}: {len(entry.payload)} bytes, at most {limits.max_bytes}")
     batch = wire.decode(entry.payload, _loads)
     if (batch.zone, batch.probe) != (where.zone, where.probe):
-        raise wire.WireError("identity_mismatch", f"{entry.kind}: payload says {batch.zone}/{batch.probe}")
+        raise wire.WireError("identity_mismatch", f"{kind}: payload says {batch.zone}/{batch.probe}")
     wire.check_limits(batch, limits, entry.created_ns)
+    refused = Refusals()
+    if not trusted:
+        batch, refused = scope.check(batch)
     if batch.events:  # stored too, as the "event" measurement: the NOC sees every trap and link change
         stored = tuple(wire.Sample("event", {**e.tags, "event": e.name}, {**e.fields, "occurred": True}, e.time_ns)
                        for e in batch.events)
         batch = dataclasses.replace(batch, samples=batch.samples + stored)
-    return batch
+    return batch, refused
 
 
 def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[wire.Header, list[Any]] | None:
@@ -341,7 +437,7 @@ def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[w
     try:
         doc = _loads(entry.payload)
         head = wire.decode_header(doc)
-        where = wire.parse_topic(entry.kind)
+        where = wire.parse_topic(entry.kind.removeprefix(DERIVED))
     except (ValueError, RecursionError, wire.WireError):  # orjson's JSONDecodeError is a ValueError
         return None
     rows, events = doc.get("samples", []), doc.get("events", [])
@@ -416,8 +512,9 @@ class Ingest:
                  zones: list[str] | None = None, clock: Callable[[], int] = time.time_ns,
                  max_batch: int = 500,
                  on_arrival: Callable[[list[tuple[str, bytes]], int], None] | None = None,
-                 series: SeriesLimit | None = None) -> None:
+                 series: SeriesLimit | None = None, scope: Scope | None = None) -> None:
         self.cfg, self.writer, self.metrics, self.clock = cfg, writer, metrics, clock
+        self.scope = scope or OPEN  # what each probe may report (collector.scope)
         self.intake = intake
         self.zones = zones or ["+"]
         self.max_batch = max_batch
@@ -426,6 +523,9 @@ class Ingest:
         # of the part's newest message (the alert engine's DataLoss). Called by the preparer thread; must not
         # block.
         self.on_gaps: Callable[[dict[str, int], int], None] | None = None
+        # Gets (zone/probe, seq, arrival time) of every message whose seq jumped absurdly (SeqTracker); preparer
+        # thread, must not block.
+        self.on_jump: Callable[[str, int, int], None] | None = None
         self.seqs = SeqTracker(intake.db)
         self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
@@ -592,7 +692,7 @@ class Ingest:
     def inject(self, batches: list[wire.Batch]) -> None:
         """Queue batches made by the collector itself (derived measurements) for storage, durably."""
         now = self.clock()
-        items = [(wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
+        items = [(DERIVED + wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
         with self._lock:
             self.intake.put_many(items, now)
         self._wake_writer.set()
@@ -643,15 +743,19 @@ class Ingest:
                 item, refused = fast
             else:
                 try:
-                    batch = parse_entry(entry)
+                    batch, outside = read_entry(entry, self.scope)
                 except wire.WireError as exc:
                     self.metrics.rejected_messages.labels(exc.reason).inc()
                     self._complain(entry.kind, exc)
                     continue
                 name = f"{batch.zone}/{batch.probe}"
+                if outside:
+                    self._outside(entry.kind, batch, outside)
                 if batch.seq and not self.seqs.first_time(name, batch.origin, batch.seq):
                     self.metrics.duplicate_batches.inc()
                     continue
+                if self.seqs.jumps:
+                    self._jumped(entry)
                 kept, refused = self.series.admit(name, batch.samples, entry.created_ns)
                 item = batch if refused is None else dataclasses.replace(batch, samples=tuple(kept))
             if refused is not None:
@@ -676,6 +780,8 @@ class Ingest:
         name = f"{head.zone}/{head.probe}"
         if head.seq and self.seqs.is_repeat(name, head.origin, head.seq):
             return None  # counted as a repeat by the full path
+        if not entry.kind.startswith(DERIVED) and not self.scope.plain(head.zone, head.probe, rows):
+            return None  # the full path refuses what the probe may not report, and counts it
         series, room = self.series.table(name, entry.created_ns)
         done = self._lines.encoder.encode_rows(head.zone, head.probe, rows, entry.created_ns, DEFAULT_LIMITS,
                                                series, room)
@@ -685,7 +791,28 @@ class Ingest:
         encoded.seq = head.seq
         if head.seq:
             self.seqs.first_time(name, head.origin, head.seq)
+            if self.seqs.jumps:
+                self._jumped(entry)
         return encoded, (Refused(refused, example) if refused else None)
+
+    def _outside(self, topic: str, batch: wire.Batch, refused: Refusals) -> None:
+        """Count and log rows a probe may not report (``collector.scope``); the engine alerts on them."""
+        name = f"{batch.zone}/{batch.probe}"
+        for reason, n in refused.counts.items():
+            self.metrics.refused_samples.labels(name, reason).inc(n)
+        self._complain(topic, wire.WireError("outside", f"probe {name} seq {batch.seq}: refused rows it may not "
+                                             f"report: {refused.describe()}; the rest is kept"), "rows")
+
+    def _jumped(self, entry: Entry) -> None:
+        """Count, log and report the seq jumps ``SeqTracker`` met (stored, not believed)."""
+        for name, origin, seq in self.seqs.jumps:
+            self.metrics.seq_jumps.labels(name).inc()
+            self._complain(entry.kind, wire.WireError(
+                "seq_jump", f"probe {name} origin {origin}: seq {seq} is absurdly far from its stream; its data is "
+                f"kept, its seq is not believed until {self.seqs.resync} in a row follow on"), "a seq")
+            if self.on_jump is not None:
+                self.on_jump(name, seq, entry.created_ns)
+        self.seqs.jumps.clear()
 
     def _refused(self, topic: str, item: Item, refused: Refused) -> None:
         name = f"{item.zone}/{item.probe}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+
+from zwconf import httpd
 
 
 class CollectorMetrics:
@@ -27,3 +29,19 @@ class CollectorMetrics:
         self.queue_depth = Gauge("zonewatch_ingest_queue_depth", "Messages received, not yet written", registry=r)
         self.seq_gaps = Gauge("zonewatch_probe_seq_gaps",
                               "Batches a probe numbered but the collector has not received", ["probe"], registry=r)
+        self.seq_jumps = Counter(
+            "zonewatch_probe_seq_jumps", "Messages whose seq lay absurdly far from the probe's stream (stored, not "
+            "believed: they move nothing until several follow on)", ["probe"], registry=r)
+        self.refused_samples = Counter(
+            "zonewatch_probe_refused_samples", "Samples and events refused because the probe may not report them "
+            "(not_assigned: a device or carrier it does not watch; collector_only: a measurement only the collector "
+            "writes; unknown_probe: a probe the inventory does not list)", ["probe", "reason"], registry=r)
+        self.http_dropped = Counter(httpd.DROPPED_METRIC, httpd.DROPPED_HELP, ["reason"], registry=r)
+        for reason in httpd.DROP_REASONS:
+            self.http_dropped.labels(reason)
+        # process_open_fds beside process_max_fds: what a leak or a flood of connections would use up
+        ProcessCollector(registry=r)
+
+    def count_http_drop(self, reason: str) -> None:
+        """Count one /metrics connection closed unanswered (called from the HTTP server's threads)."""
+        self.http_dropped.labels(reason).inc()

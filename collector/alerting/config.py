@@ -41,6 +41,9 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "DeviceRebooted": _policy("0s"),
     "SiteDown": _policy("0s"),
     "DataLoss": _policy("0s"),
+    "ProbeMisbehaving": _policy("0s"),
+    "CollectorFault": _policy("0s"),
+    "ProbesDisagree": _policy("0s"),
 }
 
 
@@ -70,6 +73,8 @@ class RuleSettings(Strict):
     battery_low_minutes: float = 10.0       # UPS runtime under this: BatteryLow (as does the UPS's own flag)
     reboot_hold: Duration = 900.0           # DeviceRebooted stays firing this long after the reboot
     data_loss_hold: Duration = 1800.0       # DataLoss stays firing this long after the probe's last lost batch
+    misbehaving_hold: Duration = 3600.0     # ProbeMisbehaving stays firing this long after the last refused row
+    fault_hold: Duration = 900.0            # CollectorFault clears after the collector ran this long without one
 
 
 class SmtpConfig(Strict):

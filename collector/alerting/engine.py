@@ -9,20 +9,21 @@ Threads::
                             events are never dropped below ``max_backlog`` x 4 (a flood past that is
                             dropped oldest first, counted and logged as well).
     preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
-                            an arrival time (for DataLoss); kept as the latest per probe. Never blocks.
-    engine thread           decodes what was offered (independently of the storage writer, so a TSDB
-                            outage does not stop alerting), feeds ``Facts``, and evaluates the rules at once
-                            when an event or a status change arrived (traps and last wills page within a
-                            second), within ``MIN_GAP`` when data arrived (a polled fault pages within a
-                            poll), and every ``interval`` regardless (timeouts, hold times). Status and
-                            events go first: they are decoded and judged before any data taken with them,
-                            and data is decoded ``SLICE`` messages at a time, so an event that arrives
-                            while a data backlog is being worked through waits for one slice at most.
-                            ``Facts`` keeps the arrival order all the same (the numbers ``offer`` gave).
-                            Notifications go to the dispatcher (durable outbox) before the tracker's
-                            state is saved: a crash in between sends a notification twice, never loses
-                            one. Derived measurements (``alert``, ``redundancy``, ``coverage``) go to
-                            storage through ``store``.
+                            an arrival time (for DataLoss); kept as the latest per probe. ``jumped(probe,
+                            seq, arrived)``: a seq absurdly far from its probe's stream (ProbeMisbehaving).
+                            Never block.
+    engine thread           decodes what was offered (independently of the storage writer, so a TSDB outage does not
+                            stop alerting) without the rows the probe may not report (``collector.scope``: they go to
+                            ``Facts.observe_refused``), feeds ``Facts``, and evaluates the rules at once when an event
+                            or a status change arrived (traps and last wills page within a second), within ``MIN_GAP``
+                            when data arrived (a polled fault pages within a poll), and every ``interval`` regardless
+                            (timeouts, hold times). Status and events go first: they are decoded and judged before any
+                            data taken with them, and data is decoded ``SLICE`` messages at a time, so an event that
+                            arrives while a data backlog is being worked through waits for one slice at most. ``Facts``
+                            keeps the arrival order all the same (the numbers ``offer`` gave). Notifications go to the
+                            dispatcher (durable outbox) before the tracker's state is saved: a crash in between sends a
+                            notification twice, never loses one. Derived measurements (``alert``, ``redundancy``,
+                            ``coverage``) go to storage through ``store``.
 
 Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
 """
@@ -43,8 +44,11 @@ from collector.alerting.facts import Facts
 from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
+from collector.ingest import read_entry
 from collector.inventory import Inventory
+from collector.scope import Refusals, Scope
 from collector.threads import named
+from zwqueue import Entry
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +98,26 @@ class AlertEngine:
                  store: Callable[[list[wire.Batch]], None], registry: CollectorRegistry,
                  clock: Callable[[], int] = time.time_ns, max_backlog: int = 50_000,
                  decode: Callable[[str, bytes, int], wire.Batch] | None = None,
-                 known_gaps: Mapping[str, int] | None = None) -> None:
+                 known_gaps: Mapping[str, int] | None = None, fault: tuple[str, str, int] | None = None) -> None:
         self.cfg, self.inventory, self.dispatcher, self.store, self.clock = cfg, inventory, dispatcher, store, clock
         self.metrics = EngineMetrics(registry)
         self.facts = Facts(cfg.settings, started_ns=clock())
+        self.facts.fault = fault   # a thread death that stopped the previous run: CollectorFault
         # The seq gaps the ingest had counted (and stored) before this start, by zone/probe: the baseline of
         # DataLoss, so that what was lost while the collector was down is news, not history.
         for name, gaps in (known_gaps or {}).items():
             self.facts.observe_gaps(name.partition("/")[2], gaps, clock())
         self.tracker = AlertTracker(cfg, cfg.state_path, started_ns=clock())
         self.max_backlog = max_backlog
-        self._decode = decode or _default_decode
+        self.scope = Scope(inventory)
+        self._decode = decode
         self._backlog: list[Offered] = []          # data, oldest first
         self._urgent_backlog: list[Offered] = []   # status and events, oldest first
         self._pending: list[Offered] = []          # data taken by the engine thread, not decoded yet
         self._arrived = 0                          # arrival numbers given so far
         self._dropped_logged = 0.0                 # when a drop was last logged (monotonic)
         self._gaps: dict[str, tuple[int, int]] = {}   # zone/probe -> (gaps, when counted)
+        self._jumps: list[tuple[str, int, int]] = []  # (zone/probe, seq, arrival) of absurd seq jumps
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -165,6 +172,12 @@ class AlertEngine:
         with self._lock:
             self._gaps.update((name, (gaps, now_ns)) for name, gaps in counts.items())
 
+    def jumped(self, name: str, seq: int, now_ns: int) -> None:
+        """Take a seq jump the ingest met (``zone/probe``, the seq, its arrival time); never blocks."""
+        with self._lock:
+            if len(self._jumps) < 10_000:   # a flood of them says no more than the first few
+                self._jumps.append((name, seq, now_ns))
+
     # engine thread ------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -191,10 +204,14 @@ class AlertEngine:
             urgent, data = self.take()
             with self._lock:
                 counted, self._gaps = self._gaps, {}
+                jumps, self._jumps = self._jumps, []
             try:
                 self.ingest(urgent or data)
                 for name, (gaps, at_ns) in counted.items():
                     self.facts.observe_gaps(name.partition("/")[2], gaps, at_ns)
+                for name, seq, at_ns in jumps:
+                    zone, _, probe = name.partition("/")
+                    self.facts.observe_refused(zone, probe, {"seq_jump": 1}, {"seq_jump": f"seq {seq}"}, at_ns)
                 if urgent or data:  # new evidence: judge it now, at most every MIN_GAP (events at once)
                     next_eval = min(next_eval, last_eval if urgent else last_eval + MIN_GAP)
                 if time.monotonic() >= next_eval:
@@ -211,10 +228,15 @@ class AlertEngine:
         for message in messages:
             topic, payload, arrived_ns = message[0], message[1], message[2]
             try:
-                batch = self._decode(topic, payload, arrived_ns)
+                if self._decode is None:
+                    batch, refused = read_entry(Entry(0, topic, arrived_ns, payload), self.scope)
+                else:
+                    batch, refused = self._decode(topic, payload, arrived_ns), Refusals()
             except wire.WireError:
                 self.metrics.rejected.inc()
                 continue
+            if refused:
+                self.facts.observe_refused(batch.zone, batch.probe, refused.counts, refused.examples, arrived_ns)
             self.facts.observe(batch, arrived_ns, message[3] if len(message) > 3 else None)
 
     def step(self, now_ns: int) -> list[Notification]:
@@ -308,9 +330,3 @@ def _alert_tags(labels: Any) -> dict[str, str]:
 def _describe(labels: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in labels.items() if k not in ("alertname", "severity"))
 
-
-def _default_decode(topic: str, payload: bytes, arrived_ns: int) -> wire.Batch:
-    from collector.ingest import parse_entry
-    from zwqueue import Entry
-
-    return parse_entry(Entry(0, topic, arrived_ns, payload))

@@ -15,15 +15,17 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
     cellular     (probe, carrier, modem) -> Modem  readings within the coverage window (bounded)
     loss         probe -> Loss                the ingest's count of the probe's lost seqs (``observe_gaps``)
                                               and when the probe last said its spool was empty
+    misbehaviour probe -> Misbehaviour        rows it sent that it may not (refused by ``collector.scope``) and
+                                              absurd seq jumps, counted per episode (``observe_refused``)
 
-Time: every entry remembers the measurement time (``time_ns`` of the sample or event) it comes from, and a
-reading older than what is known does not replace it, so a probe's backlog arriving after fresher data fills
-the store but not the present. Entries also remember since when their current good state holds (a poll
-answered since, a device recovered at, an interface up since, a path taken since, a probe back since): the
-rules use these to tell an alert's real end, and to tell stale evidence from fresh. A reboot is a fact
-whenever it is learned (the latest one is kept). Memory is bounded by the number of things the probes
-report on: latest values and counters, a fixed number of optical buckets per port and of cellular readings
-per modem, no history.
+Time: every entry remembers the measurement time (``time_ns`` of the sample or event) it comes from, and a reading older
+than what is known does not replace it (a time later than the batch's arrival counts as the arrival: a probe whose clock
+runs ahead, or lies, cannot make its reading outrank those that come after), so a probe's backlog arriving after fresher
+data fills the store but not the present. Entries also remember since when their current good state holds (a poll
+answered since, a device recovered at, an interface up since, a path taken since, a probe back since): the rules use
+these to tell an alert's real end, and to tell stale evidence from fresh. A reboot is a fact whenever it is learned (the
+latest one is kept). Memory is bounded by the number of things the probes report on: latest values and counters, a fixed
+number of optical buckets per port and of cellular readings per modem, no history.
 
 Device keys are the ``device`` tag as sent: the inventory id (the SNMP source's name), or, for a trap from a
 sender the probe has no name for, its address; the rules look up both the id and the inventory ``address``.
@@ -100,6 +102,20 @@ class Loss:
     first_ns: int = 0          # when the current episode began
     counted: bool = False      # the first count (the baseline) is taken
     spool_empty_ns: int = 0    # arrival of the newest self-report saying the spool is empty
+
+
+@dataclass(slots=True)
+class Misbehaviour:
+    """What a probe sent that it may not (``collector.scope``), and absurd seq jumps, in the current episode.
+
+    Times are arrival times; an episode ends ``misbehaving_hold`` after its last refusal (the next starts
+    its counts afresh)."""
+
+    zone: str
+    counts: dict[str, int] = field(default_factory=dict)     # reason -> rows (or seqs) in this episode
+    examples: dict[str, str] = field(default_factory=dict)   # reason -> the first example of this episode
+    first_ns: int = 0
+    last_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -251,6 +267,9 @@ class Facts:
         self.cellular: dict[tuple[str, str, str], Modem] = {}
         self.loss: dict[str, Loss] = {}
         self.data_loss_hold_ns = int(settings.data_loss_hold * 1e9)
+        self.misbehaviour: dict[str, Misbehaviour] = {}
+        self.misbehaving_hold_ns = int(settings.misbehaving_hold * 1e9)
+        self.fault: tuple[str, str, int] | None = None   # thread, error, when: a death that stopped the last run
         # Indexes for the rules (kept here so that an evaluation never scans every interface).
         self.pollers: dict[str, set[str]] = {}            # device -> probes that poll it
         self.reachers: dict[str, set[str]] = {}           # target -> probes that reach it
@@ -276,6 +295,8 @@ class Facts:
         probe.zone = batch.zone
         offline = False
         for sample in batch.samples:
+            if sample.time_ns > now_ns:  # a clock ahead (or a lie) must not outrank readings that come later
+                sample = wire.Sample(sample.measurement, sample.tags, sample.fields, now_ns)
             m = sample.measurement
             if m == "probe":
                 offline = self._status(probe, sample, now_ns) or offline
@@ -296,6 +317,8 @@ class Facts:
                 fields = {k: v for k, v in sample.fields.items() if k != "occurred"}
                 self._event(batch, wire.Event(sample.tags["event"], tags, fields, sample.time_ns))
         for event in batch.events:
+            if event.time_ns > now_ns:
+                event = wire.Event(event.name, event.tags, event.fields, now_ns)
             self._event(batch, event)
         if any(s.measurement == "probe" and s.fields.get("spool_depth") == 0 for s in batch.samples):
             loss = self.loss.get(batch.probe)
@@ -306,6 +329,18 @@ class Facts:
             if probe.offline or probe.alive_ns == 0 or now_ns - probe.alive_ns > self.probe_timeout_ns:
                 probe.back_ns = now_ns
             probe.alive_ns, probe.alive_order = now_ns, self._order
+
+    def observe_refused(self, zone: str, probe: str, counts: dict[str, int], examples: dict[str, str],
+                        now_ns: int) -> None:
+        """Take what was refused of a probe's message that arrived at ``now_ns``: rows by reason
+        (``collector.scope``), or ``seq_jump``, with an example each."""
+        m = self.misbehaviour.get(probe)
+        if m is None or now_ns - m.last_ns >= self.misbehaving_hold_ns:
+            m = self.misbehaviour[probe] = Misbehaviour(zone, first_ns=now_ns)
+        for reason, n in counts.items():
+            m.counts[reason] = m.counts.get(reason, 0) + n
+            m.examples.setdefault(reason, examples.get(reason, ""))
+        m.last_ns = max(m.last_ns, now_ns)
 
     def observe_gaps(self, probe: str, gaps: int, now_ns: int) -> None:
         """Take the ingest's count of ``probe``'s seq gaps at ``now_ns``.

@@ -15,6 +15,7 @@ from typing import Final, Literal
 ALERT_NAMES: Final = (
     "ProbeDown", "DeviceDown", "LinkDown", "RedundancyLost", "ServiceOutage", "CoverageHole", "NoService",
     "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown", "DataLoss",
+    "ProbeMisbehaving", "CollectorFault", "ProbesDisagree",
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -32,6 +33,9 @@ SEVERITY: Final[Mapping[str, str]] = {
     "DeviceRebooted": "info",
     "SiteDown": "critical",
     "DataLoss": "warning",
+    "ProbeMisbehaving": "critical",
+    "CollectorFault": "critical",
+    "ProbesDisagree": "warning",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.

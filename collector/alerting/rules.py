@@ -28,6 +28,12 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     NoService        no up probe in the area registered on the carrier          zone, area, carrier
     CoverageHole     median RSRP in the area under the zone's hole threshold     zone, area, carrier
     WeakSignal       median RSRP between the hole and the fair threshold        zone, area, carrier
+    ProbesDisagree   a device one fresh watcher gets answers from, another   zone, area, site, device
+                     none (owners not paged: an answer wins)
+    ProbeMisbehaving the probe sent rows it may not (collector.scope) or     zone, area, probe
+                     absurd seq jumps, within ``misbehaving_hold``
+    CollectorFault   a collector thread died and stopped the last run;          (none)
+                     until ``fault_hold`` of running without another
     DataLoss         the probe's seq gaps rose (batches lost: the broker's      zone, area, probe
                      queue was full, the spool dropped its oldest) and its
                      spool has been empty since; for ``data_loss_hold``
@@ -100,6 +106,8 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     run.groups()
     run.coverage()
     run.data_loss()
+    run.misbehaving()
+    run.collector_fault()
     return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
 
 
@@ -339,6 +347,7 @@ class _Run:
                     self.dont_know(alertname="DeviceDown", device=dev.name)
                 else:
                     self.clear(dev.up_since, alertname="DeviceDown", device=dev.name)
+                self._disagree(dev)
             elif dev.state == "down":
                 polls = self.settings.device_down_polls
                 seen = ", ".join(dev.down_by)
@@ -352,6 +361,21 @@ class _Run:
                               f"{', '.join(mine)} behind it cannot be reached",
                               f"{description} Your equipment behind it ({', '.join(mine)}) cannot be reached "
                               f"until it is back; its own alerts are muted under this one.", dev.muted_by)
+
+    def _disagree(self, dev: _Device) -> None:
+        """ProbesDisagree: a device one watcher gets answers from while another, up and fresh, gets none. An
+        answer wins for the owners (a probe cut off from a device is not the device's fault, and one probe
+        alone cannot invent an outage); the NOC hears of the disagreement, so no probe can hide one either."""
+        if not dev.down_by or dev.muted_by is not None:
+            self.clear(0, alertname="ProbesDisagree", device=dev.name)
+            return
+        polls = self.settings.device_down_polls
+        self.emit("ProbesDisagree", {k: v for k, v in dev.labels.items() if k != "carrier"}, [],
+                  f"Probes disagree about {dev.what}",
+                  f"{', '.join(dev.down_by)} got no SNMP or ping answer for {polls} or more polls in a row since "
+                  f"{_when(dev.down_since)}, while {', '.join(dev.up_by)} gets answers. Its owners are not paged "
+                  "while any watcher gets answers: either the silent probe's path to it is broken, or one of the "
+                  "probes is wrong (misconfigured or compromised). It clears when they agree.")
 
     def _behind(self) -> dict[str, dict[str, list[str]]]:
         """Return, per down ancestor that mutes others, the carriers owning muted devices behind it but not
@@ -441,10 +465,10 @@ class _Run:
         self.device[name] = dev
         inv: Device | None = self.inv.devices.get(name)
         if not observers:
-            home = inv.probe if inv is not None else None
-            dev.state = "unknown" if home is not None and not self.up(home) else "unpolled"
-            if dev.state == "unknown" and home is not None:
-                dev.blind.append(home)
+            homes = inv.watchers if inv is not None else []
+            dev.state = "unknown" if homes and not any(self.up(home) for home in homes) else "unpolled"
+            if dev.state == "unknown":
+                dev.blind.extend(homes)
             return dev
         need = self.settings.device_down_polls
         for probe in sorted(observers):
@@ -774,6 +798,45 @@ class _Run:
                           "drops messages past its queue limits while the collector is down or behind "
                           "(render-mosquitto --hold), and a full spool drops its oldest batches. It clears "
                           f"{_span(hold)} after the last loss.")
+
+    def misbehaving(self) -> None:
+        """ProbeMisbehaving: a probe sent rows it may not (about what it does not watch, or measurements only
+        the collector writes), or seqs absurdly far from its stream; NOC only."""
+        hold = int(self.settings.misbehaving_hold * S)
+        what = {"not_assigned": "rows about devices or carriers not assigned to it",
+                "unknown_probe": "rows about devices or carriers, while the inventory does not list it",
+                "collector_only": "samples of measurements only the collector writes",
+                "seq_jump": "messages whose seq lay absurdly far from its stream"}
+        for name, m in self.facts.misbehaviour.items():
+            if self.now - m.last_ns >= hold:
+                self.clear(m.last_ns + hold, alertname="ProbeMisbehaving", probe=name)
+                continue
+            probe = self.inv.probes.get(name)
+            told = "; ".join(f"{n} {what.get(reason, reason)} (e.g. {m.examples.get(reason, '?')})"
+                             for reason, n in sorted(m.counts.items()))
+            self.emit("ProbeMisbehaving", {"zone": m.zone, "area": (probe.area if probe else None) or "",
+                                           "probe": name}, [],
+                      f"Probe {name} reports what it may not",
+                      f"Since {_when(m.first_ns)}: {told}. They were refused and not stored, and no alert was "
+                      "raised or held on them. A probe that speaks for equipment it does not watch is misconfigured "
+                      "or compromised: check its configuration against the inventory, and its credentials. It "
+                      f"clears {_span(hold)} after the last refusal.")
+
+    def collector_fault(self) -> None:
+        """CollectorFault: a collector thread died and stopped the previous run (``collector.threads``)."""
+        if self.facts.fault is None:
+            return
+        thread, error, at_ns = self.facts.fault
+        hold = int(self.settings.fault_hold * S)
+        started = self.facts.started_ns or at_ns
+        if self.now - started >= hold:
+            self.clear(started + hold, alertname="CollectorFault")
+            return
+        self.emit("CollectorFault", {}, [], f"Collector thread {thread} died",
+                  f"At {_when(at_ns)} the collector's thread {thread} died ({error}) and the collector stopped; it "
+                  f"started again at {_when(started)}. Nothing acknowledged is lost (the intake queue and the broker "
+                  "kept it), but the part that thread ran stood still until the restart: see the collector's log "
+                  f"for the traceback. It clears after {_span(hold)} of running without another.")
 
     # ------------------------------------------------------------------------------------------ coverage
 

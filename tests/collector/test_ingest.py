@@ -292,3 +292,80 @@ def test_oversize_and_future_payloads_are_refused_by_the_intake() -> None:
     future = wire.encode(wire.Batch("z1", "p1", 2, 5, (wire.Sample("probe", {}, {"up": True}, 10**18),)))
     with pytest.raises(wire.WireError, match="time_future"):
         parse_entry(entry("zw/v1/z1/p1/data", future, created_ns=10**18 - 3600 * 10**9))
+
+
+def test_seq_and_origin_past_63_bits_are_refused_by_the_contract() -> None:
+    for key in ("seq", "origin"):
+        doc = json.loads(payload())
+        doc[key] = 2**64 - 1
+        with pytest.raises(wire.WireError, match="63-bit"):
+            parse_entry(entry("zw/v1/z1/p1/data", json.dumps(doc).encode()))
+    doc = json.loads(payload())
+    doc["seq"] = wire.MAX_SEQ
+    assert parse_entry(entry("zw/v1/z1/p1/data", json.dumps(doc).encode())).seq == wire.MAX_SEQ
+
+
+def jumpy(**kw: int) -> SeqTracker:
+    return SeqTracker(sqlite3.connect(":memory:"), **{"window": 10, "max_jump": 1000, "resync": 3, **kw})
+
+
+def test_one_absurd_seq_is_stored_but_moves_nothing() -> None:
+    t = jumpy()
+    for s in range(1, 6):
+        t.first_time("z/p1", 1, s)
+    assert t.first_time("z/p1", 1, wire.MAX_SEQ) is True   # its data is kept (the store treats a repeat as one)
+    assert t.jumps == [("z/p1", 1, wire.MAX_SEQ)]
+    assert state(t) == (5, 0, []) and t.gaps("z/p1") == 0   # the stream has not moved, nothing counted lost
+    assert [t.first_time("z/p1", 1, s) for s in (6, 7, 7)] == [True, True, False]   # and is not silenced
+    assert state(t) == (7, 0, [])
+    t.jumps.clear()
+    assert t.first_time("z/p1", 1, 3) is False   # an ordinary repeat is still one
+    assert t.first_time("z/p1", 1, 1005) is True and t.jumps == []   # a jump within max_jump is believed
+    assert t.gaps("z/p1") == 997
+
+
+def test_a_stream_that_really_goes_on_far_away_is_followed_after_a_few_in_a_row() -> None:
+    t = jumpy()
+    for s in (1, 2, 4):
+        t.first_time("z/p1", 1, s)
+    far = 10**9
+    assert [t.first_time("z/p1", 1, s) for s in (far, far + 1)] == [True, True]
+    assert state(t) == (2, 0, [(4, 4)])   # not yet
+    assert t.first_time("z/p1", 1, 7) is True   # one ordinary seq breaks the run
+    assert [t.first_time("z/p1", 1, s) for s in (far + 2, far + 3)] == [True, True]
+    assert state(t) == (2, 0, [(4, 4), (7, 7)])
+    assert t.first_time("z/p1", 1, far + 4) is True   # three in a row that follow on: the stream is there
+    # lost: 3, 5, 6 and 8 .. far + 1 (far and far + 1 were stored, but as jumps not believed: counted too)
+    assert state(t) == (far + 4, far - 3, [])
+    assert t.is_repeat("z/p1", 1, far + 3) and not t.is_repeat("z/p1", 1, far + 5)
+    assert t.first_time("z/p1", 1, far + 5) is True and t.gaps("z/p1") == far - 3
+    # and back: a stream that goes on far below (its spool's counter after a hostile or corrupt jump)
+    assert [t.first_time("z/p1", 1, s) for s in (10, 11, 12)] == [True, True, True]
+    assert state(t)[0] == 12 and t.first_time("z/p1", 1, 13) is True and t.first_time("z/p1", 1, 12) is False
+
+
+def test_lost_counts_stay_within_sqlite_integers_however_absurd_the_seqs() -> None:
+    db = sqlite3.connect(":memory:")
+    t = SeqTracker(db, window=10, max_jump=1000, resync=2)
+    for first in (wire.MAX_SEQ - 5, 1, wire.MAX_SEQ - 3, 1):   # far up, back, far up again ...
+        for s in range(first, first + 2):
+            t.first_time("z/p1", 1, s)
+    assert t.gaps("z/p1") <= wire.MAX_SEQ
+    t.store(t.snapshot()[0])   # would raise OverflowError past 2^63 - 1
+    assert SeqTracker(db).gaps("z/p1") == t.gaps("z/p1")
+
+
+def test_a_probe_with_many_origins_keeps_only_its_latest_few() -> None:
+    db = sqlite3.connect(":memory:")
+    t = SeqTracker(db, window=10, max_origins=3)
+    t.first_time("z/p1", 1, 5)   # 1..4 missing under origin 1
+    for origin in range(2, 200):
+        t.first_time("z/p1", origin, 1)
+        t.first_time("z/p1", 1, 6) if origin == 2 else None   # origin 1 sent recently once
+    assert len(t.state) == 3 and all(key[0] == "z/p1" for key in t.state)
+    assert t.gaps("z/p1") == 4   # origin 1's missing seqs are kept as lost when it is retired
+    t.store(t.snapshot()[0])
+    again = SeqTracker(db, window=10, max_origins=3)
+    assert set(again.state) == set(t.state) and again.gaps("z/p1") == 4
+    assert db.execute("SELECT count(*) FROM seqstate").fetchone() == (4,)   # three origins and the retired count
+    assert again.first_time("z/p1", 199, 1) is False and again.first_time("z/p1", 5, 1) is True   # retired: news

@@ -15,9 +15,12 @@ What "no crash" means, per target:
     traps       trap_event raises TrapError("malformed") only and its events pass the wire contract;
                 TrapsSource.process never raises, counts each datagram under exactly one reason, and never
                 under internal_error
-    config      zwconf.load raises ConfigError only, as one line starting with the file name
+    config      zwconf.load raises ConfigError only, as one line starting with the file name (alias bombs
+                among the inputs: refused quickly by the loader's bound)
     fastpath    the collector's ingest fast path stores and refuses exactly what its full path does, and
-                takes every plain message
+                takes every plain message; with and without an inventory's scope (rows about devices and
+                carriers assigned to the probe or not, measurements only the collector writes): it never
+                takes a row the scope refuses
 
 Inputs are generated from the real formats and mutated (fields replaced by odd values, keys renamed or
 removed, bytes flipped), besides random ones. ``ZW_FUZZ_EXAMPLES`` sets the examples per target (default 200);
@@ -41,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -56,6 +60,8 @@ from collector import ingest
 from collector.cardinality import SeriesLimit
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
+from collector.scope import Scope
+from collector.secrets import context as secret_context
 from collector.storage.lineproto import Encoder
 from zwqueue import Entry
 
@@ -299,9 +305,11 @@ FAST_TIMES = st.one_of(st.integers(NOW - 86400 * 10**9, NOW), st.integers(NOW - 
                        TIMES)
 FAST_VALUES = FIELD_VALUES | st.integers(2**63 - 2, 2**64 + 1) | st.integers(-(2**63) - 1, -(2**63) + 1)
 FAST_TEXT = st.text(st.characters(max_codepoint=0x7E), min_size=1, max_size=12) | st.text(max_size=6)
-FAST_TAGS = st.dictionaries(IDENTS, FAST_TEXT, max_size=4)
-FAST_SAMPLES = st.lists(st.builds(wire.Sample, IDENTS, FAST_TAGS, st.dictionaries(IDENTS, FAST_VALUES, max_size=4),
-                                  FAST_TIMES), max_size=6).map(tuple)
+# tag values the scope below knows (assigned to p1 or not), and measurements only the collector writes
+FAST_TAGS = st.dictionaries(IDENTS, st.sampled_from(["sw-1", "olt-2", "452-04", "452-02"]) | FAST_TEXT, max_size=4)
+FAST_MEASUREMENTS = st.sampled_from(sorted(wire.COLLECTOR_MEASUREMENTS)) | IDENTS
+FAST_SAMPLES = st.lists(st.builds(wire.Sample, FAST_MEASUREMENTS, FAST_TAGS,
+                                  st.dictionaries(IDENTS, FAST_VALUES, max_size=4), FAST_TIMES), max_size=6).map(tuple)
 FAST_BATCHES = st.builds(
     wire.Batch, zone=st.sampled_from(["z1"] * 9 + ["z2"]), probe=st.sampled_from(["p1"] * 9 + ["p2"]), seq=TIMES,
     sent_ns=TIMES, samples=FAST_SAMPLES,
@@ -325,11 +333,21 @@ def fast_payloads(draw: st.DrawFn) -> bytes:
     return json.dumps(doc, ensure_ascii=draw(st.booleans())).encode("utf-8", errors="surrogatepass")
 
 
-def fastpath_body(payload: bytes, max_series: int) -> None:
+FAST_SCOPE = Scope(zwconf.load(Inventory, """
+zones: {z1: {name: One}}
+carriers: {viettel: {plmn: 452-04, name: Viettel}}
+sites: {pop: {zone: z1}}
+devices: {sw-1: {site: pop, probe: p1}, olt-2: {site: pop, probe: p2}}
+probes: {p1: {zone: z1, modems: [{name: vt, carrier: viettel}]}, p2: {zone: z1}}
+"""))
+
+
+def fastpath_body(payload: bytes, max_series: int, scope: Scope = ingest.OPEN) -> None:
     entry = Entry(1, FAST_TOPIC, NOW, payload)
     day = 86400 * 10**9
     try:
-        batch: wire.Batch | None = ingest.parse_entry(entry)
+        batch: wire.Batch | None
+        batch, outside = ingest.read_entry(entry, scope)
     except wire.WireError:
         batch = None
     lines: list[str] | None = None
@@ -342,7 +360,7 @@ def fastpath_body(payload: bytes, max_series: int) -> None:
     fast_series = SeriesLimit(max_series, day)
     plain = ingest.plain_message(entry)
     got = None
-    if plain is not None:
+    if plain is not None and scope.plain(plain[0].zone, plain[0].probe, plain[1]):   # as the ingest does
         head, rows = plain
         got = Encoder().encode_rows(head.zone, head.probe, rows, NOW, ingest.DEFAULT_LIMITS,
                                     *fast_series.table("z1/p1", NOW))
@@ -351,9 +369,11 @@ def fastpath_body(payload: bytes, max_series: int) -> None:
         if batch is not None and lines is not None and not batch.events:
             names = {n for x in batch.samples for n in (x.measurement, *x.tags, *x.fields)}
             ascii_tags = all(v.isascii() for x in batch.samples for v in x.tags.values())
-            assert not (ascii_tags and names <= wire.CHECKED_NAMES), "the fast path left a plain message"
+            if not outside:
+                assert not (ascii_tags and names <= wire.CHECKED_NAMES), "the fast path left a plain message"
         return
     assert batch is not None and lines is not None, "the fast path took a message the full path refuses"
+    assert not outside, f"the fast path took rows the scope refuses: {outside.describe()}"
     encoded, refused_samples, example = got
     assert encoded.lines == lines, "the fast path encoded other lines than the full path"
     assert encoded.samples == len(kept)
@@ -361,9 +381,10 @@ def fastpath_body(payload: bytes, max_series: int) -> None:
 
 
 @FUZZ
-@given(payload=fast_payloads(), max_series=st.sampled_from([1, 2, 20_000]))
-def test_ingest_fast_path(payload: bytes, max_series: int) -> None:
-    check("fastpath", payload, lambda: fastpath_body(payload, max_series))
+@given(payload=fast_payloads(), max_series=st.sampled_from([1, 2, 20_000]),
+       scope=st.sampled_from([ingest.OPEN, FAST_SCOPE]))
+def test_ingest_fast_path(payload: bytes, max_series: int, scope: Scope) -> None:
+    check("fastpath", payload, lambda: fastpath_body(payload, max_series, scope))
 
 
 def test_the_fast_path_takes_the_common_message() -> None:
@@ -833,11 +854,23 @@ def test_trap_datagrams(recipe: dict[str, Any], address: tuple[Any, ...]) -> Non
 
 
 def _literal_secrets(text: str) -> str:
-    return re.sub(r"\{(env|file): [^}]*\}", "lab-secret-123", text)
+    return re.sub(r"\{(env|file|secret): [^}]*\}", "lab-secret-123", text)
 
 
 def _profile_load(model: Any, text: str, source: str) -> Any:
     return profiles.load(text, source)
+
+
+# The example collector configuration declares a receiver secret read from this variable; the inventory seed
+# with secrets is loaded with the secrets that configuration declares (read once, here).
+SECRET_ENV = {"ZW_SECRET_VIETTEL_TOKEN": "lab-secret-123"}
+with mock.patch.dict(os.environ, SECRET_ENV):
+    _DECLARED = zwconf.load(CollectorConfig, _literal_secrets((ROOT / "config" / "collector.example.yaml").read_text()),
+                            "collector.yaml").secrets
+
+
+def _load_with_secrets(model: Any, text: str, source: str) -> Any:
+    return zwconf.load(model, text, source, context=secret_context(_DECLARED))
 
 
 _PROFILE_TEXTS = [p.read_text() for p in sorted((ROOT / "agent" / "profiles").glob("*.yaml"))]
@@ -846,6 +879,7 @@ CONFIG_SEEDS: list[tuple[str, Any, Callable[[Any, str, str], Any], str]] = [
     ("collector", CollectorConfig, zwconf.load,
      _literal_secrets((ROOT / "config" / "collector.example.yaml").read_text())),
     ("inventory", Inventory, zwconf.load, _literal_secrets((ROOT / "config" / "inventory.example.yaml").read_text())),
+    ("inventory", Inventory, _load_with_secrets, (ROOT / "config" / "inventory.example.yaml").read_text()),
     ("traps", traps.TrapsConfig, zwconf.load, TRAPS_CONFIG),
     *[("profile", profiles.Profile, _profile_load, text) for text in _PROFILE_TEXTS],
 ]
@@ -860,11 +894,25 @@ YAML_ODD = st.one_of(st.sampled_from([v for v in ODD_VALUES if not isinstance(v,
 
 
 @st.composite
+def alias_bombs(draw: st.DrawFn) -> str:
+    """Return a "billion laughs": levels of lists of aliases to the level before (up to 12**12 values from under
+    a kilobyte), used once at the end, under a key of the seed's or one of its own."""
+    width, levels = draw(st.integers(2, 12)), draw(st.integers(2, 12))
+    lines = [f"l0: &l0 [{', '.join([draw(st.sampled_from(['lol', '1', '{a: b}', '[x]']))] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    key = draw(st.sampled_from(CONFIG_KEYS) | st.just("bomb"))
+    return "\n".join([*lines, f"{key}: *l{levels - 1}"]) + "\n"
+
+
+@st.composite
 def config_texts(draw: st.DrawFn) -> tuple[int, str]:
     seed = draw(st.integers(0, len(CONFIG_SEEDS) - 1))
-    kind = draw(st.sampled_from(["structure", "structure", "text", "random"]))
+    kind = draw(st.sampled_from(["structure", "structure", "text", "random", "bomb"]))
     if kind == "random":
         return seed, draw(st.text(max_size=60))
+    if kind == "bomb":
+        bomb = draw(alias_bombs())
+        return seed, draw(st.sampled_from([bomb, bomb + CONFIG_SEEDS[seed][3], CONFIG_SEEDS[seed][3] + "\n" + bomb]))
     if kind == "structure":
         doc = draw(mutated([CONFIG_DOCS[seed]], CONFIG_KEYS, YAML_ODD))
         return seed, yaml.safe_dump(doc, allow_unicode=draw(st.booleans()), default_flow_style=draw(st.booleans()))
@@ -893,7 +941,8 @@ def config_texts(draw: st.DrawFn) -> tuple[int, str]:
 def config_body(seed: int, text: str) -> None:
     _, model, load, _ = CONFIG_SEEDS[seed]
     try:
-        load(model, text, "fuzz.yaml")
+        with mock.patch.dict(os.environ, SECRET_ENV):
+            load(model, text, "fuzz.yaml")
     except zwconf.ConfigError as exc:
         message = str(exc)
         assert message.startswith("fuzz.yaml") and exc.message, message

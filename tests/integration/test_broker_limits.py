@@ -11,10 +11,16 @@ publishes, so everything waits in the collector's persistent session at the brok
 - with the queue ``render-mosquitto`` sizes for the fleet and the outage, the same outage loses nothing;
 - a last will published behind a data backlog reaches the collector through its second session (status and
   events) at once: ProbeDown pages while the backlog is still being stored.
+
+The per-client limits ``render-mosquitto`` writes, against real mosquitto: the largest message the collector
+accepts, on the longest topic the ACL can hold, is delivered; a packet one byte over the limit never reaches
+a subscriber and its sender is disconnected; a 100 MiB message is refused from its header, the broker never
+reading (or holding) its payload.
 """
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
 import urllib.request
@@ -26,7 +32,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import wire
-from collector.mosquitto import QueueSizing
+from collector.mosquitto import QueueSizing, max_packet_size
 from tests import services
 from tests.services import WebhookServer
 
@@ -84,6 +90,8 @@ class Centre:
                                                    limits=QueueSizing(probes=1))
             self.started.append(self.broker)
             (tmp / "inventory.yaml").write_text(f"zones: {{{ZONE}: {{name: Limits, areas: [a]}}}}\n"
+                                                f"sites: {{pop: {{zone: {ZONE}, area: a}}}}\n"
+                                                f"devices: {{sw-01: {{site: pop, probe: {PROBE}}}}}\n"
                                                 f"probes: {{{PROBE}: {{zone: {ZONE}, area: a}}}}\n")
             (tmp / "collector.yaml").write_text(
                 f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, client_id: zw-limits}}\n"
@@ -201,3 +209,114 @@ def test_a_last_will_behind_a_data_backlog_pages_before_the_backlog_is_stored(si
     # pages while most of the backlog is still on its way from the broker.
     assert received < backlog // 2, f"{received:.0f} of {backlog} messages received before the page ({paged:.1f} s)"
     services.wait_for(lambda: sized.interfaces() == (1 + backlog) * 20, 120, "the backlog stored")
+
+
+# ---------------------------------------------------------------------------------------------- per-client limits
+
+LONGEST = wire.topic("z" * 63, "p" * 63, "events")   # the longest topic the ACL can hold (63-character ids)
+
+
+def _peak_memory_kib(pid: int) -> int:
+    """Return a process's peak resident set (VmHWM), KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+class Client:
+    """A paho MQTT v5 client that records what it receives, its CONNACK properties and its disconnections."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.received: list[tuple[str, int]] = []
+        self.disconnects: list[str] = []
+        self.subscribed: list[int] = []
+        self.connack: dict[str, object] = {}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.received.append((m.topic, len(m.payload)))
+        self.client.on_connect = lambda c, u, f, rc, props: self.connack.update(props.json() if props else {})
+        self.client.on_disconnect = lambda c, u, f, rc, props: self.disconnects.append(str(rc))
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self.subscribed.append(mid)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        services.wait_for(lambda: bool(self.connack), 10, f"{client_id} connected")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[services.Service]:
+    service = services.start_mosquitto(tmp_path / "mosquitto")   # with the limits render-mosquitto writes
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_a_packet_over_the_collectors_wire_limit_is_refused_and_one_just_under_is_delivered(
+        broker: services.Service) -> None:
+    limit = max_packet_size()
+    subscriber = Client(broker.port, "collector")
+    probe = Client(broker.port, "probe")
+    try:
+        subscriber.client.subscribe("zw/v1/#", qos=1)
+        services.wait_for(lambda: bool(subscriber.subscribed), WAIT, "the subscription acknowledged")
+        assert probe.connack["MaximumPacketSize"] == limit     # MQTT v5 clients are told
+        # The largest message the collector accepts, on the longest topic, is delivered...
+        largest = wire.Limits().max_bytes
+        probe.client.publish(LONGEST, b"x" * largest, qos=1).wait_for_publish(10)
+        # ...and so is the largest packet mosquitto takes. It counts a packet as its remaining length + 1 (the
+        # length field's own bytes not included); MQTT v5, QoS 1, no properties: topic, packet id, properties.
+        at_limit = limit - 1 - (2 + len(LONGEST) + 2 + 1)
+        probe.client.publish(LONGEST, b"y" * at_limit, qos=1).wait_for_publish(10)
+        services.wait_for(lambda: len(subscriber.received) == 2, WAIT, "both delivered")
+        assert subscriber.received == [(LONGEST, largest), (LONGEST, at_limit)] and largest < at_limit
+        # One byte more, and the sender is disconnected.
+        probe.client.publish(LONGEST, b"z" * (at_limit + 1), qos=1)
+        services.wait_for(lambda: bool(probe.disconnects), WAIT, "the sender disconnected")
+        probe.close()   # (the broker's DISCONNECT says "Packet too large", when it arrives before the socket closes)
+        services.wait_for(lambda: "disconnected due to oversize packet" in broker.log_tail(50), WAIT,
+                          "the broker's log line")
+        # The subscriber never got it: a message published after it arrives next.
+        probe = Client(broker.port, "probe-again")
+        probe.client.publish(LONGEST, b"after", qos=1).wait_for_publish(10)
+        services.wait_for(lambda: len(subscriber.received) == 3, WAIT, "the next message delivered")
+        assert subscriber.received[2] == (LONGEST, 5)
+    finally:
+        probe.close()
+        subscriber.close()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (128 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_a_100_mib_message_is_refused_from_its_header_without_the_broker_reading_it(broker: services.Service) -> None:
+    # An MQTT 3.1.1 client (not told the limit), by hand: CONNECT, then a PUBLISH that announces 100 MiB.
+    before = _peak_memory_kib(broker.pid)
+    size = 100 * 2**20
+    topic = wire.topic(ZONE, PROBE, "data").encode()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:
+        variable = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(b"big").to_bytes(2, "big") + b"big"
+        sock.sendall(b"\x10" + _varint(len(variable)) + variable)
+        assert sock.recv(4) == b"\x20\x02\x00\x00"   # CONNACK: accepted
+        body = len(topic).to_bytes(2, "big") + topic
+        sock.sendall(b"\x30" + _varint(len(body) + size) + body)
+        chunk = b"z" * 2**16
+        started = time.monotonic()
+        with pytest.raises(OSError):   # reset or broken pipe: the broker closed the connection
+            while sent < size:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        refused_after = time.monotonic() - started
+    grew = _peak_memory_kib(broker.pid) - before
+    assert sent < size // 10, f"the broker took {sent} bytes of the payload before closing"
+    assert grew < 16 * 1024, f"the broker's peak memory grew by {grew} KiB"
+    print(f"\n100 MiB PUBLISH: connection closed after {sent / 2**20:.1f} MiB sent (socket buffers) in "
+          f"{refused_after * 1000:.0f} ms; broker peak memory +{grew} KiB")

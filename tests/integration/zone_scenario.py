@@ -2,8 +2,9 @@
 
 The scenario is data, written minute by minute (samples at t0 + m minutes, m = 0..59): raw measurements as
 the probes send them, and the derived measurements (``coverage``, ``redundancy``, ``alert``) as the
-collector's alert engine stores them (batch header probe ``collector``, seq 0). Everything is published over
-MQTT as wire batches, so it travels the real path: mosquitto, collector, VictoriaMetrics or SQLite.
+collector's alert engine stores them (batch header probe ``collector``, seq 0). The raw half is published over
+MQTT as wire batches, so it travels the real path: mosquitto, collector, VictoriaMetrics or SQLite; the derived
+half goes into each collector as its alert engine's does (``Ingest.inject``: a probe may not write these).
 
 Below the data are the expected answers, worked out by hand from the story, not by any code: what each
 dashboard query returns at the evaluation time ``T = t0 + 59m30s`` (the dashboard's range is the hour
@@ -384,6 +385,11 @@ def fill(broker_port: int, workdir: Path, storages: dict[str, str], t0_ns: int, 
         publisher.loop_start()
         sent = 0
         for topic, batch in batches(t0_ns):
+            if batch.seq == 0:   # derived: the collector's own
+                for col in collectors:
+                    assert col.ingest is not None
+                    col.ingest.inject([batch])
+                continue
             publisher.publish(topic, wire.encode(batch), qos=1).wait_for_publish(10)
             sent += 1
 
@@ -392,6 +398,9 @@ def fill(broker_port: int, workdir: Path, storages: dict[str, str], t0_ns: int, 
             rejected = sum(s.value for m in reg.collect() if m.name == "zonewatch_ingest_rejected_messages"
                            for s in m.samples if s.name.endswith("_total"))
             assert rejected == 0, "the collector rejected scenario messages: see its log"
+            refused = sum(s.value for m in reg.collect() if m.name == "zonewatch_probe_refused_samples"
+                          for s in m.samples if s.name.endswith("_total"))
+            assert refused == 0, "the collector refused scenario rows: see its log"
             return (reg.get_sample_value("zonewatch_ingest_messages_total") == sent
                     and reg.get_sample_value("zonewatch_ingest_queue_depth") == 0)
 

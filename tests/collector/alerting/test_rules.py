@@ -530,3 +530,39 @@ def test_data_loss_names_how_many_batches_one_episode_lost() -> None:
     feed.send("p1", 121, wire.Sample("probe", {}, {"up": True, "spool_depth": 0}, T0 + 121 * S))
     (loss,) = found(feed.evaluate(122), "DataLoss", probe="p1")
     assert loss.annotations["summary"] == "Probe p1 lost 157 batches of data"
+
+
+def test_a_reading_dated_ahead_of_its_arrival_cannot_outrank_the_next_one() -> None:
+    feed = Feed().alive("p1", 200)
+    feed.iface("sw", "xe-1", 100, oper=False)   # the link really goes down
+    # a reading claiming to be from five minutes ahead, arriving now, says it is up ...
+    feed.send("p1", 110, wire.Sample("interface", {"device": "sw", "ifname": "xe-1"}, {"oper_up": True},
+                                     T0 + 410 * S))
+    feed.iface("sw", "xe-1", 130, oper=False)   # ... the next real poll says down, and is believed
+    assert found(feed.evaluate(131), "LinkDown", link="vt-1")
+
+
+def test_a_probe_that_sent_what_it_may_not_pages_the_noc_for_an_hour() -> None:
+    feed = Feed()
+    feed.facts.observe_refused("dv", "p1", {"not_assigned": 3}, {"not_assigned": "device olt"}, T0 + 10 * S)
+    feed.facts.observe_refused("dv", "p1", {"collector_only": 1, "not_assigned": 2},
+                               {"collector_only": "coverage", "not_assigned": "device ups"}, T0 + 20 * S)
+    (alert,) = found(feed.evaluate(30), "ProbeMisbehaving")
+    assert alert.labels == {"alertname": "ProbeMisbehaving", "severity": "critical", "zone": "dv", "area": "gate-a",
+                            "probe": "p1"}   # no carrier: the NOC's
+    description = alert.annotations["description"]
+    assert "1 samples of measurements only the collector writes (e.g. coverage)" in description
+    assert "5 rows about devices or carriers not assigned to it (e.g. device olt)" in description
+    assert found(feed.evaluate(20 + 3599), "ProbeMisbehaving")
+    cleared = feed.evaluate(20 + 3600)
+    assert not found(cleared, "ProbeMisbehaving")
+    assert ({"alertname": "ProbeMisbehaving", "probe": "p1"}, T0 + 3620 * S) in cleared.clear
+
+
+def test_a_thread_death_that_stopped_the_last_run_pages_the_noc_until_the_collector_has_run_a_while() -> None:
+    feed = Feed()
+    feed.facts.fault = ("zw-commit", "OverflowError: Python int too large", T0 - 5 * S)
+    (alert,) = found(feed.evaluate(10), "CollectorFault")
+    assert alert.labels == {"alertname": "CollectorFault", "severity": "critical"}
+    assert "zw-commit" in alert.annotations["summary"] and "OverflowError" in alert.annotations["description"]
+    assert not found(feed.evaluate(900), "CollectorFault")

@@ -1,0 +1,262 @@
+"""A compromised probe, with its own valid credentials, against the real centre: it may speak only about
+what it watches, cannot forge the collector's series, and cannot stall a stream or a thread with its seqs.
+
+Real mosquitto with the rendered ACL and password file behind TLS, a real collector process (SQLite store,
+alerting, a webhook per carrier and the NOC's). The zone: switch ``sw-a`` (Viettel's) is watched by probe
+``p2`` only; its interfaces ``xe-1`` and ``xe-2`` are Viettel's two fibre routes into the park (a redundancy
+group: one down is RedundancyLost, both ServiceOutage). Probe ``p1`` has one modem, on VinaPhone. ``p1`` is
+the attacker: it publishes as itself (the broker lets it), about things that are not its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from agent import wire
+from collector import mosquitto
+from collector.inventory import Inventory
+from tests import services
+from tests.integration.test_tls_acl import Peer, _pem_key, connect, make_ca, make_server_cert
+from tests.services import WebhookServer
+from zwconf import load
+
+pytestmark = pytest.mark.integration
+
+WAIT = 30.0
+ZONE = "hz"
+NOW = time.time_ns
+
+
+def inventory_text(hooks: str) -> str:
+    return f"""\
+zones:
+  {ZONE}: {{name: Hostile Park, areas: [a]}}
+carriers:
+  viettel: {{plmn: 452-04, name: Viettel, notify: [{{type: webhook, url: "{hooks}/viettel"}}]}}
+  vinaphone: {{plmn: 452-02, name: VinaPhone, notify: [{{type: webhook, url: "{hooks}/vinaphone"}}]}}
+sites:
+  pop: {{zone: {ZONE}, area: a, kind: fibre_pop, owners: [viettel]}}
+devices:
+  sw-a: {{site: pop, kind: switch, owners: [viettel], probe: p2}}
+links:
+  vt-1: {{device: sw-a, ifname: xe-1, carriers: [viettel]}}
+  vt-2: {{device: sw-a, ifname: xe-2, carriers: [viettel]}}
+redundancy_groups:
+  vt-routes: {{zone: {ZONE}, carriers: [viettel], members: [{{link: vt-1}}, {{link: vt-2}}]}}
+probes:
+  p1: {{zone: {ZONE}, area: a, modems: [{{name: vn, carrier: vinaphone}}]}}
+  p2: {{zone: {ZONE}, area: a, modems: [{{name: vt, carrier: viettel}}]}}
+"""
+
+
+PASSWORDS = {"collector": "collector-pw", "collector-urgent": "collector-pw", "p1": "p1-pw", "p2": "p2-pw"}
+
+
+class Centre:
+    """TLS broker with the rendered ACL, the collector, the webhooks and the two probes' clients."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[object] = []
+        self.seq = {"p1": 0, "p2": 0}
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        tmp = self.tmp
+        ca, ca_key = make_ca("hostile test CA")
+        now = dt.datetime.now(dt.timezone.utc)
+        server, server_key = make_server_cert(ca, ca_key, now - dt.timedelta(hours=1), now + dt.timedelta(days=1))
+        pki = tmp / "pki"
+        pki.mkdir()
+        self.ca = pki / "ca.crt"
+        self.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        (pki / "server.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        (pki / "server.key").write_bytes(_pem_key(server_key))
+        (pki / "server.key").chmod(0o600)
+        self.hooks = WebhookServer().start()
+        self.started.append(self.hooks)
+        inventory = inventory_text(self.hooks.url)
+        work = tmp / "mosquitto"
+        work.mkdir()
+        (work / "acl").write_text(mosquitto.render_acl(load(Inventory, inventory)))
+        (work / "passwd").write_text(mosquitto.render_passwd(PASSWORDS))
+        (work / "passwd").chmod(0o600)
+        tls = mosquitto.ListenerTls(str(self.ca), str(pki / "server.crt"), str(pki / "server.key"))
+        options = mosquitto.render_listener_options(str(work / "passwd"), str(work / "acl"), tls)
+        self.broker = services.start_mosquitto(work, listener_options=options)
+        self.started.append(self.broker)
+        (tmp / "inventory.yaml").write_text(inventory)
+        self.metrics_port = services.free_port()
+        (tmp / "collector.yaml").write_text(
+            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, username: collector, password: collector-pw,\n"
+            f"       client_id: collector, tls: {{ca_file: '{self.ca}'}}}}\n"
+            f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
+            f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{listen: '127.0.0.1:{self.metrics_port}'}}\n"
+            "inventory: inventory.yaml\n"
+            "alerting:\n  interval: 500ms\n  restart_grace: 0s\n  settings: {probe_timeout: 1h}\n"
+            f"  delivery: direct\n  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
+        self.collector = self.start_collector()
+        self.probes = {name: connect(self.broker.port, self.ca, name, name) for name in ("p1", "p2")}
+        self.started.extend(self.probes.values())
+
+    def start_collector(self) -> services.Service:
+        service = services.start_collector(self.tmp / "collector.yaml", self.tmp / "collector")
+        self.started.append(service)
+        return service
+
+    def close(self) -> None:
+        for part in reversed(self.started):
+            try:
+                part.close() if isinstance(part, Peer) else part.stop()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - stop everything else all the same
+                pass
+
+    # ---------------------------------------------------------------------------------------------- probes
+
+    def publish(self, probe: str, *samples: wire.Sample, events: tuple[wire.Event, ...] = (),
+                seq: int | None = None) -> None:
+        """Publish one batch as ``probe`` (QoS 1, the broker's acknowledgement awaited)."""
+        if seq is None:
+            self.seq[probe] += 1
+            seq = self.seq[probe]
+        payload = wire.encode(wire.Batch(ZONE, probe, seq, NOW(), samples, events))
+        self.publish_raw(probe, payload, "events" if events else "data")
+
+    def publish_raw(self, probe: str, payload: bytes, kind: str = "data") -> None:
+        reason = self.probes[probe].publish(f"zw/v1/{ZONE}/{probe}/{kind}", payload)
+        assert not reason.is_failure, reason
+
+    def links(self, probe: str, xe1: bool, xe2: bool, ahead_s: float = 0) -> None:
+        t = NOW() + int(ahead_s * 1e9)
+        self.publish(probe, wire.Sample("device", {"device": "sw-a", "site": "pop"}, {"up": True}, t),
+                     *(wire.Sample("interface", {"device": "sw-a", "ifname": name}, {"oper_up": up, "admin_up": True},
+                                   t) for name, up in (("xe-1", xe1), ("xe-2", xe2))))
+
+    # ---------------------------------------------------------------------------------------------- what came out
+
+    def stored(self, sql: str, *args: object) -> int:
+        try:
+            with sqlite3.connect(f"file:{self.tmp / 'store.db'}?mode=ro", uri=True) as db:
+                return int(db.execute(sql, args).fetchone()[0] or 0)
+        except sqlite3.Error:
+            return -1
+
+    def points(self, measurement: str, probe: str, tags: str = "") -> int:
+        """Samples stored of ``measurement`` under ``probe``'s tag (a sample is a series at one time), with
+        ``tags`` in their tags' JSON too."""
+        return self.stored("SELECT count(*) FROM (SELECT DISTINCT series_id, time_ns FROM points JOIN series ON "
+                           "series.id = series_id WHERE measurement = ? AND tags LIKE ? AND tags LIKE ?)", measurement,
+                           f'%"probe":"{probe}"%', f"%{tags}%")
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            lines = r.read().decode().splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
+
+    def firing(self, path: str) -> list[str]:
+        return [name for status, name in self.hooks.alerts(path) if status == "firing"]
+
+    def misbehaving(self) -> str:
+        """Wait for ProbeMisbehaving at the NOC; return its description."""
+        services.wait_for(lambda: "ProbeMisbehaving" in self.firing("/noc"), WAIT, "ProbeMisbehaving at the NOC")
+        alert = next(a for h in self.hooks.at("/noc") for a in h.body["alerts"]
+                     if a["labels"]["alertname"] == "ProbeMisbehaving")
+        assert alert["labels"]["probe"] == "p1" and "carrier" not in alert["labels"]
+        return str(alert["annotations"]["description"])
+
+
+@pytest.fixture
+def centre(tmp_path: Path) -> Iterator[Centre]:
+    c = Centre(tmp_path)
+    yield c
+    c.close()
+
+
+def test_a_probe_cannot_page_a_carrier_about_what_it_does_not_watch(centre: Centre) -> None:
+    centre.links("p2", True, True)   # the real state: both routes up
+    services.wait_for(lambda: centre.points("interface", "p2") == 2, WAIT, "p2's first poll stored")
+    # p1 says both of Viettel's routes are down (a critical ServiceOutage, were it believed), that Viettel has no
+    # service in the area (p1 has no Viettel modem), and that the switch went on battery and rebooted
+    t = NOW()
+    centre.links("p1", False, False)
+    centre.publish("p1", wire.Sample("cellular", {"carrier": "452-04", "modem": "vt", "rat": "lte"},
+                                     {"registered": False}, t))
+    centre.publish("p1", events=(wire.Event("power_on_battery", {"device": "sw-a"}, {"on_battery": True}, t),
+                                 wire.Event("cold_start", {"device": "sw-a"}, {}, t)))
+    description = centre.misbehaving()
+    assert "rows about devices or carriers not assigned to it (e.g. device sw-a)" in description
+    # nothing of it reached a carrier, nor the store
+    assert centre.firing("/viettel") == [] and centre.firing("/vinaphone") == []
+    assert centre.points("interface", "p1") == 0 and centre.points("cellular", "p1") == 0
+    assert centre.points("event", "p1") == 0
+    assert centre.metric('zonewatch_probe_refused_samples_total{probe="hz/p1",reason="not_assigned"}') == 6
+    # the probe that does watch the switch still pages at once
+    centre.links("p2", False, False)
+    services.wait_for(lambda: "ServiceOutage" in centre.firing("/viettel"), WAIT, "ServiceOutage from p2's poll")
+
+
+def test_a_probe_cannot_hide_a_fault_another_probe_sees(centre: Centre) -> None:
+    centre.links("p2", True, False)   # route xe-2 really is down
+    services.wait_for(lambda: "RedundancyLost" in centre.firing("/viettel"), WAIT, "RedundancyLost")
+    for _ in range(3):   # p1 says it is up, dated four minutes ahead (within what the wire accepts)
+        centre.links("p1", True, True, ahead_s=240)
+    centre.misbehaving()
+    centre.links("p2", True, False)   # the next real poll
+    centre.publish("p2", wire.Sample("probe", {}, {"up": True, "spool_depth": 0}, NOW()))
+    services.wait_for(lambda: centre.points("probe", "p2") >= 1, WAIT, "p2's later poll stored")
+    assert [s for s, name in centre.hooks.alerts("/viettel") if name in ("RedundancyLost", "LinkDown")
+            and s == "resolved"] == []
+
+
+def test_a_probe_cannot_write_the_collectors_own_series(centre: Centre) -> None:
+    t = NOW()
+    centre.publish("p1",
+                   wire.Sample("coverage", {"area": "a", "carrier": "452-04"}, {"level": 4, "good_pct": 100.0}, t),
+                   wire.Sample("alert", {"alertname": "ServiceOutage", "carrier": "452-04"}, {"firing": 1}, t),
+                   wire.Sample("redundancy", {"group": "vt-routes", "carrier": "452-04"}, {"members_up": 0}, t),
+                   wire.Sample("probe", {}, {"cpu_pct": 3.0}, t))   # its own health is its own to report
+    services.wait_for(lambda: centre.points("probe", "p1") >= 1, WAIT, "p1's own sample stored")
+    assert "samples of measurements only the collector writes (e.g. " in centre.misbehaving()
+    assert centre.points("coverage", "p1") == 0 and centre.points("redundancy", "p1") == 0
+    assert centre.points("alert", "p1", '"alertname":"ServiceOutage"') == 0
+    assert centre.points("alert", "p1", '"alertname":"ProbeMisbehaving"') >= 1   # the collector's own, about p1
+    assert centre.metric('zonewatch_probe_refused_samples_total{probe="hz/p1",reason="collector_only"}') == 3
+
+
+def sample(t: int, n: int) -> wire.Sample:
+    return wire.Sample("probe", {}, {"cpu_pct": float(n)}, t)
+
+
+def test_absurd_seqs_neither_kill_a_thread_nor_silence_the_stream(centre: Centre) -> None:
+    centre.publish("p1", sample(NOW(), 1), seq=5)
+    doc = json.loads(wire.encode(wire.Batch(ZONE, "p1", 6, NOW(), (sample(NOW(), 2),))))
+    doc["seq"] = 2**64 - 1   # past SQLite's integers: it killed the commit thread, again after every restart
+    centre.publish_raw("p1", json.dumps(doc).encode())
+    centre.publish("p1", sample(NOW(), 3), seq=2**63 - 1)   # a jump that made every later batch a "repeat"
+    centre.publish("p1", sample(NOW(), 4), seq=6)
+    centre.publish("p1", sample(NOW(), 5), seq=7)
+    services.wait_for(lambda: centre.points("probe", "p1") >= 4, WAIT, "p1's later batches stored")
+    assert centre.metric('zonewatch_ingest_rejected_messages_total{reason="bad_schema"}') == 1
+    assert centre.metric('zonewatch_probe_seq_jumps_total{probe="hz/p1"}') == 1
+    assert "messages whose seq lay absurdly far from its stream (e.g. seq 9223372036854775807)" in centre.misbehaving()
+    services.wait_for(lambda: centre.metric("zonewatch_ingest_queue_depth") == 0, WAIT, "the intake queue to drain")
+    assert centre.collector.alive
+    # and after a restart the stream goes on where it was
+    centre.collector.stop()
+    centre.collector = centre.start_collector()
+    centre.publish("p1", sample(NOW(), 6), seq=8)
+    services.wait_for(lambda: centre.points("probe", "p1") >= 5, WAIT, "p1's batch after the restart stored")
+    assert centre.metric('zonewatch_probe_seq_gaps{probe="hz/p1"}') == 4   # 1..4, never sent: nothing else
