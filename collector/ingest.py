@@ -87,7 +87,7 @@ from agent import wire
 from collector.cardinality import Refused, SeriesLimit
 from collector.config import IngestLimits
 from collector.metrics import CollectorMetrics
-from collector.mosquitto import URGENT_SUFFIX  # the status and events session's client id and username suffix
+from collector.mosquitto import TICK_ROOT, URGENT_SUFFIX  # the collector's tick topics; its second session
 from collector.scope import Refusals, Scope
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
@@ -388,6 +388,18 @@ OPEN = Scope()  # no inventory: only what no probe may ever send is refused
 
 
 DERIVED = "derived:"  # the kind of an intake entry the collector made itself: its topic after this prefix
+TICK_EVERY = 1.0                # seconds between two ticks
+
+
+def tick_topic(cfg: MqttConfig) -> str:
+    """Return the topic of the collector's ticks (``render-mosquitto`` grants its user this one)."""
+    return TICK_ROOT + (cfg.username or cfg.client_id or "zonewatch-collector")
+
+
+def tick_time(payload: bytes) -> int | None:
+    """Return the publish time (ns) a tick carries, or None if it is not one of ours."""
+    text = payload.decode("ascii", "replace")
+    return int(text) if text.isdigit() and len(text) < 20 else None
 
 
 def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batch:
@@ -526,6 +538,16 @@ class Ingest:
         # Gets (zone/probe, seq, arrival time) of every message whose seq jumped absurdly (SeqTracker); preparer
         # thread, must not block.
         self.on_jump: Callable[[str, int, int], None] | None = None
+        # The data session's lag: every TICK_EVERY the intake thread publishes the time on the tick topic, which
+        # only the data session subscribes to; the broker queues it behind whatever that session has waiting,
+        # so when it comes back, everything published before it has arrived. ``on_arrival`` gets ticks in
+        # their place among the data (the engine: how long a probe's silence is proven, not only seen).
+        self.tick_topic = tick_topic(cfg)
+        self.caught_up_ns = 0        # the publish time of the newest tick back: everything before it arrived
+        self._next_tick = 0.0        # monotonic time of the next tick
+        self._tick_warned = False
+        self._connected_at = 0.0     # monotonic time the data session last connected
+        metrics.lag.set(float("nan"))   # not known until the first tick is back
         self.seqs = SeqTracker(intake.db)
         self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
@@ -627,6 +649,8 @@ class Ingest:
                       session.client_id, reason)
             return
         mine = [(wire.subscription(kind, zone), 1) for zone in self.zones for kind in session.kinds]
+        if "data" in session.kinds:
+            mine.append((self.tick_topic, 1))
         client.subscribe(mine)
         # A session kept from before (one session for everything, or the other kinds) may still hold
         # subscriptions to the other session's topics: drop them, so nothing comes twice.
@@ -636,6 +660,8 @@ class Ingest:
         log.info("collector connected to %s:%s (session %s present: %s)", self.cfg.host, self.cfg.port,
                  session.client_id, getattr(flags, "session_present", "?"))
         session.connected = True
+        if "data" in session.kinds:
+            self._connected_at = time.monotonic()
         if all(s.connected for s in self._all_sessions()):
             self.connected.set()
 
@@ -672,22 +698,48 @@ class Ingest:
     def _intake_loop(self) -> None:
         while not (self._stop.is_set() and self._arrivals.empty() and self._urgent_arrivals.empty()):
             self._arrived.clear()
+            self._tick()
             taken = _drain(self._urgent_arrivals, 2000) or _drain(self._arrivals, 2000)  # status and events first
             if not taken:
                 self._arrived.wait(0.2)
                 continue
-            self.metrics.received_messages.inc(len(taken))
             messages = [(a.topic, a.payload) for a in taken]
             now = self.clock()
-            with self._lock:
-                self.intake.put_many(messages, now)
-                self.metrics.queue_depth.set(self.intake.depth())
-            self._wake_writer.set()
+            stored = [m for m in messages if m[0] != self.tick_topic]
+            self.metrics.received_messages.inc(len(stored))
+            if stored:
+                with self._lock:
+                    self.intake.put_many(stored, now)
+                    self.metrics.queue_depth.set(self.intake.depth())
+                self._wake_writer.set()
+            if len(stored) < len(messages):
+                self._ticked(messages, now)
             if self.on_arrival is not None:
                 self.on_arrival(messages, now)
             for a in taken:  # only now is the message ours: acknowledge, in arrival order
                 if a.qos > 0:
                     a.client.ack(a.mid, a.qos)
+
+    def _tick(self) -> None:
+        """Publish a tick if one is due (intake thread; only this outer loop reads the clocks)."""
+        at = time.monotonic()
+        if at < self._next_tick or not self.connected.is_set():
+            return
+        self._next_tick = at + TICK_EVERY
+        self.client.publish(self.tick_topic, str(self.clock()).encode(), qos=1)
+        if not self.caught_up_ns and not self._tick_warned and at - self._connected_at > 30:
+            self._tick_warned = True
+            log.warning("none of the collector's ticks came back on %s in 30 s: the broker must let its user "
+                        "read and write that topic (render-mosquitto's ACL does). Until they come, ProbeDown by "
+                        "silence cannot tell a silent probe from a collector that is behind", self.tick_topic)
+
+    def _ticked(self, messages: list[tuple[str, bytes]], now: int) -> None:
+        """Take the ticks among ``messages``: the data session's lag, and how far its arrivals are complete."""
+        for topic, payload in messages:
+            sent = tick_time(payload) if topic == self.tick_topic else None
+            if sent is not None and sent > self.caught_up_ns:
+                self.caught_up_ns = sent
+                self.metrics.lag.set(max(0.0, (now - sent) / 1e9))
 
     def inject(self, batches: list[wire.Batch]) -> None:
         """Queue batches made by the collector itself (derived measurements) for storage, durably."""

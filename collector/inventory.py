@@ -84,8 +84,9 @@ class MqttReceiver(Strict):
     def _topic(cls, value: str) -> str:
         if not value or "+" in value or "#" in value or not value.isprintable():
             raise ValueError(f"expected a plain MQTT topic (no wildcards), got {value!r}")
-        if value.startswith(("zw/", "$")):
-            raise ValueError(f"topic {value!r} is reserved (zw/ is the probes' tree, $ the broker's)")
+        if value.startswith(("zw/", "zonewatch/", "$")):
+            raise ValueError(f"topic {value!r} is reserved (zw/ is the probes' tree, zonewatch/ the collector's, $ "
+                             "the broker's)")
         return value
 
 

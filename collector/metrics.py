@@ -29,6 +29,10 @@ class CollectorMetrics:
         self.queue_depth = Gauge("zonewatch_ingest_queue_depth", "Messages received, not yet written", registry=r)
         self.seq_gaps = Gauge("zonewatch_probe_seq_gaps",
                               "Batches a probe numbered but the collector has not received", ["probe"], registry=r)
+        self.lag = Gauge("zonewatch_ingest_lag_seconds",
+                         "How far behind the broker the collector's data session is: the age of its newest tick "
+                         "back (a tick it published queues behind everything waiting for it); NaN until one is",
+                         registry=r)
         self.seq_jumps = Counter(
             "zonewatch_probe_seq_jumps", "Messages whose seq lay absurdly far from the probe's stream (stored, not "
             "believed: they move nothing until several follow on)", ["probe"], registry=r)

@@ -76,6 +76,7 @@ from collector.inventory import Inventory, MqttReceiver, Receiver
 
 DEFAULT_COLLECTOR = "collector"
 URGENT_SUFFIX = "-urgent"   # the collector's status and events session (collector.ingest uses the same)
+TICK_ROOT = "zonewatch/tick/"   # + the collector's username: its ticks, read back by its data session (ingest)
 URGENT_READS: tuple[wire.Kind, ...] = ("status", "events")
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
 PROBE_READS: tuple[wire.Kind, ...] = ("config",)
@@ -221,6 +222,8 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Se
         f"user {collector}",
         *(f"topic read {wire.subscription(kind)}" for kind in COLLECTOR_READS),
         *(f"topic write {wire.subscription(kind)}" for kind in COLLECTOR_WRITES),
+        "# its ticks: published and read back through its data session, to know how far behind it is",
+        f"topic readwrite {TICK_ROOT}{collector}",
     ]
     alerts = notify_topics(inventory, noc)
     if alerts:

@@ -44,8 +44,9 @@ from collector.alerting.facts import Facts
 from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
-from collector.ingest import read_entry
+from collector.ingest import read_entry, tick_time
 from collector.inventory import Inventory
+from collector.mosquitto import TICK_ROOT
 from collector.scope import Refusals, Scope
 from collector.threads import named
 from zwqueue import Entry
@@ -134,7 +135,8 @@ class AlertEngine:
         with self._lock:
             for topic, payload in messages:
                 self._arrived += 1
-                kind = self._backlog if topic.endswith("/data") else self._urgent_backlog
+                data = topic.endswith("/data") or topic.startswith(TICK_ROOT)   # ticks keep their place in the data
+                kind = self._backlog if data else self._urgent_backlog
                 kind.append((topic, payload, now_ns, self._arrived))
             dropped = self._bound(self._backlog, self.max_backlog, "data")
             dropped += self._bound(self._urgent_backlog, self.max_backlog * URGENT_FACTOR, "status_events")
@@ -227,6 +229,11 @@ class AlertEngine:
         (bad ones are counted; the writer reports their reason)."""
         for message in messages:
             topic, payload, arrived_ns = message[0], message[1], message[2]
+            if topic.startswith(TICK_ROOT):   # everything the data session got before it has been taken
+                sent = tick_time(payload)
+                if sent is not None:
+                    self.facts.caught_up(sent)
+                continue
             try:
                 if self._decode is None:
                     batch, refused = read_entry(Entry(0, topic, arrived_ns, payload), self.scope)

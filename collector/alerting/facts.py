@@ -270,6 +270,9 @@ class Facts:
         self.misbehaviour: dict[str, Misbehaviour] = {}
         self.misbehaving_hold_ns = int(settings.misbehaving_hold * 1e9)
         self.fault: tuple[str, str, int] | None = None   # thread, error, when: a death that stopped the last run
+        # The collector's own tick time up to which every data message has been observed (None: no ticks, as in
+        # tests: everything up to now is taken to be in). A probe's silence is proven only up to it.
+        self.caught_up_ns: int | None = None
         # Indexes for the rules (kept here so that an evaluation never scans every interface).
         self.pollers: dict[str, set[str]] = {}            # device -> probes that poll it
         self.reachers: dict[str, set[str]] = {}           # target -> probes that reach it
@@ -329,6 +332,11 @@ class Facts:
             if probe.offline or probe.alive_ns == 0 or now_ns - probe.alive_ns > self.probe_timeout_ns:
                 probe.back_ns = now_ns
             probe.alive_ns, probe.alive_order = now_ns, self._order
+
+    def caught_up(self, sent_ns: int) -> None:
+        """Take a tick of the collector's data session (see ``collector.ingest``): every data message published
+        before ``sent_ns`` has been observed."""
+        self.caught_up_ns = max(self.caught_up_ns or 0, sent_ns)
 
     def observe_refused(self, zone: str, probe: str, counts: dict[str, int], examples: dict[str, str],
                         now_ns: int) -> None:

@@ -299,10 +299,14 @@ class _Run:
         return f"planned stop of {name} at {_when(facts.offline_ns)}"
 
     def _probe(self, name: str, timeout: int) -> tuple[State, str]:
+        """Judge a probe: down on its last will (or ``stopping``) at once; down by silence only when the silence
+        is proven: the collector's data session has caught up (its ticks) past the probe's timeout, so a
+        collector that is behind never makes a healthy probe look silent."""
         facts = self.facts.probes.get(name)
+        proven = self.now if self.facts.caught_up_ns is None else min(self.now, self.facts.caught_up_ns)
         if facts is None:
             started = self.facts.started_ns
-            if started is None or self.now - started < timeout:
+            if started is None or proven - started < timeout:
                 return "unknown", ""
             return "down", f"Nothing received from it since the collector started at {_when(started)}"
         if facts.offline and facts.planned:
@@ -310,9 +314,11 @@ class _Run:
                             f"disconnecting) and is not back")
         if facts.offline:
             return "down", f"Its connection to the broker dropped (last will published at {_when(facts.offline_ns)})"
-        if self.now - facts.alive_ns > timeout:
+        if proven - facts.alive_ns > timeout:
             return "down", (f"No message from it for {_span(self.now - facts.alive_ns)} (since "
                             f"{_when(facts.alive_ns)}; the limit is {_span(timeout)})")
+        if self.now - facts.alive_ns > timeout:   # silent as far as we know, but we are behind
+            return "unknown", ""
         return "up", ""
 
     def up(self, probe: str) -> bool:

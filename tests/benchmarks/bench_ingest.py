@@ -60,8 +60,9 @@ def make_batches(messages: int, per_message: int, base_ns: int) -> list[wire.Bat
         samples = []
         for i in range(per_message):
             n = m * per_message + i
+            dev = (m % 20) * 25 + n % 25   # one of its probe's 25 devices (the inventory assigns them so)
             samples.append(wire.Sample(
-                "interface", {"device": f"dev-{n % 500:03d}", "ifname": f"ge-0/0/{n % 48}", "site": "site-a",
+                "interface", {"device": f"dev-{dev:03d}", "ifname": f"ge-0/0/{n % 48}", "site": "site-a",
                               "link": f"link-{n % 48}"},
                 {"oper_up": True, "admin_up": True, "in_octets": 10**12 + n, "out_octets": 5 * 10**11 + n,
                  "in_errors": n % 7, "out_errors": 0, "speed_mbps": 1000},
@@ -80,7 +81,7 @@ def agent_batches(messages: int, base_ns: int, probes: int = 20) -> list[wire.Ba
         probe, k = m % probes, (m // probes) % len(kinds)
         t = base_ns + (m // (probes * len(kinds))) * 30 * 10**9
         if kinds[k] == "snmp":
-            dev = f"dev-{(probe * 50 + k) % 500:03d}"
+            dev = f"dev-{probe * 25 + k % 25:03d}"   # one of its 25 devices, each polled every 15 s
             samples = (wire.Sample("device", {"device": dev, "site": "site-a"}, {"up": True, "uptime_s": 1e6 + m}, t),
                        *(wire.Sample("interface", {"device": dev, "ifname": f"GigabitEthernet0/0/{i}"},
                                      {"oper_up": True, "admin_up": True, "in_octets": 10**11 + m, "out_octets": 10**10,
@@ -163,9 +164,11 @@ def bench_inventory(probes: int, devices: int) -> str:
     lines = ["zones:", "  bench-zone: {name: Benchmark zone, areas: [a]}",
              "carriers:", "  bench-carrier: {plmn: 452-04, name: Bench, notify: [{type: mqtt, topic: bench/alerts}]}",
              "sites:", "  site-a: {zone: bench-zone, area: a, kind: bts, owners: [bench-carrier]}", "devices:"]
-    lines += [f"  dev-{n:03d}: {{site: site-a, kind: switch, owners: [bench-carrier], probe: p{n % probes}}}"
+    per_probe = devices // probes
+    lines += [f"  dev-{n:03d}: {{site: site-a, kind: switch, owners: [bench-carrier], probe: p{n // per_probe}}}"
               for n in range(devices)]
-    lines += ["probes:"] + [f"  p{n}: {{zone: bench-zone, area: a}}" for n in range(probes)]
+    lines += ["probes:"] + [f"  p{n}: {{zone: bench-zone, area: a, modems: [{{name: m50, carrier: bench-carrier}}]}}"
+                            for n in range(probes)]
     return "\n".join(lines) + "\n"
 
 

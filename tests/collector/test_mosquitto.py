@@ -34,6 +34,8 @@ topic read zw/v1/+/+/status
 topic read zw/v1/+/+/data
 topic read zw/v1/+/+/events
 topic write zw/v1/+/+/config
+# its ticks: published and read back through its data session, to know how far behind it is
+topic readwrite zonewatch/tick/collector
 
 # the collector's status and events session
 user collector-urgent
@@ -309,11 +311,11 @@ def test_the_collector_may_write_the_carriers_alert_topics_and_nothing_more() ->
     acl = mosquitto.render_acl(inventory(INVENTORY + CARRIERS))
     alert_lines = ("# the carriers' and the NOC's alert topics (mqtt notification receivers)\n"
                    "topic write carriers/viettel/alerts\ntopic write carriers/vnpt alerts\n")
-    config_line = "topic write zw/v1/+/+/config\n"
-    assert acl == EXPECTED_ACL.replace(config_line, config_line + alert_lines)
+    tick_line = "topic readwrite zonewatch/tick/collector\n"
+    assert acl == EXPECTED_ACL.replace(tick_line, tick_line + alert_lines)
 
 
-@pytest.mark.parametrize("topic", ["zw/v1/z1/p1/data", "$SYS/x", "carriers/x\\nuser p1"])
+@pytest.mark.parametrize("topic", ["zw/v1/z1/p1/data", "$SYS/x", "carriers/x\\nuser p1", "zonewatch/tick/collector"])
 def test_an_alert_topic_in_the_probes_tree_or_that_breaks_the_acl_is_refused_at_load(topic: str) -> None:
     text = INVENTORY + ("carriers:\n  viettel:\n    plmn: 452-04\n    name: V\n"
                         f'    notify: [{{type: mqtt, topic: "{topic}"}}]\n')

@@ -186,6 +186,9 @@ def centre(tmp_path: Path) -> Iterator[Centre]:
 
 
 def test_a_probe_cannot_page_a_carrier_about_what_it_does_not_watch(centre: Centre) -> None:
+    # the rendered ACL lets the collector's ticks come back (ProbeDown by silence relies on them)
+    services.wait_for(lambda: centre.metric("zonewatch_ingest_lag_seconds") < 2, WAIT,   # NaN until the first
+                      "the collector's ticks through the broker")
     centre.links("p2", True, True)   # the real state: both routes up
     services.wait_for(lambda: centre.points("interface", "p2") == 2, WAIT, "p2's first poll stored")
     # p1 says both of Viettel's routes are down (a critical ServiceOutage, were it believed), that Viettel has no

@@ -566,3 +566,13 @@ def test_a_thread_death_that_stopped_the_last_run_pages_the_noc_until_the_collec
     assert alert.labels == {"alertname": "CollectorFault", "severity": "critical"}
     assert "zw-commit" in alert.annotations["summary"] and "OverflowError" in alert.annotations["description"]
     assert not found(feed.evaluate(900), "CollectorFault")
+
+
+def test_a_probes_silence_counts_only_as_far_as_the_collector_has_caught_up() -> None:
+    feed = Feed().alive("p1", 30)                        # last heard at 30 s; the timeout is 90 s
+    feed.facts.caught_up(T0 + 35 * S)                    # the collector's ticks: all in up to 35 s, then behind
+    assert not found(feed.evaluate(200), "ProbeDown")    # silent for 170 s as far as it knows, proven for 5 s
+    assert {"alertname": "ProbeDown", "probe": "p1"} in feed.evaluate(200).unknown
+    feed.facts.caught_up(T0 + 121 * S)                   # caught up past the timeout: the silence is proven
+    (down,) = found(feed.evaluate(200), "ProbeDown", probe="p1")
+    assert "No message from it for 2m50s" in down.annotations["description"]
