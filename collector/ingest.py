@@ -994,7 +994,13 @@ class Ingest:
             except sqlite3.Error as exc:  # disk full, I/O error: the parts wait, nothing is lost
                 log.error("cannot update the intake queue %s (%s); trying again", self.intake.path, exc)
                 return False
-            self.metrics.queue_depth.set(self.intake.depth())
+            depth = self.intake.depth()
+            self.metrics.queue_depth.set(depth)
+            if depth == 0:   # a backlog has drained: give its space back, a few MiB at a time
+                try:
+                    self.intake.reclaim()
+                except sqlite3.Error as exc:
+                    log.warning("cannot give the intake queue's free space back (%s); trying later", exc)
         return True
 
     def _write_with_retry(self, part: _Part) -> bool:

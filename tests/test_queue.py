@@ -193,3 +193,33 @@ def test_a_reader_sees_what_is_committed_from_another_thread_without_waiting(tmp
             reader._db.execute("DELETE FROM entries")  # read-only
     finally:
         reader.close()
+
+
+def file_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
+def test_the_file_shrinks_again_once_a_backlog_has_drained(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    blob = random.randbytes(16 * 1024)
+    ids = [queue.put_many([("data", blob)] * 100, i * S)[0] for i in range(20)]   # about 32 MiB of backlog
+    assert file_bytes(queue.path) > 30 * MB
+    queue.ack([e.id for e in queue.pending(10_000)])
+    assert ids and queue.depth() == 0
+    given_back = 0
+    while (pages := queue.reclaim(max_pages=1024)) > 0:   # bounded steps, as the collector takes them
+        assert pages <= 1024
+        given_back += pages
+    assert given_back * 4096 > 30 * MB
+    queue.close()
+    assert file_bytes(tmp_path / "q.db") < 2 * MB
+
+
+def test_a_file_from_before_is_converted_to_give_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    old = sqlite3.connect(path)   # as the queue made its files before: no auto-vacuum
+    old.executescript("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+                      "INSERT INTO meta VALUES ('dropped', 7);")
+    old.close()
+    queue = q(tmp_path)
+    assert queue.db.execute("PRAGMA auto_vacuum").fetchone() == (2,) and queue.dropped() == 7

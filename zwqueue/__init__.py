@@ -26,6 +26,11 @@ Rules:
   file, ``salvaged`` says how many, and the ``damaged_files`` counter goes up: a probe never stops because
   of its own spool, and keeps what is intact.
 
+Space: a backlog grows the file, and SQLite keeps the freed pages once it drains. The file is in incremental
+auto-vacuum mode (a file from before is converted when it is opened with few entries left), and ``reclaim``
+gives freed pages back to the file system, a bounded number a call, so the caller can do it between its
+own work; the write-ahead log is cut back to ``WAL_LIMIT`` at each checkpoint.
+
 One queue object is used from one thread at a time (callers serialise); the SQLite connection is
 opened with ``check_same_thread=False`` so that thread may change over the queue's life. ``reader()``
 opens a second, read-only connection for ``pending`` from another thread, which does not wait for writes.
@@ -55,6 +60,8 @@ CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind, id);
 CREATE INDEX IF NOT EXISTS entries_created ON entries(created_ns);
 INSERT OR IGNORE INTO meta VALUES ('dropped', 0), ('damaged_files', 0);
 """
+WAL_LIMIT = 64 * 2**20          # bytes the write-ahead log is cut back to at a checkpoint
+CONVERT_BELOW = 10_000          # a file without auto-vacuum is converted on open when it holds fewer entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +90,13 @@ class DiskQueue:
         if damaged:
             aside = self._move_aside()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")   # takes effect on a new file (and at a VACUUM)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         self._db.executescript(_SCHEMA)
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2 and self.depth() < CONVERT_BELOW:
+            self._db.execute("VACUUM")   # a file made before: convert it while it is small
         if damaged:
             kept = self._salvage(aside)
             self.salvaged = (kept, aside)
@@ -242,6 +253,15 @@ class DiskQueue:
     def reader(self) -> QueueReader:
         """Return a second connection to this queue's file, for ``pending`` from another thread."""
         return QueueReader(self)
+
+    def reclaim(self, max_pages: int = 2048, min_free: int = 256) -> int:
+        """Give up to ``max_pages`` freed pages back to the file system, if more than ``min_free`` are free;
+        return how many. Not inside a transaction of the caller's."""
+        free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        if free <= min_free:
+            return 0
+        self._db.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+        return free - int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
 
     def depth(self) -> int:
         """Return how many entries wait."""
