@@ -3,11 +3,13 @@
 Threads::
 
     intake thread (ingest)  ``offer(messages, now)`` after the messages are committed to the intake queue:
-                            appends status and events to one list, data to another, numbering them in
-                            arrival order, and wakes the engine. Never blocks. Past ``max_backlog`` data
-                            messages it drops the oldest data (counted, logged once a minute); status and
-                            events are never dropped below ``max_backlog`` x 4 (a flood past that is
-                            dropped oldest first, counted and logged as well).
+                            appends status and events to one list, data to a queue per probe
+                            (``collector.alerting.backlog``: taken in turns, so one probe's flood never
+                            delays another's readings), numbering them in arrival order, and wakes the
+                            engine. Never blocks. Past ``max_backlog`` data messages it drops the oldest of
+                            the longest queue (counted, logged once a minute); status and events are never
+                            dropped below ``max_backlog`` x 4 (a flood past that is dropped oldest first,
+                            counted and logged as well).
     preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
                             an arrival time (for DataLoss); kept as the latest per probe. ``jumped(probe,
                             seq, arrived)``: a seq absurdly far from its probe's stream (ProbeMisbehaving).
@@ -39,6 +41,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agent import wire
+from collector.alerting.backlog import FairBacklog, Offered
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import Facts
 from collector.alerting.model import Evaluation, Notification, fingerprint
@@ -61,7 +64,6 @@ URGENT_FACTOR = 4            # status and events kept: max_backlog times this
 DERIVED_REFRESH_NS = 30 * 10**9   # an unchanged ``redundancy``/``coverage`` point is written this often
 
 
-Offered = tuple[str, bytes, int, int]   # topic, payload, arrival time (ns), arrival number
 
 
 class Dispatcher(Protocol):
@@ -112,9 +114,8 @@ class AlertEngine:
         self.max_backlog = max_backlog
         self.scope = Scope(inventory)
         self._decode = decode
-        self._backlog: list[Offered] = []          # data, oldest first
+        self._data = FairBacklog(max_backlog)      # data (and ticks), a queue per probe
         self._urgent_backlog: list[Offered] = []   # status and events, oldest first
-        self._pending: list[Offered] = []          # data taken by the engine thread, not decoded yet
         self._arrived = 0                          # arrival numbers given so far
         self._dropped_logged = 0.0                 # when a drop was last logged (monotonic)
         self._gaps: dict[str, tuple[int, int]] = {}   # zone/probe -> (gaps, when counted)
@@ -133,12 +134,17 @@ class AlertEngine:
     def offer(self, messages: Sequence[tuple[str, bytes]], now_ns: int) -> None:
         """Take messages committed to the intake queue (topic, payload); never blocks."""
         with self._lock:
+            self._data.limit = self.max_backlog
+            dropped = 0
             for topic, payload in messages:
                 self._arrived += 1
-                data = topic.endswith("/data") or topic.startswith(TICK_ROOT)   # ticks keep their place in the data
-                kind = self._backlog if data else self._urgent_backlog
-                kind.append((topic, payload, now_ns, self._arrived))
-            dropped = self._bound(self._backlog, self.max_backlog, "data")
+                tick = topic.startswith(TICK_ROOT)   # ticks keep their meaning among the data
+                if tick or topic.endswith("/data"):
+                    dropped += self._data.add((topic, payload, now_ns, self._arrived), tick)
+                else:
+                    self._urgent_backlog.append((topic, payload, now_ns, self._arrived))
+            if dropped:
+                self.metrics.dropped.labels("data").inc(dropped)
             dropped += self._bound(self._urgent_backlog, self.max_backlog * URGENT_FACTOR, "status_events")
         if dropped:
             now = time.monotonic()
@@ -159,15 +165,12 @@ class AlertEngine:
 
     def take(self) -> tuple[list[Offered], list[Offered]]:
         """Return what to decode next (engine thread): every status and event offered, and the next slice
-        of data, ``SLICE`` messages at most, but none while status or events are waiting."""
+        of data, ``SLICE`` messages at most (the probes in turns), but none while status or events wait."""
         with self._lock:
             urgent, self._urgent_backlog = self._urgent_backlog, []
-            if not self._pending:
-                self._pending, self._backlog = self._backlog, []
-        if urgent:
-            return urgent, []
-        data, self._pending = self._pending[:SLICE], self._pending[SLICE:]
-        return [], data
+            if urgent:
+                return urgent, []
+            return [], self._data.take(SLICE)
 
     def gaps(self, counts: Mapping[str, int], now_ns: int) -> None:
         """Take the ingest's seq gap counts by ``zone/probe``, as of the arrival time ``now_ns``; never blocks."""
@@ -198,7 +201,7 @@ class AlertEngine:
         next_eval = time.monotonic()
         last_eval = 0.0
         while not self._stop.is_set():
-            if not self._pending:   # data still to decode: no waiting
+            if not len(self._data):   # data still to decode: no waiting
                 self._wake.wait(max(0.0, next_eval - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():

@@ -228,3 +228,16 @@ def test_alertmanager_gets_the_notified_firing_alerts_again_each_resend_interval
     rig.engine.step(T0 + 61 * S)
     assert [sorted(n.labels["alertname"] for n in batch) for batch in rig.dispatcher.synced] == [
         ["LinkDown", "RedundancyLost"], ["LinkDown", "RedundancyLost"]]
+
+
+def test_one_probes_flood_does_not_delay_another_probes_data(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.engine.offer([("zw/v1/dv/flood/data", b"f")] * 10_000, T0)
+    rig.engine.offer([("zw/v1/dv/p1/data", b"p1"), ("zonewatch/tick/collector", b"1")], T0)
+    _, first = rig.engine.take()
+    assert b"p1" in [p for _, p, _, _ in first]            # in the first slice, not after 10,000 others
+    assert b"1" not in [p for _, p, _, _ in first]         # the tick waits until the flood before it is taken
+    taken = first
+    while data := rig.engine.take()[1]:
+        taken += data
+    assert [p for _, p, _, _ in taken][-1] == b"1" and len(taken) == 10_002

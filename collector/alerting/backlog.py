@@ -1,0 +1,80 @@
+"""The alert engine's data backlog: one queue per probe, taken in turns, so no probe's flood delays another.
+
+The engine decodes data in the order it was offered, except that each probe (each data topic) has a queue of
+its own and the engine takes at most ``share`` messages from one before it turns to the next that has any.
+A probe that floods the collector (a runaway agent, a compromised probe, a long replay) then waits behind
+itself: the other probes' readings, and the faults they show, are judged as soon as they come.
+
+Bounded: past ``limit`` messages in all, the oldest messages of the longest queue are dropped (the flooder
+pays for its flood; the newest reading of every probe is kept).
+
+Ticks (``collector.ingest``: the collector's own marks of how far its data session has caught up) say
+"everything offered before me has been taken": one is handed out only once no queue still holds a message
+offered before it, so it keeps its meaning although the probes' messages are taken out of their arrival order.
+Each probe's messages keep their own order, and each keeps its arrival number (``Facts`` uses it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+
+__all__ = ["FairBacklog", "Offered"]
+
+Offered = tuple[str, bytes, int, int]   # topic, payload, arrival time (ns), arrival number
+
+
+class FairBacklog:
+    """Data messages waiting for the engine; not thread-safe (the engine holds its lock around every call)."""
+
+    def __init__(self, limit: int, share: int = 50) -> None:
+        self.limit, self.share = limit, share
+        self._queues: OrderedDict[str, deque[Offered]] = OrderedDict()   # topic -> its messages; next turn first
+        self._ticks: deque[Offered] = deque()
+        self.size = 0   # data messages held (not ticks)
+
+    def __len__(self) -> int:
+        return self.size + len(self._ticks)
+
+    def add(self, message: Offered, tick: bool = False) -> int:
+        """Hold ``message`` (a tick if ``tick``); return how many messages were dropped to stay within the limit."""
+        if tick:
+            self._ticks.append(message)
+            return 0
+        queue = self._queues.get(message[0])
+        if queue is None:
+            queue = self._queues[message[0]] = deque()
+        queue.append(message)
+        self.size += 1
+        if self.size <= self.limit:
+            return 0
+        longest = max(self._queues.values(), key=len)   # only past the limit: a scan of the probes
+        over = min(self.size - self.limit, len(longest) - 1) or 1
+        for _ in range(over):
+            longest.popleft()
+        self.size -= over
+        if not longest:
+            self._drop_empty()
+        return over
+
+    def take(self, most: int) -> list[Offered]:
+        """Return up to ``most`` data messages, ``share`` at most from each probe in its turn, then the ticks no
+        message still held precedes."""
+        out: list[Offered] = []
+        while len(out) < most and self._queues:
+            topic, queue = next(iter(self._queues.items()))
+            n = min(self.share, len(queue), most - len(out))
+            out.extend(queue.popleft() for _ in range(n))
+            self.size -= n
+            if queue:
+                self._queues.move_to_end(topic)   # its turn is over: the others first
+            else:
+                del self._queues[topic]
+        oldest = min((q[0][3] for q in self._queues.values()), default=math.inf)
+        while self._ticks and self._ticks[0][3] < oldest:
+            out.append(self._ticks.popleft())
+        return out
+
+    def _drop_empty(self) -> None:
+        for topic in [t for t, q in self._queues.items() if not q]:
+            del self._queues[topic]
