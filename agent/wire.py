@@ -29,7 +29,8 @@ Rules every version keeps:
 - Every sample carries its own measurement time ``ts`` in nanoseconds since the epoch; replayed data keeps
   it.
 - Field values are numbers or booleans, never strings (enumerations are tags). A value the device did not
-  know is absent from ``fields``, never a sentinel number.
+  know is absent from ``fields``, never a sentinel number. A row's ``tags`` or ``fields`` left out (or
+  ``null``) means none.
 - The decoder accepts every released schema version (golden files in ``tests/golden``).
 
 Exceptions::
@@ -71,6 +72,7 @@ __all__ = [
     "valid_name",
     "Limits",
     "check_limits",
+    "plain_samples",
     "CHECKED_NAMES",
     "MAX_TAG_VALUE",
     "FIELD_INT_MIN",
@@ -247,6 +249,9 @@ class Header(NamedTuple):
     origin: int
 
 
+_BATCH_KEYS: Final = frozenset({"v", "zone", "probe", "seq", "origin", "sent_ns", "samples", "events"})
+
+
 def decode_header(doc: Any) -> Header:
     """Check a parsed payload's own keys (everything but the rows); raise WireError as ``decode`` does.
 
@@ -259,9 +264,8 @@ def decode_header(doc: Any) -> Header:
     if version not in SUPPORTED_VERSIONS:
         raise WireError("unsupported_version",
                         f"schema version {version}; this side reads {sorted(SUPPORTED_VERSIONS)}")
-    allowed = {"v", "zone", "probe", "seq", "origin", "sent_ns", "samples", "events"}
-    unknown = sorted(set(doc) - allowed)
-    if unknown:
+    if not doc.keys() <= _BATCH_KEYS:
+        unknown = sorted(set(doc) - _BATCH_KEYS)
         raise WireError("bad_schema", f"unknown key {unknown[0]!r} in batch")
     zone, probe = doc.get("zone"), doc.get("probe")
     for what, value in (("zone", zone), ("probe", probe)):
@@ -374,6 +378,58 @@ def _rows(cls: type[_R], rows: list[Any], name_key: str, section: str) -> tuple[
     return tuple(out)
 
 
+def plain_samples(rows: list[Any], now_ns: int, limits: Limits) -> tuple[Sample, ...] | None:
+    """Return the ``samples`` rows of a parsed payload as Samples if every row is plain, else None.
+
+    For a receiver's fast path (the collector's alert engine): a row is *plain* if it passes the checks of
+    ``decode`` by their fast form (its names already in ``CHECKED_NAMES``) and those of ``check_limits``
+    (``now_ns`` is the arrival time). For plain rows the samples are exactly those ``decode`` gives, made in
+    one pass with no error text; None only means "not sure", and ``decode`` and ``check_limits`` decide (and
+    name what is wrong, if anything is). ``_rows`` (in ``decode``) and the collector's ``Encoder.encode_rows``
+    (ASCII tag values only) check this form inline, each in its own loop: a call per row would cost as much
+    as the check.
+    """
+    if len(rows) > limits.max_rows:
+        return None
+    good = _GOOD_NAMES
+    allowed = _ROW_KEYS["m"]
+    max_tag, max_tags, max_fields = _MAX_TAG_VALUE, limits.max_tags, limits.max_fields
+    oldest, newest = max(0, now_ns - limits.max_past_ns), now_ns + limits.max_future_ns
+    int_min, int_max = _INT_MIN, _INT_MAX
+    out: list[Sample] = []
+    append = out.append
+    for row in rows:
+        if type(row) is not dict:
+            return None
+        name, ts, tags, fields = row.get("m"), row.get("ts"), row.get("tags"), row.get("fields")
+        if tags is None or fields is None or len(row) != 4:  # else its four keys are the four read
+            if not row.keys() <= allowed:
+                return None
+            if tags is None:
+                tags = {}
+            if fields is None:
+                fields = {}
+        if type(name) is not str or name not in good or type(ts) is not int or not oldest <= ts <= newest \
+                or type(tags) is not dict or type(fields) is not dict or len(tags) > max_tags \
+                or len(fields) > max_fields or not tags.keys() <= good or not fields.keys() <= good:
+            return None
+        for v in tags.values():
+            if type(v) is not str or not v or len(v) > max_tag or not (v.isascii() or _is_text(v)):
+                return None
+        for v in fields.values():
+            kind = type(v)
+            if kind is int:
+                if not int_min <= v <= int_max:
+                    return None
+            elif kind is float:
+                if v - v != 0:  # NaN or an infinity
+                    return None
+            elif kind is not bool:
+                return None
+        append(Sample(name, tags, fields, ts))
+    return tuple(out)
+
+
 def _is_text(value: str) -> bool:
     """Return True if ``value`` is Unicode text, i.e. has no lone surrogate (JSON ``"\\ud800"`` decodes to one).
 
@@ -397,7 +453,11 @@ def _decode_row(row: Any, name_key: str, where: str) -> tuple[str, dict[str, str
     unknown = sorted(set(row) - {name_key, "ts", "tags", "fields"})
     if unknown:
         raise WireError("bad_schema", f"{where}: unknown key {unknown[0]!r}")
-    name, ts, tags, fields = row.get(name_key), row.get("ts"), row.get("tags", {}), row.get("fields", {})
+    name, ts, tags, fields = row.get(name_key), row.get("ts"), row.get("tags"), row.get("fields")
+    if tags is None:  # left out or null: none, as the fast check in _rows reads it (whatever names it knows)
+        tags = {}
+    if fields is None:
+        fields = {}
     if not isinstance(name, str) or not _IDENT.match(name):
         raise WireError("bad_name", f"{where}.{name_key} {name!r} must match {_IDENT.pattern}")
     _remember(name)

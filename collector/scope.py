@@ -98,7 +98,18 @@ class Scope:
         """Return True if every row of a parsed payload (JSON objects, as the ingest fast path holds them) may
         be kept; False if one may not, or cannot be told here (the full path then decides and counts)."""
         collector_only = wire.COLLECTOR_MEASUREMENTS
-        check = self.inventory is not None
+        if self.inventory is None:
+            for row in rows:
+                if type(row) is not dict:
+                    return False
+                m = row.get("m")
+                if type(m) is not str or m in collector_only:
+                    return False
+            return True
+        # ``why`` written out for the rows of one probe (on the hot paths of both the ingest and the engine)
+        listed = self.probes.get(probe) == zone
+        devices = self.devices
+        carriers = self.carriers.get(probe, frozenset())
         for row in rows:
             if type(row) is not dict:
                 return False
@@ -106,10 +117,18 @@ class Scope:
             if type(m) is not str or m in collector_only:
                 return False
             tags = row.get("tags")
-            if check and type(tags) is dict and ("device" in tags or "carrier" in tags):
-                if type(tags.get("device", "")) is not str or type(tags.get("carrier", "")) is not str:
+            if type(tags) is not dict:
+                continue
+            if "device" in tags:
+                device = tags["device"]
+                if type(device) is not str or not listed:
                     return False
-                if self.why(zone, probe, None, tags) is not None:
+                known = devices.get(device)
+                if known is None or not (probe in known[1] if known[1] else known[0] == zone):
+                    return False
+            if "carrier" in tags:
+                carrier = tags["carrier"]
+                if type(carrier) is not str or not listed or carrier not in carriers:
                     return False
         return True
 

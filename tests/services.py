@@ -162,11 +162,14 @@ def _http_ok(url: str) -> bool:
 
 
 def start_mosquitto(workdir: Path, conf_extra: str = "", port: int | None = None,
-                    listener_options: str = "allow_anonymous true", limits: QueueSizing | None = None) -> Service:
+                    listener_options: str = "allow_anonymous true", limits: QueueSizing | None = None,
+                    autosave_s: int = 1) -> Service:
     """Start mosquitto with persistence on 127.0.0.1:<port>; reuse ``port`` to restart on the same one.
 
     Its queue limits are what ``render-mosquitto`` writes, for ``limits`` (default: 20 probes, 30 minutes of
-    collector outage), never mosquitto's silent default of 1,000 messages."""
+    collector outage), never mosquitto's silent default of 1,000 messages. It saves its persistence file every
+    ``autosave_s`` (1 s: a test restarts it and expects what it acknowledged; a benchmark passes production's
+    30 minutes, since mosquitto stands still while it writes the whole queue out)."""
     binary = require("mosquitto")
     port = port or free_port()
     data = workdir / "data"
@@ -177,7 +180,7 @@ def start_mosquitto(workdir: Path, conf_extra: str = "", port: int | None = None
     conf.write_text(
         ("user root\n" if os.geteuid() == 0 else "")
         + "per_listener_settings true\n"
-        f"persistence true\npersistence_location {data}/\nautosave_interval 1\n"
+        f"persistence true\npersistence_location {data}/\nautosave_interval {autosave_s}\n"
         "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         "connection_messages true\n"
         + render_limits(limits or QueueSizing(probes=20))
@@ -287,20 +290,22 @@ def vm_query(url: str, promql: str) -> list[dict[str, object]]:
 
 
 def start_zonewatch(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None,
-                    ready: Callable[[], bool] = lambda: True, open_files: int | None = None) -> Service:
+                    ready: Callable[[], bool] = lambda: True, open_files: int | None = None,
+                    timeout: float = 20.0) -> Service:
     """Start ``python -m <name> <args>`` (agent or collector) as a child process, logging to a file;
     ``open_files`` sets its soft and hard limits on open files (util-linux prlimit execs it: same PID)."""
     limit = [require("prlimit"), f"--nofile={open_files}:{open_files}"] if open_files is not None else []
-    return _spawn(name, [*limit, sys.executable, "-m", name, *args], workdir, 0, ready, env=env)
+    return _spawn(name, [*limit, sys.executable, "-m", name, *args], workdir, 0, ready, env=env, timeout=timeout)
 
 
-def start_collector(config: Path, workdir: Path, open_files: int | None = None) -> Service:
+def start_collector(config: Path, workdir: Path, open_files: int | None = None, timeout: float = 20.0) -> Service:
     """Start ``python -m collector -c <config> run`` in ``workdir``; ready once this start has logged
     "collector subscribed" (both its broker sessions exist: from then on the broker keeps what arrives)."""
     log = workdir / "collector.log"
     seen = log.read_text().count("collector subscribed") if log.exists() else 0
     return start_zonewatch("collector", ["-c", str(config), "run"], workdir,
-                           ready=lambda: log.read_text().count("collector subscribed") > seen, open_files=open_files)
+                           ready=lambda: log.read_text().count("collector subscribed") > seen, open_files=open_files,
+                           timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------- webhook

@@ -174,3 +174,54 @@ def test_a_name_with_a_trailing_line_break_is_not_a_name() -> None:
     payload = b'{"v":1,"zone":"z","probe":"p","seq":0,"sent_ns":0,"samples":[{"m":"x\\n","ts":0}]}'
     with pytest.raises(wire.WireError, match="bad_name|must match"):
         wire.decode(payload)
+
+
+def test_tags_or_fields_left_out_or_null_are_none_whatever_names_the_decoder_knows() -> None:
+    # The fast check (names known) and the full one (a name seen for the first time) read null alike.
+    for name in ("never_seen_row_name", "never_seen_row_name"):   # the second time, the name is known
+        wire.CHECKED_NAMES.add("x")
+        payload = ('{"v":1,"zone":"z","probe":"p","seq":1,"sent_ns":1,"samples":[{"m":"%s","ts":1,"tags":null,'
+                   '"fields":{"x":1}},{"m":"%s","ts":1,"fields":null}]}' % (name, name))
+        assert wire.decode(payload).samples == (wire.Sample(name, {}, {"x": 1}, 1), wire.Sample(name, {}, {}, 1))
+
+
+# plain_samples, a receiver's fast path: the samples decode gives, or None (the collector's engine then decodes in
+# full). Fuzzed against the collector's full path (tests/fuzz, target fastdecode); these pin what it leaves.
+
+def plain(*rows: object, now: int = NOW_NS, limits: wire.Limits | None = None) -> tuple[wire.Sample, ...] | None:
+    wire.CHECKED_NAMES.update({"c", "x", "y", "t"})   # as the full decoder leaves them once it has seen them
+    return wire.plain_samples(list(rows), now, limits or wire.Limits())
+
+
+def test_plain_samples_are_the_rows_as_decode_reads_them() -> None:
+    rows = [{"m": "c", "ts": NOW_NS, "tags": {"t": "v"}, "fields": {"x": True, "y": 1.0}}, {"m": "c", "ts": NOW_NS}]
+    got = plain(*rows)
+    assert got == (wire.Sample("c", {"t": "v"}, {"x": True, "y": 1.0}, NOW_NS), wire.Sample("c", {}, {}, NOW_NS))
+    assert got is not None and [type(v) for v in got[0].fields.values()] == [bool, float]
+
+
+@pytest.mark.parametrize(("row", "limits"), [
+    ({"m": "c", "ts": NOW_NS, "tags": {f"t{i}": "v" for i in range(5)}}, limited(max_tags=4)),
+    ({"m": "c", "ts": NOW_NS, "fields": {f"f{i}": 1 for i in range(9)}}, limited(max_fields=8)),
+    ({"m": "c", "ts": NOW_NS + 3600 * 10**9}, None),                      # time_future
+    ({"m": "c", "ts": NOW_NS - 90 * 86400 * 10**9}, None),                # time_past
+    ({"m": "c", "ts": True}, None),                                       # not an integer
+    ({"m": "c", "ts": NOW_NS, "fields": {"x": 2**64}}, None),             # beyond 64 bits
+    ({"m": "c", "ts": NOW_NS, "fields": {"x": -(2**63) - 1}}, None),
+    ({"m": "c", "ts": NOW_NS, "fields": {"x": float("nan")}}, None),      # from a parser that reads NaN
+    ({"m": "c", "ts": NOW_NS, "fields": {"x": float("inf")}}, None),
+    ({"m": "c", "ts": NOW_NS, "fields": {"x": None}}, None),
+    ({"m": "c", "ts": NOW_NS, "tags": {"t": 1}}, None),
+    ({"m": "c", "ts": NOW_NS, "tags": {"t": "x" * 257}}, None),
+    ({"m": "c", "ts": NOW_NS, "tags": {"t": "a\udfffb"}}, None),          # a lone surrogate is no text
+    ({"m": "c", "ts": NOW_NS, "tags": []}, None),
+    ({"m": "c", "ts": NOW_NS, "name": "c"}, None),                       # an event's key in a sample
+    ({"m": "not_checked_yet_by_decode", "ts": NOW_NS}, None),
+])
+def test_plain_samples_leave_what_they_are_not_sure_of(row: dict[str, object], limits: wire.Limits | None) -> None:
+    assert plain({"m": "c", "ts": NOW_NS}, row, limits=limits) is None
+
+
+def test_plain_samples_leave_more_rows_than_the_limit() -> None:
+    rows = [{"m": "c", "ts": NOW_NS}] * 5
+    assert plain(*rows, limits=limited(max_rows=4)) is None and plain(*rows, limits=limited(max_rows=5)) is not None

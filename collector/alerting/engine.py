@@ -25,7 +25,8 @@ Threads::
                             keeps the arrival order all the same (the numbers ``offer`` gave). Notifications go to the
                             dispatcher (durable outbox) before the tracker's state is saved: a crash in between sends a
                             notification twice, never loses one. Derived measurements (``alert``, ``redundancy``,
-                            ``coverage``) go to storage through ``store``.
+                            ``coverage``) go to storage through ``store``. The common data message
+                            (samples only, none refused) is decoded in one pass: ``collector.ingest.plain_batch``.
 
 Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
 """
@@ -47,7 +48,7 @@ from collector.alerting.facts import Facts
 from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
-from collector.ingest import read_entry, tick_time
+from collector.ingest import plain_batch, read_entry, tick_time
 from collector.inventory import Inventory
 from collector.mosquitto import TICK_ROOT
 from collector.scope import Refusals, Scope
@@ -230,6 +231,7 @@ class AlertEngine:
     def ingest(self, messages: Sequence[Offered] | Sequence[tuple[str, bytes, int]]) -> None:
         """Decode messages (topic, payload, arrival time and, from ``take``, arrival number) and feed the facts
         (bad ones are counted; the writer reports their reason)."""
+        refused: Refusals | None
         for message in messages:
             topic, payload, arrived_ns = message[0], message[1], message[2]
             if topic.startswith(TICK_ROOT):   # everything the data session got before it has been taken
@@ -239,9 +241,12 @@ class AlertEngine:
                 continue
             try:
                 if self._decode is None:
-                    batch, refused = read_entry(Entry(0, topic, arrived_ns, payload), self.scope)
+                    entry = Entry(0, topic, arrived_ns, payload)
+                    batch, refused = plain_batch(entry, self.scope), None   # the common message, in one pass
+                    if batch is None:
+                        batch, refused = read_entry(entry, self.scope)
                 else:
-                    batch, refused = self._decode(topic, payload, arrived_ns), Refusals()
+                    batch, refused = self._decode(topic, payload, arrived_ns), None
             except wire.WireError:
                 self.metrics.rejected.inc()
                 continue

@@ -145,6 +145,9 @@ class Encoder:
         self._max_series = max_series
         # (zone, probe) -> series key (as collector.cardinality keys it) -> encoded prefix; _cached counts them
         self._prefixes: dict[tuple[str, str], dict[tuple[str, ...], str]] = {}
+        # The same for encode_rows, apart: a series in it passed the plain check (its measurement and tags are
+        # plain), and maps to its prefix, or to "" until a line needs one. Counted in _cached too.
+        self._plain: dict[tuple[str, str], dict[tuple[str, ...], str]] = {}
         self._cached = 0
         self._field_keys: dict[str, str] = {}
         self._plain_keys: dict[str, str] = {}  # field keys known to follow the wire's name rule, escaped
@@ -166,14 +169,17 @@ class Encoder:
             raise ValueError(f"{where}: {exc}") from None
         return lines
 
-    def _series(self, zone: str, probe: str) -> dict[tuple[str, ...], str]:
-        """Return the prefix cache of one probe's series, emptying every cache first if it is full."""
+    def _series(self, zone: str, probe: str, plain: bool = False) -> dict[tuple[str, ...], str]:
+        """Return the prefix cache of one probe's series (``encode_rows``' own if ``plain``), emptying every
+        cache first if they are full."""
         if self._cached >= self._max_series:
             self._prefixes.clear()
+            self._plain.clear()
             self._cached = 0
-        prefixes = self._prefixes.get((zone, probe))
+        caches = self._plain if plain else self._prefixes
+        prefixes = caches.get((zone, probe))
         if prefixes is None:
-            prefixes = self._prefixes[(zone, probe)] = {}
+            prefixes = caches[(zone, probe)] = {}
         return prefixes
 
     def _prefix(self, prefixes: dict[tuple[str, ...], str], key: tuple[str, ...], measurement: str,
@@ -230,7 +236,8 @@ class Encoder:
 
         The rows are the JSON objects as parsed, not ``wire.Sample``s. A row is *plain* if it passes the
         checks of ``wire.decode`` and ``wire.check_limits`` (``now_ns`` is the arrival time) by their fast
-        forms: names already in ``wire.CHECKED_NAMES``, ASCII tag values. Each plain row is admitted as
+        forms: names already in ``wire.CHECKED_NAMES``, ASCII tag values (a series' measurement and tags only
+        the first time: the encoder remembers each series it found plain). Each plain row is admitted as
         ``SeriesLimit.admit`` would (``series`` and ``room`` are from ``SeriesLimit.table``). If every row is
         plain, return the message's lines (``seq`` is left 0 for the caller), how many samples were refused as
         new series over the limit, and one of them as an example; otherwise return None, with the series this
@@ -246,7 +253,7 @@ class Encoder:
         max_tag, max_tags, max_fields = wire.MAX_TAG_VALUE, limits.max_tags, limits.max_fields
         oldest, newest = max(0, now_ns - limits.max_past_ns), now_ns + limits.max_future_ns
         low, high, top = INT64_MIN, INT64_MAX, UINT64_MAX
-        prefixes = self._series(zone, probe)
+        plain = self._series(zone, probe, plain=True)
         field_keys = self._plain_keys
         lines: list[str] = []
         append = lines.append
@@ -255,20 +262,19 @@ class Encoder:
         example = ""
         try:
             for row in rows:
-                if type(row) is not dict or not row.keys() <= allowed:
+                if type(row) is not dict:
                     raise _NOT_PLAIN
                 name, ts, tags, fields = row.get("m"), row.get("ts"), row.get("tags"), row.get("fields")
-                if tags is None:
-                    tags = {}
-                if fields is None:
-                    fields = {}
-                if type(name) is not str or name not in good or type(ts) is not int or not oldest <= ts <= newest \
-                        or type(tags) is not dict or type(fields) is not dict or len(tags) > max_tags \
-                        or len(fields) > max_fields:
-                    raise _NOT_PLAIN
-                for k, v in tags.items():
-                    if k not in good or type(v) is not str or not v or len(v) > max_tag or not v.isascii():
+                if tags is None or fields is None or len(row) != 4:  # else its four keys are the four read
+                    if not row.keys() <= allowed:
                         raise _NOT_PLAIN
+                    if tags is None:
+                        tags = {}
+                    if fields is None:
+                        fields = {}
+                if type(ts) is not int or not oldest <= ts <= newest or type(tags) is not dict \
+                        or type(fields) is not dict or len(tags) > max_tags or len(fields) > max_fields:
+                    raise _NOT_PLAIN
                 parts: list[str] = []
                 for k, v in fields.items():
                     ekey = field_keys.get(k)
@@ -292,22 +298,33 @@ class Encoder:
                         parts.append(f"{ekey}=1i" if v else f"{ekey}=0i")
                     else:
                         raise _NOT_PLAIN
-                key = (name, *tags, *tags.values())
+                key = (name, *tags, *tags.values())  # TypeError if a tag value is a list or an object
+                prefix = plain.get(key)
+                if prefix is None:  # a series not checked yet: its measurement and tags
+                    if type(name) is not str or name not in good:
+                        raise _NOT_PLAIN
+                    for k, v in tags.items():
+                        if k not in good or type(v) is not str or not v or len(v) > max_tag or not v.isascii():
+                            raise _NOT_PLAIN
+                    prefix = plain[key] = ""
+                    self._cached += 1
                 if key not in series:
                     if not room():
                         if not refused:
-                            example = describe(name, tags)
+                            example = describe(key[0], tags)   # key[0]: the name, a str (checked with its series)
                         refused += 1
                         continue
                     added.append(key)
                 series[key] = now_ns
                 kept += 1
                 if parts:
-                    prefix = prefixes.get(key)
-                    if prefix is None:
-                        prefix = self._prefix(prefixes, key, name, tags, zone, probe)
+                    if not prefix:
+                        prefix = plain[key] = _series_prefix(key[0], tags, zone, probe)
                     append(f"{prefix} {','.join(parts)} {ts}")
-        except (_NotPlain, ValueError):  # ValueError: a prefix that cannot be encoded; the full path says why
+        except (_NotPlain, ValueError, TypeError):  # a prefix that cannot be encoded, a tag value that is no
+            for key in added:                        # string: the full path says why
+                series.pop(key, None)
+            return None
             for key in added:
                 series.pop(key, None)
             return None

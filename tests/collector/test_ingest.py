@@ -1,4 +1,4 @@
-"""Ingest logic without a broker: topic/payload checks, repeats and gap counting."""
+"""Ingest logic without a broker: topic/payload checks, repeats, gap counting and the engine's fast decode."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import zwconf
 from agent import wire
-from collector.ingest import SeqRanges, SeqTracker, parse_entry
+from collector.ingest import DERIVED, SeqRanges, SeqTracker, parse_entry, plain_batch, read_entry
+from collector.inventory import Inventory
+from collector.scope import Refusals, Scope
 from zwqueue import Entry
 
 
@@ -369,3 +372,106 @@ def test_a_probe_with_many_origins_keeps_only_its_latest_few() -> None:
     assert set(again.state) == set(t.state) and again.gaps("z/p1") == 4
     assert db.execute("SELECT count(*) FROM seqstate").fetchone() == (4,)   # three origins and the retired count
     assert again.first_time("z/p1", 199, 1) is False and again.first_time("z/p1", 5, 1) is True   # retired: news
+
+
+# ---------------------------------------------------------------------------------------------- plain_batch
+# The alert engine's fast decode: read_entry's batch, to the last type, or None. Fuzzed against read_entry
+# (tests/fuzz, target fastdecode); these pin its edge cases.
+
+NOW = 1_764_290_000 * 10**9
+SCOPE = Scope(zwconf.load(Inventory, """
+zones: {z1: {name: One}}
+carriers: {viettel: {plmn: 452-04, name: Viettel}}
+sites: {pop: {zone: z1}}
+devices: {sw-1: {site: pop, probe: p1}, olt-2: {site: pop, probe: p2}}
+probes: {p1: {zone: z1, modems: [{name: vt, carrier: viettel}]}, p2: {zone: z1}}
+"""))
+
+
+def data(*rows: object, topic: str = "zw/v1/z1/p1/data", **head: object) -> Entry:
+    """A data message with ``rows`` as its samples (JSON objects as a probe may write them)."""
+    doc = {"v": 1, "zone": "z1", "probe": "p1", "seq": 3, "sent_ns": NOW, "origin": 9, "samples": list(rows), **head}
+    return Entry(1, topic, NOW, json.dumps(doc, ensure_ascii=False).encode())
+
+
+def row(**over: object) -> dict[str, object]:
+    return {"m": "interface", "ts": NOW, "tags": {"device": "sw-1", "ifname": "ge-0/0/1"},
+            "fields": {"oper_up": True}, **over}
+
+
+def fast(entry: Entry, scope: Scope = SCOPE) -> wire.Batch | None:
+    """plain_batch once the names are known (read_entry teaches them), checked against read_entry's batch."""
+    try:
+        want, refused = read_entry(entry, scope)
+    except wire.WireError:
+        want, refused = None, Refusals()
+    got = plain_batch(entry, scope)
+    if got is not None:
+        assert want is not None and not refused
+        assert got == want and [list(s.fields.items()) for s in got.samples] == [
+            list(s.fields.items()) for s in want.samples]
+    return got
+
+
+def test_plain_batch_keeps_each_value_as_sent_bool_int_or_float() -> None:
+    fields = {"up": True, "down": False, "one": 1, "zero": 0, "float_one": 1.0, "sci": 1e2, "neg": -0.0,
+              "top": 2**64 - 1, "bottom": -(2**63)}
+    got = fast(data(row(fields=fields)))
+    assert got is not None
+    values = got.samples[0].fields
+    assert [(k, type(v)) for k, v in values.items()] == [
+        ("up", bool), ("down", bool), ("one", int), ("zero", int), ("float_one", float), ("sci", float),
+        ("neg", float), ("top", int), ("bottom", int)]
+    assert values == fields and repr(values["neg"]) == "-0.0"
+
+
+def test_plain_batch_is_the_whole_header_and_every_row_in_order() -> None:
+    rows = [row(ts=NOW - i, tags={"device": "sw-1", "ifname": f"ge-0/0/{i}"}) for i in range(5)]
+    got = fast(data(*rows))
+    samples = tuple(wire.Sample("interface", r["tags"], r["fields"], r["ts"]) for r in rows)
+    assert got == wire.Batch("z1", "p1", 3, NOW, samples, origin=9)
+
+
+@pytest.mark.parametrize("left_out", [{"tags": None}, {"fields": None}, {"tags": {}, "fields": {}}])
+def test_plain_batch_takes_tags_and_fields_left_out_or_null_as_none(left_out: dict[str, object]) -> None:
+    for r in ({k: v for k, v in row(m="probe").items() if k not in left_out}, row(m="probe", **left_out)):
+        got = fast(data(r))
+        assert got is not None
+        expected = {k: {} for k in left_out}
+        assert {k: getattr(got.samples[0], k) for k in left_out} == expected
+
+
+@pytest.mark.parametrize("entry", [
+    data(row(), events=[{"name": "link_down", "ts": NOW, "tags": {"device": "sw-1"}, "fields": {}}]),  # events
+    data(row(tags={"device": "olt-2"})),               # p2's device: refused by the full path, and counted
+    data(row(tags={"carrier": "452-02"})),             # a carrier p1 has no modem for
+    data(row(m="coverage", tags={})),                   # only the collector writes it
+    data(row(), topic="zw/v1/z1/p2/data"),             # the topic says another probe
+    data(row(), topic="zw/v1/z1/p1/events"),           # not a data message
+    data(row(ts=NOW + 3600 * 10**9)),                  # beyond the clock skew allowed
+    data(row(ts=NOW - 40 * 86400 * 10**9)),            # older than kept
+    data(row(fields={"oper_up": "up"})),               # a string field
+    data(row(tags={"device": "sw-1", "ifname": ""})),  # an empty tag value
+    data(row(extra=1)),                                 # a key a row does not have
+    data(row(), 7),                                     # a row that is not an object
+])
+def test_plain_batch_leaves_to_read_entry_what_it_refuses_rejects_or_handles_otherwise(entry: Entry) -> None:
+    assert fast(entry) is None
+
+
+def test_plain_batch_takes_an_empty_events_list_and_text_beyond_ascii() -> None:
+    got = fast(data(row(tags={"device": "sw-1", "ifname": "cổng-1"}), events=[]))
+    assert got is not None and got.samples[0].tags["ifname"] == "cổng-1" and got.events == ()
+
+
+def test_plain_batch_checks_no_scope_for_the_collectors_own_batches() -> None:
+    entry = data(row(m="coverage", tags={"area": "a"}), topic=DERIVED + "zw/v1/z1/p1/data")
+    got = fast(entry, SCOPE)
+    assert got is not None and got.samples[0].measurement == "coverage"
+    assert fast(data(row(m="coverage", tags={"area": "a"})), SCOPE) is None
+
+
+def test_plain_batch_leaves_a_name_the_decoder_has_not_checked_yet() -> None:
+    entry = data(row(m="a_measurement_never_seen_here"))
+    assert plain_batch(entry, SCOPE) is None
+    assert fast(entry) is not None   # read_entry checked the name: from now on it is plain

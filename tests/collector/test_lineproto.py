@@ -208,6 +208,9 @@ def test_encode_rows_refuses_new_series_over_the_limit_and_keeps_the_rest() -> N
     {"fields": {"oper_up": "up"}},
     {"ts": NOW_NS + 10**12},  # in the future, beyond the limit
     {"tags": {"device": ""}},
+    {"tags": {"device": ["sw3"]}},  # not a string, nor anything a series key can hold
+    {"tags": {"device": {"id": "sw3"}}},
+    {"m": ["interface"]},
     {"extra": 1},
 ])
 def test_encode_rows_leaves_a_message_it_is_not_sure_of_and_takes_back_what_it_admitted(
@@ -341,3 +344,18 @@ def test_the_parser_rejects_what_it_must() -> None:
 def test_module_exports() -> None:
     assert set(lineproto.__all__) == {"Encoder", "Encoded", "encode_batches", "encode_sample", "escape_measurement",
                                       "escape_key"}
+
+
+def test_encode_rows_checks_a_series_once_and_its_rows_every_time() -> None:
+    encoder = Encoder()
+    table, room = SeriesLimit(10, 10**12).table("z1/p1", NOW_NS)
+    for name in ("interface", "device", "oper_up", "util"):
+        wire.CHECKED_NAMES.add(name)
+    assert encoder.encode_rows("z1", "p1", ROWS, NOW_NS, wire.Limits(), table, room) is not None
+    again = [dict(row) for row in ROWS]
+    again[0]["ts"] = NOW_NS + 10**12   # a series known to be plain, in a row that is not
+    assert encoder.encode_rows("z1", "p1", again, NOW_NS, wire.Limits(), table, room) is None
+    again[0] = dict(ROWS[0], tags={"device": "sw1", "port": "x" * 300})   # a new series, not plain
+    assert encoder.encode_rows("z1", "p1", again, NOW_NS, wire.Limits(), table, room) is None
+    got = encoder.encode_rows("z1", "p1", ROWS, NOW_NS, wire.Limits(max_tags=0), table, room)
+    assert got is None   # the tag count is checked against the limits of each call

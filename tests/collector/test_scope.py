@@ -103,15 +103,19 @@ def test_check_keeps_the_rest_and_says_what_it_refused(scope: Scope) -> None:
 ROWS: list[tuple[str, dict[str, Any]]] = [
     ("device", {"device": "sw-1"}), ("device", {"device": "olt-2"}), ("cellular", {"carrier": "452-04"}),
     ("cellular", {"carrier": "452-02"}), ("probe", {}), ("alert", {}), ("reach", {"target": "x"}),
-    ("power", {"device": "ups-4"}), ("device", {"device": "sw-9"}),
+    ("power", {"device": "ups-4"}), ("device", {"device": "sw-9"}), ("device", {"device": "bts-3"}),
+    ("device", {"device": "10.0.0.1"}), ("cellular", {"carrier": "viettel"}), ("cellular", {"carrier": "452-04"}),
+    ("device", {"device": "sw-1", "carrier": "452-02"}), ("device", {"device": "olt-2", "carrier": "452-04"}),
 ]
 
 
-@pytest.mark.parametrize("probe", ["p1", "p2", "p9"])
-def test_the_fast_paths_check_agrees_with_the_full_one(scope: Scope, probe: str) -> None:
+@pytest.mark.parametrize(("probe", "zone"), [("p1", "dv"), ("p2", "dv"), ("p9", "dv"), ("p1", "other"),
+                                             ("p3", "other")])
+def test_the_fast_paths_check_agrees_with_the_full_one(scope: Scope, probe: str, zone: str) -> None:
     for m, tags in ROWS:
         rows = orjson.loads(orjson.dumps([{"m": m, "ts": 1, "tags": tags, "fields": {"x": 1}}]))
-        full = scope.why("dv", probe, m, tags) is None
-        assert scope.plain("dv", probe, rows) is full, (probe, m, tags)
-    odd = [{"m": "device", "ts": 1, "tags": {"device": ["sw-1"]}, "fields": {}}]   # not a string: not plain
-    assert scope.plain("dv", "p1", odd) is False
+        full = scope.why(zone, probe, m, tags) is None
+        assert scope.plain(zone, probe, rows) is full, (probe, m, tags)
+        assert scope.plain(zone, probe, [rows[0], *rows]) is full   # one row refused: the message is not plain
+    for odd in ({"device": ["sw-1"]}, {"device": None}, {"carrier": 452}):   # not a string: not plain
+        assert scope.plain("dv", "p1", [{"m": "device", "ts": 1, "tags": odd, "fields": {}}]) is False

@@ -17,6 +17,7 @@ from pathlib import Path
 TARGETS = {
     "wire": "test_wire_decode",
     "fastpath": "test_ingest_fast_path",
+    "fastdecode": "test_engine_fast_decode",
     "at": "test_at_parsers",
     "transcript": "test_transcript",
     "mmcli": "test_mmcli",

@@ -21,6 +21,10 @@ What "no crash" means, per target:
                 takes every plain message; with and without an inventory's scope (rows about devices and
                 carriers assigned to the probe or not, measurements only the collector writes): it never
                 takes a row the scope refuses
+    fastdecode  the alert engine's fast decode (``plain_batch``) gives exactly the batch ``read_entry`` gives
+                (same samples in the same order, values of the same types) or None, never takes a message
+                ``read_entry`` rejects or refuses part of, and takes every plain message; with and without a
+                scope, on data, events and derived topics
 
 Inputs are generated from the real formats and mutated (fields replaced by odd values, keys renamed or
 removed, bytes flipped), besides random ones. ``ZW_FUZZ_EXAMPLES`` sets the examples per target (default 200);
@@ -319,16 +323,25 @@ FAST_BATCHES = st.builds(
     origin=st.integers(0, 2**63 - 1))
 
 
-@st.composite
-def fast_payloads(draw: st.DrawFn) -> bytes:
-    batch = draw(FAST_BATCHES)
+def fast_doc(batch: wire.Batch) -> dict[str, Any]:
+    """Return the payload of ``batch`` as a JSON document, whatever its values (beyond 64 bits too)."""
     try:
-        doc = json.loads(wire.encode(batch))
+        doc: dict[str, Any] = json.loads(wire.encode(batch))
     except wire.WireError:  # a value wire.encode refuses (beyond 64 bits): write it anyway, for the receiver
         doc = json.loads(wire.encode(dataclasses.replace(batch, samples=())))
         doc["samples"] = [{"m": x.measurement, "ts": x.time_ns, "tags": x.tags, "fields": x.fields}
                           for x in batch.samples]
-    if draw(st.integers(0, 3)) == 0:
+    return doc
+
+
+@st.composite
+def fast_payloads(draw: st.DrawFn) -> bytes:
+    """Return a message of ``FAST_BATCHES``; half of them with their rows mutated (where the fast paths look),
+    some of the others mutated anywhere."""
+    doc = fast_doc(draw(FAST_BATCHES))
+    if doc.get("samples") and draw(st.booleans()):
+        doc["samples"] = draw(mutated([doc["samples"]], WIRE_KEYS, WIRE_ODD))
+    elif draw(st.integers(0, 3)) == 0:
         doc = draw(mutated([doc], WIRE_KEYS, WIRE_ODD))
     return json.dumps(doc, ensure_ascii=draw(st.booleans())).encode("utf-8", errors="surrogatepass")
 
@@ -401,6 +414,63 @@ def test_the_fast_path_takes_the_common_message() -> None:
     assert got is not None
     assert got[0].lines == [f"interface,device=sw1,ifname=ge-0/0/1,probe=p1,zone=z1 oper_up=1i,"
                             f"in_octets=18446744073709551615u,util=0.5 {NOW}"]
+
+
+# ---------------------------------------------------------------------------------------------- engine fast decode
+# The alert engine decodes the common message in one pass (collector.ingest.plain_batch: plain_message,
+# Scope.plain and wire.plain_samples on the parsed JSON). Its batch must be read_entry's to the last type (a
+# batch compares equal with True for 1 and 1.0 for 1, and with its dicts in another order: ``exact`` does not),
+# with nothing refused; and every message read_entry takes whole must go the fast way once its names are known.
+
+DECODE_TOPICS = [FAST_TOPIC] * 8 + ["zw/v1/z1/p1/events", ingest.DERIVED + FAST_TOPIC]
+
+
+def exact(batch: wire.Batch) -> Any:
+    """Return ``batch`` as nested tuples that tell 1 from True and 1.0, and keep the order of every dict."""
+    def items(d: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple((k, type(v).__name__, repr(v)) for k, v in d.items())
+
+    rows = tuple((type(s).__name__, s.measurement, items(s.tags), items(s.fields), type(s.time_ns).__name__,
+                  s.time_ns) for s in (*batch.samples, *batch.events))
+    head = tuple((f.name, type(getattr(batch, f.name)).__name__, getattr(batch, f.name)) for f in fields(batch)
+                 if f.name not in ("samples", "events"))
+    return head, len(batch.samples), rows
+
+
+def fastdecode_body(payload: bytes, topic: str, scope: Scope) -> None:
+    entry = Entry(1, topic, NOW, payload)
+    got = ingest.plain_batch(entry, scope)   # before read_entry, which teaches the decoder the names it checks
+    try:
+        want: wire.Batch | None
+        want, outside = ingest.read_entry(entry, scope)
+    except wire.WireError:
+        want = None
+    if got is not None:
+        assert want is not None, "the fast decode took a message read_entry rejects"
+        assert not outside, f"the fast decode took rows the scope refuses: {outside.describe()}"
+        assert exact(got) == exact(want), "the fast decode made another batch than read_entry"
+    if want is not None and topic.endswith("/data") and not want.events and not outside:
+        again = ingest.plain_batch(entry, scope)   # every name is known now
+        assert again is not None, "the fast decode left a plain message"
+        assert exact(again) == exact(want), "the fast decode made another batch than read_entry"
+
+
+@FUZZ
+@given(payload=fast_payloads(), topic=st.sampled_from(DECODE_TOPICS),
+       scope=st.sampled_from([ingest.OPEN, FAST_SCOPE]))
+def test_engine_fast_decode(payload: bytes, topic: str, scope: Scope) -> None:
+    check("fastdecode", payload, lambda: fastdecode_body(payload, topic, scope))
+
+
+def test_the_fast_decode_takes_the_common_message() -> None:
+    """Not a vacuous comparison above: a usual data message goes the fast way, with its types as sent."""
+    sample = wire.Sample("interface", {"device": "sw-1", "ifname": "ge-0/0/1"},
+                         {"oper_up": True, "in_octets": 2**64 - 1, "errors": 0, "util": 1.0}, NOW)
+    entry = Entry(1, FAST_TOPIC, NOW, wire.encode(wire.Batch("z1", "p1", 7, NOW, (sample,), origin=3)))
+    want, _ = ingest.read_entry(entry, FAST_SCOPE)  # learns the names
+    got = ingest.plain_batch(entry, FAST_SCOPE)
+    assert got is not None and exact(got) == exact(want)
+    assert [type(v) for v in got.samples[0].fields.values()] == [bool, int, int, float]
 
 
 # ---------------------------------------------------------------------------------------------- AT answers

@@ -13,9 +13,11 @@ from prometheus_client import CollectorRegistry
 
 import zwconf
 from agent import wire
+from collector.alerting import engine as engine_module
 from collector.alerting.config import AlertingConfig
 from collector.alerting.engine import AlertEngine
 from collector.alerting.model import Notification
+from collector.ingest import plain_batch
 from collector.inventory import Inventory
 
 S = 1_000_000_000
@@ -241,3 +243,34 @@ def test_one_probes_flood_does_not_delay_another_probes_data(tmp_path: Path) -> 
     while data := rig.engine.take()[1]:
         taken += data
     assert [p for _, p, _, _ in taken][-1] == b"1" and len(taken) == 10_002
+
+
+def test_the_fast_decode_feeds_the_facts_what_the_full_one_does(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = [wire.Batch("dv", "p1", seq, T0 + seq * S, (
+        wire.Sample("device", {"device": "sw"}, {"up": True, "uptime_s": 100.0 + seq}, T0 + seq * S),
+        wire.Sample("interface", {"device": "sw", "ifname": "xe-1", "link": "vt-1"},
+                    {"oper_up": seq % 2 == 0, "admin_up": True, "in_octets": 2**64 - seq}, T0 + seq * S),
+        wire.Sample("probe", {}, {"spool_depth": 0}, T0 + seq * S))) for seq in range(1, 6)]
+    messages = [(wire.topic("dv", "p1", "data"), wire.encode(b), T0 + b.seq * S, b.seq) for b in polls]
+    for name in ("fast", "full"):
+        (tmp_path / name).mkdir()
+    fast, full = Rig(tmp_path / "fast"), Rig(tmp_path / "full")
+    wire.decode(messages[0][1])   # the names, checked: from now on the fast way takes these messages
+    taken: list[wire.Batch | None] = []
+    monkeypatch.setattr(engine_module, "plain_batch", lambda *a: taken.append(plain_batch(*a)) or taken[-1])
+    fast.engine.ingest(messages)
+    assert all(taken) and len(taken) == 5   # every one of them went the fast way
+    monkeypatch.setattr(engine_module, "plain_batch", lambda *a: None)
+    full.engine.ingest(messages)
+    for facts in ("probes", "polls", "devices", "interfaces", "links", "loss", "misbehaviour"):
+        assert getattr(fast.engine.facts, facts) == getattr(full.engine.facts, facts), facts
+
+
+def test_a_row_the_probe_may_not_send_is_refused_and_the_rest_judged(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    batch = wire.Batch("dv", "p1", 1, T0, (wire.Sample("device", {"device": "olt-9"}, {"up": False}, T0),
+                                           wire.Sample("device", {"device": "sw"}, {"up": True}, T0)))
+    rig.engine.ingest([(wire.topic("dv", "p1", "data"), wire.encode(batch), T0)])
+    assert rig.engine.facts.misbehaviour["p1"].counts == {"not_assigned": 1}
+    assert set(rig.engine.facts.polls) == {("p1", "sw")}
