@@ -50,7 +50,7 @@ from collector import mosquitto  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
 from tests import services  # noqa: E402
 from tests.benchmarks.bench_ingest import cpu_seconds, peak_rss_mb  # noqa: E402
-from tests.integration.test_tls_acl import _pem_key, make_ca, make_server_cert  # noqa: E402
+from tests.tlsbroker import make_ca, make_server_cert, pem_key  # noqa: E402
 from zwconf import load  # noqa: E402
 
 ZONE = "fleet"
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
     pki.mkdir()
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (pki / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (pki / "server.key").write_bytes(_pem_key(key))
+    (pki / "server.key").write_bytes(pem_key(key))
     hooks = services.WebhookServer().start()
     started.append(hooks)
     text = inventory(args.probes, hooks.url)

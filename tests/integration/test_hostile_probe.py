@@ -10,7 +10,6 @@ the attacker: it publishes as itself (the broker lets it), about things that are
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import time
@@ -19,15 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from agent import wire
-from collector import mosquitto
-from collector.inventory import Inventory
 from tests import services
-from tests.integration.test_tls_acl import Peer, _pem_key, connect, make_ca, make_server_cert
 from tests.services import WebhookServer
-from zwconf import load
+from tests.tlsbroker import PASSWORDS, Peer, connect, start_tls_broker, write_server_pki
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +53,6 @@ probes:
 """
 
 
-PASSWORDS = {"collector": "collector-pw", "collector-urgent": "collector-pw", "p1": "p1-pw", "p2": "p2-pw"}
-
-
 class Centre:
     """TLS broker with the rendered ACL, the collector, the webhooks and the two probes' clients."""
 
@@ -76,27 +68,12 @@ class Centre:
 
     def _start(self) -> None:
         tmp = self.tmp
-        ca, ca_key = make_ca("hostile test CA")
-        now = dt.datetime.now(dt.timezone.utc)
-        server, server_key = make_server_cert(ca, ca_key, now - dt.timedelta(hours=1), now + dt.timedelta(days=1))
-        pki = tmp / "pki"
-        pki.mkdir()
-        self.ca = pki / "ca.crt"
-        self.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        (pki / "server.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-        (pki / "server.key").write_bytes(_pem_key(server_key))
-        (pki / "server.key").chmod(0o600)
+        pki = write_server_pki(tmp / "pki", "hostile test CA")
+        self.ca = pki.ca
         self.hooks = WebhookServer().start()
         self.started.append(self.hooks)
         inventory = inventory_text(self.hooks.url)
-        work = tmp / "mosquitto"
-        work.mkdir()
-        (work / "acl").write_text(mosquitto.render_acl(load(Inventory, inventory)))
-        (work / "passwd").write_text(mosquitto.render_passwd(PASSWORDS))
-        (work / "passwd").chmod(0o600)
-        tls = mosquitto.ListenerTls(str(self.ca), str(pki / "server.crt"), str(pki / "server.key"))
-        options = mosquitto.render_listener_options(str(work / "passwd"), str(work / "acl"), tls)
-        self.broker = services.start_mosquitto(work, listener_options=options)
+        self.broker = start_tls_broker(tmp / "mosquitto", inventory, PASSWORDS, pki)
         self.started.append(self.broker)
         (tmp / "inventory.yaml").write_text(inventory)
         self.metrics_port = services.free_port()

@@ -27,7 +27,7 @@ from agent.spool import Spool
 from agent.uplink import Uplink
 from tests import services
 from tests.hostile import BatchSubscriber, fd_count, make_client_cert
-from tests.integration.test_tls_acl import _pem_key, make_ca, make_server_cert
+from tests.tlsbroker import make_ca, make_server_cert, pem_key
 from zwconf.mqtt import MqttConfig, MqttTls
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     foreign_cert, foreign_key = make_client_cert(other, other_key, "p1")
     files = {"ca.crt": ca.public_bytes(serialization.Encoding.PEM),
              "other-ca.crt": other.public_bytes(serialization.Encoding.PEM),
-             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": _pem_key(server_key),
+             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": pem_key(server_key),
              "client.crt": client_cert, "client.key": client_key,
              "foreign.crt": foreign_cert, "foreign.key": foreign_key}
     for name, data in files.items():

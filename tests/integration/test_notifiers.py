@@ -42,8 +42,8 @@ from collector.alerting.notify.email import EmailNotifier
 from collector.alerting.notify.payload import am_fingerprint
 from collector.inventory import EmailReceiver, Inventory
 from tests import services
-from tests.integration.test_tls_acl import make_ca, make_server_cert
 from tests.services import WebhookServer
+from tests.tlsbroker import make_ca, make_server_cert
 from zwconf.mqtt import MqttConfig
 
 pytestmark = pytest.mark.integration

@@ -1,86 +1,42 @@
 """The rendered ACL and password file in real mosquitto behind TLS: a probe publishes only as itself.
 
-Certificates are made here with ``cryptography``: a CA with a server certificate for 127.0.0.1 (IP SAN), a
-second unrelated CA, and an expired server certificate from the first CA.
+Certificates (``tests.tlsbroker``): a CA with a server certificate for 127.0.0.1 (IP SAN), a second unrelated
+CA, and an expired server certificate from the first CA.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from paho.mqtt.enums import CallbackAPIVersion
+from cryptography.hazmat.primitives import serialization
 
 from collector import mosquitto
-from collector.inventory import Inventory
 from tests import services
-from zwconf import load
+from tests.tlsbroker import (
+    PASSWORDS,
+    WAIT,
+    Peer,
+    ServerPki,
+    connect,
+    make_ca,
+    make_server_cert,
+    peer,
+    pem_key,
+    start_tls_broker,
+)
 
 pytestmark = pytest.mark.integration
 
 INVENTORY = "zones:\n  z1: {name: one}\nprobes:\n  p1: {zone: z1}\n  p2: {zone: z1}\n"
-PASSWORDS = {"collector": "collector-pw", "collector-urgent": "collector-pw", "p1": "p1-pw", "p2": "p2-pw"}
 NOT_AUTHORIZED = 135
-WAIT = 10.0
-
-
-# ---------------------------------------------------------------------------------------------- certificates
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """Return a self-signed CA certificate and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cert, key
-
-
-def make_server_cert(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, not_before: dt.datetime,
-                     not_after: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """Return a server certificate for 127.0.0.1 (IP SAN) signed by ``ca``, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name("zonewatch-test-broker")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    return cert, key
 
 
 @dataclass
@@ -105,8 +61,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     expired, expired_key = make_server_cert(ca, ca_key, now - dt.timedelta(days=10), now - dt.timedelta(days=1))
     files = {"ca.crt": ca.public_bytes(serialization.Encoding.PEM),
              "other-ca.crt": other.public_bytes(serialization.Encoding.PEM),
-             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": _pem_key(server_key),
-             "expired.crt": expired.public_bytes(serialization.Encoding.PEM), "expired.key": _pem_key(expired_key)}
+             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": pem_key(server_key),
+             "expired.crt": expired.public_bytes(serialization.Encoding.PEM), "expired.key": pem_key(expired_key)}
     for name, data in files.items():
         (folder / name).write_bytes(data)
         (folder / name).chmod(0o600)
@@ -119,14 +75,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def start_broker(workdir: Path, cert: Path, key: Path, ca: Path) -> services.Service:
     """Start mosquitto with the rendered ACL and password file on a TLS listener."""
-    inventory = load(Inventory, INVENTORY)
-    workdir.mkdir(parents=True)
-    (workdir / "acl").write_text(mosquitto.render_acl(inventory))
-    (workdir / "passwd").write_text(mosquitto.render_passwd(PASSWORDS))
-    (workdir / "passwd").chmod(0o600)
-    tls = mosquitto.ListenerTls(str(ca), str(cert), str(key))
-    options = mosquitto.render_listener_options(str(workdir / "passwd"), str(workdir / "acl"), tls)
-    return services.start_mosquitto(workdir, listener_options=options)
+    return start_tls_broker(workdir, INVENTORY, PASSWORDS, ServerPki(ca, cert, key))
 
 
 @pytest.fixture
@@ -137,68 +86,6 @@ def broker(tmp_path: Path, pki: Pki) -> Iterator[services.Service]:
 
 
 # ---------------------------------------------------------------------------------------------- clients
-
-
-@dataclass
-class Peer:
-    """A paho client with what its callbacks saw."""
-
-    client: mqtt.Client
-    connected: threading.Event = field(default_factory=threading.Event)
-    connack: Any = None
-    subscribed: threading.Event = field(default_factory=threading.Event)
-    pubacks: dict[int, Any] = field(default_factory=dict)
-    received: list[tuple[str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def publish(self, topic: str, payload: bytes) -> Any:
-        """Publish at QoS 1 and return the broker's PUBACK reason code."""
-        info = self.client.publish(topic, payload, qos=1)
-        services.wait_for(lambda: info.mid in self.pubacks, WAIT, f"PUBACK for {topic}")
-        return self.pubacks[info.mid]
-
-    def messages(self) -> list[tuple[str, bytes]]:
-        with self.lock:
-            return list(self.received)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def peer(ca: Path, username: str | None, client_id: str) -> Peer:
-    """Return a TLS client that verifies the broker against ``ca`` (not connected yet)."""
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
-    if username is not None:
-        c.username_pw_set(username, PASSWORDS.get(username, "wrong"))
-    p = Peer(c)
-
-    def on_connect(cl: mqtt.Client, ud: Any, flags: Any, reason: Any, props: Any) -> None:
-        p.connack = reason
-        p.connected.set()
-
-    def on_publish(cl: mqtt.Client, ud: Any, mid: int, reason: Any, props: Any) -> None:
-        p.pubacks[mid] = reason
-
-    def on_message(cl: mqtt.Client, ud: Any, msg: mqtt.MQTTMessage) -> None:
-        with p.lock:
-            p.received.append((msg.topic, bytes(msg.payload)))
-
-    c.on_connect, c.on_publish, c.on_message = on_connect, on_publish, on_message
-    c.on_subscribe = lambda cl, ud, mid, codes, props: p.subscribed.set()
-    return p
-
-
-def connect(port: int, ca: Path, username: str | None, client_id: str) -> Peer:
-    """Connect over TLS and wait (bounded) for the CONNACK, whatever it says."""
-    p = peer(ca, username, client_id)
-    p.client.connect("127.0.0.1", port, keepalive=10)
-    p.client.loop_start()
-    if not p.connected.wait(WAIT):
-        p.close()
-        raise TimeoutError(f"no CONNACK for {client_id}")
-    return p
 
 
 @pytest.fixture
