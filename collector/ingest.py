@@ -15,8 +15,10 @@ Threads::
                           transaction for everything taken at once; status and events taken first, in a
                           transaction of their own), then calls ``on_arrival`` (the alert engine) and sends
                           the QoS 1 acknowledgements in the order the messages arrived.
-    preparer thread       takes entries from the intake queue in order, through its own read-only
-                          connection (so it never waits for the intake's commits); decodes and checks them
+    preparer thread       takes entries from the intake queue through its own read-only connection (so it
+                          never waits for the intake's commits): in order while it keeps up, by topic in
+                          turn behind a backlog, so that one probe's flood waits behind itself
+                          (``collector.taking``); decodes and checks them
                           with agent.wire (a bad one is rejected and counted by reason, never fatal); leaves
                           out the rows its probe may not report (``collector.scope``: counted per probe, the
                           rest kept); drops repeats (same probe, origin and seq); and has the writer encode the rest
@@ -91,6 +93,7 @@ from collector.mosquitto import TICK_ROOT, URGENT_SUFFIX  # the collector's tick
 from collector.scope import Refusals, Scope
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
+from collector.taking import FairTake
 from collector.threads import named
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry, QueueReader
@@ -772,19 +775,18 @@ class Ingest:
 
     def _prepare_loop(self) -> None:
         assert self._reader is not None
-        after = 0  # the last id taken: entries up to it are in parts not yet committed
+        taking = FairTake(self._reader, self.max_batch)  # in order, or by topic behind a backlog
         while not self._stop.is_set():
             self._wake_writer.clear()  # before looking: a wake-up from now on is not lost
             with self._flight_lock:
                 if not self._in_flight:
                     # Everything taken is committed (only this thread makes parts), so every entry left is
                     # new: look from the start, which also finds any entry given an id below the last taken.
-                    after = 0
-            entries = self._reader.pending(self.max_batch, after=after)
+                    taking.reset()
+            entries = taking.take()
             if not entries:
                 self._wake_writer.wait(0.2)
                 continue
-            after = entries[-1].id
             for part in self._prepare(entries):
                 with self._flight_lock:
                     self._in_flight += 1

@@ -1,7 +1,8 @@
 """The alert engine's data backlog: one queue per probe, taken in turns, so no probe's flood delays another.
 
 The engine decodes data in the order it was offered, except that each probe (each data topic) has a queue of
-its own and the engine takes at most ``share`` messages from one before it turns to the next that has any.
+its own and the engine takes at most ``share`` messages and ``quantum`` bytes from one (always one message,
+however large) before it turns to the next that has any.
 A probe that floods the collector (a runaway agent, a compromised probe, a long replay) then waits behind
 itself: the other probes' readings, and the faults they show, are judged as soon as they come.
 
@@ -27,8 +28,8 @@ Offered = tuple[str, bytes, int, int]   # topic, payload, arrival time (ns), arr
 class FairBacklog:
     """Data messages waiting for the engine; not thread-safe (the engine holds its lock around every call)."""
 
-    def __init__(self, limit: int, share: int = 50) -> None:
-        self.limit, self.share = limit, share
+    def __init__(self, limit: int, share: int = 50, quantum: int = 64 * 1024) -> None:
+        self.limit, self.share, self.quantum = limit, share, quantum
         self._queues: OrderedDict[str, deque[Offered]] = OrderedDict()   # topic -> its messages; next turn first
         self._ticks: deque[Offered] = deque()
         self.size = 0   # data messages held (not ticks)
@@ -57,14 +58,22 @@ class FairBacklog:
             self._drop_empty()
         return over
 
-    def take(self, most: int) -> list[Offered]:
-        """Return up to ``most`` data messages, ``share`` at most from each probe in its turn, then the ticks no
-        message still held precedes."""
+    def take(self, most: int, most_bytes: int = 256 * 1024) -> list[Offered]:
+        """Return up to ``most`` data messages and about ``most_bytes`` of them, each probe in its turn giving
+        ``share`` messages and ``quantum`` bytes at most (but always its next message, however large), then the
+        ticks no message still held precedes. Decoding costs by the sample, and the samples by the byte: a probe
+        sending 1 MiB messages gets one a turn, and a slice holding one ends there."""
         out: list[Offered] = []
-        while len(out) < most and self._queues:
+        size = 0
+        while len(out) < most and size < most_bytes and self._queues:
             topic, queue = next(iter(self._queues.items()))
-            n = min(self.share, len(queue), most - len(out))
-            out.extend(queue.popleft() for _ in range(n))
+            n = got = 0
+            while queue and n < self.share and len(out) < most:
+                length = len(queue[0][1])
+                if n and (got + length > self.quantum or size + length > most_bytes):
+                    break
+                out.append(queue.popleft())
+                n, got, size = n + 1, got + length, size + length
             self.size -= n
             if queue:
                 self._queues.move_to_end(topic)   # its turn is over: the others first

@@ -28,6 +28,18 @@ def test_a_flooding_probe_waits_behind_itself() -> None:
     assert len(backlog) == 1000 + 3 - 8
 
 
+def test_a_probe_of_large_messages_gives_one_a_turn_and_a_slice_holding_one_ends_there() -> None:
+    backlog = FairBacklog(limit=10_000, share=50, quantum=64 * 1024)
+    big, small = b"x" * 2**20, b"y" * 5000
+    for n, (probe, payload) in enumerate([("flood", big)] * 10 + [("p2", small)] * 20, 1):
+        backlog.add((f"zw/v1/z/{probe}/data", payload, 0, n))
+    first = backlog.take(2000, most_bytes=256 * 1024)
+    assert [m[1] for m in first] == [big]      # one large message is a slice: the next starts with p2
+    second = backlog.take(2000, most_bytes=256 * 1024)
+    assert [m[1] for m in second][:13] == [small] * 13   # p2's turn: 64 KiB of it
+    assert second[13][1] == big and len(second) == 14
+
+
 def test_each_probes_messages_keep_their_order_and_numbers() -> None:
     backlog = FairBacklog(limit=100, share=2)
     fill(backlog, ["a", "b", "a", "a", "b", "c", "a"])
