@@ -33,6 +33,7 @@ class Spool:
     def __init__(self, path: str | Path, zone: str, probe: str, max_bytes: int = 256 * 2**20,
                  max_age_s: float = 7 * 86400.0, live_s: float = 60.0) -> None:
         self.zone, self.probe = zone, probe
+        self.limits = wire.Limits()   # what the collector takes in one message: bigger batches are split
         self.queue = DiskQueue(path, max_bytes, int(max_age_s * 1e9), priority=("events",), live_ns=int(live_s * 1e9))
         self.origin = self.queue.get_meta("origin")
         if not self.origin:  # a new spool: a new sequence space
@@ -54,17 +55,33 @@ class Spool:
                events: tuple[wire.Event, ...] = ()) -> int:
         """Encode and commit one batch with the next sequence number; return that number.
 
-        The seq, the batch and the ``appended_samples``/``appended_events`` counters are one transaction.
+        A batch the collector would refuse for its size or its row count (``wire.Limits``: 1 MiB, 20,000 rows;
+        a big chassis's interface table can pass that) is split into as many batches as it takes, each with a
+        seq of its own, and the last seq is returned. The seqs, the batches and the ``appended_samples``/
+        ``appended_events`` counters are one transaction.
         """
         q = self.queue
         q.begin()
         try:
-            seq = q.get_meta("seq") + 1
-            payload = wire.encode(wire.Batch(self.zone, self.probe, seq, now_ns, samples, events, origin=self.origin))
+            seq = q.get_meta("seq")
+            whole = (wire.encode(wire.Batch(self.zone, self.probe, seq + 1, now_ns, samples, events,
+                                            origin=self.origin))
+                     if len(samples) + len(events) <= self.limits.max_rows else b"")
+            if whole and len(whole) <= self.limits.max_bytes:   # the common case: one batch, encoded once
+                seq += 1
+                payloads = [(kind, whole)]
+            else:
+                payloads = []
+                for part_samples, part_events in _split(samples, events, self.limits):
+                    seq += 1
+                    payloads.append((kind, wire.encode(wire.Batch(self.zone, self.probe, seq, now_ns, part_samples,
+                                                                  part_events, origin=self.origin))))
+            if any(len(payload) > self.limits.max_bytes for _, payload in payloads):
+                raise ValueError(f"one row alone is over the {self.limits.max_bytes}-byte message limit")
             q.set_meta("seq", seq)
             q.set_meta("appended_samples", q.get_meta("appended_samples") + len(samples))
             q.set_meta("appended_events", q.get_meta("appended_events") + len(events))
-            q.put_within([(kind, payload)], now_ns, [seq])
+            q.put_within(payloads, now_ns, range(seq - len(payloads) + 1, seq + 1))
             q.commit()
         except BaseException:
             q.rollback()
@@ -102,3 +119,19 @@ class Spool:
     def close(self) -> None:
         """Close the file; it keeps everything not acknowledged."""
         self.queue.close()
+
+
+def _split(samples: tuple[wire.Sample, ...], events: tuple[wire.Event, ...],
+           limits: wire.Limits) -> list[tuple[tuple[wire.Sample, ...], tuple[wire.Event, ...]]]:
+    """Return the batch as parts the collector takes: halved until each is within ``limits.max_rows`` rows and
+    ``limits.max_bytes`` encoded (the encoding is tried once a part is within the row limit: a plain batch
+    encodes in about a microsecond a row)."""
+    if len(samples) + len(events) <= limits.max_rows and (
+            len(samples) + len(events) <= 1
+            or len(wire.encode(wire.Batch("z", "p", wire.MAX_SEQ, 0, samples, events, origin=wire.MAX_SEQ)))
+            <= limits.max_bytes - 256):   # room for the real zone and probe names
+        return [(samples, events)]
+    if events and samples:
+        return _split((), events, limits) + _split(samples, (), limits)
+    half_s, half_e = len(samples) // 2, len(events) // 2
+    return _split(samples[:half_s], events[:half_e], limits) + _split(samples[half_s:], events[half_e:], limits)

@@ -150,6 +150,28 @@ def test_spool_numbers_batches_and_never_reuses_a_seq(tmp_path: Path) -> None:
     assert again.append("data", 9 * S, samples=sample(9)) == 4  # not even after the outbox emptied
 
 
+def test_a_batch_the_collector_would_refuse_is_split_into_batches_it_takes(tmp_path: Path) -> None:
+    """A chassis with thousands of ports gave one poll over 1 MiB: the broker refused it and the agent retried it
+    for ever. It is now spooled as several batches, each within the collector's limits, nothing left out."""
+    spool = Spool(tmp_path / "s.db", "z", "p")
+    limits = wire.Limits()
+    big = tuple(wire.Sample("interface", {"device": "olt-1", "ifname": f"gpon-0/{i // 128}/{i % 128}"},
+                            {"oper_up": True, "in_octets": 10**12 + i, "out_octets": 10**12 + 2 * i}, S + i)
+                for i in range(12_000))
+    many = tuple(wire.Sample("probe", {}, {"cpu_pct": float(i % 100)}, S + i) for i in range(45_000))
+    first = spool.append("data", S, samples=big)
+    last = spool.append("data", S, samples=many)
+    entries = spool.pending(100)
+    assert [e.id for e in entries] == list(range(1, last + 1)) and first >= 2 and last - first >= 3
+    decoded = [wire.decode(e.payload) for e in entries]
+    assert all(len(e.payload) <= limits.max_bytes for e in entries)
+    assert all(len(d.samples) <= limits.max_rows for d in decoded)
+    assert [d.seq for d in decoded] == [e.id for e in entries]
+    assert tuple(s for d in decoded[:first] for s in d.samples) == big
+    assert tuple(s for d in decoded[first:] for s in d.samples) == many
+    assert spool.append("data", S, samples=sample(1)) == last + 1   # and the next one is one batch again
+
+
 def test_a_damaged_spool_keeps_counting_seq_upwards(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "s.db", "z", "p")
     for i in range(300):
