@@ -24,6 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.wire import Limits
 from collector.alerting.model import Notification
 from collector.alerting.notify.base import NotifyError, redact
 from collector.alerting.notify.payload import webhook_message
@@ -33,6 +34,9 @@ from zwconf.mqtt import MqttConfig
 log = logging.getLogger(__name__)
 
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5: accepted, nobody subscribed right now: a success for us
+# The largest message published: the broker's max_packet_size (collector/mosquitto.py) is the wire's 1 MiB of
+# payload plus room for the topic and header.
+MAX_MESSAGE = Limits().max_bytes
 
 
 class MqttPublisher:
@@ -149,9 +153,19 @@ class MqttNotifier:
         self.external_url = external_url
 
     def notify(self, notifications: Sequence[Notification]) -> None:
-        """Publish one webhook message; see ``Notifier.notify``."""
+        """Publish one webhook message, or as many as it takes to keep each within ``MAX_MESSAGE`` (the broker
+        cuts a connection that sends it a larger packet: the ingest's, which this may share); see
+        ``Notifier.notify``. A retry after a failure part way publishes the parts already sent again."""
         body = json.dumps(webhook_message(notifications, self.receiver, self.external_url)).encode()
-        self.publisher.publish(self.topic, body, self.timeout)
+        if len(body) <= MAX_MESSAGE:
+            self.publisher.publish(self.topic, body, self.timeout)
+            return
+        if len(notifications) == 1:
+            raise NotifyError(f"topic {self.topic!r}: one alert makes a {len(body)}-byte message, over the "
+                              f"{MAX_MESSAGE}-byte limit", retryable=False)
+        half = len(notifications) // 2
+        self.notify(notifications[:half])
+        self.notify(notifications[half:])
 
     def close(self) -> None:
         """Nothing to close: the publisher is shared and closed by the dispatcher."""

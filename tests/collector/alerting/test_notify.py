@@ -18,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
 
 import zwconf
+from agent import wire
 from collector.alerting.config import AlertingConfig, AlertmanagerTarget, RetryConfig, SmtpConfig
 from collector.alerting.model import Notification
 from collector.alerting.notify import NOTIFIERS, Dispatcher, NotifyError
@@ -675,6 +676,20 @@ def test_mqtt_waits_for_the_puback_and_treats_a_refusal_as_final(reason: str, co
         notifier.notify([note()])
     assert err.value.retryable is retryable
     assert client.published == ([] if not connected else client.published)  # never queued while disconnected
+
+
+def test_mqtt_splits_a_message_the_broker_would_refuse_and_loses_no_alert() -> None:
+    """A broker cuts a connection that sends it a packet over its max_packet_size, and the notifier may share
+    the ingest's connection: 3,000 alerts at once (a whole park down) go as several messages, each in bounds."""
+    client = FakePahoClient("Success", True)
+    notifier = MqttNotifier(MqttReceiver(type="mqtt", topic="carriers/viettel/alerts"),
+                            MqttPublisher(client=client), receiver="viettel")  # type: ignore[arg-type]
+    notes = [note(device=f"onu-{i:05d}", description="x" * 300) for i in range(3000)]
+    notifier.notify(notes)
+    assert len(client.published) > 1
+    assert all(len(payload) <= wire.Limits().max_bytes for _, payload in client.published)
+    got = [a["labels"]["device"] for _, payload in client.published for a in json.loads(payload)["alerts"]]
+    assert got == [n.labels["device"] for n in notes]
 
 
 # ---------------------------------------------------------------------------------------------- the shared contract
