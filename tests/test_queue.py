@@ -150,6 +150,20 @@ def test_spool_numbers_batches_and_never_reuses_a_seq(tmp_path: Path) -> None:
     assert again.append("data", 9 * S, samples=sample(9)) == 4  # not even after the outbox emptied
 
 
+def test_at_its_bound_the_queue_drops_the_oldest_counts_each_and_warns_once_a_minute(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A spool at its bound during a long outage dropped at every put by sorting the whole table (20 ms a put)
+    and logged a warning per put; the oldest still go first, every drop is counted, one warning says it."""
+    queue = q(tmp_path, max_bytes=100 * 1000, priority=("events",))
+    event = queue.put("events", bytes(1000), S)
+    ids = [queue.put("data", bytes(1000), S) for _ in range(2000)]
+    left = [e.id for e in queue.pending(10_000)]
+    assert queue.size_bytes() <= 100 * 1000 and event in left          # events go last
+    assert [i for i in left if i != event] == ids[-(len(left) - 1):]     # the newest data are what is left
+    assert queue.dropped() == 2001 - len(left)                           # every drop counted
+    assert len([r for r in caplog.records if "over its bounds" in r.getMessage()]) == 1
+
+
 def test_a_batch_the_collector_would_refuse_is_split_into_batches_it_takes(tmp_path: Path) -> None:
     """A chassis with thousands of ports gave one poll over 1 MiB: the broker refused it and the agent retried it
     for ever. It is now spooled as several batches, each within the collector's limits, nothing left out."""

@@ -17,7 +17,9 @@ Rules:
 - ``pending`` gives entries of the ``priority`` kinds first, then entries younger than ``live_ns`` (what
   is happening now), then the backlog oldest first: a long backlog drains without starving live data.
 - Bounds: ``max_bytes`` and ``max_age_ns``; over either, the oldest entries of non-priority kinds go first,
-  then priority ones; every drop is counted in ``dropped()``, which survives restarts. Ids in ``protected``
+  then priority ones (past ``max_bytes``, down to a 64th below it, so that the puts that follow find room:
+  a put at the bound costs about what one below it does); every drop is counted in ``dropped()``, which
+  survives restarts, and logged at most once a minute. Ids in ``protected``
   (the agent's in-flight batches, which may still arrive) are never dropped, so the count is exact; nor are
   the entries being put, so while everything older is in flight the queue may exceed ``max_bytes`` by
   what is in flight (at most the uplink's window) until acknowledgements make room.
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -85,6 +88,7 @@ class DiskQueue:
         self.live_ns = live_ns
         self.salvaged: tuple[int, Path] | None = None  # (entries kept, where the damaged file went)
         self.protected: set[int] = set()  # ids the bounds must not drop (e.g. in flight: they may still arrive)
+        self._dropped_since_log, self._logged_at = 0, -1e9   # the drop warning: at most one a minute
         self.path.parent.mkdir(parents=True, exist_ok=True)
         damaged = self.path.exists() and not _healthy(self.path)
         if damaged:
@@ -302,24 +306,37 @@ class DiskQueue:
                                                         (now_ns - self.max_age_ns,)) if r[0] not in self.protected]
             dropped += self.ack_within(old)
         if self._bytes > self.max_bytes:
+            # Oldest first, other kinds before priority ones: each a walk in an index's order that stops as soon
+            # as enough is found (no sort of the whole table: at its bound the queue drops at nearly every put).
+            # Down to ``max_bytes`` less a 64th, so that the next puts find room without dropping again.
+            excess = self._bytes - self.max_bytes + self.max_bytes // 64
             marks = ",".join("?" * len(self.priority)) or "''"
-            order = f"kind IN ({marks}), id"
-            rows = self._db.execute(f"SELECT id, size FROM entries ORDER BY {order}", self.priority)
             doomed: list[int] = []
-            excess = self._bytes - self.max_bytes
-            for row_id, size in rows:
+            for where in (f"kind NOT IN ({marks})", f"kind IN ({marks})"):
+                cursor = self._db.execute(f"SELECT id, size FROM entries WHERE {where} ORDER BY id", self.priority)
+                try:
+                    while excess > 0 and (rows := cursor.fetchmany(256)):
+                        for row_id, size in rows:
+                            if row_id in self.protected or row_id in keep:
+                                continue
+                            doomed.append(int(row_id))
+                            excess -= int(size)
+                            if excess <= 0:
+                                break
+                finally:
+                    cursor.close()
                 if excess <= 0:
                     break
-                if row_id in self.protected or row_id in keep:
-                    continue
-                doomed.append(int(row_id))
-                excess -= int(size)
             dropped += self.ack_within(doomed)
         if dropped:
             total = self.dropped() + dropped
             self.set_meta("dropped", total)
-            log.warning("queue %s over its bounds: dropped the %d oldest entries (%d dropped in all)", self.path,
-                        dropped, total)
+            self._dropped_since_log += dropped
+            if time.monotonic() - self._logged_at >= 60:   # at its bound it drops at every put: once a minute
+                self._logged_at = time.monotonic()
+                log.warning("queue %s over its bounds: dropped the %d oldest entries since the last warning (%d "
+                            "in all)", self.path, self._dropped_since_log, total)
+                self._dropped_since_log = 0
 
 
 class QueueReader:
