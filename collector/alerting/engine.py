@@ -36,10 +36,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from agent import wire
 from collector.alerting.backlog import FairBacklog, Offered
@@ -92,7 +93,27 @@ class EngineMetrics:
                                 registry=r)
         self.notifications = Counter("zonewatch_alert_notifications", "Notifications handed to the receivers",
                                      ["status", "alertname"], registry=r)
-        self.alerts = Gauge("zonewatch_alerts", "Alerts tracked, by state", ["alertname", "state"], registry=r)
+        self.alerts = AlertCounts()
+        r.register(self.alerts)
+
+
+class AlertCounts:
+    """``zonewatch_alerts``: the alerts tracked by name and state, as of the last evaluation, yielded whole at
+    scrape time. (A gauge cleared and filled again showed a scrape in between no alert at all.)"""
+
+    NAME, HELP = "zonewatch_alerts", "Alerts tracked, by state"
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}   # replaced whole, never changed in place
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["alertname", "state"])]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["alertname", "state"])
+        for (name, state), count in sorted(self.counts.items()):
+            family.add_metric([name, state], count)
+        yield family
 
 
 class AlertEngine:
@@ -319,13 +340,11 @@ class AlertEngine:
         return out
 
     def _gauges(self) -> None:
-        self.metrics.alerts.clear()
         counts: dict[tuple[str, str], int] = {}
         for a in self.tracker.alerts():
             state: str = "muted" if a.state == "firing" and a.muted else a.state
             counts[(a.labels["alertname"], state)] = counts.get((a.labels["alertname"], state), 0) + 1
-        for (name, state), count in counts.items():
-            self.metrics.alerts.labels(name, state).set(count)
+        self.metrics.alerts.counts = counts   # one reference replaced: a scrape sees the old counts or the new
 
 
 def alert_key(alert: TrackedAlert) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -274,3 +275,28 @@ def test_a_row_the_probe_may_not_send_is_refused_and_the_rest_judged(tmp_path: P
     rig.engine.ingest([(wire.topic("dv", "p1", "data"), wire.encode(batch), T0)])
     assert rig.engine.facts.misbehaviour["p1"].counts == {"not_assigned": 1}
     assert set(rig.engine.facts.polls) == {("p1", "sw")}
+
+
+def test_a_scrape_during_an_evaluation_sees_the_alerts_of_the_last_one(tmp_path: Path) -> None:
+    """The alert gauge was cleared and filled again at each evaluation: a scrape in between saw no alert."""
+    rig = Rig(tmp_path)
+    registry = rig.engine.metrics.alerts
+    rig.poll(0, False, True)
+    rig.engine.step(T0)
+
+    def scrape() -> dict[tuple[str, str], float]:
+        family = next(iter(registry.collect()))
+        return {(s.labels["alertname"], s.labels["state"]): s.value for s in family.samples}
+
+    assert scrape() == {("LinkDown", "firing"): 1, ("RedundancyLost", "firing"): 1}
+    seen: list[dict[tuple[str, str], float]] = []
+    alerts = rig.engine.tracker.alerts
+
+    def alerts_then_scrape() -> Any:   # a scrape lands while the next evaluation counts the alerts
+        seen.append(scrape())
+        return alerts()
+
+    rig.engine.tracker.alerts = alerts_then_scrape  # type: ignore[method-assign]
+    rig.poll(10, False, True)
+    rig.engine.step(T0 + 10 * S)
+    assert seen and seen[-1] == {("LinkDown", "firing"): 1, ("RedundancyLost", "firing"): 1}
