@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent import wire
-from collector import ingest as ingest_module
 from collector.ingest import Ingest, SeqTracker
+from collector.ingest import pipeline as ingest_module
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError
 from collector.storage.lineproto import Encoded, Encoder

@@ -1,4 +1,4 @@
-"""The preparer's choice of intake entries (collector.taking) on a real intake queue file: in order while it
+"""The preparer's choice of intake entries (collector.ingest.taking) on a real intake queue file: in order while it
 keeps up, and behind a backlog one probe's flood waits behind itself while every other probe's entries come
 in the next round."""
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.taking import FairTake
+from collector.ingest.taking import FairTake
 from zwqueue import DiskQueue, QueueReader
 
 P1, P2, P3 = "zw/v1/z/p1/data", "zw/v1/z/p2/data", "zw/v1/z/p3/events"

@@ -18,7 +18,7 @@ Threads::
     preparer thread       takes entries from the intake queue through its own read-only connection (so it
                           never waits for the intake's commits): in order while it keeps up, by topic in
                           turn behind a backlog, so that one probe's flood waits behind itself
-                          (``collector.taking``); decodes and checks them
+                          (``taking``); decodes and checks them
                           with agent.wire (a bad one is rejected and counted by reason, never fatal); leaves
                           out the rows its probe may not report (``collector.scope``: counted per probe, the
                           rest kept); drops repeats (same probe, origin and seq); and has the writer encode the rest
@@ -53,13 +53,12 @@ the garbage collector's sight (the decoder's dicts would otherwise make it walk 
 the intake queue overwrites deleted payloads only where that costs no extra I/O (``secure_delete=FAST``:
 freed overflow pages are not zeroed; what they held is in the store anyway).
 
-Sequence bookkeeping (``SeqTracker``): per (probe, origin), a watermark below which every seq has been
-seen or given up, and the seqs seen above it. A seq at or below the watermark, or already seen, is a
-repeat. ``seq_gaps`` counts the seqs missing below the highest seen (late data still fill them in);
-once more than ``window`` newer seqs have arrived, a missing one is given up and counted as lost. A seq absurdly
-far from its stream is stored but not believed (``ProbeSeq``), and a probe's made-up origins are bounded
-(``SeqTracker``). Batches the collector makes itself enter the intake queue under ``DERIVED`` + topic: only
-they may hold the measurements a probe may not write.
+Modules: ``pipeline`` (``Ingest``: the sessions and the threads above), ``decode`` (one queued message to a
+batch), ``seq`` (the sequence bookkeeping: per (probe, origin), a watermark and the ranges seen above it),
+``taking`` (what the preparer takes next). ``Ingest`` stays one class of about 500 lines, in sections by
+thread: its four threads share the intake queue's connection and its lock, the sequence bookkeeping and the
+hand-over queues, and what one thread may do depends on what the others do with them (the ordering rules
+above), which is easier to check in one place than across objects.
 """
 
 from __future__ import annotations
@@ -67,19 +66,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import json
 import logging
 import queue
 import sqlite3
 import sys
 import threading
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -88,397 +84,28 @@ from paho.mqtt.properties import Properties
 from agent import wire
 from collector.cardinality import Refused, SeriesLimit
 from collector.config import IngestLimits
+from collector.ingest.decode import (
+    DEFAULT_LIMITS,
+    DERIVED,
+    OPEN,
+    TICK_EVERY,
+    plain_message,
+    read_entry,
+    tick_time,
+    tick_topic,
+)
+from collector.ingest.seq import SeqRow, SeqTracker
+from collector.ingest.taking import FairTake
 from collector.metrics import CollectorMetrics
-from collector.mosquitto import TICK_ROOT, URGENT_SUFFIX  # the collector's tick topics; its second session
+from collector.mosquitto import URGENT_SUFFIX  # the collector's second session
 from collector.scope import Refusals, Scope
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
-from collector.taking import FairTake
 from collector.threads import named
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry, QueueReader
 
 log = logging.getLogger(__name__)
-
-_loads: Callable[[Any], Any] = orjson.loads  # about twice as fast as the standard library's on our batches
-
-_STATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seqstate(
-    probe TEXT NOT NULL, origin INTEGER NOT NULL, watermark INTEGER NOT NULL, lost INTEGER NOT NULL,
-    above TEXT NOT NULL, PRIMARY KEY (probe, origin));
-"""
-
-
-class SeqRanges:
-    """Seqs seen above a watermark, as sorted, disjoint, non-adjacent inclusive ranges ``[lo, hi]``.
-
-    One hole costs one range, not one entry per later seq: a seq that extends the top range (the common
-    case, hole or not) is O(1) amortised; one that lands lower is placed by bisection, O(log r) for r ranges
-    (opening a range or closing the hole between two also shifts the list entries after it, a memmove of r
-    pointers). ``count`` (the seqs held) is kept as seqs come and go, so the gaps are O(1).
-
-    Bounded: ``ProbeSeq.record`` keeps every range within ``window`` seqs above the watermark, and two
-    ranges have at least one missing seq between them (and the first starts at least two past the
-    watermark), so there are at most ``window / 2`` ranges, however far apart a broken or hostile probe
-    sends its seqs.
-    """
-
-    __slots__ = ("_lo", "_hi", "count")
-
-    def __init__(self) -> None:
-        self._lo: list[int] = []  # the first seq of each range, ascending
-        self._hi: list[int] = []  # the last seq of each range, ascending
-        self.count = 0  # seqs held
-
-    @property
-    def top(self) -> int | None:
-        """Return the highest seq held, or None."""
-        return self._hi[-1] if self._hi else None
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __contains__(self, seq: int) -> bool:
-        i = bisect_right(self._lo, seq) - 1
-        return i >= 0 and seq <= self._hi[i]
-
-    def ranges(self) -> list[tuple[int, int]]:
-        """Return the ranges, lowest first."""
-        return list(zip(self._lo, self._hi, strict=True))
-
-    def add(self, seq: int) -> bool:
-        """Hold ``seq``; return False if it was held already."""
-        lo, hi = self._lo, self._hi
-        if not hi or seq > hi[-1]:  # above everything held
-            if hi and seq == hi[-1] + 1:
-                hi[-1] = seq
-            else:
-                lo.append(seq)
-                hi.append(seq)
-        else:
-            i = bisect_right(lo, seq) - 1  # the range that starts at or below seq, if any
-            if i >= 0 and seq <= hi[i]:
-                return False
-            # seq is below hi[-1] and not in range i, so range i + 1 exists
-            joins_left, joins_right = i >= 0 and hi[i] == seq - 1, lo[i + 1] == seq + 1
-            if joins_left and joins_right:  # closes the hole between two ranges
-                hi[i] = hi.pop(i + 1)
-                del lo[i + 1]
-            elif joins_left:
-                hi[i] = seq
-            elif joins_right:
-                lo[i + 1] = seq
-            else:
-                lo.insert(i + 1, seq)
-                hi.insert(i + 1, seq)
-        self.count += 1
-        return True
-
-    def trim(self, floor: int) -> int:
-        """Drop every seq at or below ``floor``; return how many were held."""
-        lo, hi = self._lo, self._hi
-        i = bisect_right(hi, floor)  # ranges [0, i) end at or below the floor
-        dropped = sum(hi[:i]) - sum(lo[:i]) + i
-        del lo[:i], hi[:i]
-        if lo and lo[0] <= floor:  # the range across the floor keeps its part above it
-            dropped += floor + 1 - lo[0]
-            lo[0] = floor + 1
-        self.count -= dropped
-        return dropped
-
-    def run_from(self, seq: int) -> int:
-        """Return the last seq of the unbroken run from ``seq``: the end of a range that starts right after it,
-        removed, else ``seq`` itself (ranges are non-adjacent, so at most one range follows on)."""
-        lo, hi = self._lo, self._hi
-        if lo and lo[0] == seq + 1:
-            end = hi[0]
-            del lo[0], hi[0]
-            self.count -= end - seq
-            return end
-        return seq
-
-    def to_json(self) -> str:
-        """Return the ranges as JSON ``[[lo, hi], ...]``: one pair per hole."""
-        return orjson.dumps(self.ranges()).decode()
-
-    @classmethod
-    def from_json(cls, text: str) -> SeqRanges:
-        """Read ``to_json``'s ranges, or a list of seqs as the set-based bookkeeping stored them."""
-        items = sorted((s, s) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in json.loads(text))
-        out = cls()
-        for lo, hi in items:
-            if out._hi and lo <= out._hi[-1] + 1:  # overlaps or follows on: merge
-                out.count += max(0, hi - out._hi[-1])
-                out._hi[-1] = max(hi, out._hi[-1])
-            else:
-                out._lo.append(lo)
-                out._hi.append(hi)
-                out.count += hi - lo + 1
-        return out
-
-
-@dataclass(slots=True)
-class ProbeSeq:
-    """What the collector knows of one probe's sequence space: every seq up to ``watermark`` was seen or
-    given up (``lost`` counts those given up); ``above`` holds the seqs seen above it. The first range of
-    ``above`` never starts at ``watermark + 1`` (the watermark moves over it).
-
-    A seq more than ``max_jump`` away from where the stream stands (above the highest seen, or below the
-    watermark) is not believed at once: one corrupt or hostile seq would otherwise give up everything below
-    it and turn every later message into a repeat. It is a *jump*: its message is stored, but it moves
-    nothing. Only ``resync`` jumps in a row that follow on from each other (n, n + 1, ...) move the stream
-    there; the seqs skipped forwards are then lost. The jump run is kept in memory only.
-    """
-
-    watermark: int = 0
-    lost: int = 0
-    above: SeqRanges = field(default_factory=SeqRanges)
-    used: int = 0           # when this origin last sent (SeqTracker's message count): the least recent retires
-    jump_first: int = 0     # the first seq of the run of jumps in a row, if any
-    jump_run: int = 0       # how many jumps in a row follow on from jump_first
-
-    @property
-    def gaps(self) -> int:
-        """Return the seqs missing below the highest seen, plus those given up."""
-        top = self.above.top
-        return self.lost + (top - self.watermark - self.above.count if top is not None else 0)
-
-    def record(self, seq: int, window: int, max_jump: int = 1 << 24, resync: int = 8) -> bool | None:
-        """Record ``seq``; return False if it was seen (or given up) before, None if it is a jump (see the class
-        docstring) that moved nothing. Once the highest seq seen is more than ``window`` above the watermark,
-        the missing seqs up to ``window`` below it are given up."""
-        if seq == self.watermark + 1:  # next in line: the common case; the span only shrinks
-            self.jump_run = 0
-            self.watermark = self.above.run_from(seq)
-            return True
-        if seq <= self.watermark:
-            if self.watermark - seq <= max_jump:
-                return False
-            return self._jump(seq, resync)
-        top = self.above.top
-        if seq - (self.watermark if top is None else top) > max_jump:
-            return self._jump(seq, resync)
-        if not self.above.add(seq):
-            return False
-        self.jump_run = 0
-        top = self.above.top
-        if top is not None and top - self.watermark > window:  # give up on the oldest missing ones
-            floor = top - window
-            self._lose(floor - self.watermark - self.above.trim(floor))
-            self.watermark = self.above.run_from(floor)
-        return True
-
-    def _jump(self, seq: int, resync: int) -> bool | None:
-        if self.jump_run and seq == self.jump_first + self.jump_run:
-            self.jump_run += 1
-        else:
-            self.jump_first, self.jump_run = seq, 1
-        if self.jump_run < resync:
-            return None
-        # The stream goes on from jump_first: believe it. Forwards, what lies between is lost.
-        if self.jump_first > self.watermark:
-            self._lose(self.jump_first - 1 - self.watermark - self.above.count)
-        self.above, self.watermark, self.jump_run = SeqRanges(), seq, 0
-        return True
-
-    def _lose(self, n: int) -> None:
-        self.lost = min(wire.MAX_SEQ, self.lost + n)  # fits the state's SQLite integer, however absurd the seqs
-
-
-SeqRow = tuple[str, int, int, int, str]  # a seqstate row: probe, origin, watermark, lost, above (JSON ranges)
-RETIRED = -1  # the origin of the seqstate row that keeps the seqs lost under origins no longer followed
-
-
-class SeqTracker:
-    """Repeat detection and gap counting per (zone/probe, origin); persisted in the intake queue's file.
-
-    A probe gets a new origin when its spool is replaced, which is rare: at most ``max_origins`` of a probe's
-    origins are followed, and a new one past that retires the one that sent least recently (its lost seqs
-    are kept in the probe's count; its seqs, if it ever sends again, are news). So the cost of a message
-    does not grow with the origins a broken or hostile probe makes up. ``jumps`` lists the (zone/probe,
-    origin, seq) of every jump met (``ProbeSeq``) for the caller to count and report; the caller clears it.
-    """
-
-    def __init__(self, db: Any, window: int = 65536, max_jump: int = 1 << 24, resync: int = 8,
-                 max_origins: int = 4) -> None:
-        self.db, self.window, self.max_jump, self.resync, self.max_origins = db, window, max_jump, resync, max_origins
-        db.executescript(_STATE_SCHEMA)
-        self.state: dict[tuple[str, int], ProbeSeq] = {}
-        self._origins: dict[str, dict[int, ProbeSeq]] = {}  # probe -> origin -> its state
-        self._retired: dict[str, int] = {}  # probe -> seqs lost under origins retired
-        self._used = 0
-        self.jumps: list[tuple[str, int, int]] = []
-        for probe, origin, watermark, lost, above in db.execute("SELECT * FROM seqstate ORDER BY rowid"):
-            if origin == RETIRED:
-                self._retired[probe] = lost
-                continue
-            st = self.state[(probe, origin)] = ProbeSeq(watermark, lost, SeqRanges.from_json(above))
-            self._origins.setdefault(probe, {})[origin] = st
-        self._dirty: set[tuple[str, int]] = set()
-        self._gone: set[tuple[str, int]] = set()  # retired since the last snapshot: rows to delete
-
-    def is_repeat(self, probe: str, origin: int, seq: int) -> bool:
-        """Return True if (probe, origin, seq) was recorded before (a jump is not); record nothing."""
-        st = self.state.get((probe, origin))
-        return st is not None and (st.watermark - self.max_jump <= seq <= st.watermark or seq in st.above)
-
-    def first_time(self, probe: str, origin: int, seq: int) -> bool:
-        """Record (probe, origin, seq); return False if it was seen before."""
-        key = (probe, origin)
-        st = self.state.get(key)
-        if st is None:
-            st = self._new(probe, origin)
-        self._used += 1
-        st.used = self._used
-        done = st.record(seq, self.window, self.max_jump, self.resync)
-        if done is None:
-            self.jumps.append((probe, origin, seq))
-            return True
-        if not done:
-            return False
-        self._dirty.add(key)
-        return True
-
-    def _new(self, probe: str, origin: int) -> ProbeSeq:
-        mine = self._origins.setdefault(probe, {})
-        while len(mine) >= self.max_origins:
-            oldest = min(mine, key=lambda o: mine[o].used)
-            self._retired[probe] = min(wire.MAX_SEQ, self._retired.get(probe, 0) + mine.pop(oldest).gaps)
-            del self.state[(probe, oldest)]
-            self._dirty.discard((probe, oldest))
-            self._gone.add((probe, oldest))
-        st = self.state[(probe, origin)] = mine[origin] = ProbeSeq()
-        self._gone.discard((probe, origin))
-        return st
-
-    def all_gaps(self) -> dict[str, int]:
-        """Return the gaps of every probe known, by zone/probe."""
-        return {probe: self.gaps(probe) for probe in self._origins.keys() | self._retired.keys()}
-
-    def gaps(self, probe: str) -> int:
-        """Return the gaps of every origin of one probe (at most ``wire.MAX_SEQ``)."""
-        total = self._retired.get(probe, 0) + sum(st.gaps for st in self._origins.get(probe, {}).values())
-        return min(wire.MAX_SEQ, total)
-
-    def snapshot(self) -> tuple[list[SeqRow], dict[str, int]]:
-        """Return the rows of the state changed since the last snapshot, and the gaps of the probes concerned.
-
-        The writer takes a snapshot when it has decided what a round of entries is (which are repeats) and
-        stores it with the deletion of those entries, so the stored state always matches what is deleted. A
-        row with watermark -1 deletes the state of a retired origin.
-        """
-        rows: list[SeqRow] = []
-        for key in self._dirty:
-            st = self.state[key]
-            rows.append((key[0], key[1], st.watermark, st.lost, st.above.to_json()))
-        for probe, origin in self._gone:
-            rows.append((probe, origin, -1, 0, ""))
-        for probe in {probe for probe, _ in self._gone}:
-            rows.append((probe, RETIRED, 0, self._retired[probe], "[]"))
-        self._dirty.clear()
-        self._gone.clear()
-        return rows, {probe: self.gaps(probe) for probe in {row[0] for row in rows}}
-
-    def store(self, rows: list[SeqRow]) -> None:
-        """Write snapshot rows (inside the caller's transaction)."""
-        self.db.executemany("INSERT OR REPLACE INTO seqstate VALUES (?, ?, ?, ?, ?)", [r for r in rows if r[2] >= 0])
-        self.db.executemany("DELETE FROM seqstate WHERE probe = ? AND origin = ?",
-                            [(r[0], r[1]) for r in rows if r[2] < 0])
-
-
-DEFAULT_LIMITS = wire.Limits()
-OPEN = Scope()  # no inventory: only what no probe may ever send is refused
-
-
-DERIVED = "derived:"  # the kind of an intake entry the collector made itself: its topic after this prefix
-TICK_EVERY = 1.0                # seconds between two ticks
-
-
-def tick_topic(cfg: MqttConfig) -> str:
-    """Return the topic of the collector's ticks (``render-mosquitto`` grants its user this one)."""
-    return TICK_ROOT + (cfg.username or cfg.client_id or "zonewatch-collector")
-
-
-def tick_time(payload: bytes) -> int | None:
-    """Return the publish time (ns) a tick carries, or None if it is not one of ours."""
-    text = payload.decode("ascii", "replace")
-    return int(text) if text.isdigit() and len(text) < 20 else None
-
-
-def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batch:
-    """Turn one queued message into a batch, or raise WireError naming what is wrong. Rows a probe may never
-    send (``collector.scope``: measurements only the collector writes) are left out."""
-    return read_entry(entry, OPEN, limits)[0]
-
-
-def read_entry(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[wire.Batch, Refusals]:
-    """Turn one queued message into a batch without the rows ``scope`` refuses, and say what it refused; raise
-    WireError naming what is wrong with a message that cannot be read at all."""
-    kind, trusted = (entry.kind[len(DERIVED):], True) if entry.kind.startswith(DERIVED) else (entry.kind, False)
-    where = wire.parse_topic(kind)
-    if where.kind == "status":
-        state = entry.payload.strip()
-        if state not in (wire.STATUS_ONLINE, wire.STATUS_OFFLINE, wire.STATUS_STOPPING):
-            raise wire.WireError("bad_status", f"{kind}: status {entry.payload[:32]!r} is not "
-                                 "online/offline/stopping")
-        fields: dict[str, wire.FieldValue] = {"up": state == wire.STATUS_ONLINE}
-        if state == wire.STATUS_STOPPING:
-            fields["planned"] = True
-        up = wire.Sample("probe", {}, fields, entry.created_ns)
-        return wire.Batch(where.zone, where.probe, 0, entry.created_ns, (up,)), Refusals()
-    if where.kind not in ("data", "events"):
-        raise wire.WireError("bad_topic", f"{kind}: the collector does not take {where.kind!r} messages")
-    if len(entry.payload) > limits.max_bytes:  # before parsing it
-        raise wire.WireError("too_large", f"{kind}: {len(entry.payload)} bytes, at most {limits.max_bytes}")
-    batch = wire.decode(entry.payload, _loads)
-    if (batch.zone, batch.probe) != (where.zone, where.probe):
-        raise wire.WireError("identity_mismatch", f"{kind}: payload says {batch.zone}/{batch.probe}")
-    wire.check_limits(batch, limits, entry.created_ns)
-    refused = Refusals()
-    if not trusted:
-        batch, refused = scope.check(batch)
-    if batch.events:  # stored too, as the "event" measurement: the NOC sees every trap and link change
-        stored = tuple(wire.Sample("event", {**e.tags, "event": e.name}, {**e.fields, "occurred": True}, e.time_ns)
-                       for e in batch.events)
-        batch = dataclasses.replace(batch, samples=batch.samples + stored)
-    return batch, refused
-
-
-def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[wire.Header, list[Any]] | None:
-    """Return the header and sample rows of a message the ingest fast path may take (a data message with
-    samples only, which says it comes from where its topic says), or None: ``parse_entry`` then decides."""
-    if not entry.kind.endswith("/data") or len(entry.payload) > limits.max_bytes:
-        return None
-    try:
-        doc = _loads(entry.payload)
-        head = wire.decode_header(doc)
-    except (ValueError, RecursionError, wire.WireError):  # orjson's JSONDecodeError is a ValueError
-        return None
-    rows, events = doc.get("samples", []), doc.get("events", [])
-    # The header's zone and probe are valid names, so this is parse_topic's answer and the identity check at once.
-    if type(rows) is not list or type(events) is not list or events \
-            or entry.kind.removeprefix(DERIVED) != f"{wire.TOPIC_ROOT}/{head.zone}/{head.probe}/data":
-        return None
-    return head, rows
-
-
-def plain_batch(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batch | None:
-    """Return the batch of a message that ``read_entry`` would take whole, made in one pass; else None.
-
-    The alert engine's fast path: a data message with samples only (``plain_message``), every row plain
-    (``wire.plain_samples``) and one its probe may report (``Scope.plain``). Its batch is exactly the one
-    ``read_entry`` returns, with nothing refused. None, having counted nothing, for anything else: then
-    ``read_entry`` decodes it, leaves out and reports what the probe may not send, or names what is wrong."""
-    plain = plain_message(entry, limits)
-    if plain is None:
-        return None
-    head, rows = plain
-    if not entry.kind.startswith(DERIVED) and not scope.plain(head.zone, head.probe, rows):
-        return None
-    samples = wire.plain_samples(rows, entry.created_ns, limits)
-    if samples is None:
-        return None
-    return wire.Batch(head.zone, head.probe, head.seq, head.sent_ns, samples, (), head.version, head.origin)
 
 
 @dataclass(slots=True)
