@@ -1,6 +1,6 @@
 """The dashboards and provisioning files are valid as Grafana will load them: stable, unique uids, no numeric
 ids, every panel and query bound to the datasource variable, and every query about a series ZoneWatch
-writes (the README's measurement table plus the collector's derived measurements)."""
+writes (the measurement catalogue, zonewatch.measurements)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.dashboards import grafana
+from zonewatch.measurements import series
 
 # A dashboard's uid is its address (links, bookmarks, alerts point at it): changing one breaks them.
 STABLE_UIDS = {
@@ -21,21 +22,8 @@ STABLE_UIDS = {
     "redundancy.json": "zw-redundancy",
     "zone-overview.json": "zw-zone-overview",
 }
-# Series ZoneWatch writes: <measurement>_<field>, from the README's table and the derived measurements.
-FIELDS = {
-    "cellular": "rsrp_dbm rsrq_db sinr_db rssi_dbm registered pci enb_id gnb_id sector nr_rsrp_dbm nr_rsrq_db "
-                "nr_sinr_db",
-    "device": "up uptime_s rebooted",
-    "interface": "oper_up admin_up in_octets out_octets in_errors out_errors speed_mbps",
-    "optical": "rx_dbm tx_dbm",
-    "power": "on_battery battery_low battery_minutes battery_pct seconds_on_battery",
-    "reach": "rtt_ms loss_pct hops path_changed",
-    "probe": "up planned spool_depth spool_dropped rss_mb cpu_s seq_gaps info",
-    "alert": "firing muted",
-    "redundancy": "members_up members_needed service_needed members_total state",
-    "coverage": "level rsrp_dbm probes",
-}
-KNOWN_SERIES = {f"{m}_{f}" for m, fields in FIELDS.items() for f in fields.split()}
+# Series ZoneWatch writes: <measurement>_<field>, from the measurement catalogue.
+KNOWN_SERIES = series()
 VARIABLES = {"ds", "zone", "area", "carrier", "site", "device", "severity"}
 SELECTOR = re.compile(r"\b([a-z][a-z0-9_]*)\{([^}]*)\}")
 

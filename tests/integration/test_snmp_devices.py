@@ -22,6 +22,7 @@ import zwconf
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from agent.wire import Sample
 from tests import services
+from zonewatch.measurements import problems
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +126,7 @@ def device(port: int, community: str, profiles: str, **keys: str) -> SnmpConfig:
 
 
 def poll(config: SnmpConfig) -> list[Sample]:
+    """Poll once; every sample must be within the measurement catalogue (names, kinds, physical bounds)."""
     async def main() -> list[Sample]:
         source = SnmpSource(config)
         try:
@@ -132,7 +134,10 @@ def poll(config: SnmpConfig) -> list[Sample]:
         finally:
             await source.close()
 
-    return asyncio.run(main())
+    samples = asyncio.run(main())
+    for s in samples:
+        assert problems(s.measurement, s.tags, s.fields) == [], s
+    return samples
 
 
 def of(samples: list[Sample], measurement: str) -> list[Sample]:

@@ -20,6 +20,7 @@ from collector.alerting.engine import AlertEngine
 from collector.alerting.model import Notification
 from collector.ingest import plain_batch
 from collector.inventory import Inventory
+from zonewatch.measurements import problems
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S
@@ -95,6 +96,9 @@ def test_a_cut_link_pages_once_and_is_stored_as_firing_then_resolved(tmp_path: P
                                                                   ("resolved", "RedundancyLost")}
     assert sorted((t["alertname"], f["firing"]) for _, t, f in rig.points("alert")[len(alerts):]) == [
         ("LinkDown", 0), ("RedundancyLost", 0)]
+    for batch in rig.stored:   # what the engine writes is within the measurement catalogue
+        for s in batch.samples:
+            assert problems(s.measurement, s.tags, s.fields) == [], s
 
 
 def test_an_alert_muted_for_its_whole_life_is_stored_as_ended_when_it_clears(tmp_path: Path) -> None:

@@ -1,0 +1,9 @@
+"""What the probe and the central side share, beyond either: standard library only, imports neither ``agent``
+nor ``collector``.
+
+- ``zonewatch.measurements``: the measurement catalogue (every measurement, its tags and fields, their units
+  and physical bounds, and who writes it).
+
+The wire contract (``agent.wire``), strict configuration (``zwconf``) and the durable queue (``zwqueue``) are
+shared the same way and belong here too; they move in a step of their own.
+"""
