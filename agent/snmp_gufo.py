@@ -11,7 +11,7 @@ What this adapter adds to gufo-snmp, which has neither retries nor name resoluti
   answers "port unreachable" (ICMP) fails the request at once instead of after the timeout.
 - a timeout for the whole request: gufo-snmp's own timeout starts again at each datagram it drops (an
   answer to another request, a wrong community), so a device that keeps sending those would hold a
-  request for ever. ``_BoundedSession`` makes ``timeout`` a deadline from the send to the answer.
+  request for ever. ``BoundedSession`` makes ``timeout`` a deadline from the send to the answer.
 - host names: resolved with the event loop's ``getaddrinfo`` when the socket is opened, and again
   after a timeout, since the address may have moved.
 - SNMPv3 time window: the agent's engine boots and time are learnt at the first request and again
@@ -31,9 +31,9 @@ the walk there, where pysnmp and net-snmp report the error. Devices rarely do th
 ``make_client(target, "pysnmp")`` is the way out for one that does.
 
 The walk reads whole GETBULK answers through gufo-snmp's session internals (``_send``, ``_recv``,
-``_sock``, ``GetIter``): the public iterator cannot tell the end of a subtree from an empty answer. The
-version range in pyproject.toml is narrow for that reason; tests/agent/test_snmpclient.py and
-tests/integration/test_snmpclient.py fail if those internals change.
+``_sock``, ``GetIter``): the public iterator cannot tell the end of a subtree from an empty answer. Every
+use of them is in ``agent._compat.gufo``, whose contract test (tests/agent/test_compat.py) fails loudly if
+an upgrade changes them; the version range in pyproject.toml is narrow for that reason.
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ from gufo.snmp import (
     User,
 )
 from gufo.snmp import SnmpError as GufoError
-from gufo.snmp._fast import GetIter
 from gufo.snmp.aio import SnmpSession
 from gufo.snmp.typing import ValueType
 
+from agent._compat.gufo import INCOMPLETE, RECEIVE_BUFFER, TOO_BIG, BoundedSession, GetIter
+from agent._compat.gufo import fetch as fetch_bulk
 from agent.snmpclient import SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, oid_key
 
 __all__ = ["GufoClient"]
@@ -77,48 +78,6 @@ _PRIV: Final[dict[str, type[BasePrivKey]]] = {"AES": Aes128Key, "AES256": Aes256
 _V3_IDLE_REFRESH: Final = 120.0
 # gufo-snmp's socket is connected, so an ICMP port unreachable reaches it: it raises TimeoutError with this.
 _REFUSED: Final = "connection refused"
-
-
-class _BoundedSession(SnmpSession):
-    """gufo-snmp's session with one deadline per request, ``timeout`` after its send.
-
-    gufo-snmp's ``_recv`` waits ``timeout`` for the socket to be readable, and when the datagram is not
-    the answer (another request id, another community) it drops it and waits ``timeout`` again: a device
-    that keeps sending stale answers holds a request for ever, and one late answer doubles the wait. Every
-    request (GET, GETNEXT, GETBULK, the v3 engine discovery) is one ``_send`` then one ``_recv``, so the
-    deadline is set at the send. The wait is a timer that fails the future, not a cancellation, which
-    Python 3.11's ``wait_for`` can lose when the datagram and the deadline come together.
-    """
-
-    _deadline = 0.0
-
-    async def _send(self, sender: Callable[[], None]) -> None:
-        self._deadline = asyncio.get_running_loop().time() + self._timeout
-        await super()._send(sender)
-
-    async def _recv(self, receiver: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        while True:
-            # True when the socket is readable, False at the deadline. (Not an exception set on the future:
-            # its traceback would hold this frame, which holds the future, and the session would wait for
-            # the garbage collector to close its socket.)
-            waiter: asyncio.Future[bool] = loop.create_future()
-            loop.add_reader(self._fd, _settle, waiter, True)
-            timer = loop.call_at(self._deadline, _settle, waiter, False)
-            try:
-                if not await waiter:
-                    raise TimeoutError()
-                return receiver()
-            except BlockingIOError:  # a datagram that was not the answer: wait for the rest of the time
-                continue
-            finally:
-                timer.cancel()
-                loop.remove_reader(self._fd)
-
-
-def _settle(waiter: asyncio.Future[bool], readable: bool) -> None:
-    if not waiter.done():
-        waiter.set_result(readable)
 
 
 class GufoClient:
@@ -164,10 +123,10 @@ class GufoClient:
         walk = _Walk(self, root, start)
         while True:
             repetitions = self._repetitions.get(start, self.target.max_repetitions)
-            fetch = partial(_fetch, ctx=GetIter(start, repetitions))
+            fetch = partial(fetch_bulk, ctx=GetIter(start, repetitions))
             while True:
                 batch = await self._retry(fetch)
-                if batch is _TOO_BIG or (batch is None and await self._successor_exists(walk.previous)):
+                if batch is TOO_BIG or (batch is None and await self._successor_exists(walk.previous)):
                     # the answer did not fit (or was an error we cannot see): ask for fewer at a time
                     if repetitions == 1:
                         raise SnmpError(self.target.label, f"walking {root}, the agent's answer after"
@@ -191,7 +150,7 @@ class GufoClient:
 
     async def _successor_exists(self, oid: str) -> bool:
         """Return True if the agent names a next OID after ``oid`` (False: endOfMibView, or an error)."""
-        return await self._retry(partial(_fetch, ctx=GetIter(oid, 1))) is not None
+        return await self._retry(partial(fetch_bulk, ctx=GetIter(oid, 1))) is not None
 
     def close(self) -> None:
         """Drop the session; its socket closes with it."""
@@ -223,7 +182,7 @@ class GufoClient:
             raise SnmpError(target.label, f"cannot resolve {target.host}: {failure}")
         address = str(found[0][4][0])
         try:
-            return _BoundedSession(
+            return BoundedSession(
                 addr=address,
                 port=target.port,
                 community=target.community or "",
@@ -293,31 +252,6 @@ async def _itself(session: SnmpSession) -> SnmpSession:
 # gufo-snmp's receive buffer is 4,080 bytes and its SNMPv3 messages ask for answers of at most 1,500: a
 # bigger answer fails to decode ("incomplete"), or the agent answers tooBig, which gufo-snmp does not report
 # (every varbind comes back NULL, and it ends the walk). Both are met by asking for fewer varbinds at a time.
-_TOO_BIG: Final[list[tuple[str, ValueType] | None]] = []
-_INCOMPLETE: Final = "incomplete"
-_RECEIVE_BUFFER: Final = 4080
-
-
-async def _fetch(session: SnmpSession, ctx: GetIter) -> list[tuple[str, ValueType] | None] | None:
-    """Send one GETBULK for ``ctx`` and return its rows; ``None`` ends the subtree at a row.
-
-    Returns None when every varbind was NULL, noSuch* or endOfMibView (end of the MIB view, or an error
-    answer), and ``_TOO_BIG`` when the answer did not fit gufo-snmp's buffer. Uses gufo-snmp's session
-    internals (``_send``, ``_recv``, ``_sock``): its public iterator hides the difference between those
-    ends, and a walk cannot be correct without it.
-    """
-    sock = session._sock
-    await session._send(lambda: sock.send_get_bulk(ctx))
-    try:
-        return await session._recv(lambda: sock.recv_get_bulk(ctx))
-    except StopAsyncIteration:
-        return None
-    except SnmpDecodeError as exc:
-        if str(exc) == _INCOMPLETE:
-            return _TOO_BIG
-        raise
-
-
 class _Walk:
     """The rows of one walk so far; checks that OIDs increase and skips rows it has after a restart."""
 
@@ -368,8 +302,8 @@ class _Walk:
 
 def _undecodable(exc: SnmpDecodeError) -> str:
     """Say why an answer could not be decoded, in the words of someone looking at the device."""
-    if str(exc) == _INCOMPLETE:
-        return (f"{_INCOMPLETE}: the answer is larger than the {_RECEIVE_BUFFER:,} bytes this client reads,"
+    if str(exc) == INCOMPLETE:
+        return (f"{INCOMPLETE}: the answer is larger than the {RECEIVE_BUFFER:,} bytes this client reads,"
                 " or was cut short")
     return f"{exc}: not a well-formed SNMP message"
 

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Final
 
+from agent._compat import pysnmp as pysnmp_compat
 from agent.snmpclient import SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, _under, oid_key
 
 # pysnmp 7.1 calls pysmi names that pysmi 2 deprecates, when pysmi happens to be installed (the [sim]
@@ -111,7 +112,7 @@ class _SharedEngine:
                 del self.users[user]
         if self.clients > 0:
             return False
-        self.engine.close_dispatcher()
+        pysnmp_compat.close(self.engine)
         return True
 
 

@@ -78,6 +78,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator, model_validator
 
 import zwconf
+from agent._compat import pysnmp as pysnmp_compat
 from agent.sources import Emit, SourceError
 from agent.wire import Event, FieldValue
 
@@ -603,11 +604,9 @@ class TrapsSource:
         try:
             transport = (udp6.Udp6Transport() if v6 else udp.UdpTransport()).open_server_mode(sock=sock)
             snmp_config.add_transport(self._engine, udp6.DOMAIN_NAME if v6 else udp.DOMAIN_NAME, transport)
-            dispatcher = self._engine.transport_dispatcher
             # Every datagram goes through ``_datagram`` (which hands it to the engine) so that each drop is
             # counted with its sender and reason.
-            dispatcher.unregister_recv_callback()
-            dispatcher.register_recv_callback(self._datagram)
+            pysnmp_compat.route_datagrams(self._engine, self._datagram)
         except Exception as exc:
             await self.stop()
             raise SourceError(f"trap receiver {self.name}: cannot listen on udp {self.config.listen}: "
@@ -625,8 +624,7 @@ class TrapsSource:
         if engine is not None:
             if receiver is not None:
                 receiver.close(engine)
-            if engine.transport_dispatcher is not None:
-                engine.close_dispatcher()
+            pysnmp_compat.close(engine)
         if sock is not None:
             sock.close()
         await asyncio.sleep(0)  # let the transport's close callbacks run
@@ -647,10 +645,10 @@ class TrapsSource:
         self._received_ns = self._clock()
         self._sender = _sender(address)
         self._event, self._outcome = None, None
-        before = [int(counter.syntax) for counter, _ in self._counters]
+        before = [pysnmp_compat.counter_value(counter) for counter, _ in self._counters]
         domain = udp6.DOMAIN_NAME if len(address) > 2 else udp.DOMAIN_NAME
         try:
-            self._engine.message_dispatcher.receive_message(self._engine, domain, address, datagram)
+            pysnmp_compat.feed_datagram(self._engine, domain, address, datagram)
         except Exception as exc:  # noqa: BLE001 - pysnmp raises on some garbage instead of counting it
             if self._outcome is None:
                 self._outcome = ("malformed", f"undecodable: {type(exc).__name__}")
@@ -684,7 +682,7 @@ class TrapsSource:
     def _engine_reason(self, before: list[int]) -> str:
         """Return the drop reason whose engine counter moved while the last datagram was processed."""
         for (counter, reason), old in zip(self._counters, before, strict=True):
-            if int(counter.syntax) != old:
+            if pysnmp_compat.counter_value(counter) != old:
                 return reason
         return "dropped"
 
@@ -692,7 +690,7 @@ class TrapsSource:
                          var_binds: Any, cb_ctx: Any) -> None:
         """Turn an authenticated notification into the pending event (pysnmp's callback; never raises)."""
         try:
-            context = engine.observer.get_execution_context("rfc3412.receiveMessage:request")
+            context = pysnmp_compat.request_context(engine)
             if context["securityModel"] == _V3_SECURITY_MODEL and context["securityLevel"] != _AUTH_PRIV:
                 self._outcome = ("not_auth_priv", f"user {str(context['securityName'])!r}")
                 return

@@ -24,7 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.wire import Limits
+from agent import wire
 from collector.alerting.model import Notification
 from collector.alerting.notify.base import NotifyError, redact
 from collector.alerting.notify.payload import webhook_message
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5: accepted, nobody subscribed right now: a success for us
 # The largest message published: the broker's max_packet_size (collector/mosquitto.py) is the wire's 1 MiB of
 # payload plus room for the topic and header.
-MAX_MESSAGE = Limits().max_bytes
+MAX_MESSAGE = wire.Limits().max_bytes
 
 
 class MqttPublisher:
