@@ -9,17 +9,20 @@ import logging
 import re
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agent import wire
 from agent.transcript import VENDOR_CHOICES, parse_transcript
-from zwconf import ConfigError, httpd, load_file
+from zwconf import ConfigError, httpd, load_file, parse_duration
 from zwconf.httpd import BoundedHttpServer
-from zwconf.process import raise_open_files_limit
+from zwconf.process import ServiceNotifier, raise_open_files_limit
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from agent.config import AgentConfig
 
 DEFAULT_CONFIG = "/etc/zonewatch/agent.yaml"
 
@@ -33,6 +36,11 @@ commands:
                 Use it on a freshly installed probe: a source that fails is printed with the reason,
                 and the exit code is 1 if any failed.
   check-config  validate the configuration file and exit (0 if it is usable)
+  enrol [--timeout 30m]
+                with an enrol section: ask the zone's centre to admit this probe (its key fingerprint and
+                hardware identity are logged: compare them with `zonewatch-collector probes list`), wait for
+                the approval and keep the credentials it gives; 0 once enrolled (or if it was already), 3 if
+                rejected, 1 if it could not finish. `run` does the same first when no credentials are kept yet.
   parse-transcript FILE [--vendor auto|generic|quectel|simcom|sierra] [--carrier 452-04]
                 read a modem session captured in a terminal (commands such as AT+CSQ or AT+QENG="servingcell",
                 the modem's answers, OK/ERROR; echo on or off) and print, as JSON, the cellular sample(s) the
@@ -54,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="poll every source once and print what would be sent")
     once.add_argument("--json", action="store_true", help="print the exact MQTT payload instead of a readable list")
     sub.add_parser("check-config", help="validate the configuration and exit")
+    enrol = sub.add_parser("enrol", help="ask the centre to admit this probe and keep the credentials it gives")
+    enrol.add_argument("--timeout", default=None, help="give up after this long (e.g. 30m; default: wait)")
     transcript = sub.add_parser("parse-transcript", help="print the readings in a captured modem transcript")
     transcript.add_argument("file", metavar="FILE", help="the transcript: text as the modem printed it")
     transcript.add_argument("--vendor", default="auto", choices=VENDOR_CHOICES,
@@ -90,7 +100,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "once":
         return asyncio.run(_once(cfg, args.json))
+    if args.command == "enrol" or cfg.enrol is not None:   # enrolment first (agent.fleet.enrol)
+        enrolled = _enrol(cfg, args.config, getattr(args, "timeout", None))
+        if isinstance(enrolled, int):
+            return enrolled
+        cfg = enrolled
+        if args.command == "enrol":
+            kept = cfg.enrol.state_dir if cfg.enrol is not None else "?"
+            print(f"enrolled: probe {cfg.probe.zone}/{cfg.probe.id}, credentials in {kept}")
+            return 0
     return asyncio.run(_run(cfg))
+
+
+def _enrol(cfg: AgentConfig, path: str, timeout: str | None) -> AgentConfig | int:
+    """Return the configuration as the enrolled probe runs it, enrolling first if need be; or the exit code."""
+    from agent.fleet.enrol import EnrolError, Rejected, ensure
+
+    if cfg.enrol is None:
+        print(f"zonewatch-agent: {path} has no enrol section: nothing to enrol with", file=sys.stderr)
+        return 2
+    try:
+        seconds = parse_duration(timeout) if timeout is not None else None
+    except ValueError as exc:
+        print(f"zonewatch-agent: --timeout: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        return ensure(cfg, stop, seconds, ServiceNotifier.from_environment())
+    except Rejected as exc:
+        print(f"zonewatch-agent: enrolment: {exc}", file=sys.stderr)
+        return 3
+    except EnrolError as exc:
+        print(f"zonewatch-agent: enrolment: {exc}", file=sys.stderr)
+        return 0 if stop.is_set() else 1   # asked to stop (SIGTERM, Ctrl-C): not a failure
 
 
 def _parse_transcript(path: str, vendor: str, carrier: str | None) -> int:
@@ -109,9 +153,11 @@ def _parse_transcript(path: str, vendor: str, carrier: str | None) -> int:
 
 async def _once(cfg: object, as_json: bool) -> int:
     from agent.config import AgentConfig
+    from agent.fleet.apply import running_config
     from agent.runner import Agent
 
     assert isinstance(cfg, AgentConfig)
+    cfg = running_config(cfg)   # what ``run`` starts with: the configuration from the centre, if one runs
     agent = Agent(cfg)
     failed = 0
     for name, (config, _) in agent.listeners.items():

@@ -7,6 +7,8 @@ from typing import Annotated, Union
 from pydantic import Field, field_validator
 
 from agent import wire
+from agent.fleet.config import RemoteConfigSettings
+from agent.fleet.enrol import EnrolSettings
 from agent.sources.cellular import CellularConfig
 from agent.sources.reach import ReachConfig
 from agent.sources.snmp import SnmpConfig
@@ -31,6 +33,13 @@ class ProbeIdentity(Strict):
     def _plain(cls, value: str) -> str:
         if not wire.valid_name(value):
             raise ValueError(f"expected lowercase letters, digits, '-', '_' or '.', got {value!r}")
+        return value
+
+    @field_validator("zone")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == wire.ENROL_ZONE:
+            raise ValueError(f"zone id {value!r} is reserved for enrolment topics (zw/v1/{value}/...)")
         return value
 
 
@@ -58,6 +67,8 @@ class AgentConfig(Strict):
     metrics: MetricsConfig = MetricsConfig()
     self_interval: Duration = 30.0
     sources: list[SourceConfig] = []
+    remote_config: RemoteConfigSettings = RemoteConfigSettings()   # configuration from the centre (agent.fleet)
+    enrol: EnrolSettings | None = None   # ask the centre for credentials of its own (agent.fleet.enrol)
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return every duplicated source name (names key the schedule and the metrics)."""
@@ -68,4 +79,8 @@ class AgentConfig(Strict):
                 problems.append((("sources", i, "name"), f"source name {src.name!r} is already used by "
                                                           f"sources[{seen[src.name]}]"))
             seen.setdefault(src.name, i)
+        if self.enrol is not None and (self.mqtt.username is not None or self.mqtt.password is not None):
+            problems.append((("mqtt", "username" if self.mqtt.username is not None else "password"),
+                             "give mqtt credentials or an enrol section, not both: enrolment gives the probe its own "
+                             f"(kept in {self.enrol.state_dir})"))
         return problems

@@ -25,11 +25,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent import wire
 from agent.config import AgentConfig
+from agent.fleet.apply import RemoteConfig
+from agent.fleet.deadman import Health
 from agent.metrics import AgentMetrics
 from agent.sources import SourceError
 from agent.sources.registry import is_listener, make_source
 from agent.spool import Spool
 from agent.uplink import Uplink
+from zwconf.process import ServiceNotifier
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +79,26 @@ class Agent:
         self.cfg = cfg
         self.clock = clock
         self.metrics = metrics or AgentMetrics()
-        made = {s.name: (s, make_source(s)) for s in cfg.sources}
-        self.sources: dict[str, tuple[Any, Any]] = {n: cs for n, cs in made.items() if not is_listener(cs[1])}
-        self.listeners: dict[str, tuple[Any, Any]] = {n: cs for n, cs in made.items() if is_listener(cs[1])}
+        self.sources, self.listeners = self._make(cfg)
         self._failing: dict[str, str] = {}
         self._wake = asyncio.Event()
         self.spool: Spool | None = None
         self.uplink: Uplink | None = None
         self._exported = (0.0, 0, 0)  # when, published, acknowledged
+        # Configuration from the centre (agent.fleet): what was seen since the last reconfigure (the dead-man rule).
+        self.remote: RemoteConfig | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._polled: dict[str, bool] = {}       # polled source -> its last poll succeeded
+        self._listening: dict[str, bool] = {}    # listener -> it started
+        self._reached = False                    # the broker was reached when the configuration was applied
+        self._connects = 0                       # the uplink's connects then
+
+    @staticmethod
+    def _make(cfg: AgentConfig) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
+        """Return the polled sources and the listeners of ``cfg`` by name, made (no I/O; raises on a bad one)."""
+        made = {s.name: (s, make_source(s)) for s in cfg.sources}
+        return ({n: cs for n, cs in made.items() if not is_listener(cs[1])},
+                {n: cs for n, cs in made.items() if is_listener(cs[1])})
 
     async def poll_once(self, name: str) -> PollResult:
         """Poll one source once and return what it gave (no spooling)."""
@@ -100,10 +115,12 @@ class Agent:
             if self._failing.get(name) != message:
                 log.error("source %s (%s) failed: %s", name, config.type, message)
             self._failing[name] = message
+            self._polled[name] = False
             unanswered = getattr(source, "unanswered", None)
             fallback = unanswered(now_ns) if isinstance(exc, TimeoutError) and unanswered is not None else []
             return PollResult(name, config.type, fallback, message, seconds)
         seconds = time.monotonic() - started
+        self._polled[name] = True
         if self._failing.pop(name, None) is not None:
             log.info("source %s (%s) recovered", name, config.type)
         self.metrics.source_duration.labels(*labels).observe(seconds)
@@ -160,7 +177,9 @@ class Agent:
             except (SourceError, OSError) as exc:
                 log.error("listener %s (%s) could not start: %s", name, config.type, exc)
                 self.metrics.source_errors.labels(name, config.type).inc()
+                self._listening[name] = False
                 continue
+            self._listening[name] = True
             log.info("listener %s (%s) started", name, config.type)
 
     async def once(self) -> list[PollResult]:
@@ -187,26 +206,25 @@ class Agent:
         """Run until ``stop`` is set: schedule sources, spool, publish."""
         cfg = self.cfg
         self.spool = Spool(cfg.spool.path, cfg.probe.zone, cfg.probe.id, cfg.spool.max_bytes, cfg.spool.max_age)
-        self.uplink = Uplink(cfg.mqtt, self.spool, cfg.probe.zone, cfg.probe.id)
+        cfg = self._start_remote(cfg)   # configuration from the centre: what ran before, unless it was on trial
+        self.uplink = Uplink(cfg.mqtt, self.spool, cfg.probe.zone, cfg.probe.id, config=self.remote is not None)
         if self.spool.depth():
             log.info("spool holds %d batches from before; sending them first", self.spool.depth())
-        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        start = dt.datetime.now(dt.timezone.utc)
-        for name, (config, _) in self.sources.items():
-            scheduler.add_job(self.poll, "interval", seconds=config.interval, args=[name], id=name,
-                              max_instances=1, coalesce=True, misfire_grace_time=max(1, int(config.interval / 2)),
-                              jitter=jitter(config.interval),
-                              next_run_time=start + dt.timedelta(seconds=first_offset(name, config.interval)))
-        scheduler.add_job(self.poll_self, "interval", seconds=cfg.self_interval, id="_probe",
-                          max_instances=1, coalesce=True, next_run_time=start)
+        scheduler = self._scheduler = self._schedule()
         self.uplink.start()
         await self.start_listeners()
         scheduler.start()
         log.info("agent %s/%s running %d polled sources and %d listeners; pid %d", cfg.probe.zone, cfg.probe.id,
                  len(self.sources), len(self.listeners), os.getpid())
+        notifier = ServiceNotifier.from_environment()  # systemd (Type=notify, WatchdogSec=); a no-op elsewhere
+        notifier.ready(f"probe {cfg.probe.zone}/{cfg.probe.id}: {len(self.sources)} polled sources, "
+                       f"{len(self.listeners)} listeners")
         try:
             while not stop.is_set():
+                notifier.watchdog(time.monotonic())  # this loop turns at least every 0.1 s while the event loop lives
                 sent = self.uplink.pump(self.clock())
+                if self.remote is not None:
+                    await self._remote_step(self.remote)
                 self._export_state()
                 if sent and self.uplink.inflight() < self.uplink.max_inflight:
                     continue
@@ -216,11 +234,98 @@ class Agent:
                 except TimeoutError:
                     pass
         finally:
-            scheduler.shutdown(wait=False)
+            notifier.stopping()
+            (self._scheduler or scheduler).shutdown(wait=False)
             await self._flush(deadline_s=3.0)
             self.uplink.stop(planned=stop.is_set())   # asked to stop (SIGTERM, Ctrl-C), not a crash
             await self.close_sources()
             self.spool.close()
+
+    # configuration from the centre (agent.fleet) --------------------------------------------------------
+
+    def _schedule(self) -> AsyncIOScheduler:
+        """Return a scheduler (not started) with one job per polled source and one for the probe's own health."""
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        start = dt.datetime.now(dt.timezone.utc)
+        for name, (config, _) in self.sources.items():
+            scheduler.add_job(self.poll, "interval", seconds=config.interval, args=[name], id=name,
+                              max_instances=1, coalesce=True, misfire_grace_time=max(1, int(config.interval / 2)),
+                              jitter=jitter(config.interval),
+                              next_run_time=start + dt.timedelta(seconds=first_offset(name, config.interval)))
+        scheduler.add_job(self.poll_self, "interval", seconds=self.cfg.self_interval, id="_probe",
+                          max_instances=1, coalesce=True, next_run_time=start)
+        return scheduler
+
+    def _start_remote(self, cfg: AgentConfig) -> AgentConfig:
+        """Set up ``self.remote`` (if ``remote_config.enabled``) and return the configuration to start with."""
+        if not cfg.remote_config.enabled:
+            return cfg
+        self.remote = RemoteConfig(cfg, clock=self.clock)
+        started = self.remote.startup(self, self.clock())
+        if started is not cfg:
+            try:
+                self.sources, self.listeners = self._make(started)
+            except Exception as exc:  # noqa: BLE001 - a source this version cannot make: run the local file
+                log.error("cannot start the configuration kept from the centre (%s): running the local file", exc)
+                self.remote.forget()
+                return cfg
+            self.cfg = started
+        return started
+
+    async def _remote_step(self, remote: RemoteConfig) -> None:
+        """Hand the uplink's config messages to ``remote`` and let it act (on the event loop); what goes wrong
+        there (its state file on a full disk) is logged, and polling and sending go on."""
+        assert self.uplink is not None
+        payload = self.uplink.take_config()
+        if payload is not None:
+            remote.offer(payload)
+        try:
+            await remote.step(self, self.clock())
+        except Exception:  # noqa: BLE001 - the data path must not stop for it
+            log.exception("handling the configuration from the centre failed; carrying on")
+
+    async def reconfigure(self, cfg: AgentConfig) -> None:
+        """Run ``cfg`` instead of what runs now (``agent.fleet.apply.Host``): the spool, its seq and every batch in
+        it stay; the uplink is made again only if ``cfg.mqtt`` differs. Atomic: the new sources (and uplink) are
+        all made first, so one that cannot be made raises here with the old configuration untouched; only then
+        are the old ones stopped (a poll under way is cancelled and spools nothing)."""
+        assert self.spool is not None and self.uplink is not None and self._scheduler is not None
+        sources, listeners = self._make(cfg)
+        uplink = None
+        if cfg.mqtt != self.cfg.mqtt:
+            uplink = Uplink(cfg.mqtt, self.spool, cfg.probe.zone, cfg.probe.id, config=self.remote is not None)
+        self._scheduler.shutdown(wait=False)
+        await self.close_sources()
+        self.cfg, self.sources, self.listeners = cfg, sources, listeners
+        self._failing.clear()
+        self._polled.clear()
+        self._listening.clear()
+        if uplink is not None:
+            # The old connection says ``stopping`` and closes; what it had in flight is still spooled and goes out
+            # again through the new one (the collector drops what arrived twice).
+            old, self.uplink = self.uplink, uplink
+            await asyncio.to_thread(old.stop, True)
+            when, published, acked = self._exported   # the new uplink counts from 0: carry what the old one did
+            self._exported = (when, published - old.published, acked - old.acknowledged)
+            self.uplink.start()
+        self._reached, self._connects = self.uplink.connected, self.uplink.connects
+        self._scheduler = self._schedule()
+        await self.start_listeners()
+        self._scheduler.start()
+        self._wake.set()
+
+    def report(self, event: wire.Event) -> None:
+        """Spool a report for the events topic (``agent.fleet.apply.Host``)."""
+        self.emit("events", (), (event,))
+
+    def health(self) -> Health:
+        """Return what was seen since the last reconfigure (``agent.fleet.apply.Host``)."""
+        assert self.uplink is not None
+        reached = self._reached or self.uplink.connects > self._connects
+        polled = [ok for name, ok in self._polled.items() if name in self.sources]
+        started = list(self._listening.values())
+        return Health(reached, len(self.sources) + len(self.listeners), len(polled) + len(started),
+                      polled.count(False) + started.count(False))
 
     async def _flush(self, deadline_s: float) -> None:
         """On the way out, give the broker a moment to take what is spooled (the rest waits on disk)."""

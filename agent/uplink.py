@@ -5,7 +5,9 @@ flags and queue acknowledgements. Everything that touches the spool happens in `
 agent's event loop calls; so the spool is only ever used from one thread.
 
 On connect the probe publishes ``online`` (retained) to its status topic; its last will is ``offline``
-(retained), so the collector learns of a dead probe from the broker. paho reconnects by itself with
+(retained), so the collector learns of a dead probe from the broker. With ``config``, it also subscribes to
+its own ``config`` topic (the desired configuration, retained: it comes again on every connect); the payloads
+wait in a queue for ``take_config`` (the agent's loop, ``agent.fleet.apply``). paho reconnects by itself with
 backoff, and resends QoS 1 messages that were in flight when the link dropped.
 
 A connection that fails is logged once with the broker's address and the reason in a probe's terms (a TLS
@@ -55,8 +57,12 @@ def make_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
 class Uplink:
     """Publish what the spool holds, in order, with at most ``max_inflight`` unacknowledged messages."""
 
-    def __init__(self, cfg: MqttConfig, spool: Spool, zone: str, probe: str, max_inflight: int = 100) -> None:
+    def __init__(self, cfg: MqttConfig, spool: Spool, zone: str, probe: str, max_inflight: int = 100,
+                 config: bool = False) -> None:
         self.cfg, self.spool = cfg, spool
+        self.config_topic = wire.topic(zone, probe, "config") if config else None
+        self._configs: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.connects = 0   # connections the broker accepted (the dead-man rule: was the broker reached?)
         self.max_inflight = max_inflight
         self.status_topic = wire.topic(zone, probe, "status")
         self.topics = {"data": wire.topic(zone, probe, "data"), "events": wire.topic(zone, probe, "events")}
@@ -67,6 +73,7 @@ class Uplink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_message = self._on_message
         # paho says why a socket failed only in its log (e.g. the TLS alert of a broker that refused our client
         # certificate): keep its last error, to be said once, with the broker's name, by _failed.
         self._paho_errors = _LastError()
@@ -123,6 +130,16 @@ class Uplink:
         self.spool.queue.protected = set(self._inflight.values())  # may still arrive: never counted as dropped
         return sent
 
+    def take_config(self) -> bytes | None:
+        """Return the newest payload of the config topic received since the last call (b"" when it was cleared),
+        or None if none came."""
+        newest = None
+        while True:
+            try:
+                newest = self._configs.get_nowait()
+            except queue.Empty:
+                return newest
+
     def inflight(self) -> int:
         """Return how many published messages wait for the broker's acknowledgement."""
         return len(self._inflight)
@@ -149,7 +166,14 @@ class Uplink:
         log.info("connected to broker %s:%s", self.cfg.host, self.cfg.port)
         self._failure = None
         client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
+        if self.config_topic is not None:
+            client.subscribe(self.config_topic, qos=1)
+        self.connects += 1
         self.connected = True
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.config_topic:
+            self._configs.put(bytes(msg.payload))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if self.connected and not self._stopping:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from collector.storage import make_writer
 from collector.threads import named, on_death
 from zwconf.httpd import BoundedHttpServer
 from zwconf.mqtt import MqttConfig
-from zwconf.process import raise_open_files_limit
+from zwconf.process import ServiceNotifier, raise_open_files_limit
 from zwqueue import DiskQueue
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,18 @@ log = logging.getLogger(__name__)
 class Collector:
     """A running collector; ``start()`` then ``stop()``, from one thread."""
 
-    def __init__(self, cfg: CollectorConfig, inventory: Inventory | None = None) -> None:
+    def __init__(self, cfg: CollectorConfig, inventory: Inventory | None = None,
+                 inventory_path: Path | None = None) -> None:
         self.cfg = cfg
         self.inventory = inventory
+        self.inventory_path = inventory_path   # followed by the fleet thread for desired configurations
+        self.fleet: Any = None                 # collector.fleet.config_publisher.ConfigPublisher, with an inventory
         self.metrics = CollectorMetrics()
         self.broker: EmbeddedBroker | None = None
         self.ingest: Ingest | None = None
         self.engine: Any = None
         self.dispatcher: Any = None
+        self.enrolment: Any = None            # collector.fleet.enrol.EnrolService, with an enrol section
         self._http: BoundedHttpServer | None = None
         self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
         self.died: str | None = None          # the thread that died in this run, and of what
@@ -82,6 +87,8 @@ class Collector:
         self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=cfg.limits.series_limit(),
                              scope=Scope(self.inventory))
         self._start_alerting(mqtt_cfg)
+        self._start_enrolment()
+        self._start_fleet()
         self.ingest.start()
         raise_open_files_limit()
         if cfg.http.enabled:  # bounded: no caller can hold the descriptors that storage and notifiers need
@@ -125,8 +132,52 @@ class Collector:
         self.ingest.on_jump = self.engine.jumped
         self.engine.start()
 
+    def _start_enrolment(self) -> None:
+        """Take new probes' requests and publish the replies, with an ``enrol`` section (``collector.fleet``)."""
+        if self.cfg.enrol is None or self.cfg.mqtt is None:
+            return
+        from collector.fleet.enrol import EnrolMetrics, EnrolService, registry_path
+        from collector.fleet.registry import Registry
+
+        assert self.ingest is not None
+        scopes = [self.ingest.scope, *([self.engine.scope] if self.engine is not None else [])]  # retired probes
+        path = registry_path(self.cfg)
+        try:
+            registry = Registry(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise RuntimeError(f"cannot open the enrolment registry {path}: {exc}") from None
+        self.enrolment = EnrolService(self.cfg.enrol, registry, EnrolMetrics(self.metrics.registry), scopes)
+        self.enrolment.start(self.cfg.mqtt)
+
+    def _start_fleet(self) -> None:
+        """Publish each probe's desired configuration and take its reports (``collector.fleet``), with an
+        inventory; it publishes through the ingest's data session (one broker session per user)."""
+        if self.inventory is None:
+            return
+        from collector.fleet.config_publisher import ConfigPublisher, mqtt_publish
+        from collector.fleet.config_state import fleet_dir
+
+        assert self.ingest is not None
+        self.fleet = ConfigPublisher(self.inventory, self.inventory_path, self.cfg.secrets,
+                                     fleet_dir(self.cfg.queue.path), mqtt_publish(self.ingest.client),
+                                     self.ingest.connected, self.engine.configs if self.engine is not None else None,
+                                     scope=self.ingest.scope)
+        first = self.ingest.on_arrival
+
+        def arrived(messages: list[tuple[str, bytes]], now_ns: int) -> None:
+            if first is not None:
+                first(messages, now_ns)
+            self.fleet.offer(messages, now_ns)
+
+        self.ingest.on_arrival = arrived
+        self.fleet.start()
+
     def stop(self) -> None:
         """Finish writing what was received, then stop every part."""
+        if self.fleet is not None:
+            self.fleet.stop()
+        if self.enrolment is not None:
+            self.enrolment.stop()
         if self.engine is not None:
             self.engine.stop()
         if self.dispatcher is not None:
@@ -141,12 +192,18 @@ class Collector:
             self.broker.stop()
 
     def run_until(self, stop: threading.Event) -> None:
-        """Start, wait for ``stop`` (or a thread's death: then raise RuntimeError saying which), then stop."""
+        """Start, wait for ``stop`` (or a thread's death: then raise RuntimeError saying which), then stop.
+
+        Under systemd (``Type=notify``) it says READY once started and feeds the watchdog from this loop: a
+        collector whose main thread hangs is restarted; a thread that dies stops it (``collector.threads``)."""
+        notifier = ServiceNotifier.from_environment()
         self.start()
+        notifier.ready(f"storage {self.cfg.storage.type}, alerting {'on' if self.engine is not None else 'off'}")
         try:
             while not stop.wait(0.5) and not self._dead.is_set():
-                pass
+                notifier.watchdog(time.monotonic())
         finally:
+            notifier.stopping()
             self.stop()
             self._unhook()
         if self.died is not None:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collector.fleet import config_cli as fleet_cli
+from collector.fleet import enrol as enrol_cli
 from collector.report import cli as report_cli
 from zwconf import ConfigError, load_file, parse_duration
 
@@ -39,6 +41,17 @@ commands:
                 carrier (its webhook and email receivers) that continues to the NOC route, grouping by
                 alertname/zone/carrier/group/device, and ServiceOutage inhibiting RedundancyLost; secrets
                 go to files of their own (mode 0600) that the configuration names
+  probes        enrolment (needs an enrol section): `probes list` shows every probe that asked to be
+                admitted (with its key fingerprint and hardware identity) and what became of it; `probes
+                approve REQUEST [--id ID] [--area AREA]` gives it its own MQTT credentials (written into the
+                broker's password file and ACL, broker reloaded); `probes reject REQUEST`; `probes retire ID`
+                takes an enrolled probe's credentials away and refuses whatever it still sends
+  fleet         each probe's configuration from the centre (inventory `probes.<id>.config` over
+                `probe_defaults`): `fleet status` shows per probe its desired version and hash, what it runs,
+                its last report (applied; rejected, with the key and line; rolled back by the dead-man rule)
+                and drift; `fleet render PROBE` prints the text the inventory gives it; `fleet push [--by NAME]
+                [--again PROBE...]` checks the inventory and has the running collector publish the changes
+                now; `fleet audit [--probe P]` prints who changed what, and when
   report        write a zone's monthly report for the zone authority (HTML with plots, and CSV): coverage
                 per carrier and area against each threshold, no-service minutes, availability of each site
                 and link, time without redundancy, every outage; from the configured store (SQLite or
@@ -88,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     am.add_argument("--secrets-dir", help="folder for the secret files the configuration names "
                     "(default: alertmanager-secrets beside OUT)")
     report_cli.add_parser(sub)
+    enrol_cli.add_parser(sub)
+    fleet_cli.add_parser(sub)
     return p
 
 
@@ -119,6 +134,7 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
     collector = args.collector_user or (cfg.mqtt.username if cfg.mqtt and cfg.mqtt.username else None)
     tls = mosquitto.ListenerTls(args.cafile, args.certfile, args.keyfile, args.require_certificate)
     try:
+        enrolment = enrol_cli.current_access(cfg)   # enrolment's users: bootstrap, approved, retired
         if args.probe_rate <= 0:
             raise ValueError(f"--probe-rate must be more than 0, got {args.probe_rate:g}")
         try:
@@ -129,7 +145,8 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
             inventory, Path(args.out), tls, collector=collector or mosquitto.DEFAULT_COLLECTOR,
             secrets_dir=Path(args.secrets) if args.secrets else None, port=args.port, bind=args.bind,
             broker_dir=args.broker_dir, noc=cfg.alerting.noc,
-            sizing=mosquitto.QueueSizing(len(inventory.probes), args.probe_rate, hold))
+            sizing=mosquitto.QueueSizing(len(mosquitto.broker_probes(inventory, enrolment)), args.probe_rate, hold),
+            enrolment=enrolment)
     except (ValueError, OSError) as exc:
         print(f"zonewatch-collector: render-mosquitto: {exc}", file=sys.stderr)
         return 2
@@ -165,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for where, message in problems(cfg.alerting, inventory, has_mqtt=True):
                 source = args.config if where[0] == "alerting" else str(inventory_path)
                 raise ConfigError(source, None, where, message)
+        for where, message in enrol_cli.problems(cfg, inventory):
+            raise ConfigError(args.config, None, where, message)
     except ConfigError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)
         return 2
@@ -177,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _render_mosquitto(args, cfg, inventory)
     if args.command == "render-alertmanager":
         return _render_alertmanager(args, cfg, inventory)
+    if args.command == "probes":
+        return enrol_cli.run_command(args, cfg, inventory)
+    if args.command == "fleet":
+        return fleet_cli.run(args, cfg, inventory, inventory_path)
 
     from collector.app import Collector
 
@@ -184,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        Collector(cfg, inventory).run_until(stop)
+        Collector(cfg, inventory, inventory_path).run_until(stop)
     except RuntimeError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)
         return 1

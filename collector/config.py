@@ -6,9 +6,10 @@ from pydantic import Field, field_validator
 
 from collector.alerting.config import AlertingConfig
 from collector.cardinality import SeriesLimit
+from collector.fleet.enrol import EnrolConfig
 from collector.secrets import SecretsConfig
 from collector.storage import SqliteStorage, StorageConfig
-from zwconf import Duration, Strict
+from zwconf import Duration, RefPath, Strict
 from zwconf.mqtt import MqttConfig
 
 
@@ -68,3 +69,15 @@ class CollectorConfig(Strict):
     http: HttpConfig = HttpConfig()
     zones: list[str] = []
     alerting: AlertingConfig = AlertingConfig()
+    enrol: EnrolConfig | None = None   # new probes ask to be admitted (collector.fleet.enrol)
+
+    def check_refs(self) -> list[tuple[RefPath, str]]:
+        """Return what cannot work together: enrolment without an external broker or without an inventory."""
+        problems: list[tuple[RefPath, str]] = []
+        if self.enrol is not None and self.mqtt is None:
+            problems.append((("enrol",), "enrolment needs an external broker (mosquitto, configured under mqtt): "
+                             "the embedded one has no password file or ACL to give new probes"))
+        if self.enrol is not None and self.inventory is None:
+            problems.append((("enrol",), "enrolment needs an inventory (inventory:): its zones are the ones new "
+                             "probes may join"))
+        return problems

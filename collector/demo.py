@@ -115,6 +115,9 @@ class Demo:
 
     def start(self) -> None:
         """Start the collector, the simulated devices and modems, and the agent."""
+        if sorted(path.stem for path in DATA.glob("*.snmprec")) != sorted(DEVICES):  # package data of the wheel
+            raise RuntimeError(f"the simulated devices' walks ({DATA}/*.snmprec) are missing from this installation: "
+                               "reinstall zonewatch from a wheel that carries them")
         self.workdir.mkdir(parents=True, exist_ok=True)
         broker_port, snmp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
         self.snmp_port = snmp_port

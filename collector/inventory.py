@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from agent import wire
 from collector.secrets import CONTEXT_KEY, PLMN, BoundSecret, SecretSource, context
 from zwconf import RefPath, Secret, Strict, load_file
 
@@ -333,6 +334,9 @@ class Probe(Strict):
     zone: str
     area: str | None = None
     modems: list[Modem] = []
+    # The probe's agent configuration as the centre wants it (collector.fleet.desired): given (``{}`` too), the
+    # collector renders it over ``probe_defaults`` and publishes it on the probe's config topic.
+    config: dict[str, Any] | None = None
 
 
 class Inventory(Strict):
@@ -345,6 +349,7 @@ class Inventory(Strict):
     links: dict[str, Link] = {}
     redundancy_groups: dict[str, RedundancyGroup] = {}
     probes: dict[str, Probe] = {}
+    probe_defaults: dict[str, Any] | None = None   # agent configuration every probe with a ``config`` starts from
 
     @field_validator("zones", "carriers", "sites", "devices", "links", "redundancy_groups", "probes")
     @classmethod
@@ -377,6 +382,9 @@ class Inventory(Strict):
                 problems.append((path, f"unknown {kind} {name!r} (known: {listed})"))
 
         plmns = {c.plmn: key for key, c in self.carriers.items()}
+        if wire.ENROL_ZONE in self.zones:
+            problems.append((("zones", wire.ENROL_ZONE), f"zone id {wire.ENROL_ZONE!r} is reserved: zw/v1/"
+                             f"{wire.ENROL_ZONE}/... are the topics new probes ask to be enrolled on; choose another"))
         for key, carrier in self.carriers.items():
             for i, receiver in enumerate(carrier.notify):
                 token = receiver.bearer_token if isinstance(receiver, WebhookReceiver) else None
@@ -431,6 +439,10 @@ class Inventory(Strict):
             for i, modem in enumerate(probe.modems):
                 if modem.carrier not in self.carriers and modem.carrier not in plmns:
                     need(("probes", key, "modems", i, "carrier"), "carrier", modem.carrier, self.carriers)
+        if not problems:   # the probes' desired configurations, rendered from a consistent inventory
+            from collector.fleet.desired import render_all
+
+            problems.extend((p.path, p.message) for p in render_all(self)[1])
         return problems
 
     def _parent_cycles(self) -> list[tuple[RefPath, str]]:

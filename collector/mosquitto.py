@@ -10,6 +10,14 @@ The ACL model. Every client logs in with a username and password; nobody is anon
   and ``$SYS``-style ``$`` topics.
 - A probe's username is its inventory id. It may write only ``zw/v1/<its zone>/<its id>/status``,
   ``.../data`` and ``.../events``, and read only ``zw/v1/<its zone>/<its id>/config``.
+- Enrolment (``Enrolment``, given when the collector configuration has an ``enrol`` section): each zone open to
+  new probes has a bootstrap user ``enrol-<zone>``, which may write only ``zw/v1/enrol/<zone>/+/request`` and
+  read only ``zw/v1/enrol/<zone>/+/reply`` (replies are sealed to each asker's key, so reading another's is of
+  no use). The collector's third session, ``<collector>-enrol`` (same password), reads those requests, writes
+  the replies and reads probes' status (a new probe's first login). A probe the collector's operator approved
+  gets a user like an inventory probe's, with the password hash the approval made (``collector.fleet``); a
+  retired probe has no user, whatever the inventory says. ``write_access`` rewrites the password file and ACL
+  after an approval or a retirement, keeping every other user's hash as ``render-mosquitto`` wrote it.
 
 Every rule is written under its own ``user`` line with literal topics. There is no ``pattern`` line: a
 ``%c`` pattern trusts the client id, which the client chooses, so probe p1 connecting with client id ``p2``
@@ -66,9 +74,10 @@ import base64
 import hashlib
 import math
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import wire
@@ -76,6 +85,8 @@ from collector.inventory import Inventory, MqttReceiver, Receiver
 
 DEFAULT_COLLECTOR = "collector"
 URGENT_SUFFIX = "-urgent"   # the collector's status and events session (collector.ingest uses the same)
+ENROL_SUFFIX = "-enrol"     # the collector's enrolment session (collector.fleet.enrol uses the same)
+BOOTSTRAP_PREFIX = "enrol-"  # + a zone id: the zone's bootstrap user, which may only ask to be enrolled
 TICK_ROOT = "zonewatch/tick/"   # + the collector's username: its ticks, read back by its data session (ingest)
 URGENT_READS: tuple[wire.Kind, ...] = ("status", "events")
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
@@ -93,6 +104,7 @@ INFLIGHT_MESSAGES = 20    # mosquitto's default, written out
 INFLIGHT_LARGEST = 4      # largest-size messages in flight to one client
 WIRE_LIMITS = wire.Limits()   # what the collector accepts in one message
 PASSWD_FILE = "passwd"
+_HASH = re.compile(r"^\$[0-9]+\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+\Z")   # $7$<iterations>$<salt>$<digest>
 LISTENER_FILE = "mosquitto-listener.conf"
 SECRETS_DIR = "secrets"
 
@@ -105,6 +117,22 @@ class ListenerTls:
     certfile: str
     keyfile: str
     require_certificate: bool = False
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What enrolment adds to the broker's users and ACL: the zones open to new probes (a bootstrap user each), the
+    probes approved (id -> (zone, password hash as mosquitto's password file holds it)) and the ids retired (no
+    user, whatever the inventory says)."""
+
+    zones: tuple[str, ...] = ()
+    approved: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    retired: frozenset[str] = frozenset()
+
+
+def bootstrap_user(zone: str) -> str:
+    """Return the username of ``zone``'s bootstrap credential."""
+    return BOOTSTRAP_PREFIX + zone
 
 
 @dataclass(frozen=True)
@@ -199,21 +227,48 @@ def notify_topics(inventory: Inventory, noc: Sequence[Receiver] = ()) -> list[st
     return out
 
 
-def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR) -> list[str]:
-    """Return the broker's users: the collector first, then every probe by id."""
+def broker_probes(inventory: Inventory, enrolment: Enrolment | None = None) -> dict[str, str]:
+    """Return every probe that gets a broker user mapped to its zone, sorted by id: the inventory's and the approved
+    ones, less the retired. Raise ValueError if the inventory and an approval put one probe in two zones."""
+    out = {p: z for p, z in probe_zones(inventory).items() if enrolment is None or p not in enrolment.retired}
+    for probe_id, (zone, _) in (enrolment.approved.items() if enrolment is not None else ()):
+        check_name("probe", probe_id)
+        check_name(f"probe {probe_id!r}: zone", zone)
+        if out.get(probe_id, zone) != zone:
+            raise ValueError(f"probe {probe_id!r} is enrolled in zone {zone!r} but the inventory puts it in zone "
+                             f"{out[probe_id]!r}: correct the inventory, or retire the probe and enrol it again")
+        out[probe_id] = zone
+    return dict(sorted(out.items()))
+
+
+def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR,
+              enrolment: Enrolment | None = None) -> list[str]:
+    """Return the broker's users: the collector's sessions first, then every probe by id, then (with
+    ``enrolment``) each open zone's bootstrap user."""
     check_name("collector user", collector)
-    probes = list(probe_zones(inventory))
-    for user in (collector, collector + URGENT_SUFFIX):
+    probes = list(broker_probes(inventory, enrolment))
+    own = [collector, collector + URGENT_SUFFIX, *([collector + ENROL_SUFFIX] if enrolment is not None else [])]
+    for user in own:
         if user in probes:
             raise ValueError(f"collector user {user!r} is also a probe id: choose another name")
-    return [collector, collector + URGENT_SUFFIX, *probes]
+    boot = []
+    for zone in enrolment.zones if enrolment is not None else ():
+        user = bootstrap_user(zone)
+        check_name(f"zone {zone!r}: bootstrap user", user)
+        if user in probes or user in own:
+            raise ValueError(f"{user!r} is the bootstrap user of zone {zone!r} and also a probe or collector user: "
+                             "choose another id")
+        boot.append(user)
+    return [*own, *probes, *boot]
 
 
-def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Sequence[Receiver] = ()) -> str:
-    """Return the ACL file: one ``user`` block with literal topics for the collector and for each probe.
+def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Sequence[Receiver] = (),
+               enrolment: Enrolment | None = None) -> str:
+    """Return the ACL file: one ``user`` block with literal topics for the collector and for each probe (and, with
+    ``enrolment``, the enrolment session, each open zone's bootstrap user, the approved probes; no retired one).
 
     ``noc`` is the collector's ``alerting.noc`` receivers: the topics of its mqtt ones are the collector's too."""
-    usernames(inventory, collector)
+    usernames(inventory, collector, enrolment)
     lines = [
         "# ZoneWatch broker ACL, rendered from the inventory by `zonewatch-collector render-mosquitto`.",
         "# Literal topics per user and no %c patterns: what a client may do follows from the username",
@@ -231,10 +286,23 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Se
         lines += [f"topic write {topic}" for topic in alerts]
     lines += ["", "# the collector's status and events session", f"user {collector}{URGENT_SUFFIX}",
               *(f"topic read {wire.subscription(kind)}" for kind in URGENT_READS)]
-    for probe_id, zone in probe_zones(inventory).items():
-        lines += ["", f"# probe {probe_id} in zone {zone}", f"user {probe_id}"]
+    if enrolment is not None:
+        lines += ["", "# the collector's enrolment session: new probes' requests, the sealed replies, and probes' "
+                  "status (a new probe's first login)", f"user {collector}{ENROL_SUFFIX}"]
+        lines += [f"topic read {wire.enrol_subscription('request', zone)}" for zone in enrolment.zones]
+        lines += [f"topic write {wire.enrol_subscription('reply', zone)}" for zone in enrolment.zones]
+        lines += [f"topic read {wire.subscription('status')}"]
+    in_inventory = probe_zones(inventory)
+    for probe_id, zone in broker_probes(inventory, enrolment).items():
+        how = "" if probe_id in in_inventory else " (enrolled; not in the inventory)"
+        lines += ["", f"# probe {probe_id} in zone {zone}{how}", f"user {probe_id}"]
         lines += [f"topic write {wire.topic(zone, probe_id, kind)}" for kind in PROBE_WRITES]
         lines += [f"topic read {wire.topic(zone, probe_id, kind)}" for kind in PROBE_READS]
+    for zone in enrolment.zones if enrolment is not None else ():
+        lines += ["", f"# zone {zone}'s bootstrap credential: it may ask to be enrolled, and read the replies (each "
+                  "sealed to its asker's key)", f"user {bootstrap_user(zone)}",
+                  f"topic write {wire.enrol_subscription('request', zone)}",
+                  f"topic read {wire.enrol_subscription('reply', zone)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -283,6 +351,27 @@ def render_passwd(passwords: Mapping[str, str], salt: Callable[[], bytes] = lamb
     return "\n".join(lines) + "\n"
 
 
+def render_passwd_hashed(hashes: Mapping[str, str]) -> str:
+    """Return the password file from hashes already made (``hash_password``): one ``user:hash`` line per user."""
+    lines = []
+    for user, hashed in hashes.items():
+        check_name("user", user)
+        if not _HASH.match(hashed):
+            raise ValueError(f"the password hash of {user!r} is not in mosquitto's format ($7$...)")
+        lines.append(f"{user}:{hashed}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_passwd(text: str) -> dict[str, str]:
+    """Return user -> hash of a password file (blank lines and ``#`` comments skipped)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        user, sep, hashed = line.strip().partition(":")
+        if sep and user and not user.startswith("#"):
+            out[user] = hashed
+    return out
+
+
 def new_password() -> str:
     """Return a random password (32 URL-safe characters, 192 bits)."""
     return secrets.token_urlsafe(24)
@@ -300,11 +389,21 @@ class Written:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    """Replace ``path`` atomically with ``text``, created with ``mode`` from the start."""
+    """Replace ``path`` atomically with ``text``, created with ``mode`` from the start, and with the owner of the
+    file it replaces where this user may give it (the broker, reloading as its own user, must still read it)."""
     tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        before: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        before = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)  # an older leftover may have had a wider mode
+        if before is not None and (before.st_uid, before.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.fchown(fd, before.st_uid, before.st_gid)
+            except PermissionError:
+                pass   # not root: the file becomes this user's, as a first rendering would make it
         os.write(fd, text.encode("utf-8"))
     finally:
         os.close(fd)
@@ -322,26 +421,29 @@ def _read_secret(path: Path) -> str:
 def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector: str = DEFAULT_COLLECTOR,
                  secrets_dir: Path | None = None, port: int = 8883, bind: str | None = None,
                  broker_dir: str | None = None, noc: Sequence[Receiver] = (),
-                 sizing: QueueSizing | None = None) -> list[Written]:
+                 sizing: QueueSizing | None = None, enrolment: Enrolment | None = None) -> list[Written]:
     """Write acl, passwd, the listener section, the queue limits and any new passwords into ``out``; return
-    what was written. ``sizing`` defaults to the inventory's probes at the ``QueueSizing`` defaults."""
+    what was written. ``sizing`` defaults to the broker's probes at the ``QueueSizing`` defaults."""
     # With ``secrets_dir`` every user's password is read from ``secrets_dir/<user>``, and a missing file is an
     # error. Without it, passwords live in ``out/secrets/<user>`` (mode 0600): existing ones are kept, missing
-    # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``).
-    users = usernames(inventory, collector)
-    urgent = collector + URGENT_SUFFIX
-    acl = render_acl(inventory, collector, noc)
+    # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``). An approved
+    # probe (``enrolment``) needs no password file: its hash is the approval's.
+    users = usernames(inventory, collector, enrolment)
+    shared = {collector + URGENT_SUFFIX, collector + ENROL_SUFFIX}   # the collector's password
+    hashed = dict(enrolment.approved) if enrolment is not None else {}
+    plain = [u for u in users if u not in shared and u not in hashed]
+    acl = render_acl(inventory, collector, noc, enrolment)
     written: list[Written] = []
     passwords: dict[str, str] = {}
     if secrets_dir is not None:
-        missing = [u for u in users if u != urgent and not (secrets_dir / u).is_file()]
+        missing = [u for u in plain if not (secrets_dir / u).is_file()]
         if missing:
             raise ValueError(f"{secrets_dir}: no password file for {', '.join(missing)}")
-        passwords = {u: _read_secret(secrets_dir / u) for u in users if u != urgent}
+        passwords = {u: _read_secret(secrets_dir / u) for u in plain}
     else:
         own = out / SECRETS_DIR
         own.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for user in (u for u in users if u != urgent):
+        for user in plain:
             path = own / user
             if path.is_file():
                 passwords[user] = _read_secret(path)
@@ -349,21 +451,55 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
             passwords[user] = new_password()
             _write(path, passwords[user] + "\n", 0o600)
             written.append(Written(path, f"new password of {user} (mode 0600)"))
-    passwords = {user: passwords[collector if user == urgent else user] for user in users}  # same password
+    hashes = {user: hashed[user][1] if user in hashed
+              else hash_password(passwords[collector if user in shared else user]) for user in users}
     out.mkdir(parents=True, exist_ok=True)
     where = broker_dir if broker_dir is not None else str(out.resolve())
     listener = render_listener(port, f"{where}/{PASSWD_FILE}", f"{where}/{ACL_FILE}", tls, bind)
-    _write(out / PASSWD_FILE, render_passwd(passwords), 0o600)
+    _write(out / PASSWD_FILE, render_passwd_hashed(hashes), 0o600)
     _write(out / ACL_FILE, acl, 0o644)
     _write(out / LISTENER_FILE, listener, 0o644)
-    sizing = sizing or QueueSizing(len(users) - 2)
+    probes = len(broker_probes(inventory, enrolment))
+    sizing = sizing or QueueSizing(probes)
     _write(out / LIMITS_FILE, render_limits(sizing), 0o644)
+    sessions = "three sessions" if enrolment is not None else "two sessions"
+    boot = f", {len(enrolment.zones)} bootstrap user(s)" if enrolment is not None else ""
     written += [
         Written(out / PASSWD_FILE, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),
-        Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} (two sessions) and {len(users) - 2} probe(s)"),
+        Written(out / ACL_FILE, f"mosquitto ACL: collector {collector!r} ({sessions}), {probes} probe(s){boot}"),
         Written(out / LISTENER_FILE, f"listener section for mosquitto.conf (port {port}, TLS)"),
         Written(out / LIMITS_FILE, f"limits for mosquitto.conf: packets up to {max_packet_size()} bytes; "
                                    f"{sizing.messages} messages, {sizing.bytes / 2**20:,.0f} MiB queued for "
                                    "the collector's session"),
     ]
     return written
+
+
+def write_access(out: Path, inventory: Inventory, enrolment: Enrolment, collector: str = DEFAULT_COLLECTOR,
+                 noc: Sequence[Receiver] = ()) -> list[Written]:
+    """Rewrite ``out``'s password file and ACL after an enrolment change (an approval, a retirement): every user
+    keeps the hash the file holds, an approved probe gets its approval's, a retired one is left out; the ACL is
+    rendered again. Raise ValueError when the file lacks a user that needs a password from ``render-mosquitto``."""
+    path = out / PASSWD_FILE
+    try:
+        held = parse_passwd(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no password file: run `zonewatch-collector render-mosquitto --out {out}` "
+                         "first") from None
+    users = usernames(inventory, collector, enrolment)
+    hashes: dict[str, str] = {}
+    for user in users:
+        if user in enrolment.approved:
+            hashes[user] = enrolment.approved[user][1]
+        elif user in held:
+            hashes[user] = held[user]
+    missing = [u for u in users if u not in hashes]
+    if missing:
+        raise ValueError(f"{path} has no password for {', '.join(missing)}: run `zonewatch-collector render-mosquitto "
+                         f"--out {out}` again (with the same --secrets), which writes every user")
+    acl = render_acl(inventory, collector, noc, enrolment)
+    _write(path, render_passwd_hashed(hashes), 0o600)
+    _write(out / ACL_FILE, acl, 0o644)
+    return [Written(path, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),
+            Written(out / ACL_FILE, f"mosquitto ACL: {len(broker_probes(inventory, enrolment))} probe(s), "
+                                    f"{len(enrolment.zones)} bootstrap user(s)")]

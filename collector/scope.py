@@ -13,6 +13,9 @@ things assigned to it and nothing else. A row (sample or event) is refused, coun
                      or address), or it lists its watchers (``probe``/``probes``) and this probe is not one of
                      them, or it lists none and stands in another zone; or it names a ``carrier`` for which
                      the probe has no modem (``probes.<p>.modems``).
+    retired          the probe was retired (``zonewatch-collector probes retire``): every row, whatever it is.
+                     ``retired`` is replaced whole by the collector's enrolment (``collector.fleet.enrol``) as
+                     the registry changes; one assignment, so the threads reading it see the old set or the new.
 
 A row that names neither a device nor a carrier (the probe's own health, its reach and QoS tests, keyed by
 the probe itself) speaks only for the probe and is kept. Without an inventory only ``collector_only``
@@ -57,6 +60,7 @@ class Scope:
         self.probes: dict[str, str] = {}                  # probe -> its zone
         self.carriers: dict[str, frozenset[str]] = {}     # probe -> carrier keys and PLMNs of its modems
         self.devices: dict[str, tuple[str, frozenset[str]]] = {}   # device id or address -> zone, watchers
+        self.retired: frozenset[str] = frozenset()        # zone/probe of every retired probe
         if inventory is None:
             return
         plmn_of = {key: c.plmn for key, c in inventory.carriers.items()}
@@ -79,6 +83,8 @@ class Scope:
     def why(self, zone: str, probe: str, measurement: str | None, tags: dict[str, str]) -> tuple[str, str] | None:
         """Return (reason, example) if probe ``zone/probe`` may not report this row, else None. ``measurement``
         is None for an event."""
+        if self.retired and f"{zone}/{probe}" in self.retired:
+            return "retired", f"probe {zone}/{probe}"
         if measurement is not None and measurement in wire.COLLECTOR_MEASUREMENTS:
             return "collector_only", measurement
         device, carrier = tags.get("device"), tags.get("carrier")
@@ -97,6 +103,8 @@ class Scope:
     def plain(self, zone: str, probe: str, rows: Iterable[object]) -> bool:
         """Return True if every row of a parsed payload (JSON objects, as the ingest fast path holds them) may
         be kept; False if one may not, or cannot be told here (the full path then decides and counts)."""
+        if self.retired and f"{zone}/{probe}" in self.retired:
+            return False
         collector_only = wire.COLLECTOR_MEASUREMENTS
         if self.inventory is None:
             for row in rows:

@@ -18,6 +18,8 @@ fi
 test_packages=(mosquitto mosquitto-clients snmpd snmp victoria-metrics prometheus-alertmanager iproute2 libpcap0.8)
 # Headless Chromium and its WebDriver: the report's test opens the HTML report and checks a screenshot.
 test_packages+=(chromium chromium-driver)
+# systemd-analyze: the install test verifies the units deploy/install.sh writes (nothing is started).
+test_packages+=(systemd)
 packages=()
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 [ "$mode" = dev ] && packages+=("${test_packages[@]}")

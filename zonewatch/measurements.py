@@ -120,11 +120,15 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             "info": Field("1", "gauge", 1, 1, "always 1, tagged with the agent's version")},
         "the probe itself"),
     "event": Measurement(
-        "collector", ("zone", "probe", "event", "device", "ifname", "trap_oid"), {
+        "collector", ("zone", "probe", "event", "device", "ifname", "trap_oid", "result", "hash", "running", "error"), {
             "occurred": _bool("always 1: an event happened at this time"), "if_index": Field("1", "id", 0, None),
             "admin_up": _bool(), "oper_up": _bool(), "cold": _bool("a cold start"), "cleared": _bool(),
             "depleted": _bool(), "battery_minutes": _at_least0("min"), "seconds_on_battery": _at_least0("s"),
-            "varbinds": _count("varbinds")},
+            "varbinds": _count("varbinds"),
+            # the probe's report on a configuration from the centre (event ``config``, agent.wire.config_report)
+            "version": Field("1", "id", 0, None, "the version of the configuration the report is about"),
+            "running_version": Field("1", "id", 0, None, "the version running after it (0: the probe's own file)"),
+            "seconds": _at_least0("s", "how long the switch to it took")},
         "a probe's events (traps, link changes) as the collector stores them", extra_tags=True),
     "alert": Measurement(
         "collector", ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe"),

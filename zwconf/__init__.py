@@ -17,6 +17,10 @@ Every configuration file is read the same way:
   path (relative to the value validated); the error then names the key and its line.
 - A model's validators may read ``context``, passed to ``load`` and ``load_file`` (pydantic's validation
   context): how the collector hands the inventory the secrets its receivers may use.
+- A configuration that comes from elsewhere (a probe's desired configuration, sent by the collector) is
+  loaded with a ``SecretPolicy`` in its context (``SECRET_POLICY``): its secrets are then references only
+  (never a plain string), ``{file: NAME}`` a name inside the policy's folder, ``{env: NAME}`` a variable with
+  the policy's prefix; what its author may not make the reader open or send is refused with the key and line.
 - Bounds: a file larger than ``MAX_CONFIG_BYTES`` (4 MiB) is refused unread, and so is a document whose aliases
   expand to more than ``MAX_ALIAS_VALUES`` (100,000) values built again (a "billion laughs" alias bomb).
 - A model may define ``check_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]`` yielding the key path
@@ -37,10 +41,11 @@ import stat
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, SecretStr, ValidationError, ValidationInfo
 
 __all__ = [
     "ConfigError",
@@ -55,6 +60,8 @@ __all__ = [
     "load",
     "load_file",
     "read_secret_file",
+    "SecretPolicy",
+    "SECRET_POLICY",
     "parse_duration",
     "format_duration",
 ]
@@ -131,9 +138,30 @@ def format_duration(seconds: float) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
 
-def _read_secret(value: Any) -> SecretStr:
+SECRET_POLICY = "zwconf.secret_policy"  # the context key of a SecretPolicy (see the module docstring)
+
+
+@dataclass(frozen=True)
+class SecretPolicy:
+    """Where the secrets of a configuration written elsewhere may come from (its reader's own rules).
+
+    ``folder``: ``{file: NAME}`` is a name inside this folder, read without following links
+    (``read_secret_file(NAME, root=folder)``); None refuses files. ``env_prefix``: ``{env: NAME}`` must start
+    with it. A plain string is always refused. ``folder_setting`` and ``prefix_setting`` name, in errors, the
+    settings that decide them."""
+
+    folder: str | None
+    env_prefix: str
+    folder_setting: str = "the reader's configuration"
+    prefix_setting: str = "the reader's configuration"
+
+
+def _read_secret(value: Any, info: ValidationInfo) -> SecretStr:
     if isinstance(value, SecretStr):
         return value
+    policy = (info.context or {}).get(SECRET_POLICY)
+    if isinstance(policy, SecretPolicy):
+        return _read_secret_under(value, policy)
     if isinstance(value, str):
         return SecretStr(value)
     if isinstance(value, dict) and len(value) == 1:
@@ -145,6 +173,27 @@ def _read_secret(value: Any) -> SecretStr:
         if kind == "file" and isinstance(ref, str):
             return SecretStr(read_secret_file(ref))
     raise ValueError("expected {env: VARIABLE}, {file: /path/to/secret} or a string")
+
+
+def _read_secret_under(value: Any, policy: SecretPolicy) -> SecretStr:
+    """Read a secret reference of a configuration written elsewhere, as ``policy`` allows; never echo a value."""
+    if isinstance(value, str):
+        raise ValueError("a secret may not be written out here: give {env: NAME} or {file: NAME}, read where the "
+                         "configuration is used")
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, ref),) = value.items()
+        if kind == "env" and isinstance(ref, str):
+            if not policy.env_prefix or not ref.startswith(policy.env_prefix):
+                raise ValueError(f"environment variable {ref} may not be read here: its name must start with "
+                                 f"{policy.env_prefix!r} (set by {policy.prefix_setting})")
+            if ref not in os.environ:
+                raise ValueError(f"environment variable {ref} is not set")
+            return SecretStr(os.environ[ref])
+        if kind == "file" and isinstance(ref, str):
+            if policy.folder is None:
+                raise ValueError(f"no secret file may be read here: {policy.folder_setting} names no folder")
+            return SecretStr(read_secret_file(ref, root=policy.folder))
+    raise ValueError("expected {env: VARIABLE} or {file: NAME}")
 
 
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK  # NONBLOCK: a FIFO must not hang the open

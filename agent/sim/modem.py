@@ -6,7 +6,9 @@ state while it runs; a field engineer can try the agent with no hardware::
     python -m agent.sim.modem                          # prints the port, serves until Ctrl-C
     python -m agent.sim.modem --personality quectel-nsa
 
-Personalities (``PERSONALITIES``; every one is registered on Viettel, 452-04)::
+Personalities (``PERSONALITIES``; every one is registered on Viettel, 452-04, and answers ``AT+CGSN`` with its
+IMEI and one vendor's ICCID command with its SIM's ICCID: generic and SIMCom ``AT+CCID``, Quectel ``AT+QCCID``
+only, Sierra ``AT!ICCID?`` only; as ``IDENTITIES`` lists)::
 
     generic        3GPP commands only; ATI names no vendor this project knows
     quectel-lte    EC25 on LTE band 3: AT+QENG="servingcell" (18 fields), AT+QCSQ, AT+QNWINFO
@@ -49,7 +51,7 @@ import tty
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["SimModem", "Personality", "PERSONALITIES", "main"]
+__all__ = ["SimModem", "Personality", "PERSONALITIES", "IDENTITIES", "main"]
 
 _CR: Final = b"\r"
 _CRLF: Final = b"\r\n"
@@ -72,6 +74,17 @@ class Personality:
     c5greg: str | None = None  # None: the modem has no +C5GREG (LTE only)
     answers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # upper-case command -> information lines
 
+
+# What each personality answers to the identity commands (enrolment reads them): IMEI, then the ICCID command and
+# its line. The numbers are made up, of the right length and form.
+IDENTITIES: Final[dict[str, tuple[str, str, str]]] = {
+    "generic": ("867962040012345", "AT+CCID", "+CCID: 89840480000012345678"),
+    "quectel-lte": ("861536030123456", "AT+QCCID", "+QCCID: 89840480000012345679"),
+    "quectel-nsa": ("861536030123464", "AT+QCCID", "+QCCID: 8984048000001234568F"),
+    "quectel-sa": ("861536030123472", "AT+QCCID", "+QCCID: 89840480000012345687"),
+    "simcom-lte": ("861234567890126", "AT+CCID", "+CCID: 89840480000012345695"),
+    "sierra-lte": ("359072061234567", "AT!ICCID?", "!ICCID: 89840480000012345703"),
+}
 
 # The vendor lines follow the layouts of the vendors' manuals and of captures from real modems; the numbers are
 # made consistent with the 3GPP answers of the same personality (e.g. +CESQ rsrp 46 = -95 dBm = QENG RSRP).
@@ -203,6 +216,9 @@ class SimModem:
         self.cereg: str | None = p.cereg
         self.c5greg: str | None = p.c5greg
         self.answers: dict[str, tuple[str, ...] | None] = dict(p.answers)
+        imei, iccid_command, iccid_line = IDENTITIES[personality]
+        self.answers.setdefault("AT+CGSN", (imei,))
+        self.answers.setdefault(iccid_command, (iccid_line,))
         self.commands: list[str] = []  # every command received, in order, as sent
         self._lock = threading.Lock()
         self._master, self._slave = os.openpty()

@@ -47,6 +47,7 @@ import re
 import termios
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Final, Literal, Protocol
 
 import serial
@@ -225,6 +226,14 @@ class CellularSource:
         """Close the port or stop mmcli; called once when the agent stops, safe if it was never opened."""
         await self._backend.close()
 
+    async def ask(self, commands: Sequence[str]) -> list[Reply]:
+        """Send AT ``commands`` once each and return the modem's replies, with the port handling, bounds and
+        timeout of a poll. For the hardware identity at enrolment (``agent.fleet.enrol``), before the runner
+        polls; never concurrently with ``collect``. SourceError for a modem ModemManager owns."""
+        if not isinstance(self._backend, _AtModem):
+            raise SourceError(f"modem {self.name}: ModemManager owns it; the agent sends it no AT commands")
+        return await self._backend.ask(commands)
+
 
 class _AtModem:
     """AT commands over a serial port, in a worker thread; the port is opened lazily and dropped on failure."""
@@ -248,6 +257,23 @@ class _AtModem:
     async def close(self) -> None:
         """Close the port, waiting for a poll in progress; called once when the agent stops."""
         await asyncio.to_thread(self._close_blocking)
+
+    async def ask(self, commands: Sequence[str]) -> list[Reply]:
+        """Send ``commands`` on the port (opened as for a poll) and return their replies; see CellularSource."""
+        return await asyncio.to_thread(self._ask_blocking, commands)
+
+    def _ask_blocking(self, commands: Sequence[str]) -> list[Reply]:
+        """Send ``commands`` and return the replies (in a worker thread)."""
+        with self._lock:
+            try:
+                port = self._port if self._port is not None else self._open()
+                return [self._command(port, command) for command in commands]
+            except SourceError:
+                self._drop_port()
+                raise
+            except _SERIAL_ERRORS as exc:
+                self._drop_port()
+                raise _ModemFailure(f"modem {self.name} on {self._where}: serial error: {exc}", "port") from exc
 
     def _close_blocking(self) -> None:
         """Close the port (in a worker thread)."""

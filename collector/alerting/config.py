@@ -44,6 +44,7 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "ProbeMisbehaving": _policy("0s"),
     "CollectorFault": _policy("0s"),
     "ProbesDisagree": _policy("0s"),
+    "ProbeConfigRejected": _policy("0s"),
 }
 
 

@@ -10,6 +10,8 @@ Threads::
                             the longest queue (counted, logged once a minute); status and events are never
                             dropped below ``max_backlog`` x 4 (a flood past that is dropped oldest first,
                             counted and logged as well).
+    fleet thread            ``configs(views)``: each managed probe's desired configuration and last report
+                            (``collector.fleet``), for ProbeConfigRejected; judged at once. Never blocks.
     preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
                             an arrival time (for DataLoss); kept as the latest per probe. ``jumped(probe,
                             seq, arrived)``: a seq absurdly far from its probe's stream (ProbeMisbehaving).
@@ -45,7 +47,7 @@ from prometheus_client.core import GaugeMetricFamily
 from agent import wire
 from collector.alerting.backlog import FairBacklog, Offered
 from collector.alerting.config import AlertingConfig
-from collector.alerting.facts import Facts
+from collector.alerting.facts import ConfigView, Facts
 from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
@@ -142,6 +144,7 @@ class AlertEngine:
         self._dropped_logged = 0.0                 # when a drop was last logged (monotonic)
         self._gaps: dict[str, tuple[int, int]] = {}   # zone/probe -> (gaps, when counted)
         self._jumps: list[tuple[str, int, int]] = []  # (zone/probe, seq, arrival) of absurd seq jumps
+        self._configs: dict[str, ConfigView] | None = None   # the fleet's newest view, not yet taken
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -205,6 +208,12 @@ class AlertEngine:
             if len(self._jumps) < 10_000:   # a flood of them says no more than the first few
                 self._jumps.append((name, seq, now_ns))
 
+    def configs(self, views: Mapping[str, ConfigView]) -> None:
+        """Take the fleet's view of every managed probe's configuration (``collector.fleet``); never blocks."""
+        with self._lock:
+            self._configs = dict(views)
+        self._wake.set()
+
     # engine thread ------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -232,15 +241,19 @@ class AlertEngine:
             with self._lock:
                 counted, self._gaps = self._gaps, {}
                 jumps, self._jumps = self._jumps, []
+                configs, self._configs = self._configs, None
             try:
+                if configs is not None:
+                    self.facts.observe_configs(configs)
                 self.ingest(urgent or data)
                 for name, (gaps, at_ns) in counted.items():
                     self.facts.observe_gaps(name.partition("/")[2], gaps, at_ns)
                 for name, seq, at_ns in jumps:
                     zone, _, probe = name.partition("/")
                     self.facts.observe_refused(zone, probe, {"seq_jump": 1}, {"seq_jump": f"seq {seq}"}, at_ns)
-                if urgent or data:  # new evidence: judge it now, at most every MIN_GAP (events at once)
-                    next_eval = min(next_eval, last_eval if urgent else last_eval + MIN_GAP)
+                if urgent or data or configs is not None:  # new evidence: judge it now, at most every MIN_GAP
+                    at_once = urgent or configs is not None   # (events and the fleet's reports at once)
+                    next_eval = min(next_eval, last_eval if at_once else last_eval + MIN_GAP)
                 if time.monotonic() >= next_eval:
                     last_eval = time.monotonic()
                     self.step(self.clock())

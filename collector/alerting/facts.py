@@ -17,6 +17,8 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
                                               and when the probe last said its spool was empty
     misbehaviour probe -> Misbehaviour        rows it sent that it may not (refused by ``collector.scope``) and
                                               absurd seq jumps, counted per episode (``observe_refused``)
+    configs      probe -> ConfigView          its desired configuration and its last report about one, as the
+                                              fleet keeps them (``observe_configs``, from ``collector.fleet``)
 
 Time: every entry remembers the measurement time (``time_ns`` of the sample or event) it comes from, and a reading older
 than what is known does not replace it (a time later than the batch's arrival counts as the arrival: a probe whose clock
@@ -61,6 +63,7 @@ __all__ = [
     "Optical",
     "Modem",
     "Reading",
+    "ConfigView",
     "UPTIME_WRAP_S",
 ]
 
@@ -116,6 +119,20 @@ class Misbehaviour:
     examples: dict[str, str] = field(default_factory=dict)   # reason -> the first example of this episode
     first_ns: int = 0
     last_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigView:
+    """A probe's desired configuration and the probe's last report about a desired configuration."""
+
+    zone: str
+    desired_hash: str
+    desired_version: int
+    result: str = ""           # the last report: applied, rejected or rolled_back ("" none yet)
+    report_hash: str = ""      # the configuration it was about
+    report_version: int = 0
+    error: str = ""
+    reported_ns: int = 0       # when it arrived
 
 
 @dataclass(slots=True)
@@ -270,6 +287,7 @@ class Facts:
         self.misbehaviour: dict[str, Misbehaviour] = {}
         self.misbehaving_hold_ns = int(settings.misbehaving_hold * 1e9)
         self.fault: tuple[str, str, int] | None = None   # thread, error, when: a death that stopped the last run
+        self.configs: dict[str, ConfigView] = {}          # probe -> its desired configuration and last report
         # The collector's own tick time up to which every data message has been observed (None: no ticks, as in
         # tests: everything up to now is taken to be in). A probe's silence is proven only up to it.
         self.caught_up_ns: int | None = None
@@ -349,6 +367,10 @@ class Facts:
             m.counts[reason] = m.counts.get(reason, 0) + n
             m.examples.setdefault(reason, examples.get(reason, ""))
         m.last_ns = max(m.last_ns, now_ns)
+
+    def observe_configs(self, views: dict[str, ConfigView]) -> None:
+        """Take the desired configuration of every managed probe and its last report (the fleet's whole view)."""
+        self.configs = dict(views)
 
     def observe_gaps(self, probe: str, gaps: int, now_ns: int) -> None:
         """Take the ingest's count of ``probe``'s seq gaps at ``now_ns``.

@@ -15,7 +15,7 @@ from typing import Final, Literal
 ALERT_NAMES: Final = (
     "ProbeDown", "DeviceDown", "LinkDown", "RedundancyLost", "ServiceOutage", "CoverageHole", "NoService",
     "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown", "DataLoss",
-    "ProbeMisbehaving", "CollectorFault", "ProbesDisagree",
+    "ProbeMisbehaving", "CollectorFault", "ProbesDisagree", "ProbeConfigRejected",
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -36,6 +36,7 @@ SEVERITY: Final[Mapping[str, str]] = {
     "ProbeMisbehaving": "critical",
     "CollectorFault": "critical",
     "ProbesDisagree": "warning",
+    "ProbeConfigRejected": "warning",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.

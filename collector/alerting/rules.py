@@ -37,6 +37,9 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     DataLoss         the probe's seq gaps rose (batches lost: the broker's      zone, area, probe
                      queue was full, the spool dropped its oldest) and its
                      spool has been empty since; for ``data_loss_hold``
+    ProbeConfigRejected  the probe's last report about its desired             zone, area, probe
+                     configuration (``collector.fleet``) is rejected or
+                     rolled_back; clears when it reports that one applied
 
 States are three-valued (Icinga's redundancy-group bugs come from two): a device, link or path member is
 ``up``, ``down`` or ``unknown``. Unknown is what no usable observer can tell now: the observing probes are down,
@@ -108,6 +111,7 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     run.data_loss()
     run.misbehaving()
     run.collector_fault()
+    run.config_rejected()
     return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
 
 
@@ -843,6 +847,25 @@ class _Run:
                   f"started again at {_when(started)}. Nothing acknowledged is lost (the intake queue and the broker "
                   "kept it), but the part that thread ran stood still until the restart: see the collector's log "
                   f"for the traceback. It clears after {_span(hold)} of running without another.")
+
+    def config_rejected(self) -> None:
+        """ProbeConfigRejected: the probe refused its desired configuration, or rolled it back; NOC only."""
+        for name, view in sorted(self.facts.configs.items()):
+            about_desired = view.report_hash == view.desired_hash
+            if not about_desired or view.result not in ("rejected", "rolled_back"):
+                applied = about_desired and view.result == "applied"
+                self.clear(view.reported_ns if applied else self.now, alertname="ProbeConfigRejected", probe=name)
+                continue
+            probe = self.inv.probes.get(name)
+            what = "rejected" if view.result == "rejected" else "rolled back"
+            self.emit("ProbeConfigRejected", {"zone": view.zone, "area": (probe.area if probe else None) or "",
+                                              "probe": name}, [],
+                      f"Probe {name} {what} its desired configuration v{view.report_version}",
+                      f"At {_when(view.reported_ns)} probe {name} {what} desired configuration v{view.report_version} "
+                      f"({view.report_hash[:15]}): {view.error or 'no reason given'}. It runs its previous "
+                      "configuration. A line number refers to the rendered text (zonewatch-collector fleet render "
+                      f"{name}); fix the inventory's probe_defaults or probes.{name}.config. It resolves when the "
+                      "probe reports its desired configuration applied.")
 
     # ------------------------------------------------------------------------------------------ coverage
 
