@@ -41,7 +41,7 @@ class Collector:
         self.ingest: Ingest | None = None
         self.engine: Any = None
         self.dispatcher: Any = None
-        self.enrolment: Any = None            # collector.fleet.enrol.EnrolService, with an enrol section
+        self.enrolment: Any = None            # collector.fleet.enrol_service.EnrolService, with an enrol section
         self._http: BoundedHttpServer | None = None
         self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
         self.died: str | None = None          # the thread that died in this run, and of what
@@ -136,7 +136,8 @@ class Collector:
         """Take new probes' requests and publish the replies, with an ``enrol`` section (``collector.fleet``)."""
         if self.cfg.enrol is None or self.cfg.mqtt is None:
             return
-        from collector.fleet.enrol import EnrolMetrics, EnrolService, registry_path
+        from collector.fleet.enrol import registry_path
+        from collector.fleet.enrol_service import EnrolMetrics, EnrolService
         from collector.fleet.registry import Registry
 
         assert self.ingest is not None

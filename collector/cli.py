@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.fleet import config_cli as fleet_cli
-from collector.fleet import enrol as enrol_cli
+from collector.fleet import enrol, enrol_cli
 from collector.report import cli as report_cli
 from zwconf import ConfigError, load_file, parse_duration
 
@@ -134,7 +134,7 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
     collector = args.collector_user or (cfg.mqtt.username if cfg.mqtt and cfg.mqtt.username else None)
     tls = mosquitto.ListenerTls(args.cafile, args.certfile, args.keyfile, args.require_certificate)
     try:
-        enrolment = enrol_cli.current_access(cfg)   # enrolment's users: bootstrap, approved, retired
+        enrolment = enrol.current_access(cfg)   # enrolment's users: bootstrap, approved, retired
         if args.probe_rate <= 0:
             raise ValueError(f"--probe-rate must be more than 0, got {args.probe_rate:g}")
         try:
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for where, message in problems(cfg.alerting, inventory, has_mqtt=True):
                 source = args.config if where[0] == "alerting" else str(inventory_path)
                 raise ConfigError(source, None, where, message)
-        for where, message in enrol_cli.problems(cfg, inventory):
+        for where, message in enrol.problems(cfg, inventory):
             raise ConfigError(args.config, None, where, message)
     except ConfigError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)

@@ -19,8 +19,9 @@ from agent import wire
 from agent.fleet.enrol import open_reply
 from collector import mosquitto
 from collector.config import CollectorConfig
-from collector.fleet import enrol
-from collector.fleet.enrol import EnrolConfig, EnrolMetrics, EnrolService, RateLimit, Refused, check_request
+from collector.fleet import enrol, enrol_cli
+from collector.fleet.enrol import EnrolConfig, RateLimit, Refused, check_request
+from collector.fleet.enrol_service import EnrolMetrics, EnrolService
 from collector.fleet.registry import Registry, RegistryError
 from collector.inventory import Inventory
 from collector.scope import Scope
@@ -487,7 +488,7 @@ def setup_centre(tmp_path: Path, reload: list[str]) -> tuple[CollectorConfig, In
 
 def args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    enrol.add_parser(parser.add_subparsers(dest="command"))
+    enrol_cli.add_parser(parser.add_subparsers(dest="command"))
     ns = parser.parse_args(["probes", *argv])
     ns.config = "collector.yaml"
     return ns
@@ -499,7 +500,7 @@ def test_approve_writes_the_broker_files_reloads_and_seals_the_password(tmp_path
     reg = Registry(enrol.registry_path(cfg))
     key, req = request()
     reg.receive(req, T0, 10)
-    assert enrol.run_command(args("approve", req.request_id[:8], "--area", "gate-b"), cfg, inv, T0) == 0
+    assert enrol_cli.run_command(args("approve", req.request_id[:8], "--area", "gate-b"), cfg, inv, T0) == 0
     out = capsys.readouterr().out
     assert f"as probe {ZONE}/p7; the inventory does not list it yet" in out and "broker reloaded (true)" in out
     entry = reg.find(req.request_id)
@@ -511,15 +512,15 @@ def test_approve_writes_the_broker_files_reloads_and_seals_the_password(tmp_path
     assert mosquitto.hash_password(answer.password, salt) == hashed == entry.password_hash
     assert answer.password not in (tmp_path / "broker" / "passwd").read_text()
     assert answer.password.encode() not in enrol.registry_path(cfg).read_bytes()
-    assert enrol.run_command(args("list", "--json"), cfg, inv, T0) == 0
+    assert enrol_cli.run_command(args("list", "--json"), cfg, inv, T0) == 0
     listed = json.loads(capsys.readouterr().out)["requests"][0]
     assert (listed["state"], listed["probe"], listed["in_inventory"], listed["fingerprint"]) == (
         "approved", "p7", False, wire.enrol_fingerprint(req.key))
-    assert enrol.run_command(args("list"), cfg, inv, T0) == 0
+    assert enrol_cli.run_command(args("list"), cfg, inv, T0) == 0
     text = capsys.readouterr().out
     assert "not in the inventory: it may publish about itself, and watches nothing" in text
     assert wire.enrol_fingerprint(req.key) in text and "IMEI 867962040012345" in text
-    assert enrol.run_command(args("retire", "p7"), cfg, inv, T0) == 0
+    assert enrol_cli.run_command(args("retire", "p7"), cfg, inv, T0) == 0
     assert "p7" not in mosquitto.parse_passwd((tmp_path / "broker" / "passwd").read_text())
     reg.close()
 
@@ -538,7 +539,7 @@ def test_bad_decisions_exit_2_naming_what_is_wrong(tmp_path: Path, capsys: pytes
     _, req = request()
     reg.receive(req, T0, 10)
     argv = tuple(req.request_id if a == "REQ" else a for a in argv)
-    assert enrol.run_command(args(*argv), cfg, inv, T0) == 2
+    assert enrol_cli.run_command(args(*argv), cfg, inv, T0) == 2
     assert message in capsys.readouterr().err
     assert reg.find(req.request_id).state == "pending"
     reg.close()
@@ -550,7 +551,7 @@ def test_a_broker_that_does_not_reload_exits_1_and_says_what_to_run(tmp_path: Pa
     reg = Registry(enrol.registry_path(cfg))
     _, req = request()
     reg.receive(req, T0, 10)
-    assert enrol.run_command(args("approve", req.request_id), cfg, inv, T0) == 1
+    assert enrol_cli.run_command(args("approve", req.request_id), cfg, inv, T0) == 1
     assert "the broker did not reload: false exited with 1" in capsys.readouterr().err
     assert reg.find(req.request_id).state == "approved"   # decided; the files are written
     reg.close()
