@@ -82,6 +82,7 @@ from pathlib import Path
 
 from agent import wire
 from collector.inventory import Inventory, MqttReceiver, Receiver
+from zwconf import read_secret_file
 
 DEFAULT_COLLECTOR = "collector"
 URGENT_SUFFIX = "-urgent"   # the collector's status and events session (collector.ingest uses the same)
@@ -410,11 +411,13 @@ def _write(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def _read_secret(path: Path) -> str:
-    """Return the password stored in ``path`` (one line; a trailing newline is not part of it)."""
-    value = path.read_text(encoding="utf-8").rstrip("\r\n")
+def _read_secret(folder: Path, user: str) -> str:
+    """Return the password stored in ``folder/user`` (one line; a trailing newline is not part of it), read as
+    every secret file is (``zwconf.read_secret_file``): a regular file inside ``folder`` itself (no symbolic
+    link out of it), not writable by group or others, of a bounded size."""
+    value = read_secret_file(user, root=folder)
     if not value or "\n" in value:
-        raise ValueError(f"{path}: expected one non-empty line with the password")
+        raise ValueError(f"{folder / user}: expected one non-empty line with the password")
     return value
 
 
@@ -439,14 +442,14 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
         missing = [u for u in plain if not (secrets_dir / u).is_file()]
         if missing:
             raise ValueError(f"{secrets_dir}: no password file for {', '.join(missing)}")
-        passwords = {u: _read_secret(secrets_dir / u) for u in plain}
+        passwords = {u: _read_secret(secrets_dir, u) for u in plain}
     else:
         own = out / SECRETS_DIR
         own.mkdir(parents=True, exist_ok=True, mode=0o700)
         for user in plain:
             path = own / user
             if path.is_file():
-                passwords[user] = _read_secret(path)
+                passwords[user] = _read_secret(own, user)
                 continue
             passwords[user] = new_password()
             _write(path, passwords[user] + "\n", 0o600)

@@ -211,6 +211,28 @@ def test_bundle_takes_passwords_from_a_secrets_folder_and_names_what_is_missing(
         mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
 
 
+def test_a_password_file_is_read_as_a_secret_file_is(tmp_path: Path) -> None:
+    """--secrets read any file its user could: a link planted in the folder, or a file anyone may write (and so
+    choose the broker password of), went into the broker's password file unchecked."""
+    given = tmp_path / "given"
+    given.mkdir()
+    for user in ("collector", "p1", "p2", "gate.a-1"):
+        (given / user).write_text(f"pw-of-{user}\n")
+    outside = tmp_path / "elsewhere"
+    outside.write_text("not a password of ours\n")
+    (given / "p2").unlink()
+    (given / "p2").symlink_to(outside)
+    with pytest.raises(ValueError, match="symbolic link"):
+        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+    (given / "p2").unlink()
+    (given / "p2").write_text("pw-of-p2\n")
+    (given / "p2").chmod(0o666)
+    with pytest.raises(ValueError, match="p2"):
+        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+    (given / "p2").chmod(0o600)
+    assert mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+
+
 def test_command_writes_the_files_and_never_prints_a_password(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "inventory.yaml").write_text(INVENTORY)
