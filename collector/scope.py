@@ -92,13 +92,17 @@ class Scope:
             return None
         if self.probes.get(probe) != zone:
             return "unknown_probe", f"device {device}" if device is not None else f"carrier {carrier}"
-        if device is not None:
-            known = self.devices.get(device)
-            if known is None or not (probe in known[1] if known[1] else known[0] == zone):
-                return "not_assigned", f"device {device}"
+        if device is not None and not self.watches(zone, probe, device):
+            return "not_assigned", f"device {device}"
         if carrier is not None and carrier not in self.carriers.get(probe, ()):
             return "not_assigned", f"carrier {carrier}"
         return None
+
+    def watches(self, zone: str, probe: str, device: str) -> bool:
+        """Return True if probe ``zone/probe`` watches ``device`` (an inventory id or address): it is one of the
+        device's watchers, or the device names none and is in the probe's zone."""
+        known = self.devices.get(device)
+        return known is not None and (probe in known[1] if known[1] else known[0] == zone)
 
     def plain(self, zone: str, probe: str, rows: Iterable[object]) -> bool:
         """Return True if every row of a parsed payload (JSON objects, as the ingest fast path holds them) may
@@ -116,7 +120,7 @@ class Scope:
             return True
         # ``why`` written out for the rows of one probe (on the hot paths of both the ingest and the engine)
         listed = self.probes.get(probe) == zone
-        devices = self.devices
+        watched: dict[str, bool] = {}   # a message's rows mostly name one device: ask once
         carriers = self.carriers.get(probe, frozenset())
         for row in rows:
             if type(row) is not dict:
@@ -131,8 +135,10 @@ class Scope:
                 device = tags["device"]
                 if type(device) is not str or not listed:
                     return False
-                known = devices.get(device)
-                if known is None or not (probe in known[1] if known[1] else known[0] == zone):
+                ok = watched.get(device)
+                if ok is None:
+                    ok = watched[device] = self.watches(zone, probe, device)
+                if not ok:
                     return False
             if "carrier" in tags:
                 carrier = tags["carrier"]
