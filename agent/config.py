@@ -9,7 +9,9 @@ from pydantic import Field, field_validator
 from agent import wire
 from agent.fleet.config import RemoteConfigSettings
 from agent.fleet.enrol import EnrolSettings
+from agent.fleet.software import SoftwareWanted, UpdateSettings
 from agent.sources.cellular import CellularConfig
+from agent.sources.qos import QosConfig
 from agent.sources.reach import ReachConfig
 from agent.sources.snmp import SnmpConfig
 from agent.sources.telemetry import TelemetryConfig
@@ -17,7 +19,7 @@ from agent.sources.traps import TrapsConfig
 from zwconf import Duration, RefPath, Strict
 from zwconf.mqtt import MqttConfig
 
-SourceConfig = Annotated[Union[CellularConfig, SnmpConfig, ReachConfig, TrapsConfig, TelemetryConfig],
+SourceConfig = Annotated[Union[CellularConfig, SnmpConfig, ReachConfig, TrapsConfig, TelemetryConfig, QosConfig],
                          Field(discriminator="type")]
 
 
@@ -69,6 +71,8 @@ class AgentConfig(Strict):
     sources: list[SourceConfig] = []
     remote_config: RemoteConfigSettings = RemoteConfigSettings()   # configuration from the centre (agent.fleet)
     enrol: EnrolSettings | None = None   # ask the centre for credentials of its own (agent.fleet.enrol)
+    software: SoftwareWanted | None = None   # the release to run, normally said by the centre (agent.fleet.software)
+    update: UpdateSettings | None = None     # local only: take releases from the centre, from this source
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return every duplicated source name (names key the schedule and the metrics)."""

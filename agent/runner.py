@@ -27,7 +27,10 @@ from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.apply import RemoteConfig
 from agent.fleet.deadman import Health
+from agent.fleet.software import update_dir
+from agent.fleet.update import SoftwareUpdate
 from agent.metrics import AgentMetrics
+from agent.selfreport import storage_fields
 from agent.sources import SourceError
 from agent.sources.registry import is_listener, make_source
 from agent.spool import Spool
@@ -92,6 +95,7 @@ class Agent:
         self._listening: dict[str, bool] = {}    # listener -> it started
         self._reached = False                    # the broker was reached when the configuration was applied
         self._connects = 0                       # the uplink's connects then
+        self.updates: SoftwareUpdate | None = None   # software releases from the centre (agent.fleet.update)
 
     @staticmethod
     def _make(cfg: AgentConfig) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
@@ -118,6 +122,7 @@ class Agent:
             self._polled[name] = False
             unanswered = getattr(source, "unanswered", None)
             fallback = unanswered(now_ns) if isinstance(exc, TimeoutError) and unanswered is not None else []
+            fallback = fallback or list(getattr(exc, "samples", ()))   # what the failure says (a modem not answering)
             return PollResult(name, config.type, fallback, message, seconds)
         seconds = time.monotonic() - started
         self._polled[name] = True
@@ -150,6 +155,7 @@ class Agent:
             "spool_dropped": self.spool.dropped(),
             "rss_mb": round(usage.ru_maxrss / 1024, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            **storage_fields(self.spool.path, self.spool.size_bytes(), self.cfg.spool.max_bytes),
         }
         self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns),))
         # The version is a series of its own (see the README); a batch of its own too, so that a batch the
@@ -207,6 +213,7 @@ class Agent:
         cfg = self.cfg
         self.spool = Spool(cfg.spool.path, cfg.probe.zone, cfg.probe.id, cfg.spool.max_bytes, cfg.spool.max_age)
         cfg = self._start_remote(cfg)   # configuration from the centre: what ran before, unless it was on trial
+        updates = self.updates = SoftwareUpdate(cfg.update, update_dir(cfg.spool.path), VERSION, self.clock())
         self.uplink = Uplink(cfg.mqtt, self.spool, cfg.probe.zone, cfg.probe.id, config=self.remote is not None)
         if self.spool.depth():
             log.info("spool holds %d batches from before; sending them first", self.spool.depth())
@@ -225,6 +232,7 @@ class Agent:
                 sent = self.uplink.pump(self.clock())
                 if self.remote is not None:
                     await self._remote_step(self.remote)
+                updates.step(self, self.clock())   # a release from the centre: ask, say how it runs, report
                 self._export_state()
                 if sent and self.uplink.inflight() < self.uplink.max_inflight:
                     continue
@@ -315,8 +323,12 @@ class Agent:
         self._wake.set()
 
     def report(self, event: wire.Event) -> None:
-        """Spool a report for the events topic (``agent.fleet.apply.Host``)."""
+        """Spool a report for the events topic (``agent.fleet.apply.Host``, ``agent.fleet.update.Host``)."""
         self.emit("events", (), (event,))
+
+    def acknowledged(self) -> int:
+        """Return how many batches the broker acknowledged on this connection (``agent.fleet.update.Host``)."""
+        return self.uplink.acknowledged if self.uplink is not None else 0
 
     def health(self) -> Health:
         """Return what was seen since the last reconfigure (``agent.fleet.apply.Host``)."""
@@ -348,6 +360,9 @@ class Agent:
         for name, (config, listener) in self.listeners.items():
             for result, count in getattr(listener, "stats", {}).items():
                 m.listener_inputs.labels(name, config.type, result).set(count)
+        for name, (_, source) in self.sources.items():
+            for step, result in getattr(source, "take_recoveries", list)():   # a modem's recovery steps
+                m.modem_recovery.labels(name, step, result).inc()
         m.published.inc(self.uplink.published - published)
         m.acknowledged.inc(self.uplink.acknowledged - acked)
         self._exported = (time.monotonic(), self.uplink.published, self.uplink.acknowledged)

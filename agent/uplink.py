@@ -5,10 +5,12 @@ flags and queue acknowledgements. Everything that touches the spool happens in `
 agent's event loop calls; so the spool is only ever used from one thread.
 
 On connect the probe publishes ``online`` (retained) to its status topic; its last will is ``offline``
-(retained), so the collector learns of a dead probe from the broker. With ``config``, it also subscribes to
-its own ``config`` topic (the desired configuration, retained: it comes again on every connect); the payloads
-wait in a queue for ``take_config`` (the agent's loop, ``agent.fleet.apply``). paho reconnects by itself with
-backoff, and resends QoS 1 messages that were in flight when the link dropped.
+(retained), so the collector learns of a dead probe from the broker. Over MQTT v5 the first data or events
+PUBLISH of each ``pump`` carries the probe's clock at the moment it is sent (user property ``wire.SENT_PROPERTY``),
+from which the collector measures how far this clock is off (``collector.clockskew``). With ``config``, it also
+subscribes to its own ``config`` topic (the desired configuration, retained: it comes again on every connect);
+the payloads wait in a queue for ``take_config`` (the agent's loop, ``agent.fleet.apply``). paho reconnects by
+itself with backoff, and resends QoS 1 messages that were in flight when the link dropped.
 
 A connection that fails is logged once with the broker's address and the reason in a probe's terms (a TLS
 certificate the probe does not trust, a client certificate the broker refuses or requires, a CONNACK
@@ -121,7 +123,10 @@ class Uplink:
             return 0
         sent = 0
         for entry in self.spool.pending(room, now_ns, skip=set(self._inflight.values())):
-            info = self.client.publish(self.topics[entry.kind], entry.payload, qos=1)
+            # the first message of each round carries the send time: enough to measure by, and a backlog's drain
+            # does not pack the property (13 us) for every message
+            info = self.client.publish(self.topics[entry.kind], entry.payload, qos=1,
+                                       properties=None if sent else self._stamp(now_ns))
             self._inflight[info.mid] = entry.id  # the spool's entry id is the batch's seq
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # not connected after all: paho keeps the message and sends it on reconnect
@@ -129,6 +134,16 @@ class Uplink:
         self.published += sent
         self.spool.queue.protected = set(self._inflight.values())  # may still arrive: never counted as dropped
         return sent
+
+    def _stamp(self, now_ns: int) -> Properties | None:
+        """Return the PUBLISH properties that carry this probe's clock at sending (MQTT v5; None on 3.1.1): the
+        collector compares them with its own clock at arrival to measure this clock's offset
+        (``wire.SENT_PROPERTY``)."""
+        if self.cfg.protocol != "5":
+            return None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = (wire.SENT_PROPERTY, str(now_ns))
+        return props
 
     def take_config(self) -> bytes | None:
         """Return the newest payload of the config topic received since the last call (b"" when it was cleared),

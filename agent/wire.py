@@ -21,6 +21,12 @@ Payload (one JSON object per message, UTF-8)::
                   "fields": {"rsrp_dbm": -95, "registered": true}}],
      "events": [{"name": "link_down", "ts": ..., "tags": {...}, "fields": {...}}]}
 
+Over MQTT v5 the probe puts its own clock at the moment of sending (ns since the epoch, decimal) in data and events
+PUBLISH packets (at least the first of each round it sends) as the user property ``SENT_PROPERTY``
+(``zw-sent-ns``): the collector compares it with its own clock at arrival to measure the probe's clock offset,
+never trusting a sample's time for that (a replayed backlog keeps the time it was measured). A message without it
+(MQTT 3.1.1, an older agent) is simply not measured.
+
 Rules every version keeps:
 
 - ``seq`` increases by one for every message a probe spools, across restarts, and is at most ``MAX_SEQ``
@@ -59,6 +65,14 @@ about), ``running`` (the hash running now, or ``local`` for the probe's own file
 ``running_version`` (0 for the local file) and ``seconds`` (how long the switch took). The status topic keeps
 its three plain words, which ProbeDown reads; the event names no device or carrier, so every probe may send it.
 
+Software updates ride on the desired configuration: its text may hold ``software: {version: V}`` (a version as
+``valid_version`` takes it), the version the centre wants the probe to run. The probe's answers are events
+``update`` (``update_report``, ``read_update_report``): tags ``result`` (``requested``: handed to the probe's
+privileged updater; ``installed``: V runs and came up healthy; ``rolled_back``: V was installed and did not come
+up healthy, the release before runs again; ``failed``: V could not be installed, nothing changed; ``refused``:
+this probe takes no version from the centre), ``wanted`` (V), ``running`` (the version running now) and, unless
+requested or installed, ``error``; field ``seconds`` (from the request to the result).
+
 Exceptions::
 
     WireError           any payload or topic that does not follow this contract; ``reason`` is a short
@@ -85,6 +99,7 @@ __all__ = [
     "STATUS_ONLINE",
     "STATUS_OFFLINE",
     "STATUS_STOPPING",
+    "SENT_PROPERTY",
     "WireError",
     "Sample",
     "Event",
@@ -115,6 +130,12 @@ __all__ = [
     "decode_config",
     "config_report",
     "read_config_report",
+    "UPDATE_EVENT",
+    "UPDATE_RESULTS",
+    "UpdateReport",
+    "valid_version",
+    "update_report",
+    "read_update_report",
     "CHECKED_NAMES",
     "MAX_TAG_VALUE",
     "FIELD_INT_MIN",
@@ -147,6 +168,7 @@ KINDS: Final = ("status", "data", "events", "config")
 STATUS_ONLINE: Final = b"online"
 STATUS_OFFLINE: Final = b"offline"
 STATUS_STOPPING: Final = b"stopping"   # a stop on purpose (restart, upgrade): ProbeDown waits before paging
+SENT_PROPERTY: Final = "zw-sent-ns"   # MQTT v5 user property: the probe's clock when it sent the message
 
 # Sequence numbers and origins fit a signed 64-bit integer (SQLite's, on both sides); a probe makes about two
 # messages a second, so this is never reached by counting.
@@ -464,6 +486,55 @@ def read_config_report(event: Event) -> ConfigReport | None:
         return None
     return ConfigReport(result, hash_, version, running, running_version, tags.get("error", ""), float(seconds),
                         event.time_ns)
+
+
+# ---------------------------------------------------------------------------------------------- software updates
+
+UPDATE_EVENT: Final = "update"
+UPDATE_RESULTS: Final = ("requested", "installed", "rolled_back", "failed", "refused")
+# A release version as pip and install.sh take it (PEP 440, local labels included): it becomes a command-line
+# argument of the privileged updater and a tag value, so nothing else passes.
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!_-]{0,63}\Z")
+
+
+def valid_version(version: str) -> bool:
+    """Return True if ``version`` may be asked of a probe (``software: {version: ...}``)."""
+    return bool(_VERSION.match(version))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReport:
+    """What a probe said about a software version the centre wants it to run (the ``update`` event)."""
+
+    result: str              # one of UPDATE_RESULTS
+    wanted: str              # the version asked for
+    running: str             # the version running now
+    error: str = ""
+    seconds: float = 0.0
+    time_ns: int = 0
+
+
+def update_report(report: UpdateReport) -> Event:
+    """Return the ``update`` event that carries ``report`` (its error on one line, cut to ``MAX_TAG_VALUE``)."""
+    if report.result not in UPDATE_RESULTS:
+        raise WireError("bad_tag", f"update result {report.result!r} is not one of {', '.join(UPDATE_RESULTS)}")
+    tags = {"result": report.result, "wanted": report.wanted, "running": report.running}
+    error = " ".join(report.error.split())
+    if error:
+        tags["error"] = error if len(error) <= MAX_TAG_VALUE else error[: MAX_TAG_VALUE - 1] + "\u2026"
+    return Event(UPDATE_EVENT, tags, {"seconds": round(max(report.seconds, 0.0), 3)}, report.time_ns)
+
+
+def read_update_report(event: Event) -> UpdateReport | None:
+    """Return the report an ``update`` event carries, or None if ``event`` is not one (or not a whole one)."""
+    if event.name != UPDATE_EVENT:
+        return None
+    tags = event.tags
+    result, wanted, running = tags.get("result"), tags.get("wanted"), tags.get("running")
+    seconds = event.fields.get("seconds", 0)
+    if result not in UPDATE_RESULTS or wanted is None or running is None or isinstance(seconds, bool):
+        return None
+    return UpdateReport(result, wanted, running, tags.get("error", ""), float(seconds), event.time_ns)
 
 
 @dataclass(frozen=True, slots=True)

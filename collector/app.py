@@ -1,4 +1,9 @@
-"""Wiring only: broker (embedded when none is configured), storage, ingest, alerting and /metrics."""
+"""Wiring only: broker (embedded when none is configured), storage, ingest, alerting and /metrics.
+
+A collector with ``zones`` is a shard: it works with the inventory cut to those zones (``collector.shard``).
+One of an HA pair (``ha``) holds its judgement after a start until it has caught up, and, as the secondary,
+leaves what must happen once (the probes' configurations, enrolment) to the primary. With
+``alerting.mqtt_delivery: alertmanager`` the MQTT relay is served beside /metrics (``notify.relay``)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from collector.metrics import CollectorMetrics
 from collector.scope import Scope
 from collector.storage import make_writer
 from collector.threads import named, on_death
-from zwconf.httpd import BoundedHttpServer
+from zwconf.httpd import BoundedHttpServer, HttpLimits
 from zwconf.mqtt import MqttConfig
 from zwconf.process import ServiceNotifier, raise_open_files_limit
 from zwqueue import DiskQueue
@@ -33,6 +38,10 @@ class Collector:
     def __init__(self, cfg: CollectorConfig, inventory: Inventory | None = None,
                  inventory_path: Path | None = None) -> None:
         self.cfg = cfg
+        if inventory is not None and cfg.zones:
+            from collector.shard import restrict
+
+            inventory = restrict(inventory, cfg.zones)   # ValueError names a reference across its zones
         self.inventory = inventory
         self.inventory_path = inventory_path   # followed by the fleet thread for desired configurations
         self.fleet: Any = None                 # collector.fleet.config_publisher.ConfigPublisher, with an inventory
@@ -42,6 +51,7 @@ class Collector:
         self.engine: Any = None
         self.dispatcher: Any = None
         self.enrolment: Any = None            # collector.fleet.enrol_service.EnrolService, with an enrol section
+        self.relay: Any = None                # collector.alerting.notify.relay.MqttRelay, with mqtt_delivery
         self._http: BoundedHttpServer | None = None
         self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
         self.died: str | None = None          # the thread that died in this run, and of what
@@ -86,6 +96,7 @@ class Collector:
             log.info("intake queue holds %d messages from before; writing them first", intake.depth())
         self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=cfg.limits.series_limit(),
                              scope=Scope(self.inventory))
+        self._resume_after_restore()
         self._start_alerting(mqtt_cfg)
         self._start_enrolment()
         self._start_fleet()
@@ -94,10 +105,31 @@ class Collector:
         if cfg.http.enabled:  # bounded: no caller can hold the descriptors that storage and notifiers need
             from prometheus_client import make_wsgi_app
 
-            self._http = BoundedHttpServer(cfg.http.listen, make_wsgi_app(self.metrics.registry),
-                                           on_drop=self.metrics.count_http_drop)
+            app = make_wsgi_app(self.metrics.registry)
+            limits = HttpLimits()
+            if self.relay is not None:
+                from collector.alerting.notify.relay import MAX_BODY, with_relay
+
+                app, limits = with_relay(self.relay, app), HttpLimits(max_body=MAX_BODY)
+            self._http = BoundedHttpServer(cfg.http.listen, app, limits, on_drop=self.metrics.count_http_drop)
             self._http.start(spawn=named)
+        elif self.relay is not None:
+            log.error("alerting.mqtt_delivery is alertmanager but http.enabled is false: no relay for Alertmanager "
+                      "to send MQTT notifications through")
         log.info("collector running: storage %s, broker %s:%s", cfg.storage.type, mqtt_cfg.host, mqtt_cfg.port)
+
+    def _resume_after_restore(self) -> None:
+        """After ``zonewatch-collector restore`` (its note beside the intake queue): the seqs the old collector took
+        after the backup are not the probes' losses (``collector.backup``, ``SeqTracker.resume``)."""
+        from collector.backup import RESTORED
+
+        note = Path(self.cfg.queue.path).parent / RESTORED
+        if self.ingest is None or not note.exists():
+            return
+        self.ingest.seqs.resume()
+        log.info("started from a restored backup (%s): the first gap in each probe's stream is the old collector's, "
+                 "not counted as lost", note.read_text().strip())
+        note.unlink()
 
     def _start_alerting(self, mqtt_cfg: MqttConfig) -> None:
         """Start the dispatcher (outbox) and the alert engine, when there is an inventory to judge by."""
@@ -126,11 +158,19 @@ class Collector:
 
         self.engine = AlertEngine(alerting, self.inventory, self.dispatcher, store, self.metrics.registry,
                                   known_gaps=self.ingest.seqs.all_gaps(),   # the ingest has not started yet
-                                  fault=self._last_fault())
+                                  fault=self._last_fault(), hold_until_caught_up=self.cfg.ha is not None)
         self.ingest.on_arrival = self.engine.offer
+        self.engine.skew = self.ingest.skew   # probes' clocks: judged at the times their samples are stored at
         self.ingest.on_gaps = self.engine.gaps
         self.ingest.on_jump = self.engine.jumped
         self.engine.start()
+        if alerting.mqtt_via_alertmanager and client is not None:
+            from collector.alerting.notify.mqtt import MqttPublisher
+            from collector.alerting.notify.relay import MqttRelay, mqtt_receivers
+
+            token = alerting.relay_token.get_secret_value() if alerting.relay_token is not None else None
+            self.relay = MqttRelay(mqtt_receivers(alerting, self.inventory), MqttPublisher(client=client),
+                                   self.metrics.registry, token=token)
 
     def _start_enrolment(self) -> None:
         """Take new probes' requests and publish the replies, with an ``enrol`` section (``collector.fleet``)."""
@@ -155,6 +195,9 @@ class Collector:
         inventory; it publishes through the ingest's data session (one broker session per user)."""
         if self.inventory is None:
             return
+        if self.cfg.ha is not None and self.cfg.ha.role == "secondary":
+            log.info("HA secondary: the probes' configurations are published by the primary")
+            return
         from collector.fleet.config_publisher import ConfigPublisher, mqtt_publish
         from collector.fleet.config_state import fleet_dir
 
@@ -162,7 +205,7 @@ class Collector:
         self.fleet = ConfigPublisher(self.inventory, self.inventory_path, self.cfg.secrets,
                                      fleet_dir(self.cfg.queue.path), mqtt_publish(self.ingest.client),
                                      self.ingest.connected, self.engine.configs if self.engine is not None else None,
-                                     scope=self.ingest.scope)
+                                     scope=self.ingest.scope, zones=self.cfg.zones)
         first = self.ingest.on_arrival
 
         def arrived(messages: list[tuple[str, bytes]], now_ns: int) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collector import central_cli
 from collector.fleet import config_cli as fleet_cli
 from collector.fleet import enrol, enrol_cli
 from collector.report import cli as report_cli
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collector.inventory import Inventory
 
 DEFAULT_CONFIG = "/etc/zonewatch/collector.yaml"
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 DESCRIPTION = """\
 ZoneWatch collector: receives every probe's batches over MQTT, checks them, and writes them to the
@@ -51,7 +53,9 @@ commands:
                 its last report (applied; rejected, with the key and line; rolled back by the dead-man rule)
                 and drift; `fleet render PROBE` prints the text the inventory gives it; `fleet push [--by NAME]
                 [--again PROBE...]` checks the inventory and has the running collector publish the changes
-                now; `fleet audit [--probe P]` prints who changed what, and when
+                now; `fleet update --version V [--first N | --probes P...]` rolls a software release out in
+                waves (the next once the one before runs it healthy; `--abort` ends it); `fleet audit [--probe
+                P]` prints who changed what, and when
   report        write a zone's monthly report for the zone authority (HTML with plots, and CSV): coverage
                 per carrier and area against each threshold, no-service minutes, availability of each site
                 and link, time without redundancy, every outage; from the configured store (SQLite or
@@ -64,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG,
                    help=f"collector configuration file (default {DEFAULT_CONFIG})")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="how much to log to stderr (default info)")
+    p.add_argument("--log-level", default=None, choices=LOG_LEVELS,
+                   help="how much to log to stderr (default info; the demo: warning, and its folder's "
+                        "collector.log has info)")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
     sub.add_parser("run", help="ingest until stopped")
     sub.add_parser("check-config", help="validate the configuration and inventory and exit")
@@ -78,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="no scripted faults (fibre cut, power failure, coverage hole): readings only")
     demo.add_argument("--pace", type=float, default=1.0,
                       help="scale the scenario's timeline (0.5 runs it twice as fast; default 1)")
+    demo.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                      help="as before the command: what the screen shows (default warning); the demo's folder's "
+                           "collector.log gets info, or debug")
     mq = sub.add_parser("render-mosquitto", help="write mosquitto's ACL, password file and TLS listener")
     mq.add_argument("--out", required=True, help="folder to write acl, passwd, mosquitto-listener.conf into")
     mq.add_argument("--secrets", help="folder with one password file per user (default: OUT/secrets, "
@@ -96,13 +104,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="messages a probe sends per second (default 2: 50 SNMP devices and 4 modems every 30 s)")
     mq.add_argument("--require-certificate", action="store_true",
                     help="also require a client certificate signed by the CA")
+    mq.add_argument("--peer", action="append", default=[], metavar="USER",
+                    help="the broker username of another collector of an HA pair (again for each)")
+    mq.add_argument("--bridge", action="append", default=[], metavar="ZONE",
+                    help="a zone whose park broker bridges to this one: user bridge-ZONE (again for each)")
     am = sub.add_parser("render-alertmanager", help="write an Alertmanager configuration for the inventory")
     am.add_argument("--out", required=True, help="the configuration file to write (alertmanager.yml)")
     am.add_argument("--secrets-dir", help="folder for the secret files the configuration names "
                     "(default: alertmanager-secrets beside OUT)")
+    am.add_argument("--relay-url", help="with alerting.mqtt_delivery alertmanager: the collector beside this "
+                    "Alertmanager, whose relay publishes MQTT notifications (default: http://<http.listen>)")
     report_cli.add_parser(sub)
     enrol_cli.add_parser(sub)
     fleet_cli.add_parser(sub)
+    central_cli.add_parser(sub)
     return p
 
 
@@ -114,8 +129,10 @@ def _render_alertmanager(args: argparse.Namespace, cfg: CollectorConfig, invento
         print(f"zonewatch-collector: {args.config} names no inventory: nothing to render", file=sys.stderr)
         return 2
     try:
+        host, _, port = cfg.http.listen.rpartition(":")
+        relay = args.relay_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]', '::') else host}:{port}"
         written = amconfig.write(inventory, cfg.alerting, Path(args.out),
-                                 Path(args.secrets_dir) if args.secrets_dir else None)
+                                 Path(args.secrets_dir) if args.secrets_dir else None, relay=relay)
     except (ValueError, OSError) as exc:
         print(f"zonewatch-collector: render-alertmanager: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +163,7 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
             secrets_dir=Path(args.secrets) if args.secrets else None, port=args.port, bind=args.bind,
             broker_dir=args.broker_dir, noc=cfg.alerting.noc,
             sizing=mosquitto.QueueSizing(len(mosquitto.broker_probes(inventory, enrolment)), args.probe_rate, hold),
-            enrolment=enrolment)
+            enrolment=enrolment, layout=mosquitto.Layout(tuple(args.peer), tuple(args.bridge)))
     except (ValueError, OSError) as exc:
         print(f"zonewatch-collector: render-mosquitto: {exc}", file=sys.stderr)
         return 2
@@ -158,14 +175,14 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the collector command line; return the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
-    if args.command == "demo":
+    if args.command == "demo":   # it logs to a file in its folder and shows warnings above its live view
         from collector.demo import run_demo
 
         return run_demo(workdir=args.workdir, seconds=args.seconds, plain=args.plain, scenario=not args.no_scenario,
-                        pace=args.pace)
+                        pace=args.pace, log_level=args.log_level)
+    logging.basicConfig(level=(args.log_level or "info").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "report":
         return report_cli.run(args)
 
@@ -184,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError(source, None, where, message)
         for where, message in enrol.problems(cfg, inventory):
             raise ConfigError(args.config, None, where, message)
+        if inventory is not None:
+            from collector.shard import problems as shard_problems
+
+            for where, message in shard_problems(inventory, cfg.zones):   # zones: this collector's shard
+                source = args.config if where[0] == "zones" else str(inventory_path)
+                raise ConfigError(source, None, where, message)
     except ConfigError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return enrol_cli.run_command(args, cfg, inventory)
     if args.command == "fleet":
         return fleet_cli.run(args, cfg, inventory, inventory_path)
+    if args.command in central_cli.COMMANDS:
+        return central_cli.run(args, cfg, inventory)
 
     from collector.app import Collector
 

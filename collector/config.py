@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from collector.alerting.config import AlertingConfig
@@ -56,6 +58,15 @@ class IngestLimits(Strict):
         return SeriesLimit(self.max_series_per_probe, int(self.series_window * 1e9))
 
 
+class HaConfig(Strict):
+    """This collector as one of an active-active pair (README: High availability). Both take every message of
+    their zones through broker sessions of their own, both store it and judge it, and both send every alert to
+    every Alertmanager peer, which sends each notification once. What must happen once is the primary's: the
+    probes' configurations from the centre, and enrolment."""
+
+    role: Literal["primary", "secondary"]
+
+
 class CollectorConfig(Strict):
     """The whole collector configuration file."""
 
@@ -70,6 +81,7 @@ class CollectorConfig(Strict):
     zones: list[str] = []
     alerting: AlertingConfig = AlertingConfig()
     enrol: EnrolConfig | None = None   # new probes ask to be admitted (collector.fleet.enrol)
+    ha: HaConfig | None = None         # one of an active-active pair (collector.shard, README: High availability)
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return what cannot work together: enrolment without an external broker or without an inventory."""
@@ -80,4 +92,7 @@ class CollectorConfig(Strict):
         if self.enrol is not None and self.inventory is None:
             problems.append((("enrol",), "enrolment needs an inventory (inventory:): its zones are the ones new "
                              "probes may join"))
+        if self.enrol is not None and self.ha is not None and self.ha.role == "secondary":
+            problems.append((("enrol",), "enrolment belongs to the primary of an HA pair (ha.role: primary): its "
+                             "registry and the broker's password file are that collector's"))
         return problems

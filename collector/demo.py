@@ -7,7 +7,9 @@ What runs (every port is a free one on 127.0.0.1, every file in one work folder)
     modems           two ``python -m agent.sim.modem`` children on pseudo-terminals (Viettel, VinaPhone),
                      their RSRP drifting
     SNMP devices     one snmpsim child serving ``bts-01``, ``sw-core`` and the BTS site's UPS ``ups-01``
-                     (communities = device names; interface and UPS states writable, as a fault would set them)
+                     (communities = device names; interface and UPS states writable, as a fault would set them;
+                     each device's state its own, traffic at steady rates while an interface is up and none
+                     while it is down: ``python -m agent.sim.device``, snmpsim with a variation of its own)
     alerting         the inventory below, and a NOC webhook receiver in this process
 
 The scripted scenario (``--no-scenario`` turns it off) breaks the zone and mends it, while the tables show
@@ -19,13 +21,23 @@ the alerts and the notifications the receiver got:
     +100 s  the fibre is spliced; +120 s mains are back; +140 s the signal recovers: everything resolves
 
 The live table reads what the collector stored, so what it shows has travelled the whole way: modem or
-device, agent, spool, broker, collector, store. Ctrl-C (or SIGTERM, or ``--seconds``) stops every child
-by PID and the collector, writes the zone's report for the run (``report/report.html`` and CSV files, as
-``zonewatch-collector report`` makes them) and says where the files are.
+device, agent, spool, broker, collector, store. Without a terminal (output piped or redirected) the demo
+prints plain lines instead. Its log goes to ``collector.log`` in the work folder; the screen shows warnings.
+
+Stopping: Ctrl-C, SIGTERM, SIGHUP (the terminal closed) and ``--seconds`` all stop the agent first (it says
+``stopping``: a planned stop, so ProbeDown is muted and pages nobody), then the simulated modems and devices,
+every child by PID, then the collector; the demo then writes the zone's report for the run
+(``report/report.html`` and CSV files, as ``zonewatch-collector report`` makes them) and says where the files
+are. Ctrl-C works even when the demo was started with SIGINT ignored (``cmd &`` from a script). An exception
+stops every child too, then shows its traceback. Children run in process groups of their own, so a Ctrl-C at
+the terminal reaches the demo alone and the demo stops them in that order; on Linux each child also asks the
+kernel to kill it when the demo dies (``PR_SET_PDEATHSIG``), so not even ``kill -9`` of the demo leaves one
+behind. Output to a pipe or terminal that went away (``| tee`` and Ctrl-C) is dropped, not fatal.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -46,9 +58,9 @@ from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 
 DATA = Path(__file__).parent / "demo_data"
-MODEMS = [  # name, PLMN as the modem prints it, PLMN tag, base RSRP, cell
-    ("viettel", "45204", "452-04", -84.0, "5F1EA15"),
-    ("vinaphone", "45202", "452-02", -101.0, "2B0C40A"),
+MODEMS = [  # name, PLMN as the modem prints it, PLMN tag, base RSRP, cell; with --wander 6 Viettel stays good
+    ("viettel", "45204", "452-04", -84.0, "5F1EA15"),   # (>= -90 dBm) and VinaPhone fair (-100 to -90): no
+    ("vinaphone", "45202", "452-02", -93.0, "2B0C40A"),  # WeakSignal or CoverageHole the scenario did not make
 ]
 DEVICES = ["bts-01", "sw-core", "ups-01"]
 SITES = {"bts-01": "bts-dv-01", "sw-core": "pop-dv", "ups-01": "bts-dv-01"}
@@ -87,17 +99,67 @@ UPS_BATTERY_STATUS, UPS_SECONDS_ON_BATTERY = "1.3.6.1.2.1.33.1.2.1.0", "1.3.6.1.
 UPS_MINUTES_REMAINING, UPS_OUTPUT_SOURCE = "1.3.6.1.2.1.33.1.2.3.0", "1.3.6.1.2.1.33.1.4.1.0"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# Run before a child's own program (Linux): ask the kernel to SIGKILL this process when the thread that started
+# it ends (the demo's main thread, which lives as long as the demo), then check that the demo did not die
+# before that request was in place, then become the child's program (the request survives exec).
+_ORPHAN_GUARD = """\
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+    sys.exit(f"cannot tie this process to the demo: prctl failed with errno {ctypes.get_errno()}")
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def snmpsim_command(data: Path, cache: Path, port: int, verbose: bool = False) -> list[str]:
+    """Return the command line of the simulated devices: snmpsim serving every walk in ``data`` (community =
+    file name) on 127.0.0.1:``port``, each device with a state of its own (``python -m agent.sim.device``)."""
+    return [sys.executable, "-m", "agent.sim.device", "--data-dir", str(data), "--cache-dir", str(cache),
+            "--port", str(port), *(["--verbose"] if verbose else [])]
+
+
+def _tied(argv: list[str]) -> list[str]:
+    """Return ``argv`` run so that it dies with this process (``_ORPHAN_GUARD``); unchanged where that is not
+    Linux."""
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *argv]
+
+
+def _end(children: list[tuple[str, subprocess.Popen[bytes]]], wait_s: float = 10.0) -> None:
+    """SIGTERM every child still running, wait for each (SIGKILL after ``wait_s``) and reap it."""
+    for _name, proc in children:
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + wait_s
+    for _name, proc in children:
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 class Demo:
     """The simulated zone; ``start()``, then ``rows()`` as often as wanted, then ``stop()``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, verbose: bool = False) -> None:
         self.workdir = workdir
+        self.verbose = verbose  # the simulated devices log every answer too
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.collector: Collector | None = None
         self.store: SqliteWriter | None = None
@@ -107,9 +169,12 @@ class Demo:
         self.hooks: Any = None
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it until it exits
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE if name.startswith("modem") else log, stderr=log,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        """Start a child in a process group of its own (a Ctrl-C at the terminal reaches the demo, which stops
+        the children in order), tied to this process (it dies with it), logging to ``<name>.log``."""
+        with open(self.workdir / f"{name}.log", "ab") as log:   # the child has its own copy
+            proc = subprocess.Popen(_tied(argv), stdout=subprocess.PIPE if name.startswith("modem") else log,
+                                    stderr=log, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                                    process_group=0)
         self.children.append((name, proc))
         return proc
 
@@ -137,9 +202,7 @@ class Demo:
 
         py = sys.executable
         env = {"SNMPSIM_ALLOW_ROOT": "true"} if os.geteuid() == 0 else {}
-        responder = str(Path(py).with_name("snmpsim-command-responder"))
-        self._spawn("snmpsim", [responder, f"--data-dir={DATA}", f"--cache-dir={self.workdir / 'snmpsim-cache'}",
-                                f"--agent-udpv4-endpoint=127.0.0.1:{snmp_port}"], env)
+        self._spawn("snmpsim", snmpsim_command(DATA, self.workdir / "snmpsim-cache", snmp_port, self.verbose), env)
         ports = {}
         for name, plmn, _, rsrp, cell in MODEMS:
             proc = self._spawn(f"modem-{name}", [py, "-m", "agent.sim.modem", "--plmn", plmn, "--rsrp", str(rsrp),
@@ -172,24 +235,25 @@ class Demo:
         self.store = SqliteWriter(SqliteStorage(type="sqlite", path=str(self.db)))
 
     def stop(self) -> None:
-        """Stop the agent first (so it can say offline), then the peers, then the collector."""
-        for _name, proc in self.children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _name, proc in self.children:
+        """Stop the agent first, while its broker and the modems and devices it reads are still there (it says
+        ``stopping``: a planned stop, muted, no page), then the simulated modems and devices, then the
+        collector; every child by PID and reaped. May be called again."""
+        try:
+            _end([(n, p) for n, p in self.children if n == "agent"])
+        finally:
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        if self.collector is not None:
-            self.collector.stop()
-        if self.store is not None:
-            self.store.close()
-        if self.hooks is not None:
-            self.hooks.stop()
+                _end([(n, p) for n, p in self.children if n != "agent"])
+            finally:
+                collector, self.collector = self.collector, None
+                try:
+                    if collector is not None:
+                        collector.stop()
+                finally:
+                    if self.store is not None:
+                        self.store.close()
+                        self.store = None
+                    if self.hooks is not None:
+                        self.hooks.stop()
 
     # the scripted faults -----------------------------------------------------------------------------
 
@@ -270,11 +334,13 @@ class Demo:
             return list(by_series.values())
 
         interfaces = latest("interface", ["oper_up", "in_octets", "out_octets", "speed_mbps"])
-        for row in interfaces:
+        for row in interfaces:   # the rate between the last two polls, as a NOC graph shows it
             tags = {k: v for k, v in row.items() if not k.startswith("_") and k in ("device", "ifname")}
-            pts = st.query("interface", "in_octets", tags, since_ns=now_ns - 60 * 10**9)
-            if len(pts) >= 2 and pts[-1].time_ns > pts[0].time_ns:
-                row["in_mbps"] = (pts[-1].value - pts[0].value) * 8 / ((pts[-1].time_ns - pts[0].time_ns) / 1e9) / 1e6
+            for field, key in (("in_octets", "in_mbps"), ("out_octets", "out_mbps")):
+                pts = st.query("interface", field, tags, since_ns=now_ns - 60 * 10**9)
+                if len(pts) >= 2 and pts[-1].time_ns > pts[-2].time_ns and pts[-1].value >= pts[-2].value:
+                    seconds = (pts[-1].time_ns - pts[-2].time_ns) / 1e9
+                    row[key] = (pts[-1].value - pts[-2].value) * 8 / seconds / 1e6
         return {
             "cellular": latest("cellular", ["rsrp_dbm", "rsrq_db", "rssi_dbm", "registered"]),
             "device": latest("device", ["up", "uptime_s"]),
@@ -372,11 +438,11 @@ def _tables(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], e
                      _fmt(r.get("rsrq_db")), _fmt(r.get("rssi_dbm")), "yes" if r.get("registered") else "[red]no[/]",
                      _fmt(r["_age"], ".0f"))
     iface = Table(title="Equipment interfaces (SNMP)", expand=True)
-    for col in ("device", "ifname", "oper", "in octets", "in Mbit/s", "speed Mbit/s"):
+    for col in ("device", "ifname", "oper", "in Mbit/s", "out Mbit/s", "speed Mbit/s"):
         iface.add_column(col)
     for r in data["interface"]:
         iface.add_row(r.get("device"), r.get("ifname"), "[green]up[/]" if r.get("oper_up") else "[red]down[/]",
-                      _fmt(r.get("in_octets")), _fmt(r.get("in_mbps"), ".2f"), _fmt(r.get("speed_mbps")))
+                      _fmt(r.get("in_mbps"), ".1f"), _fmt(r.get("out_mbps"), ".1f"), _fmt(r.get("speed_mbps")))
     devs = ", ".join(f"{r.get('device')} {'up' if r.get('up') else 'DOWN'} (uptime {_fmt(r.get('uptime_s'), '.0f')} s)"
                      for r in data["device"])
     probes = ", ".join(f"{r.get('probe')} {'online' if r.get('up') else 'OFFLINE'}, spool {_fmt(r.get('spool_depth'))}"
@@ -405,35 +471,123 @@ def _plain(data: dict[str, list[dict[str, Any]]], counters: dict[str, float], el
     parts += [f"cellular {r.get('carrier')} {r.get('modem')} rsrp={_fmt(r.get('rsrp_dbm'))} dBm "
               f"registered={bool(r.get('registered'))}" for r in data["cellular"]]
     parts += [f"interface {r.get('device')} {r.get('ifname')} oper_up={bool(r.get('oper_up'))} "
-              f"in_octets={_fmt(r.get('in_octets'))}" for r in data["interface"]]
+              f"in_octets={_fmt(r.get('in_octets'))} in_mbps={_fmt(r.get('in_mbps'), '.1f')} "
+              f"out_mbps={_fmt(r.get('out_mbps'), '.1f')}" for r in data["interface"]]
     parts += [f"device {r.get('device')} up={bool(r.get('up'))}" for r in data["device"]]
     return "\n".join(parts)
 
 
-def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False, scenario: bool = True,
-             pace: float = 1.0) -> int:
-    """Run the demo until Ctrl-C (or ``seconds``); return the exit code.
+class _Say:
+    """Print to the user, and go on without them once the output is gone (a pipe whose reader died, as ``| tee``
+    does on Ctrl-C, or a terminal that hung up): stopping the zone and writing the report never depend on it."""
 
-    ``pace`` scales the scenario's timeline (0.5: twice as fast).
+    def __init__(self) -> None:
+        self.gone: set[int] = set()
+
+    def __call__(self, text: str, err: bool = False) -> None:
+        stream = sys.stderr if err else sys.stdout
+        fd = 2 if err else 1
+        if fd in self.gone:
+            return
+        try:
+            print(text, file=stream, flush=True)
+        except OSError:   # BrokenPipeError, EIO
+            self.lost(fd)
+
+    def lost(self, fd: int) -> None:
+        """Point ``fd`` at /dev/null, so that nothing later (the interpreter's last flush) fails on it."""
+        self.gone.add(fd)
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except OSError:
+            pass
+
+
+class _StderrNow(logging.Handler):
+    """Write each record to ``sys.stderr`` as it is at that moment: while the live view runs that is rich's
+    proxy, which prints the line above the view instead of through it (a handler holding the real stderr
+    writes into the view and leaves old copies of it behind)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
+
+
+def _quietly_stop(live: Any) -> bool:
+    """Stop rich's live view (it puts stdout and stderr back); False if the terminal was gone."""
+    try:
+        live.stop()
+    except OSError:
+        return False
+    return True
+
+
+def _logging(folder: Path, level: str | None) -> None:
+    """Log everything at ``level`` (info by default) to ``collector.log`` in the demo's folder, and to the
+    screen only warnings (or ``level`` when one is given): the live view is the demo's screen. Third-party
+    chatter (amqtt and its ``transitions`` state machine, APScheduler) stays at warning unless ``debug``."""
+    wanted = logging.getLevelName((level or "info").upper())
+    shown = logging.getLevelName(level.upper()) if level else logging.WARNING
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    to_file = logging.FileHandler(folder / "collector.log")
+    to_file.setLevel(wanted)
+    to_screen = _StderrNow(shown)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for handler in (to_file, to_screen):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.setLevel(min(wanted, shown))
+    for name in ("amqtt", "transitions", "apscheduler"):
+        logging.getLogger(name).setLevel(logging.DEBUG if wanted == logging.DEBUG else logging.WARNING)
+
+
+def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False, scenario: bool = True,
+             pace: float = 1.0, log_level: str | None = None) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or SIGHUP (or ``seconds``); return the exit code.
+
+    ``pace`` scales the scenario's timeline (0.5: twice as fast). The signals only ask the demo to stop (they
+    are caught whatever this process inherited, also an ignored SIGINT), so no signal cuts the stop short.
     """
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="zonewatch-demo-"))
-    demo = Demo(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    before = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        _logging(folder, log_level)
+        return _run(Demo(folder, verbose=log_level == "debug"), stop, _Say(), seconds, plain, scenario, pace)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _run(demo: Demo, stop: threading.Event, say: _Say, seconds: float, plain: bool, scenario: bool,
+         pace: float) -> int:
+    folder = demo.workdir
     started, started_ns = time.monotonic(), time.time_ns()
     code = 0
-    print(f"ZoneWatch demo: starting a simulated zone in {folder} ...", flush=True)
+    say(f"ZoneWatch demo: starting a simulated zone in {folder} (log: {folder / 'collector.log'}) ...")
+    if not plain and not sys.stdout.isatty():
+        plain = True
+        say("demo: the output is not a terminal: plain lines instead of the live table")
+    shown = 0
     try:
         demo.start()
         live: Any = None
         if not plain:
             from rich.live import Live
 
-            live = Live(refresh_per_second=2)
+            live = Live(auto_refresh=False)
             live.start()
         timeline = list(SCENARIO) if scenario else []
         step = "running (no scripted faults)" if not scenario else "the zone settles; the first fault comes at +30 s"
-        shown, last_plain = 0, -5.0
+        last_plain, shown_readings = -5.0, False
         try:
             while not stop.wait(1.0 if live else 0.5):
                 elapsed = time.monotonic() - started
@@ -441,44 +595,50 @@ def run_demo(workdir: str | None = None, seconds: float = 0, plain: bool = False
                     _at, step, action = timeline.pop(0)
                     _act(demo, action)
                     if not live:
-                        print(f"scenario: {step}", flush=True)
+                        say(f"scenario: {step}")
                 for _at, a in demo.hooks.got[shown:]:
                     shown += 1
                     if not live:
-                        print(f"notification: {a['status']} {a['labels'].get('alertname')} {_who(a['labels'])}",
-                              flush=True)
+                        say(f"notification: {a['status']} {a['labels'].get('alertname')} {_who(a['labels'])}")
                 failed = demo.failed_child()
                 if failed:
-                    print(f"demo: {failed} stopped unexpectedly; its log is {folder}/{failed}.log", file=sys.stderr)
+                    say(f"demo: {failed} stopped unexpectedly; its log is {folder}/{failed}.log", err=True)
                     code = 1
                     break
                 data, counters = demo.rows(time.time_ns()), demo.counters()
                 if live:
-                    live.update(_tables(data, counters, elapsed, demo.alerts(), demo.hooks.recent(), step))
-                elif elapsed - last_plain >= 5.0:
-                    last_plain = elapsed
-                    print(_plain(data, counters, elapsed), flush=True)
+                    try:
+                        live.update(_tables(data, counters, elapsed, demo.alerts(), demo.hooks.recent(), step),
+                                    refresh=True)
+                    except OSError:   # the terminal went away (its SIGHUP stops the demo): show nothing more
+                        say.lost(1)
+                        _quietly_stop(live)
+                        live = None
+                elif elapsed - last_plain >= 5.0 or (not shown_readings and data["device"]):   # the first at once
+                    last_plain, shown_readings = elapsed, bool(data["device"])
+                    say(_plain(data, counters, elapsed))
                 if seconds and elapsed >= seconds:
                     break
         finally:
-            if live:
-                live.stop()
-    except KeyboardInterrupt:
-        pass
-    except RuntimeError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
+            if live and not _quietly_stop(live):
+                say.lost(1)
+    except RuntimeError as exc:   # a part of the zone did not start
+        say(f"demo: {exc}", err=True)
         code = 1
-    finally:
-        print("demo: stopping ...", flush=True)
+    finally:   # every path, an unexpected exception too (its traceback follows)
+        say("demo: stopping ...")
         demo.stop()
-    print(f"demo: stopped. Store: {demo.db}; logs and configs: {folder}", flush=True)
-    if demo.store is not None:  # it started: the zone authority's report of what the run saw
+    if demo.hooks is not None:   # a page while stopping would be noise: show it if there was one
+        for _at, a in demo.hooks.got[shown:]:
+            say(f"notification: {a['status']} {a['labels'].get('alertname')} {_who(a['labels'])} (while stopping)")
+    say(f"demo: stopped. Store: {demo.db}; logs and configs: {folder}")
+    if demo.hooks is not None and demo.db.exists():   # it started: the zone authority's report of what the run saw
         from collector.report import ReportError, write_demo_report
 
         try:
             inventory = zwconf.load(Inventory, INVENTORY, "demo inventory")
             page = write_demo_report(demo.db, folder / "report", "demo-park", started_ns, time.time_ns(), inventory)
-            print(f"demo: the zone's report (HTML with plots, and CSV): {page}", flush=True)
+            say(f"demo: the zone's report (HTML with plots, and CSV): {page}")
         except ReportError as exc:
-            print(f"demo: no report: {exc}", flush=True)
+            say(f"demo: no report: {exc}")
     return code

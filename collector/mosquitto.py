@@ -10,6 +10,9 @@ The ACL model. Every client logs in with a username and password; nobody is anon
   and ``$SYS``-style ``$`` topics.
 - A probe's username is its inventory id. It may write only ``zw/v1/<its zone>/<its id>/status``,
   ``.../data`` and ``.../events``, and read only ``zw/v1/<its zone>/<its id>/config``.
+- Beyond one collector (``Layout``, kept beside the ACL): the other collectors of an HA pair, each with the
+  collector's rights and sessions of its own, and the park brokers' bridges (``bridge-<zone>``: what that zone's
+  probes may write, their configurations to read, and the bridge's state topic; ``collector.bridge``).
 - Enrolment (``Enrolment``, given when the collector configuration has an ``enrol`` section): each zone open to
   new probes has a bootstrap user ``enrol-<zone>``, which may write only ``zw/v1/enrol/<zone>/+/request`` and
   read only ``zw/v1/enrol/<zone>/+/reply`` (replies are sealed to each asker's key, so reading another's is of
@@ -72,6 +75,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import os
 import re
@@ -89,6 +93,9 @@ URGENT_SUFFIX = "-urgent"   # the collector's status and events session (collect
 ENROL_SUFFIX = "-enrol"     # the collector's enrolment session (collector.fleet.enrol uses the same)
 BOOTSTRAP_PREFIX = "enrol-"  # + a zone id: the zone's bootstrap user, which may only ask to be enrolled
 TICK_ROOT = "zonewatch/tick/"   # + the collector's username: its ticks, read back by its data session (ingest)
+BRIDGE_PREFIX = "bridge-"   # + a zone id: the user a park broker's bridge logs in as (collector.bridge)
+BRIDGE_STATE_ROOT = "zonewatch/bridge/"   # + zone + "/state": the bridge's retained 1 (up) or 0 (its last will)
+LAYOUT_FILE = "zonewatch-broker.json"   # the broker's other collectors and bridges, for write_access
 URGENT_READS: tuple[wire.Kind, ...] = ("status", "events")
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
 PROBE_READS: tuple[wire.Kind, ...] = ("config",)
@@ -134,6 +141,39 @@ class Enrolment:
 def bootstrap_user(zone: str) -> str:
     """Return the username of ``zone``'s bootstrap credential."""
     return BOOTSTRAP_PREFIX + zone
+
+
+def bridge_user(zone: str) -> str:
+    """Return the username a park broker's bridge for ``zone`` logs in as at the centre."""
+    return BRIDGE_PREFIX + zone
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Who else logs in at the centre besides the collector and the probes: ``peers``, the other collectors of an
+    HA pair (each with its ``-urgent`` session and a password of its own, and the collector's rights: either may
+    be made the primary), and ``bridges``, the zones whose park broker bridges to this one (user
+    ``bridge-<zone>``: it may write what that zone's probes write and read their configurations, nothing else;
+    the park broker pins each probe to its own topics). ``write_bundle`` keeps it in ``LAYOUT_FILE`` beside the
+    ACL, so that ``write_access`` (enrolment) renders the same users."""
+
+    peers: tuple[str, ...] = ()
+    bridges: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        """Return the layout as the JSON ``LAYOUT_FILE`` holds."""
+        return json.dumps({"peers": list(self.peers), "bridges": list(self.bridges)}, indent=1) + "\n"
+
+    @classmethod
+    def read(cls, folder: Path) -> Layout:
+        """Return the layout kept in ``folder`` (none kept: no peers, no bridges); raise ValueError if unreadable."""
+        try:
+            doc = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
+            return cls(tuple(str(p) for p in doc["peers"]), tuple(str(b) for b in doc["bridges"]))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{folder / LAYOUT_FILE}: cannot read the broker's layout: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -243,12 +283,27 @@ def broker_probes(inventory: Inventory, enrolment: Enrolment | None = None) -> d
 
 
 def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR,
-              enrolment: Enrolment | None = None) -> list[str]:
-    """Return the broker's users: the collector's sessions first, then every probe by id, then (with
-    ``enrolment``) each open zone's bootstrap user."""
-    check_name("collector user", collector)
+              enrolment: Enrolment | None = None, layout: Layout = Layout()) -> list[str]:
+    """Return the broker's users: the collector's sessions first (then its HA peers'), then every probe by id,
+    then (with ``enrolment``) each open zone's bootstrap user, then the park bridges' users."""
+    for name in (collector, *layout.peers):
+        check_name("collector user", name)
+    if len({collector, *layout.peers}) != 1 + len(layout.peers):
+        raise ValueError(f"the collectors of an HA pair need usernames of their own: {collector}, "
+                         f"{', '.join(layout.peers)}")
     probes = list(broker_probes(inventory, enrolment))
     own = [collector, collector + URGENT_SUFFIX, *([collector + ENROL_SUFFIX] if enrolment is not None else [])]
+    for peer in layout.peers:
+        own += [peer, peer + URGENT_SUFFIX]
+    bridges = []
+    for zone in layout.bridges:
+        check_name("bridge zone", zone)
+        if zone not in inventory.zones:
+            known = ", ".join(sorted(inventory.zones))
+            raise ValueError(f"bridge zone {zone!r} is not in the inventory (known: {known})")
+        bridges.append(bridge_user(zone))
+    if len(set(own)) != len(own):
+        raise ValueError(f"the collectors' users clash: {', '.join(own)}: choose other names")
     for user in own:
         if user in probes:
             raise ValueError(f"collector user {user!r} is also a probe id: choose another name")
@@ -260,33 +315,43 @@ def usernames(inventory: Inventory, collector: str = DEFAULT_COLLECTOR,
             raise ValueError(f"{user!r} is the bootstrap user of zone {zone!r} and also a probe or collector user: "
                              "choose another id")
         boot.append(user)
-    return [*own, *probes, *boot]
+    for user in bridges:
+        if user in probes or user in own or user in boot:
+            raise ValueError(f"{user!r} is a park bridge's user and also a probe, collector or bootstrap user: "
+                             "choose another id")
+    return [*own, *probes, *boot, *bridges]
 
 
 def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Sequence[Receiver] = (),
-               enrolment: Enrolment | None = None) -> str:
+               enrolment: Enrolment | None = None, layout: Layout = Layout()) -> str:
     """Return the ACL file: one ``user`` block with literal topics for the collector and for each probe (and, with
-    ``enrolment``, the enrolment session, each open zone's bootstrap user, the approved probes; no retired one).
+    ``enrolment``, the enrolment session, each open zone's bootstrap user, the approved probes; no retired one;
+    with ``layout``, the HA peers' sessions and the park bridges' users).
 
     ``noc`` is the collector's ``alerting.noc`` receivers: the topics of its mqtt ones are the collector's too."""
-    usernames(inventory, collector, enrolment)
+    usernames(inventory, collector, enrolment, layout)
     lines = [
         "# ZoneWatch broker ACL, rendered from the inventory by `zonewatch-collector render-mosquitto`.",
         "# Literal topics per user and no %c patterns: what a client may do follows from the username",
         "# its password proved, never from the client id it chose.",
-        "",
-        f"user {collector}",
-        *(f"topic read {wire.subscription(kind)}" for kind in COLLECTOR_READS),
-        *(f"topic write {wire.subscription(kind)}" for kind in COLLECTOR_WRITES),
-        "# its ticks: published and read back through its data session, to know how far behind it is",
-        f"topic readwrite {TICK_ROOT}{collector}",
     ]
     alerts = notify_topics(inventory, noc)
-    if alerts:
-        lines += ["# the carriers' and the NOC's alert topics (mqtt notification receivers)"]
-        lines += [f"topic write {topic}" for topic in alerts]
-    lines += ["", "# the collector's status and events session", f"user {collector}{URGENT_SUFFIX}",
-              *(f"topic read {wire.subscription(kind)}" for kind in URGENT_READS)]
+    for user in (collector, *layout.peers):
+        if user != collector:
+            lines += ["", "# another collector of the HA pair: the same rights, sessions of its own"]
+        lines += [
+            "",
+            f"user {user}",
+            *(f"topic read {wire.subscription(kind)}" for kind in COLLECTOR_READS),
+            *(f"topic write {wire.subscription(kind)}" for kind in COLLECTOR_WRITES),
+            "# its ticks: published and read back through its data session, to know how far behind it is",
+            f"topic readwrite {TICK_ROOT}{user}",
+        ]
+        if alerts:
+            lines += ["# the carriers' and the NOC's alert topics (mqtt notification receivers)"]
+            lines += [f"topic write {topic}" for topic in alerts]
+        lines += ["", "# the collector's status and events session", f"user {user}{URGENT_SUFFIX}",
+                  *(f"topic read {wire.subscription(kind)}" for kind in URGENT_READS)]
     if enrolment is not None:
         lines += ["", "# the collector's enrolment session: new probes' requests, the sealed replies, and probes' "
                   "status (a new probe's first login)", f"user {collector}{ENROL_SUFFIX}"]
@@ -304,6 +369,12 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Se
                   "sealed to its asker's key)", f"user {bootstrap_user(zone)}",
                   f"topic write {wire.enrol_subscription('request', zone)}",
                   f"topic read {wire.enrol_subscription('reply', zone)}"]
+    for zone in layout.bridges:
+        lines += ["", f"# zone {zone}'s park broker (its bridge): what the zone's probes write, their configurations, "
+                  "and the bridge's own state", f"user {bridge_user(zone)}"]
+        lines += [f"topic write {wire.subscription(kind, zone)}" for kind in PROBE_WRITES]
+        lines += [f"topic read {wire.subscription(kind, zone)}" for kind in PROBE_READS]
+        lines += [f"topic write {BRIDGE_STATE_ROOT}{zone}/state"]
     return "\n".join(lines) + "\n"
 
 
@@ -421,21 +492,33 @@ def _read_secret(folder: Path, user: str) -> str:
     return value
 
 
+def read_password(folder: Path, user: str) -> str:
+    """Return ``user``'s password kept in ``folder`` (as ``write_bundle`` reads it; the park bridge's files too)."""
+    return _read_secret(folder, user)
+
+
+def write_file(path: Path, text: str, mode: int) -> None:
+    """Replace ``path`` atomically with ``text`` and ``mode`` (as ``write_bundle`` writes; the park bridge's too)."""
+    _write(path, text, mode)
+
+
 def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector: str = DEFAULT_COLLECTOR,
                  secrets_dir: Path | None = None, port: int = 8883, bind: str | None = None,
                  broker_dir: str | None = None, noc: Sequence[Receiver] = (),
-                 sizing: QueueSizing | None = None, enrolment: Enrolment | None = None) -> list[Written]:
-    """Write acl, passwd, the listener section, the queue limits and any new passwords into ``out``; return
-    what was written. ``sizing`` defaults to the broker's probes at the ``QueueSizing`` defaults."""
+                 sizing: QueueSizing | None = None, enrolment: Enrolment | None = None,
+                 layout: Layout = Layout()) -> list[Written]:
+    """Write acl, passwd, the listener section, the queue limits, the layout and any new passwords into ``out``;
+    return what was written. ``sizing`` defaults to the broker's probes at the ``QueueSizing`` defaults."""
     # With ``secrets_dir`` every user's password is read from ``secrets_dir/<user>``, and a missing file is an
     # error. Without it, passwords live in ``out/secrets/<user>`` (mode 0600): existing ones are kept, missing
     # ones generated. ``broker_dir`` is where the broker will find acl and passwd (default: ``out``). An approved
     # probe (``enrolment``) needs no password file: its hash is the approval's.
-    users = usernames(inventory, collector, enrolment)
-    shared = {collector + URGENT_SUFFIX, collector + ENROL_SUFFIX}   # the collector's password
+    users = usernames(inventory, collector, enrolment, layout)
+    shared = {collector + URGENT_SUFFIX: collector, collector + ENROL_SUFFIX: collector}   # a collector's password
+    shared.update({peer + URGENT_SUFFIX: peer for peer in layout.peers})
     hashed = dict(enrolment.approved) if enrolment is not None else {}
     plain = [u for u in users if u not in shared and u not in hashed]
-    acl = render_acl(inventory, collector, noc, enrolment)
+    acl = render_acl(inventory, collector, noc, enrolment, layout)
     written: list[Written] = []
     passwords: dict[str, str] = {}
     if secrets_dir is not None:
@@ -455,7 +538,7 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
             _write(path, passwords[user] + "\n", 0o600)
             written.append(Written(path, f"new password of {user} (mode 0600)"))
     hashes = {user: hashed[user][1] if user in hashed
-              else hash_password(passwords[collector if user in shared else user]) for user in users}
+              else hash_password(passwords[shared.get(user, user)]) for user in users}
     out.mkdir(parents=True, exist_ok=True)
     where = broker_dir if broker_dir is not None else str(out.resolve())
     listener = render_listener(port, f"{where}/{PASSWD_FILE}", f"{where}/{ACL_FILE}", tls, bind)
@@ -465,6 +548,10 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
     probes = len(broker_probes(inventory, enrolment))
     sizing = sizing or QueueSizing(probes)
     _write(out / LIMITS_FILE, render_limits(sizing), 0o644)
+    if layout != Layout():
+        _write(out / LAYOUT_FILE, layout.to_json(), 0o644)
+    else:   # a layout from an earlier rendering must not bring its users back at the next approval
+        (out / LAYOUT_FILE).unlink(missing_ok=True)
     sessions = "three sessions" if enrolment is not None else "two sessions"
     boot = f", {len(enrolment.zones)} bootstrap user(s)" if enrolment is not None else ""
     written += [
@@ -475,6 +562,10 @@ def write_bundle(inventory: Inventory, out: Path, tls: ListenerTls, *, collector
                                    f"{sizing.messages} messages, {sizing.bytes / 2**20:,.0f} MiB queued for "
                                    "the collector's session"),
     ]
+    if layout != Layout():
+        written.append(Written(out / LAYOUT_FILE, f"the other collectors ({', '.join(layout.peers) or 'none'}) and "
+                                                  f"park bridges ({', '.join(layout.bridges) or 'none'}), for "
+                                                  "`probes approve` and `retire`"))
     return written
 
 
@@ -489,7 +580,8 @@ def write_access(out: Path, inventory: Inventory, enrolment: Enrolment, collecto
     except FileNotFoundError:
         raise ValueError(f"{path}: no password file: run `zonewatch-collector render-mosquitto --out {out}` "
                          "first") from None
-    users = usernames(inventory, collector, enrolment)
+    layout = Layout.read(out)   # as render-mosquitto wrote it: an HA peer's or a bridge's user stays
+    users = usernames(inventory, collector, enrolment, layout)
     hashes: dict[str, str] = {}
     for user in users:
         if user in enrolment.approved:
@@ -500,7 +592,7 @@ def write_access(out: Path, inventory: Inventory, enrolment: Enrolment, collecto
     if missing:
         raise ValueError(f"{path} has no password for {', '.join(missing)}: run `zonewatch-collector render-mosquitto "
                          f"--out {out}` again (with the same --secrets), which writes every user")
-    acl = render_acl(inventory, collector, noc, enrolment)
+    acl = render_acl(inventory, collector, noc, enrolment, layout)
     _write(path, render_passwd_hashed(hashes), 0o600)
     _write(out / ACL_FILE, acl, 0o644)
     return [Written(path, f"mosquitto password file, {len(users)} users (hashed, mode 0600)"),

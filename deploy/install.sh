@@ -15,6 +15,10 @@
 #   /etc/zonewatch/                 configuration, root:zonewatch 0750: ROLE.yaml (0640) is written from the
 #                                   example only when there is none; secrets/ root:zonewatch 0750
 #   /var/lib/zonewatch/             state (the agent's spool, the collector's queues), zonewatch:zonewatch 0750
+# and for the agent, its updater (releases the centre asks for: agent.fleet.updater, run as root):
+#   /etc/systemd/system/zonewatch-agent-update.{path,service}   the path unit watches update/request.json
+#   /var/lib/zonewatch/update/      where the agent asks and the updater answers, zonewatch:zonewatch 0750
+#   PREFIX/agent/deploy/            this script and the units, for the updater (the prefix given here is its default)
 # Run with --help for every option.
 set -euo pipefail
 umask 022   # the service's user must be able to read the programs, whatever root's own umask is
@@ -163,9 +167,12 @@ if [ "$action" = uninstall ]; then
     fi
     if systemd_up; then
         systemctl disable --now --quiet "$unit" 2>/dev/null || true
+        [ "$role" != agent ] || systemctl disable --now --quiet zonewatch-agent-update.path 2>/dev/null || true
     fi
     if [ -d "$R$home" ] || [ -e "$unit_path" ]; then
         rm -f "$unit_path"
+        [ "$role" != agent ] || rm -f "$R/etc/systemd/system/zonewatch-agent-update.path" \
+            "$R/etc/systemd/system/zonewatch-agent-update.service"
         if systemd_up; then systemctl daemon-reload; fi
         if [ -L "$bin_link" ]; then rm -f "$bin_link"; fi
         rm -rf "$R$home"
@@ -310,6 +317,10 @@ owned() {   # owned USER:GROUP MODE PATH...: the mode always, the owner on a rea
 mkdir -p "$R$etc/secrets" "$R$state"
 owned "root:$user" 0750 "$R$etc" "$R$etc/secrets"
 owned "$user:$user" 0750 "$R$state"
+if [ "$role" = agent ]; then   # where the agent asks its updater for a release (agent.fleet.software)
+    mkdir -p "$R$state/update"
+    owned "$user:$user" 0750 "$R$state/update"
+fi
 fresh_config=0
 put_config() {   # put_config NAME CONTENT-FILE: install /etc/zonewatch/NAME unless it exists
     [ ! -e "$R$etc/$1" ] || { say "keeping $etc/$1"; return 0; }
@@ -344,6 +355,27 @@ install -m 0644 "$tmp/$unit" "$unit_path.new"
 mv -f "$unit_path.new" "$unit_path"
 ln -sfn "$home/current/bin/zonewatch-$role" "$bin_link.new"
 mv -Tf "$bin_link.new" "$bin_link"
+if [ "$role" = agent ]; then
+    # The updater (agent.fleet.updater): its units, and this script with the units beside the releases, where the
+    # updater runs it (with this prefix as its default). The updater runs that copy, which does not copy itself.
+    for extra in zonewatch-agent-update.service zonewatch-agent-update.path; do
+        [ -f "$here/$extra" ] || die "the unit $here/$extra is missing: run the script from the project's files"
+        sed "s|/opt/zonewatch/agent/|$home/|g" "$here/$extra" >"$tmp/$extra"
+        install -m 0644 "$tmp/$extra" "$R/etc/systemd/system/$extra.new"
+        mv -f "$R/etc/systemd/system/$extra.new" "$R/etc/systemd/system/$extra"
+    done
+    kit=$R$home/deploy
+    mkdir -p "$kit"
+    if [ "$(cd "$here" && pwd -P)" != "$(cd "$kit" && pwd -P)" ]; then
+        for file in zonewatch-agent.service zonewatch-agent-update.service zonewatch-agent-update.path; do
+            install -m 0644 "$here/$file" "$kit/$file"
+        done
+        sed "s| prefix=/opt/zonewatch | prefix=$prefix |" "$here/install.sh" >"$tmp/install.sh"
+        grep -q " prefix=$prefix " "$tmp/install.sh" || die "cannot set the prefix in the updater's copy of install.sh"
+        install -m 0755 "$tmp/install.sh" "$kit/install.sh.new"
+        mv -f "$kit/install.sh.new" "$kit/install.sh"
+    fi
+fi
 
 stage="switching to zonewatch $version"
 switch_to "$version"
@@ -369,6 +401,7 @@ say "$role: current is zonewatch $version ($home/current)${previous:+; previous:
 if systemd_up; then
     systemctl daemon-reload
     systemctl enable --quiet "$unit"
+    if [ "$role" = agent ]; then systemctl enable --now --quiet zonewatch-agent-update.path; fi
 fi
 if [ "$fresh_config" = 1 ]; then
     say "next: edit $etc/$role.yaml, check it with"

@@ -16,10 +16,14 @@ fi
 
 # Real services the integration tests start (each on its own free loopback port, never the system one).
 test_packages=(mosquitto mosquitto-clients snmpd snmp victoria-metrics prometheus-alertmanager iproute2 libpcap0.8)
+# The QoS source's network test: a carrier's DNS server (dnsmasq, the binary alone).
+test_packages+=(dnsmasq-base)
 # Headless Chromium and its WebDriver: the report's test opens the HTML report and checks a screenshot.
 test_packages+=(chromium chromium-driver)
 # systemd-analyze: the install test verifies the units deploy/install.sh writes (nothing is started).
 test_packages+=(systemd)
+# libfaketime: the probe-health test runs an agent whose clock is ten minutes ahead (faketime -f +10m).
+test_packages+=(faketime)
 packages=()
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 [ "$mode" = dev ] && packages+=("${test_packages[@]}")

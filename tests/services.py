@@ -8,6 +8,7 @@ command that installs it, never a skip: the integration tests exist to run again
     snmpd (net-snmp)  start_snmpd(dir, community, v3 user)         -> Service(port)
     VictoriaMetrics   start_victoriametrics(dir)                   -> Service(port, url)
     Alertmanager      start_alertmanager(dir, config_yaml)         -> Service(port, url)
+                      start_alertmanager_peer(dir, config_yaml, port, cluster_port, peers) -> one of a cluster
     snmpsim           start_snmpsim(dir, data_dir)                 -> Service(port)
     the collector     start_collector(config, dir, open_files=None) -> Service (ready once subscribed)
 """
@@ -222,8 +223,9 @@ def start_snmpd(workdir: Path, community: str = "public", v3_user: tuple[str, st
 # ---------------------------------------------------------------------------------------------- snmpsim
 
 
-def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None) -> Service:
-    """Start snmpsim serving every ``<community>.snmprec`` in ``data_dir`` on a free UDP port."""
+def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None, variation: Path | None = None) -> Service:
+    """Start snmpsim serving every ``<community>.snmprec`` in ``data_dir`` on a free UDP port; with
+    ``variation``, the variation modules in that folder instead of snmpsim's own."""
     responder = Path(sys.executable).with_name("snmpsim-command-responder")
     if not responder.exists():
         raise ServiceError(f"snmpsim is not installed in this environment: {SETUP_HINT}")
@@ -238,7 +240,8 @@ def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None) -> Ser
                             "1.3.6.1.2.1.1.3.0"], capture_output=True)
         return r.returncode == 0 and b"No Such" not in r.stdout
 
-    return _spawn("snmpsim", [str(responder), f"--data-dir={data_dir}", f"--cache-dir={cache}",
+    modules = [f"--variation-modules-dir={variation.resolve()}"] if variation is not None else []
+    return _spawn("snmpsim", [str(responder), f"--data-dir={data_dir}", f"--cache-dir={cache}", *modules,
                               f"--agent-udpv4-endpoint=127.0.0.1:{port}"], workdir, port, ready, timeout=30,
                   env={"SNMPSIM_ALLOW_ROOT": "true"})
 
@@ -275,6 +278,32 @@ def start_alertmanager(workdir: Path, config_yaml: str) -> Service:
         binary, f"--config.file={conf}", f"--storage.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn",
     ], workdir, port, lambda: _http_ok(f"{url}/-/ready"), url=url)
+
+
+def start_alertmanager_peer(workdir: Path, config_yaml: str, port: int, cluster_port: int, peers: list[int],
+                            peer_timeout: str = "1s") -> Service:
+    """Start one Alertmanager of a cluster on loopback: web ``port``, gossip ``cluster_port``, joining the other
+    peers' gossip ports (``--cluster.peer``); the same ``workdir`` and ports restart it. Ready once its cluster
+    status is ``ready`` (settled: it notifies only from then on). Gossip every 50 ms, so it settles in about three
+    seconds; ``peer_timeout`` is how long each peer waits per position before sending what the first did not (keep
+    the configuration's group_interval above it: a later peer dedups a flush against the log as it is after its
+    wait, so a group resolved and notified by the first peer within that wait is notified firing again)."""
+    binary = require("prometheus-alertmanager")
+    url = f"http://127.0.0.1:{port}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "alertmanager.yml"
+    conf.write_text(config_yaml)
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/api/v2/status", timeout=0.5) as r:
+            return bool(json.load(r)["cluster"]["status"] == "ready")
+
+    return _spawn("alertmanager", [
+        binary, f"--config.file={conf}", f"--storage.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        f"--cluster.listen-address=127.0.0.1:{cluster_port}", f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
+        *(f"--cluster.peer=127.0.0.1:{p}" for p in peers), f"--cluster.peer-timeout={peer_timeout}",
+        "--cluster.gossip-interval=50ms", "--cluster.probe-interval=500ms", "--log.level=warn",
+    ], workdir, port, ready, timeout=30, url=url)
 
 
 def vm_query(url: str, promql: str) -> list[dict[str, object]]:

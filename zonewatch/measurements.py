@@ -84,8 +84,12 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             "registered": _bool("registered on its home network or roaming"),
             "pci": Field("1", "id", 0, 1007), "enb_id": Field("1", "id", 0, 2**20 - 1),
             "gnb_id": Field("1", "id", 0, 2**32 - 1), "sector": Field("1", "id", 0, 2**14 - 1),
-            "nr_rsrp_dbm": RSRP, "nr_rsrq_db": RSRQ, "nr_sinr_db": SINR},
-        "the serving cell as each modem sees it"),
+            "nr_rsrp_dbm": RSRP, "nr_rsrq_db": RSRQ, "nr_sinr_db": SINR,
+            "sim_state": Field("1", "state", 0, 4, "AT+CPIN?: 0 ready, 1 no SIM, 2 PIN required, 3 PUK required, "
+                               "4 SIM failure"),
+            "reg_state": Field("1", "state", 0, 11, "the 3GPP registration <stat>: 0 not searching, 1 home, "
+                               "2 searching, 3 denied, 4 unknown, 5 roaming, ...")},
+        "the serving cell as each modem sees it, and the modem's SIM and registration"),
     "device": Measurement(
         "probe", ("zone", "probe", "device", "site"), {
             "up": _bool("the device answered the poll"), "uptime_s": _at_least0("s"),
@@ -111,16 +115,39 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             "rtt_ms": _at_least0("ms"), "loss_pct": _pct(), "hops": Field("1", "gauge", 0, 255),
             "path_changed": _bool()},
         "reachability and route of a target from the probe"),
+    "qos": Measurement(
+        "probe", ("zone", "probe", "carrier", "modem", "test", "target"), {
+            "success": _bool("the test reached its target (a transfer: it finished)"),
+            "time_ms": _at_least0("ms", "access time: name resolution, connection, first answer"),
+            "connect_ms": _at_least0("ms"), "tls_ms": _at_least0("ms"),
+            "status": Field("1", "id", 100, 599, "the HTTP status"), "bytes": _count("bytes"),
+            "rtt_ms": _at_least0("ms"), "jitter_ms": _at_least0("ms"), "loss_pct": _pct(),
+            "dropped": _bool("a transfer that started and did not finish"),
+            "down_mbps": Field("Mbit/s", "gauge", 0, 10**5), "up_mbps": Field("Mbit/s", "gauge", 0, 10**5),
+            "budget_left_bytes": _at_least0("bytes"), "budget_used_bytes": _at_least0("bytes"),
+            "refused": _count("tests", "tests refused this period for the SIM's data budget")},
+        "active service tests through one carrier's modem (agent.sources.qos)"),
     "probe": Measurement(
         "probe", ("zone", "probe", "version"), {
             "up": _bool("from the probe's status; the collector writes it"), "planned": _bool("a stop on purpose"),
             "spool_depth": _at_least0("batches"), "spool_dropped": _count("batches"),
             "rss_mb": _at_least0("MiB"), "cpu_s": _count("s"),
             "seq_gaps": _at_least0("batches", "the collector's count of batches missing"),
+            "spool_fill_pct": Field("%", "gauge", 0, None, "spool bytes against spool.max_bytes (over 100 only while "
+                                    "batches in flight, which the bounds never drop, hold it over)"),
+            "disk_free_pct": _pct("space the agent may still use on the spool's file system"),
+            "disk_free_mb": _at_least0("MiB", "the same in MiB"),
             "info": Field("1", "gauge", 1, 1, "always 1, tagged with the agent's version")},
         "the probe itself"),
+    "modem": Measurement(
+        "probe", ("zone", "probe", "modem", "carrier"), {
+            "answering": _bool("false: the modem did not answer the poll; true: the first poll it answered after"),
+            "recovery_step": Field("1", "state", 0, 3, "the recovery step run at this poll: 0 none, 1 reopen, "
+                                   "2 cfun, 3 usb_power")},
+        "a poll the modem did not answer, and the first it answered after (the end of the episode)"),
     "event": Measurement(
-        "collector", ("zone", "probe", "event", "device", "ifname", "trap_oid", "result", "hash", "running", "error"), {
+        "collector", ("zone", "probe", "event", "device", "ifname", "trap_oid", "result", "hash", "running", "error",
+                      "wanted"), {
             "occurred": _bool("always 1: an event happened at this time"), "if_index": Field("1", "id", 0, None),
             "admin_up": _bool(), "oper_up": _bool(), "cold": _bool("a cold start"), "cleared": _bool(),
             "depleted": _bool(), "battery_minutes": _at_least0("min"), "seconds_on_battery": _at_least0("s"),
@@ -128,10 +155,12 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             # the probe's report on a configuration from the centre (event ``config``, agent.wire.config_report)
             "version": Field("1", "id", 0, None, "the version of the configuration the report is about"),
             "running_version": Field("1", "id", 0, None, "the version running after it (0: the probe's own file)"),
-            "seconds": _at_least0("s", "how long the switch to it took")},
+            "seconds": _at_least0("s", "how long the switch to it took (``update``: from the request to the "
+                                       "result)")},
         "a probe's events (traps, link changes) as the collector stores them", extra_tags=True),
     "alert": Measurement(
-        "collector", ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe"),
+        "collector", ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe",
+                      "modem"),
         {"firing": Field("1", "state", 0, 1, "1 while firing, 0 once when it resolves"),
          "muted": Field("1", "state", 0, 1, "1 while a stronger alert or a window mutes it")},
         "every alert's state changes, and every 60 s while firing", extra_tags=True),

@@ -11,6 +11,9 @@ files". This server bounds what callers can hold, whatever they do:
   or answered 431 and closed (``too_large``);
 - sending the answer may take at most ``write_timeout`` seconds a write, or the connection is closed
   (``timeout``);
+- a request's body is read only up to ``max_body`` bytes (0, the default: none; ``/metrics`` takes none), and
+  it too must arrive within ``read_timeout`` of the connection being taken up; a longer one is answered 413
+  (``too_large``);
 - one request per connection (the answer is HTTP/1.0).
 
 So it holds at most ``max_connections`` + 1 descriptors (the listening socket) and as many threads, each for at
@@ -73,11 +76,14 @@ class HttpLimits:
     read_timeout: float = 5.0
     write_timeout: float = 10.0
     max_head: int = 16 * 1024
+    max_body: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "read_timeout", "write_timeout", "max_head"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"HttpLimits.{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_body < 0:
+            raise ValueError(f"HttpLimits.max_body must not be negative, got {self.max_body!r}")
 
 
 class HeadTimeout(Exception):
@@ -277,9 +283,9 @@ class _Handler(WSGIRequestHandler):
     def handle(self) -> None:
         """Serve one request, or close the connection when it breaks a limit."""
         limits = self.server.limits
+        deadline = time.monotonic() + limits.read_timeout
         try:
-            head = read_head(self.connection, time.monotonic() + limits.read_timeout, time.monotonic,
-                             limits.max_head)
+            head = read_head(self.connection, deadline, time.monotonic, limits.max_head)
         except HeadTimeout:
             self.server.drop("timeout")
             return
@@ -296,6 +302,8 @@ class _Handler(WSGIRequestHandler):
             self.raw_requestline = self.rfile.readline(65537)
             if not self.parse_request():  # it has answered the error (400, 414, ...)
                 return
+            if limits.max_body and not self._read_body(deadline, limits.max_body):
+                return
             app = self.server.get_app()
             assert app is not None  # set by BoundedHttpServer.start before serving
             answer = _Answer(self.rfile, cast(IO[bytes], self.wfile), sys.stderr, self.get_environ(),
@@ -308,6 +316,36 @@ class _Handler(WSGIRequestHandler):
             self.server.drop("timeout")
         except OSError:  # the peer went away
             pass
+
+    def _read_body(self, deadline: float, max_body: int) -> bool:
+        """Read the body the head announces (Content-Length) into ``rfile`` by ``deadline``; return False, having
+        answered or dropped the connection, when it is too long or late."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > max_body:
+            self.server.drop("too_large")
+            self.send_error(413 if length > max_body else 400)
+            return False
+        body = self.rfile.read()   # what came with the head
+        while len(body) < length:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.server.drop("timeout")
+                return False
+            self.connection.settimeout(remaining)
+            try:
+                chunk = self.connection.recv(min(65536, length - len(body)))
+            except TimeoutError:
+                self.server.drop("timeout")
+                return False
+            if not chunk:
+                return False
+            body += chunk
+        self.connection.settimeout(self.server.limits.write_timeout)
+        self.rfile = io.BytesIO(body[:length])
+        return True
 
     def _refuse_head(self) -> None:
         """Answer 431 to a head that is too large, if the peer takes it in time."""

@@ -6,4 +6,9 @@
     deadman    the dead-man judgement: keep a new configuration, or roll it back (pure)
     apply      applies a desired configuration atomically, keeps the last known-good, reports to the collector
     enrol      asks the zone's centre to admit this probe, and keeps the credentials it is given
+    software   ``software:`` (the release to run) and ``update:`` (from where) of the configuration, and the folder
+               the agent and its updater share
+    update     the agent's part in a software update: asks for the release, says how it runs, reports the result
+    updater    the privileged updater (root, started by a path unit): installs the release, keeps it if it comes up
+               healthy, rolls it back otherwise
 """

@@ -6,12 +6,14 @@ text as the local file is loaded (``zwconf.load``: an unknown key, a wrong type 
 (``remote_config.secret_dir`` and ``secret_env_prefix``: a plain secret, a file outside that folder or a
 variable without that prefix is refused), and returns the configuration the agent then runs::
 
-    from the desired text   sources, self_interval, and mqtt when the text has it (else the local file's broker)
-    from the local file     probe (the text must name the same id and zone), spool, metrics, remote_config, enrol
+    from the desired text   sources, self_interval, and mqtt and software (the release to run) when the text has
+                            them (else the local file's)
+    from the local file     probe (the text must name the same id and zone), spool, metrics, remote_config, enrol,
+                            update
 
-A desired text that sets ``spool``, ``metrics``, ``remote_config`` or ``enrol`` is refused: those are the probe's
-own (where it keeps what it has not sent yet, what it serves locally, what it lets the centre do, and how it
-asked to be admitted).
+A desired text that sets ``spool``, ``metrics``, ``remote_config``, ``enrol`` or ``update`` is refused: those are the
+probe's own (where it keeps what it has not sent yet, what it serves locally, what it lets the centre do, how it
+asked to be admitted, and where it may take software from).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from zwconf import SECRET_POLICY, ConfigError, SubkeyError, load
 
 __all__ = ["DesiredAgentConfig", "effective", "source_name", "LOCAL_ONLY"]
 
-LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol")
+LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol", "update")
 _IDENTITY = "agent.fleet.identity"   # context key: (zone, probe id) of the probe reading the text
 
 
@@ -65,6 +67,7 @@ def effective(desired: wire.DesiredConfig, local: AgentConfig) -> AgentConfig:
     context = {SECRET_POLICY: local.remote_config.secret_policy(), _IDENTITY: (local.probe.zone, local.probe.id)}
     remote = load(DesiredAgentConfig, desired.yaml, source, context=context)
     update: dict[str, Any] = {"sources": remote.sources, "self_interval": remote.self_interval}
-    if "mqtt" in remote.model_fields_set:
-        update["mqtt"] = remote.mqtt
+    for key in ("mqtt", "software"):
+        if key in remote.model_fields_set:
+            update[key] = getattr(remote, key)
     return local.model_copy(update=update)

@@ -30,6 +30,8 @@ Commands (any letter case; each ends with CR)::
     AT+CEREG=<0-5>          OK
     AT+C5GREG?              <c5greg>                        ERROR if c5greg is None (an LTE-only modem)
     AT+C5GREG=<0-5>         OK                              ERROR if c5greg is None
+    AT+CPIN?                +CPIN: <sim>                    +CME ERROR: 10 (SIM not inserted) if sim is None
+    AT+CFUN=<fun>[,<rst>]   OK (counted in ``resets``)
     a key of ``answers``    its lines                       ERROR if the value is None
     anything else           ERROR
 
@@ -58,6 +60,7 @@ _CRLF: Final = b"\r\n"
 _COPS_FORMAT = re.compile(r"AT\+COPS=3,[012]")
 _CEREG_MODE = re.compile(r"AT\+CEREG=[0-5]")
 _C5GREG_MODE = re.compile(r"AT\+C5GREG=[0-5]")
+_CFUN = re.compile(r"AT\+CFUN=[0-9]{1,3}(,[01])?")
 _QENG: Final = 'AT+QENG="SERVINGCELL"'
 
 
@@ -215,6 +218,8 @@ class SimModem:
         self.cops: str | None = p.cops
         self.cereg: str | None = p.cereg
         self.c5greg: str | None = p.c5greg
+        self.sim: str | None = "READY"  # AT+CPIN?: READY, SIM PIN, SIM PUK ...; None: no SIM inserted
+        self.resets = 0  # AT+CFUN commands taken (a reset, for the agent's recovery ladder)
         self.answers: dict[str, tuple[str, ...] | None] = dict(p.answers)
         imei, iccid_command, iccid_line = IDENTITIES[personality]
         self.answers.setdefault("AT+CGSN", (imei,))
@@ -284,6 +289,11 @@ class SimModem:
                 return ["OK"]
             if _C5GREG_MODE.fullmatch(name):
                 return ["ERROR"] if self.c5greg is None else ["OK"]
+            if name == "AT+CPIN?":
+                return ["+CME ERROR: 10"] if self.sim is None else [f"+CPIN: {self.sim}", "OK"]
+            if _CFUN.fullmatch(name):
+                self.resets += 1
+                return ["OK"]
             info: tuple[str, ...] | str | None = None
             if name == "ATI":
                 info = self.identity

@@ -10,7 +10,8 @@ The contract every source follows (see ``Source``):
 - ``collect(now_ns)`` polls once and returns the samples, each stamped with its own measurement time
   (``now_ns`` unless the peer gave a better one). It never sleeps between tries and never retries: the
   runner schedules and retries. It raises ``SourceError`` when the peer cannot be read at all; a partial
-  answer gives the samples it could make.
+  answer gives the samples it could make. A ``SourceError`` may carry ``samples``, what the failure itself
+  says (the modem source's ``modem`` sample with ``answering`` false), which the runner spools.
 - ``close()`` releases what ``collect`` opened; it may be called when nothing was opened.
 - The runner never calls ``collect`` twice at once on one source, but different sources run concurrently.
 

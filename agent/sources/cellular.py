@@ -11,6 +11,11 @@ Config (one entry per modem)::
       interval: 30s
       timeout: 2s                # per AT command, or per mmcli call
       gnb_id_bits: 24            # NR SA: how many bits of the NCI are the gNB id (operator setting, 22..32)
+      recovery:                  # when it stops answering (agent.sources.modem_recovery); defaults shown
+        wait: 1m                 # between two steps (doubling each round of the ladder, up to max_wait: 30m)
+        max_per_hour: 3          # each step at most this often in any hour
+        cfun: true               # AT+CFUN=1,1 after reopening the port
+        usb: {hub: "1-1", port: 2}   # the USB power cycle (uhubctl) as the last step; none by default
 
     - type: cellular             # a modem that ModemManager owns
       name: vinaphone
@@ -24,10 +29,16 @@ AT backend: on a port it opens lazily, ``collect`` sends::
                        AT+COPS=3,2, AT+CEREG=2 (numeric operator, location in +CEREG) and AT+C5GREG=2 (a modem
                        that answers ERROR has no 5G registration, and +C5GREG? is not asked)
     every poll         AT+CSQ, AT+CESQ, AT+COPS?, AT+CEREG?, [AT+C5GREG?], then the vendor's commands:
-                       quectel AT+QENG="servingcell", AT+QCSQ, AT+QNWINFO; simcom AT+CPSI?; sierra AT!GSTATUS?
+                       quectel AT+QENG="servingcell", AT+QCSQ, AT+QNWINFO; simcom AT+CPSI?; sierra AT!GSTATUS?;
+                       last AT+CPIN? (the SIM's state)
 
-and returns one ``cellular`` sample (fields and tags: ``agent.sources.vendors``). The ModemManager backend is
-``agent.sources.mmcli``.
+and returns one ``cellular`` sample (fields and tags: ``agent.sources.vendors``, with the SIM's state and the
+registration state: ``agent.sources.modem_state``). The ModemManager backend is ``agent.sources.mmcli``.
+
+A failed poll raises ``ModemDown``, which carries the ``modem`` sample saying ``answering`` false (the runner
+spools it; the first poll answered after it adds one saying true). The recovery step a failed read makes due
+(``agent.sources.modem_recovery``: reopen the port, AT+CFUN=1,1, the USB power cycle) runs at the next poll,
+instead of the read, logged and counted for ``/metrics`` (``take_recoveries``).
 
 Failures: a command that answers ``ERROR`` only leaves its values out (logged once, and once when it answers
 again). A modem that does not answer within ``timeout``, one that answers more than 256 lines or a line of more
@@ -55,12 +66,13 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 import zwconf
-from agent.sources import SourceError, vendors
+from agent.sources import SourceError, modem_state, vendors
 from agent.sources.mmcli import MmcliModem
+from agent.sources.modem_recovery import STEP_NUMBER, Recovery, RecoveryConfig
 from agent.sources.vendors import Reading, Reply, Vendor
 from agent.wire import Sample
 
-__all__ = ["CellularConfig", "CellularSource"]
+__all__ = ["CellularConfig", "CellularSource", "ModemDown"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +87,7 @@ _MAX_LINES: Final = 256
 _MAX_LINE: Final = 4096
 _SETUP: Final = ("AT+COPS=3,2", "AT+CEREG=2")
 _NR_SETUP: Final = "AT+C5GREG=2"
+_RESET: Final = "AT+CFUN=1,1"   # full functionality, after a reset of the modem (3GPP TS 27.007 8.2)
 
 
 class CellularConfig(zwconf.Strict):
@@ -92,6 +105,7 @@ class CellularConfig(zwconf.Strict):
     interval: zwconf.Duration = 30.0
     timeout: zwconf.Duration = 2.0
     gnb_id_bits: int = 24
+    recovery: RecoveryConfig = RecoveryConfig()
 
     @field_validator("name", "mmcli_path")
     @classmethod
@@ -159,6 +173,17 @@ class CellularConfig(zwconf.Strict):
             raise ValueError("must be longer than 0s")
         return value
 
+    @field_validator("recovery")
+    @classmethod
+    def _usb_within_a_poll(cls, value: RecoveryConfig, info: ValidationInfo) -> RecoveryConfig:
+        """Require the USB power cycle to fit in the poll that runs it."""
+        interval = info.data.get("interval")
+        if value.usb is not None and interval is not None and value.usb.timeout >= interval:
+            raise ValueError(f"usb.timeout ({zwconf.format_duration(value.usb.timeout)}) must be shorter than the "
+                             f"source's interval ({zwconf.format_duration(interval)}): the poll that runs it is "
+                             "cancelled at its interval")
+        return value
+
     @field_validator("gnb_id_bits")
     @classmethod
     def _gnb_bits(cls, value: int) -> int:
@@ -186,6 +211,15 @@ class _ModemFailure(SourceError):
         self.kind = kind
 
 
+class ModemDown(SourceError):
+    """A failed poll, with what it says itself: the ``modem`` sample with ``answering`` false (``samples``,
+    which the runner spools)."""
+
+    def __init__(self, message: str, samples: list[Sample]) -> None:
+        super().__init__(message)
+        self.samples = samples
+
+
 class CellularSource:
     """Read one modem's signal, serving cell, operator and registration."""
 
@@ -205,22 +239,56 @@ class CellularSource:
         else:
             self._backend = _AtModem(config)
         self._failing: tuple[str, str] | None = None  # (kind, first message) while polls fail
+        self._recovery = Recovery(config.name, config.recovery, port_steps=isinstance(self._backend, _AtModem))
+        self._carrier = config.carrier  # the modem sample's carrier tag: configured, else the PLMN last read
 
     async def collect(self, now_ns: int) -> list[Sample]:
-        """Poll the modem once; called by the runner, never concurrently with itself."""
+        """Poll the modem once; called by the runner, never concurrently with itself. A poll after a failed read
+        runs the recovery step that is due instead of reading (and reads too after a reopen that worked)."""
+        step, ok = await self._recovery.run_due(now_ns, self._port_step)
+        if step and not (ok and step == STEP_NUMBER["reopen"]) and self._failing is not None:
+            raise self._down(now_ns, self._failing[1], step)
         try:
             reading = await self._backend.read()
         except SourceError as exc:
             kind = exc.kind if isinstance(exc, _ModemFailure) else str(exc)
             if self._failing is not None and self._failing[0] == kind:
                 log.debug("modem %s still failing: %s", self.name, exc)
-                raise SourceError(self._failing[1]) from exc
-            self._failing = (kind, str(exc))
-            raise
-        self._failing = None
+            else:
+                self._failing = (kind, str(exc))
+            self._recovery.failed(now_ns)
+            # one failure lasting several polls keeps the message of its first
+            raise self._down(now_ns, self._failing[1], step) from exc
+        back, self._failing = self._failing is not None, None
+        self._recovery.answered(now_ns)
         cfg = self._config
-        return [vendors.to_sample(reading, now_ns=now_ns, modem=self.name, carrier=cfg.carrier,
-                                  gnb_id_bits=cfg.gnb_id_bits)]
+        cellular = vendors.to_sample(reading, now_ns=now_ns, modem=self.name, carrier=cfg.carrier,
+                                     gnb_id_bits=cfg.gnb_id_bits)
+        if isinstance(self._backend, _AtModem):
+            cellular = modem_state.with_health(cellular, self._backend.sim_state, self._backend.reg_state)
+        self._carrier = cfg.carrier or reading.plmn or self._carrier
+        if not back:
+            return [cellular]
+        return [cellular, modem_state.modem_sample(now_ns=now_ns, modem=self.name, carrier=self._carrier,
+                                                   answering=True, recovery_step=step)]   # the end of the episode
+
+    def _down(self, now_ns: int, message: str, step: int) -> ModemDown:
+        """Return the failure of a poll the modem did not answer, with its ``modem`` sample."""
+        return ModemDown(message, [modem_state.modem_sample(now_ns=now_ns, modem=self.name, carrier=self._carrier,
+                                                            answering=False, recovery_step=step)])
+
+    def unanswered(self, now_ns: int) -> list[Sample]:
+        """Return what a poll the runner cancelled past its interval says: the modem did not answer."""
+        return [modem_state.modem_sample(now_ns=now_ns, modem=self.name, carrier=self._carrier, answering=False)]
+
+    def take_recoveries(self) -> list[tuple[str, str]]:
+        """Return the (step, result) of the recovery steps run since the last call (the runner's /metrics)."""
+        return self._recovery.take()
+
+    async def _port_step(self, step: str) -> tuple[bool, str]:
+        """Run a recovery step on the modem's port (reopen, cfun); the AT backend only has them."""
+        assert isinstance(self._backend, _AtModem)   # the ladder has port steps only then
+        return await self._backend.recover(step)
 
     async def close(self) -> None:
         """Close the port or stop mmcli; called once when the agent stops, safe if it was never opened."""
@@ -249,6 +317,8 @@ class _AtModem:
         self._detected: Vendor | None = None  # what auto-detection last found, to log a change only
         self._nr_registration = False  # the modem took AT+C5GREG=2 at this opening
         self._problems: dict[str, str] = {}  # command -> last complaint, to log on change only
+        self.sim_state: int | None = None  # what the last poll's AT+CPIN? said (modem_state.SIM_STATES)
+        self.reg_state: int | None = None  # the 3GPP registration <stat> of the last poll
 
     async def read(self) -> Reading:
         """Run one poll's commands and interpret them; called by CellularSource.collect, never concurrently."""
@@ -261,6 +331,30 @@ class _AtModem:
     async def ask(self, commands: Sequence[str]) -> list[Reply]:
         """Send ``commands`` on the port (opened as for a poll) and return their replies; see CellularSource."""
         return await asyncio.to_thread(self._ask_blocking, commands)
+
+    async def recover(self, step: str) -> tuple[bool, str]:
+        """Run a recovery step on the port: ``reopen`` (close it, open it again and set the modem up) or ``cfun``
+        (AT+CFUN=1,1 on a freshly opened port, which is then closed: the modem resets); return whether it
+        worked and what happened. Never concurrently with a poll."""
+        return await asyncio.to_thread(self._recover_blocking, step)
+
+    def _recover_blocking(self, step: str) -> tuple[bool, str]:
+        """Run one recovery step (in a worker thread)."""
+        with self._lock:
+            self._drop_port()
+            try:
+                if step == "reopen":
+                    self._open()
+                    return True, f"{self._where} opened and the modem answered"
+                reply = self._command(self._open_port(), _RESET)
+                self._drop_port()   # the modem restarts: its port goes away and comes back
+                return reply.ok, f"{_RESET} answered {reply.final}"
+            except SourceError as exc:
+                self._drop_port()
+                return False, str(exc)
+            except _SERIAL_ERRORS as exc:
+                self._drop_port()
+                return False, f"{self._where}: serial error: {exc}"
 
     def _ask_blocking(self, commands: Sequence[str]) -> list[Reply]:
         """Send ``commands`` and return the replies (in a worker thread)."""
@@ -285,7 +379,7 @@ class _AtModem:
         with self._lock:
             try:
                 port = self._port if self._port is not None else self._open()
-                commands = vendors.poll_commands(self._vendor, self._nr_registration)
+                commands = (*vendors.poll_commands(self._vendor, self._nr_registration), modem_state.CPIN)
                 replies = [self._command(port, command) for command in commands]
             except SourceError:
                 self._drop_port()
@@ -293,7 +387,9 @@ class _AtModem:
             except _SERIAL_ERRORS as exc:
                 self._drop_port()
                 raise _ModemFailure(f"modem {self.name} on {self._where}: serial error: {exc}", "port") from exc
-        return self._interpret(replies)
+        self.sim_state = modem_state.parse_cpin(replies[-1])
+        self.reg_state = modem_state.registration_state(replies[:-1])
+        return self._interpret(replies[:-1])
 
     def _interpret(self, replies: list[Reply]) -> Reading:
         """Interpret the replies, logging each command's problem once and its recovery once."""
@@ -318,6 +414,21 @@ class _AtModem:
     def _open(self) -> Any:
         """Open the port, pick the vendor and put the modem in the mode the parsers expect."""
         cfg = self._config
+        port = self._open_port()
+        self._setup(port, "ATE0")
+        self._vendor = self._detect(port) if cfg.vendor == "auto" else cfg.vendor
+        for command in _SETUP:
+            self._setup(port, command)
+        reply = self._command(port, _NR_SETUP)
+        self._nr_registration = reply.ok
+        if not reply.ok:
+            log.debug("modem %s on %s: %s answered %s: no 5G registration to read", self.name, self._where,
+                      _NR_SETUP, reply.final)
+        return port
+
+    def _open_port(self) -> Any:
+        """Open the serial port (it becomes ``_port``) and return it."""
+        cfg = self._config
         try:
             port = serial.Serial(
                 port=cfg.port,
@@ -329,15 +440,6 @@ class _AtModem:
         except _SERIAL_ERRORS as exc:
             raise _ModemFailure(f"modem {self.name}: cannot open {cfg.port}: {exc}", "port") from exc
         self._port = port
-        self._setup(port, "ATE0")
-        self._vendor = self._detect(port) if cfg.vendor == "auto" else cfg.vendor
-        for command in _SETUP:
-            self._setup(port, command)
-        reply = self._command(port, _NR_SETUP)
-        self._nr_registration = reply.ok
-        if not reply.ok:
-            log.debug("modem %s on %s: %s answered %s: no 5G registration to read", self.name, self._where,
-                      _NR_SETUP, reply.final)
         return port
 
     def _setup(self, port: Any, command: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.sources.cellular import CellularConfig, CellularSource
+from agent.sources.qos import QosConfig, QosSource
 from agent.sources.reach import ReachConfig, ReachSource
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from agent.sources.telemetry import TelemetryConfig, TelemetrySource
@@ -18,6 +19,7 @@ SOURCES: dict[str, tuple[type[Any], type[Any]]] = {
     "cellular": (CellularConfig, CellularSource),
     "snmp": (SnmpConfig, SnmpSource),
     "reach": (ReachConfig, ReachSource),
+    "qos": (QosConfig, QosSource),
     "traps": (TrapsConfig, TrapsSource),
     "telemetry": (TelemetryConfig, TelemetrySource),
 }

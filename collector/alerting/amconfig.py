@@ -9,9 +9,11 @@
     inhibit: ServiceOutage mutes RedundancyLost with equal zone, group, carrier
 
 Each carrier's ``webhook`` and ``email`` receivers become its Alertmanager receiver (sent resolved
-notifications too); ``mqtt`` receivers have no Alertmanager counterpart and stay with the collector. A
-carrier with neither gets no route: its alerts reach the NOC only. Secrets (webhook bearer tokens, the
-SMTP password) are not written into the configuration: each goes to a file of its own in the secrets
+notifications too); ``mqtt`` receivers have no Alertmanager counterpart and stay with the collector, unless
+``alerting.mqtt_delivery`` is ``alertmanager``: then each becomes a webhook to the MQTT relay of the collector
+at ``relay`` (``notify/relay.py``; render one configuration per Alertmanager peer, each naming its own host's
+collector). A carrier with none of them gets no route: its alerts reach the NOC only. Secrets (webhook bearer
+tokens, the SMTP password) are not written into the configuration: each goes to a file of its own in the secrets
 folder, which the configuration names (``credentials_file``, ``smtp_auth_password_file``).
 
 ``render`` is pure; ``write`` puts the files on disk. ``zonewatch-collector render-alertmanager`` calls it.
@@ -28,10 +30,12 @@ import yaml
 
 from collector.alerting.config import AlertingConfig, SmtpConfig
 from collector.alerting.notify.payload import GROUP_BY
+from collector.alerting.notify.relay import relay_url
 from collector.alerting.notify.routing import NOC
 from collector.inventory import EmailReceiver, Inventory, MqttReceiver, Receiver, WebhookReceiver
 
 SMTP_SECRET = "smtp-password"
+RELAY_SECRET = "relay-token"   # alerting.relay_token: what Alertmanager sends the collectors' MQTT relays
 INHIBIT_RULES = [{
     "source_matchers": ['alertname="ServiceOutage"'],
     "target_matchers": ['alertname="RedundancyLost"'],
@@ -57,10 +61,12 @@ class Rendered:
 
 
 class _Builder:
-    def __init__(self, secrets_dir: str) -> None:
+    def __init__(self, secrets_dir: str, relay: str | None = None, relay_token: str | None = None) -> None:
         self.secrets_dir = secrets_dir.rstrip("/") or "/"
         self.secrets: dict[str, str] = {}
         self.emails = False
+        self.relay = relay   # the collector's base URL when Alertmanager delivers MQTT through its relay
+        self.relay_token = relay_token
 
     def secret(self, name: str, value: str) -> str:
         self.secrets[name] = value
@@ -79,6 +85,13 @@ class _Builder:
             elif isinstance(r, EmailReceiver):
                 self.emails = True
                 out.setdefault("email_configs", []).append({"to": ", ".join(r.to), "send_resolved": True})
+            elif isinstance(r, MqttReceiver) and self.relay is not None:
+                receiver = f"{NOC}.mqtt.{i}" if owner == NOC else f"carrier.{owner}.mqtt.{i}"
+                hook = {"url": relay_url(self.relay, receiver), "send_resolved": True}
+                if self.relay_token is not None:
+                    path = self.secret(RELAY_SECRET, self.relay_token)
+                    hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": path}}
+                out.setdefault("webhook_configs", []).append(hook)
         return out if len(out) > 1 else None
 
     def smtp(self, smtp: SmtpConfig) -> dict[str, Any]:
@@ -92,9 +105,15 @@ class _Builder:
 
 
 def render(inventory: Inventory, cfg: AlertingConfig, *, secrets_dir: str = "/etc/alertmanager/zonewatch-secrets",
-           timing: Timing = Timing()) -> Rendered:
-    """Return the configuration for ``inventory`` (see the module docstring); secrets are named, not written."""
-    b = _Builder(secrets_dir)
+           timing: Timing = Timing(), relay: str | None = None) -> Rendered:
+    """Return the configuration for ``inventory`` (see the module docstring); secrets are named, not written.
+    ``relay`` (the base URL of the collector beside this Alertmanager) is needed with ``mqtt_delivery:
+    alertmanager``."""
+    if cfg.mqtt_via_alertmanager and relay is None:
+        raise ValueError("alerting.mqtt_delivery: alertmanager: give the URL of the collector beside this "
+                         "Alertmanager, whose relay publishes the MQTT notifications")
+    token = cfg.relay_token.get_secret_value() if cfg.relay_token is not None else None
+    b = _Builder(secrets_dir, relay if cfg.mqtt_via_alertmanager else None, token)
     notes: list[str] = []
     noc = b.receiver(NOC, NOC, list(cfg.noc)) or {"name": NOC}
     if len(noc) == 1:
@@ -107,7 +126,9 @@ def render(inventory: Inventory, cfg: AlertingConfig, *, secrets_dir: str = "/et
                              "rename the carrier")
         own = b.receiver(key, key, list(carrier.notify))
         if any(isinstance(r, MqttReceiver) for r in carrier.notify):
-            notes.append(f"{key}: its mqtt receivers are served by the collector, not by Alertmanager")
+            notes.append(f"{key}: its mqtt receivers are sent through the relay of the collector at {relay}"
+                         if b.relay is not None else f"{key}: its mqtt receivers are served by the collector, "
+                         "not by Alertmanager")
         if own is None:
             notes.append(f"{key} ({carrier.plmn}): no webhook or email receiver: its alerts go to the NOC only")
             continue
@@ -146,11 +167,11 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 
 def write(inventory: Inventory, cfg: AlertingConfig, out: Path, secrets_dir: Path | None = None,
-          timing: Timing = Timing()) -> list[tuple[Path, str]]:
+          timing: Timing = Timing(), relay: str | None = None) -> list[tuple[Path, str]]:
     """Write the configuration to ``out`` and its secrets (mode 0600) into ``secrets_dir`` (default: the
     folder ``alertmanager-secrets`` beside ``out``); return each file written and what it is."""
     secrets_dir = (secrets_dir or out.parent / "alertmanager-secrets").resolve()
-    rendered = render(inventory, cfg, secrets_dir=str(secrets_dir), timing=timing)
+    rendered = render(inventory, cfg, secrets_dir=str(secrets_dir), timing=timing, relay=relay)
     written: list[tuple[Path, str]] = []
     if rendered.secrets:
         secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from collector.alerting.health import HealthSettings
 from collector.alerting.model import ALERT_NAMES
+from collector.alerting.qos import QosSettings
 from collector.inventory import Receiver
 from zwconf import Duration, Secret, Strict
 
@@ -45,6 +47,14 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "CollectorFault": _policy("0s"),
     "ProbesDisagree": _policy("0s"),
     "ProbeConfigRejected": _policy("0s"),
+    "ProbeUpdateFailed": _policy("0s"),
+    "DataAccessFailure": _policy("0s", "10m"),    # the window (alerting.settings.qos) already smooths
+    "ThroughputBelowTarget": _policy("0s", "1h"),
+    "ModemDown": _policy("0s"),                   # after alerting.settings.health.modem_down_polls unanswered polls
+    "SimProblem": _policy("60s"),                 # a SIM still starting after a modem reset says so for a moment
+    "ProbeClockSkew": _policy("0s", "5m"),
+    "SpoolFilling": _policy("0s", "10m"),
+    "ProbeDiskLow": _policy("0s", "10m"),
 }
 
 
@@ -76,6 +86,8 @@ class RuleSettings(Strict):
     data_loss_hold: Duration = 1800.0       # DataLoss stays firing this long after the probe's last lost batch
     misbehaving_hold: Duration = 3600.0     # ProbeMisbehaving stays firing this long after the last refused row
     fault_hold: Duration = 900.0            # CollectorFault clears after the collector ran this long without one
+    qos: QosSettings = QosSettings()        # DataAccessFailure and ThroughputBelowTarget (collector.alerting.qos)
+    health: HealthSettings = HealthSettings()   # ModemDown, SimProblem, ... (collector.alerting.health)
 
 
 class SmtpConfig(Strict):
@@ -99,19 +111,35 @@ class SmtpConfig(Strict):
         return value
 
 
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
 class AlertmanagerTarget(Strict):
     """Alertmanager's API v2: every alert goes there; it routes, groups, silences and deduplicates."""
 
     url: str
+    # The other peers of its cluster (``--cluster.peer``): every alert goes to each of them too, through an outbox
+    # of its own, as Prometheus sends to every Alertmanager; the cluster sends each notification once.
+    peers: list[str] = []
     resend_interval: Duration = 60.0
     timeout: Duration = 5.0
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
+        return _http_url(value)
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        return [_http_url(url) for url in value]
+
+    def each(self) -> list[AlertmanagerTarget]:
+        """Return one target per peer, this one first, each with the same timing and no peers of its own."""
+        return [self.model_copy(update={"url": url, "peers": []}) for url in [self.url, *self.peers]]
 
 
 class RetryConfig(Strict):
@@ -139,6 +167,13 @@ class AlertingConfig(Strict):
     # Alertmanager, configured with `zonewatch-collector render-alertmanager` ("alertmanager"). Default:
     # "alertmanager" when it is configured, else "direct". MQTT receivers are always served directly.
     delivery: Literal["direct", "alertmanager"] | None = None
+    # Who sends to the MQTT receivers: the collector itself ("direct"), or Alertmanager through its webhook to the
+    # relay each collector serves beside /metrics ("alertmanager": an HA pair's way of sending each one once; the
+    # configuration `render-alertmanager` writes points each Alertmanager peer at its own host's collector).
+    mqtt_delivery: Literal["direct", "alertmanager"] = "direct"
+    # What Alertmanager must send the relay (Authorization: Bearer): render-alertmanager puts it in a secret file
+    # its configuration names. Without it the relay takes any POST that reaches the collector's http.listen.
+    relay_token: Secret | None = None
     smtp: SmtpConfig | None = None
     noc: list[Annotated[Receiver, Field(discriminator="type")]] = []   # receivers that get every alert
     retry: RetryConfig = RetryConfig()
@@ -165,12 +200,20 @@ class AlertingConfig(Strict):
     def _delivery(self) -> AlertingConfig:
         if self.delivery == "alertmanager" and self.alertmanager is None:
             raise ValueError("delivery: alertmanager needs the alertmanager section (its url)")
+        if self.mqtt_delivery == "alertmanager" and not self.via_alertmanager:
+            raise ValueError("mqtt_delivery: alertmanager needs Alertmanager to deliver (the alertmanager section, "
+                             "and delivery not direct)")
         return self
 
     @property
     def via_alertmanager(self) -> bool:
         """Return True when Alertmanager, not ZoneWatch, sends to webhook and email receivers."""
         return self.alertmanager is not None and self.delivery != "direct"
+
+    @property
+    def mqtt_via_alertmanager(self) -> bool:
+        """Return True when Alertmanager, through the collectors' relays, sends to the MQTT receivers."""
+        return self.via_alertmanager and self.mqtt_delivery == "alertmanager"
 
     def policy(self, alertname: str) -> RulePolicy:
         """Return the hold times for ``alertname``: configured, else the default."""

@@ -11,7 +11,8 @@ Threads::
                             dropped below ``max_backlog`` x 4 (a flood past that is dropped oldest first,
                             counted and logged as well).
     fleet thread            ``configs(views)``: each managed probe's desired configuration and last report
-                            (``collector.fleet``), for ProbeConfigRejected; judged at once. Never blocks.
+                            (``collector.fleet``), for ProbeConfigRejected and ProbeUpdateFailed; judged at once.
+                            Never blocks.
     preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
                             an arrival time (for DataLoss); kept as the latest per probe. ``jumped(probe,
                             seq, arrived)``: a seq absurdly far from its probe's stream (ProbeMisbehaving).
@@ -28,7 +29,15 @@ Threads::
                             dispatcher (durable outbox) before the tracker's state is saved: a crash in between sends a
                             notification twice, never loses one. Derived measurements (``alert``, ``redundancy``,
                             ``coverage``) go to storage through ``store``. The common data message
-                            (samples only, none refused) is decoded in one pass: ``collector.ingest.plain_batch``.
+                            (samples only, none refused) is decoded in one pass: ``collector.ingest.plain_batch``;
+                            a message of a probe whose clock is off (``collector.clockskew``, ``skew``) is decoded
+                            in full, at the corrected times its samples are stored at.
+
+One of an HA pair (``hold_until_caught_up``) judges nothing after a start until it has taken in what the broker
+kept for it while it was down (the first of its ticks published after the start is back: ``Facts.caught_up``),
+or for ``restart_grace`` at most: its peer was judging meanwhile, and a fault that came and went while it was
+down, seen half-way through that backlog, would page again, or resending the alerts it had firing would make
+Alertmanager fire again one its peer has resolved since.
 
 Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
 """
@@ -51,6 +60,7 @@ from collector.alerting.facts import ConfigView, Facts
 from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
+from collector.clockskew import ClockSkew
 from collector.ingest import plain_batch, read_entry, tick_time
 from collector.inventory import Inventory
 from collector.mosquitto import TICK_ROOT
@@ -125,10 +135,13 @@ class AlertEngine:
                  store: Callable[[list[wire.Batch]], None], registry: CollectorRegistry,
                  clock: Callable[[], int] = time.time_ns, max_backlog: int = 50_000,
                  decode: Callable[[str, bytes, int], wire.Batch] | None = None,
-                 known_gaps: Mapping[str, int] | None = None, fault: tuple[str, str, int] | None = None) -> None:
+                 known_gaps: Mapping[str, int] | None = None, fault: tuple[str, str, int] | None = None,
+                 hold_until_caught_up: bool = False) -> None:
         self.cfg, self.inventory, self.dispatcher, self.store, self.clock = cfg, inventory, dispatcher, store, clock
         self.metrics = EngineMetrics(registry)
         self.facts = Facts(cfg.settings, started_ns=clock())
+        self.holding = hold_until_caught_up   # see the module docstring (an HA pair)
+        self._started_ns = clock()
         self.facts.fault = fault   # a thread death that stopped the previous run: CollectorFault
         # The seq gaps the ingest had counted (and stored) before this start, by zone/probe: the baseline of
         # DataLoss, so that what was lost while the collector was down is news, not history.
@@ -138,6 +151,9 @@ class AlertEngine:
         self.max_backlog = max_backlog
         self.scope = Scope(inventory)
         self._decode = decode
+        # The probes' clock offsets the ingest measures (collector.clockskew): a probe's messages are judged at the
+        # corrected times its samples are stored at; and ProbeClockSkew. None: every clock is taken as right.
+        self.skew: ClockSkew | None = None
         self._data = FairBacklog(max_backlog)      # data (and ticks), a queue per probe
         self._urgent_backlog: list[Offered] = []   # status and events, oldest first
         self._arrived = 0                          # arrival numbers given so far
@@ -255,12 +271,28 @@ class AlertEngine:
                     at_once = urgent or configs is not None   # (events and the fleet's reports at once)
                     next_eval = min(next_eval, last_eval if at_once else last_eval + MIN_GAP)
                 if time.monotonic() >= next_eval:
+                    if self.holding and self._held(self.clock()):
+                        next_eval = time.monotonic() + MIN_GAP
+                        continue
                     last_eval = time.monotonic()
                     self.step(self.clock())
                     next_eval = last_eval + interval
             except Exception:  # one bad evaluation must not end alerting; it is logged with its cause
                 log.exception("alert evaluation failed; carrying on")
                 next_eval = time.monotonic() + interval
+
+    def _held(self, now_ns: int) -> bool:
+        """Return True while an HA collector has not caught up since its start (see the module docstring)."""
+        caught = self.facts.caught_up_ns
+        if caught is not None and caught >= self._started_ns:
+            log.info("caught up with what the broker kept for this collector: judging from now on")
+        elif now_ns - self._started_ns >= int(self.cfg.restart_grace * 1e9):
+            log.warning("no tick of this collector came back within restart_grace: judging without having caught "
+                        "up (a fault that came and went while it was down may page again)")
+        else:
+            return True
+        self.holding = False
+        return False
 
     def ingest(self, messages: Sequence[Offered] | Sequence[tuple[str, bytes, int]]) -> None:
         """Decode messages (topic, payload, arrival time and, from ``take``, arrival number) and feed the facts
@@ -276,9 +308,10 @@ class AlertEngine:
             try:
                 if self._decode is None:
                     entry = Entry(0, topic, arrived_ns, payload)
-                    batch, refused = plain_batch(entry, self.scope), None   # the common message, in one pass
+                    offset = self.skew.offset_at(topic, arrived_ns) if self.skew is not None else 0
+                    batch, refused = plain_batch(entry, self.scope) if not offset else None, None   # in one pass
                     if batch is None:
-                        batch, refused = read_entry(entry, self.scope)
+                        batch, refused = read_entry(entry, self.scope, offset_ns=offset)
                 else:
                     batch, refused = self._decode(topic, payload, arrived_ns), None
             except wire.WireError:
@@ -291,6 +324,8 @@ class AlertEngine:
     def step(self, now_ns: int) -> list[Notification]:
         """Evaluate at ``now_ns``; send, store and return the notifications."""
         started = time.perf_counter()
+        if self.skew is not None:
+            self.facts.health.clocks = self.skew.views()
         evaluation = evaluate(self.facts, self.inventory, self.cfg.settings, now_ns)
         notes = self.tracker.update(evaluation, now_ns, deliver=self.dispatcher.submit)
         self.metrics.evaluations.inc()

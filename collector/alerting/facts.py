@@ -19,6 +19,11 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
                                               absurd seq jumps, counted per episode (``observe_refused``)
     configs      probe -> ConfigView          its desired configuration and its last report about one, as the
                                               fleet keeps them (``observe_configs``, from ``collector.fleet``)
+    qos          (probe, carrier, modem) -> QosHistory  the modem's recent active test results (``qos`` samples,
+                                              bounded: ``collector.alerting.qos``)
+    health       HealthFacts                  each modem's health (from its ``cellular`` and ``modem`` samples), each
+                                              probe's storage self-report and its clock as the collector measures it
+                                              (``collector.alerting.health``)
 
 Time: every entry remembers the measurement time (``time_ns`` of the sample or event) it comes from, and a reading older
 than what is known does not replace it (a time later than the batch's arrival counts as the arrival: a probe whose clock
@@ -51,6 +56,8 @@ from typing import Final
 
 from agent import wire
 from collector.alerting.config import RuleSettings
+from collector.alerting.health import HealthFacts
+from collector.alerting.qos import QosHistory
 
 __all__ = [
     "Facts",
@@ -123,7 +130,8 @@ class Misbehaviour:
 
 @dataclass(frozen=True, slots=True)
 class ConfigView:
-    """A probe's desired configuration and the probe's last report about a desired configuration."""
+    """A probe's desired configuration, the probe's last report about a desired configuration, and a rollout of a
+    software release that failed at it (``collector.fleet.software``)."""
 
     zone: str
     desired_hash: str
@@ -133,6 +141,9 @@ class ConfigView:
     report_version: int = 0
     error: str = ""
     reported_ns: int = 0       # when it arrived
+    update_failed: str = ""    # a rollout of a release stopped at this probe: why ("" none did; ProbeUpdateFailed)
+    update_version: str = ""   # that release
+    update_failed_ns: int = 0  # when the rollout stopped
 
 
 @dataclass(slots=True)
@@ -288,6 +299,9 @@ class Facts:
         self.misbehaving_hold_ns = int(settings.misbehaving_hold * 1e9)
         self.fault: tuple[str, str, int] | None = None   # thread, error, when: a death that stopped the last run
         self.configs: dict[str, ConfigView] = {}          # probe -> its desired configuration and last report
+        self.qos: dict[tuple[str, str, str], QosHistory] = {}   # (probe, carrier, modem) -> recent QoS results
+        self.qos_window_ns = int(max(settings.qos.access_window, settings.qos.transfer_window) * 1e9)
+        self.health = HealthFacts(settings.health)   # modems, probes' storage and clocks (collector.alerting.health)
         # The collector's own tick time up to which every data message has been observed (None: no ticks, as in
         # tests: everything up to now is taken to be in). A probe's silence is proven only up to it.
         self.caught_up_ns: int | None = None
@@ -320,6 +334,7 @@ class Facts:
                 sample = wire.Sample(sample.measurement, sample.tags, sample.fields, now_ns)
             m = sample.measurement
             if m == "probe":
+                self.health.report(batch, sample)
                 offline = self._status(probe, sample, now_ns) or offline
             elif m == "device":
                 self._device(batch, sample)
@@ -329,10 +344,15 @@ class Facts:
                 self._reach(batch, sample)
             elif m == "cellular":
                 self._cellular(batch, sample)
+                self.health.modem(batch, sample)
             elif m == "power":
                 self._power_sample(batch, sample)
             elif m == "optical":
                 self._optical(batch, sample)
+            elif m == "qos":
+                self._qos(batch, sample)
+            elif m == "modem":
+                self.health.modem(batch, sample)
             elif m == "event" and not batch.events and "event" in sample.tags:
                 tags = {k: v for k, v in sample.tags.items() if k != "event"}
                 fields = {k: v for k, v in sample.fields.items() if k != "occurred"}
@@ -499,6 +519,13 @@ class Facts:
         drop = max(cut, len(readings) - MAX_READINGS)
         if drop:
             del readings[:drop]
+
+    def _qos(self, batch: wire.Batch, sample: wire.Sample) -> None:
+        key = (batch.probe, sample.tags.get("carrier", ""), sample.tags.get("modem", ""))
+        history = self.qos.get(key)
+        if history is None:
+            history = self.qos[key] = QosHistory(batch.zone)
+        history.add(sample, self.qos_window_ns)
 
     def _power_of(self, zone: str, device: str) -> PowerFacts:
         state = self.power.get(device)

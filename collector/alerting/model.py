@@ -15,7 +15,9 @@ from typing import Final, Literal
 ALERT_NAMES: Final = (
     "ProbeDown", "DeviceDown", "LinkDown", "RedundancyLost", "ServiceOutage", "CoverageHole", "NoService",
     "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown", "DataLoss",
-    "ProbeMisbehaving", "CollectorFault", "ProbesDisagree", "ProbeConfigRejected",
+    "ProbeMisbehaving", "CollectorFault", "ProbesDisagree", "ProbeConfigRejected", "DataAccessFailure",
+    "ThroughputBelowTarget", "ProbeUpdateFailed",
+    "ModemDown", "SimProblem", "ProbeClockSkew", "SpoolFilling", "ProbeDiskLow",   # collector.alerting.health
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -37,10 +39,19 @@ SEVERITY: Final[Mapping[str, str]] = {
     "CollectorFault": "critical",
     "ProbesDisagree": "warning",
     "ProbeConfigRejected": "warning",
+    "DataAccessFailure": "critical",
+    "ThroughputBelowTarget": "warning",
+    "ProbeUpdateFailed": "warning",
+    "ModemDown": "warning",
+    "SimProblem": "warning",
+    "ProbeClockSkew": "warning",
+    "SpoolFilling": "warning",
+    "ProbeDiskLow": "warning",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.
-LABELS: Final = ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe")
+LABELS: Final = ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe",
+                 "modem")
 
 Status = Literal["firing", "resolved"]
 

@@ -40,6 +40,22 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     ProbeConfigRejected  the probe's last report about its desired             zone, area, probe
                      configuration (``collector.fleet``) is rejected or
                      rolled_back; clears when it reports that one applied
+    ProbeUpdateFailed  a rollout of a software release stopped at this       zone, area, probe
+                     probe (``collector.fleet.software``: rolled back, not
+                     healthy in time); clears when the probe runs the
+                     release, or the rollout is aborted or replaced
+    DataAccessFailure  the carrier's modems in the area are registered, yet   zone, area, carrier
+                     too many of their service access tests fail, or access
+                     is too slow (``collector.alerting.qos``)
+    ThroughputBelowTarget  the carrier's transfers in the area drop, or are     zone, area, carrier
+                     slower than its targets (``collector.alerting.qos``)
+    ModemDown        a modem answered none of its last ``modem_down_polls``   zone, area, probe, modem
+                     polls (``collector.alerting.health``, NOC only)
+    SimProblem       no SIM, PIN/PUK, SIM failure, or not registered for      zone, area, probe, modem (carrier
+                     ``sim_hold``; muted under NoService of its carrier        when the network denies it)
+    ProbeClockSkew   the probe's clock is off by ``clock_skew`` or more        zone, area, probe
+    SpoolFilling     the probe's spool is ``spool_filling_pct`` full           zone, area, probe
+    ProbeDiskLow     the probe's disk is under ``disk_low_pct``/``_mb`` free    zone, area, probe
 
 States are three-valued (Icinga's redundancy-group bugs come from two): a device, link or path member is
 ``up``, ``down`` or ``unknown``. Unknown is what no usable observer can tell now: the observing probes are down,
@@ -84,7 +100,9 @@ from typing import Final, Literal
 
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import NO_PATH, Facts, Interface, Optical, PowerFacts, Reading
+from collector.alerting.health import judge as judge_health
 from collector.alerting.model import LABELS, SEVERITY, Evaluation, Finding
+from collector.alerting.qos import Result, access_problems, judge_access, judge_transfers, speeds, transfer_problems
 from collector.inventory import Device, Inventory, RedundancyGroup, Zone
 
 __all__ = ["evaluate", "LEVELS", "REDUNDANCY_STATES"]
@@ -108,10 +126,13 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     run.links()
     run.groups()
     run.coverage()
+    run.service_quality()
+    run.probe_health()   # after coverage: NoService mutes a SimProblem it explains
     run.data_loss()
     run.misbehaving()
     run.collector_fault()
     run.config_rejected()
+    run.update_failed()
     return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
 
 
@@ -866,6 +887,84 @@ class _Run:
                       "configuration. A line number refers to the rendered text (zonewatch-collector fleet render "
                       f"{name}); fix the inventory's probe_defaults or probes.{name}.config. It resolves when the "
                       "probe reports its desired configuration applied.")
+
+    def update_failed(self) -> None:
+        """ProbeUpdateFailed: a rollout of a software release stopped at this probe; NOC only."""
+        for name, view in sorted(self.facts.configs.items()):
+            if not view.update_failed:
+                self.clear(self.now, alertname="ProbeUpdateFailed", probe=name)
+                continue
+            probe, release = self.inv.probes.get(name), view.update_version
+            self.emit("ProbeUpdateFailed", {"zone": view.zone, "area": (probe.area if probe else None) or "",
+                                            "probe": name}, [],
+                      f"Probe {name} did not come up healthy on release {release}",
+                      f"At {_when(view.update_failed_ns)} the rollout of release {release} stopped at probe {name}: "
+                      f"{view.update_failed}. No further wave begins. See `zonewatch-collector fleet status` and, on "
+                      "the probe, `journalctl -u zonewatch-agent-update -u zonewatch-agent`; then `zonewatch-collector "
+                      "fleet update --abort` (the failed probes are asked for their release before) or, once the "
+                      f"cause is fixed, `fleet update --version {release}` again. It resolves when the probe runs "
+                      f"{release}, or when the rollout is aborted or replaced.")
+
+    # ------------------------------------------------------------------------------------------ probe health
+
+    def probe_health(self) -> None:
+        """ModemDown, SimProblem, ProbeClockSkew, SpoolFilling, ProbeDiskLow (``collector.alerting.health``)."""
+        judge_health(self, self.facts.health, self.inv, self.ix.modem_plmn, self.ix.carrier_name)
+
+    # ------------------------------------------------------------------------------------------ service quality
+
+    def service_quality(self) -> None:
+        """DataAccessFailure and ThroughputBelowTarget per area and carrier, from the probes' active tests."""
+        q = self.settings.qos
+        access_from, transfers_from = self.now - int(q.access_window * S), self.now - int(q.transfer_window * S)
+        by_probe: dict[str, list[tuple[str, list[Result]]]] = {}
+        for (probe, plmn, _), history in self.facts.qos.items():
+            by_probe.setdefault(probe, []).append((plmn, history.results))
+        for (zone, area), probes in sorted(self.ix.areas.items()):
+            access: dict[str, list[Result]] = {}
+            moved: dict[str, list[Result]] = {}
+            seen: dict[str, set[str]] = {}
+            for probe in probes:
+                if not self.up(probe):
+                    continue
+                for plmn, results in by_probe.get(probe, ()):
+                    seen.setdefault(plmn, set()).add(probe)
+                    moved.setdefault(plmn, []).extend(r for r in results if r.time_ns >= transfers_from)
+                    if self._registered(probe, plmn):   # not registered: NoService's case, not ours
+                        access.setdefault(plmn, []).extend(r for r in results if r.time_ns >= access_from)
+            for plmn in sorted(seen):
+                labels, name = {"zone": zone, "area": area}, self.ix.carrier_name.get(plmn, plmn)
+                where = f"area {area} of zone {zone} ({', '.join(sorted(seen[plmn]))})"
+                judged = judge_access(access.get(plmn, ()))
+                if judged.tests < q.access_min_tests:
+                    self.dont_know(alertname="DataAccessFailure", zone=zone, area=area, carrier=plmn)
+                elif problems := access_problems(judged, q):
+                    self.emit("DataAccessFailure", labels, [plmn], f"{name} data service failing in area {area}",
+                              f"The {name} ({plmn}) modems in {where} are registered, yet over the last "
+                              f"{_span(int(q.access_window * S))}: {'; '.join(problems)}.")
+                else:
+                    self.clear(self.now, alertname="DataAccessFailure", zone=zone, area=area, carrier=plmn)
+                targets = q.targets(plmn)
+                assert targets.down_min_mbps is not None
+                transfers = judge_transfers(moved.get(plmn, ()), targets.down_min_mbps)
+                if transfers.started < q.min_transfers:
+                    self.dont_know(alertname="ThroughputBelowTarget", zone=zone, area=area, carrier=plmn)
+                elif problems := transfer_problems(transfers, targets):
+                    self.emit("ThroughputBelowTarget", labels, [plmn], f"{name} throughput below target in area {area}",
+                              f"Transfers through {name} ({plmn}) in {where} over the last "
+                              f"{_span(int(q.transfer_window * S))}: {'; '.join(problems)} ({speeds(transfers)}).")
+                else:
+                    self.clear(self.now, alertname="ThroughputBelowTarget", zone=zone, area=area, carrier=plmn)
+
+    def _registered(self, probe: str, plmn: str) -> bool:
+        """Return True if a modem of ``probe`` on ``plmn`` last read registered, and fresh."""
+        for key in self.facts.modems_of.get(probe, ()):
+            if (key[1] or self.ix.modem_plmn.get((probe, key[2]), "")) != plmn:
+                continue
+            latest = self.facts.cellular[key].latest
+            if latest is not None and latest.registered is True and latest.time_ns >= self.stale_cut:
+                return True
+        return False
 
     # ------------------------------------------------------------------------------------------ coverage
 

@@ -12,6 +12,8 @@ folder (``config_state``) and leave it requests::
                                           collector to publish it now, in NAME's name (default: this user);
                                           ``--again`` issues a probe's configuration again under a new version
                                           (a probe tries each version once: after a roll back, to try again)
+    fleet update --version V [--first N | --probes P..] [--batch M] [--soak 10m] [--deadline 30m] [--by NAME]
+                                          roll a software release out in waves (``software_cli``); ``--abort``
     fleet audit [--probe P] [--last N]    the audit: who changed what, when, and what each probe answered
 """
 
@@ -27,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.fleet import audit
+from collector.fleet import audit, software, software_cli
 from collector.fleet.config_state import (
     AUDIT_FILE,
     REQUESTS_DIR,
@@ -59,6 +61,7 @@ def add_parser(sub: Any) -> None:
     push.add_argument("--by", help="who asks (default: the user running the command); written into the audit")
     push.add_argument("--again", nargs="+", default=[], metavar="PROBE",
                       help="issue these probes' configuration again under a new version (to retry one rolled back)")
+    software_cli.add_arguments(what.add_parser("update", help="roll a software release out to the probes, in waves"))
     log = what.add_parser("audit", help="print the audit of configuration changes")
     log.add_argument("--probe", help="only this probe")
     log.add_argument("--last", type=int, default=0, help="only the last N entries")
@@ -76,9 +79,15 @@ def run(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | N
         return _fail(str(exc), 1)
     if inventory is None or inventory_path is None:
         return _fail(f"{args.config} names no inventory: no probe is managed from the centre")
-    rendered = render_all(inventory)[0]
+    if args.fleet_command == "update":
+        return software_cli.run(args, folder, [n for n, p in inventory.probes.items() if p.config is not None])
+    try:
+        releases = software.load(folder)
+    except ValueError as exc:
+        return _fail(str(exc), 1)
+    rendered = releases.apply(render_all(inventory)[0])   # with the release each probe should run (fleet update)
     if args.fleet_command == "status":
-        return _status(state, rendered, args.probe, args.json)
+        return _status(state, rendered, args.probe, args.json, releases)
     if args.fleet_command == "render":
         if args.probe not in inventory.probes:
             return _fail(f"probe {args.probe!r} is not in the inventory (known: {', '.join(sorted(inventory.probes))})")
@@ -127,12 +136,16 @@ def _line(name: str, entry: ProbeConfig, now: Rendered | None) -> str:
     return "; ".join(parts)
 
 
-def _status(state: FleetConfigState, rendered: dict[str, Rendered], only: str | None, as_json: bool) -> int:
+def _status(state: FleetConfigState, rendered: dict[str, Rendered], only: str | None, as_json: bool,
+            releases: software.SoftwareState) -> int:
     names = sorted(set(state.probes) | set(rendered))
     if only is not None:
         names = [n for n in names if n == only]
         if not names:
             return _fail(f"probe {only!r} has no configuration from the centre, desired or reported")
+    if not as_json:
+        for line in software_cli.status_lines(releases):
+            print(line)
     rows: list[dict[str, Any]] = []
     for name in names:
         now = rendered.get(name)
@@ -140,10 +153,12 @@ def _status(state: FleetConfigState, rendered: dict[str, Rendered], only: str | 
         if as_json:
             row = {"probe": name, "zone": entry.zone, "status": entry.status, "drift": entry.drift,
                    "desired": _fields(entry.desired), "report": _fields(entry.report),
-                   "inventory_hash": now.hash if now is not None else None}
+                   "inventory_hash": now.hash if now is not None else None,
+                   "software": software_cli.probe_json(releases, name)}
             rows.append(row)
         else:
-            print(_line(name, entry, now))
+            release = software_cli.probe_part(releases, name)
+            print(_line(name, entry, now) + (f"; {release}" if release else ""))
     if as_json:
         print(json.dumps(rows, indent=1))
     elif not names:
@@ -184,9 +199,10 @@ def _push(folder: Path, state: FleetConfigState, rendered: dict[str, Rendered], 
 def _audit(folder: Path, probe: str | None, last: int) -> int:
     entries = list(audit.read(folder / AUDIT_FILE, probe))
     for entry in entries[-last:] if last > 0 else entries:
-        extra = "".join(f" {k}={entry[k]}" for k in ("running", "inventory") if k in entry)
+        extra = "".join(f" {k}={entry[k]}" for k in ("software", "wave", "probes", "running", "inventory")
+                        if k in entry)
         error = f": {entry['error']}" if "error" in entry else ""
         version = f" v{entry['version']}" if "version" in entry else ""
-        print(f"{entry.get('at')} {entry.get('by')}: {entry.get('action')} {entry.get('probe')}{version} "
+        print(f"{entry.get('at')} {entry.get('by')}: {entry.get('action')} {entry.get('probe', '-')}{version} "
               f"{_short(str(entry.get('hash', '')))}{extra}{error}")
     return 0

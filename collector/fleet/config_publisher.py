@@ -3,18 +3,23 @@
 Threads::
 
     intake thread (ingest)  ``offer(messages, now_ns)``: picks the events messages that may hold a ``config``
-                            report and queues them. Never blocks, never decodes.
+                            report and queues them, and hands ``collector.fleet.software`` what may tell a
+                            probe's release. Never blocks, never decodes.
     fleet thread (zw-fleet) every ``interval``: (1) decodes the reports queued (``agent.wire.read_config_report``;
                             the payload's probe must be its topic's, and one the ingest's scope check lets
                             speak: not a retired probe), records them (``config_state``) and audits
                             them; (2) notices an edited inventory file (its size, time and then its hash) and
                             reads it again (strictly: a bad one is logged, once, and the one before stays in use);
                             (3) takes the requests of ``fleet push`` (who asked; which probes get their config
-                            issued again under a new version); (4) once the broker session is up, renders every
+                            issued again under a new version); (3b) lets ``collector.fleet.software`` take the
+                            probes' releases and update reports, ``fleet update`` and the rollout's waves (a wave
+                            begun changes the release some probes should run: published at once, in the name of
+                            who started the rollout); (4) once the broker session is up, renders every
                             managed probe's configuration (``desired``) and publishes, retained, QoS 1, each one
                             whose hash differs from what this collector last published for it (a new version;
                             audited with who asked), and clears the config of a probe no longer managed; (5)
-                            saves the state and hands the alert engine its view (ProbeConfigRejected).
+                            saves the state and hands the alert engine its view (ProbeConfigRejected, and
+                            ProbeUpdateFailed for the probes a rollout failed at).
 
 An edit noticed by itself is published ``SETTLE`` seconds later (a ``fleet push`` for it in that time publishes
 at once, in the pusher's name); ``by`` is then ``inventory change``. The rest of the collector (the scope check,
@@ -35,6 +40,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -44,9 +50,11 @@ from collector.alerting.facts import ConfigView
 from collector.fleet import audit
 from collector.fleet.config_state import AUDIT_FILE, REQUESTS_DIR, STATE_FILE, Desired, FleetConfigState, file_hash
 from collector.fleet.desired import render_all
+from collector.fleet.software import Failure, Software
 from collector.inventory import Inventory, load_inventory
 from collector.scope import Scope
 from collector.secrets import SecretSource
+from collector.shard import restrict
 from collector.threads import named
 from zwconf import ConfigError
 
@@ -89,11 +97,12 @@ class ConfigPublisher:
                  publish: Publish, connected: threading.Event,
                  on_views: Callable[[dict[str, ConfigView]], None] | None = None,
                  clock: Callable[[], int] = time.time_ns, interval: float = INTERVAL,
-                 scope: Scope | None = None) -> None:
+                 scope: Scope | None = None, zones: Sequence[str] = ()) -> None:
         self.inventory, self.inventory_path, self.secrets = inventory, inventory_path, secrets
         self.folder, self.publish, self.connected = folder, publish, connected
         self.on_views, self.clock, self.interval = on_views, clock, interval
         self.scope = scope   # the ingest's: a report the probe may not send (it was retired) is not taken
+        self.zones = list(zones)   # a shard's zones (collector.shard): an edited inventory is cut to them too
         self.state_path, self.audit_path = folder / STATE_FILE, folder / AUDIT_FILE
         self.requests_dir = folder / REQUESTS_DIR
         self.state = FleetConfigState.load(self.state_path)
@@ -106,6 +115,8 @@ class ConfigPublisher:
         self._inbox: queue.SimpleQueue[tuple[str, bytes, int]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = named(self._loop, "zw-fleet")
+        self.software = Software(folder, self.audit_path, scope)   # the release each probe should run, and rollouts
+        self._failures: dict[str, Failure] = {}                    # update failures the alert engine was handed
         if inventory_path is not None:
             try:
                 self._seen, data = self._read(inventory_path)
@@ -120,6 +131,7 @@ class ConfigPublisher:
         for topic, payload in messages:
             if topic.endswith("/events") and b'"config"' in payload:
                 self._inbox.put((topic, payload, now_ns))
+        self.software.offer(messages, now_ns)
 
     # the fleet thread --------------------------------------------------------------------------------
 
@@ -143,9 +155,14 @@ class ConfigPublisher:
         for by, probes in self._requests():
             self._by, self._due_ns = by, 0
             self._again.update(probes)
+        managed = [name for name, probe in self.inventory.probes.items() if probe.config is not None]
+        moved, by, again = self.software.turn(now_ns, managed, self.state.probes)   # releases (fleet update)
+        if moved:
+            self._by, self._due_ns = by, 0
+            self._again.update(again)
         if self._due_ns is not None and now_ns >= self._due_ns and self.connected.is_set():
             changed = self._publish(now_ns) or changed
-        if changed:
+        if changed or self.software.state.failures() != self._failures:
             self.state.save(self.state_path)
             self._views()
 
@@ -153,6 +170,7 @@ class ConfigPublisher:
         if self.on_views is None:
             return
         views: dict[str, ConfigView] = {}
+        self._failures = failures = self.software.state.failures()
         for name, entry in self.state.probes.items():
             if entry.desired is None:
                 continue
@@ -160,6 +178,10 @@ class ConfigPublisher:
             views[name] = ConfigView(entry.zone, entry.desired.hash, entry.desired.version,
                                      *((report.result, report.hash, report.version, report.error, report.at_ns)
                                        if report is not None else ()))
+            if name in failures:   # a rollout failed at it (ProbeUpdateFailed)
+                failed = failures[name]
+                views[name] = replace(views[name], update_failed=failed.why, update_version=failed.version,
+                                      update_failed_ns=failed.at_ns)
         self.on_views(views)
 
     def _take_reports(self) -> bool:
@@ -223,7 +245,8 @@ class ConfigPublisher:
             return
         try:
             inventory = load_inventory(path, self.secrets)
-        except ConfigError as exc:
+            inventory = restrict(inventory, self.zones)
+        except (ConfigError, ValueError) as exc:   # ValueError: restrict names a reference across a shard's zones
             self._refused_hash = digest
             log.error("the edited inventory cannot be used (the desired configurations stay as they were): %s", exc)
             return
@@ -257,7 +280,8 @@ class ConfigPublisher:
     def _publish(self, now_ns: int) -> bool:
         """Publish what differs from what was published; return True if anything was."""
         again, self._again = self._again, set()
-        rendered, problems = render_all(self.inventory)
+        inventory_gives, problems = render_all(self.inventory)
+        rendered = self.software.apply(inventory_gives)   # with the release each probe should run (fleet update)
         for problem in problems:   # a loaded inventory has none (its check_refs renders too)
             log.error("desired configuration at %s: %s", problem.path, problem.message)
         changed, failed = False, False
@@ -276,8 +300,9 @@ class ConfigPublisher:
                 self._again.update({name} & again)
                 continue
             entry.issued, entry.desired, changed = version, Desired(version, r.hash, now_ns), True
+            release = self.software.release(name)
             audit.append(self.audit_path, now_ns, by, "publish", zone=r.zone, probe=name, version=version,
-                         hash=r.hash, inventory=self.inventory_hash)
+                         hash=r.hash, inventory=self.inventory_hash, **({"software": release} if release else {}))
             log.info("published desired config v%d of probe %s/%s (%s, %d bytes) for %s", version, r.zone, name,
                      r.hash[:15], len(payload), by)
         for name, entry in self.state.probes.items():

@@ -12,10 +12,11 @@ configuration is an agent configuration (YAML text, ``agent.wire.DesiredConfig``
                     and ``links`` (the inventory links of that device, ifname -> link id)
     a cellular source named as one of the probe's ``modems`` gets ``carrier``: that modem's carrier's PLMN
 
-What may be said: ``mqtt``, ``self_interval`` and ``sources``. ``spool``, ``metrics``, ``remote_config`` and
-``enrol`` are the probe's own (its local file); ``probe`` is generated. The full check is the probe's (its
-strict loader, with the line of the rendered text); the centre checks what it can know, and names the
-inventory key::
+What may be said: ``mqtt``, ``self_interval`` and ``sources``. ``spool``, ``metrics``, ``remote_config``, ``enrol``
+and ``update`` are the probe's own (its local file); ``probe`` is generated; ``software`` (the release to run) is
+added by the collector from ``fleet update`` (``collector.fleet.software``), never written in the inventory.
+The full check is the probe's (its strict loader, with the line of the rendered text); the centre checks what it
+can know, and names the inventory key::
 
     structure       the keys above; ``sources`` a list of mappings with a ``type`` and a ``name`` (or ``device``)
     secrets         a key of ``agent.wire.SECRET_KEYS`` holds ``{env: NAME}`` or ``{file: NAME}`` (NAME inside the
@@ -45,7 +46,7 @@ from zwconf import RefPath
 __all__ = ["Rendered", "Problem", "RenderError", "MANAGED_KEYS", "LOCAL_ONLY", "render_all", "render"]
 
 MANAGED_KEYS = ("mqtt", "self_interval", "sources")   # what the centre may set of a probe's agent configuration
-LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol")   # the probe's own (its local file)
+LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol", "update")   # the probe's own (its local file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,9 @@ def _check_fragment(where: RefPath, fragment: Mapping[str, Any]) -> None:
     for key, value in fragment.items():
         if key == "probe":
             raise RenderError((*where, key), "probe is generated from the inventory (probes.<id>: id, zone, area)")
+        if key == "software":
+            raise RenderError((*where, key), "the release a probe runs is set with `zonewatch-collector fleet update "
+                                             "--version V` (in waves, audited), not in the inventory")
         if key in LOCAL_ONLY:
             raise RenderError((*where, key), f"{key} is set in the probe's local configuration file only")
         if key not in MANAGED_KEYS:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from agent import wire
+from collector.clockskew import shifted
 from collector.mosquitto import TICK_ROOT  # the collector's tick topics
 from collector.scope import Refusals, Scope
 from zwconf.mqtt import MqttConfig
@@ -48,9 +49,12 @@ def parse_entry(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batc
     return read_entry(entry, OPEN, limits)[0]
 
 
-def read_entry(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[wire.Batch, Refusals]:
+def read_entry(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS,
+               offset_ns: int = 0) -> tuple[wire.Batch, Refusals]:
     """Turn one queued message into a batch without the rows ``scope`` refuses, and say what it refused; raise
-    WireError naming what is wrong with a message that cannot be read at all."""
+    WireError naming what is wrong with a message that cannot be read at all. ``offset_ns``: how far its probe's
+    clock was ahead when it arrived (``collector.clockskew``): every time in it is moved back by that much
+    before the time checks."""
     kind, trusted = (entry.kind[len(DERIVED):], True) if entry.kind.startswith(DERIVED) else (entry.kind, False)
     where = wire.parse_topic(kind)
     if where.kind == "status":
@@ -70,6 +74,8 @@ def read_entry(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS)
     batch = wire.decode(entry.payload, _loads)
     if (batch.zone, batch.probe) != (where.zone, where.probe):
         raise wire.WireError("identity_mismatch", f"{kind}: payload says {batch.zone}/{batch.probe}")
+    if offset_ns:
+        batch = shifted(batch, -offset_ns)
     wire.check_limits(batch, limits, entry.created_ns)
     refused = Refusals()
     if not trusted:

@@ -55,10 +55,12 @@ freed overflow pages are not zeroed; what they held is in the store anyway).
 
 Modules: ``pipeline`` (``Ingest``: the sessions and the threads above), ``decode`` (one queued message to a
 batch), ``seq`` (the sequence bookkeeping: per (probe, origin), a watermark and the ranges seen above it),
-``taking`` (what the preparer takes next). ``Ingest`` stays one class of about 500 lines, in sections by
-thread: its four threads share the intake queue's connection and its lock, the sequence bookkeeping and the
-hand-over queues, and what one thread may do depends on what the others do with them (the ordering rules
-above), which is easier to check in one place than across objects.
+``taking`` (what the preparer takes next). Beside them, ``collector.clockskew``: each probe's clock offset,
+measured by the intake thread from the send times the agents stamp on their messages; the preparer moves the
+times of a probe whose clock is off before it checks them (such a message takes the full path). ``Ingest`` stays
+one class of about 500 lines, in sections by thread: its four threads share the intake queue's connection and its
+lock, the sequence bookkeeping and the hand-over queues, and what one thread may do depends on what the others do
+with them (the ordering rules above), which is easier to check in one place than across objects.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from paho.mqtt.properties import Properties
 
 from agent import wire
 from collector.cardinality import Refused, SeriesLimit
+from collector.clockskew import ClockSkew, sent_stamp
 from collector.config import IngestLimits
 from collector.ingest.decode import (
     DEFAULT_LIMITS,
@@ -115,6 +118,7 @@ class _Arrival:
     qos: int
     topic: str
     payload: bytes
+    sent_ns: int | None = None   # the probe's clock when it sent the message (MQTT v5: collector.clockskew)
 
 
 @dataclass
@@ -198,6 +202,9 @@ class Ingest:
         self._connected_at = 0.0     # monotonic time the data session last connected
         metrics.lag.set(float("nan"))   # not known until the first tick is back
         self.seqs = SeqTracker(intake.db)
+        # Each probe's clock offset, from the send times its agent stamps on its messages: measured by the intake
+        # thread, applied by the preparer (and the alert engine) to the messages of a probe whose clock is off.
+        self.skew = ClockSkew(intake.db, metrics.registry)
         self._gap_times: dict[str, int] = {}  # probe -> time of its last seq_gaps sample (preparer thread)
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
         self._lines: LineWriter | None = writer if takes_lines(writer) else None  # the fast path's writer
@@ -339,7 +346,8 @@ class Ingest:
 
     def _on_message(self, client: mqtt.Client, session: _Session, msg: mqtt.MQTTMessage) -> None:
         # bytes() of the bytes paho hands over is the same object, not a copy. Counted by the intake thread.
-        session.arrivals.put(_Arrival(client, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+        session.arrivals.put(_Arrival(client, msg.mid, msg.qos, msg.topic, bytes(msg.payload),
+                                      sent_stamp(msg.properties)))
         self._arrived.set()
 
     # intake thread --------------------------------------------------------------------------------------
@@ -356,6 +364,9 @@ class Ingest:
             now = self.clock()
             stored = [m for m in messages if m[0] != self.tick_topic]
             self.metrics.received_messages.inc(len(stored))
+            stamped = [(a.topic, a.sent_ns) for a in taken if a.sent_ns is not None]
+            if stamped:
+                self._clocks(stamped, now)
             if stored:
                 with self._lock:
                     self.intake.put_many(stored, now)
@@ -368,6 +379,22 @@ class Ingest:
             for a in taken:  # only now is the message ours: acknowledge, in arrival order
                 if a.qos > 0:
                     a.client.ack(a.mid, a.qos)
+
+    def _clocks(self, stamped: list[tuple[str, int]], now: int) -> None:
+        """Measure the stamping probes' clocks; store a change of an offset in force before the messages it
+        applies to are committed (intake thread)."""
+        points = self.skew.observe(stamped, now, self.caught_up_ns)
+        if points:
+            with self._lock:
+                self.skew.store(points, now, self.intake.max_age_ns)
+            for probe, _, offset in points:
+                if offset:
+                    log.warning("probe %s: its clock is %.1f s %s the collector's (by the send times it stamps); its "
+                                "samples are stored at corrected times from now on", probe, abs(offset) / 1e9,
+                                "ahead of" if offset > 0 else "behind")
+                else:
+                    log.warning("probe %s: its clock agrees with the collector's again; its samples are stored at "
+                                "the times it gives", probe)
 
     def _tick(self) -> None:
         """Publish a tick if one is due (intake thread; only this outer loop reads the clocks)."""
@@ -438,12 +465,13 @@ class Ingest:
             arrived = entry.created_ns
             item: Item
             refused: Refused | None
-            fast = self._encode_plain(entry) if self._lines is not None else None
+            offset = self.skew.offset_at(entry.kind, entry.created_ns)   # 0 unless the probe's clock is off
+            fast = self._encode_plain(entry) if self._lines is not None and not offset else None
             if fast is not None:
                 item, refused = fast
             else:
                 try:
-                    batch, outside = read_entry(entry, self.scope)
+                    batch, outside = read_entry(entry, self.scope, offset_ns=offset)
                 except wire.WireError as exc:
                     self.metrics.rejected_messages.labels(exc.reason).inc()
                     self._complain(entry.kind, exc)
@@ -458,6 +486,8 @@ class Ingest:
                     self._jumped(entry)
                 kept, refused = self.series.admit(name, batch.samples, entry.created_ns)
                 item = batch if refused is None else dataclasses.replace(batch, samples=tuple(kept))
+                if offset:
+                    self.skew.corrected(entry.kind)
             if refused is not None:
                 self._refused(entry.kind, item, refused)
             batches.append(item)

@@ -9,6 +9,10 @@ far from its stream is stored but not believed (``ProbeSeq``), and a probe's mad
 
 The state lives in the intake queue's file (table ``seqstate``), stored by the committer in the same
 transaction that deletes the entries it describes (``collector.ingest.pipeline``).
+
+After a restore from a backup (``collector.backup``) the state is the backup's, and the seqs the old collector
+took after the backup was made would count as lost: ``SeqTracker.resume`` has the first forward gap of each
+stream known then taken as seen (once per stream), not counted.
 """
 
 from __future__ import annotations
@@ -93,6 +97,15 @@ class SeqRanges:
                 hi.insert(i + 1, seq)
         self.count += 1
         return True
+
+    def fill(self, lo: int, hi: int) -> None:
+        """Hold every seq from ``lo`` through ``hi`` (``lo`` above every seq held, ``hi`` at least ``lo``)."""
+        if self._hi and lo == self._hi[-1] + 1:
+            self._hi[-1] = hi
+        else:
+            self._lo.append(lo)
+            self._hi.append(hi)
+        self.count += hi - lo + 1
 
     def trim(self, floor: int) -> int:
         """Drop every seq at or below ``floor``; return how many were held."""
@@ -236,6 +249,12 @@ class SeqTracker:
             self._origins.setdefault(probe, {})[origin] = st
         self._dirty: set[tuple[str, int]] = set()
         self._gone: set[tuple[str, int]] = set()  # retired since the last snapshot: rows to delete
+        self._resuming: set[tuple[str, int]] = set()   # streams whose first forward gap is not counted (resume)
+
+    def resume(self) -> None:
+        """Start after a restore from a backup: the first forward gap of each stream known now (seqs the old
+        collector took after the backup) is taken as seen, once per stream; later gaps count as always."""
+        self._resuming = set(self.state)
 
     def is_repeat(self, probe: str, origin: int, seq: int) -> bool:
         """Return True if (probe, origin, seq) was recorded before (a jump is not); record nothing."""
@@ -250,6 +269,8 @@ class SeqTracker:
             st = self._new(probe, origin)
         self._used += 1
         st.used = self._used
+        if self._resuming and key in self._resuming:
+            self._resume(key, st, seq)
         done = st.record(seq, self.window, self.max_jump, self.resync)
         if done is None:
             self.jumps.append((probe, origin, seq))
@@ -258,6 +279,19 @@ class SeqTracker:
             return False
         self._dirty.add(key)
         return True
+
+    def _resume(self, key: tuple[str, int], st: ProbeSeq, seq: int) -> None:
+        """Take the seqs between ``st``'s highest and ``seq`` as seen when ``seq`` is the stream's first forward
+        gap since ``resume`` (a repeat, or the next in line, leaves it waiting for that gap)."""
+        top = max(st.watermark, st.above.top or 0)
+        if seq <= top + 1 or seq - top > self.max_jump:
+            return
+        if top == st.watermark:   # nothing missing below: the watermark moves up
+            st.watermark = seq - 1
+        else:                     # holes the backup knew of stay holes; what lies above them is seen
+            st.above.fill(top + 1, seq - 1)
+        self._resuming.discard(key)
+        self._dirty.add(key)
 
     def _new(self, probe: str, origin: int) -> ProbeSeq:
         mine = self._origins.setdefault(probe, {})

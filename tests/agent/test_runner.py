@@ -119,5 +119,6 @@ def test_the_probe_reports_its_version_as_a_series_of_its_own(tmp_path: Path) ->
     asyncio.run(agent.poll_self())
     samples = [s for entry in agent.spool.queue.pending(10) for s in wire.decode(entry.payload).samples]
     assert [(s.tags, sorted(s.fields)) for s in samples] == [
-        ({}, ["cpu_s", "rss_mb", "spool_depth", "spool_dropped", "up"]), ({"version": VERSION}, ["info"])]
+        ({}, ["cpu_s", "disk_free_mb", "disk_free_pct", "rss_mb", "spool_depth", "spool_dropped", "spool_fill_pct",
+              "up"]), ({"version": VERSION}, ["info"])]
     assert VERSION != "unknown"  # the tests run from an installed tree

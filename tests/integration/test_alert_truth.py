@@ -78,7 +78,8 @@ class Zone:
         data.mkdir()
         shutil.copy(ROOT / "collector" / "demo_data" / "sw-core.snmprec", data / "agg-2.snmprec")
         shutil.copy(ROOT / "collector" / "demo_data" / "bts-01.snmprec", data / "bts-7.snmprec")
-        self.snmpsim = services.start_snmpsim(tmp / "snmpsim", data)
+        self.snmpsim = services.start_snmpsim(tmp / "snmpsim", data,   # the demo's walks need its variation module
+                                              variation=ROOT / "agent" / "sim" / "variation")
         self.started.append(self.snmpsim)
         self.frozen = False
         self.broker = services.start_mosquitto(tmp / "mosquitto")

@@ -253,6 +253,9 @@ def test_a_probe_installs_runs_upgrades_rolls_back_and_uninstalls(kit: Kit, tmp_
     assert "\nExecStart=/opt/zonewatch/agent/current/bin/zonewatch-agent -c /etc/zonewatch/agent.yaml run\n" in unit
     assert "\nType=notify\n" in unit and "\nWatchdogSec=60s\n" in unit and "\nSupplementaryGroups=dialout\n" in unit
     verify_unit(root, "zonewatch-agent.service")
+    for updater_unit in ("zonewatch-agent-update.service", "zonewatch-agent-update.path"):   # agent.fleet.updater
+        verify_unit(root, updater_unit)
+    assert (home / "deploy/install.sh").exists() and mode(root / "var/lib/zonewatch/update") == 0o750
     assert os.readlink(root / "usr/local/bin/zonewatch-agent") == "/opt/zonewatch/agent/current/bin/zonewatch-agent"
     assert conf.read_bytes() == (CHECKOUT / "config/agent.example.yaml").read_bytes()
     assert (mode(root / "etc/zonewatch"), mode(root / "etc/zonewatch/secrets"), mode(conf),
@@ -311,6 +314,7 @@ def test_a_probe_installs_runs_upgrades_rolls_back_and_uninstalls(kit: Kit, tmp_
     # Uninstall: the program, the unit and the link go; the configuration and the spool stay.
     install(kit, root, "agent", "--uninstall")
     assert not home.exists() and not (root / "etc/systemd/system/zonewatch-agent.service").exists()
+    assert not list((root / "etc/systemd/system").glob("zonewatch-agent-update.*"))
     assert not os.path.lexists(root / "usr/local/bin/zonewatch-agent")
     assert conf.read_text() == lab and (root / "var/lib/zonewatch/spool.db").exists()
     refused = install(kit, root, "agent", "--rollback", ok=False)

@@ -13,6 +13,7 @@
       email.py         SMTP, plain text, STARTTLS and login optional
       mqtt.py          publish the webhook JSON, QoS 1, wait for the PUBACK
     metrics.py       zonewatch_notify_* per receiver
+    relay.py         Alertmanager's webhook in, an MQTT receiver's topic out (an HA pair's MQTT receivers)
 """
 
 from collector.alerting.notify.base import Clock, Notifier, NotifyError, SystemClock

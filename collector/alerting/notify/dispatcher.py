@@ -151,17 +151,19 @@ class Dispatcher:
         now_ns = self.clock.time_ns()
         with self._lock:  # one submit at a time: every receiver sees submissions in the same order
             for name, share in self.router.split(notifications).items():
-                messages = [share] if name == ALERTMANAGER else group(share)
+                messages = [share] if self.router.receivers[name].owner == ALERTMANAGER else group(share)
                 self.outboxes[name].put(messages, now_ns)
 
     def sync_alertmanager(self, firing: Sequence[Notification], now_ns: int) -> None:
         """Re-send ``firing`` (every alert firing at ``now_ns``) to Alertmanager as soon as its queue is empty.
 
-        A newer call replaces a list not yet sent. Without Alertmanager configured this does nothing.
+        A newer call replaces a list not yet sent. Without Alertmanager configured this does nothing; with a
+        cluster, every peer gets the list.
         """
-        box = self.outboxes.get(ALERTMANAGER)
-        if box is not None:
-            box.resend([n for n in firing if n.status == "firing"])
+        for name, spec in self.router.receivers.items():
+            box = self.outboxes.get(name)
+            if box is not None and spec.owner == ALERTMANAGER:
+                box.resend([n for n in firing if n.status == "firing"])
 
     def depth(self, receiver: str) -> int:
         """Return how many messages wait for ``receiver``."""

@@ -5,10 +5,14 @@
   (which routes by its own configuration, see ``collector/alerting/amconfig.py``).
 - With Alertmanager doing the delivery (``alerting.delivery``, the default when it is configured), the
   webhook and email receivers are Alertmanager's to serve (the rendered configuration has them): ZoneWatch
-  sends them nothing itself, so nobody gets an alert twice. MQTT receivers are always ZoneWatch's.
+  sends them nothing itself, so nobody gets an alert twice. MQTT receivers are ZoneWatch's, unless
+  ``alerting.mqtt_delivery`` gives them to Alertmanager too (through the collectors' relays, ``relay.py``).
+- Every peer of an Alertmanager cluster (``alerting.alertmanager.peers``) is a receiver of its own, so a peer
+  that is down delays none of the others.
 
 Receiver names are stable and say whose they are, in metrics, logs and outbox file names:
-``carrier.<carrier key>.<type>.<n>``, ``noc.<type>.<n>`` (n: position in its list) and ``alertmanager``.
+``carrier.<carrier key>.<type>.<n>``, ``noc.<type>.<n>`` (n: position in its list) and ``alertmanager`` (its
+cluster's other peers: ``alertmanager.<n>``).
 """
 
 from __future__ import annotations
@@ -44,10 +48,14 @@ class ReceiverSpec:
 def receivers(cfg: AlertingConfig, inventory: Inventory) -> dict[str, ReceiverSpec]:
     """Return every receiver by name: Alertmanager, the NOC's, then each carrier's in inventory order."""
     out: dict[str, ReceiverSpec] = {}
-    if cfg.alertmanager is not None:
-        out[ALERTMANAGER] = ReceiverSpec(ALERTMANAGER, ALERTMANAGER, cfg.alertmanager, ("alerting", "alertmanager"))
+    if cfg.alertmanager is not None:   # each peer of a cluster is a receiver of its own: alertmanager, alertmanager.1
+        for i, target in enumerate(cfg.alertmanager.each()):
+            name = f"{ALERTMANAGER}.{i}" if i else ALERTMANAGER
+            where: RefPath = ("alerting", "alertmanager", "peers", i - 1) if i else ("alerting", "alertmanager")
+            out[name] = ReceiverSpec(name, ALERTMANAGER, target, where)
+
     def ours(r: Receiver) -> bool:
-        return not cfg.via_alertmanager or isinstance(r, MqttReceiver)
+        return not cfg.via_alertmanager or (isinstance(r, MqttReceiver) and not cfg.mqtt_via_alertmanager)
 
     for i, r in enumerate(cfg.noc):
         if not ours(r):

@@ -29,6 +29,8 @@ TIMEOUT = 0.3
 # registration (the generic modem answers ERROR to AT+C5GREG=2, so +C5GREG? is not polled).
 SETUP = ["ATE0", "ATI", "AT+CGMI", "AT+COPS=3,2", "AT+CEREG=2", "AT+C5GREG=2"]
 POLL = ["AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?"]
+CPIN = ["AT+CPIN?"]  # the SIM's state, last in every poll (after the vendor's commands)
+HEALTH = ("sim_state", "reg_state")  # what AT+CPIN? and the registration add to the reading
 
 
 def make_config(port: str, extra: str = "") -> CellularConfig:
@@ -38,8 +40,10 @@ def make_config(port: str, extra: str = "") -> CellularConfig:
 
 
 def collect(source: CellularSource, now_ns: int = NOW) -> list[wire.Sample]:
-    """Run one poll to completion."""
-    return asyncio.run(source.collect(now_ns))
+    """Run one poll to completion; return its ``cellular`` readings as ``vendors.to_sample`` makes them (without the
+    SIM and registration states, and the ``modem`` sample of a poll after a failure: test_modem_health.py)."""
+    return [wire.Sample(s.measurement, s.tags, {k: v for k, v in s.fields.items() if k not in HEALTH}, s.time_ns)
+            for s in asyncio.run(source.collect(now_ns)) if s.measurement == "cellular"]
 
 
 @pytest.fixture
@@ -96,7 +100,7 @@ def test_modem_is_set_up_once_per_opening(modem: SimModem, source: CellularSourc
     collect(source)
     collect(source, NOW + 30)
 
-    assert modem.commands == SETUP + POLL + POLL
+    assert modem.commands == SETUP + POLL + CPIN + POLL + CPIN
 
 
 def test_signal_follows_the_modem(modem: SimModem, source: CellularSource) -> None:
@@ -185,7 +189,7 @@ def test_hanging_modem_fails_within_the_timeout_and_recovers(modem: SimModem, so
     modem.hang = False
     assert collect(source, NOW + 60) == [dataclasses.replace(EXPECTED, time_ns=NOW + 60)]
     # the port was reopened, so the modem was set up again
-    assert modem.commands == SETUP + POLL + SETUP + POLL
+    assert modem.commands == SETUP + POLL + CPIN + SETUP + POLL + CPIN
 
 
 def test_command_answering_error_only_loses_its_values(modem: SimModem, source: CellularSource) -> None:
@@ -228,7 +232,7 @@ def test_usb_reset_recovers_on_the_next_collect(
         link.unlink()
         link.symlink_to(second.port)
         assert collect(source) == [EXPECTED]
-        assert second.commands == SETUP + POLL
+        assert second.commands == SETUP + POLL + CPIN
 
 
 def test_missing_port_names_the_modem_and_the_port(
@@ -264,7 +268,7 @@ CASES = {
     # EC25: QENG RSRP -95, RSRQ -11, RSSI -65, PCI 188, band 3; QCSQ SINR code 170 -> 170/5 - 20 = 14 dB;
     # ECI 5F1EA15 -> eNB 0x5F1EA = 389610, sector 0x15 = 21. The EC25 has no +C5GREG.
     "quectel-lte": (
-        POLL + QUECTEL,
+        POLL + QUECTEL + CPIN,
         {"carrier": "452-04", "modem": "viettel", "rat": "lte", "band": "B3", "cell": "5F1EA15"},
         {"rsrp_dbm": -95, "rsrq_db": -11.0, "sinr_db": 14.0, "rssi_dbm": -65, "registered": True, "pci": 188,
          "enb_id": 389610, "sector": 21},
@@ -272,7 +276,7 @@ CASES = {
     # RM500Q on EN-DC: LTE anchor RSRP -99, RSRQ -12, RSSI -67, PCI 12, band 3, SINR code 155 -> 11 dB;
     # NR leg RSRP -71, SINR 13, RSRQ -11 (SINR before RSRQ in the NSA line). +CEREG registered, +C5GREG not.
     "quectel-nsa": (
-        POLL + ["AT+C5GREG?"] + QUECTEL,
+        POLL + ["AT+C5GREG?"] + QUECTEL + CPIN,
         {"carrier": "452-04", "modem": "viettel", "rat": "nr5g-nsa", "band": "B3", "cell": "5F1EA15"},
         {"rsrp_dbm": -99, "rsrq_db": -12.0, "sinr_db": 11.0, "rssi_dbm": -67, "registered": True, "pci": 12,
          "enb_id": 389610, "sector": 21, "nr_rsrp_dbm": -71, "nr_rsrq_db": -11.0, "nr_sinr_db": 13.0},
@@ -280,7 +284,7 @@ CASES = {
     # RM520N on SA: +CEREG 2,0 but +C5GREG 2,1 -> registered; NR RSRP -54, RSRQ -10, SINR 16, PCI 901, n41;
     # NCI 0x170C23000 with a 24-bit gNB id: gNB 0x170C23 = 1510435, cell 0x000 = 0. CSQ 99: no RSSI.
     "quectel-sa": (
-        POLL + ["AT+C5GREG?"] + QUECTEL,
+        POLL + ["AT+C5GREG?"] + QUECTEL + CPIN,
         {"carrier": "452-04", "modem": "viettel", "rat": "nr5g-sa", "band": "n41", "cell": "170C23000"},
         {"rsrp_dbm": -54, "rsrq_db": -10.0, "sinr_db": 16.0, "registered": True, "pci": 901, "gnb_id": 1510435,
          "sector": 0},
@@ -288,7 +292,7 @@ CASES = {
     # SIM7600: CPSI RSRQ -94 -> -9.4 dB, RSRP -850 -> -85 dBm, RSSI -553 -> -55.3 -> -55 dBm, RSSNR 15, PCI 257;
     # cell 187214780 = 0xB28ABBC -> eNB 0xB28AB = 731307, sector 0xBC = 188
     "simcom-lte": (
-        POLL + ["AT+CPSI?"],
+        POLL + ["AT+CPSI?"] + CPIN,
         {"carrier": "452-04", "modem": "viettel", "rat": "lte", "band": "B3", "cell": "B28ABBC"},
         {"rsrp_dbm": -85, "rsrq_db": -9.4, "sinr_db": 15.0, "rssi_dbm": -55, "registered": True, "pci": 257,
          "enb_id": 731307, "sector": 188},
@@ -296,7 +300,7 @@ CASES = {
     # EM7455: main-antenna RSRP -86 (diversity -91 ignored), RSSI -57, RSRQ -10.5, SINR 13.6, band B3;
     # cell 0A14666A -> eNB 0xA1466 = 660582, sector 0x6A = 106; GSTATUS gives no PCI
     "sierra-lte": (
-        POLL + ["AT!GSTATUS?"],
+        POLL + ["AT!GSTATUS?"] + CPIN,
         {"carrier": "452-04", "modem": "viettel", "rat": "lte", "band": "B3", "cell": "A14666A"},
         {"rsrp_dbm": -86, "rsrq_db": -10.5, "sinr_db": 13.6, "rssi_dbm": -57, "registered": True,
          "enb_id": 660582, "sector": 106},
@@ -403,7 +407,7 @@ def test_detection_runs_again_after_a_usb_reset(
         link.symlink_to(second.port)
         (sample,) = collect(source)
         assert sample.fields["pci"] == 257  # read with CPSI
-        assert second.commands == VENDOR_SETUP + POLL + ["AT+CPSI?"]
+        assert second.commands == VENDOR_SETUP + POLL + ["AT+CPSI?"] + CPIN
 
 
 # --- failures are logged once, and "recovered" once ------------------------------------------------------------

@@ -215,8 +215,9 @@ def test_mmcli_that_hangs_fails_within_the_timeout(tmp_path: Path) -> None:
     assert elapsed < 3.0
 
     fake.set("hang", on=False)
-    (sample,) = collect(source)  # the next poll works again
+    sample, back = collect(source)  # the next poll works again, and says the modem answers again
     assert sample.fields["rsrp_dbm"] == -95
+    assert (back.measurement, back.fields) == ("modem", {"answering": True, "recovery_step": 0})
 
 
 def test_mmcli_failing_names_the_command_and_its_message(tmp_path: Path) -> None:

@@ -152,7 +152,8 @@ def test_a_configuration_over_the_message_limit_is_refused() -> None:
 
 
 def test_the_centre_and_the_probe_agree_on_who_sets_what() -> None:
-    assert set(MANAGED_KEYS) | set(LOCAL_ONLY) | {"probe"} == set(AgentConfig.model_fields)
+    # probe: generated from the inventory; software: added by `fleet update` (collector.fleet.software)
+    assert set(MANAGED_KEYS) | set(LOCAL_ONLY) | {"probe", "software"} == set(AgentConfig.model_fields)
     assert set(LOCAL_ONLY) == set(PROBE_OWN)
 
 

@@ -1,0 +1,228 @@
+"""A park's own broker bridged to the centre (README: A park broker): the uplink cut and restored.
+
+Everything as the commands render it: ``render-mosquitto --bridge park`` at the centre (the bridge's user,
+its ACL and password), ``render-bridge --zone park`` for the park (its probes' listener, ACL and passwords,
+and the bridge: TLS to the centre with the central CA verified, its own credentials). Two real mosquitto
+processes with TLS, the collector at the centre (SQLite store), a probe publishing to the park broker, and a
+``watcher`` (test only, a persistent session at the centre) recording the order in which batches arrive.
+
+The central broker is stopped (the park's link to the centre is cut) while the probe keeps publishing to the
+park broker, which acknowledges and queues; when the central broker is back, every batch reaches the centre
+once, in seq order, and the collector stores all of them and counts no gap.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent import wire
+from collector import mosquitto
+from tests import services
+from tests.tlsbroker import Peer, connect, write_server_pki
+
+pytestmark = pytest.mark.integration
+
+ZONE = "park"
+WAIT = 30.0
+BEFORE, DURING, AFTER = 20, 40, 10   # batches published with the uplink up, cut, and back
+INVENTORY = f"""\
+zones:
+  {ZONE}: {{name: Park with a broker of its own}}
+  centre: {{name: A zone whose probes reach the centre directly}}
+probes:
+  p1: {{zone: {ZONE}}}
+  p9: {{zone: centre}}
+"""
+
+
+def listener_options(rendered: Path) -> str:
+    """Return a rendered listener section without its comments and ``listener`` line (the test picks the port)."""
+    return "\n".join(line for line in rendered.read_text().splitlines()
+                     if line and not line.startswith(("#", "listener "))) + "\n"
+
+
+def zonewatch(config: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "collector", "-c", str(config), *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class Watcher:
+    """A persistent MQTT 3.1.1 session at the centre that records what it receives, in order."""
+
+    def __init__(self, port: int, ca: Path, password: str) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="watcher",
+                                  protocol=mqtt.MQTTv311, clean_session=False)
+        self.client.tls_set(ca_certs=str(ca))
+        self.client.username_pw_set("watcher", password)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe([(f"zw/v1/{ZONE}/+/data", 1),
+                                                                     (f"{mosquitto.BRIDGE_STATE_ROOT}{ZONE}/state", 1)])
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.received.append((msg.topic, bytes(msg.payload)))
+
+    def seqs(self) -> list[int]:
+        with self.lock:
+            return [wire.decode(p).seq for t, p in self.received if t.endswith("/data")]
+
+    def state(self) -> bytes | None:
+        with self.lock:
+            states = [p for t, p in self.received if t.endswith("/state")]
+        return states[-1] if states else None
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Park:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[Any] = []
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        tmp = self.tmp
+        pki = write_server_pki(tmp / "pki", "park test CA")   # one CA signs both brokers' certificates
+        self.ca = pki.ca
+        (tmp / "inventory.yaml").write_text(INVENTORY)
+        self.central_port, self.park_port, self.metrics_port = (services.free_port() for _ in range(3))
+        config = tmp / "collector.yaml"
+        config.write_text(
+            f"mqtt: {{host: 127.0.0.1, port: {self.central_port}, username: collector, client_id: collector,\n"
+            f"       password: {{file: '{tmp / 'central' / 'secrets' / 'collector'}'}},\n"
+            f"       tls: {{ca_file: '{pki.ca}'}}}}\n"
+            f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\nqueue: {{path: '{tmp / 'intake.db'}'}}\n"
+            f"http: {{listen: '127.0.0.1:{self.metrics_port}'}}\ninventory: inventory.yaml\n"
+            "alerting: {enabled: false}\n")
+        central, park = tmp / "central", tmp / "park"
+        (central / "secrets").mkdir(parents=True, mode=0o700)   # the collector's own: render-mosquitto keeps it
+        (central / "secrets" / "collector").write_text("collector-password\n")
+        (central / "secrets" / "collector").chmod(0o600)
+        tls = ["--cafile", str(pki.ca), "--certfile", str(pki.cert), "--keyfile", str(pki.key)]
+        zonewatch(config, "render-mosquitto", "--out", str(central), "--bridge", ZONE, *tls)
+        secrets = central / "secrets"
+        self.passwords = {user: mosquitto.read_password(secrets, user) for user in ("p1", f"bridge-{ZONE}")}
+        printed = zonewatch(config, "render-bridge", "--zone", ZONE, "--remote", f"127.0.0.1:{self.central_port}",
+                            "--out", str(park), "--secrets", str(secrets), "--remote-cafile", str(pki.ca), *tls,
+                            "--keepalive", "5s", "--retry", "1s")
+        assert "bridge.conf" in printed and "mosquitto-limits.conf" in printed
+        self.bridge_conf = (park / "bridge.conf").read_text()
+        # the watcher: test only, reads this zone's data and the bridge's state at the centre
+        self.watcher_password = "watcher-pw"
+        with open(central / "acl", "a") as acl:
+            acl.write(f"\nuser watcher\ntopic read zw/v1/{ZONE}/+/data\ntopic read "
+                      f"{mosquitto.BRIDGE_STATE_ROOT}{ZONE}/state\n")
+        with open(central / "passwd", "a") as passwd:
+            passwd.write(f"watcher:{mosquitto.hash_password(self.watcher_password)}\n")
+        self.central_options = listener_options(central / "mosquitto-listener.conf")
+        self.central = self.start_central()
+        self.collector = services.start_collector(config, tmp / "run")
+        self.started.append(self.collector)
+        self.park = services.start_mosquitto(park, port=self.park_port, listener_options=(
+            listener_options(park / "mosquitto-listener.conf") + self.bridge_conf))
+        self.started.append(self.park)
+        self.watcher = Watcher(self.central_port, pki.ca, self.watcher_password)
+        self.started.append(self.watcher)
+        self.probe = connect(self.park_port, pki.ca, "p1", "p1", self.passwords)
+        self.started.append(self.probe)
+        self.seq = 0
+
+    def start_central(self) -> services.Service:
+        service = services.start_mosquitto(self.tmp / "central", port=self.central_port,
+                                           listener_options=self.central_options)
+        self.started.append(service)
+        return service
+
+    def close(self) -> None:
+        for part in reversed(self.started):
+            try:
+                part.close() if isinstance(part, (Peer, Watcher)) else part.stop()
+            except Exception:  # noqa: BLE001 - stop everything else all the same
+                pass
+
+    def publish(self, count: int) -> None:
+        """Publish ``count`` batches as p1 to the park broker, each acknowledged by it."""
+        for _ in range(count):
+            self.seq += 1
+            t = time.time_ns()
+            batch = wire.Batch(ZONE, "p1", self.seq, t, (wire.Sample("probe", {}, {"rss_mb": float(self.seq)}, t),))
+            reason = self.probe.publish(f"zw/v1/{ZONE}/p1/data", wire.encode(batch))
+            assert not reason.is_failure, reason
+
+    def stored(self) -> int:
+        """Return how many of p1's batches the collector stored (one ``rss_mb`` point each)."""
+        try:
+            with sqlite3.connect(f"file:{self.tmp / 'store.db'}?mode=ro", uri=True) as db:
+                (n,) = db.execute("SELECT count(*) FROM points WHERE field = 'rss_mb'").fetchone()
+            return int(n)
+        except sqlite3.Error:
+            return 0
+
+    def metric(self, name: str, labels: str = "") -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(f"{name}{labels} "):
+                    return float(line.split()[-1])
+        return 0.0
+
+
+@pytest.fixture
+def park(tmp_path: Path) -> Iterator[Park]:
+    p = Park(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_the_rendered_bridge_is_tls_with_its_own_credentials(park: Park) -> None:
+    conf = park.bridge_conf
+    assert f"remote_username bridge-{ZONE}\n" in conf
+    assert f"remote_password {park.passwords[f'bridge-{ZONE}']}\n" in conf
+    assert "bridge_insecure false" in conf and "cleansession false" in conf
+    assert (park.tmp / "park" / "bridge.conf").stat().st_mode & 0o077 == 0, "the bridge's password is readable"
+    services.wait_for(lambda: park.watcher.state() == b"1", WAIT, "the bridge's state 1 at the centre")
+
+
+def test_a_cut_uplink_loses_nothing_and_keeps_the_order(park: Park) -> None:
+    p = park
+    services.wait_for(lambda: p.watcher.state() == b"1", WAIT, "the bridge to connect")
+    p.publish(BEFORE)
+    services.wait_for(lambda: p.stored() >= BEFORE, WAIT, "the first batches stored at the centre")
+    p.central.stop()   # the park's uplink is cut: the probe goes on publishing to its park broker
+    p.publish(DURING)
+    time.sleep(1.0)
+    assert p.stored() == BEFORE, "batches reached the collector with the central broker down"
+    p.central = p.start_central()
+    p.publish(AFTER)
+    total = BEFORE + DURING + AFTER
+    services.wait_for(lambda: p.stored() == total, WAIT, f"all {total} batches stored (have {p.stored()})")
+    services.wait_for(lambda: len(p.watcher.seqs()) >= total, WAIT, "the watcher to see every batch")
+    assert p.watcher.seqs() == list(range(1, total + 1)), "batches arrived out of order, twice or not at all"
+    assert p.metric("zonewatch_probe_seq_gaps", f'{{probe="{ZONE}/p1"}}') == 0.0
+    assert p.metric("zonewatch_ingest_duplicate_batches_total") == 0.0
