@@ -13,8 +13,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from agent import wire
 from agent.transcript import VENDOR_CHOICES, parse_transcript
+from zonewatch import wire
 from zwconf import ConfigError, httpd, load_file, parse_duration
 from zwconf.httpd import BoundedHttpServer
 from zwconf.process import ServiceNotifier, raise_open_files_limit

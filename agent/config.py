@@ -6,7 +6,6 @@ from typing import Annotated, Union
 
 from pydantic import Field, field_validator
 
-from agent import wire
 from agent.fleet.config import RemoteConfigSettings
 from agent.fleet.enrol import EnrolSettings
 from agent.fleet.software import SoftwareWanted, UpdateSettings
@@ -16,6 +15,7 @@ from agent.sources.reach import ReachConfig
 from agent.sources.snmp import SnmpConfig
 from agent.sources.telemetry import TelemetryConfig
 from agent.sources.traps import TrapsConfig
+from zonewatch import wire
 from zwconf import Duration, RefPath, Strict
 from zwconf.mqtt import MqttConfig
 

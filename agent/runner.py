@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.apply import RemoteConfig
 from agent.fleet.deadman import Health
@@ -35,6 +34,7 @@ from agent.sources import SourceError
 from agent.sources.registry import is_listener, make_source
 from agent.spool import Spool
 from agent.uplink import Uplink
+from zonewatch import wire
 from zwconf.process import ServiceNotifier
 
 log = logging.getLogger(__name__)

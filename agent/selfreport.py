@@ -18,7 +18,7 @@ import logging
 import os
 from pathlib import Path
 
-from agent.wire import FieldValue
+from zonewatch.wire import FieldValue
 
 __all__ = ["storage_fields"]
 

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent import wire
+from zonewatch import wire
 from zwqueue import DiskQueue, Entry
 
 log = logging.getLogger(__name__)

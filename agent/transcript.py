@@ -25,7 +25,7 @@ from typing import Any, Final, Literal
 
 from agent.sources import vendors
 from agent.sources.vendors import Problem, Reply, Vendor
-from agent.wire import Sample
+from zonewatch.wire import Sample
 
 __all__ = ["VendorChoice", "VENDOR_CHOICES", "TranscriptResult", "parse_transcript"]
 

@@ -32,8 +32,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import wire
 from agent.spool import Spool
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import wire
 from collector.broker import EmbeddedBroker
 from collector.config import CollectorConfig
 from collector.ingest import Ingest
@@ -24,6 +23,7 @@ from collector.metrics import CollectorMetrics
 from collector.scope import Scope
 from collector.storage import make_writer
 from collector.threads import named, on_death
+from zonewatch import wire
 from zwconf.httpd import BoundedHttpServer, HttpLimits
 from zwconf.mqtt import MqttConfig
 from zwconf.process import ServiceNotifier, raise_open_files_limit

@@ -33,9 +33,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import wire
 from collector import mosquitto
 from collector.inventory import Inventory
+from zonewatch import wire
 
 __all__ = ["BRIDGE_FILE", "BridgeTarget", "render_bridge", "render_park_acl", "write_park"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from agent import wire
+from zonewatch import wire
 
 __all__ = ["SeriesLimit", "Refused", "SeriesKey", "describe"]
 

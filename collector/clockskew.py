@@ -46,7 +46,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 
-from agent import wire
+from zonewatch import wire
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from agent import wire
 from collector.secrets import CONTEXT_KEY, PLMN, BoundSecret, SecretSource, context
+from zonewatch import wire
 from zwconf import RefPath, Secret, Strict, load_file
 
 _PLMN = PLMN

@@ -45,7 +45,7 @@ Per-client limits. Mosquitto (2.0) applies its limits to every client alike, on 
 (``per_listener_settings`` covers authentication and ACLs only), so whatever bounds a probe bounds the
 collector too. ``render_limits`` writes the ones that cost the collector nothing:
 
-- ``max_packet_size``: the collector's wire limit (``agent.wire.Limits.max_bytes``, 1 MiB of payload) plus
+- ``max_packet_size``: the collector's wire limit (``zonewatch.wire.Limits.max_bytes``, 1 MiB of payload) plus
   ``PUBLISH_OVERHEAD`` for the topic and the MQTT header. The broker refuses a larger packet from its
   fixed header, before reading the payload, and disconnects the client: a 100 MiB message costs it nothing,
   and never reaches the collector (mosquitto 2.0 counts a packet without its remaining-length field). MQTT
@@ -67,7 +67,7 @@ publisher's messages take (the queue belongs to the subscriber). A probe publish
 as its link allows fills the collector's session ahead of every other probe; bounding that is the
 collector's per-probe fairness, not the broker's.
 
-Zone and probe ids become topic segments and ACL words: each must pass ``agent.wire.valid_name``, which
+Zone and probe ids become topic segments and ACL words: each must pass ``zonewatch.wire.valid_name``, which
 the inventory does not check for its keys, so rendering does.
 """
 
@@ -84,8 +84,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import wire
 from collector.inventory import Inventory, MqttReceiver, Receiver
+from zonewatch import wire
 from zwconf import read_secret_file
 
 DEFAULT_COLLECTOR = "collector"

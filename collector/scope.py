@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent import wire
 from collector.inventory import Inventory
+from zonewatch import wire
 
 __all__ = ["Refusals", "Scope"]
 

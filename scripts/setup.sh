@@ -39,7 +39,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 extras=$([ "$mode" = dev ] && echo dev || echo "agent,collector,sim")
-stamp=".venv/.installed-$extras"
+# Installed again when pyproject.toml changes, or when a top-level package comes or goes (an editable install
+# knows only the packages there were when it was made).
+packages_now=$(ls -d -- */__init__.py 2>/dev/null | cksum | cut -d' ' -f1)
+stamp=".venv/.installed-$extras-$packages_now"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
-from agent import wire
+from zonewatch import wire
 
 __all__ = ["HostileSnmpDevice", "BEHAVIOURS", "FloodingModem", "FLOODS", "DroppingBroker", "BatchSubscriber",
            "make_client_cert", "fd_count", "rss_kb"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from agent.transcript import parse_transcript
+from zonewatch import wire
 from zonewatch.measurements import CATALOGUE, COLLECTOR_WRITTEN, problems, series
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from agent.spool import Spool
+from zonewatch import wire
 from zwqueue import DiskQueue
 
 S = 1_000_000_000

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import wire
+from zonewatch import wire
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -1,4 +1,4 @@
-"""The desired-configuration contract (agent.wire): the message, its limits, and the probe's report."""
+"""The desired-configuration contract (zonewatch.wire): the message, its limits, and the probe's report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent import wire
+from zonewatch import wire
 
 TEXT = "probe: {id: p1, zone: z}\nsources: []\n"
 

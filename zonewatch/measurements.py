@@ -3,7 +3,7 @@ physical bounds, and who writes it.
 
 This is the one list the rest is checked against: the README's measurement tables, the series the Grafana
 dashboards query (``<measurement>_<field>`` in VictoriaMetrics), the measurements a probe may not write
-(``agent.wire.COLLECTOR_MEASUREMENTS``), and what the sources and the alert engine produce (tests run their
+(``zonewatch.wire.COLLECTOR_MEASUREMENTS``), and what the sources and the alert engine produce (tests run their
 output through ``problems``). A field's bounds are what is physically possible, not what is usual: a reading
 outside them is a parsing or scaling error (a sentinel taken for a value, hundredths taken for units), never
 a bad day in the field.
@@ -152,7 +152,7 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             "admin_up": _bool(), "oper_up": _bool(), "cold": _bool("a cold start"), "cleared": _bool(),
             "depleted": _bool(), "battery_minutes": _at_least0("min"), "seconds_on_battery": _at_least0("s"),
             "varbinds": _count("varbinds"),
-            # the probe's report on a configuration from the centre (event ``config``, agent.wire.config_report)
+            # the probe's report on a configuration from the centre (event ``config``, zonewatch.wire.config_report)
             "version": Field("1", "id", 0, None, "the version of the configuration the report is about"),
             "running_version": Field("1", "id", 0, None, "the version running after it (0: the probe's own file)"),
             "seconds": _at_least0("s", "how long the switch to it took (``update``: from the request to the "

@@ -6,7 +6,7 @@
 ``agent.runner.Agent``) does the switching and the spooling::
 
     offer(payload)          the newest payload wins (a retained message comes again on every reconnect)
-    step: a new payload     decode (agent.wire) -> same hash as running: nothing (a new version of it: reported
+    step: a new payload     decode (zonewatch.wire) -> same hash as running: nothing (a new version of it: reported
                             applied) -> a (hash, version) tried before: nothing -> validate with the strict
                             loader (agent.fleet.desired; error: ``rejected``, with key and line) -> host.reconfigure
                             (atomic: the new sources are all made before the old ones stop; error: ``rejected``,
@@ -36,10 +36,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.deadman import Health, Trial, judge, superseded
 from agent.fleet.desired import effective
+from zonewatch import wire
 from zwconf import ConfigError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """``remote_config:`` in the probe's local configuration file: how it takes its configuration from the centre.
 
 The local file (``/etc/zonewatch/agent.yaml``) is the bootstrap: it says who the probe is, where its broker
-and its spool are, and this section. What the collector sends (``agent.wire.DesiredConfig``) replaces the
+and its spool are, and this section. What the collector sends (``zonewatch.wire.DesiredConfig``) replaces the
 probe's ``sources``, ``self_interval`` and, when it has one, ``mqtt``; ``probe``, ``spool``, ``metrics`` and
 ``remote_config`` stay the local file's.
 """

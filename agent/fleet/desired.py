@@ -1,4 +1,4 @@
-"""Validation of a desired configuration (``agent.wire.DesiredConfig``) with the probe's own strict loader.
+"""Validation of a desired configuration (``zonewatch.wire.DesiredConfig``) with the probe's own strict loader.
 
 ``effective(desired, local)`` is pure apart from reading the secrets the text refers to: it loads the YAML
 text as the local file is loaded (``zwconf.load``: an unknown key, a wrong type or a dangling reference is a
@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from agent import wire
 from agent.config import AgentConfig
+from zonewatch import wire
 from zwconf import SECRET_POLICY, ConfigError, SubkeyError, load
 
 __all__ = ["DesiredAgentConfig", "effective", "source_name", "LOCAL_ONLY"]

@@ -9,7 +9,7 @@ With an ``enrol:`` section in the local configuration and no credentials in its 
        (``AT+CGSN``) and SIM ICCID (``AT+CCID``, ``AT+QCCID``, ``AT!ICCID?``: the first readable answer), through
        the cellular source's own port handling;
     3. logs in as the bootstrap user (``enrol-<zone>`` unless ``username`` says otherwise), subscribes to its reply
-       topic and publishes its request (``agent.wire``, "Enrolment"); sends it again after ``resend``, doubling up
+       topic and publishes its request (``zonewatch.wire``, "Enrolment"); sends it again after ``resend``, doubling up
        to ``resend_max``, each wait spread by ±25 % so that probes switched on together drift apart;
     4. opens the reply (sealed to its key: nobody else can), and on approval writes state_dir/password and
        state_dir/credentials.json (0600; credentials.json last, so a half-written state is no state), then runs
@@ -45,7 +45,7 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
-from agent import wire
+from zonewatch import wire
 from zwconf import Duration, Secret, Strict
 from zwconf.mqtt import MqttConfig
 from zwconf.process import ServiceNotifier

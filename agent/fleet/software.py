@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from agent import wire
+from zonewatch import wire
 from zwconf import Duration, Strict
 
 __all__ = ["SoftwareWanted", "UpdateSettings", "update_dir", "REQUEST", "HEALTH", "RESULT", "AGENT_STATE",

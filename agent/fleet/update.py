@@ -15,7 +15,7 @@ files, written only when something changed)::
                 acknowledged a batch since, how many sources polled and how many failed their last poll. The
                 updater judges a new release by it
     results     the updater's ``result.json`` (installed, rolled back, failed) is reported once, as the
-                ``update`` event (``agent.wire.update_report``; spooled, ahead of data), by whichever release
+                ``update`` event (``zonewatch.wire.update_report``; spooled, ahead of data), by whichever release
                 runs when it appears. A request no updater took within ``update.request_timeout`` is taken back
                 and reported ``failed`` (the path unit is not running)
 
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.apply import RemoteConfig
 from agent.fleet.deadman import Health
 from agent.fleet.software import AGENT_STATE, HEALTH, REQUEST, RESULT, UpdateSettings, read_json, remove, write_json
+from zonewatch import wire
 
 log = logging.getLogger(__name__)
 

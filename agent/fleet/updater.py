@@ -10,7 +10,7 @@ The agent runs unprivileged (user ``zonewatch``, a hardened unit) and must never
    ``update.health_timeout``; the shared folder is ``update/`` beside ``spool.path``. Without an ``update`` section
    it refuses (exit 2): this probe takes no release from the centre;
 2. takes the request (removes it first, so the path unit does not start it again): its version, checked as
-   ``agent.wire.valid_version`` checks it, and its id; the source comes from the configuration, never from the
+   ``zonewatch.wire.valid_version`` checks it, and its id; the source comes from the configuration, never from the
    request. The running release's ``health.json`` is the baseline;
 3. runs ``install.sh agent --from SOURCE --version V``: V is fetched from the zone's index and installed beside the
    running release, becomes current, and the agent is restarted on it (install.sh switches back by itself when the
@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.software import HEALTH, REQUEST, RESULT, read_json, remove, update_dir, write_json
+from zonewatch import wire
 from zwconf import ConfigError, load_file
 
 log = logging.getLogger("zonewatch-agent-update")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
-from agent.wire import Event, Sample
+from zonewatch.wire import Event, Sample
 
 Emit = Callable[[Literal["data", "events"], Sequence[Sample], Sequence[Event]], None]
 

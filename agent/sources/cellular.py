@@ -70,7 +70,7 @@ from agent.sources import SourceError, modem_state, vendors
 from agent.sources.mmcli import MmcliModem
 from agent.sources.modem_recovery import STEP_NUMBER, Recovery, RecoveryConfig
 from agent.sources.vendors import Reading, Reply, Vendor
-from agent.wire import Sample
+from zonewatch.wire import Sample
 
 __all__ = ["CellularConfig", "CellularSource", "ModemDown"]
 

@@ -31,7 +31,7 @@ from typing import Final
 
 from agent.sources import at
 from agent.sources.vendors import Reply
-from agent.wire import FieldValue, Sample
+from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["CPIN", "SIM_STATES", "parse_cpin", "registration_state", "with_health", "modem_sample"]
 

@@ -81,7 +81,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 import zwconf
 from agent.sources import SourceError, qosplan
 from agent.sources.qosnet import Access, InterfaceBearer, Lookup, Transfer, url_host_port
-from agent.wire import FieldValue, Sample
+from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["QosConfig", "QosSource", "Bearer", "FakeBearer", "parse_bytes", "parse_bearer_dns"]
 

@@ -57,7 +57,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import zwconf
 from agent.sources import SourceError
-from agent.wire import FieldValue, Sample
+from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["ReachConfig", "ReachSource", "ReachBackend", "ScapyBackend", "FakeReachBackend", "path_hash"]
 

@@ -46,7 +46,7 @@ import zwconf
 from agent import profiles
 from agent.profiles import Condition, FieldSpec, Profile, Scalars, Table, TagSource
 from agent.snmpclient import SnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, default_client_factory
-from agent.wire import FieldValue, Sample
+from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["SnmpConfig", "SnmpSource"]
 

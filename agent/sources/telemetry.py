@@ -82,7 +82,7 @@ from pydantic import Field, ValidationInfo, field_validator
 import zwconf
 from agent.sources import Emit, SourceError
 from agent.uplink import make_client
-from agent.wire import FieldValue, Sample
+from zonewatch.wire import FieldValue, Sample
 from zwconf.mqtt import MqttConfig
 
 __all__ = ["TelemetryConfig", "TelemetrySource", "Subscription", "Mapped", "Problem", "map_message",
@@ -91,7 +91,7 @@ __all__ = ["TelemetryConfig", "TelemetrySource", "Subscription", "Mapped", "Prob
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD: Final = 65536
-_IDENT: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")  # agent.wire's rule for measurement/tag/field names
+_IDENT: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")  # zonewatch.wire's rule for measurement/tag/field names
 _MAX_TAG: Final = 256
 _WHOLE: Final = "$"
 _EARLIEST_NS: Final = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z

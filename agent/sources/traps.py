@@ -80,7 +80,7 @@ from pydantic import Field, field_validator, model_validator
 import zwconf
 from agent._compat import pysnmp as pysnmp_compat
 from agent.sources import Emit, SourceError
-from agent.wire import Event, FieldValue
+from zonewatch.wire import Event, FieldValue
 
 # pysnmp (and pyasn1) cost the probe about 18 MB of memory, so they are imported when a trap source is first
 # made, not when the configuration is read. pysnmp reaches pysmi (deprecated names, when pysmi is installed)

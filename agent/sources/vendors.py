@@ -52,7 +52,7 @@ from typing import Final, Literal
 
 from agent.sources import at
 from agent.sources.at import ATParseError
-from agent.wire import FieldValue, Sample
+from zonewatch.wire import FieldValue, Sample
 
 __all__ = [
     "Vendor",

@@ -53,7 +53,6 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from agent import wire
 from collector.alerting.backlog import FairBacklog, Offered
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import ConfigView, Facts
@@ -66,6 +65,7 @@ from collector.inventory import Inventory
 from collector.mosquitto import TICK_ROOT
 from collector.scope import Refusals, Scope
 from collector.threads import named
+from zonewatch import wire
 from zwqueue import Entry
 
 log = logging.getLogger(__name__)

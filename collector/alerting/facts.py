@@ -54,10 +54,10 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Final
 
-from agent import wire
 from collector.alerting.config import RuleSettings
 from collector.alerting.health import HealthFacts
 from collector.alerting.qos import QosHistory
+from zonewatch import wire
 
 __all__ = [
     "Facts",

@@ -42,10 +42,10 @@ from typing import Final, Protocol
 
 from pydantic import Field
 
-from agent import wire
 from collector.alerting.model import Finding
 from collector.clockskew import ClockView
 from collector.inventory import Inventory
+from zonewatch import wire
 from zwconf import Duration, Strict
 
 __all__ = ["HealthSettings", "HealthFacts", "ModemHealth", "SelfReport", "judge", "SIM_PROBLEMS", "REG_STATES"]

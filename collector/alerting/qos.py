@@ -39,7 +39,7 @@ from typing import Final
 
 from pydantic import Field
 
-from agent import wire
+from zonewatch import wire
 from zwconf import Duration, Strict
 
 __all__ = ["QosSettings", "CarrierTargets", "Result", "QosHistory", "Access", "Transfers", "judge_access",

@@ -5,7 +5,7 @@ Threads::
     intake thread (ingest)  ``offer(messages, now_ns)``: picks the events messages that may hold a ``config``
                             report and queues them, and hands ``collector.fleet.software`` what may tell a
                             probe's release. Never blocks, never decodes.
-    fleet thread (zw-fleet) every ``interval``: (1) decodes the reports queued (``agent.wire.read_config_report``;
+    fleet thread (zw-fleet) every ``interval``: (1) decodes the reports queued (``zonewatch.wire.read_config_report``;
                             the payload's probe must be its topic's, and one the ingest's scope check lets
                             speak: not a retired probe), records them (``config_state``) and audits
                             them; (2) notices an edited inventory file (its size, time and then its hash) and
@@ -45,7 +45,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from agent import wire
 from collector.alerting.facts import ConfigView
 from collector.fleet import audit
 from collector.fleet.config_state import AUDIT_FILE, REQUESTS_DIR, STATE_FILE, Desired, FleetConfigState, file_hash
@@ -56,6 +55,7 @@ from collector.scope import Scope
 from collector.secrets import SecretSource
 from collector.shard import restrict
 from collector.threads import named
+from zonewatch import wire
 from zwconf import ConfigError
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ file. It lives in the collector's fleet folder (``fleet/`` beside ``queue.path``
 
     config-state.json   per probe: the desired configuration published (version, hash, when), the last version
                         issued (versions never go back, even after a probe stopped being managed), and its last
-                        report (``agent.wire.ConfigReport``: result, about which hash and version, the error, what
+                        report (``zonewatch.wire.ConfigReport``: result, about which hash and version, the error, what
                         runs now, when it arrived)
     requests/           what ``fleet push`` asks of the running collector (one JSON file a request)
     audit.jsonl         every change (``audit``)
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import wire
+from zonewatch import wire
 
 __all__ = ["Desired", "Reported", "ProbeConfig", "FleetConfigState", "STATE_FILE", "REQUESTS_DIR", "AUDIT_FILE",
            "fleet_dir", "replace_file", "file_hash"]
@@ -56,7 +56,7 @@ class Desired:
 
 @dataclass(frozen=True, slots=True)
 class Reported:
-    """A probe's last report (``agent.wire.ConfigReport``), with its arrival time."""
+    """A probe's last report (``zonewatch.wire.ConfigReport``), with its arrival time."""
 
     result: str
     hash: str

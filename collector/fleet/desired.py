@@ -1,7 +1,7 @@
 """Each probe's desired configuration, rendered from the inventory, and what the centre can check of it.
 
 A probe is managed from the centre once its inventory entry has ``config:`` (``{}`` too). Its desired
-configuration is an agent configuration (YAML text, ``agent.wire.DesiredConfig``) made of::
+configuration is an agent configuration (YAML text, ``zonewatch.wire.DesiredConfig``) made of::
 
     probe           generated: its id, zone and area from ``probes.<id>``
     the rest        ``probe_defaults`` with ``probes.<id>.config`` over it: mappings merged key by key, the
@@ -19,13 +19,13 @@ The full check is the probe's (its strict loader, with the line of the rendered 
 can know, and names the inventory key::
 
     structure       the keys above; ``sources`` a list of mappings with a ``type`` and a ``name`` (or ``device``)
-    secrets         a key of ``agent.wire.SECRET_KEYS`` holds ``{env: NAME}`` or ``{file: NAME}`` (NAME inside the
+    secrets         a key of ``zonewatch.wire.SECRET_KEYS`` holds ``{env: NAME}`` or ``{file: NAME}`` (NAME inside the
                     probe's secret folder: no leading ``/``, no ``..``), never the secret: a plain value would
                     travel to the probe and sit in the broker's retained store
     scope           an snmp source is an inventory device this probe watches (``probe``/``probes``, or none given
                     and the probe in the device's zone); a cellular source is one of the probe's modems, or names
                     a carrier it has a modem on; otherwise the collector would refuse what it sends
-    size            the message is at most ``agent.wire.MAX_CONFIG_BYTES``
+    size            the message is at most ``zonewatch.wire.MAX_CONFIG_BYTES``
 
 ``render_all(inventory)`` is pure and deterministic: the same inventory gives the same texts and hashes.
 """
@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from agent import wire
 from collector.inventory import Inventory
+from zonewatch import wire
 from zwconf import RefPath
 
 __all__ = ["Rendered", "Problem", "RenderError", "MANAGED_KEYS", "LOCAL_ONLY", "render_all", "render"]

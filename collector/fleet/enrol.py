@@ -1,6 +1,6 @@
 """Enrolment: a new probe asks with its zone's bootstrap credential, an operator decides, the probe gets its own.
 
-The flow (topics and payloads: ``agent.wire``, "Enrolment")::
+The flow (topics and payloads: ``zonewatch.wire``, "Enrolment")::
 
     probe ──request (bootstrap user enrol-<zone>)──► broker ──► collector (EnrolService): checked, bounded,
         pending in the registry (``collector.fleet.registry``)            counted; never a crash
@@ -53,9 +53,9 @@ from typing import TYPE_CHECKING
 from nacl.public import PublicKey, SealedBox
 from pydantic import Field, field_validator
 
-from agent import wire
 from collector import mosquitto
 from collector.fleet.registry import Registry
+from zonewatch import wire
 from zwconf import Duration, RefPath, Strict
 
 if TYPE_CHECKING:

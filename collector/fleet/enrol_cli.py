@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import wire
 from collector import mosquitto
 from collector.fleet.registry import Entry, Registry, RegistryError
+from zonewatch import wire
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig

@@ -16,11 +16,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from agent import wire
 from collector import mosquitto
 from collector.fleet.registry import Registry
 from collector.scope import Scope
 from collector.threads import named
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ States and what moves an entry between them (one method each; every time comes i
                             └─────reject────► rejected
     pending, not heard from for ``pending_ttl`` ──forget_stale──► forgotten (the row goes)
 
-An entry is keyed by its request id, the id of the probe's public key (``agent.wire.enrol_request_id``), so a
+An entry is keyed by its request id, the id of the probe's public key (``zonewatch.wire.enrol_request_id``), so a
 probe sending its request again is the same entry (``receive`` says ``repeat``), and a probe that lost its key
 asks anew. One probe id is approved at most once at a time (a unique index); a retired id may be approved again
 for new hardware.
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agent import wire
+from zonewatch import wire
 
 __all__ = ["Entry", "Registry", "RegistryError", "Received", "State", "STATES"]
 

@@ -35,11 +35,11 @@ from typing import Any
 
 import yaml
 
-from agent import wire
 from collector.fleet import audit, waves
 from collector.fleet.config_state import ProbeConfig, replace_file
 from collector.fleet.desired import Rendered
 from collector.scope import Scope
+from zonewatch import wire
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from agent import wire
 from collector.clockskew import shifted
 from collector.mosquitto import TICK_ROOT  # the collector's tick topics
 from collector.scope import Refusals, Scope
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 from zwqueue import Entry
 

@@ -19,7 +19,7 @@ Threads::
                           never waits for the intake's commits): in order while it keeps up, by topic in
                           turn behind a backlog, so that one probe's flood waits behind itself
                           (``taking``); decodes and checks them
-                          with agent.wire (a bad one is rejected and counted by reason, never fatal); leaves
+                          with zonewatch.wire (a bad one is rejected and counted by reason, never fatal); leaves
                           out the rows its probe may not report (``collector.scope``: counted per probe, the
                           rest kept); drops repeats (same probe, origin and seq); and has the writer encode the rest
                           (``storage.prepare_write``), in parts of about PART_SAMPLES samples. Each part
@@ -83,7 +83,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import wire
 from collector.cardinality import Refused, SeriesLimit
 from collector.clockskew import ClockSkew, sent_stamp
 from collector.config import IngestLimits
@@ -105,6 +104,7 @@ from collector.scope import Refusals, Scope
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
 from collector.threads import named
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry, QueueReader
 

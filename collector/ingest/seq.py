@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from agent import wire
+from zonewatch import wire
 
 _STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS seqstate(

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 import zwconf
-from agent import wire
+from zonewatch import wire
 
 if TYPE_CHECKING:
     from collector.storage.lineproto import Encoded, Encoder

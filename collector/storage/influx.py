@@ -38,9 +38,9 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from agent import wire
 from collector.storage import InfluxDBStorage, StorageError, VictoriaMetricsStorage
 from collector.storage.lineproto import Encoded, Encoder
+from zonewatch import wire
 
 __all__ = ["InfluxWriter", "CHUNK_LINES"]
 

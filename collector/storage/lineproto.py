@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agent import wire
 from collector.cardinality import describe
+from zonewatch import wire
 
 __all__ = ["Encoder", "Encoded", "encode_batches", "encode_sample", "escape_measurement", "escape_key"]
 

@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from agent import wire
 from collector.storage import SqliteStorage, StorageError
+from zonewatch import wire
 
 __all__ = ["SqliteWriter", "StoredPoint"]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.runner import Agent, first_offset, jitter
 from agent.sources import SourceError
+from zonewatch import wire
 from zwconf import load
 
 

@@ -44,12 +44,12 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 import zwconf  # noqa: E402
-from agent import wire  # noqa: E402
 from collector.alerting import amconfig  # noqa: E402
 from collector.alerting.config import AlertingConfig  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
 from tests import services  # noqa: E402
 from tests.services import WebhookServer  # noqa: E402
+from zonewatch import wire  # noqa: E402
 
 ZONE = "bench"
 

@@ -45,12 +45,12 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from agent import wire  # noqa: E402
 from collector import mosquitto  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
 from tests import services  # noqa: E402
 from tests.benchmarks.bench_ingest import cpu_seconds, peak_rss_mb  # noqa: E402
 from tests.tlsbroker import make_ca, make_server_cert, pem_key  # noqa: E402
+from zonewatch import wire  # noqa: E402
 from zwconf import load  # noqa: E402
 
 ZONE = "fleet"

@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from agent import wire  # noqa: E402
 from collector.storage.lineproto import Encoder  # noqa: E402
 from tests import services  # noqa: E402
+from zonewatch import wire  # noqa: E402
 
 
 def make_batches(messages: int, per_message: int, base_ns: int) -> list[wire.Batch]:

@@ -30,11 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agent import wire  # noqa: E402
 from collector.alerting.config import RuleSettings  # noqa: E402
 from collector.alerting.facts import Facts  # noqa: E402
 from collector.alerting.rules import evaluate  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
+from zonewatch import wire  # noqa: E402
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S

@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agent import wire  # noqa: E402
 from agent.spool import Spool  # noqa: E402
 from agent.uplink import Uplink  # noqa: E402
 from tests import services  # noqa: E402
+from zonewatch import wire  # noqa: E402
 from zwconf.mqtt import MqttConfig  # noqa: E402
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import wire
 from collector.cardinality import SeriesLimit
+from zonewatch import wire
 
 S = 10**9
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent import wire
 from collector.clockskew import SLACK_NS, ClockSkew, Estimate, sent_stamp, shifted
 from collector.ingest import Ingest, read_entry
 from collector.metrics import CollectorMetrics
 from collector.scope import Scope
 from collector.storage.lineproto import Encoded, Encoder
 from tests.services import wait_for
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue, Entry
 

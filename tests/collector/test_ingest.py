@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zwconf
-from agent import wire
 from collector.ingest import DERIVED, SeqRanges, SeqTracker, parse_entry, plain_batch, read_entry
 from collector.inventory import Inventory
 from collector.scope import Refusals, Scope
+from zonewatch import wire
 from zwqueue import Entry
 
 

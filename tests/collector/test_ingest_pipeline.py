@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from collector.ingest import Ingest, SeqTracker
 from collector.ingest import pipeline as ingest_module
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError
 from collector.storage.lineproto import Encoded, Encoder
 from tests.services import wait_for
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 from zwqueue import DiskQueue
 

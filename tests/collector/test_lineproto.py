@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import wire
 from collector.cardinality import SeriesLimit
 from collector.storage import lineproto
 from collector.storage.lineproto import Encoder, encode_batches, encode_sample
+from zonewatch import wire
 
 T = 1_764_289_990_123_456_789
 

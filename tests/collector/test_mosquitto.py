@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import zwconf
-from agent import wire
 from collector import cli, mosquitto
 from collector.inventory import Inventory
+from zonewatch import wire
 from zwconf import load
 
 INVENTORY = """\
@@ -288,7 +288,7 @@ def test_the_limits_bound_each_clients_packets_by_the_collectors_wire_limit_and_
     text = mosquitto.render_limits(mosquitto.QueueSizing(probes=3))
     settings = [line for line in text.splitlines() if not line.startswith("#")]
     assert settings == [
-        "max_packet_size 1049600",          # 1 MiB of payload (agent.wire.Limits) and 1 KiB of topic and header
+        "max_packet_size 1049600",          # 1 MiB of payload (zonewatch.wire.Limits) and 1 KiB of topic and header
         "max_inflight_messages 20",
         "max_inflight_bytes 4198400",       # four of the largest messages
         "max_queued_messages 10800",        # the collector's session: unchanged

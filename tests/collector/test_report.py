@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from collector import cli
 from collector.report import ReportError, SqliteSource, build_report, facts_from, month_period, span_period
 from collector.report.timeline import Interval, combine, durations, episodes, hold
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests.integration import zone_scenario as scn
+from zonewatch import wire
 from zwconf import load
 
 S = 10**9

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agent import wire
 from collector.inventory import Inventory
 from collector.scope import Scope
+from zonewatch import wire
 from zwconf import load
 
 INVENTORY = """\

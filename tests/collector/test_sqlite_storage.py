@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from collector.storage import SqliteStorage, StorageError, Writer, make_writer
 from collector.storage.sqlite import SqliteWriter, StoredPoint
+from zonewatch import wire
 
 T0 = 1_764_289_990_000_000_000
 S = 1_000_000_000

@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zwconf
-from agent import profiles, wire
+from agent import profiles
 from agent.config import AgentConfig
 from agent.sources import SourceError, at, mmcli, snmp, traps, vendors
 from agent.transcript import VENDOR_CHOICES, parse_transcript
@@ -67,6 +67,7 @@ from collector.inventory import Inventory
 from collector.scope import Scope
 from collector.secrets import context as secret_context
 from collector.storage.lineproto import Encoder
+from zonewatch import wire
 from zwqueue import Entry
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent import wire
 from collector import mosquitto
 from collector.alerting import amconfig
 from collector.config import CollectorConfig
@@ -39,6 +38,7 @@ from collector.inventory import Inventory
 from tests import services
 from tests.services import WebhookServer
 from tests.tlsbroker import Peer, connect, write_server_pki
+from zonewatch import wire
 from zwconf import load
 
 ZONE = "ha"

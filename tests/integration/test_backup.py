@@ -23,9 +23,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from tests import services
 from tests.services import WebhookServer
+from zonewatch import wire
 
 pytestmark = pytest.mark.integration
 

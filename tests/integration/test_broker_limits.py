@@ -31,10 +31,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from collector.mosquitto import QueueSizing, max_packet_size
 from tests import services
 from tests.services import WebhookServer
+from zonewatch import wire
 
 pytestmark = pytest.mark.integration
 

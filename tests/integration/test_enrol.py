@@ -26,12 +26,12 @@ import pytest
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
-from agent import wire
 from agent.fleet.enrol import open_reply
 from agent.sim.modem import IDENTITIES, SimModem
 from collector import mosquitto
 from tests import services
 from tests.tlsbroker import Peer, connect, write_server_pki
+from zonewatch import wire
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from tests import services
 from tests.services import WebhookServer
 from tests.tlsbroker import PASSWORDS, Peer, connect, start_tls_broker, write_server_pki
+from zonewatch import wire
 
 pytestmark = pytest.mark.integration
 

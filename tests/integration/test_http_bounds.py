@@ -33,8 +33,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from tests import services
+from zonewatch import wire
 from zwconf.httpd import BoundedHttpServer, HttpLimits
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from collector.app import Collector
 from collector.config import CollectorConfig
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests import services
+from zonewatch import wire
 from zwconf import load
 
 pytestmark = pytest.mark.integration

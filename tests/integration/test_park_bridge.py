@@ -27,10 +27,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from collector import mosquitto
 from tests import services
 from tests.tlsbroker import Peer, connect, write_server_pki
+from zonewatch import wire
 
 pytestmark = pytest.mark.integration
 

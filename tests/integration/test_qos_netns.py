@@ -21,13 +21,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent import wire
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import Facts
 from collector.alerting.rules import evaluate
 from collector.inventory import Inventory
 from tests.integration import qoslab
 from tests.integration.qoslab import ZONE_NAME, Carrier, Lab, Proc
+from zonewatch import wire
 from zwconf import load as load_config
 
 pytestmark = pytest.mark.integration

@@ -20,9 +20,9 @@ import pytest
 
 import zwconf
 from agent.sources.snmp import SnmpConfig, SnmpSource
-from agent.wire import Sample
 from tests import services
 from zonewatch.measurements import problems
+from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pytest
 import zwconf
 from agent.snmpclient import PysnmpClient, SnmpTarget, SnmpTimeout, SnmpValue
 from agent.sources.snmp import SnmpConfig, SnmpSource
-from agent.wire import Sample
 from tests import services
 from tests.conftest import SNMP_V3_USER
+from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import zwconf
 from agent.sources.telemetry import TelemetryConfig, TelemetrySource
-from agent.wire import Event, Sample
 from tests import services
+from zonewatch.wire import Event, Sample
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ import pytest
 import zwconf
 from agent.sources import SourceError
 from agent.sources.traps import TrapsConfig, TrapsSource
-from agent.wire import Event, Sample
 from tests import services
+from zonewatch.wire import Event, Sample
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from agent import wire
 from collector.storage import InfluxDBStorage, StorageError, VictoriaMetricsStorage, make_writer
 from collector.storage.influx import CHUNK_LINES, InfluxWriter
 from tests import services
+from zonewatch import wire
 
 pytestmark = pytest.mark.integration
 

@@ -41,10 +41,10 @@ from urllib.parse import urlencode
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from collector.app import Collector
 from collector.config import CollectorConfig
 from tests import services
+from zonewatch import wire
 from zwconf import load
 
 ZONE = "scn-park"

@@ -24,11 +24,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
 from collector.alerting.model import Notification
 from collector.alerting.notify.base import NotifyError, redact
 from collector.alerting.notify.payload import webhook_message
 from collector.inventory import MqttReceiver
+from zonewatch import wire
 from zwconf.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)

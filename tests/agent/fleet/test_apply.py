@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.apply import RemoteConfig, running_config
 from agent.fleet.deadman import Health
+from zonewatch import wire
 from zwconf import load
 
 S = 10**9

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.desired import effective
 from agent.sources.snmp import SnmpConfig
+from zonewatch import wire
 from zwconf import ConfigError, load
 
 LOCAL = """\

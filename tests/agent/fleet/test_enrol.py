@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from nacl.public import PrivateKey, SealedBox
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet import enrol
 from agent.fleet.enrol import EnrolError, Resend, identity_from, open_reply, parse_iccid, parse_imei
 from agent.sim.modem import IDENTITIES, SimModem
 from agent.sources.vendors import Reply
+from zonewatch import wire
 from zwconf import ConfigError, load
 
 RID = "0123456789abcdef0123456789abcdef"

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.apply import Held, State
 from agent.fleet.deadman import Health, Trial
 from agent.fleet.software import HEALTH, REQUEST, RESULT, read_json, update_dir, write_json
 from agent.fleet.update import SoftwareUpdate
+from zonewatch import wire
 from zwconf import ConfigError, load
 
 S = 10**9

@@ -17,11 +17,11 @@ import pytest
 import serial
 
 import zwconf
-from agent import wire
 from agent.sim.modem import PERSONALITIES, SimModem
 from agent.sources import SourceError
 from agent.sources.cellular import CellularConfig, CellularSource
 from tests.agent.sources.test_vendors import assert_field_types
+from zonewatch import wire
 
 NOW = 1_764_289_990_000_000_000
 TIMEOUT = 0.3

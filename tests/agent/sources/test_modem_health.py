@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import zwconf
-from agent import wire
 from agent.config import AgentConfig
 from agent.runner import Agent
 from agent.selfreport import storage_fields
@@ -22,6 +21,7 @@ from agent.sim.modem import SimModem
 from agent.sources import SourceError, modem_state
 from agent.sources.cellular import CellularConfig, CellularSource, ModemDown
 from agent.sources.vendors import Reply
+from zonewatch import wire
 from zonewatch.measurements import problems
 
 S = 1_000_000_000

@@ -16,7 +16,7 @@ import zwconf
 from agent.config import AgentConfig
 from agent.sources import SourceError
 from agent.sources.qos import FakeBearer, QosConfig, QosSource, parse_bearer_dns, parse_bytes
-from agent.wire import Sample
+from zonewatch.wire import Sample
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 MB = 10**6

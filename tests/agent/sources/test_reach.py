@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 import zwconf
-from agent import wire
 from agent.sources import SourceError
 from agent.sources import reach as reach_module
 from agent.sources.reach import FakeReachBackend, ReachConfig, ReachSource, ScapyBackend, path_hash
-from agent.wire import Sample
+from zonewatch import wire
+from zonewatch.wire import Sample
 
 NOW = 1_764_290_000_000_000_000
 TARGET = "10.250.9.1"

@@ -13,7 +13,7 @@ import zwconf
 from agent import profiles
 from agent.snmpclient import FakeSnmpClient, PysnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue
 from agent.sources.snmp import SnmpConfig, SnmpSource
-from agent.wire import Sample
+from zonewatch.wire import Sample
 
 NOW = 1_764_290_000_000_000_000
 SHIPPED = dict(profiles.shipped())

@@ -18,10 +18,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import zwconf
-from agent import wire
 from agent.sources import telemetry
 from agent.sources.telemetry import Mapped, Problem, Subscription, TelemetryConfig, TelemetrySource, map_message
-from agent.wire import Event, Sample
+from zonewatch import wire
+from zonewatch.wire import Event, Sample
 
 NOW = 1_764_290_000_000_000_000  # receive time: 2025-11-28T00:33:20Z
 TS_S = 1_764_289_990  # ten seconds earlier, in seconds
@@ -152,7 +152,7 @@ def test_config_errors_name_the_key(text: str, message: str) -> None:
 
 
 def test_every_config_name_is_one_the_wire_accepts() -> None:
-    # The load-time check and agent.wire's decoder agree: what loads also decodes.
+    # The load-time check and zonewatch.wire's decoder agree: what loads also decodes.
     (sample,) = one("site/bts-dv-01/power", '{"mains": "mains", "battery": {"charge": 100}}').samples
     batch = wire.Batch("z", "p", 1, NOW, (sample,))
     assert wire.decode(wire.encode(batch)) == batch

@@ -14,7 +14,6 @@ from pysnmp.proto.api import v1, v2c
 from pysnmp.proto.proxy import rfc2576
 
 import zwconf
-from agent import wire
 from agent.sources.traps import (
     STATS_KEYS,
     TrapError,
@@ -24,6 +23,7 @@ from agent.sources.traps import (
     plain_var_binds,
     trap_event,
 )
+from zonewatch import wire
 
 NOW = 1_764_290_000_000_000_000
 UPTIME = ("1.3.6.1.2.1.1.3.0", 4242)

@@ -32,7 +32,7 @@ from agent.sources.vendors import (
     poll_commands,
     to_sample,
 )
-from agent.wire import FieldValue
+from zonewatch.wire import FieldValue
 
 # The type of every field, whatever the vendor: InfluxDB refuses a field whose type changes.
 FIELD_TYPES: dict[str, type] = {

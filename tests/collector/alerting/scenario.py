@@ -59,13 +59,13 @@ from typing import Any
 import yaml
 
 import zwconf
-from agent import wire
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import Facts
 from collector.alerting.model import Evaluation, Notification
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.inventory import Inventory
+from zonewatch import wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S  # 2025-11-28 00:00:00 UTC: scenario time 0

@@ -13,13 +13,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import zwconf
-from agent import wire
 from collector.alerting import engine as engine_module
 from collector.alerting.config import AlertingConfig
 from collector.alerting.engine import AlertEngine
 from collector.alerting.model import Notification
 from collector.ingest import plain_batch
 from collector.inventory import Inventory
+from zonewatch import wire
 from zonewatch.measurements import problems
 
 S = 1_000_000_000

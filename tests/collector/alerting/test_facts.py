@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agent import wire
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import MAX_READINGS, OPTICAL_BUCKETS, Facts
 from collector.ingest import parse_entry
+from zonewatch import wire
 from zwqueue import Entry
 
 S = 1_000_000_000

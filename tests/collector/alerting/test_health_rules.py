@@ -4,11 +4,11 @@ argument): ModemDown, SimProblem, ProbeClockSkew, SpoolFilling, ProbeDiskLow; wh
 
 from __future__ import annotations
 
-from agent import wire
 from collector.alerting.config import RuleSettings
 from collector.alerting.model import LABELS, SEVERITY, Evaluation
 from collector.clockskew import ClockView
 from tests.collector.alerting.test_rules import SETTINGS, T0, Feed, found, inventory, unknown
+from zonewatch import wire
 
 S = 1_000_000_000
 VT = {"probe": "p1", "modem": "viettel"}

@@ -18,7 +18,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
 
 import zwconf
-from agent import wire
 from collector.alerting.config import AlertingConfig, AlertmanagerTarget, RetryConfig, SmtpConfig
 from collector.alerting.model import Notification
 from collector.alerting.notify import NOTIFIERS, Dispatcher, NotifyError
@@ -32,6 +31,7 @@ from collector.alerting.notify.payload import ZERO_TIME, am_fingerprint, decode,
 from collector.alerting.notify.routing import Router, problems
 from collector.alerting.notify.webhook import WebhookNotifier
 from collector.inventory import EmailReceiver, Inventory, MqttReceiver, WebhookReceiver
+from zonewatch import wire
 
 S = 1_000_000_000
 T0 = 1_764_000_000 * S           # 2025-11-24T16:00:00Z

@@ -10,12 +10,12 @@ import copy
 import pytest
 
 import zwconf
-from agent import wire
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import Facts
 from collector.alerting.model import LABELS, SEVERITY, Evaluation, Finding
 from collector.alerting.rules import evaluate
 from collector.inventory import Inventory
+from zonewatch import wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S

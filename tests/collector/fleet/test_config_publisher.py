@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from agent import wire
 from collector import cli
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import ConfigView, Facts
@@ -20,6 +19,7 @@ from collector.fleet.config_state import fleet_dir
 from collector.inventory import load_inventory
 from collector.scope import Scope
 from collector.secrets import NAMES_ONLY
+from zonewatch import wire
 
 S = 10**9
 T0 = 1_800_000_000 * S

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.fleet.desired import LOCAL_ONLY as PROBE_OWN
 from agent.fleet.desired import effective
@@ -17,6 +16,7 @@ from agent.sources.snmp import SnmpConfig
 from collector.fleet.desired import LOCAL_ONLY, MANAGED_KEYS, render_all
 from collector.inventory import Inventory, load_inventory
 from collector.secrets import NAMES_ONLY
+from zonewatch import wire
 from zwconf import ConfigError, load, load_file
 
 INVENTORY = """\

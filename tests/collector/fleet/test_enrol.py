@@ -15,7 +15,6 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 from prometheus_client import CollectorRegistry
 
-from agent import wire
 from agent.fleet.enrol import open_reply
 from collector import mosquitto
 from collector.config import CollectorConfig
@@ -25,6 +24,7 @@ from collector.fleet.enrol_service import EnrolMetrics, EnrolService
 from collector.fleet.registry import Registry, RegistryError
 from collector.inventory import Inventory
 from collector.scope import Scope
+from zonewatch import wire
 from zwconf import ConfigError, load
 
 S = 10**9
