@@ -1,6 +1,6 @@
 """The probe's on-disk outbox: every batch is durable here before it is sent.
 
-A ``zwqueue.DiskQueue`` (SQLite, WAL, ``synchronous=FULL``) whose entry ids are the batches' ``seq``:
+A ``zonewatch.queue.DiskQueue`` (SQLite, WAL, ``synchronous=FULL``) whose entry ids are the batches' ``seq``:
 
 - ``append`` takes the next ``seq`` (kept in the queue's meta table, so it never goes back, even after the
   outbox empties or the agent restarts), encodes the batch with it, and commits.
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from zonewatch import wire
-from zwqueue import DiskQueue, Entry
+from zonewatch.queue import DiskQueue, Entry
 
 log = logging.getLogger(__name__)
 

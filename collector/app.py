@@ -24,10 +24,10 @@ from collector.scope import Scope
 from collector.storage import make_writer
 from collector.threads import named, on_death
 from zonewatch import wire
+from zonewatch.queue import DiskQueue
 from zwconf.httpd import BoundedHttpServer, HttpLimits
 from zwconf.mqtt import MqttConfig
 from zwconf.process import ServiceNotifier, raise_open_files_limit
-from zwqueue import DiskQueue
 
 log = logging.getLogger(__name__)
 

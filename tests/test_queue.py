@@ -12,7 +12,7 @@ import pytest
 
 from agent.spool import Spool
 from zonewatch import wire
-from zwqueue import DiskQueue
+from zonewatch.queue import DiskQueue
 
 S = 1_000_000_000
 MB = 2**20

@@ -5,7 +5,7 @@ nor ``collector``.
   software updates and enrolment).
 - ``zonewatch.measurements``: the measurement catalogue (every measurement, its tags and fields, their units
   and physical bounds, and who writes it).
+- ``zonewatch.queue``: the durable, bounded, ordered SQLite queue (the probe's spool, the collector's intake).
 
-Strict configuration (``zwconf``) and the durable queue (``zwqueue``) are shared the same way and belong here
-too; they move in a step of their own.
+Strict configuration (``zwconf``) is shared the same way and belongs here too; it moves in a step of its own.
 """

@@ -66,7 +66,7 @@ from collector.mosquitto import TICK_ROOT
 from collector.scope import Refusals, Scope
 from collector.threads import named
 from zonewatch import wire
-from zwqueue import Entry
+from zonewatch.queue import Entry
 
 log = logging.getLogger(__name__)
 

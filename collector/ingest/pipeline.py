@@ -11,7 +11,7 @@ Threads::
     paho network threads  on_message: hand (client, mid, qos, topic, payload) to the intake thread. Never
                           blocks on disk or storage (a full data hand-over queue blocks paho: back-pressure
                           to the broker; status and events have a hand-over queue of their own).
-    intake thread         commits what arrived to the intake queue (zwqueue.DiskQueue, SQLite WAL, one
+    intake thread         commits what arrived to the intake queue (zonewatch.queue.DiskQueue, SQLite WAL, one
                           transaction for everything taken at once; status and events taken first, in a
                           transaction of their own), then calls ``on_arrival`` (the alert engine) and sends
                           the QoS 1 acknowledgements in the order the messages arrived.
@@ -105,8 +105,8 @@ from collector.storage import LineWriter, StorageError, Writer, prepare_write, t
 from collector.storage.lineproto import Encoded
 from collector.threads import named
 from zonewatch import wire
+from zonewatch.queue import DiskQueue, Entry, QueueReader
 from zwconf.mqtt import MqttConfig
-from zwqueue import DiskQueue, Entry, QueueReader
 
 log = logging.getLogger(__name__)
 

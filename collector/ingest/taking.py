@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from itertools import chain, zip_longest
 
-from zwqueue import Entry, QueueReader
+from zonewatch.queue import Entry, QueueReader
 
 ROUND_ENTRIES = 500        # a round while the preparer keeps up (and at least this under a backlog)
 SHARE = 50                 # entries a topic may give in one round, under a backlog

@@ -81,7 +81,7 @@ IMPORT_LADDER = textwrap.dedent("""\
 LADDER = ["asyncio", "yaml", "pydantic", "zwconf", "zonewatch.wire", "agent.cli", "serial", "agent.sources.cellular",
           "agent.snmpclient", "gufo.snmp.aio+agent.snmp_gufo", "pyasn1.codec.ber.decoder",
           "pysnmp.hlapi.v3arch.asyncio+agent.snmp_pysnmp", "agent.sources.snmp", "agent.config",
-          "paho.mqtt.client", "zwqueue+agent.spool", "agent.uplink", "apscheduler.schedulers.asyncio",
+          "paho.mqtt.client", "zonewatch.queue+agent.spool", "agent.uplink", "apscheduler.schedulers.asyncio",
           "prometheus_client", "agent.runner"]
 
 

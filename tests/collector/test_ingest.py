@@ -15,7 +15,7 @@ from collector.ingest import DERIVED, SeqRanges, SeqTracker, parse_entry, plain_
 from collector.inventory import Inventory
 from collector.scope import Refusals, Scope
 from zonewatch import wire
-from zwqueue import Entry
+from zonewatch.queue import Entry
 
 
 def payload(zone: str = "z1", probe: str = "p1", seq: int = 1) -> bytes:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.ingest.taking import FairTake
-from zwqueue import DiskQueue, QueueReader
+from zonewatch.queue import DiskQueue, QueueReader
 
 P1, P2, P3 = "zw/v1/z/p1/data", "zw/v1/z/p2/data", "zw/v1/z/p3/events"
 

@@ -68,7 +68,7 @@ from collector.scope import Scope
 from collector.secrets import context as secret_context
 from collector.storage.lineproto import Encoder
 from zonewatch import wire
-from zwqueue import Entry
+from zonewatch.queue import Entry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TESTDATA = ROOT / "tests" / "agent" / "sources" / "testdata" / "cellular"

@@ -28,7 +28,7 @@ from collector.alerting.model import Notification
 from collector.alerting.notify.base import Clock, Notifier, NotifyError
 from collector.alerting.notify.metrics import NotifyMetrics
 from collector.alerting.notify.payload import decode, encode
-from zwqueue import DiskQueue
+from zonewatch.queue import DiskQueue
 
 log = logging.getLogger(__name__)
 

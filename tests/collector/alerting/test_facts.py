@@ -6,7 +6,7 @@ from collector.alerting.config import RuleSettings
 from collector.alerting.facts import MAX_READINGS, OPTICAL_BUCKETS, Facts
 from collector.ingest import parse_entry
 from zonewatch import wire
-from zwqueue import Entry
+from zonewatch.queue import Entry
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S

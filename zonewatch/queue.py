@@ -1,6 +1,6 @@
 """A durable, bounded, ordered queue in one SQLite file: the store-and-forward part of both sides.
 
-The agent's spool (``agent/spool.py``) and the collector's intake queue (``collector/ingest.py``) are this
+The agent's spool (``agent/spool.py``) and the collector's intake queue (``collector/ingest/``) are this
 queue with different keys and kinds; one test suite (``tests/test_queue.py``) covers it, and each user is
 tested for what it adds. Standard library only; imports neither ``agent`` nor ``collector``.
 
