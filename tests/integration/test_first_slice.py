@@ -8,6 +8,7 @@ hand as 3GPP TS 27.007 defines (RSRP = raw - 141 dBm, RSRQ = raw / 2 - 20 dB, 25
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -73,6 +74,14 @@ sources:
     return path
 
 
+def _last_seq(spool: Path) -> int:
+    db = sqlite3.connect(spool)
+    try:
+        return int(db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+    finally:
+        db.close()
+
+
 def run_slice(tmp: Path, broker: int, snmpd: services.Service, modems: tuple[SimModem, SimModem],
               storage_yaml: str) -> dict[str, dict[str, str]]:
     """Run collector and agent until ``ready`` holds; return the snmpd walks taken before and after."""
@@ -99,6 +108,20 @@ def run_slice(tmp: Path, broker: int, snmpd: services.Service, modems: tuple[Sim
             return bool(last >= 6 and waiting == 0)
 
         services.wait_for(delivered, 60, "the agent to deliver two rounds of polls")
+        sent = _last_seq(spool)
+
+        def stored() -> bool:
+            # The broker has them; the collector may still be taking them in: stopping it now would leave the
+            # last ones at the broker. Its bookkeeping says what it has written (stored with the deletion).
+            db = sqlite3.connect(f"file:{tmp / 'intake.db'}?mode=ro", uri=True)
+            try:
+                rows = db.execute("SELECT watermark, above FROM seqstate WHERE probe = 'test-zone/p1'").fetchall()
+            finally:
+                db.close()
+            tops = [max([mark, *(hi for _, hi in json.loads(above))]) for mark, above in rows]
+            return max(tops, default=0) >= sent
+
+        services.wait_for(stored, 60, "the collector to write everything the agent delivered")
     finally:
         agent.stop()
         collector.stop()  # it writes what it received before it exits
