@@ -9,6 +9,10 @@ File format::
 
     name: juniper_dom                   # = the file name
     description: one line for people
+    applies_to:                         # auto-detection (optional): the profile applies when any test passes
+      sys_object_id: [1.3.6.1.4.1.2636]     # sysObjectID is one of these or under it
+      sys_descr: ['(?i)junos']              # a regex found in sysDescr
+      has_table: [1.3.6.1.4.1.2636.3.60.1.1.1.1.5]  # walking this column gives at least one row
     scalars:                            # GETs of single instances; each group gives at most one sample
       - measurement: power              # "device" adds its fields to the device sample (tags are fixed there)
         get: {status: 1.3.6.1.2.1.33.1.2.1.0, ...}    # name -> instance OID
@@ -371,11 +375,27 @@ class Table(zwconf.Strict):
         return self
 
 
+class AppliesTo(zwconf.Strict):
+    """What a profile applies to, for auto-detection: any one test that passes selects the profile."""
+
+    sys_object_id: list[Oid] = Field(default_factory=list)      # sysObjectID is one of these or under it
+    sys_descr: list[Regex] = Field(default_factory=list)        # regexes searched in sysDescr
+    has_table: list[Oid] = Field(default_factory=list)          # a column OID whose walk gives a row
+
+    @model_validator(mode="after")
+    def _some(self) -> AppliesTo:
+        """Check that at least one test is declared."""
+        if not (self.sys_object_id or self.sys_descr or self.has_table):
+            raise ValueError("applies_to needs sys_object_id, sys_descr or has_table")
+        return self
+
+
 class Profile(zwconf.Strict):
     """One poll profile: scalar groups and tables."""
 
     name: Ident
     description: str = Field(min_length=1)
+    applies_to: AppliesTo | None = None       # None: never picked by auto-detection, only by name
     scalars: list[Scalars] = Field(default_factory=list)
     tables: list[Table] = Field(default_factory=list)
 
