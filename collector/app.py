@@ -52,6 +52,7 @@ class Collector:
         self.dispatcher: Any = None
         self.enrolment: Any = None            # collector.fleet.enrol_service.EnrolService, with an enrol section
         self.relay: Any = None                # collector.alerting.notify.relay.MqttRelay, with mqtt_delivery
+        self.pruner: Any = None               # collector.storage.retention.Pruner, with a SQLite store
         self._http: BoundedHttpServer | None = None
         self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
         self.died: str | None = None          # the thread that died in this run, and of what
@@ -91,6 +92,7 @@ class Collector:
             self.broker.start()
             mqtt_cfg = MqttConfig(host=host, port=int(port), protocol="3.1.1")
         writer = make_writer(cfg.storage)
+        self._start_retention(writer)
         intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9))
         if intake.depth():
             log.info("intake queue holds %d messages from before; writing them first", intake.depth())
@@ -117,6 +119,17 @@ class Collector:
             log.error("alerting.mqtt_delivery is alertmanager but http.enabled is false: no relay for Alertmanager "
                       "to send MQTT notifications through")
         log.info("collector running: storage %s, broker %s:%s", cfg.storage.type, mqtt_cfg.host, mqtt_cfg.port)
+
+    def _start_retention(self, writer: object) -> None:
+        """Prune the embedded SQLite store's old points (``collector.storage.retention``), if it has a retention."""
+        from collector.storage import SqliteStorage
+        from collector.storage.retention import Pruner
+        from collector.storage.sqlite import SqliteWriter
+
+        storage = self.cfg.storage
+        if isinstance(storage, SqliteStorage) and storage.retention > 0 and isinstance(writer, SqliteWriter):
+            self.pruner = Pruner(writer, storage.retention, storage.prune_every, self.metrics.registry)
+            self.pruner.start()
 
     def _resume_after_restore(self) -> None:
         """After ``zonewatch-collector restore`` (its note beside the intake queue): the seqs the old collector took
@@ -226,6 +239,8 @@ class Collector:
             self.engine.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.pruner is not None:
+            self.pruner.stop()
         if self.ingest is not None:
             self.ingest.stop()
             self.ingest.writer.close()

@@ -206,6 +206,59 @@ class SqliteWriter:
                            (measurement, tags)).fetchone()
         return int(row[0])
 
+    def prune(self, before_ns: int, start: tuple[int, str] | None = None, max_rows: int = 2000,
+              max_pairs: int = 500) -> tuple[int, tuple[int, str] | None]:
+        """Delete points older than ``before_ns``: one step of a pass, in one short transaction.
+
+        A pass visits every (series, field) in key order, from ``start`` (inclusive; None: the first); a step
+        ends after deleting ``max_rows`` points or visiting ``max_pairs`` of them, so the lock that writes wait
+        for is held briefly. Every lookup is a seek on the primary key (no scan of the table). Returns the
+        points deleted and where the next step starts (None: the pass is done). Series rows are kept: they are
+        small, and the writer's cache of series ids stays valid.
+        """
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = self._prune(conn, before_ns, start, max(1, max_rows), max(1, max_pairs))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                raise _error(self._path, exc) from None
+        return result
+
+    @staticmethod
+    def _prune(conn: sqlite3.Connection, before_ns: int, start: tuple[int, str] | None, max_rows: int,
+               max_pairs: int) -> tuple[int, tuple[int, str] | None]:
+        """Delete old points within an open transaction (see ``prune``)."""
+        if start is None:
+            row = conn.execute("SELECT series_id, field FROM points ORDER BY series_id, field LIMIT 1").fetchone()
+        else:
+            row = conn.execute("SELECT series_id, field FROM points WHERE (series_id, field) >= (?, ?) "
+                               "ORDER BY series_id, field LIMIT 1", start).fetchone()
+        pair: tuple[int, str] | None = None if row is None else (int(row[0]), str(row[1]))
+        deleted = visited = 0
+        while pair is not None and deleted < max_rows and visited < max_pairs:
+            series_id, field = pair
+            left = max_rows - deleted
+            nth = conn.execute("SELECT time_ns FROM points WHERE series_id = ? AND field = ? AND time_ns < ? "
+                               "ORDER BY time_ns LIMIT 1 OFFSET ?", (series_id, field, before_ns, left - 1)).fetchone()
+            if nth is not None:  # more old points than this step may delete: the oldest ``left``, then stay here
+                deleted += conn.execute("DELETE FROM points WHERE series_id = ? AND field = ? AND time_ns <= ?",
+                                        (series_id, field, nth[0])).rowcount
+                break
+            deleted += conn.execute("DELETE FROM points WHERE series_id = ? AND field = ? AND time_ns < ?",
+                                    (series_id, field, before_ns)).rowcount
+            visited += 1
+            row = conn.execute("SELECT series_id, field FROM points WHERE (series_id, field) > (?, ?) "
+                               "ORDER BY series_id, field LIMIT 1", pair).fetchone()
+            pair = None if row is None else (int(row[0]), str(row[1]))
+        return deleted, pair
+
     def close(self) -> None:
         """Close the database file."""
         with self._lock:
