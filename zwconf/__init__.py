@@ -45,7 +45,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, SecretStr, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+)
 
 __all__ = [
     "ConfigError",
@@ -64,6 +73,7 @@ __all__ = [
     "SECRET_POLICY",
     "parse_duration",
     "format_duration",
+    "PositiveDuration",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -136,6 +146,17 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+
+def _longer_than_zero(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+# A duration that must not be zero: an interval, a timeout, a wait.
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_longer_than_zero),
+                             PlainSerializer(format_duration, return_type=str)]
 
 
 SECRET_POLICY = "zwconf.secret_policy"  # the context key of a SecretPolicy (see the module docstring)

@@ -57,8 +57,8 @@ class UsbPowerConfig(zwconf.Strict):
     hub: str                  # uhubctl --location: the hub, as `uhubctl` lists it ("1-1", "1-1.3")
     port: int                 # uhubctl --ports: the port of that hub the modem is plugged into
     command: list[str] = ["uhubctl", "--location", "{hub}", "--ports", "{port}", "--action", "cycle"]
-    min_interval: zwconf.Duration = 1800.0   # never more often than this
-    timeout: zwconf.Duration = 20.0          # the command is killed past this (uhubctl's cycle takes about 2 s)
+    min_interval: zwconf.PositiveDuration = 1800.0   # never more often than this
+    timeout: zwconf.PositiveDuration = 20.0          # the command is killed past this (uhubctl's cycle takes about 2 s)
 
     @field_validator("hub")
     @classmethod
@@ -92,14 +92,6 @@ class UsbPowerConfig(zwconf.Strict):
                 raise ValueError(f"argument {arg!r} names {{{unknown[0]}}}: only {{hub}} and {{port}} are filled in")
         return value
 
-    @field_validator("min_interval", "timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        """Reject a zero duration."""
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
-
     def argv(self) -> list[str]:
         """Return the command with the hub and the port filled in."""
         return [arg.format(hub=self.hub, port=self.port) for arg in self.command]
@@ -110,19 +102,11 @@ class RecoveryConfig(zwconf.Strict):
 
     enabled: bool = True
     after_failures: int = Field(default=1, ge=1)   # failed polls in a row before the first step
-    wait: zwconf.Duration = 60.0                   # after a step, the next no sooner than this
-    max_wait: zwconf.Duration = 1800.0             # the wait doubles each round of the ladder, up to this
+    wait: zwconf.PositiveDuration = 60.0           # after a step, the next no sooner than this
+    max_wait: zwconf.PositiveDuration = 1800.0     # the wait doubles each round of the ladder, up to this
     max_per_hour: int = Field(default=3, ge=1)     # each step at most this often in any hour
     cfun: bool = True                              # AT+CFUN=1,1 as the second step
     usb: UsbPowerConfig | None = None              # the USB power cycle as the last step
-
-    @field_validator("wait", "max_wait")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        """Reject a zero duration."""
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
 
     @model_validator(mode="after")
     def _waits(self) -> RecoveryConfig:

@@ -35,7 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeGuard, Union
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 import zwconf
 from zonewatch import wire
@@ -172,17 +172,7 @@ class SqliteStorage(zwconf.Strict):
     type: Literal["sqlite"]
     path: str
     retention: zwconf.Duration = 400 * 86400.0   # points older than this are pruned (in small steps); 0: keep all
-    prune_every: zwconf.Duration = 3600.0         # how often the pruning looks for old points
-
-    @field_validator("retention", "prune_every")
-    @classmethod
-    def _not_negative(cls, value: float, info: ValidationInfo) -> float:
-        """Refuse a negative duration, and a pruning interval of 0."""
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value:g}s")
-        if info.field_name == "prune_every" and value == 0:
-            raise ValueError("must be longer than 0s")
-        return value
+    prune_every: zwconf.PositiveDuration = 3600.0  # how often the pruning looks for old points
 
 
 StorageConfig = Annotated[
