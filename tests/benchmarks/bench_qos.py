@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration import qoslab  # noqa: E402
-from tests.integration.qoslab import ZONE_NAME, Carrier, Proc  # noqa: E402
+from tests.integration.qoslab import ZONE_NAME, Carrier  # noqa: E402
+from tests.netns import NsProcess  # noqa: E402
 
 CARRIERS = [Carrier("c40", 40.0, 10.0), Carrier("c20", 20.0, 15.0), Carrier("c10", 10.0, 25.0),
             Carrier("c5", 5.0, 40.0)]
@@ -111,8 +112,8 @@ def main() -> int:
         with qoslab.lab(CARRIERS, tmp) as lab:
             code = WORKER.replace("range(IDLE)", f"range({IDLE_TICKS})").replace("range(1, ROUNDS)",
                                                                                   f"range(1, {SHORT_ROUNDS})")
-            worker = Proc(lab.probe, [sys.executable, "-c", code, json.dumps([config(lab, c, tmp) for c in CARRIERS])],
-                          tmp / "worker.log")
+            configs = json.dumps([config(lab, c, tmp) for c in CARRIERS])
+            worker = NsProcess(lab.probe, [sys.executable, "-c", code, configs], tmp / "worker.log")
             lab.procs.append(worker)
             out = json.loads(worker.read(300))
     short = [c for c, _ in out["short"]]

@@ -27,23 +27,22 @@ from __future__ import annotations
 
 import collections
 import fcntl
-import json
 import os
 import select
-import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.netns import NsProcess, ip, namespaces, require_root, run_in, run_tag, veth
+
 SERVER = "10.251.9.1"
 ZONE_NAME = "qos.zone.test"
 TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
@@ -69,7 +68,7 @@ class Lab:
     gateways: dict[str, str]          # carrier name -> its address (DNS server, core)
     uplinks: dict[str, str]           # carrier name -> its probe-facing interface (cut it to cut the link)
     park_if: str = ""
-    procs: list[Proc] = field(default_factory=list)
+    procs: list[NsProcess] = field(default_factory=list)
 
     def cut(self, carrier: str) -> None:
         ip("-n", self.carriers[carrier], "link", "set", self.uplinks[carrier], "down")
@@ -78,68 +77,9 @@ class Lab:
         ip("-n", self.carriers[carrier], "link", "set", self.uplinks[carrier], "up")
 
 
-def ip(*args: str) -> None:
-    """Run ``ip args``; raise with ip's message if it fails."""
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-    if done.returncode != 0:
-        raise AssertionError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-
-def run_in(ns: str, *cmd: str) -> None:
-    done = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=10)
-    if done.returncode != 0:
-        raise AssertionError(f"{ns}: {' '.join(cmd)}: {done.stderr.strip()}")
-
-
-class Proc:
-    """A process inside a namespace; stopped by PID (stdin closed, then SIGTERM, then SIGKILL)."""
-
-    def __init__(self, ns: str, args: list[str], log: Path) -> None:
-        self.log = log
-        self._err = open(log, "w")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._err, text=True, cwd=ROOT,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-    def read(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            raise AssertionError(f"{self.log.name}: no answer within {timeout:g}s:\n{self.log.read_text()[-3000:]}")
-        return line
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-                self.proc.wait(2)
-            except (subprocess.TimeoutExpired, BrokenPipeError):
-                self.proc.terminate()
-                try:
-                    self.proc.wait(3)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(3)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._err.close()
-
-
 def require_tools() -> None:
     """Fail (never skip) when a part of the lab is missing."""
-    if os.geteuid() != 0:
-        raise AssertionError("network namespaces, tc and SO_BINDTODEVICE need root (CI runs these tests as root)")
-    for tool, package in (("ip", "iproute2"), ("tc", "iproute2"), ("dnsmasq", "dnsmasq-base")):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise AssertionError(f"{tool} is not installed ({package}): run scripts/setup.sh")
+    require_root(("tc", "iproute2"), ("dnsmasq", "dnsmasq-base"))
     if not os.path.exists("/dev/net/tun"):
         raise AssertionError("/dev/net/tun is missing: the delay line needs TUN devices")
 
@@ -149,86 +89,67 @@ def lab(carriers: list[Carrier], tmp: Path) -> Iterator[Lab]:
     """Build the topology, start the delay lines, the carriers' DNS servers and the zone server; tear all down
     (processes by PID, then the namespaces) on every exit."""
     require_tools()
-    tag = f"zq{os.getpid() % 100000:05d}"
+    tag = run_tag("zq")
     t = Lab(tag, f"{tag}-probe", f"{tag}-park", f"{tag}-srv", {}, {}, {}, {}, park_if=f"{tag}e0")
-    made: list[str] = []
-    try:
-        for ns in (t.probe, t.park, t.server):
-            _namespace(ns)
-            made.append(ns)
-        _veth(t.park_if, t.probe, "10.251.99.2/24", f"{tag}kp", t.park, "10.251.99.1/24")
-        _veth(f"{tag}ks", t.park, "10.251.199.1/24", f"{tag}sk", t.server, "10.251.199.2/24")
-        ip("-n", t.server, "addr", "add", f"{SERVER}/32", "dev", "lo")
-        run_in(t.park, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        ip("-n", t.park, "route", "add", f"{SERVER}/32", "via", "10.251.199.2")
-        ip("-n", t.server, "route", "add", "10.251.99.0/24", "via", "10.251.199.1")
-        ip("-n", t.probe, "route", "add", "default", "via", "10.251.99.1", "metric", "10")
-        for i, c in enumerate(carriers, start=1):
-            ns = f"{tag}-c{i}"
-            _namespace(ns)
-            made.append(ns)
-            t.carriers[c.name], t.modems[c.name], t.gateways[c.name] = ns, f"{tag}m{i}", f"10.251.{i}.1"
-            t.uplinks[c.name] = f"{tag}p{i}"
-            run_in(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                   "net.ipv4.conf.default.rp_filter=0")
-            _veth(f"{tag}m{i}", t.probe, f"10.251.{i}.2/24", f"{tag}p{i}", ns, f"10.251.{i}.1/24")
-            _veth(f"{tag}s{i}", ns, f"10.251.{100 + i}.1/24", f"{tag}c{i}", t.server, f"10.251.{100 + i}.2/24")
-            ip("-n", ns, "route", "add", f"{SERVER}/32", "via", f"10.251.{100 + i}.2")
-            ip("-n", t.server, "route", "add", f"10.251.{i}.0/24", "via", f"10.251.{100 + i}.1")
-            ip("-n", t.probe, "route", "add", "default", "via", f"10.251.{i}.1", "metric", str(100 + i))
-            for dev in (f"{tag}p{i}", f"{tag}s{i}"):   # download towards the probe, upload towards the server
-                run_in(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{c.rate_mbit}mbit",
-                       "burst", "16kb", "latency", "200ms")
-            if c.delay_ms > 0:
-                tun = f"{tag}d{i}"
-                line = Proc(ns, [sys.executable, "-m", "tests.integration.qoslab", "delay", tun, str(c.delay_ms)],
-                            tmp / f"delay-{c.name}.log")
-                t.procs.append(line)
-                assert line.read(10).strip() == "ready"
-                ip("-n", ns, "link", "set", tun, "up")
-                for table, dev in ((100, f"{tag}p{i}"), (101, f"{tag}s{i}")):
-                    ip("-n", ns, "route", "add", "default", "dev", tun, "table", str(table))
-                    ip("-n", ns, "rule", "add", "iif", dev, "lookup", str(table), "pref", str(table))
-            dns = Proc(ns, ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-                            "--bind-interfaces", f"--listen-address=10.251.{i}.1", f"--address=/{ZONE_NAME}/{SERVER}",
-                            "--log-facility=-", "--pid-file=", "--user=root"], tmp / f"dnsmasq-{c.name}.log")
-            t.procs.append(dns)
-        server = Proc(t.server, [sys.executable, "-m", "tests.integration.qoslab", "serve", SERVER],
-                      tmp / "server.log")
-        t.procs.append(server)
-        assert server.read(15).strip() == "ready"
-        _wait_dns(t, tmp)
-        yield t
-    finally:
-        for proc in reversed(t.procs):
-            proc.stop()
-        for ns in made:   # deleting a namespace deletes its veth ends, and with them their peers
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-        assert not [ns for ns in made if ns in left], f"namespaces left behind: {left}"
+    with namespaces() as make:
+        try:
+            yield from _build(t, carriers, tmp, make)
+        finally:
+            for proc in reversed(t.procs):
+                proc.stop()
 
 
-def _namespace(ns: str) -> None:
-    """Add ``ns`` with its loopback up and IPv6 off: no router solicitations or MLD reports from either end of a
-    link, so an interface's counters move only with the tests' own traffic."""
-    ip("netns", "add", ns)
-    ip("-n", ns, "link", "set", "lo", "up")
-    run_in(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+def _build(t: Lab, carriers: list[Carrier], tmp: Path, make: Callable[..., str]) -> Iterator[Lab]:
+    """Make the lab's namespaces, links and processes, then yield it."""
+    tag = t.tag
+    for ns in (t.probe, t.park, t.server):
+        make(ns, quiet=True)
+    _veth(t.park_if, t.probe, "10.251.99.2/24", f"{tag}kp", t.park, "10.251.99.1/24")
+    _veth(f"{tag}ks", t.park, "10.251.199.1/24", f"{tag}sk", t.server, "10.251.199.2/24")
+    ip("-n", t.server, "addr", "add", f"{SERVER}/32", "dev", "lo")
+    run_in(t.park, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    ip("-n", t.park, "route", "add", f"{SERVER}/32", "via", "10.251.199.2")
+    ip("-n", t.server, "route", "add", "10.251.99.0/24", "via", "10.251.199.1")
+    ip("-n", t.probe, "route", "add", "default", "via", "10.251.99.1", "metric", "10")
+    for i, c in enumerate(carriers, start=1):
+        ns = make(f"{tag}-c{i}", quiet=True)
+        t.carriers[c.name], t.modems[c.name], t.gateways[c.name] = ns, f"{tag}m{i}", f"10.251.{i}.1"
+        t.uplinks[c.name] = f"{tag}p{i}"
+        run_in(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+               "net.ipv4.conf.default.rp_filter=0")
+        _veth(f"{tag}m{i}", t.probe, f"10.251.{i}.2/24", f"{tag}p{i}", ns, f"10.251.{i}.1/24")
+        _veth(f"{tag}s{i}", ns, f"10.251.{100 + i}.1/24", f"{tag}c{i}", t.server, f"10.251.{100 + i}.2/24")
+        ip("-n", ns, "route", "add", f"{SERVER}/32", "via", f"10.251.{100 + i}.2")
+        ip("-n", t.server, "route", "add", f"10.251.{i}.0/24", "via", f"10.251.{100 + i}.1")
+        ip("-n", t.probe, "route", "add", "default", "via", f"10.251.{i}.1", "metric", str(100 + i))
+        for dev in (f"{tag}p{i}", f"{tag}s{i}"):   # download towards the probe, upload towards the server
+            run_in(ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{c.rate_mbit}mbit",
+                   "burst", "16kb", "latency", "200ms")
+        if c.delay_ms > 0:
+            tun = f"{tag}d{i}"
+            line = NsProcess(ns, [sys.executable, "-m", "tests.integration.qoslab", "delay", tun, str(c.delay_ms)],
+                        tmp / f"delay-{c.name}.log")
+            t.procs.append(line)
+            assert line.read(10).strip() == "ready"
+            ip("-n", ns, "link", "set", tun, "up")
+            for table, dev in ((100, f"{tag}p{i}"), (101, f"{tag}s{i}")):
+                ip("-n", ns, "route", "add", "default", "dev", tun, "table", str(table))
+                ip("-n", ns, "rule", "add", "iif", dev, "lookup", str(table), "pref", str(table))
+        dns = NsProcess(ns, ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                        "--bind-interfaces", f"--listen-address=10.251.{i}.1", f"--address=/{ZONE_NAME}/{SERVER}",
+                        "--log-facility=-", "--pid-file=", "--user=root"], tmp / f"dnsmasq-{c.name}.log")
+        t.procs.append(dns)
+    server = NsProcess(t.server, [sys.executable, "-m", "tests.integration.qoslab", "serve", SERVER],
+                  tmp / "server.log")
+    t.procs.append(server)
+    assert server.read(15).strip() == "ready"
+    _wait_dns(t, tmp)
+    yield t
 
 
 def _veth(a: str, a_ns: str, a_addr: str, b: str, b_ns: str, b_addr: str) -> None:
-    """Add a veth pair with an address at each end, and each end's neighbour entry for the other made permanent:
-    no ARP (a reachability probe may come seconds after a test), so the counters move only with IP traffic."""
-    ip("link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns)
-    macs = {}
-    for name, ns, addr in ((a, a_ns, a_addr), (b, b_ns, b_addr)):
-        ip("-n", ns, "addr", "add", addr, "dev", name)
-        ip("-n", ns, "link", "set", name, "up")
-        shown = subprocess.run(["ip", "-n", ns, "-j", "link", "show", "dev", name], capture_output=True, text=True,
-                               timeout=10, check=True).stdout
-        macs[name] = json.loads(shown)[0]["address"]
-    for name, ns, peer, peer_addr in ((a, a_ns, b, b_addr), (b, b_ns, a, a_addr)):
-        ip("-n", ns, "neigh", "replace", peer_addr.split("/")[0], "lladdr", macs[peer], "dev", name, "nud", "permanent")
+    """A veth pair without ARP: the interfaces' counters move only with the tests' IP traffic."""
+    veth(a, a_ns, a_addr, b, b_ns, b_addr, static_neighbours=True)
 
 
 def _wait_dns(t: Lab, tmp: Path) -> None:

@@ -26,7 +26,8 @@ from collector.alerting.facts import Facts
 from collector.alerting.rules import evaluate
 from collector.inventory import Inventory
 from tests.integration import qoslab
-from tests.integration.qoslab import ZONE_NAME, Carrier, Lab, Proc
+from tests.integration.qoslab import ZONE_NAME, Carrier, Lab
+from tests.netns import NsProcess
 from zonewatch import wire
 from zwconf import load as load_config
 
@@ -97,7 +98,7 @@ SHORT: list[dict[str, Any]] = [
 class Probe:
     """The sources in the probe namespace."""
 
-    def __init__(self, proc: Proc) -> None:
+    def __init__(self, proc: NsProcess) -> None:
         self.proc = proc
         assert json.loads(proc.read(30)) == {"ready": True}
         self.ticks = 0
@@ -126,7 +127,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Probe
                                                "bytes": "10MB", "every": "1m", "timeout": "20s"}], budget="25MB"),
         ]
         interfaces = [lab.modems["a"], lab.modems["b"], lab.park_if]
-        proc = Proc(lab.probe, [sys.executable, "-W", "error", "-c", HELPER, json.dumps(configs),
+        proc = NsProcess(lab.probe, [sys.executable, "-W", "error", "-c", HELPER, json.dumps(configs),
                                 json.dumps(interfaces)], tmp / "probe.log")
         lab.procs.append(proc)
         yield lab, Probe(proc)

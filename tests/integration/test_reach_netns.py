@@ -19,10 +19,6 @@ addresses inside these namespaces are used: no packet leaves the machine.
 from __future__ import annotations
 
 import json
-import os
-import select
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -32,9 +28,10 @@ from typing import Any
 
 import pytest
 
+from tests.netns import NsProcess, ip, namespaces, require_root, run_in, run_tag, veth
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TARGET = "10.250.9.1"
 PATHS = {"primary": ["10.250.1.1", TARGET], "backup": ["10.250.2.1", TARGET]}
 OPEN_PORT, CLOSED_PORT = 8080, 8081  # inside the fresh core namespace nothing else listens
@@ -77,13 +74,6 @@ sys.stdin.read()
 """
 
 
-def ip(*args: str) -> None:
-    """Run ``ip args``; fail the test with ip's message if it fails."""
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-    if done.returncode != 0:
-        raise AssertionError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-
 @dataclass
 class Topology:
     probe: str
@@ -108,32 +98,19 @@ class Topology:
 
 @pytest.fixture
 def topology() -> Iterator[Topology]:
-    if os.geteuid() != 0:
-        pytest.fail("network namespaces and raw sockets need root (CI runs these tests as root)")
-    if shutil.which("ip") is None:
-        pytest.fail("ip (iproute2) is not installed: run scripts/setup.sh")
-    tag = f"zwt{os.getpid() % 100000:05d}"  # 8 characters: interface names below stay within 15
+    require_root()
+    tag = run_tag("zwt")  # 8 characters: interface names below stay within 15
     t = Topology(probe=f"{tag}-probe", ra=f"{tag}-rA", rb=f"{tag}-rB", core=f"{tag}-core", vac=f"{tag}ac")
-    made: list[str] = []
-    try:
+    with namespaces() as make:
         for ns in (t.probe, t.ra, t.rb, t.core):
-            ip("netns", "add", ns)
-            made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-        links = [  # (interface, namespace, address) at both ends of each veth pair
-            ((f"{tag}pa", t.probe, "10.250.1.2/24"), (f"{tag}ap", t.ra, "10.250.1.1/24")),
-            ((f"{tag}pb", t.probe, "10.250.2.2/24"), (f"{tag}bp", t.rb, "10.250.2.1/24")),
-            ((t.vac, t.ra, "10.250.3.1/24"), (f"{tag}ca", t.core, "10.250.3.2/24")),
-            ((f"{tag}bc", t.rb, "10.250.4.1/24"), (f"{tag}cb", t.core, "10.250.4.2/24")),
-        ]
-        for (a, a_ns, a_addr), (b, b_ns, b_addr) in links:
-            ip("link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns)
-            for name, ns, addr in ((a, a_ns, a_addr), (b, b_ns, b_addr)):
-                ip("-n", ns, "addr", "add", addr, "dev", name)
-                ip("-n", ns, "link", "set", name, "up")
+            make(ns)
+        veth(f"{tag}pa", t.probe, "10.250.1.2/24", f"{tag}ap", t.ra, "10.250.1.1/24")
+        veth(f"{tag}pb", t.probe, "10.250.2.2/24", f"{tag}bp", t.rb, "10.250.2.1/24")
+        veth(t.vac, t.ra, "10.250.3.1/24", f"{tag}ca", t.core, "10.250.3.2/24")
+        veth(f"{tag}bc", t.rb, "10.250.4.1/24", f"{tag}cb", t.core, "10.250.4.2/24")
         ip("-n", t.core, "addr", "add", f"{TARGET}/32", "dev", "lo")
         for router in (t.ra, t.rb):
-            subprocess.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+            run_in(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         ip("-n", t.probe, "route", "add", f"{TARGET}/32", "via", "10.250.1.1", "metric", "10")
         ip("-n", t.probe, "route", "add", f"{TARGET}/32", "via", "10.250.2.1", "metric", "20")
         ip("-n", t.core, "route", "add", "10.250.1.0/24", "via", "10.250.3.1", "metric", "10")
@@ -145,60 +122,15 @@ def topology() -> Iterator[Topology]:
         ip("-n", t.ra, "route", "add", "10.250.2.0/24", "via", "10.250.3.2")
         ip("-n", t.rb, "route", "add", "10.250.1.0/24", "via", "10.250.4.2")
         yield t
-    finally:
-        for ns in made:  # deleting a namespace deletes its veth ends, and with them their peers
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not [ns for ns in made if ns in left.split()], f"namespaces left behind: {left}"
-
-
-class Helper:
-    """A process inside a namespace that answers one JSON line per line it is sent."""
-
-    def __init__(self, ns: str, code: str, args: list[str], log: Path) -> None:
-        self.log = log
-        self._err = open(log, "w")  # closed in stop()
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-W", "error", "-c", code, *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-
-    def read(self, timeout: float) -> str:
-        """Return the next line the helper prints, waiting at most ``timeout`` seconds."""
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            raise AssertionError(f"helper gave no answer within {timeout:g}s:\n{self.log.read_text()[-3000:]}")
-        return line
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._err.close()
 
 
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[Any]:
-    helpers: list[Helper] = []
+    helpers: list[NsProcess] = []
 
-    def run(ns: str, code: str, args: list[str]) -> Helper:
-        helper = Helper(ns, code, args, tmp_path / f"helper-{len(helpers)}.log")
+    def run(ns: str, code: str, args: list[str]) -> NsProcess:
+        helper = NsProcess(ns, [sys.executable, "-W", "error", "-c", code, *args],
+                           tmp_path / f"helper-{len(helpers)}.log")
         helpers.append(helper)
         return helper
 
@@ -210,7 +142,7 @@ def start(tmp_path: Path) -> Iterator[Any]:
 class Probe:
     """The reach sources, running in the probe namespace."""
 
-    def __init__(self, helper: Helper) -> None:
+    def __init__(self, helper: NsProcess) -> None:
         self.helper = helper
         assert json.loads(helper.read(timeout=30)) == {"ready": True}
 
