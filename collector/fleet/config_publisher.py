@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ from collector.alerting.facts import ConfigView
 from collector.fleet import audit
 from collector.fleet.config_state import AUDIT_FILE, REQUESTS_DIR, STATE_FILE, Desired, FleetConfigState, file_hash
 from collector.fleet.desired import render_all
+from collector.fleet.inbox import Inbox
 from collector.fleet.software import Failure, Software
 from collector.inventory import Inventory, load_inventory
 from collector.scope import Scope
@@ -112,7 +112,7 @@ class ConfigPublisher:
         self._due_ns: int | None = 0                       # publish at this time (0: at once; None: nothing due)
         self._by = audit.INVENTORY_CHANGE
         self._again: set[str] = set()                      # probes whose config ``fleet push --again`` re-issues
-        self._inbox: queue.SimpleQueue[tuple[str, bytes, int]] = queue.SimpleQueue()
+        self._inbox = Inbox(scope)
         self._stop = threading.Event()
         self._thread = named(self._loop, "zw-fleet")
         self.software = Software(folder, self.audit_path, scope)   # the release each probe should run, and rollouts
@@ -130,7 +130,7 @@ class ConfigPublisher:
         """Queue the events messages that may hold a configuration report (called on the intake thread)."""
         for topic, payload in messages:
             if topic.endswith("/events") and b'"config"' in payload:
-                self._inbox.put((topic, payload, now_ns))
+                self._inbox.put(topic, payload, now_ns)
         self.software.offer(messages, now_ns)
 
     # the fleet thread --------------------------------------------------------------------------------
@@ -186,27 +186,20 @@ class ConfigPublisher:
 
     def _take_reports(self) -> bool:
         changed = False
-        while True:
-            try:
-                topic, payload, at_ns = self._inbox.get_nowait()
-            except queue.Empty:
-                return changed
-            try:
-                where = wire.parse_topic(topic)
-                batch = wire.decode(payload)
-            except wire.WireError:
-                continue   # the ingest counts and names what is wrong with it
-            if (batch.zone, batch.probe) != (where.zone, where.probe):
+        for arrived in self._inbox.take():
+            batch = arrived.batch
+            if batch is None:
                 continue
             for event in batch.events:
                 report = wire.read_config_report(event)
                 if report is None or (self.scope is not None and self.scope.why(batch.zone, batch.probe, None,
                                                                                   event.tags) is not None):
                     continue
-                if not self.state.take(batch.probe, report, at_ns):
+                if not self.state.take(batch.probe, report, arrived.at_ns):
                     continue
                 changed = True
-                self._audit_report(batch.zone, batch.probe, report, at_ns)
+                self._audit_report(batch.zone, batch.probe, report, arrived.at_ns)
+        return changed
 
     def _audit_report(self, zone: str, probe: str, report: wire.ConfigReport, at_ns: int) -> None:
         details = {"zone": zone, "probe": probe, "version": report.version, "hash": report.hash,

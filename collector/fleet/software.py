@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ import yaml
 from collector.fleet import audit, waves
 from collector.fleet.config_state import ProbeConfig, replace_file
 from collector.fleet.desired import Rendered
+from collector.fleet.inbox import Inbox
 from collector.scope import Scope
 from zonewatch import wire
 
@@ -150,7 +150,7 @@ class Software:
         except ValueError as exc:
             log.error("%s: starting with no rollout and no pins", exc)
             self.state = SoftwareState()
-        self._inbox: queue.SimpleQueue[tuple[str, bytes, int]] = queue.SimpleQueue()
+        self._inbox = Inbox(scope)
         self._desired = self.state.desired()
 
     # intake thread -----------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class Software:
         for topic, payload in messages:
             if topic.endswith("/status") or (topic.endswith("/data") and b'"version"' in payload) \
                     or (topic.endswith("/events") and b'"update"' in payload):
-                self._inbox.put((topic, payload, now_ns))
+                self._inbox.put(topic, payload, now_ns)
 
     # fleet thread ------------------------------------------------------------------------------------
 
@@ -223,21 +223,10 @@ class Software:
 
     def _take(self, now_ns: int) -> bool:
         changed = False
-        while True:
-            try:
-                topic, payload, at_ns = self._inbox.get_nowait()
-            except queue.Empty:
-                return changed
-            try:
-                where = wire.parse_topic(topic)
-                if where.kind == "status":
-                    changed = self._status(where.zone, where.probe, payload, at_ns) or changed
-                    continue
-                batch = wire.decode(payload)
-            except wire.WireError:
-                continue   # the ingest counts and names what is wrong with it
-            if (batch.zone, batch.probe) != (where.zone, where.probe) or (
-                    self.scope is not None and self.scope.why(batch.zone, batch.probe, None, {}) is not None):
+        for arrived in self._inbox.take():
+            batch, at_ns = arrived.batch, arrived.at_ns
+            if batch is None:
+                changed = self._status(arrived.where.zone, arrived.where.probe, arrived.payload, at_ns) or changed
                 continue
             for sample in batch.samples:
                 version = sample.tags.get("version")
@@ -247,6 +236,7 @@ class Software:
                 report = wire.read_update_report(event)
                 if report is not None:
                     changed = self._update(batch.zone, batch.probe, report, at_ns) or changed
+        return changed
 
     def _seen(self, zone: str, probe: str) -> Seen:
         found = self.state.seen.get(probe)
