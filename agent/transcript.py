@@ -15,15 +15,26 @@ Lines that gave nothing are listed with the reason. ``zonewatch-agent parse-tran
 
 Vendor: ``auto`` takes the vendor from an ATI or AT+CGMI answer in the transcript, else from the vendor answers
 present (+QENG, +CPSI, !GSTATUS), and reads every vendor's answers; a named vendor reads only its own.
+
+Two more forms are read:
+
+- what ModemManager prints for an AT command, ``mmcli -m 0 --command='AT+QENG="servingcell"'`` (the command
+  line, with or without the shell prompt, and with or without ``AT``) followed by ``response: '+QENG: ...'``
+  (the answer lines inside the quotes, without a final OK);
+- the JSON of ``mmcli -m N -J``, ``mmcli -m N --signal-get -J`` and ``mmcli -m N --get-cell-info -J``, one
+  after the other in one file (any of them), read as the ModemManager backend reads them: one sample.
+
+A poll whose answers gave no value at all (every one unknown) gives no sample: it is listed with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from agent.sources import vendors
+from agent.sources import mmcli, vendors
 from agent.sources.vendors import Problem, Reply, Vendor
 from zonewatch.wire import Sample
 
@@ -35,6 +46,9 @@ VENDOR_CHOICES: Final[tuple[VendorChoice, ...]] = ("auto", "generic", "quectel",
 _COMMAND = re.compile(r"^AT(?:$|[+!$%*#&^]|[A-Z][0-9]*$)", re.IGNORECASE)
 _FINAL = re.compile(r"^(?:OK|ERROR|NO CARRIER|\+CME ERROR:.*|\+CMS ERROR:.*)$", re.IGNORECASE)
 _IDENTITY: Final = frozenset({"ATI", "ATI0", "AT+CGMI", "AT+GMI"})
+# mmcli -m 0 --command='AT+QENG="servingcell"' (or --command=+qeng=\"servingcell\"), after any shell prompt
+_MMCLI_COMMAND = re.compile(r"""mmcli\b.*?--command[= ](?P<q>['"]?)(?P<cmd>.+?)(?P=q)\s*$""")
+_RESPONSE = "response: '"
 
 
 @dataclass(frozen=True)
@@ -60,27 +74,100 @@ def parse_transcript(
     text: str, vendor: VendorChoice = "auto", carrier: str | None = None, gnb_id_bits: int = 24
 ) -> TranscriptResult:
     """Return the readings in a modem transcript; ``carrier`` is used when the modem gave no PLMN."""
+    if text.lstrip().startswith("{"):
+        return _parse_mmcli_json(text, carrier, gnb_id_bits)
     replies = _replies(text)
     chosen: Vendor = _detect(replies) if vendor == "auto" else vendor
     gate: Vendor | None = None if vendor == "auto" else vendor
     samples: list[Sample] = []
     problems: list[Problem] = []
+    scales = vendors.Scales()  # what this modem's firmware prints, learnt along the transcript
     for poll in _polls(replies):
-        result = vendors.interpret(poll, gate)
+        result = vendors.interpret(poll, gate, scales)
         problems.extend(result.problems)
-        if result.usable:
-            samples.append(vendors.to_sample(result.reading, now_ns=0, carrier=carrier, gnb_id_bits=gnb_id_bits))
+        if not result.usable:
+            continue
+        reading = vendors.guard(result.reading)
+        first = next((n for r in poll for n in (*r.numbers, r.final_number) if n is not None), None)
+        problems.extend(Problem(r.command, "unparsed", f"{r.field} = {r.value:g}", str(r), first)
+                        for r in reading.rejected)
+        sample = vendors.to_sample(reading, now_ns=0, carrier=carrier, gnb_id_bits=gnb_id_bits)
+        if sample.fields:
+            samples.append(sample)
+        else:
+            problems.append(Problem(None, "missing", "", "a poll whose answers gave no value (every one unknown): "
+                                    "no reading", first))
     problems.sort(key=lambda p: p.line or 0)
     return TranscriptResult(chosen, tuple(samples), tuple(problems))
+
+
+def _parse_mmcli_json(text: str, carrier: str | None, gnb_id_bits: int) -> TranscriptResult:
+    """Read the JSON documents mmcli printed (-J, --signal-get -J, --get-cell-info -J) as one reading."""
+    decoder = json.JSONDecoder()
+    status: mmcli.ModemStatus | None = None
+    signal: mmcli.SignalReport | None = None
+    cell: mmcli.CellInfo | None = None
+    problems: list[Problem] = []
+    at = 0
+    while at < len(text):
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            break
+        line = text.count("\n", 0, at) + 1
+        try:
+            document, at = decoder.raw_decode(text, at)
+            modem = document.get("modem", {}) if isinstance(document, dict) else {}
+            if isinstance(modem, dict) and "signal" in modem:
+                signal = mmcli.parse_signal(document)
+            elif isinstance(modem, dict) and ("cell-info" in modem or "cell-info" in modem.get("generic", {})):
+                cell = mmcli.parse_cell_info(document)
+            else:
+                status = mmcli.parse_status(document)
+        except (json.JSONDecodeError, mmcli.MmcliParseError, RecursionError) as exc:
+            reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            problems.append(Problem(None, "unparsed", text[at:at + 80].split("\n")[0], reason, line))
+            break
+    samples: list[Sample] = []
+    if status is not None or signal is not None:
+        reading = vendors.guard(mmcli.reading(status or mmcli.ModemStatus(None, None, (), None), signal, cell))
+        problems.extend(Problem(r.command, "unparsed", f"{r.field} = {r.value:g}", str(r)) for r in reading.rejected)
+        sample = vendors.to_sample(reading, now_ns=0, carrier=carrier, gnb_id_bits=gnb_id_bits)
+        if sample.fields:
+            samples.append(sample)
+        else:
+            problems.append(Problem(None, "missing", "", "mmcli gave no value (every one unknown): no reading"))
+    return TranscriptResult("generic", tuple(samples), tuple(problems))
 
 
 def _replies(text: str) -> list[Reply]:
     """Split a transcript into replies: a command (if echoed), its lines, and its final result code."""
     replies: list[Reply] = []
     current: Reply | None = None
+    quoted = False  # inside the response: '...' of mmcli --command
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
+            continue
+        wrapped = _MMCLI_COMMAND.search(line)
+        if wrapped is not None:  # mmcli --command: the AT command it sent; its answer follows as response: '...'
+            command = wrapped["cmd"].replace('\\"', '"')
+            current = Reply(command if command.upper().startswith("AT") else "AT" + command, final=None)
+            replies.append(current)
+            continue
+        if line.startswith(_RESPONSE) or quoted:
+            if line.startswith(_RESPONSE):
+                line = line[len(_RESPONSE):]
+            quoted = not line.endswith("'")
+            line = line[:-1].strip() if line.endswith("'") else line
+            if current is None:
+                current = Reply(None, final=None)
+                replies.append(current)
+            if line:
+                current.lines.append(line)
+                current.numbers.append(number)
+            if not quoted:  # mmcli prints no final result code: the closing quote ends the answer
+                current.final, current.final_number, current = "OK", number, None
             continue
         if _COMMAND.match(line):
             current = Reply(line, final=None)

@@ -28,6 +28,9 @@ Commands (any letter case; each ends with CR)::
     AT+COPS=3,<0-2>         OK
     AT+CEREG?               <cereg>                         ERROR if cereg is None
     AT+CEREG=<0-5>          OK
+    AT+CREG?, AT+CGREG?     +CREG: 2,<stat> (+CGREG), <stat> as in <cereg>; ERROR if cereg is None
+    AT+CREG=<0-5>, AT+CGREG=<0-5>  OK
+    AT+CGMR                 the Revision of the identity    ERROR if it has none
     AT+C5GREG?              <c5greg>                        ERROR if c5greg is None (an LTE-only modem)
     AT+C5GREG=<0-5>         OK                              ERROR if c5greg is None
     AT+CPIN?                +CPIN: <sim>                    +CME ERROR: 10 (SIM not inserted) if sim is None
@@ -58,7 +61,7 @@ __all__ = ["SimModem", "Personality", "PERSONALITIES", "IDENTITIES", "main"]
 _CR: Final = b"\r"
 _CRLF: Final = b"\r\n"
 _COPS_FORMAT = re.compile(r"AT\+COPS=3,[012]")
-_CEREG_MODE = re.compile(r"AT\+CEREG=[0-5]")
+_CEREG_MODE = re.compile(r"AT\+C(?:E|G)?REG=[0-5]")
 _C5GREG_MODE = re.compile(r"AT\+C5GREG=[0-5]")
 _CFUN = re.compile(r"AT\+CFUN=[0-9]{1,3}(,[01])?")
 _QENG: Final = 'AT+QENG="SERVINGCELL"'
@@ -307,6 +310,12 @@ class SimModem:
                 info = self.cops
             elif name == "AT+CEREG?":
                 info = self.cereg
+            elif name in ("AT+CREG?", "AT+CGREG?") and self.cereg is not None:
+                stat = self.cereg.partition(":")[2].split(",")[1].strip() if "," in self.cereg else "4"
+                info = f"+{name[3:-1]}: 2,{stat}"
+            elif name == "AT+CGMR":
+                info = next((line.partition(":")[2].strip() for line in self.identity or ()
+                             if line.lower().startswith("revision:")), None)
             elif name == "AT+C5GREG?":
                 info = self.c5greg
             elif name in self.answers:

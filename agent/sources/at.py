@@ -8,12 +8,12 @@ or a hexadecimal field of more than 64 bits (no modem prints one: the line is ga
 Map::
 
     parse_csq(line)    "+CSQ: <rssi>,<ber>"                                -> Csq
-    parse_cesq(line)   "+CESQ: <rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>"  -> Cesq
+    parse_cesq(line)   "+CESQ: <rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>[,<ss_rsrq>,<ss_rsrp>,<ss_sinr>]" -> Cesq
     parse_cops(line)   "+COPS: <mode>[,<format>,<oper>[,<AcT>]]"           -> Cops
     parse_creg(line)   "+CREG/+CGREG/+CEREG/+C5GREG: [<n>,]<stat>[,...]"   -> Registration
     split_cell_id(eci) 28-bit LTE ECI                                      -> LteCellId (eNB, sector)
     split_nr_cell_id(nci, gnb_id_bits)  36-bit NR NCI                      -> NrCellId (gNB, sector)
-    format_plmn(mcc, mnc) "452", "4" or "04"                               -> "452-04"
+    format_plmn(mcc, mnc) "452", "4" or "04" (an MCC printed as an integer: "1" -> "001") -> "452-04"
     rat_name(act)      3GPP access technology number                       -> "lte", "nr5g-sa", ...
 
 Exceptions::
@@ -109,6 +109,10 @@ class Cesq:
     ecno_db: float | None
     rsrq_db: float | None
     rsrp_dbm: int | None
+    # Rel-15 NR fields (27.007 +CESQ, mapped as 38.133 reports SS-RSRQ, SS-RSRP and SS-SINR); None if absent
+    ss_rsrq_db: float | None = None
+    ss_rsrp_dbm: int | None = None
+    ss_sinr_db: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,18 +186,29 @@ def parse_csq(line: str) -> Csq:
 
 
 def parse_cesq(line: str) -> Cesq:
-    """Parse ``+CESQ: <rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>`` into dBm and dB (99/255 -> None)."""
-    shape = "'+CESQ: <rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>'"
+    """Parse ``+CESQ: <rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>[,<ss_rsrq>,<ss_rsrp>,<ss_sinr>]`` into dBm and dB
+    (99/255 -> None).
+
+    The three NR fields (3GPP Rel-15) are reporting ranges of TS 38.133 that 27.007 takes over: ss_rsrq 0..127
+    in 0.5 dB steps from -43 dB (0: below -43), ss_rsrp 0..126 in 1 dB steps from -156 dBm (0: below -156),
+    ss_sinr 0..127 in 0.5 dB steps from -23 dB (0: below -23); each value becomes the lower edge of its step,
+    and step 0 the bottom of the range (what can be said of "below").
+    """
+    shape = "'+CESQ: <rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>[,<ss_rsrq>,<ss_rsrp>,<ss_sinr>]'"
     values = _ints(line, "+CESQ", shape)
-    if len(values) < 6:
-        raise ATParseError(line, f"{shape} (6 values, got {len(values)})")
-    # Newer 27.007 releases append NR fields after the six; their layout is not settled, so they are ignored.
+    if len(values) not in (6, 9):
+        raise ATParseError(line, f"{shape} (6 values, got {len(values)}), or 9 with the NR ones")
     rxlev = _value(line, "rxlev", values[0], 0, 63, 99)
     ber = _value(line, "ber", values[1], 0, 7, 99)
     rscp = _value(line, "rscp", values[2], 0, 96, 255)
     ecno = _value(line, "ecno", values[3], 0, 49, 255)
     rsrq = _value(line, "rsrq", values[4], 0, 34, 255)
     rsrp = _value(line, "rsrp", values[5], 0, 97, 255)
+    ss_rsrq = ss_rsrp = ss_sinr = None
+    if len(values) == 9:
+        ss_rsrq = _value(line, "ss_rsrq", values[6], 0, 127, 255)
+        ss_rsrp = _value(line, "ss_rsrp", values[7], 0, 126, 255)
+        ss_sinr = _value(line, "ss_sinr", values[8], 0, 127, 255)
     return Cesq(
         rxlev_dbm=None if rxlev is None else rxlev - 111,
         ber=ber,
@@ -201,6 +216,9 @@ def parse_cesq(line: str) -> Cesq:
         ecno_db=None if ecno is None else ecno * 0.5 - 24.5,
         rsrq_db=None if rsrq is None else rsrq * 0.5 - 20.0,
         rsrp_dbm=None if rsrp is None else rsrp - 141,
+        ss_rsrq_db=None if ss_rsrq is None else max(ss_rsrq, 1) * 0.5 - 43.5,
+        ss_rsrp_dbm=None if ss_rsrp is None else max(ss_rsrp, 1) - 157,
+        ss_sinr_db=None if ss_sinr is None else max(ss_sinr, 1) * 0.5 - 23.5,
     )
 
 
@@ -233,7 +251,7 @@ def parse_cops(line: str) -> Cops:
     if fmt == 2:
         if not re.fullmatch(r"\d{5,6}", operator):
             raise ATParseError(line, f"a numeric operator of 5 or 6 digits (MCC+MNC), got {operator!r}")
-        plmn = f"{operator[:3]}-{operator[3:]}"
+        plmn = format_plmn(operator[:3], operator[3:])
     act = None if match["act"] is None else int(match["act"])
     return Cops(mode=mode, format=fmt, operator=operator or None, plmn=plmn, act=act)
 
@@ -297,11 +315,19 @@ def split_nr_cell_id(nci: int, gnb_id_bits: int = 24) -> NrCellId:
 
 
 def format_plmn(mcc: str, mnc: str) -> str | None:
-    """Return the PLMN ``"452-04"`` for an MCC and MNC as a modem printed them, or None if they are not digits."""
+    """Return the PLMN ``"452-04"`` for an MCC and MNC as a modem printed them, or None if they are not digits.
+
+    Some firmware prints both as integers: the MCC of the test network gets its zeros back ("1" -> "001"; every
+    other MCC is 200 or more, so a shorter one is garbled and gives None),
+    the MNC is taken as two digits when it has fewer (an MNC of three digits printed as "10" cannot be told
+    from "10": an answer that prints the PLMN as a string, +COPS or +QNWINFO, is preferred for that reason).
+    """
     mcc, mnc = mcc.strip().strip('"').strip(), mnc.strip().strip('"').strip()
-    if not (_DIGITS.fullmatch(mcc) and len(mcc) == 3 and _DIGITS.fullmatch(mnc) and len(mnc) <= 3):
+    if not (_DIGITS.fullmatch(mcc) and len(mcc) <= 3 and _DIGITS.fullmatch(mnc) and len(mnc) <= 3):
         return None
-    return f"{mcc}-{mnc.zfill(2)}"
+    if len(mcc) < 3 and int(mcc) != 1:
+        return None
+    return f"{mcc.zfill(3)}-{mnc.zfill(2)}"
 
 
 def _payload(line: str, prefix: str, shape: str) -> str:

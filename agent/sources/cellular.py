@@ -20,20 +20,28 @@ Config (one entry per modem)::
     - type: cellular             # a modem that ModemManager owns
       name: vinaphone
       backend: mmcli
-      modem_index: 0             # as in mmcli -m 0
+      imei: "861234567890126"    # which modem (ModemManager renumbers them after a USB reset); or modem_index: 0
       mmcli_path: mmcli
 
 AT backend: on a port it opens lazily, ``collect`` sends::
 
-    once per opening   ATE0; when vendor is auto, ATI (and AT+CGMI if ATI names no vendor) to pick the vendor;
-                       AT+COPS=3,2, AT+CEREG=2 (numeric operator, location in +CEREG) and AT+C5GREG=2 (a modem
-                       that answers ERROR has no 5G registration, and +C5GREG? is not asked)
-    every poll         AT+CSQ, AT+CESQ, AT+COPS?, AT+CEREG?, [AT+C5GREG?], then the vendor's commands:
+    once per opening   ATE0; when vendor is auto, ATI (and AT+CGMI if ATI names no vendor) to pick the vendor,
+                       else AT+CGMR: the firmware revision (what a firmware prints is learnt per revision,
+                       vendors.Scales); AT+COPS=3,2, AT+CREG=2, AT+CGREG=2, AT+CEREG=2 (numeric operator, location
+                       in the registrations) and AT+C5GREG=2 (a modem that answers ERROR has no 5G registration,
+                       and +C5GREG? is not asked)
+    every poll         AT+CSQ, AT+CESQ, AT+COPS?, AT+CREG?, AT+CGREG?, AT+CEREG?, [AT+C5GREG?], then the vendor's:
                        quectel AT+QENG="servingcell", AT+QCSQ, AT+QNWINFO; simcom AT+CPSI?; sierra AT!GSTATUS?;
                        last AT+CPIN? (the SIM's state)
 
 and returns one ``cellular`` sample (fields and tags: ``agent.sources.vendors``, with the SIM's state and the
 registration state: ``agent.sources.modem_state``). The ModemManager backend is ``agent.sources.mmcli``.
+
+Every reading, whatever the backend, is checked against the catalogue's physical bounds (``vendors.guard``) before
+it is published: a value outside them (a scale or a sign the firmware got wrong) is dropped, logged with the
+modem, the command and the field (a warning the first time, then at debug level), and counted
+(``take_dropped``). A poll whose answers gave no value at all (every one unknown) publishes no ``cellular``
+sample: it is logged once and counted (``take_empty``).
 
 A failed poll raises ``ModemDown``, which carries the ``modem`` sample saying ``answering`` false (the runner
 spools it; the first poll answered after it adds one saying true). The recovery step a failed read makes due
@@ -85,7 +93,8 @@ _DETECT: Final = ("ATI", "AT+CGMI")
 # lines of under 100 bytes; more than this is a modem flooding the port, or not a modem.
 _MAX_LINES: Final = 256
 _MAX_LINE: Final = 4096
-_SETUP: Final = ("AT+COPS=3,2", "AT+CEREG=2")
+_SETUP: Final = ("AT+COPS=3,2", "AT+CREG=2", "AT+CGREG=2", "AT+CEREG=2")
+_REVISION: Final = "AT+CGMR"   # 3GPP TS 27.007 5.3: the revision, when ATI is not sent
 _NR_SETUP: Final = "AT+C5GREG=2"
 _RESET: Final = "AT+CFUN=1,1"   # full functionality, after a reset of the modem (3GPP TS 27.007 8.2)
 
@@ -99,7 +108,8 @@ class CellularConfig(zwconf.Strict):
     port: str | None = Field(default=None, validate_default=True)
     vendor: Literal["auto", "generic", "quectel", "simcom", "sierra"] = "auto"
     baudrate: int = 115200
-    modem_index: int | None = Field(default=None, validate_default=True)
+    modem_index: int | None = None
+    imei: str | None = Field(default=None, validate_default=True)
     mmcli_path: str = "mmcli"
     carrier: str | None = None
     interval: zwconf.Duration = 30.0
@@ -131,14 +141,30 @@ class CellularConfig(zwconf.Strict):
     @field_validator("modem_index")
     @classmethod
     def _index_for_mmcli(cls, value: int | None, info: ValidationInfo) -> int | None:
-        """Require the modem index with backend mmcli, and refuse it with backend at."""
-        backend = info.data.get("backend")
-        if value is None and backend == "mmcli":
-            raise ValueError("missing (required with backend 'mmcli': the N of 'mmcli -m N')")
-        if value is not None and backend == "at":
+        """Refuse the modem index with backend at, and a negative one."""
+        if value is not None and info.data.get("backend") == "at":
             raise ValueError("only used with backend 'mmcli' (set backend: mmcli, or remove it)")
         if value is not None and value < 0:
             raise ValueError(f"expected the modem's index in 'mmcli -L' (0 or more), got {value}")
+        return value
+
+    @field_validator("imei")
+    @classmethod
+    def _imei_or_index(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Require the IMEI or the index with backend mmcli (not both), and refuse the IMEI with backend at."""
+        backend = info.data.get("backend")
+        index = info.data.get("modem_index")
+        if value is not None and backend == "at":
+            raise ValueError("only used with backend 'mmcli' (set backend: mmcli, or remove it)")
+        if value is not None and not re.fullmatch(r"[0-9]{14,16}", value):
+            raise ValueError(f"expected the modem's IMEI (15 digits, as 'mmcli -m N' shows it), got {value!r}")
+        if backend == "mmcli" and value is None and index is None and "modem_index" not in info.data:
+            return value   # modem_index failed its own check: that error is reported
+        if backend == "mmcli" and value is None and index is None:
+            raise ValueError("missing (required with backend 'mmcli': the modem's IMEI, or modem_index, the N of "
+                             "'mmcli -m N'; the IMEI survives the renumbering after a USB reset)")
+        if value is not None and index is not None:
+            raise ValueError("set imei or modem_index, not both (imei is the one that survives a USB reset)")
         return value
 
     @field_validator("vendor")
@@ -228,10 +254,10 @@ class CellularSource:
         self._config = config
         self._backend: _Backend
         if config.backend == "mmcli":
-            assert config.modem_index is not None  # the config validator requires it
             self._backend = MmcliModem(
                 name=config.name,
                 index=config.modem_index,
+                imei=config.imei,
                 path=config.mmcli_path,
                 timeout=config.timeout,
                 refresh_s=max(1, math.ceil(config.interval)),
@@ -241,6 +267,10 @@ class CellularSource:
         self._failing: tuple[str, str] | None = None  # (kind, first message) while polls fail
         self._recovery = Recovery(config.name, config.recovery, port_steps=isinstance(self._backend, _AtModem))
         self._carrier = config.carrier  # the modem sample's carrier tag: configured, else the PLMN last read
+        self._dropped: list[tuple[str, str]] = []  # (command, field) of each value dropped since take_dropped
+        self._dropped_seen: set[tuple[str, str]] = set()  # logged as a warning already
+        self._empty = 0  # polls that gave no value, since take_empty
+        self._empty_logged = False
 
     async def collect(self, now_ns: int) -> list[Sample]:
         """Poll the modem once; called by the runner, never concurrently with itself. A poll after a failed read
@@ -262,15 +292,46 @@ class CellularSource:
         back, self._failing = self._failing is not None, None
         self._recovery.answered(now_ns)
         cfg = self._config
+        reading = vendors.guard(reading)
+        self._report_dropped(reading)
         cellular = vendors.to_sample(reading, now_ns=now_ns, modem=self.name, carrier=cfg.carrier,
                                      gnb_id_bits=cfg.gnb_id_bits)
-        if isinstance(self._backend, _AtModem):
-            cellular = modem_state.with_health(cellular, self._backend.sim_state, self._backend.reg_state)
         self._carrier = cfg.carrier or reading.plmn or self._carrier
-        if not back:
-            return [cellular]
-        return [cellular, modem_state.modem_sample(now_ns=now_ns, modem=self.name, carrier=self._carrier,
-                                                   answering=True, recovery_step=step)]   # the end of the episode
+        out: list[Sample] = []
+        if cellular.fields:
+            self._empty_logged = False
+            if isinstance(self._backend, _AtModem):
+                cellular = modem_state.with_health(cellular, self._backend.sim_state, self._backend.reg_state)
+            out.append(cellular)
+        else:   # every value unknown: no reading, not a reading of nothing
+            self._empty += 1
+            if not self._empty_logged:
+                log.warning("modem %s answered, but every value it gave is unknown or impossible: no cellular "
+                            "reading published (counted until it gives one)", self.name)
+                self._empty_logged = True
+        if back:
+            out.append(modem_state.modem_sample(now_ns=now_ns, modem=self.name, carrier=self._carrier,
+                                                answering=True, recovery_step=step))   # the end of the episode
+        return out
+
+    def _report_dropped(self, reading: Reading) -> None:
+        """Log and count the values the bounds check dropped (a warning the first time per command and field)."""
+        for rejected in reading.rejected:
+            key = (rejected.command, rejected.field)
+            self._dropped.append(key)
+            level = logging.DEBUG if key in self._dropped_seen else logging.WARNING
+            self._dropped_seen.add(key)
+            log.log(level, "modem %s: %s", self.name, rejected)
+
+    def take_dropped(self) -> list[tuple[str, str]]:
+        """Return the (command, field) of each value dropped as physically impossible since the last call."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
+
+    def take_empty(self) -> int:
+        """Return how many polls gave no value at all since the last call (none was published for them)."""
+        empty, self._empty = self._empty, 0
+        return empty
 
     def _down(self, now_ns: int, message: str, step: int) -> ModemDown:
         """Return the failure of a poll the modem did not answer, with its ``modem`` sample."""
@@ -314,6 +375,7 @@ class _AtModem:
         self._port: Any = None  # serial.Serial while open
         self._lock = threading.Lock()  # one thread at a time touches the port
         self._vendor: Vendor = "generic"  # chosen at each opening
+        self._scales = vendors.Scales()  # what this modem's firmware prints; reset when its revision changes
         self._detected: Vendor | None = None  # what auto-detection last found, to log a change only
         self._nr_registration = False  # the modem took AT+C5GREG=2 at this opening
         self._problems: dict[str, str] = {}  # command -> last complaint, to log on change only
@@ -393,7 +455,7 @@ class _AtModem:
 
     def _interpret(self, replies: list[Reply]) -> Reading:
         """Interpret the replies, logging each command's problem once and its recovery once."""
-        result = vendors.interpret(replies, self._vendor)
+        result = vendors.interpret(replies, self._vendor, self._scales)
         first: dict[str, str] = {}
         for problem in result.problems:
             if problem.command is None:
@@ -416,7 +478,17 @@ class _AtModem:
         cfg = self._config
         port = self._open_port()
         self._setup(port, "ATE0")
-        self._vendor = self._detect(port) if cfg.vendor == "auto" else cfg.vendor
+        if cfg.vendor == "auto":
+            self._vendor, revision = self._detect(port)
+        else:
+            self._vendor = cfg.vendor
+            reply = self._command(port, _REVISION)
+            revision = reply.lines[0].partition(":")[2].strip() or reply.lines[0] if reply.ok and reply.lines else None
+        if revision != self._scales.revision:
+            if self._scales.revision is not None:
+                log.info("modem %s on %s: firmware %s (was %s)", self.name, self._where, revision,
+                         self._scales.revision)
+            self._scales = vendors.Scales(revision=revision)
         for command in _SETUP:
             self._setup(port, command)
         reply = self._command(port, _NR_SETUP)
@@ -448,14 +520,17 @@ class _AtModem:
         if not reply.ok:
             self._note(command, f"answered {reply.final}")
 
-    def _detect(self, port: Any) -> Vendor:
-        """Ask the modem who made it (ATI, then AT+CGMI) and return the vendor to read it as."""
+    def _detect(self, port: Any) -> tuple[Vendor, str | None]:
+        """Ask the modem who made it (ATI, then AT+CGMI); return the vendor to read it as and the firmware
+        revision ATI gave."""
         said: list[str] = []
         found: Vendor | None = None
+        revision: str | None = None
         for command in _DETECT:
             reply = self._command(port, command)
             if reply.ok and reply.lines:
                 said.append(" ".join(reply.lines))
+                revision = revision or vendors.revision_of("\n".join(reply.lines))
                 found = vendors.detect_vendor("\n".join(reply.lines))
                 if found is not None:
                     break
@@ -469,7 +544,7 @@ class _AtModem:
                 log.info("modem %s on %s: %s modem (%s); reading it with its vendor commands", self.name,
                          self._where, found, answer)
             self._detected = vendor
-        return vendor
+        return vendor, revision
 
     def _drop_port(self) -> None:
         """Close the port if open, ignoring errors from a port that already went away."""

@@ -1,23 +1,30 @@
-"""Cellular readings through ModemManager: ``mmcli -m N -J`` and ``mmcli -m N --signal-get -J``.
+"""Cellular readings through ModemManager: ``mmcli -m N -J``, ``--signal-get -J`` and ``--get-cell-info -J``.
 
 Use it when ModemManager owns the modem (it holds the AT port). Each read runs, with ``LC_ALL=C`` (otherwise
 mmcli may print ``-67,00``) and the configured timeout per call::
 
-    mmcli -m N -J                  state, access technologies, operator code, registration state
-    mmcli -m N --signal-get -J     extended signal per RAT: lte, 5g, umts, gsm
+    mmcli -L -J                    with ``imei`` configured: the modems, to find the one with that IMEI (ModemManager
+                                   renumbers them after a USB reset); again whenever the one found stops being it
+    mmcli -m N -J                  state, access technologies, operator code, registration state, IMEI
+    mmcli -m N --signal-get -J     extended signal per RAT: lte, 5g, umts (rscp, ecio), gsm
+    mmcli -m N --get-cell-info -J  the serving cell (id, PCI, TAC, EARFCN/NR-ARFCN): ModemManager 1.20 and later,
+                                   and a plugin that has it; a ModemManager that refuses it is not asked again
     mmcli -m N --signal-setup=S    only when every signal value reads "--" and the refresh rate is off:
                                    ModemManager forgets the setting when it restarts or re-probes the modem
 
 Every value mmcli prints is a string; ``--`` (and a missing key: older ModemManager releases have no
 ``5g.rssi`` and no ``threshold`` block) means unknown, and so does a number beyond the signed 64-bit range (no
-reading is that large; the sample must not carry it). mmcli gives no serving cell id, band or PCI here.
+reading is that large; the sample must not carry it). The cell info is a list of strings such as
+``"cell type: lte, serving: yes, operator id: 45204, tac: 1A2B, ci: 5F1EA15, physical ci: 188, earfcn: 1650"``.
 
 Map::
 
     parse_number(text)          "-104.00", "-67,00", "--"       -> float | None (None beyond 64 bits too)
     parse_status(document)      JSON of mmcli -m N -J            -> ModemStatus
     parse_signal(document)      JSON of mmcli -m N --signal-get  -> SignalReport
-    reading(status, signal)     both                             -> vendors.Reading
+    parse_cell_info(document)   JSON of mmcli -m N --get-cell-info -> CellInfo | None (the serving cell)
+    parse_modem_list(document)  JSON of mmcli -L                 -> modem indexes
+    reading(status, signal, cell)  all                           -> vendors.Reading
     MmcliModem                  runs mmcli and returns a Reading (the backend of CellularSource)
 
 Exceptions::
@@ -35,7 +42,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import zwconf
 from agent.sources import SourceError
@@ -45,7 +52,10 @@ __all__ = [
     "MmcliParseError",
     "ModemStatus",
     "SignalReport",
+    "CellInfo",
     "MmcliModem",
+    "parse_cell_info",
+    "parse_modem_list",
     "parse_number",
     "parse_status",
     "parse_signal",
@@ -83,6 +93,7 @@ class ModemStatus:
     plmn: str | None  # 3gpp.operator-code as "452-04"
     manufacturer: str | None = None
     model: str | None = None
+    imei: str | None = None  # 3gpp.imei, else generic.equipment-identifier
 
     @property
     def registered(self) -> bool | None:
@@ -99,8 +110,10 @@ class ModemStatus:
         techs = set(self.access_technologies)
         if "5gnr" in techs:
             return "nr5g-nsa" if techs & {"lte", "lte-cat-m"} else "nr5g-sa"
-        if techs & {"lte", "lte-cat-m"}:
+        if "lte" in techs:
             return "lte"
+        if "lte-cat-m" in techs:
+            return "lte-m"
         if "lte-nb-iot" in techs:
             return "nbiot"
         if techs & _UMTS:
@@ -185,7 +198,60 @@ def parse_status(document: Any) -> ModemStatus:
         plmn=plmn,
         manufacturer=_text(generic, "manufacturer", "modem.generic"),
         model=_text(generic, "model", "modem.generic"),
+        imei=_text(gpp, "imei", "modem.3gpp") or _text(generic, "equipment-identifier", "modem.generic"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CellInfo:
+    """The serving cell as ``mmcli --get-cell-info`` describes it."""
+
+    kind: str  # cell type: lte, 5gnr, umts, gsm
+    plmn: str | None = None
+    cell_id: int | None = None
+    pci: int | None = None
+    area: int | None = None
+
+
+def parse_cell_info(document: Any) -> CellInfo | None:
+    """Return the serving cell of ``mmcli -m N --get-cell-info -J`` (a list of "key: value, ..." strings under
+    modem.generic.cell-info, or modem.cell-info), None if no cell says ``serving: yes``."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("modem"), Mapping):
+        raise MmcliParseError("expected a JSON object with a 'modem' object, as mmcli --get-cell-info -J prints")
+    cells = _object(document, "modem", "generic").get("cell-info", document["modem"].get("cell-info", []))
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        raise MmcliParseError(f"modem.generic.cell-info: expected a list of strings, got {cells!r}")
+    for text in cells:
+        info = {k.strip().lower(): v.strip() for k, _, v in (p.partition(":") for p in text.split(","))}
+        if info.get("serving") != "yes":
+            continue
+        code = info.get("operator id", "")
+        return CellInfo(
+            kind=info.get("cell type", ""),
+            plmn=f"{code[:3]}-{code[3:]}" if code.isdigit() and len(code) in (5, 6) else None,
+            cell_id=_hex_or_none(info.get("ci")),
+            pci=int(info["physical ci"]) if info.get("physical ci", "").isdigit()
+            and len(info["physical ci"]) < 6 else None,
+            area=_hex_or_none(info.get("tac") or info.get("lac")),
+        )
+    return None
+
+
+def _hex_or_none(text: str | None) -> int | None:
+    """Return a hex id of at most 16 digits (cell id, TAC), None for anything else."""
+    if text is None or not re.fullmatch(r"[0-9A-Fa-f]{1,16}", text):
+        return None
+    return int(text, 16)
+
+
+def parse_modem_list(document: Any) -> list[int]:
+    """Return the modem indexes of ``mmcli -L -J`` ({"modem-list": ["/org/freedesktop/ModemManager1/Modem/3"]})."""
+    if not isinstance(document, Mapping):
+        raise MmcliParseError("expected a JSON object, as mmcli -L -J prints")
+    paths = document.get("modem-list", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise MmcliParseError(f"modem-list: expected a list of strings, got {paths!r}")
+    return [int(m[1]) for m in (re.search(r"/Modem/([0-9]{1,9})$", p) for p in paths) if m]
 
 
 def parse_signal(document: Any) -> SignalReport:
@@ -217,11 +283,12 @@ def parse_signal(document: Any) -> SignalReport:
     return SignalReport(refresh_rate_s=rate, values=values)
 
 
-def reading(status: ModemStatus, signal: SignalReport | None) -> Reading:
-    """Put the status and the signal together: the main fields are the serving RAT's, the NR leg's on EN-DC."""
+def reading(status: ModemStatus, signal: SignalReport | None, cell: CellInfo | None = None) -> Reading:
+    """Put the status, the signal and the serving cell together: the main fields are the serving RAT's, the NR
+    leg's on EN-DC; each value's origin is the mmcli call that gave it."""
     rat = status.rat
     s = signal if signal is not None else SignalReport(refresh_rate_s=None)
-    if rat in ("lte", "nr5g-nsa", "nbiot"):
+    if rat in ("lte", "lte-m", "nr5g-nsa", "nbiot"):
         main = "lte"
     elif rat == "nr5g-sa":
         main = "5g"
@@ -231,41 +298,119 @@ def reading(status: ModemStatus, signal: SignalReport | None) -> Reading:
         main = next((r for r in ("lte", "5g", "umts", "gsm") if any(
             v is not None for v in s.values.get(r, {}).values())), "lte")  # fmt: skip
     nsa = rat == "nr5g-nsa"
+    values = {
+        "rsrp_dbm": s.get(main, "rsrp"),
+        "rsrq_db": s.get(main, "rsrq"),
+        "sinr_db": s.get(main, "snr"),
+        "rssi_dbm": s.get(main, "rssi"),
+        "rscp_dbm": s.get("umts", "rscp") if main == "umts" else None,
+        "ecio_db": s.get("umts", "ecio") if main == "umts" else None,
+        "nr_rsrp_dbm": s.get("5g", "rsrp") if nsa else None,
+        "nr_rsrq_db": s.get("5g", "rsrq") if nsa else None,
+        "nr_sinr_db": s.get("5g", "snr") if nsa else None,
+    }
+    origin = tuple((name, "mmcli --signal-get") for name, value in values.items() if value is not None)
+    # the serving cell: the LTE anchor's on EN-DC (the id kind must match the cell type)
+    wanted = {"lte": "lte", "lte-m": "lte", "nbiot": "lte", "nr5g-nsa": "lte", "nr5g-sa": "5gnr"}.get(rat or "")
+    use = cell if cell is not None and (wanted is None or cell.kind == wanted) else None
+    kind: Literal["lte", "nr"] | None = None
+    if use is not None:
+        kind = "lte" if use.kind == "lte" else "nr" if use.kind == "5gnr" else None
+        origin += (("pci", "mmcli --get-cell-info"),) if use.pci is not None else ()
     return Reading(
         rat=rat,
-        plmn=status.plmn,
+        plmn=status.plmn or (use.plmn if use is not None else None),
         registered=status.registered,
-        rsrp_dbm=s.get(main, "rsrp"),
-        rsrq_db=s.get(main, "rsrq"),
-        sinr_db=s.get(main, "snr"),
-        rssi_dbm=s.get(main, "rssi"),
-        nr_rsrp_dbm=s.get("5g", "rsrp") if nsa else None,
-        nr_rsrq_db=s.get("5g", "rsrq") if nsa else None,
-        nr_sinr_db=s.get("5g", "snr") if nsa else None,
+        cell_id=use.cell_id if use is not None else None,
+        cell_kind=kind,
+        pci=use.pci if use is not None else None,
+        origin=origin,
+        rsrp_dbm=values["rsrp_dbm"],
+        rsrq_db=values["rsrq_db"],
+        sinr_db=values["sinr_db"],
+        rssi_dbm=values["rssi_dbm"],
+        rscp_dbm=values["rscp_dbm"],
+        ecio_db=values["ecio_db"],
+        nr_rsrp_dbm=values["nr_rsrp_dbm"],
+        nr_rsrq_db=values["nr_rsrq_db"],
+        nr_sinr_db=values["nr_sinr_db"],
     )
 
 
 class MmcliModem:
-    """One modem read through mmcli; the ModemManager backend of CellularSource."""
+    """One modem read through mmcli; the ModemManager backend of CellularSource. ``index`` is mmcli's N; with
+    ``imei`` the modem is found by its IMEI instead (and found again when N comes to name another modem)."""
 
-    def __init__(self, *, name: str, index: int, path: str = "mmcli", timeout: float = 2.0, refresh_s: int = 30):
+    def __init__(self, *, name: str, index: int | None = None, imei: str | None = None, path: str = "mmcli",
+                 timeout: float = 2.0, refresh_s: int = 30):
+        if index is None and imei is None:
+            raise ValueError("MmcliModem needs the modem's index or its IMEI")
         self.name = name
         self._index = index
+        self._imei = imei
         self._path = path
         self._timeout = timeout
         self._refresh_s = refresh_s
         self._env = {**os.environ, "LC_ALL": "C"}
         self._setup_logged = False  # the signal refresh was switched on and that was logged; reset by values
+        self._cell_info = True  # ModemManager answers --get-cell-info (until it refuses once)
 
     async def read(self) -> Reading:
-        """Run mmcli for the status and the signal; called by CellularSource.collect, never concurrently."""
-        status = self._parse(await self._run("-J"), parse_status, "-J")
+        """Run mmcli for the status, the signal and the serving cell; called by CellularSource.collect, never
+        concurrently."""
+        status = await self._status()
         signal = self._parse(await self._run("--signal-get", "-J"), parse_signal, "--signal-get -J")
         if signal.all_unknown and not (signal.refresh_rate_s or 0) > 0:
             await self._enable_refresh()
         elif not signal.all_unknown:
             self._setup_logged = False
-        return reading(status, signal)
+        return reading(status, signal, await self._cell())
+
+    async def _status(self) -> ModemStatus:
+        """Return ``mmcli -m N -J`` of this modem, finding N by the IMEI first when it is configured."""
+        if self._imei is None:
+            return self._parse(await self._run("-J"), parse_status, "-J")
+        if self._index is not None:
+            try:
+                status = self._parse(await self._run("-J"), parse_status, "-J")
+            except SourceError as exc:
+                log.info("modem %s: %s; looking for IMEI %s again", self.name, exc, self._imei)
+            else:
+                if status.imei == self._imei:
+                    return status
+                log.info("modem %s: mmcli -m %s is now IMEI %s; looking for IMEI %s", self.name, self._index,
+                         status.imei, self._imei)
+            self._index = None
+        return await self._find()
+
+    async def _find(self) -> ModemStatus:
+        """Find the modem with the configured IMEI among those ``mmcli -L`` lists; SourceError if none has it."""
+        listed = self._parse(await self._run("-L", "-J", modem=False), parse_modem_list, "-L -J")
+        for index in listed:
+            self._index = index
+            try:
+                status = self._parse(await self._run("-J"), parse_status, "-J")
+            except SourceError:
+                continue
+            if status.imei == self._imei:
+                log.info("modem %s: IMEI %s is mmcli -m %d", self.name, self._imei, index)
+                return status
+        self._index = None
+        raise SourceError(f"modem {self.name}: no modem with IMEI {self._imei} among the {len(listed)} that "
+                          "ModemManager lists (mmcli -L)")
+
+    async def _cell(self) -> CellInfo | None:
+        """Return the serving cell from --get-cell-info, None if ModemManager cannot tell (asked no more then)."""
+        if not self._cell_info:
+            return None
+        try:
+            return parse_cell_info(json.loads(await self._run("--get-cell-info", "-J")))
+        except SourceError as exc:
+            log.info("modem %s: no cell info from ModemManager (%s); not asked again", self.name, exc)
+            self._cell_info = False
+        except (json.JSONDecodeError, MmcliParseError, RecursionError) as exc:
+            log.debug("modem %s: mmcli --get-cell-info: %s", self.name, exc)
+        return None
 
     async def close(self) -> None:
         """Nothing stays open between reads; called once when the agent stops."""
@@ -297,16 +442,18 @@ class MmcliModem:
         except RecursionError:  # json.loads (or a message quoting the value) on JSON nested thousands deep
             raise SourceError(f"modem {self.name}: {self._shown((args,))} printed JSON nested too deeply") from None
 
-    def _shown(self, args: tuple[str, ...]) -> str:
+    def _shown(self, args: tuple[str, ...], modem: bool = True) -> str:
         """Return the command line as a message shows it."""
-        return " ".join(["mmcli", "-m", str(self._index), *args])
+        return " ".join(["mmcli", *(["-m", str(self._index)] if modem else []), *args])
 
-    async def _run(self, *args: str) -> str:
-        """Run ``mmcli -m N <args>`` with LC_ALL=C and return its output; SourceError if it fails or hangs."""
-        shown = self._shown(args)
+    async def _run(self, *args: str, modem: bool = True) -> str:
+        """Run ``mmcli -m N <args>`` (``mmcli <args>`` with ``modem`` False) with LC_ALL=C and return its output;
+        SourceError if it fails or hangs."""
+        shown = self._shown(args, modem)
+        where = ["-m", str(self._index)] if modem else []
         try:
             proc = await asyncio.create_subprocess_exec(
-                self._path, "-m", str(self._index), *args,
+                self._path, *where, *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -69,24 +69,28 @@ def parse_cpin(reply: Reply) -> int | None:
 
 
 def registration_state(replies: Sequence[Reply]) -> int | None:
-    """Return the 3GPP registration <stat> of a poll's replies: the registered answer's, else +CEREG's, else
-    +C5GREG's; None without either (or a line that does not parse, which the poll reports on its own)."""
+    """Return the 3GPP registration <stat> of a poll's replies: the first registered answer's, most specific
+    first (+C5GREG, +CEREG, +CGREG, +CREG), else the most specific answer's; None without any (or a line that
+    does not parse, which the poll reports on its own)."""
     found: dict[str, at.Registration] = {}
     for reply in replies:
         if not reply.ok:
             continue
         for line in reply.lines:
             head = line.strip().partition(":")[0].strip().upper()
-            if head in ("+CEREG", "+C5GREG"):
+            if head in _REGISTRATIONS:
                 try:
                     found[head] = at.parse_creg(line)
                 except at.ATParseError:
                     continue
-    on = [r for r in found.values() if r.registered]
+    ordered = [found[head] for head in _REGISTRATIONS if head in found]
+    on = [r for r in ordered if r.registered]
     if on:
         return on[0].stat
-    reg = found.get("+CEREG") or found.get("+C5GREG")
-    return None if reg is None else reg.stat
+    return ordered[0].stat if ordered else None
+
+
+_REGISTRATIONS: Final = ("+C5GREG", "+CEREG", "+CGREG", "+CREG")  # most specific first
 
 
 def with_health(sample: Sample, sim_state: int | None, reg_state: int | None) -> Sample:

@@ -128,8 +128,10 @@ def test_a_repeated_command_starts_a_new_poll() -> None:
 
     result = parse_transcript(text)
 
-    # -77, -73, then unknown: the third poll gives nothing, so it makes no sample
-    assert [s.fields for s in result.samples] == [{"rssi_dbm": -77}, {"rssi_dbm": -73}, {}]
+    # -77, -73, then unknown: the third poll gives nothing, so it makes no sample (not an empty one), and says so
+    assert [s.fields for s in result.samples] == [{"rssi_dbm": -77}, {"rssi_dbm": -73}]
+    assert [(p.line, p.kind) for p in result.unparsed] == [(8, "missing")]
+    assert "gave no value" in result.unparsed[0].reason
 
 
 def test_lowercase_commands_and_blank_lines_are_read() -> None:
@@ -157,3 +159,40 @@ def test_transcript_cut_off_mid_answer_still_reads_what_is_there() -> None:
 
     assert sample.tags == {"carrier": "452-04", "rat": "lte", "band": "B3", "cell": "5F1EA15"}
     assert sample.fields["rsrp_dbm"] == -95
+
+
+def test_the_mmcli_command_wrapper_is_read() -> None:
+    # what `mmcli -m 0 --command=...` prints: the answer lines inside response: '...', no final OK
+    text = (
+        "$ mmcli -m 0 --command='AT+QENG=\"servingcell\"'\n"
+        "response: '+QENG: \"servingcell\",\"NOCONN\"\n"
+        "+QENG: \"LTE\",\"FDD\",452,04,5F1EA15,12,1650,3,5,5,1A2B,-99,-12,-67,11,9,230,-\n"
+        "+QENG: \"NR5G-NSA\",452,04,500,-75,180,-11'\n"
+        "$ mmcli -m 0 --command=+cops?\n"
+        "response: '+COPS: 0,2,\"45204\",13'\n"
+    )
+    result = parse_transcript(text)
+
+    (sample,) = result.samples
+    assert result.unparsed == () and result.vendor == "quectel"
+    assert sample.tags == {"carrier": "452-04", "rat": "nr5g-nsa", "band": "B3", "cell": "5F1EA15"}
+    # LTE anchor: RSRP -99, RSRQ -12, RSSI -67, SINR 11 dB; NR leg: RSRP -75, RSRQ -11, SINR 180 in tenths: 18.0 dB
+    assert sample.fields == {"rsrp_dbm": -99, "rsrq_db": -12.0, "sinr_db": 11.0, "rssi_dbm": -67, "registered": True,
+                             "pci": 12, "enb_id": 389610, "sector": 21, "nr_rsrp_dbm": -75, "nr_rsrq_db": -11.0,
+                             "nr_sinr_db": 18.0}
+
+
+def test_mmcli_json_is_read() -> None:
+    data = Path(__file__).parent / "sources" / "testdata" / "cellular" / "mmcli" / "lte-home"
+    text = (data / "modem.json").read_text() + "\n" + (data / "signal.json").read_text()
+
+    (sample,) = parse_transcript(text).samples
+
+    # as the ModemManager backend reads it: lte.rsrp -95, rsrq -11, rssi -65, snr 13.2; operator-code 45204
+    assert sample.tags == {"carrier": "452-04", "rat": "lte"}
+    assert sample.fields == {"rsrp_dbm": -95, "rsrq_db": -11.0, "sinr_db": 13.2, "rssi_dbm": -65, "registered": True}
+
+
+def test_broken_mmcli_json_is_reported() -> None:
+    result = parse_transcript('{"modem": {"generic": ')
+    assert result.samples == () and result.unparsed[0].kind == "unparsed"

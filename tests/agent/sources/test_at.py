@@ -307,3 +307,30 @@ def test_malformed_lines(parser: Callable[[str], object], line: str, message: st
         parser(line)
     assert caught.value.line == line
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("line", "nr"),
+    [
+        # 27.007's Rel-15 fields, the reporting ranges of TS 38.133: SS-RSRQ from -43 dB in 0.5 dB steps,
+        # SS-RSRP from -156 dBm in 1 dB steps, SS-SINR from -23 dB in 0.5 dB steps; step 0 ("below") the bottom
+        ("+CESQ: 99,99,255,255,255,255,60,87,86", (-13.5, -70, 19.5)),
+        ("+CESQ: 99,99,255,255,255,255,0,0,0", (-43.0, -156, -23.0)),
+        ("+CESQ: 99,99,255,255,255,255,1,1,1", (-43.0, -156, -23.0)),
+        ("+CESQ: 99,99,255,255,255,255,127,126,127", (20.0, -31, 40.0)),
+        ("+CESQ: 99,99,255,255,20,80,255,255,255", (None, None, None)),  # LTE only: NR unknown
+    ],
+)
+def test_parse_cesq_nr_fields(line: str, nr: tuple[float | None, int | None, float | None]) -> None:
+    cesq = parse_cesq(line)
+    assert (cesq.ss_rsrq_db, cesq.ss_rsrp_dbm, cesq.ss_sinr_db) == nr
+
+
+def test_parse_cesq_rejects_an_nr_value_out_of_range() -> None:
+    with pytest.raises(ATParseError, match="ss_rsrp 0..126"):
+        parse_cesq("+CESQ: 99,99,255,255,255,255,60,127,86")
+
+
+def test_an_mcc_printed_as_an_integer_gets_its_zeros_back() -> None:
+    assert format_plmn("1", "1") == "001-01"  # the test network
+    assert format_plmn("452", "4") == "452-04"

@@ -27,8 +27,8 @@ NOW = 1_764_289_990_000_000_000
 TIMEOUT = 0.3
 # No echo; ATI, then AT+CGMI because ATI named no known vendor; numeric operator; location in +CEREG; 5G
 # registration (the generic modem answers ERROR to AT+C5GREG=2, so +C5GREG? is not polled).
-SETUP = ["ATE0", "ATI", "AT+CGMI", "AT+COPS=3,2", "AT+CEREG=2", "AT+C5GREG=2"]
-POLL = ["AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?"]
+SETUP = ["ATE0", "ATI", "AT+CGMI", "AT+COPS=3,2", "AT+CREG=2", "AT+CGREG=2", "AT+CEREG=2", "AT+C5GREG=2"]
+POLL = ["AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CREG?", "AT+CGREG?", "AT+CEREG?"]
 CPIN = ["AT+CPIN?"]  # the SIM's state, last in every poll (after the vendor's commands)
 HEALTH = ("sim_state", "reg_state")  # what AT+CPIN? and the registration add to the reading
 
@@ -209,7 +209,7 @@ def test_modem_answering_only_errors_fails(modem: SimModem, source: CellularSour
     assert str(caught.value) == (
         f"modem viettel on {modem.port} gave no usable answer (AT+CSQ: answered +CME ERROR: 10; "
         "AT+CESQ: answered +CME ERROR: 10; AT+COPS?: answered +CME ERROR: 10; "
-        "AT+CEREG?: answered +CME ERROR: 10)"
+        "AT+CREG?: answered +CME ERROR: 10; AT+CGREG?: answered +CME ERROR: 10; AT+CEREG?: answered +CME ERROR: 10)"
     )
 
 
@@ -262,7 +262,8 @@ def test_sim_modem_answers_in_any_letter_case_and_honours_echo(modem: SimModem) 
 
 # --- vendor personalities, end to end over the pty -------------------------------------------------------------
 
-VENDOR_SETUP = ["ATE0", "ATI", "AT+COPS=3,2", "AT+CEREG=2", "AT+C5GREG=2"]  # ATI named the vendor: no AT+CGMI
+# ATI named the vendor: no AT+CGMI
+VENDOR_SETUP = ["ATE0", "ATI", "AT+COPS=3,2", "AT+CREG=2", "AT+CGREG=2", "AT+CEREG=2", "AT+C5GREG=2"]
 QUECTEL = ['AT+QENG="servingcell"', "AT+QCSQ", "AT+QNWINFO"]
 CASES = {
     # EC25: QENG RSRP -95, RSRQ -11, RSSI -65, PCI 188, band 3; QCSQ SINR code 170 -> 170/5 - 20 = 14 dB;
@@ -289,12 +290,13 @@ CASES = {
         {"rsrp_dbm": -54, "rsrq_db": -10.0, "sinr_db": 16.0, "registered": True, "pci": 901, "gnb_id": 1510435,
          "sector": 0},
     ),
-    # SIM7600: CPSI RSRQ -94 -> -9.4 dB, RSRP -850 -> -85 dBm, RSSI -553 -> -55.3 -> -55 dBm, RSSNR 15, PCI 257;
+    # SIM7600: CPSI RSRQ -94 -> -9.4 dB, RSRP -850 -> -85 dBm, RSSI -553 -> -55.3 -> -55 dBm, PCI 257,
+    # RSSNR 15 -> SINR 2 * 15 - 20 = 10 dB (SIMCom's manual);
     # cell 187214780 = 0xB28ABBC -> eNB 0xB28AB = 731307, sector 0xBC = 188
     "simcom-lte": (
         POLL + ["AT+CPSI?"] + CPIN,
         {"carrier": "452-04", "modem": "viettel", "rat": "lte", "band": "B3", "cell": "B28ABBC"},
-        {"rsrp_dbm": -85, "rsrq_db": -9.4, "sinr_db": 15.0, "rssi_dbm": -55, "registered": True, "pci": 257,
+        {"rsrp_dbm": -85, "rsrq_db": -9.4, "sinr_db": 10.0, "rssi_dbm": -55, "registered": True, "pci": 257,
          "enb_id": 731307, "sector": 188},
     ),
     # EM7455: main-antenna RSRP -86 (diversity -91 ignored), RSSI -57, RSRQ -10.5, SINR 13.6, band B3;
@@ -335,7 +337,8 @@ def test_configured_vendor_skips_detection(
         (sample,) = collect(source)
 
         assert (sample.tags, sample.fields) == (tags, fields)
-        assert modem.commands == ["ATE0", "AT+COPS=3,2", "AT+CEREG=2", "AT+C5GREG=2"] + poll
+        assert modem.commands == ["ATE0", "AT+CGMR", "AT+COPS=3,2", "AT+CREG=2", "AT+CGREG=2", "AT+CEREG=2",
+                                  "AT+C5GREG=2"] + poll
 
 
 def test_vendor_set_to_generic_reads_3gpp_only(new_source: Callable[[CellularConfig], CellularSource]) -> None:
@@ -530,7 +533,8 @@ def test_mmcli_config_needs_no_port() -> None:
         ("type: cellular\nname: viettel\n", "agent.yaml:1: port: missing (required)"),
         (
             "type: cellular\nname: viettel\nbackend: mmcli\n",
-            "agent.yaml:1: modem_index: missing (required with backend 'mmcli': the N of 'mmcli -m N')",
+            "agent.yaml:1: imei: missing (required with backend 'mmcli': the modem's IMEI, or modem_index, the N of "
+            "'mmcli -m N'; the IMEI survives the renumbering after a USB reset)",
         ),
         (
             "type: cellular\nname: viettel\nbackend: mmcli\nmodem_index: 0\nport: /dev/ttyUSB2\n",
@@ -568,3 +572,42 @@ def test_bad_config_names_the_key(text: str, message: str) -> None:
         zwconf.load(CellularConfig, text, "agent.yaml")
 
     assert str(caught.value) == message
+
+
+def test_an_impossible_value_is_dropped_logged_with_its_command_and_counted(
+    new_source: Callable[[CellularConfig], CellularSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    with SimModem("quectel-lte") as modem:
+        source = new_source(make_config(modem.port))
+        # QCSQ with its RSSI printed without the sign (77 for -77 dBm), RSRP printed as a positive 95, and QENG
+        # giving neither: the RSSI comes from +CSQ instead, the RSRP from +CESQ
+        modem.answers['AT+QENG="SERVINGCELL"'] = None
+        modem.answers["AT+QCSQ"] = ('+QCSQ: "LTE",77,95,170,-11',)
+
+        with caplog.at_level(logging.DEBUG, logger="agent.sources.cellular"):
+            (first,) = collect(source)
+            collect(source)
+
+        assert first.fields["rssi_dbm"] == modem.csq[0] * 2 - 113 and first.fields["rssi_dbm"] < 0
+        assert first.fields["rsrp_dbm"] < 0
+        assert sorted(source.take_dropped()) == sorted([("AT+QCSQ", "rssi_dbm"), ("AT+QCSQ", "rsrp_dbm")] * 2)
+        assert source.take_dropped() == []
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.levelno == logging.WARNING and "dropped" in r.getMessage()]
+        assert sorted(warnings) == [  # once per command and field, not at every poll
+            "modem viettel: AT+QCSQ: rsrp_dbm = 95 dBm dropped: outside what is physically possible [-156, -31]",
+            "modem viettel: AT+QCSQ: rssi_dbm = 77 dBm dropped: outside what is physically possible [-125, -25]"]
+
+
+def test_a_poll_that_gives_no_value_publishes_no_reading_and_is_counted(
+    new_source: Callable[[CellularConfig], CellularSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    with SimModem("generic") as modem:
+        source = new_source(make_config(modem.port))
+        modem.csq, modem.cesq, modem.cops, modem.cereg = (99, 99), (99, 99, 255, 255, 255, 255), "+COPS: 0", None
+
+        with caplog.at_level(logging.WARNING, logger="agent.sources.cellular"):
+            assert collect(source) == [] and collect(source) == []
+
+        assert source.take_empty() == 2 and source.take_empty() == 0
+        assert len([r for r in caplog.records if "no cellular reading" in r.getMessage()]) == 1

@@ -24,9 +24,11 @@ import zwconf
 from agent.sources import SourceError
 from agent.sources.cellular import CellularConfig, CellularSource
 from agent.sources.mmcli import (
+    CellInfo,
     MmcliParseError,
     ModemStatus,
     SignalReport,
+    parse_cell_info,
     parse_number,
     parse_signal,
     parse_status,
@@ -52,8 +54,12 @@ if (here / "hang").exists():
 if (here / "fail").exists():
     print("error: couldn't find modem", file=sys.stderr)
     sys.exit(1)
-if args[2:] == ["-J"]:
-    name = "modem.json"
+if args == ["-L", "-J"]:
+    name = "list.json"
+elif args[2:] == ["-J"]:
+    name = f"modem-{{args[1]}}.json" if (here / f"modem-{{args[1]}}.json").exists() else "modem.json"
+elif args[2:] == ["--get-cell-info", "-J"] and (here / "cell-info.json").exists():
+    name = "cell-info.json"
 elif args[2:] == ["--signal-get", "-J"]:
     after = here / "signal-after-setup.json"
     name = after.name if (here / "setup-done").exists() and after.exists() else "signal.json"
@@ -134,8 +140,9 @@ def fields_and_tags(case: str, tmp_path: Path, extra: str = "") -> tuple[dict[st
          {"rsrp_dbm": -95, "rsrq_db": -11.5, "sinr_db": 13.2, "rssi_dbm": -67, "registered": True}),
         # searching: no technology, operator "--", every signal value "--"; the configured carrier is used
         ("searching", {"carrier": "452-04", "modem": "viettel"}, {"registered": False}),
-        # HSPA+: umts.rssi "-71.00" (RSCP and Ec/Io are not sample fields)
-        ("umts", {"carrier": "452-02", "modem": "viettel", "rat": "umts"}, {"rssi_dbm": -71, "registered": True}),
+        # HSPA+: umts.rssi "-71.00", rscp "-85.00" dBm, ecio "-6.50" dB (kept: WCDMA's coverage and quality)
+        ("umts", {"carrier": "452-02", "modem": "viettel", "rat": "umts"},
+         {"rssi_dbm": -71, "rscp_dbm": -85, "ecio_db": -6.5, "registered": True}),
     ],
 )  # fmt: skip
 def test_mmcli_sample(case: str, tags: dict[str, str], fields: dict[str, Any], tmp_path: Path) -> None:
@@ -151,6 +158,7 @@ def test_mmcli_runs_with_lc_all_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert fake.calls() == [
         {"args": ["-m", "0", "-J"], "LC_ALL": "C"},
         {"args": ["-m", "0", "--signal-get", "-J"], "LC_ALL": "C"},
+        {"args": ["-m", "0", "--get-cell-info", "-J"], "LC_ALL": "C"},  # refused: this ModemManager is older
     ]
 
 
@@ -171,9 +179,11 @@ def test_signal_refresh_is_switched_on_when_every_value_reads_unknown(
     assert second.fields == {"rsrp_dbm": -95, "rsrq_db": -11.0, "sinr_db": 13.2, "rssi_dbm": -65, "registered": True}
     assert [c["args"] for c in fake.calls()] == [
         ["-m", "0", "-J"], ["-m", "0", "--signal-get", "-J"], ["-m", "0", "--signal-setup=30"],  # interval 30s
+        ["-m", "0", "--get-cell-info", "-J"],  # refused once: not asked again
         ["-m", "0", "-J"], ["-m", "0", "--signal-get", "-J"],
     ]  # fmt: skip
-    messages = [r.getMessage() for r in caplog.records if r.name == "agent.sources.mmcli"]
+    messages = [r.getMessage() for r in caplog.records
+                if r.name == "agent.sources.mmcli" and "signal" in r.getMessage()]
     assert len(messages) == 1 and "enabled it every 30s" in messages[0]
 
 
@@ -190,7 +200,7 @@ def test_signal_setup_is_logged_once_while_values_stay_unknown(
 
     setups = [c for c in fake.calls() if c["args"][2].startswith("--signal-setup")]
     assert len(setups) == 3  # tried again each poll while the refresh rate reads 0 ...
-    assert len([r for r in caplog.records if r.name == "agent.sources.mmcli"]) == 1  # ... but said once
+    assert len([r for r in caplog.records if r.name == "agent.sources.mmcli" and "signal" in r.getMessage()]) == 1
 
 
 def test_no_signal_setup_when_polling_is_on_but_there_is_no_signal(tmp_path: Path) -> None:
@@ -261,7 +271,7 @@ def test_a_signal_value_beyond_64_bits_is_left_out_of_the_sample() -> None:
     status = parse_status({"modem": {"generic": {"access-technologies": ["lte"]}}})
     signal = parse_signal({"modem": {"signal": {"lte": {"rsrp": "20000000000000000000", "rsrq": "-11.00"}}}})
     assert signal.get("lte", "rsrp") is None
-    assert reading(status, signal) == Reading(rat="lte", rsrq_db=-11.0)
+    assert reading(status, signal) == Reading(rat="lte", rsrq_db=-11.0, origin=(("rsrq_db", "mmcli --signal-get"),))
 
 
 # --- pure parsing ------------------------------------------------------------------------------------------
@@ -322,7 +332,8 @@ def test_parse_status_of_a_connected_modem() -> None:
     status = parse_status(json.loads((DATA / "nsa" / "modem.json").read_text()))
 
     assert status == ModemStatus(state="connected", registration="home", access_technologies=("lte", "5gnr"),
-                                 plmn="452-04", manufacturer="QUALCOMM INCORPORATED", model="RM500Q-GL")
+                                 plmn="452-04", manufacturer="QUALCOMM INCORPORATED", model="RM500Q-GL",
+                                 imei="867962040012345")
 
 
 def test_parse_status_tolerates_missing_keys() -> None:
@@ -373,3 +384,64 @@ def test_reading_without_signal_still_says_registration() -> None:
 
     assert reading(status, None) == Reading(rat="lte", plmn="452-05", registered=True)
     assert reading(status, SignalReport(refresh_rate_s=0.0)) == Reading(rat="lte", plmn="452-05", registered=True)
+
+
+# --- the modem by its IMEI, and the serving cell -------------------------------------------------------------
+
+# what mmcli --get-cell-info -J prints (ModemManager 1.20+): one string per cell, the serving one marked;
+# written from the key names of libmm-glib's MMCellInfoLte
+CELL_INFO = {"modem": {"generic": {"cell-info": [
+    "cell type: lte, serving: yes, operator id: 45204, tac: 1A2B, ci: 5F1EA15, physical ci: 188, earfcn: 1650, "
+    "rsrp: -95.00, rsrq: -11.00",
+    "cell type: lte, serving: no, physical ci: 301, earfcn: 1650, rsrp: -104.00, rsrq: -15.00",
+]}}}
+
+
+def test_the_modem_is_found_by_its_imei_after_a_usb_reset_renumbers_it(tmp_path: Path) -> None:
+    fake = FakeMmcli(tmp_path, "lte-home")
+    other = json.loads((fake.dir / "modem.json").read_text())
+    other["modem"]["3gpp"]["imei"] = "861111111111111"  # another carrier's modem
+    (fake.dir / "modem-0.json").write_text(json.dumps(other))
+    (fake.dir / "modem-1.json").write_text((fake.dir / "modem.json").read_text())
+    (fake.dir / "list.json").write_text(json.dumps({"modem-list": [
+        "/org/freedesktop/ModemManager1/Modem/0", "/org/freedesktop/ModemManager1/Modem/1"]}))
+    text = (f"type: cellular\nname: viettel\nbackend: mmcli\nimei: '867962040012345'\nmmcli_path: {fake.path}\n"
+            "interval: 30s\ntimeout: 5s\n")
+    source = CellularSource(zwconf.load(CellularConfig, text, "agent.yaml"))
+
+    (sample,) = collect(source)
+    assert sample.tags["carrier"] == "452-04" and sample.fields["rsrp_dbm"] == -95
+    # after a USB reset ModemManager numbers it 0 and the other 1: the next poll finds it again
+    (fake.dir / "modem-0.json").write_text((fake.dir / "modem-1.json").read_text())
+    (fake.dir / "modem-1.json").write_text(json.dumps(other))
+    (again,) = collect(source)
+    assert again.fields["rsrp_dbm"] == -95
+    args = [c["args"] for c in fake.calls()]
+    assert args[:3] == [["-L", "-J"], ["-m", "0", "-J"], ["-m", "1", "-J"]]
+    assert args[-4:] == [["-m", "1", "-J"], ["-L", "-J"], ["-m", "0", "-J"], ["-m", "0", "--signal-get", "-J"]]
+
+
+def test_no_modem_with_the_imei_is_a_failed_poll(tmp_path: Path) -> None:
+    fake = FakeMmcli(tmp_path, "lte-home")
+    (fake.dir / "list.json").write_text(json.dumps({"modem-list": ["/org/freedesktop/ModemManager1/Modem/0"]}))
+    text = (f"type: cellular\nname: viettel\nbackend: mmcli\nimei: '861111111111111'\nmmcli_path: {fake.path}\n")
+    with pytest.raises(SourceError, match="no modem with IMEI 861111111111111 among the 1"):
+        collect(CellularSource(zwconf.load(CellularConfig, text, "agent.yaml")))
+
+
+def test_the_serving_cell_comes_from_get_cell_info(tmp_path: Path) -> None:
+    fake = FakeMmcli(tmp_path, "lte-home")
+    (fake.dir / "cell-info.json").write_text(json.dumps(CELL_INFO))
+
+    (sample,) = collect(make_source(fake))
+
+    # ci 5F1EA15: eNB 0x5F1EA = 389610, sector 0x15 = 21; PCI 188
+    assert sample.tags["cell"] == "5F1EA15"
+    assert (sample.fields["pci"], sample.fields["enb_id"], sample.fields["sector"]) == (188, 389610, 21)
+
+
+def test_parse_cell_info() -> None:
+    assert parse_cell_info(CELL_INFO) == CellInfo(kind="lte", plmn="452-04", cell_id=0x5F1EA15, pci=188, area=0x1A2B)
+    assert parse_cell_info({"modem": {"generic": {"cell-info": []}}}) is None
+    with pytest.raises(MmcliParseError, match="cell-info"):
+        parse_cell_info({"modem": {"generic": {"cell-info": [7]}}})

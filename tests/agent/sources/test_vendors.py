@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -19,10 +20,13 @@ from agent.sources.vendors import (
     Qcsq,
     Qnwinfo,
     Reading,
+    Rejected,
     Reply,
+    Scales,
     ServingCell,
     detect_vendor,
     gstatus_fields,
+    guard,
     interpret,
     parse_cpsi,
     parse_gstatus,
@@ -38,7 +42,7 @@ from zonewatch.wire import FieldValue
 FIELD_TYPES: dict[str, type] = {
     "rsrp_dbm": int, "rssi_dbm": int, "nr_rsrp_dbm": int,
     "rsrq_db": float, "sinr_db": float, "nr_rsrq_db": float, "nr_sinr_db": float,
-    "registered": bool, "pci": int, "enb_id": int, "gnb_id": int, "sector": int,
+    "registered": bool, "pci": int, "enb_id": int, "gnb_id": int, "sector": int, "rscp_dbm": int, "ecio_db": float,
 }  # fmt: skip
 
 
@@ -66,15 +70,17 @@ def test_detect_vendor(answer: str, vendor: str | None) -> None:
     assert detect_vendor(answer) == vendor
 
 
+POLL3 = ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CREG?", "AT+CGREG?", "AT+CEREG?")  # the 3GPP commands of a poll
+
+
 @pytest.mark.parametrize(
     ("vendor", "nr", "commands"),
     [
-        ("generic", False, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?")),
-        ("generic", True, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?", "AT+C5GREG?")),
-        ("quectel", False, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?", 'AT+QENG="servingcell"', "AT+QCSQ",
-                            "AT+QNWINFO")),
-        ("simcom", True, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?", "AT+C5GREG?", "AT+CPSI?")),
-        ("sierra", False, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CEREG?", "AT!GSTATUS?")),
+        ("generic", False, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CREG?", "AT+CGREG?", "AT+CEREG?")),
+        ("generic", True, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CREG?", "AT+CGREG?", "AT+CEREG?", "AT+C5GREG?")),
+        ("quectel", False, (*POLL3, 'AT+QENG="servingcell"', "AT+QCSQ", "AT+QNWINFO")),
+        ("simcom", True, (*POLL3, "AT+C5GREG?", "AT+CPSI?")),
+        ("sierra", False, ("AT+CSQ", "AT+CESQ", "AT+COPS?", "AT+CREG?", "AT+CGREG?", "AT+CEREG?", "AT!GSTATUS?")),
     ],
 )  # fmt: skip
 def test_poll_commands(vendor: str, nr: bool, commands: tuple[str, ...]) -> None:
@@ -170,7 +176,7 @@ def test_qeng_lte_sinr_units(sinr: str, db: float | None) -> None:
     [
         (['+QENG: "servingcell","NOCONN","LTE","FDD",214,01,7676A09,188,6300,20,3,3,603,-104,-9,-78,11'],
          '15 (EC2x) or 17 (RM5xx) fields after "LTE", got 14'),
-        (['+QENG: "servingcell","NOCONN","CDMA",1,2,3'], "a RAT of LTE, NR5G-NSA, NR5G-SA, WCDMA or GSM, got 'CDMA'"),
+        (['+QENG: "servingcell","NOCONN","CDMA",1,2,3'], "NR5G-SA, WCDMA or GSM, got 'CDMA'"),
         (['+QENG: "servingcell"'], 'with a state'),
         ([NSA[0], NSA[2]], 'the "LTE" anchor line before the "NR5G-NSA" line'),
         (['+QENG: "servingcell","NOCONN","NR5G-SA","TDD",460,00,170C23000,901,46550B,504990,41,-,-54'],
@@ -211,7 +217,8 @@ def test_parse_qeng_rejects(lines: list[str], message: str) -> None:
                                                rsrq_db=-11)),
         ('+QCSQ: "LTE",-65,-95,255,-11', Qcsq(sysmode="LTE", rssi_dbm=-65, rsrp_dbm=-95, sinr_db=None,
                                                rsrq_db=-11)),  # unknown
-        ('+QCSQ: "NR5G",-54,16,-10', Qcsq(sysmode="NR5G", rsrp_dbm=-54, sinr_db=16, rsrq_db=-10)),
+        # the NR5G SINR's unit differs between firmware: not read
+        ('+QCSQ: "NR5G",-54,16,-10', Qcsq(sysmode="NR5G", rsrp_dbm=-54, rsrq_db=-10)),
         ('+QCSQ: "WCDMA",-70,-85,-6', Qcsq(sysmode="WCDMA", rssi_dbm=-70, rscp_dbm=-85, ecio_db=-6)),
         ('+QCSQ: "GSM",-70', Qcsq(sysmode="GSM", rssi_dbm=-70)),
         ('+QCSQ: "NOSERVICE"', Qcsq(sysmode="NOSERVICE")),
@@ -264,7 +271,8 @@ CPSI_LTE = "+CPSI: LTE,Online,460-11,0x5A1E,187214780,257,EUTRAN-BAND3,1850,5,5,
 CPSI_LTE_CELL = ServingCell(
     # RSRQ -94 tenths = -9.4 dB, RSRP -850 = -85.0 dBm, RSSI -545 = -54.5 dBm; RSSNR 15 kept as dB
     rat="lte", state="Online", plmn="460-11", area=0x5A1E, cell_id=187214780, pci=257, band="B3", channel=1850,
-    rsrq_db=-9.4, rsrp_dbm=-85.0, rssi_dbm=-54.5, sinr_db=15,
+    # RSSNR 15 is no dB: SIMCom's manual gives SINR = 2 * RSSNR - 20 = 10 dB
+    rsrq_db=-9.4, rsrp_dbm=-85.0, rssi_dbm=-54.5, sinr_db=10,
 )  # fmt: skip
 
 
@@ -308,7 +316,7 @@ def test_parse_cpsi(lines: list[str], expected: ServingCell) -> None:
     ("lines", "message"),
     [
         (["+CPSI: LTE,Online,460-11,0x5A1E"], "13 fields after the RAT, got 3"),
-        (["+CPSI: CDMA,Online,460-03"], "a system mode of LTE, NR5G_SA, WCDMA, GSM or NO SERVICE, got 'CDMA'"),
+        (["+CPSI: CDMA,Online,460-03"], "NR5G_SA, WCDMA, GSM or NO SERVICE, got 'CDMA'"),
         (["+CPSI: NR5G_SA,Online,242-12,0x765D,4955280,0,NR5G_BAND78,640704,-770,-110,290",
           "+CPSI: NR5G_NSA,393,NR5G_BAND41,504990,-750,-105,180"], "only an NR5G_NSA line after the LTE line"),
         (["+CPSI: LTE,Online,460-11,0x5A1E,187214780,257,EUTRAN-BAND3,1850,5,5,-94,-8.50x,-545,15"],
@@ -436,11 +444,13 @@ def test_vendor_values_win_over_3gpp_ones() -> None:
         ("AT+QNWINFO", ['+QNWINFO: "FDD LTE","45204","LTE BAND 3",1650']),
     ), "quectel")  # fmt: skip
 
-    assert result.reading == Reading(
+    assert replace(result.reading, origin=()) == Reading(
         rat="lte", plmn="452-04", band="B3", cell_id=0x5F1EA15, cell_kind="lte", pci=188, registered=True,
         rsrp_dbm=-95, rsrq_db=-11, rssi_dbm=-65,
         sinr_db=10.0,  # AT+QCSQ's documented code wins over QENG's firmware-dependent SINR
     )  # fmt: skip
+    assert dict(result.reading.origin)["sinr_db"] == "AT+QCSQ"
+    assert dict(result.reading.origin)["rsrp_dbm"] == 'AT+QENG="servingcell"'
     assert result.problems == () and result.usable
 
 
@@ -560,8 +570,9 @@ def test_sample_leaves_out_what_no_field_or_tag_may_hold() -> None:
                       nr_rsrp_dbm=2e19, nr_sinr_db=10**30, pci=2**64, cell_id=2**64, cell_kind="lte")
     assert to_sample(reading, now_ns=1) == to_sample(Reading(rat="lte"), now_ns=1)
     assert to_sample(Reading(cell_id=-5, cell_kind="lte"), now_ns=1).tags == {}
+    # values that fit in 64 bits but no modem can measure are left out as well (the catalogue's bounds)
     edge = to_sample(Reading(rsrp_dbm=-9.2e18, pci=2**63 - 1, cell_id=2**64 - 1, cell_kind="lte"), now_ns=1)
-    assert edge.tags == {"cell": "F" * 16} and edge.fields == {"rsrp_dbm": -9200000000000000000, "pci": 2**63 - 1}
+    assert edge.tags == {"cell": "F" * 16} and edge.fields == {}
 
 
 def test_a_negative_simcom_cell_id_gives_no_cell() -> None:
@@ -597,3 +608,177 @@ PARSERS: list[tuple[Callable[[str], object], str]] = [
 @pytest.mark.parametrize(("parser", "line"), PARSERS)
 def test_parsers_tolerate_line_endings_and_spaces(parser: Callable[[str], object], line: str) -> None:
     assert parser(line.replace(": ", ":") + "\r\n") == parser(line)
+
+
+# --- issue 15: each class of misread value ----------------------------------------------------------------------
+# Lines written from the field lists of the vendors' AT manuals (Quectel EC2x/BG9x/RM5xx QENG and QCSQ, SIMCom
+# SIM7500/SIM7600 and SIM7080 CPSI, 3GPP TS 27.007 +CESQ/+CREG); expected values worked out by hand.
+
+EG25_LTE_SINR_CODE = '+QENG: "servingcell","NOCONN","LTE","FDD",452,04,5F1EA15,188,1650,3,5,5,1A2B,-95,-11,-65,150,20'
+
+
+def test_a_simcom_rssnr_is_a_code_not_db() -> None:
+    # SIMCom: SINR = 2 * RSSNR - 20, SINR -20..30 dB: RSSNR 0 -> -20 dB, 25 -> 30 dB, 7 -> -6 dB
+    for rssnr, sinr in ((0, -20), (25, 30), (7, -6)):
+        cell = parse_cpsi([CPSI_LTE.rsplit(",", 1)[0] + f",{rssnr}"])
+        assert cell.sinr_db == sinr
+
+
+def test_a_quectel_qeng_lte_sinr_code_is_learnt_per_modem() -> None:
+    scales = Scales()
+    # 150 cannot be dB (SINR tops out near 40): the 0..250 code, 150/5 - 20 = 10 dB
+    assert parse_qeng([EG25_LTE_SINR_CODE], scales).sinr_db == 10
+    # once the modem printed the code, a small value is the code too: 30/5 - 20 = -14 dB (not +30 dB)
+    assert parse_qeng([EG25_LTE_SINR_CODE.replace(",150,20", ",30,20")], scales).sinr_db == -14
+    # a modem never seen printing the code: 30 is dB, as later firmware prints it
+    assert parse_qeng([EG25_LTE_SINR_CODE.replace(",150,20", ",30,20")], Scales()).sinr_db == 30
+
+
+def test_a_value_printed_without_its_sign_is_dropped_never_stored() -> None:
+    result = interpret(replies(
+        ("AT+CSQ", ["+CSQ: 18,99"]),  # 2 * 18 - 113 = -77 dBm
+        ("AT+QCSQ", ['+QCSQ: "LTE",77,-95,150,-11']),  # RSSI printed without its minus sign
+    ), "quectel")  # fmt: skip
+
+    assert result.reading.rssi_dbm == -77 and dict(result.reading.origin)["rssi_dbm"] == "AT+CSQ"
+    assert result.reading.rejected == (Rejected("rssi_dbm", "AT+QCSQ", 77),)
+    assert "AT+QCSQ: rssi_dbm = 77 dBm dropped: outside what is physically possible [-125, -25]" == str(
+        result.reading.rejected[0])
+    assert to_sample(result.reading, now_ns=1).fields["rssi_dbm"] == -77
+
+
+def test_every_impossible_value_is_left_out_whatever_the_backend() -> None:
+    reading = Reading(rat="lte", rsrp_dbm=95, rsrq_db=-9, sinr_db=150, rscp_dbm=-10, ecio_db=6.5, pci=2000,
+                      origin=(("rsrp_dbm", "mmcli --signal-get"),))
+    checked = guard(reading)
+    assert (checked.rsrp_dbm, checked.rsrq_db, checked.sinr_db, checked.pci) == (None, -9, None, None)
+    assert [(r.field, r.command) for r in checked.rejected] == [
+        ("rsrp_dbm", "mmcli --signal-get"), ("sinr_db", "unknown"), ("rscp_dbm", "unknown"), ("ecio_db", "unknown"),
+        ("pci", "unknown")]
+    assert to_sample(reading, now_ns=1).fields == {"rsrq_db": -9.0}
+
+
+RM500Q_ENDC = ['+QENG: "servingcell","NOCONN"',
+               '+QENG: "LTE","FDD",452,04,5F1EA15,12,1650,3,5,5,1A2B,-99,-12,-67,11,9,230,-']
+
+
+def test_early_rm500q_nr_sinr_in_tenths_is_detected_and_remembered() -> None:
+    scales = Scales(revision="RM500QGLAAR03A01M4G")
+    # 180 is no SINR in dB (beyond 40) but 18.0 dB in tenths, as early RM500Q firmware printed it
+    first = parse_qeng([*RM500Q_ENDC, '+QENG: "NR5G-NSA",452,04,500,-75,180,-11'], scales)
+    assert first.nr is not None and first.nr.sinr_db == 18.0 and scales.nr_sinr_tenths
+    # the same firmware's 35 is then 3.5 dB
+    later = parse_qeng([*RM500Q_ENDC, '+QENG: "NR5G-NSA",452,04,500,-75,35,-11'], scales)
+    assert later.nr is not None and later.nr.sinr_db == 3.5
+    # current firmware (dB, per the RM5xx manual): 35 is 35 dB
+    fresh = parse_qeng([*RM500Q_ENDC, '+QENG: "NR5G-NSA",452,04,500,-75,35,-11'], Scales())
+    assert fresh.nr is not None and fresh.nr.sinr_db == 35
+
+
+def test_cesq_nr_fields_give_the_reading_on_nr_sa() -> None:
+    # +CSQ always 99 on NR SA; +CESQ's Rel-15 fields: ss_rsrq 60 -> 60/2 - 43.5 = -13.5 dB,
+    # ss_rsrp 87 -> 87 - 157 = -70 dBm, ss_sinr 86 -> 86/2 - 23.5 = 19.5 dB
+    reading = interpret(replies(
+        ("AT+CSQ", ["+CSQ: 99,99"]),
+        ("AT+CESQ", ["+CESQ: 99,99,255,255,255,255,60,87,86"]),
+        ("AT+COPS?", ['+COPS: 0,2,"45204",11']),
+        ("AT+C5GREG?", ['+C5GREG: 2,1,"46550B","0000000170C23000",11,1,"01"']),
+    )).reading  # fmt: skip
+
+    assert (reading.rat, reading.rsrp_dbm, reading.rsrq_db, reading.sinr_db) == ("nr5g-sa", -70, -13.5, 19.5)
+    assert to_sample(reading, now_ns=1).fields["rsrp_dbm"] == -70
+
+
+def test_cesq_nr_fields_are_the_nr_leg_on_endc() -> None:
+    # LTE rsrq 20 -> -10 dB, rsrp 80 -> -61 dBm; NR ss_rsrp 70 -> -87 dBm, ss_rsrq 64 -> -11.5 dB, ss_sinr 70 -> 11.5
+    reading = interpret(replies(
+        ("AT+CESQ", ["+CESQ: 99,99,255,255,20,80,64,70,70"]),
+        ("AT+COPS?", ['+COPS: 0,2,"45204",13']),
+    )).reading  # fmt: skip
+
+    assert (reading.rsrp_dbm, reading.nr_rsrp_dbm, reading.nr_rsrq_db, reading.nr_sinr_db) == (-61, -87, -11.5, 11.5)
+
+
+@pytest.mark.parametrize(
+    ("lines", "rat"),
+    [
+        # BG95: "eMTC" with the LTE fields; SINR 80 is the code: 80/5 - 20 = -4 dB
+        (['+QENG: "servingcell","NOCONN","eMTC","FDD",452,04,5F1EA15,188,1650,3,0,0,1A2B,-100,-12,-75,80,20'], "lte-m"),
+        (['+QENG: "servingcell","NOCONN","CAT-M","FDD",452,04,5F1EA15,188,1650,3,0,0,1A2B,-100,-12,-75,80,20'],
+         "lte-m"),  # BG96
+        (['+QENG: "servingcell","NOCONN","NBIoT","FDD",452,04,5F1EA15,188,1650,3,0,0,1A2B,-100,-12,-75,80,20'],
+         "nbiot"),
+        (['+QENG: "servingcell","NOCONN","CAT-NB","FDD",452,04,5F1EA15,188,1650,3,0,0,1A2B,-100,-12,-75,80,20'],
+         "nbiot"),
+    ],
+)
+def test_lte_m_and_nb_iot_are_read_not_dropped(lines: list[str], rat: str) -> None:
+    sample = to_sample(interpret(replies(('AT+QENG="servingcell"', lines))).reading, now_ns=1)
+    assert sample.tags["rat"] == rat and sample.tags["carrier"] == "452-04"
+    # ECI 0x5F1EA15: eNB 0x5F1EA = 389610, sector 0x15 = 21
+    assert sample.fields == {"rsrp_dbm": -100, "rsrq_db": -12.0, "rssi_dbm": -75, "sinr_db": -4.0, "registered": True,
+                             "pci": 188, "enb_id": 389610, "sector": 21}
+
+
+@pytest.mark.parametrize(
+    ("line", "sinr"),
+    [('+QCSQ: "CAT-M1",-75,-100,100,-12', 0.0), ('+QCSQ: "CAT-NB1",-75,-100,150,-12', 10.0),
+     ('+QCSQ: "eMTC",-75,-100,125,-12', 5.0), ('+QCSQ: "NBIoT",-75,-100,50,-12', -10.0)],
+)  # code v -> v/5 - 20 dB
+def test_qcsq_lte_m_and_nb_iot(line: str, sinr: float) -> None:
+    assert parse_qcsq(line) == Qcsq(sysmode=line.split('"')[1].upper(), rssi_dbm=-75, rsrp_dbm=-100, sinr_db=sinr,
+                                    rsrq_db=-12)
+
+
+def test_simcom_lte_m_line() -> None:
+    # SIM7080: "LTE CAT-M1" with the LTE fields; RSRP -1000 -> -100.0 dBm, RSSNR 10 -> 2*10 - 20 = 0 dB
+    cell = parse_cpsi(["+CPSI: LTE CAT-M1,Online,452-04,0x1A2B,187214780,257,EUTRAN-BAND3,1850,0,0,-120,-1000,-750,10"])
+    assert (cell.rat, cell.rsrp_dbm, cell.sinr_db, cell.plmn) == ("lte-m", -100, 0, "452-04")
+
+
+def test_wcdma_rscp_and_ecio_are_kept() -> None:
+    sample = to_sample(interpret(replies(('AT+QENG="servingcell"', [
+        '+QENG: "servingcell","NOCONN","WCDMA",452,02,3AB2,B55EEFF,10663,279,1,-94,-15,-,-,-,-,-']))).reading,
+        now_ns=1)
+    assert sample.fields == {"rscp_dbm": -94, "ecio_db": -15.0, "registered": True}
+    # +CESQ on WCDMA: rscp 36 -> 36 - 121 = -85 dBm, ecno 37 -> 37/2 - 24.5 = -6 dB
+    assert to_sample(interpret(replies(("AT+CESQ", ["+CESQ: 99,99,36,37,255,255"]))).reading, now_ns=1).fields == {
+        "rscp_dbm": -85, "ecio_db": -6.0}
+
+
+def test_a_plmn_printed_as_integers_still_gives_the_carrier() -> None:
+    # a test network's MCC 001 printed as the integer 1
+    cell = parse_qeng(['+QENG: "servingcell","NOCONN","LTE","FDD",1,1,5F1EA15,188,1650,3,5,5,1A2B,-95,-11,-65,5,20'])
+    assert cell.plmn == "001-01"
+    # a 3-digit MNC printed as an integer (310-010 as 310,10): the string of +QNWINFO wins
+    reading = interpret(replies(
+        ('AT+QENG="servingcell"', ['+QENG: "servingcell","NOCONN","LTE","FDD",310,10,5F1EA15,188,1650,3,5,5,1A2B,'
+                                   '-95,-11,-65,5,20']),
+        ("AT+QNWINFO", ['+QNWINFO: "FDD LTE","310010","LTE BAND 3",1650']),
+    )).reading  # fmt: skip
+    assert reading.plmn == "310-010"
+
+
+@pytest.mark.parametrize(
+    ("lines", "registered", "cell"),
+    [
+        # no +CEREG (ERROR): +CREG says registered, its cell is an LTE ECI (AcT 7)
+        ([("AT+CREG?", ['+CREG: 2,1,"1A2B","5F1EA15",7']), ("AT+CEREG?", "ERROR")], True, 0x5F1EA15),
+        ([("AT+CGREG?", ["+CGREG: 2,5"]), ("AT+CEREG?", "ERROR")], True, None),  # roaming, on GPRS
+        ([("AT+CREG?", ["+CREG: 2,2"]), ("AT+CGREG?", ["+CGREG: 2,2"])], False, None),  # searching
+        # the most specific answer that says registered wins: EPS registered, CS not
+        ([("AT+CREG?", ["+CREG: 2,0"]), ("AT+CEREG?", ['+CEREG: 2,1,"1A2B","5F1EA15",7'])], True, 0x5F1EA15),
+    ],
+)
+def test_registration_from_whichever_answers(lines: list[tuple[str, Sequence[str] | str]], registered: bool,
+                                             cell: int | None) -> None:
+    reading = interpret(replies(*lines)).reading
+    assert (reading.registered, reading.cell_id) == (registered, cell)
+
+
+def test_a_poll_with_no_value_makes_no_sample_fields() -> None:
+    result = interpret(replies(
+        ("AT+CSQ", ["+CSQ: 99,99"]), ("AT+CESQ", ["+CESQ: 99,99,255,255,255,255"]), ("AT+COPS?", ["+COPS: 0"]),
+    ))  # fmt: skip
+    assert result.usable  # the modem answered ...
+    assert to_sample(result.reading, now_ns=1).fields == {}  # ... but gave nothing to publish
