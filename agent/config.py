@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Any, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.fleet.config import RemoteConfigSettings
 from agent.fleet.enrol import EnrolSettings
@@ -12,7 +12,7 @@ from agent.fleet.software import SoftwareWanted, UpdateSettings
 from agent.sources.cellular import CellularConfig
 from agent.sources.qos import QosConfig
 from agent.sources.reach import ReachConfig
-from agent.sources.snmp import SnmpConfig
+from agent.sources.snmp import SnmpConfig, check_profile_dirs
 from agent.sources.telemetry import TelemetryConfig
 from agent.sources.traps import TrapsConfig
 from zonewatch import wire
@@ -60,6 +60,9 @@ class MetricsConfig(Strict):
     enabled: bool = True
 
 
+PROFILE_DIRS = "agent.config.profile_dirs"   # validation context: the local profile_dirs, for the centre's sources
+
+
 class AgentConfig(Strict):
     """The whole agent configuration file."""
 
@@ -68,11 +71,36 @@ class AgentConfig(Strict):
     spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
     self_interval: Duration = 30.0
+    # Folders of site SNMP poll profiles (<name>.yaml each, agent.profiles), for every snmp source that does not
+    # name its own: used by name in 'profiles' and by auto-detection, checked when this file is loaded.
+    profile_dirs: list[str] = []
     sources: list[SourceConfig] = []
     remote_config: RemoteConfigSettings = RemoteConfigSettings()   # configuration from the centre (agent.fleet)
     enrol: EnrolSettings | None = None   # ask the centre for credentials of its own (agent.fleet.enrol)
     software: SoftwareWanted | None = None   # the release to run, normally said by the centre (agent.fleet.software)
     update: UpdateSettings | None = None     # local only: take releases from the centre, from this source
+
+    @field_validator("profile_dirs")
+    @classmethod
+    def _profile_dirs(cls, dirs: list[str]) -> list[str]:
+        """Load the site profiles once here, so that an error names this key (and a bad file its own line)."""
+        return check_profile_dirs(dirs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_profile_dirs(cls, data: Any, info: ValidationInfo) -> Any:
+        """Give every snmp source without its own ``profile_dirs`` the top-level one (for a configuration from
+        the centre, which may not set it: the probe's local one, passed in the context as PROFILE_DIRS)."""
+        dirs = data.get("profile_dirs") if isinstance(data, dict) else None
+        if dirs is None:
+            dirs = (info.context or {}).get(PROFILE_DIRS)
+        if not isinstance(data, dict) or not isinstance(dirs, list) or not dirs \
+                or not isinstance(data.get("sources"), list):
+            return data
+        sources = [{**src, "profile_dirs": dirs}
+                   if isinstance(src, dict) and src.get("type") == "snmp" and "profile_dirs" not in src else src
+                   for src in data["sources"]]
+        return {**data, "sources": sources}
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return every duplicated source name (names key the schedule and the metrics)."""

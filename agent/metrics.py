@@ -35,3 +35,13 @@ class AgentMetrics:
         self.modem_recovery = Counter(
             "zonewatch_modem_recovery_steps", "Recovery steps run on a modem that stopped answering, by step "
             "(reopen, cfun, usb_power) and result (ok, failed)", ["modem", "step", "result"], registry=r)
+        self.modem_dropped = Counter(
+            "zonewatch_modem_values_dropped", "Modem values dropped as physically impossible (a scale or sign the "
+            "firmware got wrong), by the command that gave them and the field", ["modem", "command", "field"],
+            registry=r)
+        self.modem_empty = Counter(
+            "zonewatch_modem_empty_polls", "Polls a modem answered with no value at all (no reading published)",
+            ["modem"], registry=r)
+        self.profile_empty = Gauge(
+            "zonewatch_snmp_profile_empty", "1 while an SNMP poll profile of the device reads nothing (no rows, or "
+            "no usable value) on polls without read failures; 0 once it reads", ["device", "profile"], registry=r)

@@ -64,6 +64,21 @@ class PollResult:
     seconds: float
 
 
+def _absent_ports(polled: list[Any]) -> Callable[[str, str, int | None, str | None], bool]:
+    """Return the trap receiver's question "did the last poll of this sender find the port notPresent?",
+    answered by the SNMP source whose name is the trap's device, or whose host is the sender's address."""
+    by_key: dict[str, Any] = {}
+    for source in polled:
+        by_key.setdefault(source.name, source)
+        by_key.setdefault(getattr(source.config, "host", ""), source)
+
+    def absent(device: str, sender: str, if_index: int | None, ifname: str | None) -> bool:
+        source = by_key.get(device) or by_key.get(sender)
+        return source is not None and bool(source.not_present(if_index, ifname))
+
+    return absent
+
+
 def first_offset(name: str, interval: float) -> float:
     """Return a stable offset in [0, min(interval, 10s)) for a source's first poll."""
     return (zlib.crc32(name.encode()) % 1000) / 1000 * min(interval, 10.0)
@@ -101,6 +116,10 @@ class Agent:
     def _make(cfg: AgentConfig) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
         """Return the polled sources and the listeners of ``cfg`` by name, made (no I/O; raises on a bad one)."""
         made = {s.name: (s, make_source(s)) for s in cfg.sources}
+        polled = [source for _, source in made.values() if hasattr(source, "not_present")]
+        for _, source in made.values():
+            if hasattr(source, "absent_ports") and polled:   # a trap receiver: linkDown about an empty cage
+                source.absent_ports = _absent_ports(polled)
         return ({n: cs for n, cs in made.items() if not is_listener(cs[1])},
                 {n: cs for n, cs in made.items() if is_listener(cs[1])})
 
@@ -131,6 +150,8 @@ class Agent:
         self.metrics.source_duration.labels(*labels).observe(seconds)
         self.metrics.source_last_success.labels(*labels).set(now_ns / 1e9)
         self.metrics.source_samples.labels(*labels).inc(len(samples))
+        for profile, empty in getattr(source, "profile_report", dict)().items():   # an SNMP profile's silence
+            self.metrics.profile_empty.labels(name, profile).set(1 if empty else 0)
         return PollResult(name, config.type, samples, None, seconds)
 
     async def poll(self, name: str) -> None:
@@ -363,6 +384,10 @@ class Agent:
         for name, (_, source) in self.sources.items():
             for step, result in getattr(source, "take_recoveries", list)():   # a modem's recovery steps
                 m.modem_recovery.labels(name, step, result).inc()
+            for command, field in getattr(source, "take_dropped", list)():   # values out of physical bounds
+                m.modem_dropped.labels(name, command, field).inc()
+            if empty := getattr(source, "take_empty", int)():   # polls that gave no value
+                m.modem_empty.labels(name).inc(empty)
         m.published.inc(self.uplink.published - published)
         m.acknowledged.inc(self.uplink.acknowledged - acked)
         self._exported = (time.monotonic(), self.uplink.published, self.uplink.acknowledged)

@@ -22,13 +22,13 @@ from typing import Any
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from agent.config import AgentConfig
+from agent.config import PROFILE_DIRS, AgentConfig
 from zonewatch import wire
 from zwconf import SECRET_POLICY, ConfigError, SubkeyError, load
 
 __all__ = ["DesiredAgentConfig", "effective", "source_name", "LOCAL_ONLY"]
 
-LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol", "update")
+LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol", "update", "profile_dirs")
 _IDENTITY = "agent.fleet.identity"   # context key: (zone, probe id) of the probe reading the text
 
 
@@ -64,7 +64,8 @@ def effective(desired: wire.DesiredConfig, local: AgentConfig) -> AgentConfig:
     if (desired.zone, desired.probe) != (local.probe.zone, local.probe.id):
         raise ConfigError(source, None, (), f"it is addressed to probe {desired.zone}/{desired.probe}, and this is "
                                             f"{local.probe.zone}/{local.probe.id}")
-    context = {SECRET_POLICY: local.remote_config.secret_policy(), _IDENTITY: (local.probe.zone, local.probe.id)}
+    context = {SECRET_POLICY: local.remote_config.secret_policy(), _IDENTITY: (local.probe.zone, local.probe.id),
+               PROFILE_DIRS: local.profile_dirs}
     remote = load(DesiredAgentConfig, desired.yaml, source, context=context)
     update: dict[str, Any] = {"sources": remote.sources, "self_interval": remote.self_interval}
     for key in ("mqtt", "software"):

@@ -9,6 +9,10 @@ File format::
 
     name: juniper_dom                   # = the file name
     description: one line for people
+    supersedes: [entity_sensor]         # when auto-detection picks this profile and these too, these are
+                                        # dropped (they read the same things less well); by name, all are polled
+    replaces_shipped: false             # a site profile (profile_dirs) may take a shipped profile's name only
+                                        # with true: it is then used in its place, by name and by detection
     applies_to:                         # auto-detection (optional): the profile applies when any test passes
       sys_object_id: [1.3.6.1.4.1.2636]     # sysObjectID is one of these or under it
       sys_descr: ['(?i)junos']              # a regex found in sysDescr
@@ -26,8 +30,16 @@ File format::
           speed: {oid: 1.3.6.1.2.1.2.2.1.5, only_if_empty: high_speed}   # a fallback: walked only when
                                         # that earlier column gave no rows and no read of the poll failed
         joins:                          # more columns, walked only when the table has rows, read at
-          ifname: {oid: 1.3.6.1.2.1.31.1.1.1.1}        # the row's index (by: index, the default) or at
-          parent_name: {oid: ..., by: parent}          # the integer value of a column or earlier join
+          ifname: {oid: 1.3.6.1.2.1.31.1.1.1.1}        # the row's index (by: index, the default), at
+          parent_name: {oid: ..., by: parent}          # the integer value of a column or earlier join, or
+          port_name: {oid: ..., by: parent_index}      # at the row's index without its last sub-identifier
+                                        # (a table indexed by port and ONU: the ONU's port)
+          alias: {oid: 1.3.6.1.2.1.47.1.3.2.1.2, by: parent, index_prefix: true}   # index_prefix: the
+                                        # joined column's index extends the key (entAliasMappingTable:
+                                        # entPhysicalIndex.logical); the lowest such index is read
+          alias_ifname: {oid: 1.3.6.1.2.1.31.1.1.1.1, by: alias, pointer: 1.3.6.1.2.1.2.2.1.1}   # pointer:
+                                        # ``by`` holds an OID under this column (a RowPointer such as
+                                        # entAliasMappingIdentifier); its index is the part after the column
         skip_row_when: [<condition>, ...]  # every condition holds -> the row gives nothing
         merge_rows: false               # true: rows with equal tags merge into one sample; a field two rows
                                         # give takes the first row's value (the lowest index)
@@ -36,11 +48,25 @@ File format::
           port: [ifname, {text: "ifIndex.{index}"}]
         fields:                         # field -> one spec, or a list of specs: the first that gives a value
           rx_dbm: {column: rx, scale: 0.01}
+          _online: {column: status, one_of: [1]}   # a name starting with '_' is computed, never sent
+        keep_rows_when:                 # given: a row gives its own sample only if one of these holds
+          - {field: rx_dbm, below: -25}            # (a field the row lacks fails); aggregates see every row
+        aggregate:                      # one more sample per distinct value of the ``by`` tags, over all rows
+          measurement: pon
+          by: [port]                    # tags of the rows (``device`` is always kept)
+          fields:                       # field -> one function of the rows' fields (after conversion):
+            onus: {count: rows}         # count: the rows (rows), or the rows that have that field
+            onus_online: {count_true: _online}     # count_true / count_false: rows whose boolean is so
+            rx_min_dbm: {min: rx_dbm}   # min, max, median (the mean of the middle two for an even count)
+            rx_weak: {count: rx_dbm, below: -27}   # count with below/above: rows whose value is beyond
 
 Every sample gets the tag ``device`` (the configured name). Tag sources: a column or join name (its
-value as text), ``{column: NAME, when: [<condition>, ...]}``, ``{text: "template with {index}"}``,
+value as text), ``{column: NAME, when: [<condition>, ...]}``, ``{text: "template with {index}"}`` (also
+``{index_parent}``, the index without its last sub-identifier, and ``{index_last}``, that sub-identifier),
+``{column: NAME, extract: REGEX}`` (the regex's first group, searched in the value; no match gives nothing),
 ``{config: site}`` (the device's configured site) and ``{links_of: TAG}`` (the device's ``links`` entry for
-the value of an earlier tag).
+the value of an earlier tag). An aggregate with no rows to count gives no sample; a min, max or median over
+no value is left out, and a count over no row of a group is 0.
 
 A field spec reads one column and applies, in this order (every key is optional but ``column``)::
 
@@ -60,30 +86,36 @@ A field spec reads one column and applies, in this order (every key is optional 
     valid: [-60, 30]                a result outside the range -> missing
     one_of: [5]                     the result is a boolean: raw value in the list
     above: 0                        the result is a boolean: raw value greater than this
+    value: false                    the result is this boolean whenever the spec applies (its conditions
+                                    hold and the column has a value that is not a sentinel)
     detect: uptime_went_backwards   TimeTicks lower than at the previous poll of this device (wrap at
                                     2^32 allowed for) -> true, else the field is left out
 
 or combines others: ``{any: [<spec>, ...]}`` is true if any gives true, false if any gives false and
 none true, missing when none gives a value. Values of the wrong type (text where a number is expected)
 are missing. A condition tests one column (``column``) or several (``columns``: true if any passes) with
-one of ``one_of: [ints]``, ``above: number``, ``matches: regex`` (searched in the value as text) or
-``bit: n`` (bit n of a BITS octet string, bit 0 = the high bit of the first octet); a column the row does
-not have fails every test.
+one of ``one_of: [ints]``, ``above: number``, ``above_column: NAME`` (greater than the value of that
+column of the same row), ``matches: regex`` (searched in the value as text) or ``bit: n`` (bit n of a BITS
+octet string, bit 0 = the high bit of the first octet); a column the row does not have fails every test.
 
 ``load(text, source)`` is pure and ``load_file(path)`` reads a file; ``shipped()`` returns the profiles in
-this folder by name, checked once.
+this folder by name, checked once. ``catalogue(dirs)`` adds the site profiles of the folders ``dirs`` (the agent's
+``profile_dirs``): every ``*.yaml`` file there is one profile, loaded as strictly as these, after the shipped ones
+(a replacement takes the shipped one's place); a name given twice, or a shipped name without
+``replaces_shipped: true``, is an error naming the file, line and key. The folders are read again only when a file
+in them changed.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 import zwconf
 
@@ -95,10 +127,14 @@ __all__ = [
     "Join",
     "Scalars",
     "Table",
+    "RowTest",
+    "AggregateField",
+    "Aggregate",
     "Profile",
     "load",
     "load_file",
     "shipped",
+    "catalogue",
 ]
 
 _NUMERIC_OID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
@@ -138,6 +174,7 @@ class Condition(zwconf.Strict):
     columns: list[str] | None = Field(default=None, min_length=1)
     one_of: list[int] | None = Field(default=None, min_length=1)
     above: float | None = None
+    above_column: str | None = None
     matches: Regex | None = None
     bit: int | None = Field(default=None, ge=0)
 
@@ -146,14 +183,16 @@ class Condition(zwconf.Strict):
         """Check that one column key and one test are given."""
         if (self.column is None) == (self.columns is None):
             raise ValueError("a condition names either 'column' or 'columns'")
-        tests = [k for k in ("one_of", "above", "matches", "bit") if getattr(self, k) is not None]
+        tests = [k for k in ("one_of", "above", "above_column", "matches", "bit") if getattr(self, k) is not None]
         if len(tests) != 1:
-            raise ValueError("a condition has exactly one test: 'one_of', 'above', 'matches' or 'bit'")
+            raise ValueError("a condition has exactly one test: 'one_of', 'above', 'above_column', 'matches' or "
+                             "'bit'")
         return self
 
     def names(self) -> list[str]:
         """Return the columns this condition reads."""
-        return [self.column] if self.column is not None else list(self.columns or [])
+        out = [self.column] if self.column is not None else list(self.columns or [])
+        return out + ([self.above_column] if self.above_column is not None else [])
 
 
 class FieldSpec(zwconf.Strict):
@@ -171,6 +210,7 @@ class FieldSpec(zwconf.Strict):
     valid: list[float] | None = Field(default=None, min_length=2, max_length=2)
     one_of: list[int] | None = Field(default=None, min_length=1)
     above: float | None = None
+    value: bool | None = None
     detect: Literal["uptime_went_backwards"] | None = None
 
     @model_validator(mode="after")
@@ -183,7 +223,7 @@ class FieldSpec(zwconf.Strict):
             return self
         if self.column is None:
             raise ValueError("a field spec needs 'column' (or 'any')")
-        results = [k for k in ("one_of", "above", "detect") if getattr(self, k) is not None]
+        results = [k for k in ("one_of", "above", "value", "detect") if getattr(self, k) is not None]
         if len(results) > 1:
             raise ValueError(f"'{results[0]}' and '{results[1]}' cannot be combined")
         if results and any(getattr(self, k) is not None for k in ("decode", "scale", "unit", "round", "valid")):
@@ -219,6 +259,7 @@ class TagSource(zwconf.Strict):
     config: Literal["site", "name"] | None = None
     links_of: str | None = None
     when: list[Condition] = Field(default_factory=list)
+    extract: Regex | None = None     # with 'column': the first group of this regex, searched in the value
 
     @model_validator(mode="after")
     def _one(self) -> TagSource:
@@ -228,11 +269,14 @@ class TagSource(zwconf.Strict):
             raise ValueError("a tag source is one of 'column', 'text', 'config' or 'links_of'")
         if self.when and self.column is None:
             raise ValueError("'when' goes with 'column' only")
+        if self.extract is not None and (self.column is None or re.compile(self.extract).groups < 1):
+            raise ValueError("'extract' goes with 'column' and needs a regex with a group: '(...)'")
         if self.text is not None:
             try:
-                self.text.format(index="1")
+                self.text.format(index="1.2", index_parent="1", index_last="2")
             except (KeyError, IndexError, ValueError):
-                raise ValueError(f"text: the only placeholder is {{index}}, got {self.text!r}") from None
+                raise ValueError("text: the placeholders are {index}, {index_parent} and {index_last}, got "
+                                 f"{self.text!r}") from None
         return self
 
 
@@ -273,10 +317,79 @@ class Column(zwconf.Strict):
 
 
 class Join(zwconf.Strict):
-    """A column read at the row's index or at the index that another column's value names."""
+    """A column read at the row's index, at its parent index, or at the index another column's value names."""
 
     oid: Oid
     by: str = "index"
+    index_prefix: bool = False    # the joined column's index extends the key: the lowest such index is read
+    pointer: Oid | None = None    # ``by`` holds an OID under this column: its index is the rest of that OID
+
+    @model_validator(mode="after")
+    def _pointer(self) -> Join:
+        """Check that a pointer follows a column's value."""
+        if self.pointer is not None and self.by in ("index", "parent_index"):
+            raise ValueError("'pointer' reads the OID that a column holds: name that column in 'by'")
+        return self
+
+
+JOIN_AT_INDEX: Final = ("index", "parent_index")  # the values of ``by`` that are not column names
+
+
+class RowTest(zwconf.Strict):
+    """A test on a field a row computed: its value is below or above a number."""
+
+    field: str
+    below: float | None = None
+    above: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RowTest:
+        """Check that exactly one of 'below' and 'above' is given."""
+        if (self.below is None) == (self.above is None):
+            raise ValueError("a row test has exactly one of 'below' and 'above'")
+        return self
+
+
+FUNCTIONS: Final = ("count", "count_true", "count_false", "min", "max", "median")  # aggregate functions
+
+
+class AggregateField(zwconf.Strict):
+    """One field of an aggregate: a count, or the min, max or median of a field over a group's rows."""
+
+    count: str | None = None
+    count_true: str | None = None
+    count_false: str | None = None
+    min: str | None = None
+    max: str | None = None
+    median: str | None = None
+    below: float | None = None
+    above: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AggregateField:
+        """Check that one function is given, and 'below'/'above' only with 'count'."""
+        given = [k for k in FUNCTIONS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"an aggregate field has exactly one of: {', '.join(FUNCTIONS)}")
+        if (self.below is not None or self.above is not None) and self.count is None:
+            raise ValueError("'below' and 'above' go with 'count' only")
+        if self.count == "rows" and (self.below is not None or self.above is not None):
+            raise ValueError("'count: rows' counts every row: 'below' and 'above' need a field")
+        return self
+
+    def function(self) -> tuple[str, str]:
+        """Return (function, the field it reads; 'rows' for a count of rows)."""
+        name = next(k for k in FUNCTIONS if getattr(self, k) is not None)
+        return name, str(getattr(self, name))
+
+
+
+class Aggregate(zwconf.Strict):
+    """A sample per distinct value of some of a table's tags, from all its rows' fields."""
+
+    measurement: Ident
+    by: list[str] = Field(min_length=1)
+    fields: dict[Ident, AggregateField] = Field(min_length=1)
 
 
 def _tag_sources(tags: dict[str, list[TagSource]]) -> list[TagSource]:
@@ -348,6 +461,8 @@ class Table(zwconf.Strict):
     keep_empty: bool = False
     tags: TagSources = Field(default_factory=dict)
     fields: Fields = Field(min_length=1)
+    keep_rows_when: list[RowTest] = Field(default_factory=list)
+    aggregate: Aggregate | None = None
 
     @model_validator(mode="after")
     def _refs(self) -> Table:
@@ -361,9 +476,12 @@ class Table(zwconf.Strict):
                 _check_names(columns[: columns.index(name)], [(f"column {name!r}", column.only_if_empty)])
         known = list(columns)
         for name, join in self.joins.items():
-            if join.by != "index":
+            if join.by not in JOIN_AT_INDEX:
                 _check_names(known, [(f"join {name!r}", join.by)])
             known.append(name)
+        for name in known:
+            if name in JOIN_AT_INDEX:
+                raise ValueError(f"{name!r} is a value of a join's 'by': name the column otherwise")
         used = [("skip_row_when", n) for c in self.skip_row_when for n in c.names()]
         used += [(f"field {name!r}", n) for name, specs in self.fields.items() for spec in specs for n in spec.names()]
         for source in _tag_sources(self.tags):
@@ -372,6 +490,19 @@ class Table(zwconf.Strict):
             used += [("tags", n) for c in source.when for n in c.names()]
         _check_names(known, used)
         _check_specs(self.fields, tables=True, columns=self.columns)
+        fields = list(self.fields)
+        _check_names(fields, [("keep_rows_when", test.field) for test in self.keep_rows_when])
+        if self.aggregate is not None:
+            if self.merge_rows:
+                raise ValueError("'aggregate' and 'merge_rows' cannot be combined")
+            _check_names(list(self.tags), [("aggregate 'by'", tag) for tag in self.aggregate.by])
+            for name, spec in self.aggregate.fields.items():
+                function, field = spec.function()
+                if not (function == "count" and field == "rows"):
+                    _check_names(fields, [(f"aggregate field {name!r}", field)])
+        elif any(name.startswith("_") for name in fields) and not self.keep_rows_when:
+            raise ValueError("a field whose name starts with '_' is never sent: it is for 'aggregate' or "
+                             "'keep_rows_when'")
         return self
 
 
@@ -396,15 +527,41 @@ class Profile(zwconf.Strict):
     name: Ident
     description: str = Field(min_length=1)
     applies_to: AppliesTo | None = None       # None: never picked by auto-detection, only by name
+    supersedes: list[Ident] = Field(default_factory=list)   # dropped when detection picks this one and them
+    replaces_shipped: bool = False            # a site profile that takes the place of the shipped one of its name
     scalars: list[Scalars] = Field(default_factory=list)
     tables: list[Table] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> Profile:
-        """Check that the profile reads something."""
+    def _not_empty(self, info: ValidationInfo) -> Profile:
+        """Check that the profile reads something, and its names against the others (``_KNOWN`` in the context)."""
         if not self.scalars and not self.tables:
             raise ValueError("a profile needs 'scalars' or 'tables'")
+        if self.name in self.supersedes:
+            raise zwconf.SubkeyError(("supersedes", self.supersedes.index(self.name)), "a profile cannot supersede "
+                                     "itself")
+        context = info.context or {}
+        known: Mapping[str, str] | None = context.get(_KNOWN)   # name -> "shipped" or "site"
+        if known is None:
+            return self
+        for i, name in enumerate(self.supersedes):
+            if name not in known:
+                raise zwconf.SubkeyError(("supersedes", i), f"no profile is called {name!r}; known profiles: "
+                                         f"{', '.join(sorted(known))}")
+        if context.get(_SITE):
+            shipped_name = known.get(self.name) == "shipped"
+            if shipped_name and not self.replaces_shipped:
+                raise zwconf.SubkeyError(("name",), f"{self.name!r} is the name of a shipped profile: give the file "
+                                         "another name, or say 'replaces_shipped: true' to use it in the shipped "
+                                         "one's place")
+            if self.replaces_shipped and not shipped_name:
+                raise zwconf.SubkeyError(("replaces_shipped",), f"there is no shipped profile {self.name!r} to "
+                                         "replace")
         return self
+
+
+_KNOWN: Final = "agent.profiles.known"   # context: every profile name -> "shipped" or "site"
+_SITE: Final = "agent.profiles.site"     # context: the file is a site profile (profile_dirs)
 
 
 def load(text: str, source: str = "<profile>") -> Profile:
@@ -412,10 +569,10 @@ def load(text: str, source: str = "<profile>") -> Profile:
     return zwconf.load(Profile, text, source)
 
 
-def load_file(path: str | Path) -> Profile:
+def load_file(path: str | Path, *, context: Mapping[str, Any] | None = None) -> Profile:
     """Read and check one profile file; its ``name`` must be the file's name."""
     path = Path(path)
-    profile = zwconf.load_file(Profile, path)
+    profile = zwconf.load_file(Profile, path, context=context)
     if profile.name != path.stem:
         raise zwconf.ConfigError(str(path), None, ("name",), f"{profile.name!r} must be the file's name, "
                                  f"{path.stem!r}")
@@ -426,10 +583,75 @@ def load_file(path: str | Path) -> Profile:
 def shipped() -> dict[str, Profile]:
     """Return the profiles shipped in this package, by name."""
     folder = resources.files(__name__)
+    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".yaml")), key=lambda e: e.name)
+    known = {e.name.removesuffix(".yaml"): "shipped" for e in entries}
     out: dict[str, Profile] = {}
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            with resources.as_file(entry) as path:
-                profile = load_file(path)
-            out[profile.name] = profile
+    for entry in entries:
+        with resources.as_file(entry) as path:
+            profile = load_file(path, context={_KNOWN: known})
+        out[profile.name] = profile
+    _check_cycles(out, {name: f"{name}.yaml" for name in out})
     return out
+
+
+def catalogue(dirs: Sequence[str | Path] = ()) -> dict[str, Profile]:
+    """Return the shipped profiles and the site profiles of the folders ``dirs``, by name (see the docstring).
+
+    Raise ValueError when a folder cannot be listed, zwconf.ConfigError when a file is not a usable profile."""
+    base = shipped()
+    if not dirs:
+        return base
+    files: list[Path] = []
+    for folder in map(Path, dirs):
+        if not folder.is_dir():
+            raise ValueError(f"{str(folder)!r} is not a folder of profile files")
+        try:
+            files += sorted(p for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
+        except OSError as exc:
+            raise ValueError(f"cannot list {str(folder)!r}: {exc.strerror}") from None
+    stamp = []
+    for path in files:
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise zwconf.ConfigError(str(path), None, (), f"cannot read: {exc.strerror}") from None
+        stamp.append((str(path), info.st_mtime_ns, info.st_size))
+    site = _site(tuple(stamp), tuple(sorted(base)))
+    out = {name: site.get(name, profile) for name, profile in base.items()}
+    out.update((name, profile) for name, profile in site.items() if name not in base)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _site(files: tuple[tuple[str, int, int], ...], base: tuple[str, ...]) -> dict[str, Profile]:
+    """Load the site profile files (path, mtime, size); ``base``: the shipped names. Cached while no file changes."""
+    known = {name: "shipped" for name in base}
+    where: dict[str, str] = {}
+    for path, _, _ in files:
+        name = Path(path).stem
+        if name in where:
+            raise zwconf.ConfigError(path, None, (), f"profile {name!r} is also defined by {where[name]}: one "
+                                     "folder of profile_dirs or the other")
+        where[name] = path
+        known.setdefault(name, "site")
+    out = {}
+    for path, _, _ in files:
+        profile = load_file(path, context={_KNOWN: known, _SITE: True})
+        out[profile.name] = profile
+    _check_cycles({**{n: p for n, p in shipped().items() if n not in out}, **out}, where)
+    return out
+
+
+def _check_cycles(known: Mapping[str, Profile], files: Mapping[str, str]) -> None:
+    """Raise ConfigError when profiles supersede one another in a circle (both would be dropped)."""
+    for start in known:
+        todo, seen = list(known[start].supersedes), set()
+        while todo:
+            name = todo.pop()
+            if name == start:
+                raise zwconf.ConfigError(files.get(start, start), None, ("supersedes",),
+                                         f"{start!r} is superseded in turn by a profile it supersedes: profiles "
+                                         "may not supersede one another in a circle")
+            if name not in seen and name in known:
+                seen.add(name)
+                todo += known[name].supersedes

@@ -7,6 +7,17 @@ rows (a column two profiles read is walked once). The profiles turn what was rea
 format and the conversions are in ``agent.profiles``. Samples come device first, then the scalar groups'
 and the tables' samples in profile order.
 
+A device configured without ``profiles`` is polled with those whose ``applies_to`` fits it
+(``agent.sources.detect``): after the sysUpTime GET of the first poll that is answered, one GET of sysObjectID
+and sysDescr and walks of the undecided ``has_table`` columns (kept for the poll's own reads); again after a
+reboot and every 6 h; kept per device once a detection read everything it asked for. A profile another one
+that applies supersedes is not polled. The profiles are the shipped ones and the site profiles of
+``profile_dirs`` (``agent.profiles.catalogue``), by name and by detection alike.
+
+Silence is not success: a profile that gives no sample and no device field on a poll that read everything is
+logged once when it falls silent and once when it reads again (``profile_report()`` feeds the agent's
+``zonewatch_snmp_profile_empty`` gauge, ``notes()`` what ``once`` prints).
+
 Samples (see the measurement table in the README), by profile::
 
     (always)             device     tags: device, site?      fields: up
@@ -14,8 +25,17 @@ Samples (see the measurement table in the README), by profile::
     if_mib               interface  tags: device, ifname, link?
                                     fields: oper_up, admin_up, in_octets, out_octets, in_errors, out_errors,
                                             speed_mbps
-    entity_sensor, cisco_entity_sensor, juniper_dom, huawei_optical
+    entity_sensor, cisco_entity_sensor, juniper_dom, huawei_optical, nokia_dom, mikrotik_optical
                          optical    tags: device, port       fields: rx_dbm, tx_dbm
+                                    (port: the interface's ifName where the device maps it, README
+                                    "Optics and their ports"; a dark port gives no field)
+    huawei_gpon, zte_gpon
+                         optical    tags: device, port       fields: rx_dbm, tx_dbm, temperature_c, bias_ma, voltage_v
+                         pon        tags: device, port       fields: onus, onus_online, onus_offline,
+                                                             onu_rx_min_dbm, onu_rx_median_dbm (Huawei),
+                                                             olt_rx_min_dbm, olt_rx_median_dbm
+                         onu        tags: device, port, onu  fields: rx_dbm, tx_dbm (Huawei), olt_rx_dbm
+                                                             (only an ONU out of the class B+ margins)
     ups_mib              power      tags: device, site?      fields: on_battery, battery_low, battery_minutes,
                                                                      battery_pct, seconds_on_battery
 
@@ -36,23 +56,26 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Final, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Final, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import zwconf
 from agent import profiles
 from agent.profiles import Condition, FieldSpec, Profile, Scalars, Table, TagSource
 from agent.snmpclient import SnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, default_client_factory
+from agent.sources import detect
 from zonewatch.wire import FieldValue, Sample
 
-__all__ = ["SnmpConfig", "SnmpSource"]
+__all__ = ["SnmpConfig", "SnmpSource", "Reading", "check_profile_dirs"]
 
 log = logging.getLogger(__name__)
 
 SYS_UPTIME: Final = "1.3.6.1.2.1.1.3.0"
+_IF_OPER_STATUS, _IF_NAME, _IF_DESCR = "1.3.6.1.2.1.2.2.1.8", "1.3.6.1.2.1.31.1.1.1.1", "1.3.6.1.2.1.2.2.1.2"
+_NOT_PRESENT: Final = 6  # ifOperStatus notPresent(6)
 TICKS_WRAP: Final = 2**32  # TimeTicks is 32-bit: sysUpTime wraps after about 497 days
 _GET_BATCH: Final = 16  # OIDs per GET request
 _MAX_TAG: Final = 256
@@ -60,16 +83,6 @@ _FIELD_MIN, _FIELD_MAX = -(2**63), 2**64 - 1  # what a field may hold (wire cont
 _INDEX = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 OpticalUnit = Literal["auto", "dbm_hundredths", "microwatt"]
-
-
-def _known_profile(name: str) -> str:
-    known = profiles.shipped()
-    if name not in known:
-        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(known))}")
-    return name
-
-
-ProfileName = Annotated[str, AfterValidator(_known_profile)]
 
 
 class SnmpConfig(zwconf.Strict):
@@ -93,8 +106,13 @@ class SnmpConfig(zwconf.Strict):
     interval: zwconf.Duration = Field(default=60.0, gt=0)
     site: str | None = Field(default=None, min_length=1, max_length=_MAX_TAG)
     links: dict[str, str] = Field(default_factory=dict)
-    # The poll profiles (agent/profiles/<name>.yaml), in the order they are read.
-    profiles: list[ProfileName] = Field(default_factory=lambda: ["system", "if_mib"])
+    # Folders of site profiles (one <name>.yaml each) besides the shipped ones: the agent configuration's
+    # top-level profile_dirs, unless the source gives its own (agent.profiles.catalogue).
+    profile_dirs: list[str] = Field(default_factory=list)
+    # The poll profiles (agent/profiles/<name>.yaml, or a site profile), in the order they are read. Left out: every
+    # profile whose applies_to fits the device, detected at the first poll, after a reboot and every 6 h
+    # (agent.sources.detect).
+    profiles: list[str] | None = None
     # The unit of hwOpticalModuleInfoTable (profile huawei_optical): 0.01 dBm (current firmware) or uW
     # (older firmware). auto: a device whose readings in a poll are all >= 0 (sentinels aside) reports uW,
     # one negative reading means 0.01 dBm (a receiver at or above 0 dBm on every port is implausible).
@@ -121,12 +139,27 @@ class SnmpConfig(zwconf.Strict):
                                  "'priv_key'")
         return self
 
+    @field_validator("profile_dirs")
+    @classmethod
+    def _site_profiles(cls, dirs: list[str]) -> list[str]:
+        """Load the site profiles (a bad file raises zwconf.ConfigError naming it, its line and key)."""
+        return check_profile_dirs(dirs)
+
     @field_validator("profiles")
     @classmethod
-    def _once_each(cls, names: list[str]) -> list[str]:
-        """Check that the list names at least one profile, and none twice."""
+    def _once_each(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Check that the list names at least one known profile, and none twice."""
+        if names is None:
+            return None
+        dirs = info.data.get("profile_dirs")
+        if dirs is None:   # the folders were refused: that is the error to report
+            return names
+        known = profiles.catalogue(dirs)
         if not names:
-            raise ValueError(f"name at least one profile; known profiles: {', '.join(sorted(profiles.shipped()))}")
+            raise ValueError(f"name at least one profile; known profiles: {', '.join(sorted(known))}")
+        for i, name in enumerate(names):
+            if name not in known:
+                raise zwconf.SubkeyError((i,), f"unknown profile {name!r}; known profiles: {', '.join(sorted(known))}")
         twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
         if twice is not None:
             raise ValueError(f"{twice!r} is listed twice")
@@ -151,8 +184,32 @@ class SnmpConfig(zwconf.Strict):
         )
 
 
+def check_profile_dirs(dirs: list[str]) -> list[str]:
+    """Return ``dirs`` once their profiles load; raise SubkeyError for a folder that cannot be listed, and
+    zwconf.ConfigError (naming the file, line and key) for a file that is no usable profile."""
+    for i, folder in enumerate(dirs):
+        try:
+            profiles.catalogue([folder])
+        except ValueError as exc:
+            raise zwconf.SubkeyError((i,), str(exc)) from None
+    profiles.catalogue(dirs)   # a name defined in two of the folders
+    return dirs
+
+
 State = Literal["up", "partial", "down"]
 Row = dict[str, SnmpValue]
+
+
+@dataclass
+class Reading:
+    """One poll: the samples, what each profile gave, the profiles that gave nothing, the detection used."""
+
+    samples: list[Sample]
+    by_profile: dict[str, list[Sample]]       # profile -> its samples (a device sample with its fields only)
+    empty: list[str]                          # profiles that read nothing, on a poll without read failures
+    detection: detect.Detection | None        # the auto-detection in use (None: profiles configured)
+    answered: bool = True
+    failure: str | None = None                # why it did not answer, or what could not be read
 
 
 class SnmpSource:
@@ -163,12 +220,19 @@ class SnmpSource:
     ) -> None:
         self.name = config.name
         self.config = config
-        self._profiles = [profiles.shipped()[name] for name in config.profiles]
+        self._auto = config.profiles is None
+        self._known = profiles.catalogue(config.profile_dirs)   # loaded (and checked) with the configuration
+        self._profiles = [self._known[name] for name in config.profiles or []]
         self._target = config.target()
         self._client_factory = client_factory
         self._client: SnmpClient | None = None
         self._state: State | None = None
         self._previous: dict[str, tuple[int, int]] = {}  # detect key -> (raw value, time) at the last poll
+        self._detection: detect.Detection | None = None  # auto-detection: the last complete one
+        self._uptime: tuple[int, int] | None = None  # (sysUpTime, time) at the last poll: reboots re-detect
+        self._empty: dict[str, bool] = {}  # profile -> it read nothing at the last poll without read failures
+        self._notes: list[str] = []  # what ``once`` says about the last poll besides its samples
+        self._absent: tuple[frozenset[int], frozenset[str]] = (frozenset(), frozenset())  # notPresent ports
 
     def __repr__(self) -> str:
         return f"SnmpSource({self.name!r}, {self._target.label})"
@@ -180,6 +244,10 @@ class SnmpSource:
 
     async def collect(self, now_ns: int) -> list[Sample]:
         """Poll the device once; a device that does not answer gives ``up=False``."""
+        return (await self.read(now_ns)).samples
+
+    async def read(self, now_ns: int) -> Reading:
+        """Poll the device once and say what each profile gave (``collect``, and ``discover`` for people)."""
         if self._client is None:
             self._client = self._client_factory(self._target)
         client = self._client
@@ -187,36 +255,111 @@ class SnmpSource:
             uptime = (await client.get([SYS_UPTIME]))[SYS_UPTIME]
         except SnmpError as exc:
             self._enter("down", f"is not answering: {exc.reason}")
-            return [Sample("device", self._device_tags(), {"up": False}, now_ns)]
+            down = [Sample("device", self._device_tags(), {"up": False}, now_ns)]
+            return Reading(down, {}, [], self._detection, answered=False, failure=exc.reason)
 
         poll = _Poll(client)
         poll.values[SYS_UPTIME] = uptime
-        await poll.get([oid for p in self._profiles for group in p.scalars for oid in group.get.values()])
+        used, detection = await self._choose(poll, uptime, now_ns)
+        await poll.get([oid for p in used for group in p.scalars for oid in group.get.values()])
         read: list[tuple[Profile, Table, dict[str, dict[str, SnmpValue]], dict[str, dict[str, SnmpValue]]]] = []
-        for profile in self._profiles:
+        for profile in used:
             for table in profile.tables:
                 columns, joins = await _read_table(poll, table)
                 read.append((profile, table, columns, joins))
         self._enter("partial" if poll.failure else "up", poll.failure or "")
+        oper = poll.walks.get(_IF_OPER_STATUS)
+        if oper is not None and poll.failure is None:
+            gone = [i for i, v in oper.items() if v == _NOT_PRESENT and i.isdigit()]
+            names = {_text(poll.walks.get(c, {}).get(i)) for c in (_IF_NAME, _IF_DESCR) for i in gone} - {""}
+            self._absent = (frozenset(int(i) for i in gone), frozenset(names))
 
         context = _Context(self.config, now_ns, self._previous)
         device: dict[str, FieldValue] = {"up": True}
         samples: list[Sample] = []
-        for profile in self._profiles:
+        by_profile: dict[str, list[Sample]] = {p.name: [] for p in used}
+        for profile in used:
             for group in profile.scalars:
                 context.profile = profile.name
                 row: Row = {name: poll.values.get(oid) for name, oid in group.get.items()}
                 tags, fields = _scalar_sample(group, row, context)
                 if group.measurement == "device":
-                    device.update((k, v) for k, v in fields.items() if k not in device)
+                    new = {k: v for k, v in fields.items() if k not in device}
+                    device.update(new)
+                    if new:
+                        by_profile[profile.name].append(Sample("device", self._device_tags(), new, now_ns))
                 elif fields or group.keep_empty:
                     samples.append(Sample(group.measurement, tags, fields, now_ns))
+                    by_profile[profile.name].append(samples[-1])
         for profile, table, columns, joins in read:
             context.profile = profile.name
-            samples += _table_samples(table, columns, joins, context)
+            table_samples = _table_samples(table, columns, joins, context)
+            samples += table_samples
+            by_profile[profile.name] += table_samples
         if device.get("rebooted") is True:
             log.info("snmp device %s (%s) rebooted: sysUpTime went backwards", self.name, self._target.label)
-        return [Sample("device", self._device_tags(), device, now_ns), *samples]
+        empty = self._judge(used, by_profile, complete=poll.failure is None)
+        self._notes = _notes(detection, empty, self._auto)
+        return Reading([Sample("device", self._device_tags(), device, now_ns), *samples], by_profile, empty, detection,
+                       failure=poll.failure)
+
+    def not_present(self, if_index: int | None, ifname: str | None) -> bool:
+        """Return True if the last complete poll that read ifOperStatus found this port notPresent(6) (for the
+        trap receiver: a linkDown about an empty cage is no link going down)."""
+        indexes, names = self._absent
+        return (if_index is not None and if_index in indexes) or (ifname is not None and ifname in names)
+
+    def profile_report(self) -> dict[str, bool]:
+        """Return each profile polled so far -> it read nothing at the last poll without read failures (/metrics)."""
+        return dict(self._empty)
+
+    def notes(self) -> list[str]:
+        """Return what the last poll showed besides its samples: the profiles detected, those that read nothing."""
+        return list(self._notes)
+
+    async def _choose(self, poll: _Poll, uptime: SnmpValue, now_ns: int) -> tuple[list[Profile],
+                                                                                  detect.Detection | None]:
+        """Return the profiles for this poll: those configured, or those detected (again when it is due)."""
+        ticks = _int(uptime)
+        previous = self._uptime
+        if ticks is not None:
+            self._uptime = (ticks, now_ns)
+        if not self._auto:
+            return self._profiles, None
+        rebooted = previous is not None and ticks is not None and _went_backwards(previous, ticks, now_ns)
+        known = self._known
+        if detect.due(self._detection, now_ns, rebooted):
+            detection = await _detect(poll, known, now_ns)
+            if poll.failure is None:  # complete: kept until it is due again
+                if self._detection is None or self._detection.profiles != detection.profiles:
+                    log.info("snmp device %s (%s): profiles detected: %s", self.name, self._target.label,
+                             ", ".join(detection.profiles) or "none")
+                self._detection = detection
+            elif self._detection is None:  # a read failed: use what was seen, and detect again at the next poll
+                return [known[name] for name in detection.profiles], detection
+        if self._detection is None:
+            return [], None
+        return [known[name] for name in self._detection.profiles if name in known], self._detection
+
+    def _judge(self, used: list[Profile], by_profile: dict[str, list[Sample]], complete: bool) -> list[str]:
+        """Return the profiles that gave nothing; log once when one starts (or stops) giving nothing."""
+        if not complete:  # a read failed: silence is not the profile's, keep the last judgement
+            return [name for name, empty in self._empty.items() if empty and name in by_profile]
+        empty = [p.name for p in used if not by_profile[p.name]]
+        newly = [name for name in empty if not self._empty.get(name)]
+        again = [name for name, got in by_profile.items() if got and self._empty.get(name)]
+        self._empty = {**{name: False for name in self._empty}, **{p.name: p.name in empty for p in used}}
+        where = f"snmp device {self.name} ({self._target.label})"
+        readers = [p.name for p in used if p.tables or any(o != SYS_UPTIME for g in p.scalars for o in g.get.values())]
+        if newly and readers and set(readers) <= set(empty):
+            log.warning("%s answers, but none of its profiles read anything (%s): are they this device's MIBs? "
+                        "'zonewatch-agent discover' shows which profiles apply", where, ", ".join(empty))
+        elif newly:
+            for name in newly:
+                log.warning("%s: profile %s read nothing (no rows, or no usable value)", where, name)
+        for name in again:
+            log.info("%s: profile %s reads again", where, name)
+        return empty
 
     async def close(self) -> None:
         """Close the client, if a poll opened one."""
@@ -318,6 +461,30 @@ async def _read_table(
     return columns, joins
 
 
+async def _detect(poll: _Poll, known: Mapping[str, Profile], now_ns: int) -> detect.Detection:
+    """Ask the device who it is (one GET) and walk the has_table columns still undecided (kept for the poll)."""
+    await poll.get([detect.SYS_OBJECT_ID, detect.SYS_DESCR])
+    identity = detect.identify(poll.values.get(detect.SYS_OBJECT_ID), poll.values.get(detect.SYS_DESCR))
+    present = [oid for oid in detect.tables_to_walk(known, identity)
+               if any(value is not None for value in (await poll.walk(oid)).values())]
+    identity = replace(identity, tables=frozenset(present))
+    return detect.Detection(identity, tuple(detect.select(known, identity)), now_ns)
+
+
+def _notes(detection: detect.Detection | None, empty: list[str], auto: bool) -> list[str]:
+    """Return what ``once`` prints about a poll besides its samples."""
+    notes = []
+    if auto:
+        matches = detection.matches if detection else ()
+        found = ", ".join(f"{m.profile} ({m.test})" for m in matches if m.superseded_by is None)
+        notes.append(f"profiles detected: {found}" if found else "no profile applies to this device (see "
+                     "'zonewatch-agent discover')")
+        notes += [f"profile {m.profile} applies too, but {m.superseded_by} supersedes it: not polled"
+                  for m in matches if m.superseded_by is not None]
+    notes += [f"profile {name} read nothing (no rows, or no usable value)" for name in empty]
+    return notes
+
+
 def _by_index(rows: list[tuple[str, SnmpValue]], column: str) -> dict[str, SnmpValue]:
     """Map the rows of one column by index (the sub-identifiers after the column OID)."""
     prefix = column + "."
@@ -357,12 +524,15 @@ def _table_samples(table: Table, columns: dict[str, dict[str, SnmpValue]],
     """Return the samples of one table: one per row, or one per distinct tags with ``merge_rows``."""
     indexes = sorted({i for column in columns.values() for i in column}, key=_index_key)
     rows: list[tuple[str, Row]] = []
+    under = {name: _first_under(joins.get(name, {})) for name, join in table.joins.items() if join.index_prefix}
     for index in indexes:
         row: Row = {name: column[index] for name, column in columns.items() if index in column}
         for name, join in table.joins.items():
-            at = index if join.by == "index" else _join_index(row.get(join.by))
-            if at is not None and name in joins and at in joins[name]:
-                row[name] = joins[name][at]
+            at = index if join.by == "index" else _parent(index) if join.by == "parent_index" else \
+                _join_index(row.get(join.by), join.pointer)
+            found = under[name] if join.index_prefix else joins.get(name, {})
+            if at is not None and at in found:
+                row[name] = found[at]
         if table.skip_row_when and all(_holds(c, row) for c in table.skip_row_when):
             continue
         rows.append((index, row))
@@ -370,9 +540,14 @@ def _table_samples(table: Table, columns: dict[str, dict[str, SnmpValue]],
 
     merged: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], dict[str, FieldValue]]] = {}
     samples: list[Sample] = []
+    computed: list[tuple[dict[str, str], dict[str, FieldValue]]] = []  # every row, for the aggregate
     for index, row in rows:
         tags = _tags(table.tags, row, index, context)
         fields = _fields(table.fields, row, context)
+        computed.append((tags, fields))
+        if table.keep_rows_when and not any(_passes(test, fields) for test in table.keep_rows_when):
+            continue
+        fields = {k: v for k, v in fields.items() if not k.startswith("_")}  # '_' fields are never sent
         if not table.merge_rows:
             if fields or table.keep_empty:
                 samples.append(Sample(table.measurement, tags, fields, context.now_ns))
@@ -381,12 +556,83 @@ def _table_samples(table: Table, columns: dict[str, dict[str, SnmpValue]],
         into.update((k, v) for k, v in fields.items() if k not in into)  # the first row's value wins
     samples += [Sample(table.measurement, tags, fields, context.now_ns) for tags, fields in merged.values()
                 if fields or table.keep_empty]
+    if table.aggregate is not None:
+        samples += _aggregate(table.aggregate, computed, context.now_ns)
     return samples
 
 
-def _join_index(value: SnmpValue) -> str | None:
+def _passes(test: profiles.RowTest, fields: Mapping[str, FieldValue]) -> bool:
+    """Return True if the row's field is below or above the test's number (a field it lacks fails)."""
+    value = fields.get(test.field)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value < test.below if test.below is not None else value > (test.above or 0.0)
+
+
+def _aggregate(spec: profiles.Aggregate, rows: list[tuple[dict[str, str], dict[str, FieldValue]]],
+               now_ns: int) -> list[Sample]:
+    """Return one sample per distinct value of the ``by`` tags, computed over every row of that group."""
+    groups: dict[tuple[str, ...], tuple[dict[str, str], list[dict[str, FieldValue]]]] = {}
+    for tags, fields in rows:
+        key = tuple(tags.get(tag, "") for tag in spec.by)
+        group_tags = {"device": tags["device"], **{tag: tags[tag] for tag in spec.by if tag in tags}}
+        groups.setdefault(key, (group_tags, []))[1].append(fields)
+    samples = []
+    for tags, members in groups.values():
+        out: dict[str, FieldValue] = {}
+        for name, field in spec.fields.items():
+            value = _reduce(field, members)
+            if value is not None:
+                out[name] = value
+        samples.append(Sample(spec.measurement, tags, out, now_ns))
+    return samples
+
+
+def _reduce(spec: profiles.AggregateField, members: list[dict[str, FieldValue]]) -> FieldValue | None:
+    """Return one aggregate field over a group's rows; None for a min, max or median of no value."""
+    function, name = spec.function()
+    if function == "count" and name == "rows":
+        return len(members)
+    if function in ("count_true", "count_false"):
+        return sum(1 for fields in members if fields.get(name) is (function == "count_true"))
+    values = [v for fields in members if not isinstance(v := fields.get(name), bool) and isinstance(v, int | float)]
+    if function == "count":
+        return sum(1 for v in values
+                   if (spec.below is None or v < spec.below) and (spec.above is None or v > spec.above))
+    if not values:
+        return None
+    if function == "min":
+        return min(values)
+    if function == "max":
+        return max(values)
+    ordered, middle = sorted(values), len(values) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return round(float(median), 3) + 0.0
+
+
+def _parent(index: str) -> str | None:
+    """Return the index without its last sub-identifier (None for a one-part index)."""
+    head, _, _ = index.rpartition(".")
+    return head or None
+
+
+def _join_index(value: SnmpValue, pointer: str | None = None) -> str | None:
+    """Return the index a value names: a non-negative integer, or the index part of an OID under ``pointer``."""
+    if pointer is not None:
+        suffix = value[len(pointer) + 1 :] if isinstance(value, str) and value.startswith(pointer + ".") else ""
+        return suffix if _INDEX.match(suffix) else None
     number = _int(value)
     return str(number) if number is not None and number >= 0 else None
+
+
+def _first_under(column: dict[str, SnmpValue]) -> dict[str, SnmpValue]:
+    """Map every proper prefix of a column's indexes to the value at the lowest index under it."""
+    out: dict[str, SnmpValue] = {}
+    for index in sorted(column, key=_index_key):
+        parts = index.split(".")
+        for end in range(1, len(parts)):
+            out.setdefault(".".join(parts[:end]), column[index])
+    return out
 
 
 def _tags(specs: dict[str, list[TagSource]], row: Row, index: str,
@@ -406,9 +652,14 @@ def _tag_value(source: TagSource, row: Row, index: str, tags: dict[str, str], co
     if source.column is not None:
         if not all(_holds(c, row) for c in source.when):
             return ""
-        return _text(row.get(source.column))
+        text = _text(row.get(source.column))
+        if source.extract is not None:
+            found = re.search(source.extract, text)
+            return (found.group(1) or "").strip() if found else ""
+        return text
     if source.text is not None:
-        return source.text.format(index=index)[:_MAX_TAG]
+        parent, _, last = index.rpartition(".")
+        return source.text.format(index=index, index_parent=parent or index, index_last=last)[:_MAX_TAG]
     if source.config is not None:
         return (config.site or "") if source.config == "site" else config.name
     key = tags.get(source.links_of or "")
@@ -442,6 +693,8 @@ def _value(spec: FieldSpec, row: Row, context: _Context, key: str) -> FieldValue
         return raw in spec.one_of
     if spec.above is not None:
         return raw > spec.above
+    if spec.value is not None:
+        return spec.value
     if spec.detect is not None:
         previous, context.previous[key] = context.previous.get(key), (raw, context.now_ns)
         return True if previous is not None and _went_backwards(previous, raw, context.now_ns) else None
@@ -471,7 +724,8 @@ def _value(spec: FieldSpec, row: Row, context: _Context, key: str) -> FieldValue
 
 def _holds(condition: Condition, row: Row) -> bool:
     """Return True if the condition holds for any of its columns the row has."""
-    for name in condition.names():
+    limit = _int(row.get(condition.above_column)) if condition.above_column is not None else None
+    for name in [condition.column] if condition.column is not None else condition.columns or []:
         if name not in row:
             continue
         value = row[name]
@@ -489,6 +743,8 @@ def _holds(condition: Condition, row: Row) -> bool:
             if condition.one_of is not None and number in condition.one_of:
                 return True
             if condition.above is not None and number > condition.above:
+                return True
+            if limit is not None and number > limit:
                 return True
     return False
 

@@ -11,7 +11,7 @@ address, else the address itself. ``?`` marks what is there only when the trap c
     trap                                  snmpTrapOID.0            event             more tags   fields
     ------------------------------------  -----------------------  ----------------  ----------  ----------------------
     linkDown                              1.3.6.1.6.3.1.1.5.3      link_down         ifname?     if_index?, admin_up?,
-    linkUp                                1.3.6.1.6.3.1.1.5.4      link_up           ifname?     oper_up?
+    linkUp                                1.3.6.1.6.3.1.1.5.4      link_up           ifname?     oper_up?, present?
     coldStart / warmStart                 1.3.6.1.6.3.1.1.5.1 / .2 device_restarted              cold
     upsTrapOnBattery                      1.3.6.1.2.1.33.2.1       power_on_battery              cleared=False,
                                                                                                  battery_minutes?,
@@ -25,8 +25,13 @@ address, else the address itself. ``?`` marks what is there only when the trap c
 
 ``ifname`` is the ifName (else ifDescr) varbind when the vendor appended one; ``if_index`` comes from the
 ifIndex varbind or the instance of ifAdminStatus/ifOperStatus (one beyond 64 bits is left out); ``*_up`` is True
-for up(1) only. ``cleared`` is False when an alarm entry is added (and for upsTrapOnBattery), True when it is
-removed. A value the trap does not carry is left out (upsEstimatedMinutesRemaining -1 means "unsupported").
+for up(1) only. ``present`` is False (and otherwise left out) for a port that is not there: the trap says
+ifOperStatus notPresent(6), or it is a linkDown about a port the last poll of its device (an SNMP source of
+this agent whose name or host is the sender's) found notPresent (``absent_ports``, set by the runner). A
+device sends linkDown for its empty cages when it boots: those are no link going down (the collector does
+not apply them, so they page no LinkDown). ``cleared`` is False when an alarm entry is added (and for
+upsTrapOnBattery), True when it is removed. A value the trap does not carry is left out
+(upsEstimatedMinutesRemaining -1 means "unsupported").
 ``varbinds`` counts the trap's own objects, without sysUpTime.0, snmpTrapOID.0 and the RFC 3584 objects below.
 
 SNMPv1 traps arrive in the v2 form: pysnmp's notification receiver translates them per RFC 3584 3.1 before
@@ -168,6 +173,7 @@ IF_DESCR: Final = "1.3.6.1.2.1.2.2.1.2"
 IF_ADMIN_STATUS: Final = "1.3.6.1.2.1.2.2.1.7"
 IF_OPER_STATUS: Final = "1.3.6.1.2.1.2.2.1.8"
 IF_NAME: Final = "1.3.6.1.2.1.31.1.1.1.1"
+IF_NOT_PRESENT: Final = 6   # ifOperStatus notPresent(6): the port's hardware (module, cage, card) is missing
 
 UPS_TRAP_ON_BATTERY: Final = "1.3.6.1.2.1.33.2.1"
 UPS_TRAP_ALARM_ADDED: Final = "1.3.6.1.2.1.33.2.3"
@@ -448,6 +454,8 @@ def _link_event(name: str, objects: Sequence[VarBind], tags: dict[str, str], tim
         status = _int(columns.get(column, (None, None))[1])
         if status is not None:
             fields[key] = status == 1
+    if _int(columns.get(IF_OPER_STATUS, (None, None))[1]) == IF_NOT_PRESENT:
+        fields["present"] = False
     return Event(name, tags, fields, time_ns)
 
 
@@ -571,6 +579,9 @@ class TrapsSource:
         self._outcome: tuple[str, str] | None = None
         self._received_ns = 0
         self._sender = ""
+        # Set by the runner: (device, sender address, ifIndex, ifName) -> the last poll of that device found the
+        # port notPresent. None: no SNMP source of this agent polls the senders.
+        self.absent_ports: Callable[[str, str, int | None, str | None], bool] | None = None
 
     def __repr__(self) -> str:
         return f"TrapsSource({self.name!r}, udp {self.config.listen})"
@@ -695,11 +706,21 @@ class TrapsSource:
                 self._outcome = ("not_auth_priv", f"user {str(context['securityName'])!r}")
                 return
             device = self.config.devices.get(self._sender, self._sender)
-            self._event = trap_event(plain_var_binds(var_binds), device, self._received_ns)
+            self._event = self._mark_absent(trap_event(plain_var_binds(var_binds), device, self._received_ns))
         except TrapError as exc:
             self._outcome = (exc.reason, exc.detail)
         except Exception as exc:  # noqa: BLE001 - never out of pysnmp's callback
             self._outcome = ("internal_error", type(exc).__name__)
+
+    def _mark_absent(self, event: Event) -> Event:
+        """Return a linkDown about a port the last poll found notPresent with ``present=False``."""
+        if event.name != "link_down" or "present" in event.fields or self.absent_ports is None:
+            return event
+        index = event.fields.get("if_index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else None
+        if not self.absent_ports(event.tags["device"], self._sender, index, event.tags.get("ifname")):
+            return event
+        return Event(event.name, event.tags, {**event.fields, "present": False}, event.time_ns)
 
     def _datagram(self, dispatcher: Any, domain: Any, address: Any, datagram: bytes) -> None:
         """Process one datagram and emit its event; the transport dispatcher's receive callback."""

@@ -46,7 +46,7 @@ from zwconf import RefPath
 __all__ = ["Rendered", "Problem", "RenderError", "MANAGED_KEYS", "LOCAL_ONLY", "render_all", "render"]
 
 MANAGED_KEYS = ("mqtt", "self_interval", "sources")   # what the centre may set of a probe's agent configuration
-LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol", "update")   # the probe's own (its local file)
+LOCAL_ONLY = ("spool", "metrics", "remote_config", "enrol", "update", "profile_dirs")   # the probe's own file
 
 
 @dataclass(frozen=True, slots=True)

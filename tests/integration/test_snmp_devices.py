@@ -32,6 +32,8 @@ NOW = 1_764_290_000_000_000_000
 WALKS = {
     "juniper": "network/router/juniper-mx960-16-1r6-7-a.snmprec.bz2",
     "c3750": "network/switch/cisco-c3750.snmprec.bz2",
+    "c6509": "network/appliance/cisco-unknown-01.snmprec.bz2",
+    "hwne": "network/router/huawei-unknown-002.snmprec.bz2",
     "arista": "cloud/arista-dcs-7150s-52-cl.snmprec.bz2",
     "s5720": "network/router/huawei-s5720.snmprec.bz2",
     "s12704": "network/switch/huawei-s12704.snmprec.bz2",
@@ -44,6 +46,7 @@ SUBTREES = (
     "1.3.6.1.2.1.2.2.1.",  # ifTable
     "1.3.6.1.2.1.31.1.1.1.",  # ifXTable
     "1.3.6.1.2.1.47.1.1.1.1.",  # entPhysicalTable
+    "1.3.6.1.2.1.47.1.3.2.1.",  # entAliasMappingTable: entity -> ifIndex
     "1.3.6.1.2.1.99.1.1.1.",  # entPhySensorTable
     "1.3.6.1.4.1.9.9.91.1.1.1.1.",  # entSensorValueTable (Cisco)
     "1.3.6.1.4.1.2636.3.60.1.1.1.1.",  # jnxDomCurrentTable
@@ -54,6 +57,7 @@ SUBTREES = (
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 IF_DESCR, IF_NAME = "1.3.6.1.2.1.2.2.1.2", "1.3.6.1.2.1.31.1.1.1.1"
 ENT_DESCR, ENT_CONTAINED_IN, ENT_CLASS, ENT_NAME = (f"1.3.6.1.2.1.47.1.1.1.1.{c}" for c in (2, 4, 5, 7))
+ENT_ALIAS, IF_OPER = "1.3.6.1.2.1.47.1.3.2.1.2", "1.3.6.1.2.1.2.2.1.8"  # entAliasMappingIdentifier, ifOperStatus
 
 Walk = dict[str, tuple[str, str]]  # OID -> (type tag, value text) as in the .snmprec line
 
@@ -153,6 +157,15 @@ def optical(samples: list[Sample]) -> dict[str, dict[str, object]]:
     return out
 
 
+def alias_ifindex(walk: Walk, entity: int | None) -> str | None:
+    """Return the ifIndex an entity's alias mapping (entAliasMappingIdentifier at its lowest
+    entAliasLogicalIndexOrZero: 0 on most devices, 1 on the Huawei router) points at."""
+    logical = sorted(int(i) for i in column(walk, f"{ENT_ALIAS}.{entity}"))
+    tag, value = walk.get(f"{ENT_ALIAS}.{entity}.{logical[0]}", ("", "")) if logical else ("", "")
+    prefix = "1.3.6.1.2.1.2.2.1.1."
+    return value[len(prefix):] if tag == "6" and value.startswith(prefix) else None
+
+
 def dbm_from_watts(value: int, scale: int, precision: int) -> float:
     """RFC 3433: watts = value x 10^(3 x (scale - 9) - precision); dBm = 10 log10(mW), to 0.01 dB."""
     watts = value * 10.0 ** (3 * (scale - 9) - precision)
@@ -166,18 +179,23 @@ def test_juniper_mx960_dom(simulator: services.Service, walks: dict[str, Walk]) 
     walk = walks["juniper"]
     samples = poll(device(simulator.port, "juniper", "system, if_mib, juniper_dom"))
 
-    # the rule: 0.01 dBm; a row with Rx, Tx and temperature all 0 has no DOM; Rx 0 is a dark receiver
+    # the rule: 0.01 dBm; a row with Rx, Tx and temperature all 0 has no DOM; 0 on a port that is not up
+    # (ifOperStatus != 1) is a dark receiver (or a laser off), and -40 dBm or less is the floor: no reading
     dom = "1.3.6.1.4.1.2636.3.60.1.1.1.1"
     expected: dict[str, dict[str, object]] = {}
+    dark = 0
     for index in column(walk, f"{dom}.5"):
         rx, tx, temp = (number(walk, f"{dom}.{c}.{index}") for c in (5, 7, 8))
         if rx == tx == temp == 0:
             continue
-        fields: dict[str, object] = {"tx_dbm": tx / 100} if tx is not None else {}
-        if rx:
-            fields["rx_dbm"] = rx / 100
+        up = number(walk, f"{IF_OPER}.{index}") == 1
+        fields: dict[str, object] = {}
+        for name, raw in (("tx_dbm", tx), ("rx_dbm", rx)):
+            if raw is not None and (raw != 0 or up) and raw > -4000:
+                fields[name] = raw / 100
+        dark += rx == 0 and not up
         expected[text(walk, f"{IF_NAME}.{index}")] = fields
-    assert len(expected) >= 30
+    assert len(expected) >= 30 and dark >= 2  # xe-0/2/0 and others: Rx 0, Tx lit, port down
     assert optical(samples) == expected
     assert optical(samples)["ge-0/0/1"] == {"rx_dbm": -8.65, "tx_dbm": -7.12}  # the -865 of the walk
 
@@ -191,7 +209,9 @@ def test_cisco_c3750_dbm_sensors(simulator: services.Service, walks: dict[str, W
     walk = walks["c3750"]
     samples = poll(device(simulator.port, "c3750", "system, cisco_entity_sensor"))
 
-    # the rule: type dBm(14); value x 10^(3 x (scale - 9) - precision); the port is the containing port entity
+    # the rule: type dBm(14); value x 10^(3 x (scale - 9) - precision); the port is the interface the
+    # containing port entity's alias mapping points at, by its ifName: the entity "GigabitEthernet1/0/1" is
+    # the interface "Gi1/0/1", the name the same switch reports in IF-MIB (and so in the inventory's links)
     sensor = "1.3.6.1.4.1.9.9.91.1.1.1.1"
     expected: dict[str, dict[str, object]] = {}
     for index in column(walk, f"{sensor}.1"):
@@ -204,9 +224,9 @@ def test_cisco_c3750_dbm_sensors(simulator: services.Service, walks: dict[str, W
         name = text(walk, f"{ENT_NAME}.{index}")
         direction = "rx_dbm" if "Receive" in name else "tx_dbm" if "Transmit" in name else None
         assert direction is not None, name
-        expected.setdefault(text(walk, f"{ENT_NAME}.{parent}"), {})[direction] = dbm
-    assert expected == {"GigabitEthernet1/0/1": {"rx_dbm": -6.0, "tx_dbm": -6.0},
-                        "GigabitEthernet1/0/6": {"rx_dbm": -5.0, "tx_dbm": -5.1}}
+        expected.setdefault(text(walk, f"{IF_NAME}.{alias_ifindex(walk, parent)}"), {})[direction] = dbm
+    assert expected == {"Gi1/0/1": {"rx_dbm": -6.0, "tx_dbm": -6.0}, "Gi1/0/6": {"rx_dbm": -5.0, "tx_dbm": -5.1}}
+    assert text(walk, f"{ENT_NAME}.1018") == "GigabitEthernet1/0/1" and alias_ifindex(walk, 1018) == "10101"
     assert optical(samples) == expected
     assert of(samples, "device")[0].fields["uptime_s"] == must(walk, SYS_UPTIME) / 100
 
@@ -215,7 +235,8 @@ def test_arista_entity_sensor_watts_to_dbm(simulator: services.Service, walks: d
     walk = walks["arista"]
     samples = poll(device(simulator.port, "arista", "system, entity_sensor"))
 
-    # the rule: watts(6) sensors; RX/TX from the description; port = the containing lane entity's description
+    # the rule: watts(6) sensors; RX/TX from the description; this walk has no alias mapping, so the port is
+    # the interface named in the containing lane entity's description ("Lane 0 for Xcvr for Ethernet50")
     sensor = "1.3.6.1.2.1.99.1.1.1"
     expected: dict[str, dict[str, object]] = {}
     for index in column(walk, f"{sensor}.1"):
@@ -226,12 +247,18 @@ def test_arista_entity_sensor_watts_to_dbm(simulator: services.Service, walks: d
         direction = "rx_dbm" if " RX " in descr else "tx_dbm" if " TX " in descr else None
         assert direction is not None, descr
         parent = number(walk, f"{ENT_CONTAINED_IN}.{index}")
-        port = text(walk, f"{ENT_NAME}.{parent}") or text(walk, f"{ENT_DESCR}.{parent}")
-        expected.setdefault(port, {})[direction] = dbm_from_watts(value, scale, precision)
+        lane = text(walk, f"{ENT_DESCR}.{parent}")
+        assert lane.startswith("Lane 0 for Xcvr for "), lane
+        expected.setdefault(lane.removeprefix("Lane 0 for Xcvr for "), {})[direction] = \
+            dbm_from_watts(value, scale, precision)
     assert len(expected) == 9
+    assert not any(o.startswith(f"{ENT_ALIAS}.") for o in walk)
+    names = {text(walk, f"{IF_NAME}.{i}") for i in column(walk, IF_NAME)}
+    assert set(expected) <= names  # the same names as the switch's interfaces
     assert optical(samples) == expected
-    # DOM RX Power Sensor for Ethernet50 reads 4 x 10^-7 W: a nearly dark receiver, -33.98 dBm
-    assert optical(samples)["Lane 0 for Xcvr for Ethernet50"]["rx_dbm"] == -33.98
+    # DOM RX Power Sensor for Ethernet50 reads 4 x 10^-7 W: a nearly dark receiver, -33.98 dBm (above the
+    # -40 dBm floor: measured, and kept)
+    assert optical(samples)["Ethernet50"]["rx_dbm"] == -33.98
 
 
 @pytest.mark.parametrize("unit", ["auto", "microwatt"])
@@ -276,6 +303,59 @@ def test_huawei_s5720_empty_cages_give_no_optical_sample(simulator: services.Ser
     assert [s.tags["ifname"] for s in of(samples, "interface")] == names
 
 
+def test_cisco_c6509_sensors_in_ports_mapped_to_interfaces(simulator: services.Service,
+                                                           walks: dict[str, Walk]) -> None:
+    walk = walks["c6509"]
+    samples = poll(device(simulator.port, "c6509", "cisco_entity_sensor"))
+
+    # the rule: dBm(14) sensors "Te3/N Transmit/Receive Power Sensor" sit in the port entity "Te3/N" (class 10),
+    # whose alias mapping points at the interface of the same name; every port is up; value x 10^-precision
+    sensor = "1.3.6.1.4.1.9.9.91.1.1.1.1"
+    expected: dict[str, dict[str, object]] = {}
+    for index in column(walk, f"{sensor}.1"):
+        if number(walk, f"{sensor}.1.{index}") != 14:
+            continue
+        value, scale, precision = (must(walk, f"{sensor}.{c}.{index}") for c in (4, 2, 3))
+        parent = number(walk, f"{ENT_CONTAINED_IN}.{index}")
+        ifindex = alias_ifindex(walk, parent)
+        assert number(walk, f"{ENT_CLASS}.{parent}") == 10 and number(walk, f"{IF_OPER}.{ifindex}") == 1
+        name = text(walk, f"{ENT_NAME}.{index}")
+        direction = "rx_dbm" if "Receive" in name else "tx_dbm"
+        expected.setdefault(text(walk, f"{IF_NAME}.{ifindex}"), {})[direction] = \
+            round(value * 10.0 ** (3 * (scale - 9) - precision), 2)
+    assert len(expected) == 11 and expected["Te3/1"] == {"tx_dbm": -3.2, "rx_dbm": -2.6}
+    assert optical(samples) == expected
+
+
+def test_huawei_router_hundredths_of_dbm_with_a_dark_port(simulator: services.Service,
+                                                          walks: dict[str, Walk]) -> None:
+    walk = walks["hwne"]
+    samples = poll(device(simulator.port, "hwne", "huawei_optical"))
+
+    # the rule: this firmware reports 0.01 dBm (negative readings); the port is the alias mapping's ifName
+    # (this router maps its ports under logical index 1, not 0);
+    # -1 is an empty cage; 0 on a port that is not up is a dark port; -40 dBm or less is the floor
+    table = "1.3.6.1.4.1.2011.5.25.31.1.1.3.1"
+    expected: dict[str, dict[str, object]] = {}
+    dark = []
+    for index in column(walk, f"{table}.8"):
+        ifindex = alias_ifindex(walk, int(index))
+        up = number(walk, f"{IF_OPER}.{ifindex}") == 1
+        fields = {}
+        for name, c in (("rx_dbm", 8), ("tx_dbm", 9)):
+            raw = number(walk, f"{table}.{c}.{index}")
+            if raw is not None and raw not in (-1, 2147483647) and (raw != 0 or up) and raw > -4000:
+                fields[name] = raw / 100
+        port = text(walk, f"{IF_NAME}.{ifindex}")
+        if fields:
+            expected[port] = fields
+        elif not up:
+            dark.append(port)
+    assert "GigabitEthernet4/0/0" in dark  # Rx 0, Tx 0 on a port that is down: 0 dBm would be a lie
+    assert expected["GigabitEthernet4/0/1"] == {"rx_dbm": -8.01, "tx_dbm": -2.27}
+    assert optical(samples) == expected
+
+
 # ---------------------------------------------------------------------------------------------- UPS
 
 
@@ -294,7 +374,10 @@ def test_eaton_93e_on_mains(simulator: services.Service, walks: dict[str, Walk])
         "battery_minutes": number(walk, f"{UPS}.2.3.0"),
         "battery_pct": number(walk, f"{UPS}.2.4.0"),
         "seconds_on_battery": number(walk, f"{UPS}.2.2.0"),
+        # the inverter rule: no low transfer point (0), so input line 1 (227 V) above 187 V means mains present
+        "mains_present": True, "inverter_mode": False, "on_bypass": False,
     }
+    assert number(walk, f"{UPS}.3.3.1.3.1") == 227 and number(walk, f"{UPS}.9.9.0") == 0
     assert power.fields["on_battery"] is False and power.fields["battery_minutes"] == 1092
 
 
@@ -305,8 +388,11 @@ def test_huawei_gse200m_unsupported_values_are_missing(simulator: services.Servi
     assert number(walk, f"{UPS}.2.3.0") == -1 and number(walk, f"{UPS}.2.4.0") == -1
     (power,) = of(samples, "power")
     assert "battery_minutes" not in power.fields and "battery_pct" not in power.fields
+    # its input voltage 2369 is in 0.1 V, not the RMS volts of RFC 1628: no mains evidence either way
+    assert number(walk, f"{UPS}.3.3.1.3.1") == 2369
     assert power.fields == {"on_battery": False, "battery_low": number(walk, f"{UPS}.2.1.0") in (3, 4),
-                            "seconds_on_battery": number(walk, f"{UPS}.2.2.0")}
+                            "seconds_on_battery": number(walk, f"{UPS}.2.2.0"), "inverter_mode": False,
+                            "on_bypass": False}
 
 
 def test_apc_without_ups_mib_gives_no_power_sample(simulator: services.Service, walks: dict[str, Walk]) -> None:

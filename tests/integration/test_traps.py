@@ -49,9 +49,9 @@ devices: {devices}
 class Receiver:
     """A TrapsSource started on its own event loop in a thread, recording what it emits."""
 
-    def __init__(self, devices: str) -> None:
-        self.port = services.free_udp_port()
-        self.source = TrapsSource(zwconf.load(TrapsConfig, config(self.port, devices), "agent.yaml"))
+    def __init__(self, devices: str, source: TrapsSource | None = None) -> None:
+        self.port = source.config.address[1] if source is not None else services.free_udp_port()
+        self.source = source or TrapsSource(zwconf.load(TrapsConfig, config(self.port, devices), "agent.yaml"))
         self.emitted: list[tuple[float, str, Event]] = []
         self.samples: list[Sample] = []
         self.loop = asyncio.new_event_loop()
@@ -100,8 +100,8 @@ Snmptrap = Callable[..., tuple[float, float]]
 def receiver() -> Iterator[Start]:
     started: list[Receiver] = []
 
-    def start(devices: str = "{127.0.0.1: sw-core}") -> Receiver:
-        started.append(Receiver(devices))
+    def start(devices: str = "{127.0.0.1: sw-core}", source: TrapsSource | None = None) -> Receiver:
+        started.append(Receiver(devices, source))
         return started[-1]
 
     yield start
@@ -215,6 +215,62 @@ def test_v1_link_down_is_normalised(receiver: Start, snmptrap: Snmptrap) -> None
         "link_down", {"device": "sw-core"}, {"if_index": 3, "admin_up": True, "oper_up": False})
     assert (second.name, second.tags, second.fields) == (
         "trap", {"device": "sw-core", "trap_oid": "1.3.6.1.4.1.99999.0.17"}, {"varbinds": 1})
+
+
+def test_link_down_of_a_port_not_present_says_so(receiver: Start, snmptrap: Snmptrap) -> None:
+    r = receiver()
+    # a line card booting: linkDown for an empty cage, ifOperStatus notPresent(6)
+    snmptrap("-v2c", "-c", "public", f"127.0.0.1:{r.port}", "", "1.3.6.1.6.3.1.1.5.3", f"{IF}.1.9", "i", "9",
+             f"{IF}.7.9", "i", "1", f"{IF}.8.9", "i", "6")
+    [event] = r.wait_events(1)
+    assert (event.name, event.fields) == ("link_down", {"if_index": 9, "admin_up": True, "oper_up": False,
+                                                        "present": False})
+
+
+# a switch whose ifTable has a port up (1), one down (2) and an empty cage (3, notPresent(6))
+SWITCH = [(f"{IF}.1.{i}", 2, str(i)) for i in (1, 2, 3)] + [
+    (f"{IF}.2.1", 4, "xe-0/0/1"), (f"{IF}.2.2", 4, "xe-0/0/2"), (f"{IF}.2.3", 4, "xe-0/0/3"),
+    (f"{IF}.7.1", 2, "1"), (f"{IF}.7.2", 2, "1"), (f"{IF}.7.3", 2, "1"),
+    (f"{IF}.8.1", 2, "1"), (f"{IF}.8.2", 2, "2"), (f"{IF}.8.3", 2, "6"),
+    ("1.3.6.1.2.1.31.1.1.1.1.1", 4, "xe-0/0/1"), ("1.3.6.1.2.1.31.1.1.1.1.2", 4, "xe-0/0/2"),
+    ("1.3.6.1.2.1.31.1.1.1.1.3", 4, "xe-0/0/3")]
+
+
+def test_link_down_of_a_port_the_last_poll_found_not_present_says_so(
+        receiver: Start, snmptrap: Snmptrap, tmp_path: Path) -> None:
+    from agent.config import AgentConfig
+    from agent.runner import Agent
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sw.snmprec").write_text("".join(f"{oid}|{tag}|{value}\n" for oid, tag, value in
+                                             [("1.3.6.1.2.1.1.3.0", 67, "1000"), *SWITCH]))
+    sim = services.start_snmpsim(tmp_path / "snmpsim", data)
+    try:
+        port = services.free_udp_port()
+        cfg = zwconf.load(AgentConfig, f"""
+probe: {{id: p1, zone: z1}}
+spool: {{path: {tmp_path / 'spool.db'}}}
+sources:
+  - {{type: snmp, name: sw-core, host: 127.0.0.1, port: {sim.port}, version: v2c, community: sw,
+      profiles: [if_mib]}}
+  - {{type: traps, name: park-traps, listen: "127.0.0.1:{port}", communities: [public],
+      devices: {{127.0.0.1: sw-core}}}}
+""", "agent.yaml")
+        sources, listeners = Agent._make(cfg)   # the runner ties the trap receiver to the SNMP sources
+        _, polled = sources["sw-core"]
+        interfaces = asyncio.run(polled.collect(time.time_ns()))
+        assert {s.tags["ifname"] for s in interfaces if s.measurement == "interface"} == {"xe-0/0/1", "xe-0/0/2"}
+        asyncio.run(polled.close())
+    finally:
+        sim.stop()
+    r = receiver(source=listeners["park-traps"][1])
+    for index in (3, 2):   # the empty cage (the device sends no ifOperStatus), then a port that went down
+        snmptrap("-v2c", "-c", "public", f"127.0.0.1:{r.port}", "", "1.3.6.1.6.3.1.1.5.3", f"{IF}.1.{index}", "i",
+                 str(index), f"{IF}.7.{index}", "i", "1")
+    cage, down = r.wait_events(2)
+    assert cage.fields == {"if_index": 3, "admin_up": True, "present": False}
+    assert down.fields == {"if_index": 2, "admin_up": True}
 
 
 def test_v2c_inform_is_acknowledged_and_emitted(receiver: Start, snmptrap: Snmptrap) -> None:

@@ -115,3 +115,21 @@ def test_files_only_by_name_inside_the_folder_the_local_file_names(tmp_path: Pat
         message = error(SNMP + f"    community: {{file: '{ref}'}}\n", allowed)
         assert message.startswith("desired config v7:7: sources[0].community: "), message
         assert "not for the centre" not in message
+
+
+def test_the_probes_own_profile_folders_serve_the_centres_snmp_sources(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZW_FLEET_COMMUNITY", "public")
+    site = tmp_path / "profiles"
+    site.mkdir()
+    (site / "site_chiller.yaml").write_text(
+        "name: site_chiller\ndescription: a chiller's supply temperature\nscalars:\n"
+        "  - measurement: device\n    get: {supply: 1.3.6.1.4.1.99999.1.1.0}\n"
+        "    fields: {uptime_s: {column: supply}}\n")
+    assert error("probe: {id: p1, zone: z}\nprofile_dirs: [/srv]\n") == \
+        "desired config v7:2: profile_dirs: profile_dirs is set in the probe's local configuration file only"
+    text = SNMP + "    community: {env: ZW_FLEET_COMMUNITY}\n    profiles: [site_chiller]\n"
+    cfg = effective(desired(text), local(f"profile_dirs: ['{site}']\n"))
+    source = cfg.sources[0]
+    assert isinstance(source, SnmpConfig) and source.profile_dirs == [str(site)]
+    assert "site_chiller" in error(text)    # a probe without that folder does not know the profile

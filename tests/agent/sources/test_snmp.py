@@ -30,6 +30,7 @@ community: s3cret-community
 site: dv-site-3
 links: {ge-0/0/1: dv-fibre-a}
 """
+SWITCH_CONFIG = V2C + "profiles: [system, if_mib]\n"  # auto-detection: see test_detect.py
 
 # A switch with ifXTable: ifIndex 1 is the fibre uplink (up, 10G, HC counters past 2^32),
 # ifIndex 2 is administratively down, ifIndex 10 sorts after 2 (numeric, not lexicographic OID order).
@@ -59,7 +60,7 @@ def poll(source: SnmpSource, now_ns: int = NOW) -> list[Sample]:
     return asyncio.run(source.collect(now_ns))
 
 
-def source_with(values: Mapping[str, SnmpValue], text: str = V2C) -> tuple[SnmpSource, FakeSnmpClient]:
+def source_with(values: Mapping[str, SnmpValue], text: str = SWITCH_CONFIG) -> tuple[SnmpSource, FakeSnmpClient]:
     fake = FakeSnmpClient(values)
     return SnmpSource(load(text), client_factory=lambda target: fake), fake
 
@@ -124,7 +125,7 @@ def test_missing_columns_leave_fields_out() -> None:
         f"{IFX}.1.3": b"  xe-1/0/0\x00", f"{IFX}.1.4": b"",
         f"{IFX}.15.4": 100,
     }
-    source, _ = source_with(sparse, V2C.replace("site: dv-site-3\n", ""))
+    source, _ = source_with(sparse, SWITCH_CONFIG.replace("site: dv-site-3\n", ""))
     assert poll(source) == [
         Sample("device", {"device": "bts-01"}, {"up": True}, NOW),
         Sample("interface", {"device": "bts-01", "ifname": "xe-1/0/0"},
@@ -142,6 +143,15 @@ def test_values_of_the_wrong_type_are_dropped_and_text_names_accepted() -> None:
         Sample("device", {"device": "bts-01", "site": "dv-site-3"}, {"up": True}, NOW),
         Sample("interface", {"device": "bts-01", "ifname": "eth0"}, {}, NOW),
     ]
+
+
+def test_a_port_that_is_not_present_is_left_out_not_sent_as_down() -> None:
+    # ifOperStatus notPresent(6): an empty cage or slot (Arista lists its unused lanes so)
+    empty_cage: dict[str, SnmpValue] = {f"{IF}.2.3": b"Ethernet3/2", f"{IF}.7.3": 1, f"{IF}.8.3": 6,
+                                        f"{IFX}.1.3": b"Ethernet3/2"}
+    source, _ = source_with({**SWITCH, **empty_cage})
+    assert [s.tags["ifname"] for s in poll(source) if s.measurement == "interface"] == ["ge-0/0/1", "ge-0/0/2",
+                                                                                       "vlan10"]
 
 
 # ---------------------------------------------------------------------------------------------- failures
@@ -188,7 +198,7 @@ class _FailingColumn(FakeSnmpClient):
 
 def test_a_column_with_an_error_is_left_out_and_the_rest_is_read(caplog: pytest.LogCaptureFixture) -> None:
     fake = _FailingColumn(SWITCH, f"{IF}.14", SnmpError("192.0.2.10:161", "agent answered genErr"))
-    source = SnmpSource(load(V2C), client_factory=lambda target: fake)
+    source = SnmpSource(load(SWITCH_CONFIG), client_factory=lambda target: fake)
     samples = poll(source)
     assert samples[0].fields == {"up": True, "uptime_s": 1234.56}
     assert samples[1].fields == {"oper_up": True, "admin_up": True, "in_octets": 18446744073709551615,
@@ -201,7 +211,7 @@ def test_a_column_with_an_error_is_left_out_and_the_rest_is_read(caplog: pytest.
 
 def test_ifspeed_is_not_walked_after_a_failed_read() -> None:
     fake = _FailingColumn(SWITCH, f"{IFX}.15", SnmpError("192.0.2.10:161", "agent answered genErr"))
-    source = SnmpSource(load(V2C), client_factory=lambda target: fake)
+    source = SnmpSource(load(SWITCH_CONFIG), client_factory=lambda target: fake)
     samples = poll(source)
     assert ("walk", (f"{IF}.5",)) not in fake.calls
     assert "speed_mbps" not in samples[1].fields and samples[1].fields["oper_up"] is True
@@ -209,7 +219,7 @@ def test_ifspeed_is_not_walked_after_a_failed_read() -> None:
 
 def test_a_timeout_mid_poll_stops_walking_and_keeps_what_was_read() -> None:
     fake = _FailingColumn(SWITCH, f"{IF}.2", SnmpTimeout("192.0.2.10:161", "no response"))
-    source = SnmpSource(load(V2C), client_factory=lambda target: fake)
+    source = SnmpSource(load(SWITCH_CONFIG), client_factory=lambda target: fake)
     samples = poll(source)
     walked = [args[0] for method, args in fake.calls if method == "walk"]
     assert walked == [f"{IFX}.1", f"{IFX}.6", f"{IFX}.10", f"{IFX}.15"]  # ifDescr timed out: nothing after it
@@ -230,7 +240,7 @@ def test_client_is_built_lazily_once_and_closed() -> None:
         built.append(target)
         return fake
 
-    source = SnmpSource(load(V2C), client_factory=factory)
+    source = SnmpSource(load(SWITCH_CONFIG), client_factory=factory)
     assert built == []
     poll(source)
     poll(source)
@@ -350,24 +360,23 @@ def with_profiles(profiles: str, *extra: str) -> str:
 
 def test_default_profiles_and_optical_unit() -> None:
     config = load(V2C)
-    assert config.profiles == ["system", "if_mib"] and config.optical_unit == "auto"
+    assert config.profiles is None and config.optical_unit == "auto"  # None: detected (agent.sources.detect)
     assert load(with_profiles("ups_mib, system", "optical_unit: microwatt")).profiles == ["ups_mib", "system"]
 
 
 def test_shipped_profiles_load_and_are_named_after_their_files() -> None:
     shipped = profiles.shipped()
-    assert sorted(shipped) == ["cisco_entity_sensor", "entity_sensor", "huawei_optical", "if_mib", "juniper_dom",
-                               "system", "ups_mib"]
+    assert {"cisco_entity_sensor", "entity_sensor", "huawei_optical", "if_mib", "juniper_dom", "system", "ups_mib",
+            "huawei_gpon", "zte_gpon"} <= set(shipped)
     assert all(profile.name == name for name, profile in shipped.items())
 
 
 @pytest.mark.parametrize(("text", "message"), [
     (with_profiles("system, if_mb"),
-     "agent.yaml:8: profiles[1]: unknown profile 'if_mb'; known profiles: cisco_entity_sensor, entity_sensor, "
-     "huawei_optical, if_mib, juniper_dom, system, ups_mib"),
+     f"agent.yaml:8: profiles[1]: unknown profile 'if_mb'; known profiles: {', '.join(sorted(SHIPPED))}"),
     (with_profiles("system, if_mib, system"), "agent.yaml:8: profiles: 'system' is listed twice"),
-    (with_profiles(""), "agent.yaml:8: profiles: name at least one profile; known profiles: cisco_entity_sensor, "
-     "entity_sensor, huawei_optical, if_mib, juniper_dom, system, ups_mib"),
+    (with_profiles(""),
+     f"agent.yaml:8: profiles: name at least one profile; known profiles: {', '.join(sorted(SHIPPED))}"),
     (with_profiles("system", "optical_unit: uW"),
      "agent.yaml:9: optical_unit: expected 'auto', 'dbm_hundredths' or 'microwatt', got 'uW'"),
 ])
@@ -485,12 +494,12 @@ def test_entity_sensor_watts_and_dbm_sensors_per_port() -> None:
     source, _ = source_with(values, with_profiles("entity_sensor"))
     samples = poll(source)
     assert optical_of(samples) == [
-        ("Lane 0 for Xcvr for Ethernet5", {"rx_dbm": -3.95, "tx_dbm": -2.21}),  # 10 log10(0.4025), (0.6015)
+        ("Ethernet5", {"rx_dbm": -3.95, "tx_dbm": -2.21}),  # 10 log10(0.4025), (0.6015); the lane's port
         ("Ethernet6", {"rx_dbm": -3.5}),
         ("Et7 Transmit Power", {"tx_dbm": -3.01}),
     ]
     assert all(type(v) is float for _, fields in optical_of(samples) for v in fields.values())
-    assert samples[1].tags == {"device": "bts-01", "port": "Lane 0 for Xcvr for Ethernet5"}
+    assert samples[1].tags == {"device": "bts-01", "port": "Ethernet5"}
 
 
 def test_cisco_entity_sensor_dbm_and_watts() -> None:
@@ -562,16 +571,80 @@ HUAWEI_DBM: dict[str, SnmpValue] = {  # current firmware: 0.01 dBm
                          ("XGigabitEthernet2/0/9", {"tx_dbm": -2.72})]),  # 0 uW: no light, no dBm
     (HUAWEI_UW, "microwatt", [("XGigabitEthernet2/0/0", {"rx_dbm": -4.8, "tx_dbm": -2.38}),
                               ("XGigabitEthernet2/0/9", {"tx_dbm": -2.72})]),
+    # 0 dBm from a port not known to be up (no alias mapping here) is a dark port: no reading
     (HUAWEI_UW, "dbm_hundredths", [("XGigabitEthernet2/0/0", {"rx_dbm": 3.31, "tx_dbm": 5.78}),
-                                   ("XGigabitEthernet2/0/9", {"rx_dbm": 0.0, "tx_dbm": 5.35})]),
+                                   ("XGigabitEthernet2/0/9", {"tx_dbm": 5.35})]),
     (HUAWEI_DBM, "auto", [("GigabitEthernet0/0/1", {"rx_dbm": -4.2, "tx_dbm": 1.5}),
-                          ("entPhysicalIndex.67436750", {"rx_dbm": 0.0, "tx_dbm": -2.5})]),
+                          ("entPhysicalIndex.67436750", {"tx_dbm": -2.5})]),
     (HUAWEI_DBM, "dbm_hundredths", [("GigabitEthernet0/0/1", {"rx_dbm": -4.2, "tx_dbm": 1.5}),
-                                    ("entPhysicalIndex.67436750", {"rx_dbm": 0.0, "tx_dbm": -2.5})]),
+                                    ("entPhysicalIndex.67436750", {"tx_dbm": -2.5})]),
 ])
 def test_huawei_optical_units(values: dict[str, SnmpValue], unit: str, expected: list[object]) -> None:
     source, _ = source_with(values, with_profiles("huawei_optical", f"optical_unit: {unit}"))
     assert optical_of(poll(source)) == expected
+
+
+ALIAS = "1.3.6.1.2.1.47.1.3.2.1.2"  # entAliasMappingIdentifier, indexed by entPhysicalIndex.logical
+IF_INDEX = "1.3.6.1.2.1.2.2.1.1"
+
+
+def test_sensors_are_named_after_the_interface_their_port_maps_to() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        # IOS-XE style: the sensors sit in the port entity, whose alias (logical index 0) is ifIndex 10101
+        **entity(1018, "GigabitEthernet1/0/52", parent=1, cls=10), f"{ALIAS}.1018.0": f"{IF_INDEX}.10101",
+        f"{IFX}.1.10101": b"Gi1/0/52", f"{IF}.8.10101": 1,
+        **entity(1019, "Gi1/0/52 Receive Power Sensor", parent=1018), **sensor(CISCO, 1019, 14, 9, 1, -60),
+        **entity(1020, "Gi1/0/52 Transmit Power Sensor", parent=1018), **sensor(CISCO, 1020, 14, 9, 1, 0),
+        # IOS-XR style: sensor in a transceiver module (9) in the port (10); alias under logical index 1
+        **entity(2000, "TenGigE0/0/0/1", parent=1, cls=10), f"{ALIAS}.2000.1": f"{IF_INDEX}.21",
+        f"{ALIAS}.2000.2": f"{IF_INDEX}.99", f"{IFX}.1.21": b"Te0/0/0/1", f"{IF}.8.21": 2,
+        **entity(2001, "TenGigE0/0/0/1 SFP", parent=2000, cls=9),
+        **entity(2002, "TenGigE0/0/0/1 Rx Power", parent=2001), **sensor(CISCO, 2002, 14, 9, 1, 0),
+        **entity(2003, "TenGigE0/0/0/1 Tx Power", parent=2001), **sensor(CISCO, 2003, 14, 9, 1, -22),
+        # the floor: -40.0 dBm is no reading, even on a port that is up
+        **entity(3000, "Gi1/0/53", parent=1, cls=10), f"{ALIAS}.3000.0": f"{IF_INDEX}.10102",
+        f"{IFX}.1.10102": b"Gi1/0/53", f"{IF}.8.10102": 1,
+        **entity(3001, "Gi1/0/53 Receive Power Sensor", parent=3000), **sensor(CISCO, 3001, 14, 9, 1, -400),
+        **entity(3002, "Gi1/0/53 Transmit Power Sensor", parent=3000), **sensor(CISCO, 3002, 14, 9, 1, -399),
+        # a mapping that points elsewhere than ifIndex is not followed: the entity's name stays
+        **entity(4000, "Gi1/0/54", parent=1, cls=10), f"{ALIAS}.4000.0": "1.3.6.1.2.1.4.20.1.1.10",
+        **entity(4001, "Gi1/0/54 Receive Power Sensor", parent=4000), **sensor(CISCO, 4001, 14, 9, 1, -33),
+    }
+    source, _ = source_with(values, with_profiles("cisco_entity_sensor"))
+    assert optical_of(poll(source)) == [
+        ("Gi1/0/52", {"rx_dbm": -6.0, "tx_dbm": 0.0}),  # the port is up: its 0.0 dBm is a reading
+        ("Te0/0/0/1", {"tx_dbm": -2.2}),  # down, Rx exactly 0: a dark receiver; the lowest logical index
+        ("Gi1/0/53", {"tx_dbm": -39.9}),
+        ("Gi1/0/54", {"rx_dbm": -3.3}),
+    ]
+
+
+def test_juniper_dark_receivers_and_the_floor() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        f"{IFX}.1.550": b"ge-0/0/1", f"{IF}.8.550": 1, f"{JNX}.5.550": 0, f"{JNX}.7.550": -712, f"{JNX}.8.550": 28,
+        f"{IFX}.1.551": b"ge-0/0/2", f"{IF}.8.551": 2, f"{JNX}.5.551": 0, f"{JNX}.7.551": 0, f"{JNX}.8.551": 30,
+        f"{IFX}.1.552": b"ge-0/0/3", f"{IF}.8.552": 2, f"{JNX}.5.552": -4000, f"{JNX}.7.552": -300,
+        f"{JNX}.8.552": 30,
+    }
+    source, _ = source_with(values, with_profiles("juniper_dom"))
+    assert optical_of(poll(source)) == [
+        ("ge-0/0/1", {"rx_dbm": 0.0, "tx_dbm": -7.12}),  # up: 0.00 dBm received is a reading
+        ("ge-0/0/3", {"tx_dbm": -3.0}),  # -40.00 dBm: the floor; ge-0/0/2 is down and all 0 but temperature
+    ]
+
+
+def test_huawei_zero_from_an_up_port_is_a_reading_from_a_down_one_is_not() -> None:
+    values: dict[str, SnmpValue] = {
+        SYS_UPTIME: 1,
+        f"{ENT}.7.17039617": b"GigabitEthernet4/0/0", f"{ALIAS}.17039617.1": f"{IF_INDEX}.12",
+        f"{IFX}.1.12": b"GigabitEthernet4/0/0", f"{IF}.8.12": 2, f"{HW}.8.17039617": 0, f"{HW}.9.17039617": 0,
+        f"{ENT}.7.17039618": b"GigabitEthernet4/0/1", f"{ALIAS}.17039618.1": f"{IF_INDEX}.13",
+        f"{IFX}.1.13": b"GE4/0/1", f"{IF}.8.13": 1, f"{HW}.8.17039618": 0, f"{HW}.9.17039618": -227,
+    }
+    source, _ = source_with(values, with_profiles("huawei_optical"))
+    assert optical_of(poll(source)) == [("GE4/0/1", {"rx_dbm": 0.0, "tx_dbm": -2.27})]
 
 
 def test_huawei_with_only_empty_cages_gives_no_optical_sample() -> None:
@@ -601,17 +674,24 @@ def power_of(values: dict[str, SnmpValue]) -> dict[str, object] | None:
 
 
 ON_MAINS = {"on_battery": False, "battery_low": False, "battery_minutes": 1092, "battery_pct": 100,
-            "seconds_on_battery": 0}
+            "seconds_on_battery": 0, "inverter_mode": False, "on_bypass": False}
+NO_SOURCE = {"inverter_mode": None, "on_bypass": None}  # no upsOutputSource: neither state is known
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
     ({}, ON_MAINS),
     ({"4.1.0": 5, "2.2.0": 120, "2.3.0": 30, "2.4.0": 80},  # battery(5) for two minutes
-     {"on_battery": True, "battery_low": False, "battery_minutes": 30, "battery_pct": 80, "seconds_on_battery": 120}),
-    ({"4.1.0": None, "2.2.0": 30}, {**ON_MAINS, "on_battery": True, "seconds_on_battery": 30}),  # no output source
+     {"on_battery": True, "battery_low": False, "battery_minutes": 30, "battery_pct": 80, "seconds_on_battery": 120,
+      "inverter_mode": False, "on_bypass": False}),
+    ({"4.1.0": None, "2.2.0": 30}, {**ON_MAINS, **NO_SOURCE, "on_battery": True, "seconds_on_battery": 30}),
     ({"4.1.0": 5, "2.2.0": -1}, {**ON_MAINS, "on_battery": True, "seconds_on_battery": None}),
-    ({"4.1.0": 4}, ON_MAINS),  # bypass(4) is not battery
-    ({"4.1.0": -1, "2.2.0": -1}, {**ON_MAINS, "on_battery": None, "seconds_on_battery": None}),  # unknown, not false
+    ({"4.1.0": 4}, {**ON_MAINS, "on_bypass": True}),  # bypass(4) is not battery: a state of its own
+    ({"4.1.0": -1, "2.2.0": -1}, {**ON_MAINS, **NO_SOURCE, "on_battery": None, "seconds_on_battery": None}),
+    # the inverter rule: battery(5) while input line 1 is above the low transfer point is inverter mode
+    ({"4.1.0": 5, "2.2.0": 600, "3.3.1.3.1": 229, "9.9.0": 170},
+     {**ON_MAINS, "mains_present": True, "inverter_mode": True, "seconds_on_battery": 600}),
+    ({"4.1.0": 5, "2.2.0": 600, "3.3.1.3.1": 0, "9.9.0": 170},  # the input is gone: on battery
+     {**ON_MAINS, "mains_present": False, "on_battery": True, "seconds_on_battery": 600}),
     ({"2.1.0": 3}, {**ON_MAINS, "battery_low": True}),  # batteryLow(3)
     ({"2.1.0": 4}, {**ON_MAINS, "battery_low": True}),  # batteryDepleted(4)
     ({"2.1.0": 1}, {**ON_MAINS, "battery_low": None}),  # unknown(1)
@@ -634,7 +714,8 @@ def test_scalars_are_read_in_one_get_after_the_reachability_get() -> None:
     source, fake = source_with(EATON, with_profiles("system, ups_mib"))
     samples = poll(source)
     assert fake.calls == [("get", (SYS_UPTIME,)),
-                          ("get", (f"{UPS}.2.1.0", f"{UPS}.2.2.0", f"{UPS}.2.3.0", f"{UPS}.2.4.0", f"{UPS}.4.1.0"))]
+                          ("get", (f"{UPS}.2.1.0", f"{UPS}.2.2.0", f"{UPS}.2.3.0", f"{UPS}.2.4.0", f"{UPS}.4.1.0",
+                                   f"{UPS}.3.3.1.3.1", f"{UPS}.9.9.0"))]
     assert [s.measurement for s in samples] == ["device", "power"]
     assert samples[0].fields == {"up": True, "uptime_s": 674237.32}
 
@@ -658,8 +739,8 @@ def test_a_refused_get_is_retried_one_oid_at_a_time(caplog: pytest.LogCaptureFix
     source = SnmpSource(load(with_profiles("ups_mib")), client_factory=lambda target: fake)
     (power,) = [s for s in poll(source) if s.measurement == "power"]
     assert power.fields == {"on_battery": False, "battery_low": False, "battery_minutes": 1092,
-                            "seconds_on_battery": 0}
-    assert [len(args) for method, args in fake.calls] == [1, 5, 1, 1, 1, 1, 1]
+                            "seconds_on_battery": 0, "inverter_mode": False, "on_bypass": False}
+    assert [len(args) for method, args in fake.calls] == [1, 7, 1, 1, 1, 1, 1, 1, 1]
     assert [r.getMessage() for r in caplog.records] == [
         "snmp device bts-01 (192.0.2.10:161) answered, but 1.3.6.1.2.1.33.1.2.4.0 could not be read: "
         "agent answered noSuchName"]
@@ -776,12 +857,17 @@ tables:
     ('port: [rx, {text: "ifIndex.{index}"}]', "port: [{links_of: link}]",
      "p.yaml:4: tables[0]: tag 'port': links_of 'link' must name an earlier tag"),
     ("ifIndex.{index}", "ifIndex.{ifindex}",
-     "p.yaml:9: tables[0].tags.port[1]: text: the only placeholder is {index}, got 'ifIndex.{ifindex}'"),
+     "p.yaml:9: tables[0].tags.port[1]: text: the placeholders are {index}, {index_parent} and {index_last}, got "
+     "'ifIndex.{ifindex}'"),
     ("port: [rx,", "device: [rx,",
      "p.yaml:4: tables[0]: tag 'device' is set to the device's configured name: do not declare it"),
     ("{column: rx, scale: 0.01}", "{column: rx, when: [{column: tx, one_of: [1], above: 2}]}",
      "p.yaml:11: tables[0].fields.rx_dbm[0].when[0]: a condition has exactly one test: 'one_of', 'above', "
-     "'matches' or 'bit'"),
+     "'above_column', 'matches' or 'bit'"),
+    ('port: [rx, {text: "ifIndex.{index}"}]', "port: [{column: rx, extract: 'Xcvr for \\S+'}]",
+     "p.yaml:9: tables[0].tags.port[0]: 'extract' goes with 'column' and needs a regex with a group: '(...)'"),
+    ("    tags:", "    joins:\n      n: {oid: 1.3.6.1.2.1.31.1.1.1.1, pointer: 1.3.6.1.2.1.2.2.1.1}\n    tags:",
+     "p.yaml:9: tables[0].joins.n: 'pointer' reads the OID that a column holds: name that column in 'by'"),
 ])
 def test_profile_errors_name_the_file_line_and_key(old: str, new: str, message: str) -> None:
     assert old in PROFILE
