@@ -20,8 +20,10 @@ from collector.config import CollectorConfig
 from collector.ingest import Ingest
 from collector.inventory import Inventory
 from collector.metrics import CollectorMetrics
+from collector.ownership import Ownership
 from collector.scope import Scope
 from collector.storage import make_writer
+from collector.storage.influx import InfluxWriter
 from collector.threads import named, on_death
 from zonewatch import wire
 from zonewatch.queue import DiskQueue
@@ -52,6 +54,7 @@ class Collector:
         self.dispatcher: Any = None
         self.enrolment: Any = None            # collector.fleet.enrol_service.EnrolService, with an enrol section
         self.relay: Any = None                # collector.alerting.notify.relay.MqttRelay, with mqtt_delivery
+        self.responder: Any = None            # collector.alerting.responder.Responder (acks, escalation), alerting on
         self.pruner: Any = None               # collector.storage.retention.Pruner, with a SQLite store
         self._http: BoundedHttpServer | None = None
         self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
@@ -92,6 +95,8 @@ class Collector:
             self.broker.start()
             mqtt_cfg = MqttConfig(host=host, port=int(port), protocol="3.1.1")
         writer = make_writer(cfg.storage)
+        if self.inventory is not None and isinstance(writer, InfluxWriter):   # owner labels (collector.ownership)
+            writer.set_owners(Ownership(self.inventory).labels)
         self._start_retention(writer)
         intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9))
         if intake.depth():
@@ -113,6 +118,12 @@ class Collector:
                 from collector.alerting.notify.relay import MAX_BODY, with_relay
 
                 app, limits = with_relay(self.relay, app), HttpLimits(max_body=MAX_BODY)
+            if self.responder is not None:   # the acknowledgement API (collector.alerting.ackapi)
+                from collector.alerting.ackapi import MAX_BODY as ACK_BODY
+                from collector.alerting.ackapi import AckApi, with_acks
+
+                api = AckApi(self.responder.store, cfg.alerting.acks.tokens, self.metrics.registry)
+                app, limits = with_acks(api, app), HttpLimits(max_body=max(limits.max_body, ACK_BODY))
             self._http = BoundedHttpServer(cfg.http.listen, app, limits, on_drop=self.metrics.count_http_drop)
             self._http.start(spawn=named)
         elif self.relay is not None:
@@ -164,18 +175,28 @@ class Collector:
         client = self.ingest.client if self.broker is None else None
         self.dispatcher = Dispatcher(alerting, self.inventory, mqtt_cfg, self.metrics.registry, mqtt_client=client)
         self.dispatcher.start()
+        from collector.alerting.ackconfig import default_path
+        from collector.alerting.acks import AckStore
+        from collector.alerting.responder import Responder
+
+        acks = AckStore(default_path(state_path, alerting.acks))
+        acks.prune(time.time_ns(), alerting.acks.keep)
+        self.responder = Responder(self.dispatcher, acks, self.inventory, alerting, self.metrics.registry,
+                                   publisher=self.dispatcher.publisher, notify_metrics=self.dispatcher.metrics)
+        self.responder.start()
 
         def store(batches: list[wire.Batch]) -> None:
             if self.ingest is not None:
                 self.ingest.inject(batches)
 
-        self.engine = AlertEngine(alerting, self.inventory, self.dispatcher, store, self.metrics.registry,
+        self.engine = AlertEngine(alerting, self.inventory, self.responder, store, self.metrics.registry,
                                   known_gaps=self.ingest.seqs.all_gaps(),   # the ingest has not started yet
                                   fault=self._last_fault(), hold_until_caught_up=self.cfg.ha is not None)
         self.ingest.on_arrival = self.engine.offer
         self.engine.skew = self.ingest.skew   # probes' clocks: judged at the times their samples are stored at
         self.ingest.on_gaps = self.engine.gaps
         self.ingest.on_jump = self.engine.jumped
+        self.engine.on_tick = self.responder.tick
         self.engine.start()
         if alerting.mqtt_via_alertmanager and client is not None:
             from collector.alerting.notify.mqtt import MqttPublisher
@@ -237,6 +258,8 @@ class Collector:
             self.enrolment.stop()
         if self.engine is not None:
             self.engine.stop()
+        if self.responder is not None:
+            self.responder.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.pruner is not None:

@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector import central_cli
+from collector import central_cli, maintenance_cli
+from collector.alerting import ack_cli
 from collector.fleet import config_cli as fleet_cli
 from collector.fleet import enrol, enrol_cli
+from collector.provision import cli as provision_cli
 from collector.report import cli as report_cli
+from collector.report import map_cli
 from zwconf import ConfigError, load_file, parse_duration
 
 if TYPE_CHECKING:
@@ -56,10 +59,31 @@ commands:
                 now; `fleet update --version V [--first N | --probes P...]` rolls a software release out in
                 waves (the next once the one before runs it healthy; `--abort` ends it); `fleet audit [--probe
                 P]` prints who changed what, and when
+  alerts        the alerts that paged and are still firing: REF, alert, carrier, object, since when, and
+                who acknowledged it (`--carrier PLMN`, `--json`)
+  ack           `ack REF --by NAME [--comment TEXT]`: acknowledge a firing alert: no further escalation,
+                and its notifications from then on (the resolve too) say who took it and when
   report        write a zone's monthly report for the zone authority (HTML with plots, and CSV): coverage
                 per carrier and area against each threshold, no-service minutes, availability of each site
                 and link, time without redundancy, every outage; from the configured store (SQLite or
-                VictoriaMetrics) or --sqlite / --victoriametrics
+                VictoriaMetrics) or --sqlite / --victoriametrics; `--carrier X` writes that carrier's private
+                report (its own assets only; competitors pooled only if carrier_access.competitors allows);
+                with QCVN 81:2019's indicators per carrier (kpi.csv) and, where the zone has positions, a
+                coverage map per carrier beside it
+  coverage-map  `coverage-map --zone Z --carrier C --out FILE.html [--month YYYY-MM] [--survey ID]`: one
+                carrier's coverage map, ONE HTML file over the park's own plan image that opens offline
+                (Leaflet inline, no tiles, no network): probes and walk-survey readings coloured by level,
+                areas with no measurement grey and hatched (unmeasured); same stores as `report`
+  render-vmauth  write vmauth's users into --out (auth.yml, vmauth.env, secrets/ mode 0600): one per carrier,
+                its owner label forced on every read, and the zone authority's (unfiltered); read API only
+  render-grafana  write Grafana provisioning into --out: an organisation per carrier, its one datasource
+                through vmauth as that carrier, and the dashboards in it (passwords from render-vmauth's
+                secrets, into grafana.env mode 0600)
+  maintenance   planned works: `maintenance add (--site S | --device D | --link L | --group G | --area A |
+                --carrier-wide C) --start TIME (--end TIME | --duration 4h [--every daily|weekly|monthly])
+                --tz Asia/Ho_Chi_Minh --ticket T --by NAME [--carrier X]` declares a window (with --carrier,
+                acting as that carrier: its own assets only); `maintenance list`; `maintenance end ID`. Alerts
+                in an open window are stored muted; the running collector picks changes up without a restart
 """
 
 
@@ -115,9 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     am.add_argument("--relay-url", help="with alerting.mqtt_delivery alertmanager: the collector beside this "
                     "Alertmanager, whose relay publishes MQTT notifications (default: http://<http.listen>)")
     report_cli.add_parser(sub)
+    map_cli.add_parser(sub)
+    maintenance_cli.add_parser(sub)
     enrol_cli.add_parser(sub)
     fleet_cli.add_parser(sub)
     central_cli.add_parser(sub)
+    ack_cli.add_parser(sub)
+    provision_cli.add_parser(sub)
     return p
 
 
@@ -185,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "report":
         return report_cli.run(args)
+    if args.command == "coverage-map":
+        return map_cli.run(args)
 
     from collector.config import CollectorConfig
     from collector.inventory import load_inventory
@@ -223,8 +253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return enrol_cli.run_command(args, cfg, inventory)
     if args.command == "fleet":
         return fleet_cli.run(args, cfg, inventory, inventory_path)
+    if args.command == "maintenance":
+        return maintenance_cli.run(args, cfg, inventory)
     if args.command in central_cli.COMMANDS:
         return central_cli.run(args, cfg, inventory)
+    if args.command in ack_cli.COMMANDS:
+        return ack_cli.run(args, cfg, inventory)
+    if args.command in provision_cli.COMMANDS:
+        return provision_cli.run(args, cfg, inventory)
 
     from collector.app import Collector
 

@@ -3,13 +3,14 @@
 Loading checks every cross-reference and names the offending key (``devices.bts-01.parent: unknown device
 'olt-9'``). The alert rules, the notification routing and the reports read the same model::
 
-    zones               areas, and coverage thresholds per technology
+    zones               areas (and their outlines, the park's plan image), coverage thresholds per technology
     carriers            PLMN, name, and how to reach them (``notify``: webhook, email, MQTT receivers)
     sites               BTS, fibre PoP, shelter; shared or not (``owners``)
     devices             kind, owner carriers, parent device, polling probe, address (for ICMP)
     links               which device interface carries which carriers' route
     redundancy_groups   members (links, devices or traced paths); how many the service and its redundancy need
-    probes              zone, area, modems and their carriers
+    probes              zone, area, position, modems and their carriers
+    maintenance         planned works: a scope, when (one-off or recurring, in a time zone), ticket, who
 
 An asset with several owners (a shared BTS, leased fibre) alerts every owner.
 
@@ -28,9 +29,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from collector import positions
+from collector.maintenance import Window, refusal, scope_problem
+from collector.positions import Outline, Plan, Point
 from collector.secrets import CONTEXT_KEY, PLMN, BoundSecret, SecretSource, context
 from zonewatch import wire
-from zwconf import RefPath, Secret, Strict, load_file
+from zwconf import Duration, RefPath, Secret, Strict, SubkeyError, load_file
 
 _PLMN = PLMN
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -136,13 +140,42 @@ else:
     CarrierReceiver = CarrierWebhookReceiver | EmailReceiver | MqttReceiver
 
 
+AnyCarrierReceiver = Annotated[CarrierReceiver, Field(discriminator="type")]
+
+
+class EscalationStep(Strict):
+    """One step of a carrier's escalation (``collector.alerting.escalation``): an alert of the carrier still
+    unacknowledged ``after`` this long since it paged goes to ``notify`` too: receivers, or the names of the
+    inventory's ``contacts`` (the zone authority, say)."""
+
+    after: Duration
+    notify: list[AnyCarrierReceiver | str] = Field(min_length=1)
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("expected a positive duration such as '15m'")
+        return value
+
+
 class Carrier(Strict):
     """A mobile operator, keyed by its PLMN (MCC-MNC)."""
 
     plmn: str
     name: str
     contact: str | None = None
-    notify: list[Annotated[CarrierReceiver, Field(discriminator="type")]] = []
+    notify: list[AnyCarrierReceiver] = []
+    escalation: list[EscalationStep] = []
+
+    @field_validator("escalation")
+    @classmethod
+    def _escalation(cls, value: list[EscalationStep]) -> list[EscalationStep]:
+        for i in range(1, len(value)):
+            if value[i].after <= value[i - 1].after:
+                raise SubkeyError((i, "after"), f"each step comes later than the one before: {value[i].after:g} s "
+                                  f"is not after step {i - 1}'s {value[i - 1].after:g} s")
+        return value
 
     @field_validator("plmn")
     @classmethod
@@ -153,11 +186,16 @@ class Carrier(Strict):
 
 
 class Thresholds(Strict):
-    """RSRP limits for one technology: under ``hole_dbm`` is a coverage hole, under ``fair_dbm`` weak."""
+    """Limits for one technology: RSRP under ``hole_dbm`` is a coverage hole, under ``fair_dbm`` weak; with RSRP
+    at ``fair_dbm`` or better, SINR under ``sinr_poor_db`` or RSRQ under ``rsrq_poor_db`` is interference (the
+    signal is there, drowned). The SINR and RSRQ defaults are the "poor" bounds usual in LTE planning
+    (SINR < 0 dB, RSRQ < -15 dB)."""
 
     hole_dbm: float = -110.0
     fair_dbm: float = -100.0
     good_dbm: float = -90.0
+    sinr_poor_db: float = 0.0
+    rsrq_poor_db: float = -15.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -167,12 +205,33 @@ class Thresholds(Strict):
         return self
 
 
+class CoverageRule(Strict):
+    """How an area's coverage follows from its probes', each judged on its own: ``worst`` (the default: a
+    hole at one gate is a hole in the area), or ``share`` (the area is at a level when at least ``share_pct``
+    of its probes are at that level or worse)."""
+
+    area: Literal["worst", "share"] = "worst"
+    share_pct: float | None = None
+
+    @model_validator(mode="after")
+    def _share(self) -> CoverageRule:
+        if self.area == "share" and (self.share_pct is None or not 0 < self.share_pct <= 100):
+            raise SubkeyError(("share_pct",), "area: share needs share_pct, a percentage over 0 and at most 100 "
+                              f"(got {self.share_pct})")
+        if self.area == "worst" and self.share_pct is not None:
+            raise SubkeyError(("share_pct",), "share_pct applies to area: share only (area is worst here)")
+        return self
+
+
 class Zone(Strict):
     """An industrial park or economic zone, divided into areas."""
 
     name: str
     areas: list[str] = []
     thresholds: dict[str, Thresholds] = {}
+    plan: Plan | None = None                 # the park's plan image and its corners (collector.positions)
+    outlines: dict[str, Outline] = {}        # area -> its outline, in the same coordinates
+    coverage: CoverageRule = CoverageRule()
 
     @field_validator("thresholds")
     @classmethod
@@ -333,6 +392,7 @@ class Probe(Strict):
 
     zone: str
     area: str | None = None
+    position: Point | None = None   # x/y metres on the zone's plan, or lat/lon (collector.positions)
     modems: list[Modem] = []
     # The probe's agent configuration as the centre wants it (collector.fleet.desired): given (``{}`` too), the
     # collector renders it over ``probe_defaults`` and publishes it on the probe's config topic.
@@ -350,8 +410,13 @@ class Inventory(Strict):
     redundancy_groups: dict[str, RedundancyGroup] = {}
     probes: dict[str, Probe] = {}
     probe_defaults: dict[str, Any] | None = None   # agent configuration every probe with a ``config`` starts from
+    # Named receivers that carriers' escalation steps refer to (the zone authority, the park's NOC on call).
+    contacts: dict[str, list[AnyCarrierReceiver]] = {}
+    # Maintenance windows (collector.maintenance): alerts in their scope are stored muted while they are open.
+    maintenance: dict[str, Window] = {}
 
-    @field_validator("zones", "carriers", "sites", "devices", "links", "redundancy_groups", "probes")
+    @field_validator("zones", "carriers", "sites", "devices", "links", "redundancy_groups", "probes", "contacts",
+                     "maintenance")
     @classmethod
     def _keys(cls, value: dict[str, object], info: object) -> dict[str, object]:
         _check_ids(getattr(info, "field_name", "inventory"), value)
@@ -392,6 +457,7 @@ class Inventory(Strict):
                     problems.append((("carriers", key, "notify", i, "bearer_token"),
                                      f"secret {token.name!r} is declared for carrier {token.carrier} "
                                      f"(secrets.receivers.{token.name}.carrier), not for {carrier.plmn}"))
+        problems.extend(self._escalation_refs())
         for key, site in self.sites.items():
             need(("sites", key, "zone"), "zone", site.zone, self.zones)
             if site.zone in self.zones:
@@ -430,6 +496,13 @@ class Inventory(Strict):
                     problems.append((where, f"{member.key} is listed twice"))
                 seen.add(member.key)
         problems.extend(self._parent_cycles())
+        problems.extend(positions.problems(self))
+        for key, window in self.maintenance.items():
+            problem = scope_problem(window.scope, self)
+            if problem is not None:
+                problems.append((("maintenance", key, "scope"), problem))
+            elif (problem := refusal(window, self)) is not None:
+                problems.append((("maintenance", key, "as_carrier"), problem))
         for key, probe in self.probes.items():
             if key == "collector":
                 problems.append((("probes", key), "'collector' is reserved for the collector's own series"))
@@ -443,6 +516,32 @@ class Inventory(Strict):
             from collector.fleet.desired import render_all
 
             problems.extend((p.path, p.message) for p in render_all(self)[1])
+        return problems
+
+    def _escalation_refs(self) -> list[tuple[RefPath, str]]:
+        """Return the escalation steps' unknown contacts, and tokens bound to another carrier than theirs."""
+        problems: list[tuple[RefPath, str]] = []
+
+        def bound(where: RefPath, receiver: Receiver, plmn: str | None) -> None:
+            token = receiver.bearer_token if isinstance(receiver, WebhookReceiver) else None
+            if isinstance(token, BoundSecret) and token.carrier not in (None, plmn):
+                whose = f"carrier {plmn}" if plmn else "a contact (shared by every carrier's escalation)"
+                problems.append(((*where, "bearer_token"), f"secret {token.name!r} is declared for carrier "
+                                 f"{token.carrier} (secrets.receivers.{token.name}.carrier), not for {whose}"))
+
+        for name, receivers in self.contacts.items():
+            for i, receiver in enumerate(receivers):
+                bound(("contacts", name, i), receiver, None)
+        for key, carrier in self.carriers.items():
+            for i, step in enumerate(carrier.escalation):
+                for j, item in enumerate(step.notify):
+                    where: RefPath = ("carriers", key, "escalation", i, "notify", j)
+                    if isinstance(item, str):
+                        if item not in self.contacts:
+                            listed = ", ".join(sorted(self.contacts)) or "none defined"
+                            problems.append((where, f"unknown contact {item!r} (known: {listed})"))
+                    else:
+                        bound(where, item, carrier.plmn)
         return problems
 
     def _parent_cycles(self) -> list[tuple[RefPath, str]]:

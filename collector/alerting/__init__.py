@@ -9,5 +9,11 @@
                  dependency muting; persisted so that a restart neither pages again nor forgets
     notify/      notifiers (Alertmanager API v2, webhook, email, MQTT), routing by owner carrier, the outbox
     amconfig.py  an Alertmanager configuration rendered from the inventory
+    maintenance.py  maintenance windows applied between the rules and the tracker: muted, overrun, co-owners told
     engine.py    the thread that ties them together in the collector (the only place that reads a clock)
+    acks.py      AckStore: paged alerts (incidents), acknowledgements and escalation steps, with times (SQLite)
+    ackconfig.py the ``alerting.acks`` section: the store's path, the HTTP API's tokens
+    escalation.py  pure: which escalation step of which carrier falls due at ``now``
+    responder.py Responder: between engine and dispatcher: ack annotations, incidents, escalation delivery
+    ackapi.py    the acknowledgement API beside /metrics; ack_cli.py: ``zonewatch-collector alerts`` and ``ack``
 """

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from collector.alerting.ackconfig import AckConfig
 from collector.alerting.health import HealthSettings
 from collector.alerting.model import ALERT_NAMES
 from collector.alerting.qos import QosSettings
@@ -37,9 +38,13 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "CoverageHole": _policy("120s", "60s"),
     "NoService": _policy("60s"),
     "WeakSignal": _policy("300s", "120s"),
+    "CoverageInterference": _policy("300s", "120s"),   # SINR follows the cells' load: hold it longer
     "PowerOnBattery": _policy("0s"),
     "BatteryLow": _policy("0s"),
+    "PowerOnBypass": _policy("0s"),
+    "RectifierFailed": _policy("60s"),            # a rectifier restarting after a mains return alarms briefly
     "OpticalDegraded": _policy("60s", "60s"),
+    "PonFeederDown": _policy("60s"),              # two polls at zero: not one poll of ONUs re-ranging
     "DeviceRebooted": _policy("0s"),
     "SiteDown": _policy("0s"),
     "DataLoss": _policy("0s"),
@@ -177,6 +182,7 @@ class AlertingConfig(Strict):
     smtp: SmtpConfig | None = None
     noc: list[Annotated[Receiver, Field(discriminator="type")]] = []   # receivers that get every alert
     retry: RetryConfig = RetryConfig()
+    acks: AckConfig = AckConfig()            # acknowledgements: store, HTTP API tokens (collector.alerting.ackconfig)
     # Where a reader of a notification goes to see more (the NOC's Grafana alerts dashboard, say): sent as
     # the webhook JSON's externalURL and each alert's generatorURL in Alertmanager. Empty: not sent.
     external_url: str = ""

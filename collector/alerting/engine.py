@@ -56,12 +56,15 @@ from prometheus_client.core import GaugeMetricFamily
 from collector.alerting.backlog import FairBacklog, Offered
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import ConfigView, Facts
+from collector.alerting.maintenance import apply as apply_maintenance
+from collector.alerting.maintenance import window_of
 from collector.alerting.model import Evaluation, Notification, fingerprint
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.clockskew import ClockSkew
 from collector.ingest import plain_batch, read_entry, tick_time
 from collector.inventory import Inventory
+from collector.maintenance_store import LiveWindows, store_path
 from collector.mosquitto import TICK_ROOT
 from collector.scope import Refusals, Scope
 from collector.threads import named
@@ -148,6 +151,8 @@ class AlertEngine:
         for name, gaps in (known_gaps or {}).items():
             self.facts.observe_gaps(name.partition("/")[2], gaps, clock())
         self.tracker = AlertTracker(cfg, cfg.state_path, started_ns=clock())
+        # Maintenance windows: the inventory's, and those `maintenance add` keeps beside the tracker's state.
+        self.windows = LiveWindows(inventory.maintenance, store_path(cfg.state_path) if cfg.state_path else None)
         self.max_backlog = max_backlog
         self.scope = Scope(inventory)
         self._decode = decode
@@ -166,9 +171,12 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread = named(self._loop, "zw-alerts")
         self._written_ns: dict[str, tuple[int, bool | None]] = {}  # alert key -> when written, muted then
+        self._written_tags: dict[str, dict[str, str]] = {}         # alert key -> the tags written last
         self._derived: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, dict[str, wire.FieldValue]]] = {}
         self._synced_ns = 0
         self.evaluated = threading.Event()       # set after every evaluation (tests and the demo wait on it)
+        # Called after the tracker's update at every evaluation, with its time and the alerts firing and notified.
+        self.on_tick: Callable[[int, list[Notification]], object] | None = None
 
     # intake thread ------------------------------------------------------------------------------------
 
@@ -242,6 +250,7 @@ class AlertEngine:
         self._wake.set()
         self._thread.join(timeout)
         self.tracker.close()
+        self.windows.close()
 
     def _loop(self) -> None:
         interval = self.cfg.interval
@@ -327,7 +336,11 @@ class AlertEngine:
         if self.skew is not None:
             self.facts.health.clocks = self.skew.views()
         evaluation = evaluate(self.facts, self.inventory, self.cfg.settings, now_ns)
+        evaluation = apply_maintenance(evaluation, self.windows.current(), self.inventory, self.tracker.alerts(),
+                                       now_ns)
         notes = self.tracker.update(evaluation, now_ns, deliver=self.dispatcher.submit)
+        if self.on_tick is not None:   # acknowledgements and escalation (collector.alerting.responder)
+            self.on_tick(now_ns, [a.notification("firing") for a in self.tracker.firing() if a.notified])
         self.metrics.evaluations.inc()
         self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
         for n in notes:
@@ -353,17 +366,25 @@ class AlertEngine:
             last_ns = self._written_ns.pop(key, (0, None))[0]
             at = now_ns if ended.held else min(now_ns, ended.alert.cleared_ns)
             at = max(at, last_ns + 1_000_000) if last_ns else at    # VictoriaMetrics keeps milliseconds
-            points.append(("alert", _alert_tags(ended.alert.labels), {"firing": 0, "muted": 0}, at))
+            tags = self._written_tags.pop(key, None) or _alert_tags(ended.alert.labels, ended.alert.muted_by)
+            points.append(("alert", tags, {"firing": 0, "muted": 0}, at))
         for alert in self.tracker.firing():
             key = alert_key(alert)
             last_ns, last_muted = self._written_ns.get(key, (0, None))
-            if now_ns - last_ns < REFRESH_NS and last_muted == alert.muted and not _new(alert, notes):
+            tags, last_tags = _alert_tags(alert.labels, alert.muted_by), self._written_tags.get(key)
+            if now_ns - last_ns < REFRESH_NS and last_muted == alert.muted and last_tags == tags \
+                    and not _new(alert, notes):
                 continue
+            if last_tags is not None and last_tags != tags:   # a window opened or closed: its series ends here
+                points.append(("alert", last_tags, {"firing": 0, "muted": 0}, max(now_ns, last_ns + 1_000_000)))
             self._written_ns[key] = (now_ns, alert.muted)
-            points.append(("alert", _alert_tags(alert.labels), {"firing": 1, "muted": int(alert.muted)}, now_ns))
+            self._written_tags[key] = tags
+            points.append(("alert", tags, {"firing": 1, "muted": int(alert.muted)}, now_ns))
         live = {alert_key(a) for a in self.tracker.firing()}
         for key in [k for k in self._written_ns if k not in live]:
             del self._written_ns[key]
+        for key in [k for k in self._written_tags if k not in live]:
+            del self._written_tags[key]
         # The batch header's probe becomes the ``probe`` tag: an alert about a probe is stored under it.
         by_origin: dict[tuple[str, str], list[wire.Sample]] = {}
         for measurement, tags, fields, at in points:
@@ -404,9 +425,14 @@ def _new(alert: TrackedAlert, notes: Sequence[Notification]) -> bool:
     return any(n.status == "firing" and n.labels == alert.labels for n in notes)
 
 
-def _alert_tags(labels: Any) -> dict[str, str]:
-    """Return the ``alert`` measurement's tags: the labels without ``probe`` duplicates of the header."""
-    return {k: str(v) for k, v in labels.items() if v}
+def _alert_tags(labels: Any, muted_by: str | None = None) -> dict[str, str]:
+    """Return the ``alert`` measurement's tags: the labels, and ``maintenance`` (the window's id) while a
+    maintenance window mutes it."""
+    tags = {k: str(v) for k, v in labels.items() if v}
+    window = window_of(muted_by)
+    if window is not None:
+        tags["maintenance"] = window
+    return tags
 
 
 def _describe(labels: Any) -> str:

@@ -10,8 +10,11 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
     reach        (probe, target) -> Reach     the latest ICMP/TCP poll: loss, unanswered polls in a row, path
     devices      device -> DeviceFacts        uptime and the time of the last reboot
     interfaces   (device, ifname) -> Interface  oper/admin status from polls and from link traps, link id
-    power        device -> PowerFacts         on_battery, battery_low, battery_minutes (each with its time)
+    power        device -> PowerFacts         on_battery, battery_low, battery_minutes, on_bypass,
+                                              rectifiers_failed (each with its time), inverter_mode
     optical      (device, port) -> Optical    the latest rx_dbm and a baseline (bucket means over a day)
+    pon          (device, port) -> Pon        a PON port's ONUs configured and online (``pon`` samples), and
+                                              when ONUs were last seen online there
     cellular     (probe, carrier, modem) -> Modem  readings within the coverage window (bounded)
     loss         probe -> Loss                the ingest's count of the probe's lost seqs (``observe_gaps``)
                                               and when the probe last said its spool was empty
@@ -41,7 +44,8 @@ Link traps: an event newer than the last poll of the interface sets its state at
 it. A trap without ``ifname`` but with ``if_index`` is applied to the interface name learned from an earlier
 trap of that device carrying both, else to ``ifIndex.<n>`` (the name the poll gives an interface that has
 neither ifName nor ifDescr); a trap with neither is only stored, not applied. A link trap without
-``admin_up`` keeps the admin status known from the last poll.
+``admin_up`` keeps the admin status known from the last poll. A link trap with ``present=False`` (a port that
+is not there: ifOperStatus notPresent, or one the agent's last poll found so) is not applied at all.
 
 Events arrive twice in a batch from ``collector.ingest.parse_entry`` (as ``events`` and as ``event``
 samples for the store): ``event`` samples are read only from a batch without events (data replayed from the
@@ -68,6 +72,7 @@ __all__ = [
     "Interface",
     "PowerFacts",
     "Optical",
+    "Pon",
     "Modem",
     "Reading",
     "ConfigView",
@@ -205,11 +210,17 @@ class PowerFacts:
     battery_low_ns: int = -1
     battery_minutes: float | None = None
     battery_minutes_ns: int = -1
+    on_bypass: bool | None = None
+    on_bypass_ns: int = -1
+    rectifiers_failed: float | None = None
+    rectifiers_failed_ns: int = -1
+    inverter_mode: bool = False  # the latest poll said: battery output with the mains present (not an outage)
 
     @property
     def time_ns(self) -> int:
         """Return the time of the newest value."""
-        return max(self.on_battery_ns, self.battery_low_ns, self.battery_minutes_ns)
+        return max(self.on_battery_ns, self.battery_low_ns, self.battery_minutes_ns, self.on_bypass_ns,
+                   self.rectifiers_failed_ns)
 
 
 @dataclass(slots=True)
@@ -244,6 +255,19 @@ class Optical:
         return means[mid] if len(means) % 2 else (means[mid - 1] + means[mid]) / 2
 
 
+@dataclass(slots=True)
+class Pon:
+    """ONU counts of one PON port of an OLT: the latest, and since when none or some are online."""
+
+    zone: str
+    onus: float = 0.0          # ONUs configured on the port
+    online: float = 0.0        # of them online
+    time_ns: int = -1
+    online_ns: int = -1        # the newest reading with ONUs online (-1: none seen since the collector started)
+    dark_since_ns: int = -1    # the first reading of the current run with none online (-1: some are online)
+    lit_since_ns: int = -1     # the first reading of the current run with some online (-1: none are)
+
+
 @dataclass(slots=True, frozen=True)
 class Reading:
     """One cellular reading of one modem."""
@@ -252,6 +276,8 @@ class Reading:
     rsrp_dbm: float | None
     registered: bool | None
     rat: str | None
+    sinr_db: float | None = None   # the serving cell's SINR and RSRQ: interference when RSRP is fine
+    rsrq_db: float | None = None
 
 
 @dataclass(slots=True)
@@ -292,6 +318,7 @@ class Facts:
         self.interfaces: dict[tuple[str, str], Interface] = {}
         self.power: dict[str, PowerFacts] = {}
         self.optical: dict[tuple[str, str], Optical] = {}
+        self.pon: dict[tuple[str, str], Pon] = {}
         self.cellular: dict[tuple[str, str, str], Modem] = {}
         self.loss: dict[str, Loss] = {}
         self.data_loss_hold_ns = int(settings.data_loss_hold * 1e9)
@@ -349,6 +376,8 @@ class Facts:
                 self._power_sample(batch, sample)
             elif m == "optical":
                 self._optical(batch, sample)
+            elif m == "pon":
+                self._pon(batch, sample)
             elif m == "qos":
                 self._qos(batch, sample)
             elif m == "modem":
@@ -506,7 +535,8 @@ class Facts:
             state = self.cellular[key] = Modem(batch.zone)
             self.modems_of.setdefault(batch.probe, []).append(key)
         reading = Reading(sample.time_ns, _number(sample.fields.get("rsrp_dbm")),
-                          _bool(sample.fields.get("registered")), sample.tags.get("rat"))
+                          _bool(sample.fields.get("registered")), sample.tags.get("rat"),
+                          _number(sample.fields.get("sinr_db")), _number(sample.fields.get("rsrq_db")))
         readings = state.readings
         newest = max(reading.time_ns, readings[-1].time_ns if readings else reading.time_ns)
         if reading.time_ns < newest - self.coverage_window_ns:
@@ -541,6 +571,12 @@ class Facts:
         state.site = sample.tags.get("site", state.site)
         f, t = sample.fields, sample.time_ns
         _set_power(state, t, _bool(f.get("on_battery")), _bool(f.get("battery_low")), _number(f.get("battery_minutes")))
+        bypass, failed = _bool(f.get("on_bypass")), _number(f.get("rectifiers_failed"))
+        if bypass is not None and t >= state.on_bypass_ns:
+            state.on_bypass, state.on_bypass_ns = bypass, t
+            state.inverter_mode = f.get("inverter_mode") is True
+        if failed is not None and t >= state.rectifiers_failed_ns:
+            state.rectifiers_failed, state.rectifiers_failed_ns = failed, t
 
     def _optical(self, batch: wire.Batch, sample: wire.Sample) -> None:
         device, port = sample.tags.get("device"), sample.tags.get("port")
@@ -564,6 +600,25 @@ class Facts:
             for old in [b for b in state.buckets if b < newest - OPTICAL_BUCKETS]:
                 del state.buckets[old]
 
+    def _pon(self, batch: wire.Batch, sample: wire.Sample) -> None:
+        device, port = sample.tags.get("device"), sample.tags.get("port")
+        onus, online = _number(sample.fields.get("onus")), _number(sample.fields.get("onus_online"))
+        if device is None or port is None or onus is None or online is None:
+            return
+        state = self.pon.get((device, port))
+        if state is None:
+            state = self.pon[(device, port)] = Pon(batch.zone)
+        t = sample.time_ns
+        if online > 0:
+            state.online_ns = max(state.online_ns, t)   # a backlog still tells that ONUs were online
+        if t < state.time_ns:
+            return
+        if online > 0 and state.lit_since_ns < 0:
+            state.lit_since_ns, state.dark_since_ns = t, -1
+        elif online <= 0 and state.dark_since_ns < 0:
+            state.dark_since_ns, state.lit_since_ns = t, -1
+        state.onus, state.online, state.time_ns = onus, online, t
+
     def _event(self, batch: wire.Batch, event: wire.Event) -> None:
         device = event.tags.get("device")
         if device is None:
@@ -579,6 +634,8 @@ class Facts:
         elif name == "power_on_battery":
             state = self._power_of(batch.zone, device)
             cleared = bool(f.get("cleared", False))
+            if not cleared and state.inverter_mode:
+                return  # an inverter in inverter mode sends upsTrapOnBattery while its mains are present
             _set_power(state, t, not cleared, None, _number(f.get("battery_minutes")))
         elif name == "battery_low":
             state = self._power_of(batch.zone, device)
@@ -586,6 +643,8 @@ class Facts:
 
     def _link_event(self, batch: wire.Batch, device: str, event: wire.Event) -> None:
         f = event.fields
+        if f.get("present") is False:   # an empty slot or cage (notPresent): no link went down or came up
+            return
         index = f.get("if_index")
         index = index if isinstance(index, int) and not isinstance(index, bool) else None
         ifname = event.tags.get("ifname")

@@ -16,8 +16,10 @@ ALERT_NAMES: Final = (
     "ProbeDown", "DeviceDown", "LinkDown", "RedundancyLost", "ServiceOutage", "CoverageHole", "NoService",
     "WeakSignal", "PowerOnBattery", "BatteryLow", "OpticalDegraded", "DeviceRebooted", "SiteDown", "DataLoss",
     "ProbeMisbehaving", "CollectorFault", "ProbesDisagree", "ProbeConfigRejected", "DataAccessFailure",
-    "ThroughputBelowTarget", "ProbeUpdateFailed",
+    "ThroughputBelowTarget", "ProbeUpdateFailed", "CoverageInterference",
     "ModemDown", "SimProblem", "ProbeClockSkew", "SpoolFilling", "ProbeDiskLow",   # collector.alerting.health
+    "PowerOnBypass", "RectifierFailed", "PonFeederDown",
+    "MaintenanceOverrun", "MaintenanceActive",                                     # collector.alerting.maintenance
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -29,9 +31,13 @@ SEVERITY: Final[Mapping[str, str]] = {
     "CoverageHole": "warning",
     "NoService": "critical",
     "WeakSignal": "info",
+    "CoverageInterference": "warning",
     "PowerOnBattery": "warning",
     "BatteryLow": "critical",
+    "PowerOnBypass": "warning",
+    "RectifierFailed": "warning",
     "OpticalDegraded": "warning",
+    "PonFeederDown": "critical",
     "DeviceRebooted": "info",
     "SiteDown": "critical",
     "DataLoss": "warning",
@@ -47,11 +53,13 @@ SEVERITY: Final[Mapping[str, str]] = {
     "ProbeClockSkew": "warning",
     "SpoolFilling": "warning",
     "ProbeDiskLow": "warning",
+    "MaintenanceOverrun": "warning",
+    "MaintenanceActive": "info",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.
-LABELS: Final = ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe",
-                 "modem")
+LABELS: Final = ("alertname", "severity", "zone", "area", "carrier", "site", "device", "port", "link", "group",
+                 "probe", "modem", "maintenance")
 
 Status = Literal["firing", "resolved"]
 

@@ -19,15 +19,25 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
                      a link id) is oper down while admin up (trap at once)      link
     PowerOnBattery   the UPS runs on battery (poll or trap)                     zone, area, carrier, site, device
     BatteryLow       the UPS says battery low, or < ``battery_low_minutes`` left zone, area, carrier, site, device
+    PowerOnBypass    the UPS feeds its load through its bypass (unprotected)    zone, area, carrier, site, device
+    RectifierFailed  a rectifier plant reports failed rectifiers                zone, area, carrier, site, device
     OpticalDegraded  rx under ``optical_min_rx_dbm``, or ``optical_drop_db``     zone, area, carrier, site, device,
                      under the port's own baseline                              link (when the port is one)
+    PonFeederDown    a GPON port that had ONUs online since the collector        zone, area, carrier, site, device,
+                     started has none online, while ONUs are still configured  port, link (when the port is one)
+                     (a feeder fibre cut or the OLT port down; held, neither
+                     fired nor cleared, while no ONU was seen online yet)
     RedundancyLost   fewer members of a redundancy group up than its redundancy zone, area, carrier, site, group
                      needs (``min_up.redundancy``, default all)
     ServiceOutage    fewer up than the service needs (``min_up.service``,       zone, area, carrier, site, group
                      default 1); mutes RedundancyLost
     NoService        no up probe in the area registered on the carrier          zone, area, carrier
-    CoverageHole     median RSRP in the area under the zone's hole threshold     zone, area, carrier
-    WeakSignal       median RSRP between the hole and the fair threshold        zone, area, carrier
+    CoverageHole     the probe's median RSRP is under the zone's hole threshold  zone, area, carrier, probe
+                     and the area is in a hole by the zone's ``coverage`` rule
+                     (the worst probe, or a share of them: see coverage.py)
+    WeakSignal       the same between the hole and the fair threshold           zone, area, carrier, probe
+    CoverageInterference  RSRP fair or better, but SINR or RSRQ under the        zone, area, carrier, probe
+                     zone's bounds (a hole by interference), by the same rule
     ProbesDisagree   a device one fresh watcher gets answers from, another   zone, area, site, device
                      none (owners not paged: an answer wins)
     ProbeMisbehaving the probe sent rows it may not (collector.scope) or     zone, area, probe
@@ -78,16 +88,19 @@ Dependencies mute, they do not hide: the child's alerts are still returned, with
 An alert on a device whose parent chain is down is muted by the highest down ancestor in the unbroken chain
 (``DeviceDown sw-core``), or by ``SiteDown <site>`` when its whole site is down and that chain does not leave
 the site; the link, power, optical and reboot alerts of a device that is down are muted by its own
-DeviceDown; ServiceOutage mutes RedundancyLost of the same group; NoService mutes CoverageHole and
-WeakSignal of the same area and carrier. A parent whose state is unknown mutes nothing. A carrier that owns a
-device muted under another's (a shared BTS behind a switch it does not own) gets the parent's DeviceDown
-too, once, naming its devices behind it: it learns its site is unreachable, and why, without a storm.
+DeviceDown; ServiceOutage mutes RedundancyLost of the same group; NoService mutes CoverageHole,
+WeakSignal and CoverageInterference of the same area and carrier. A parent whose state is unknown mutes
+nothing. A carrier that owns a device muted under another's (a shared BTS behind a switch it does not own)
+gets the parent's DeviceDown too, once, naming its devices behind it: it learns its site is unreachable, and
+why, without a storm.
 
 Derived measurements (``Evaluation.samples``), at ``now``: ``redundancy`` (tags zone, group, carrier; fields
 members_up, members_needed (what redundancy needs), service_needed, members_total, state 0 ok / 1 degraded
-/ 2 outage) for every group whose state is decided, and ``coverage`` (tags zone, area, carrier; fields
-level 0 good / 1 fair / 2 weak / 3 hole / 4 no_service, rsrp_dbm (median), probes) for every area and
-carrier with readings.
+/ 2 outage) for every group whose state is decided, ``coverage`` (tags zone, area, carrier; fields
+level 0 good / 1 fair / 2 weak / 3 hole / 4 no_service by the zone's area rule, rsrp_dbm (median of every
+reading), probes) for every area and carrier with readings, and ``coverage_at_probe`` (tags zone, area,
+probe, carrier; fields level, interference, and the probe's median rsrp_dbm, sinr_db, rsrq_db) for every
+probe.
 """
 
 from __future__ import annotations
@@ -98,12 +111,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Final, Literal
 
+from collector.alerting import ifnames
 from collector.alerting.config import RuleSettings
+from collector.alerting.coverage import HOLE, NO_SERVICE, WEAK, area_has, area_level, judge_probe
 from collector.alerting.facts import NO_PATH, Facts, Interface, Optical, PowerFacts, Reading
 from collector.alerting.health import judge as judge_health
 from collector.alerting.model import LABELS, SEVERITY, Evaluation, Finding
 from collector.alerting.qos import Result, access_problems, judge_access, judge_transfers, speeds, transfer_problems
-from collector.inventory import Device, Inventory, RedundancyGroup, Zone
+from collector.inventory import CoverageRule, Device, Inventory, RedundancyGroup, Zone
 
 __all__ = ["evaluate", "LEVELS", "REDUNDANCY_STATES"]
 
@@ -123,6 +138,7 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     run.reboots()
     run.power()
     run.optical()
+    run.pon_feeders()
     run.links()
     run.groups()
     run.coverage()
@@ -146,6 +162,8 @@ class _Index:
     keys: dict[str, tuple[str, ...]]              # device -> the names it may be reported under (id, address)
     canonical: dict[str, str]                     # address or id -> device id
     link_at: dict[tuple[str, str], str]           # (device, ifname) -> link id
+    link_port: dict[tuple[str, str], str]         # (device, ifnames.canonical(ifname)) -> link id: "Gi1/0/1"
+                                                  # and "GigabitEthernet1/0/1" are one port (optical ports)
     plmn: dict[str, str]                          # carrier key or PLMN -> PLMN
     carrier_name: dict[str, str]                  # PLMN -> carrier name
     areas: dict[tuple[str, str], list[str]]       # (zone, area) -> probes standing there
@@ -182,6 +200,7 @@ def _index(inventory: Inventory) -> _Index:
         keys=keys,
         canonical=canonical,
         link_at={(link.device, link.ifname): key for key, link in inventory.links.items()},
+        link_port={(link.device, ifnames.canonical(link.ifname)): key for key, link in inventory.links.items()},
         plmn=plmn,
         carrier_name={c.plmn: c.name for c in inventory.carriers.values()},
         areas=areas,
@@ -593,7 +612,7 @@ class _Run:
                       f"{_span(hold)} after the restart.", dev.muted_child)
 
     def power(self) -> None:
-        """PowerOnBattery and BatteryLow."""
+        """PowerOnBattery, BatteryLow, PowerOnBypass and RectifierFailed."""
         merged: dict[str, PowerFacts] = {}
         for key, facts in self.facts.power.items():
             name = self.ix.canonical.get(key, key)
@@ -605,7 +624,24 @@ class _Run:
             if dev.state != "down" and facts.time_ns < self.stale_cut:
                 self.dont_know(alertname="PowerOnBattery", device=name)
                 self.dont_know(alertname="BatteryLow", device=name)
+                self.dont_know(alertname="PowerOnBypass", device=name)
+                self.dont_know(alertname="RectifierFailed", device=name)
                 continue
+            if facts.on_bypass is False:
+                self.clear(facts.on_bypass_ns, alertname="PowerOnBypass", device=name)
+            if facts.on_bypass:
+                self.emit("PowerOnBypass", dev.labels, dev.carriers, f"{dev.what} is on bypass",
+                          f"Since {_when(facts.on_bypass_ns)} the UPS feeds its load straight from the mains through "
+                          "its bypass: a mains failure now drops the load.", dev.muted_child)
+            failed = facts.rectifiers_failed
+            if failed is not None and failed <= 0:
+                self.clear(facts.rectifiers_failed_ns, alertname="RectifierFailed", device=name)
+            if failed is not None and failed > 0:
+                self.emit("RectifierFailed", dev.labels, dev.carriers,
+                          f"{dev.what}: {_fmt(failed)} rectifier(s) failed",
+                          f"The plant reports {_fmt(failed)} failed rectifier(s) since "
+                          f"{_when(facts.rectifiers_failed_ns)}: less capacity to carry the load and charge the "
+                          "batteries, and no spare if another fails.", dev.muted_child)
             minutes = facts.battery_minutes
             left = f" About {_fmt(minutes)} minutes of battery left." if minutes is not None else ""
             if facts.on_battery is False:
@@ -614,7 +650,8 @@ class _Run:
                 self.clear(facts.time_ns, alertname="BatteryLow", device=name)
             if facts.on_battery:
                 self.emit("PowerOnBattery", dev.labels, dev.carriers, f"{dev.what} is on battery",
-                          f"Mains power is lost since {_when(facts.on_battery_ns)}: the UPS runs on battery.{left}",
+                          f"Mains power is lost since {_when(facts.on_battery_ns)}: the site runs on its "
+                          f"batteries.{left}",
                           dev.muted_child)
             short = minutes is not None and minutes < self.settings.battery_low_minutes
             if facts.battery_low or short:
@@ -640,7 +677,8 @@ class _Run:
             fresh[name] = fresh.get(name, False) or current
             why = self._optical_why(facts, bucket) if current else None
             if why is not None:
-                found.setdefault((name, self.ix.link_at.get((name, port), "")), []).append(f"port {port}: {why}")
+                link = self.ix.link_at.get((name, port)) or self.ix.link_port.get((name, ifnames.canonical(port)), "")
+                found.setdefault((name, link), []).append(f"port {port}: {why}")
         for name, current in fresh.items():
             if not current:   # optical polling stopped
                 self.dont_know(alertname="OpticalDegraded", device=name)
@@ -654,6 +692,33 @@ class _Run:
             self.emit("OpticalDegraded", labels, carriers, f"{dev.what}: optical receive power degraded{where}",
                       "Received light is too weak: " + "; ".join(problems) + ". Expect errors, then a link down: "
                       "check the fibre, connectors and the far-end transmitter.", dev.muted_child)
+
+    def pon_feeders(self) -> None:
+        """PonFeederDown, one finding per PON port (its link's carriers when the port is an inventory link)."""
+        for (key, port), facts in self.facts.pon.items():
+            name = self.ix.canonical.get(key, key)
+            dev = self.dev(name, facts.zone)
+            if dev.state == "unknown":
+                continue
+            if dev.state != "down" and facts.time_ns < self.stale_cut:
+                self.dont_know(alertname="PonFeederDown", device=name, port=port)
+                continue
+            if facts.online > 0 or facts.onus <= 0:   # ONUs back, or none configured any more
+                since = facts.lit_since_ns if facts.online > 0 else facts.time_ns
+                self.clear(since, alertname="PonFeederDown", device=name, port=port)
+                continue
+            if facts.online_ns < 0:   # never seen lit: a port not in service yet, or dark since before a restart
+                self.dont_know(alertname="PonFeederDown", device=name, port=port)
+                continue
+            link = self.ix.link_at.get((name, port)) or self.ix.link_port.get((name, ifnames.canonical(port)), "")
+            carriers = self.owners(self.inv.links[link].carriers) if link else dev.carriers
+            self.emit("PonFeederDown", {**dev.labels, "port": port, "link": link}, carriers,
+                      f"{dev.what}: no ONU online on PON port {port}",
+                      f"All {_fmt(facts.onus)} ONUs configured on PON port {port} are offline since "
+                      f"{_when(facts.dark_since_ns)} (some were online at {_when(facts.online_ns)}): the feeder "
+                      "fibre or splitter is cut, or the OLT port is down. A power cut in every building the port "
+                      "serves looks the same: the ONUs' last down cause (dying gasp) tells them apart.",
+                      dev.muted_child)
 
     def _optical_why(self, facts: Optical, bucket_ns: int) -> str | None:
         rx = facts.rx_dbm
@@ -969,13 +1034,15 @@ class _Run:
     # ------------------------------------------------------------------------------------------ coverage
 
     def coverage(self) -> None:
-        """NoService, CoverageHole, WeakSignal and the ``coverage`` samples, per area and carrier."""
+        """NoService, CoverageHole, WeakSignal, CoverageInterference and the ``coverage`` and
+        ``coverage_at_probe`` samples, per area and carrier (each probe judged on its own:
+        ``collector.alerting.coverage``)."""
         window = self.now - int(self.settings.coverage_window * S)
         for (zone_name, area), probes in sorted(self.ix.areas.items()):
             zone = self.inv.zones.get(zone_name)
             if zone is None:
                 continue
-            expected = {self.ix.modem_plmn[(p, m.name)] for p in probes for m in self.inv.probes[p].modems
+            expected = {(p, self.ix.modem_plmn[(p, m.name)]) for p in probes for m in self.inv.probes[p].modems
                         if (p, m.name) in self.ix.modem_plmn}
             readings: dict[str, list[tuple[str, list[Reading]]]] = {}
             for probe in probes:
@@ -986,29 +1053,38 @@ class _Run:
                     recent = [r for r in self.facts.cellular[key].readings if r.time_ns >= window]
                     if plmn and recent:
                         readings.setdefault(plmn, []).append((probe, recent))
-            for plmn in sorted(expected | set(readings)):
-                self._area(zone_name, zone, area, plmn, readings.get(plmn, []))
+            for plmn in sorted({c for _, c in expected} | set(readings)):
+                modems = readings.get(plmn, [])
+                reporting = {p for p, _ in modems}
+                silent = sorted(p for p, c in expected if c == plmn and p not in reporting)
+                self._area(zone_name, zone, area, plmn, modems, silent)
 
-    def _area(self, zone: str, limits_of: Zone, area: str, plmn: str,
-              modems: list[tuple[str, list[Reading]]]) -> None:
+    def _area(self, zone: str, zone_of: Zone, area: str, plmn: str,
+              modems: list[tuple[str, list[Reading]]], silent: list[str]) -> None:
         labels = {"zone": zone, "area": area}
+        signal_alerts = ("CoverageHole", "WeakSignal", "CoverageInterference")
         if not modems:
-            for name in ("NoService", "CoverageHole", "WeakSignal"):
+            for name in ("NoService", *signal_alerts):
                 self.dont_know(alertname=name, zone=zone, area=area, carrier=plmn)
             return
+        for probe in silent:   # down, or its modem on this carrier is silent: its own alerts stay as they were
+            for name in signal_alerts:
+                self.dont_know(alertname=name, zone=zone, area=area, carrier=plmn, probe=probe)
+        by_probe: dict[str, list[Reading]] = {}
+        for probe, recent in modems:
+            by_probe.setdefault(probe, []).extend(recent)
+        judged = [judge_probe(p, sorted(rs, key=lambda r: r.time_ns), zone_of) for p, rs in sorted(by_probe.items())]
         latest = [recent[-1].registered for _, recent in modems]
         service = any(r is True for r in latest)
         no_service = not service and any(r is False for r in latest)
         all_readings = [r for _, recent in modems for r in recent]
         rsrp = [r.rsrp_dbm for r in all_readings if r.rsrp_dbm is not None]
-        rat = _dominant([r.rat for r in all_readings if r.rat])
-        limits = limits_of.threshold(rat)
         median = _median(rsrp) if rsrp else None
-        signal: int | None = None
-        if median is not None:
-            signal = 0 if median >= limits.good_dbm else 1 if median >= limits.fair_dbm else \
-                2 if median >= limits.hole_dbm else 3
-        probes = sorted({p for p, _ in modems})
+        rule = zone_of.coverage
+        signals = [j.signal for j in judged if j.signal is not None]
+        level = area_level(signals, rule)
+        drowned = area_has(sum(1 for j in judged if j.interference), len(signals), rule)
+        probes = sorted(by_probe)
         name = self.ix.carrier_name.get(plmn, plmn)
         where = f"area {area} of zone {zone}"
         seen = f"{len(probes)} probe{'s' if len(probes) > 1 else ''} ({', '.join(probes)})"
@@ -1016,34 +1092,66 @@ class _Run:
             self.dont_know(alertname="NoService", zone=zone, area=area, carrier=plmn)
         elif service:
             self.clear(self.now, alertname="NoService", zone=zone, area=area, carrier=plmn)
-        if signal is not None:
-            for bad, alertname in ((3, "CoverageHole"), (2, "WeakSignal")):
-                if signal != bad:
+        if level is not None:
+            for bad, alertname in ((HOLE, "CoverageHole"), (WEAK, "WeakSignal")):
+                if level < bad:
                     self.clear(self.now, alertname=alertname, zone=zone, area=area, carrier=plmn)
+            if not drowned:
+                self.clear(self.now, alertname="CoverageInterference", zone=zone, area=area, carrier=plmn)
         if no_service:
             self.emit("NoService", labels, [plmn], f"No {name} service in {where}",
                       f"No modem on {name} ({plmn}) is registered to the network in {where}: "
                       f"{seen} tried within the last {_span(self.now - min(r.time_ns for r in all_readings))}.")
         muted = f"NoService {area}" if no_service else None
-        tech = f" ({rat})" if rat else ""
-        if signal is None:
-            if not no_service:
-                self.dont_know(alertname="CoverageHole", zone=zone, area=area, carrier=plmn)
-                self.dont_know(alertname="WeakSignal", zone=zone, area=area, carrier=plmn)
-        elif signal >= 2:
-            assert median is not None
-            bound = limits.hole_dbm if signal == 3 else limits.fair_dbm
-            self.emit("CoverageHole" if signal == 3 else "WeakSignal", labels, [plmn],
-                      f"{'Coverage hole' if signal == 3 else 'Weak signal'} for {name} in {where}",
-                      f"Median RSRP {_fmt(median)} dBm{tech} over {len(rsrp)} readings from {seen}, under "
-                      f"{_fmt(bound)} dBm" + ("" if signal == 3 else
-                                              f" (a hole is under {_fmt(limits.hole_dbm)} dBm)") + ".", muted)
-        level = 4 if no_service else signal
-        if level is not None:
-            fields: dict[str, int | float | bool] = {"level": level, "probes": len(probes)}
+        context = _area_context(median, len(rsrp), seen, rule)
+        for j in judged:
+            at = {"zone": zone, "area": area, "carrier": plmn, "probe": j.probe}
+            if j.signal is None:
+                if not no_service:
+                    for alertname in signal_alerts:
+                        self.dont_know(alertname=alertname, **at)
+                continue
+            assert level is not None and j.rsrp_dbm is not None
+            hole = j.signal == HOLE and level >= HOLE
+            weak = not hole and j.signal >= WEAK and level >= WEAK
+            interference = j.interference and drowned
+            for alertname, on in (("CoverageHole", hole), ("WeakSignal", weak), ("CoverageInterference", interference)):
+                if not on:
+                    self.clear(self.now, alertname=alertname, **at)
+            tech = f" ({j.rat})" if j.rat else ""
+            here = {**labels, "probe": j.probe}
+            if hole or weak:
+                bound = j.limits.hole_dbm if hole else j.limits.fair_dbm
+                self.emit("CoverageHole" if hole else "WeakSignal", here, [plmn],
+                          f"{'Coverage hole' if hole else 'Weak signal'} for {name} at probe {j.probe} in {where}",
+                          f"Median RSRP {_fmt(j.rsrp_dbm)} dBm{tech} over {j.readings} readings at probe {j.probe}, "
+                          f"under {_fmt(bound)} dBm" + ("" if hole else f" (a hole is under {_fmt(j.limits.hole_dbm)} "
+                                                        "dBm)") + f". {context}", muted)
+            if interference:
+                self.emit("CoverageInterference", here, [plmn], f"Interference on {name} at probe {j.probe} in {where}",
+                          f"The signal is there (median RSRP {_fmt(j.rsrp_dbm)} dBm{tech} at probe {j.probe}) but "
+                          f"drowned: median {j.why_interference()} over the last "
+                          f"{_span(int(self.settings.coverage_window * S))}. {context}", muted)
+            assert j.level is not None
+            fields: dict[str, int | float | bool] = {"level": j.level, "interference": j.interference,
+                                                     "rsrp_dbm": j.rsrp_dbm}
+            fields.update({k: v for k, v in (("sinr_db", j.sinr_db), ("rsrq_db", j.rsrq_db)) if v is not None})
+            self.samples.append(("coverage_at_probe", {"zone": zone, "area": area, "probe": j.probe, "carrier": plmn},
+                                 fields))
+        area_now = NO_SERVICE if no_service else level
+        if area_now is not None:
+            fields = {"level": area_now, "probes": len(probes)}
             if median is not None:
                 fields["rsrp_dbm"] = median
             self.samples.append(("coverage", {"zone": zone, "area": area, "carrier": plmn}, fields))
+
+
+def _area_context(median: float | None, readings: int, seen: str, rule: CoverageRule) -> str:
+    """Return the sentence that puts one probe's coverage beside its area's."""
+    how = "its worst probe" if rule.area == "worst" else f"at least {rule.share_pct:g} % of its probes"
+    if median is None:
+        return f"The area is judged by {how}."
+    return f"The area's median is {_fmt(median)} dBm over {readings} readings from {seen}; it is judged by {how}."
 
 
 _KIND: Final = {"bts": "BTS", "switch": "Switch", "router": "Router", "olt": "OLT", "ups": "UPS", "other": "Device"}
@@ -1064,15 +1172,8 @@ def _merge_power(a: PowerFacts, b: PowerFacts) -> PowerFacts:
             out.battery_low, out.battery_low_ns = x.battery_low, x.battery_low_ns
         if x.battery_minutes_ns > out.battery_minutes_ns:
             out.battery_minutes, out.battery_minutes_ns = x.battery_minutes, x.battery_minutes_ns
+        if x.on_bypass_ns > out.on_bypass_ns:
+            out.on_bypass, out.on_bypass_ns, out.inverter_mode = x.on_bypass, x.on_bypass_ns, x.inverter_mode
+        if x.rectifiers_failed_ns > out.rectifiers_failed_ns:
+            out.rectifiers_failed, out.rectifiers_failed_ns = x.rectifiers_failed, x.rectifiers_failed_ns
     return out
-
-
-def _dominant(rats: list[str]) -> str | None:
-    """Return the technology most readings were on (on a tie, the one read last)."""
-    if not rats:
-        return None
-    counts: dict[str, int] = {}
-    for rat in rats:
-        counts[rat] = counts.get(rat, 0) + 1
-    best = max(counts.values())
-    return next(rat for rat in reversed(rats) if counts[rat] == best)

@@ -41,7 +41,8 @@ Series notation (one token per step, or ``VxN`` for N steps of V): ``1x4 0x16`` 
 word is a tag value (``backupx3``). Booleans (``up``, ``oper_up``, ``registered`` ...) are written 1 and 0.
 Alerts and notifications match on the labels they list (plus ``state``, ``muted``, ``flapping`` and
 ``status``); labels not listed are not compared, ``carrier: null`` means no ``carrier`` label, and a muted or
-flapping alert must say so.
+flapping alert must say so. An alert a maintenance window mutes (the inventory's ``maintenance`` section, applied
+as the engine does) shows the window's id as ``maintenance``, the tag it is stored with.
 
 ``run(path)`` drives it: every step it feeds ``Facts`` with the batches that arrived by then (one batch per
 probe and step, events in their own batch), evaluates the rules at the step's time, and updates an
@@ -61,19 +62,22 @@ import yaml
 import zwconf
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import Facts
+from collector.alerting.maintenance import apply as apply_maintenance
+from collector.alerting.maintenance import window_of
 from collector.alerting.model import Evaluation, Notification
 from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.inventory import Inventory
+from collector.maintenance import Declared
 from zonewatch import wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S  # 2025-11-28 00:00:00 UTC: scenario time 0
 
 MAIN_FIELD = {"device": "up", "interface": "oper_up", "reach": "loss_pct", "power": "on_battery",
-              "optical": "rx_dbm", "cellular": "rsrp_dbm", "probe": "up"}
+              "optical": "rx_dbm", "cellular": "rsrp_dbm", "probe": "up", "pon": "onus_online"}
 BOOLEAN = {"up", "oper_up", "admin_up", "on_battery", "battery_low", "registered", "rebooted", "path_changed",
-           "cleared", "cold", "depleted"}
+           "cleared", "cold", "depleted", "present"}
 _TOKEN = re.compile(r"^(?P<v>_|-?\d+(?:\.\d+)?|[A-Za-z][\w.:/-]*?)(?P<step>[+-]\d+(?:\.\d+)?)?(?:x(?P<n>\d+))?$")
 _TOP = {"description", "interval", "settings", "alerting", "inventory", "input", "expect", "restarts"}
 _SERIES_KEYS = {"values", "fields", "tags", "delay", "every", "arrive"}
@@ -282,6 +286,7 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
     facts = Facts(settings, started_ns=T0)
     tracker = AlertTracker(scenario.config, store, started_ns=T0)
     outcome = Outcome()
+    windows = [Declared(key, window) for key, window in scenario.inventory.maintenance.items()]
     expect = sorted(scenario.expect, key=lambda s: s.at_ns)
     last = max(step.at_ns for step in expect)
     pending = list(scenario.arrivals)
@@ -301,6 +306,7 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
                 arrival, probe, gaps = counts.pop(0)
                 facts.observe_gaps(probe, gaps, T0 + arrival)
             evaluation = evaluate(facts, scenario.inventory, settings, T0 + t)
+            evaluation = apply_maintenance(evaluation, windows, scenario.inventory, tracker.alerts(), T0 + t)
             outcome.evaluations[t] = evaluation
             for note in tracker.update(evaluation, T0 + t):
                 outcome.notifications.append((t, note))
@@ -343,7 +349,10 @@ def _clock(ns: int) -> str:
 
 
 def _alert_view(alert: TrackedAlert) -> dict[str, Any]:
-    return {**alert.labels, "state": alert.state, "muted": alert.muted, "flapping": alert.flapping}
+    view = {**alert.labels, "state": alert.state, "muted": alert.muted, "flapping": alert.flapping}
+    if window_of(alert.muted_by) is not None:   # stored with the tag ``maintenance``: the window's id
+        view["maintenance"] = window_of(alert.muted_by)
+    return view
 
 
 def _note_view(note: Notification) -> dict[str, Any]:

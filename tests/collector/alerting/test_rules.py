@@ -445,6 +445,35 @@ def test_battery_low_from_the_runtime_left_even_without_the_ups_flag() -> None:
     assert "under 10 minutes" in low.annotations["description"] and "9.5 minutes" in low.annotations["description"]
 
 
+def test_bypass_and_failed_rectifiers_page_as_their_own_alerts_and_clear() -> None:
+    feed = Feed().alive("p1", 200)
+    feed.send("p1", 30, wire.Sample("power", {"device": "ups"}, {"on_battery": False, "on_bypass": True},
+                                    T0 + 30 * S),
+              wire.Sample("power", {"device": "dc"}, {"on_battery": False, "rectifiers_failed": 2}, T0 + 30 * S))
+    ev = feed.evaluate(60)
+    assert [f.labels["device"] for f in found(ev, "PowerOnBypass")] == ["ups"]
+    (failed,) = found(ev, "RectifierFailed")
+    assert failed.labels["device"] == "dc" and "2 failed rectifier(s)" in failed.annotations["description"]
+    assert not found(ev, "PowerOnBattery")                    # bypass is mains: not on battery
+    feed.send("p1", 90, wire.Sample("power", {"device": "ups"}, {"on_bypass": False}, T0 + 90 * S),
+              wire.Sample("power", {"device": "dc"}, {"rectifiers_failed": 0}, T0 + 90 * S))
+    ev = feed.evaluate(120)
+    assert not found(ev, "PowerOnBypass") and not found(ev, "RectifierFailed")
+
+
+def test_an_inverter_in_inverter_mode_does_not_page_on_battery_from_its_traps() -> None:
+    """upsOutputSource battery(5) with the input present: the poll says inverter mode; its onBattery traps
+    (resent every minute while it thinks it is on battery) do not page; a real outage does, from the poll."""
+    feed = Feed().alive("p1", 300)
+    poll = {"on_battery": False, "inverter_mode": True, "on_bypass": False, "mains_present": True}
+    feed.send("p1", 30, wire.Sample("power", {"device": "inv"}, poll, T0 + 30 * S))
+    feed.trap("power_on_battery", 60, device="inv", cleared=False)
+    assert not found(feed.evaluate(70), "PowerOnBattery")
+    outage = {"on_battery": True, "inverter_mode": False, "on_bypass": False, "mains_present": False}
+    feed.send("p1", 90, wire.Sample("power", {"device": "inv"}, outage, T0 + 90 * S))
+    assert found(feed.evaluate(100), "PowerOnBattery", device="inv")
+
+
 def test_optical_degraded_against_the_ports_own_baseline_and_the_absolute_minimum() -> None:
     settings = RuleSettings.model_validate({"optical_baseline": "24m"})
     feed = Feed(settings).alive("p2", 1200).polls("p2", "olt", "1" * 41)
@@ -478,17 +507,18 @@ def test_coverage_thresholds_follow_the_technology_most_readings_are_on() -> Non
     for at in (0, 30, 60):
         feed.cell("p1", at, -112, rat="nr5g-sa")
     ev = feed.evaluate(60)
-    assert keys(ev, "WeakSignal") == {("gate-a", "452-04")} and not found(ev, "CoverageHole")
+    assert keys(ev, "WeakSignal") == {("p1", "452-04")} and not found(ev, "CoverageHole")
     assert coverage(ev, "gate-a", "452-04") == {"level": 2, "probes": 1, "rsrp_dbm": -112}
     for at in (90, 120, 150, 180):
         feed.cell("p1", at, -112, rat="lte")
-    assert keys(feed.evaluate(180), "CoverageHole") == {("gate-a", "452-04")}
+    assert keys(feed.evaluate(180), "CoverageHole") == {("p1", "452-04")}
 
 
 def test_only_readings_within_the_window_from_probes_that_are_up_count() -> None:
     feed = Feed().cell("p1", 0, -130).alive("p1", 600).cell("p2", 290, -80, carrier="452-04", modem="x")
     feed.alive("p2", 300)
-    assert coverage(feed.evaluate(299), "gate-a", "452-04") == {"level": 2, "probes": 2, "rsrp_dbm": -105}
+    # p1 at -130 is a hole: the area's level is its worst probe's, whatever the median of both
+    assert coverage(feed.evaluate(299), "gate-a", "452-04") == {"level": 3, "probes": 2, "rsrp_dbm": -105}
     assert coverage(feed.evaluate(301), "gate-a", "452-04") == {"level": 0, "probes": 1, "rsrp_dbm": -80}
     feed.offline("p2", 302)
     ev = feed.evaluate(303)
