@@ -67,6 +67,15 @@ class HaConfig(Strict):
     role: Literal["primary", "secondary"]
 
 
+class CarrierAccess(Strict):
+    """What the zone authority lets a carrier see beyond its own assets (README: Giving a carrier access)."""
+
+    # ``report --carrier``: "none" (the default) leaves competitors out; "aggregate" adds one pooled row per
+    # area, of every other carrier together, and only where there are at least two of them (one alone would
+    # be named by its figures)
+    competitors: Literal["none", "aggregate"] = "none"
+
+
 class CollectorConfig(Strict):
     """The whole collector configuration file."""
 
@@ -82,6 +91,7 @@ class CollectorConfig(Strict):
     alerting: AlertingConfig = AlertingConfig()
     enrol: EnrolConfig | None = None   # new probes ask to be admitted (collector.fleet.enrol)
     ha: HaConfig | None = None         # one of an active-active pair (collector.shard, README: High availability)
+    carrier_access: CarrierAccess = CarrierAccess()   # what a carrier sees of others (collector.report.carrier)
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return what cannot work together: enrolment without an external broker or without an inventory."""

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install and configure ZoneWatch's central side on Debian 12: mosquitto (TLS, the rendered password file and
 # ACL, queue limits), VictoriaMetrics (with the dedup flag the collector needs), Alertmanager (its configuration
-# rendered from the inventory; clustered in an HA pair), the collector (through deploy/install.sh collector) and
-# Grafana's provisioning files. Run it again after an inventory change: it renders everything again, keeps every
-# password, certificate and the collector's configuration, and reloads what changed.
+# rendered from the inventory; clustered in an HA pair), vmauth beside VictoriaMetrics (each carrier reads only its
+# own series), the collector (through deploy/install.sh collector) and Grafana's provisioning files (Main Org for the
+# authority and the NOC, an organisation per carrier through vmauth). Run it again after an inventory change: it
+# renders everything again, keeps every password, certificate and the collector's configuration, and reloads what
+# changed.
 #
 #   sudo deploy/central.sh                                 one machine: everything here
 #   sudo deploy/central.sh --name collector-a --role primary --peer central-b --peer-name collector-b
@@ -16,7 +18,11 @@
 #   /etc/mosquitto/conf.d/zonewatch.conf, certs/zonewatch.{crt,key}, ca_certificates/zonewatch-ca.crt
 #   /etc/default/victoria-metrics, /etc/default/prometheus-alertmanager   the services' arguments
 #   /etc/prometheus/alertmanager.yml, zonewatch-secrets/   rendered by render-alertmanager
-#   /opt/zonewatch/dashboards/, /etc/grafana/provisioning/{datasources,dashboards}/zonewatch.yaml
+#   /etc/zonewatch-vmauth/           auth.yml, vmauth.env, secrets/ (one password per user), rendered by render-vmauth
+#   /etc/systemd/system/zonewatch-vmauth.service   vmauth as the user zonewatch-vmauth (deploy/zonewatch-vmauth.service)
+#   /opt/zonewatch/dashboards/, /etc/grafana/provisioning/{datasources,dashboards}/zonewatch{,-carriers}.yaml
+#   /etc/zonewatch/grafana/          render-grafana's files: provisioning/, grafana.env (the carriers' passwords),
+#                                    orgs.txt; /etc/systemd/system/grafana-server.service.d/zonewatch.conf reads the env
 #   /etc/systemd/system/zonewatch-collector.service.d/central.conf   starts the collector after its services
 set -euo pipefail
 umask 022
@@ -46,6 +52,9 @@ from the inventory (broker users and ACL, Alertmanager routes) is rendered again
   --vm URL           VictoriaMetrics is at URL, not here (default: installed here, http://127.0.0.1:8428)
   --vm-listen ADDR   where a local VictoriaMetrics listens (default 127.0.0.1:8428; Grafana elsewhere needs more)
   --retention T      VictoriaMetrics' retention (default 2y)
+  --vmauth-listen ADDR   where vmauth listens, beside a local VictoriaMetrics (default 127.0.0.1:8427)
+  --vmauth-url URL   vmauth's URL as Grafana's server reaches it (default: http:// and --vmauth-listen)
+  --no-vmauth        no vmauth and no carrier organisations in Grafana (there is none either with --vm)
   --bridge ZONE      a zone whose park broker bridges to this broker (again for each; see render-bridge)
   --zones Z1,Z2      this collector owns only these zones (sharding), written into a new collector.yaml
   --tls-cert F --tls-key F --tls-ca F   the broker's certificate, its key and the CA that signed it (default: a
@@ -63,6 +72,7 @@ say() { echo "central.sh: $*"; }
 
 root="" inventory="" name=collector role="" peer="" peer_name="" advertise="" broker="" vm_url="" vm_listen=127.0.0.1:8428
 retention=2y zones="" tls_cert="" tls_key="" tls_ca="" password_file="" prefix=/opt/zonewatch
+vmauth_listen=127.0.0.1:8427 vmauth_url="" with_vmauth=1
 bridges=() tls_names=() pass=()
 value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
@@ -77,6 +87,9 @@ while [ $# -gt 0 ]; do
         --vm) value "$@"; vm_url=${2%/}; shift ;;
         --vm-listen) value "$@"; vm_listen=$2; shift ;;
         --retention) value "$@"; retention=$2; shift ;;
+        --vmauth-listen) value "$@"; vmauth_listen=$2; shift ;;
+        --vmauth-url) value "$@"; vmauth_url=${2%/}; shift ;;
+        --no-vmauth) with_vmauth=0 ;;
         --bridge) value "$@"; bridges+=("$2"); shift ;;
         --zones) value "$@"; zones=$2; shift ;;
         --tls-cert) value "$@"; tls_cert=$2; shift ;;
@@ -103,6 +116,18 @@ if [ -n "$broker" ]; then
 fi
 [ -z "$tls_cert$tls_key" ] || { [ -n "$tls_cert" ] && [ -n "$tls_key" ] && [ -n "$tls_ca" ]; } \
     || die "--tls-cert and --tls-key go together, with --tls-ca"
+addr_re='^[^[:space:]/]*:[0-9]+$'
+[[ $vm_listen =~ $addr_re ]] || die "--vm-listen is HOST:PORT, not '$vm_listen'"
+[[ $vmauth_listen =~ $addr_re ]] || die "--vmauth-listen is HOST:PORT, not '$vmauth_listen'"
+local_url() {   # local_url HOST:PORT: the URL a client on this host uses for a service listening there
+    local host=${1%:*}
+    case "$host" in ""|0.0.0.0|"[::]") host=127.0.0.1 ;; esac
+    echo "http://$host:${1##*:}"
+}
+vm_local=$(local_url "$vm_listen")
+# vmauth goes beside VictoriaMetrics: with --vm it is on that host, installed there.
+[ -z "$vm_url" ] || with_vmauth=0
+vmauth_url=${vmauth_url:-$(local_url "$vmauth_listen")}
 if [ -n "$root" ]; then
     mkdir -p "$root"
     root=$(cd "$root" && pwd)
@@ -128,6 +153,7 @@ put() {   # put MODE DEST SOURCE [SERVICE]: install SOURCE as $R/DEST if it diff
     say "wrote $2"
     [ -z "$service" ] || changed+=("$service")
 }
+digest() { if [ -e "$1" ]; then sha256sum <"$1"; fi; }   # digest FILE: its checksum, nothing when it is missing
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -221,7 +247,7 @@ if [ ! -e "$R$etc/collector.yaml" ]; then
         echo "  client_id: $name                  # keep it stable: the broker holds this session's queue"
         echo "  password: {env: ZW_COLLECTOR_MQTT_PASSWORD}   # in collector.env"
         echo "  tls: {ca_file: $etc/pki/ca.crt}"
-        echo "storage: {type: victoriametrics, url: ${vm_url:-http://127.0.0.1:8428}}"
+        echo "storage: {type: victoriametrics, url: ${vm_url:-$vm_local}}"
         echo "queue: {path: /var/lib/zonewatch/intake.db}"
         echo "http: {listen: 127.0.0.1:9109}   # /metrics, and the MQTT relay for Alertmanager beside it"
         echo "inventory: inventory.yaml"
@@ -280,6 +306,42 @@ if [ -z "$vm_url" ]; then
     put 0644 /etc/default/victoria-metrics "$tmp/vm" victoria-metrics
 fi
 
+# ------------------------------------------------------------------------------------------------ vmauth
+# Each carrier's reads go through vmauth, which forces the carrier's owner label on every query (README: Giving a
+# carrier access). Its folder is outside /etc/zonewatch (root:zonewatch 0750, closed to vmauth's own user): auth.yml
+# holds the passwords and is the one file vmauth reads (root:zonewatch-vmauth 0640); vmauth.env (its flags and the
+# admin key) is read by systemd as root; secrets/ only by root.
+vma=/etc/zonewatch-vmauth
+vmauth_do=""                     # what the running vmauth needs: reload (new users) or restart (new flags or unit)
+if [ "$with_vmauth" = 1 ]; then
+    if [ "$live" = 1 ] && ! getent passwd zonewatch-vmauth >/dev/null; then
+        useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \
+            zonewatch-vmauth
+        say "created the system user zonewatch-vmauth"
+    fi
+    mkdir -p "$R$vma"
+    auth_before=$(digest "$R$vma/auth.yml")
+    env_before=$(digest "$R$vma/vmauth.env")
+    zw render-vmauth --out "$R$vma" --config-dir "$vma" --vm-url "$vm_local" --listen "$vmauth_listen" >/dev/null
+    chmod 0750 "$R$vma"
+    chmod 0700 "$R$vma/secrets"
+    chmod 0640 "$R$vma/auth.yml"
+    chmod 0600 "$R$vma/vmauth.env" "$R$vma"/secrets/*
+    [ "$live" = 0 ] || chown root:zonewatch-vmauth "$vma" "$vma/auth.yml"
+    if [ "$env_before" != "$(digest "$R$vma/vmauth.env")" ]; then
+        say "wrote $vma/vmauth.env (vmauth listens on $vmauth_listen)"
+        vmauth_do=restart
+    fi
+    if [ "$auth_before" != "$(digest "$R$vma/auth.yml")" ]; then
+        users=$(grep -c '^- username:' "$R$vma/auth.yml")
+        say "wrote $vma/auth.yml ($users users: zone-authority and one per carrier)"
+        vmauth_do=${vmauth_do:-reload}
+    fi
+    unit_before=$(digest "$R/etc/systemd/system/zonewatch-vmauth.service")
+    put 0644 /etc/systemd/system/zonewatch-vmauth.service "$here/zonewatch-vmauth.service"
+    [ "$unit_before" = "$(digest "$R/etc/systemd/system/zonewatch-vmauth.service")" ] || vmauth_do=restart
+fi
+
 # ------------------------------------------------------------------------------------------------ Alertmanager
 zw render-alertmanager --out "$tmp/alertmanager.yml" --secrets-dir "$tmp/am-secrets" >/dev/null
 sed "s|$tmp/am-secrets|/etc/prometheus/zonewatch-secrets|g" "$tmp/alertmanager.yml" >"$tmp/am.yml"
@@ -305,12 +367,34 @@ put 0644 /etc/default/prometheus-alertmanager "$tmp/am-default" prometheus-alert
 # ------------------------------------------------------------------------------------------------ Grafana
 mkdir -p "$R/opt/zonewatch/dashboards"
 for board in "$checkout"/dashboards/*.json; do put 0644 "/opt/zonewatch/dashboards/$(basename "$board")" "$board"; done
-sed "s|\${ZONEWATCH_VM_URL}|${vm_url:-http://127.0.0.1:8428}|" "$checkout/dashboards/provisioning/datasources/zonewatch.yaml" \
+sed "s|\${ZONEWATCH_VM_URL}|${vm_url:-$vm_local}|" "$checkout/dashboards/provisioning/datasources/zonewatch.yaml" \
     >"$tmp/ds.yaml"
 sed "s|\${ZONEWATCH_DASHBOARDS}|/opt/zonewatch/dashboards|" "$checkout/dashboards/provisioning/dashboards/zonewatch.yaml" \
     >"$tmp/db.yaml"
 put 0644 /etc/grafana/provisioning/datasources/zonewatch.yaml "$tmp/ds.yaml" grafana-server
 put 0644 /etc/grafana/provisioning/dashboards/zonewatch.yaml "$tmp/db.yaml" grafana-server
+graf=/etc/zonewatch/grafana
+if [ "$with_vmauth" = 1 ]; then
+    # An organisation per carrier, its one datasource vmauth as that carrier (render-grafana). The files go beside
+    # Main Org's; the carriers' passwords reach Grafana through its environment (grafana.env, root 0600, read by
+    # systemd through the drop-in below).
+    env_before=$(digest "$R$graf/grafana.env")
+    zw render-grafana --out "$R$graf" --secrets "$R$vma/secrets" --vmauth-url "$vmauth_url" >/dev/null
+    chmod 0750 "$R$graf"
+    if [ "$env_before" != "$(digest "$R$graf/grafana.env")" ]; then
+        say "wrote $graf/grafana.env and orgs.txt"
+        changed+=(grafana-server)
+    fi
+    put 0644 /etc/grafana/provisioning/datasources/zonewatch-carriers.yaml \
+        "$R$graf/provisioning/datasources/zonewatch-carriers.yaml" grafana-server
+    sed "s|\${ZONEWATCH_DASHBOARDS}|/opt/zonewatch/dashboards|" \
+        "$R$graf/provisioning/dashboards/zonewatch-carriers.yaml" >"$tmp/db-carriers.yaml"
+    put 0644 /etc/grafana/provisioning/dashboards/zonewatch-carriers.yaml "$tmp/db-carriers.yaml" grafana-server
+    printf '%s\n[Service]\nEnvironmentFile=-%s/grafana.env\n' \
+        "# Written by deploy/central.sh (ZoneWatch): the carriers' vmauth passwords for the provisioned datasources." \
+        "$graf" >"$tmp/grafana-dropin"
+    put 0644 /etc/systemd/system/grafana-server.service.d/zonewatch.conf "$tmp/grafana-dropin" grafana-server
+fi
 
 # ------------------------------------------------------------------------------------------------ services
 local_services=prometheus-alertmanager.service
@@ -319,17 +403,33 @@ local_services=prometheus-alertmanager.service
 printf '%s\n[Unit]\nWants=%s\nAfter=%s\n' "# Written by deploy/central.sh: the central services this host runs start first." \
     "$local_services" "$local_services" >"$tmp/dropin"
 put 0644 /etc/systemd/system/zonewatch-collector.service.d/central.conf "$tmp/dropin" zonewatch-collector
+own_services="zonewatch-collector.service"
+[ "$with_vmauth" = 0 ] || own_services+=" zonewatch-vmauth.service"
 if systemd_up; then
     systemctl daemon-reload
-    for unit in $local_services zonewatch-collector.service; do systemctl enable --quiet "$unit"; done
+    for unit in $local_services $own_services; do systemctl enable --quiet "$unit"; done
     for service in $(printf '%s\n' "${changed[@]}" | sort -u); do
         systemctl list-unit-files "$service.service" >/dev/null 2>&1 || continue
         if ! systemctl reload-or-restart "$service"; then die "$service did not take its new files: journalctl -u $service"; fi
         say "reloaded $service"
     done
-    for unit in $local_services zonewatch-collector.service; do systemctl start "$unit"; done
+    case "$vmauth_do" in   # reload: SIGHUP, vmauth reads auth.yml again (the unit's ExecReload)
+        reload) systemctl reload-or-restart zonewatch-vmauth.service && say "reloaded zonewatch-vmauth" ;;
+        restart) systemctl restart zonewatch-vmauth.service && say "restarted zonewatch-vmauth" ;;
+    esac
+    for unit in $local_services $own_services; do systemctl start "$unit"; done
 elif [ "$live" = 1 ]; then
-    say "systemd is not running here: start mosquitto, victoria-metrics, prometheus-alertmanager, zonewatch-collector"
+    say "systemd is not running here: start mosquitto, victoria-metrics, prometheus-alertmanager, $own_services"
 fi
+[ -z "$vmauth_do" ] || changed+=(zonewatch-vmauth)
 say "done${changed[*]:+; changed: $(printf '%s\n' "${changed[@]}" | sort -u | tr '\n' ' ')}"
 say "probes verify the broker with $etc/pki/ca.crt; their passwords are in $mq/secrets/ (render-mosquitto)"
+if [ "$with_vmauth" = 1 ]; then
+    say "carriers read through vmauth at $vmauth_url (users in $vma/auth.yml, passwords in $vma/secrets/)"
+    say "Grafana: its provisioning is in /etc/grafana/provisioning (zonewatch.yaml: Main Org; zonewatch-carriers.yaml:"
+    say "  an organisation per carrier), the carriers' passwords in $graf/grafana.env, which a Grafana here reads"
+    say "  through grafana-server.service.d/zonewatch.conf. A Grafana elsewhere: copy $graf/provisioning/ and"
+    say "  grafana.env there, with the dashboards (README: Giving a carrier access). Create the carriers' organisations"
+    orgs=$(awk -F'\t' '!/^#/ {printf "%s%s %s", sep, $1, $2; sep="; "}' "$R$graf/orgs.txt")
+    say "  in the order of $graf/orgs.txt: $orgs"
+fi

@@ -7,6 +7,7 @@ command that installs it, never a skip: the integration tests exist to run again
     mosquitto         start_mosquitto(dir, conf_extra="")          -> Service(port)
     snmpd (net-snmp)  start_snmpd(dir, community, v3 user)         -> Service(port)
     VictoriaMetrics   start_victoriametrics(dir)                   -> Service(port, url)
+    vmauth            start_vmauth(dir, vmauth.env)                -> Service(port, url)
     Alertmanager      start_alertmanager(dir, config_yaml)         -> Service(port, url)
                       start_alertmanager_peer(dir, config_yaml, port, cluster_port, peers) -> one of a cluster
     snmpsim           start_snmpsim(dir, data_dir)                 -> Service(port)
@@ -249,18 +250,36 @@ def start_snmpsim(workdir: Path, data_dir: Path, port: int | None = None, variat
 # ---------------------------------------------------------------------------------------------- VictoriaMetrics
 
 
-def start_victoriametrics(workdir: Path, port: int | None = None) -> Service:
+def start_victoriametrics(workdir: Path, port: int | None = None, cache: bool = False) -> Service:
     """Start VictoriaMetrics as ZoneWatch needs it: new points visible to queries at once
     (-search.latencyOffset=0s), and a point written twice (a batch replayed after a crash) kept once
-    (-dedup.minScrapeInterval=1ms, which production should set too)."""
+    (-dedup.minScrapeInterval=1ms, which production should set too). ``cache``: keep its query result cache on,
+    as production does (off by default: tests that write and read the same minutes again)."""
     binary = require("victoria-metrics")
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     return _spawn("victoria-metrics", [
         binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'data'}",
-        "-retentionPeriod=100y", "-loggerLevel=WARN", "-search.latencyOffset=0s", "-search.disableCache",
+        "-retentionPeriod=100y", "-loggerLevel=WARN", "-search.latencyOffset=0s",
+        *([] if cache else ["-search.disableCache"]),
         "-search.maxStalenessInterval=24h", "-dedup.minScrapeInterval=1ms",
     ], workdir, port, lambda: _http_ok(f"{url}/health"), url=url)
+
+
+def start_vmauth(workdir: Path, env_file: Path) -> Service:
+    """Start vmauth with the flags of ``env_file`` (render-vmauth's vmauth.env, read as ``vmauth -envflag.enable``
+    reads its environment), its listen address replaced by a free loopback port."""
+    binary = require("vmauth")
+    port = free_port()
+    env = {}
+    for line in env_file.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            env[key] = value
+    env["httpListenAddr"] = f"127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    return _spawn("vmauth", [binary, "-envflag.enable", "-loggerLevel=WARN"], workdir, port,
+                  lambda: _tcp_open(port), env=env, url=url)
 
 
 # ---------------------------------------------------------------------------------------------- Alertmanager

@@ -39,7 +39,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from collector.storage import InfluxDBStorage, StorageError, VictoriaMetricsStorage
-from collector.storage.lineproto import Encoded, Encoder
+from collector.storage.lineproto import Encoded, Encoder, OwnerLookup
 from zonewatch import wire
 
 __all__ = ["InfluxWriter", "CHUNK_LINES"]
@@ -80,6 +80,12 @@ class InfluxWriter:
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self.encoder = Encoder()  # prepare's and the preparer's (LineWriter), in the preparer thread
         self._write_encoder = Encoder()  # write's, in the sender thread
+
+    def set_owners(self, owners: OwnerLookup | None) -> None:
+        """Label every series written from now on with its owner labels (``collector.ownership``). Called before
+        the collector's threads start (both encoders forget the prefixes they made)."""
+        self.encoder.set_owners(owners)
+        self._write_encoder.set_owners(owners)
 
     def write(self, batches: Sequence[wire.Batch | Encoded]) -> None:
         """Send every sample of ``batches``, in chunks of at most CHUNK_LINES lines."""

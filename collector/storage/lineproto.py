@@ -27,6 +27,10 @@ The ingest hot path: an ``Encoder`` builds strings directly (no point objects) a
 ``measurement,tags`` prefix of each series it has seen. ``Encoder.encode_rows`` goes further for the
 collector's preparer: it checks, admits (series limit) and encodes the rows of a parsed payload in one pass,
 without making ``wire.Sample``s, and leaves any row it is not sure of to the full decoder.
+
+Owner labels (``collector.ownership``): an encoder given an owner lookup (``set_owners``) adds each series'
+``own_<plmn>="1"`` labels to its prefix, once per series; every encoder drops a tag named like an owner label
+that a sample brings (only the collector says who owns what).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any, Final
 
 from collector.cardinality import describe
 from zonewatch import wire
+from zonewatch.measurements import OWNER_LABEL_PREFIX
 
 __all__ = ["Encoder", "Encoded", "encode_batches", "encode_sample", "escape_measurement", "escape_key"]
 
@@ -84,11 +89,20 @@ def _format_value(key: str, value: object) -> str | None:
     raise ValueError(f"field {key!r}: {type(value).__name__} {value!r} is not a number or a boolean")
 
 
-def _series_prefix(measurement: str, tags: Mapping[str, str], zone: str, probe: str) -> str:
-    """Return ``measurement,k=v,...`` with the batch's zone and probe tags, keys sorted."""
-    merged = dict(tags)
+# (measurement, tags, probe) -> the series' owner labels (collector.ownership.Ownership.labels)
+OwnerLookup = Callable[[str, Mapping[str, str], str], tuple[str, ...]]
+
+
+def _series_prefix(measurement: str, tags: Mapping[str, str], zone: str, probe: str,
+                   owners: OwnerLookup | None = None) -> str:
+    """Return ``measurement,k=v,...`` with the batch's zone and probe tags and the owner labels ``owners`` gives
+    (a sample's own tag named like an owner label is dropped), keys sorted."""
+    merged = {k: v for k, v in tags.items() if not k.startswith(OWNER_LABEL_PREFIX)}
     merged["zone"] = zone
     merged["probe"] = probe
+    if owners is not None:
+        for label in owners(measurement, tags, probe):
+            merged[label] = "1"
     out = [escape_measurement(measurement)]
     for key in sorted(merged):
         value = merged[key]
@@ -151,6 +165,15 @@ class Encoder:
         self._cached = 0
         self._field_keys: dict[str, str] = {}
         self._plain_keys: dict[str, str] = {}  # field keys known to follow the wire's name rule, escaped
+        self._owners: OwnerLookup | None = None
+
+    def set_owners(self, owners: OwnerLookup | None) -> None:
+        """Label every series from now on with the owner labels ``owners`` gives (None: none). Forgets every
+        prefix made before. Called before the encoder is first used, or from the thread that uses it."""
+        self._owners = owners
+        self._prefixes.clear()
+        self._plain.clear()
+        self._cached = 0
 
     def encode(self, batches: Iterable[wire.Batch | Encoded]) -> list[str]:
         """Return one line per sample (that has a field) of every batch, in order."""
@@ -184,7 +207,7 @@ class Encoder:
 
     def _prefix(self, prefixes: dict[tuple[str, ...], str], key: tuple[str, ...], measurement: str,
                 tags: Mapping[str, str], zone: str, probe: str) -> str:
-        prefix = prefixes[key] = _series_prefix(measurement, tags, zone, probe)
+        prefix = prefixes[key] = _series_prefix(measurement, tags, zone, probe, self._owners)
         self._cached += 1
         return prefix
 
@@ -319,7 +342,7 @@ class Encoder:
                 kept += 1
                 if parts:
                     if not prefix:
-                        prefix = plain[key] = _series_prefix(key[0], tags, zone, probe)
+                        prefix = plain[key] = _series_prefix(key[0], tags, zone, probe, self._owners)
                     append(f"{prefix} {','.join(parts)} {ts}")
         except (_NotPlain, ValueError, TypeError):  # a prefix that cannot be encoded, a tag value that is no
             for key in added:                        # string: the full path says why
