@@ -4,8 +4,11 @@ What runs (every port is a free one on 127.0.0.1, every file in one work folder)
 
     collector        in this process: embedded MQTT 3.1.1 broker (amqtt) and the SQLite store
     agent            ``python -m agent run`` in a child process, polling everything below
-    modems           two ``python -m agent.sim.modem`` children on pseudo-terminals (Viettel, VinaPhone),
-                     their RSRP drifting
+    modems           three ``python -m agent.sim.modem`` children on pseudo-terminals (Viettel, VinaPhone,
+                     MobiFone), their RSRP drifting
+    service tests    a ``qos`` source per modem, bound to loopback, against a zone test server in this
+                     process; MobiFone's tests go to a closed port: registered, good signal, no traffic
+                     (``collector.demo_qos``)
     SNMP devices     one snmpsim child serving ``bts-01``, ``sw-core`` and the BTS site's UPS ``ups-01``
                      (communities = device names; interface and UPS states writable, as a fault would set them;
                      each device's state its own, traffic at steady rates while an interface is up and none
@@ -18,6 +21,8 @@ the alerts and the notifications the receiver got:
     +30 s   Viettel's primary fibre into the park is cut (sw-core xe-0/1/0)   LinkDown, RedundancyLost
     +50 s   mains power fails at the shared BTS site (ups-01 on battery)        PowerOnBattery (both owners)
     +70 s   VinaPhone's signal at gate A drops into a coverage hole             CoverageHole (sustained 5 s)
+    from the start  MobiFone's modem is registered with a good signal, and
+            its service tests fail                                              DataAccessFailure (MobiFone)
     +100 s  the fibre is spliced; +120 s mains are back; +140 s the signal recovers: everything resolves
 
 The live table reads what the collector stored, so what it shows has travelled the whole way: modem or
@@ -53,6 +58,7 @@ import zwconf
 from collector.alerting.config import AlertingConfig
 from collector.app import Collector
 from collector.config import CollectorConfig, EmbeddedBroker, HttpConfig, IntakeQueueConfig
+from collector.demo_qos import ALERTING_SETTINGS, ZoneTestServer
 from collector.inventory import Inventory
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
@@ -61,6 +67,7 @@ DATA = Path(__file__).parent / "demo_data"
 MODEMS = [  # name, PLMN as the modem prints it, PLMN tag, base RSRP, cell; with --wander 6 Viettel stays good
     ("viettel", "45204", "452-04", -84.0, "5F1EA15"),   # (>= -90 dBm) and VinaPhone fair (-100 to -90): no
     ("vinaphone", "45202", "452-02", -93.0, "2B0C40A"),  # WeakSignal or CoverageHole the scenario did not make
+    ("mobifone", "45201", "452-01", -82.0, "3C0A11B"),   # good signal, and no traffic: demo_qos.BROKEN
 ]
 DEVICES = ["bts-01", "sw-core", "ups-01"]
 SITES = {"bts-01": "bts-dv-01", "sw-core": "pop-dv", "ups-01": "bts-dv-01"}
@@ -71,6 +78,7 @@ zones:
 carriers:
   viettel: {plmn: 452-04, name: Viettel}
   vinaphone: {plmn: 452-02, name: VinaPhone}
+  mobifone: {plmn: 452-01, name: MobiFone}
 sites:
   bts-dv-01: {zone: demo-park, area: gate-a, kind: bts, owners: [viettel, vinaphone]}   # shared BTS
   pop-dv: {zone: demo-park, area: logistics, kind: fibre_pop, owners: [viettel]}
@@ -91,7 +99,8 @@ probes:
   p1:
     zone: demo-park
     area: gate-a
-    modems: [{name: viettel, carrier: viettel}, {name: vinaphone, carrier: vinaphone}]
+    modems: [{name: viettel, carrier: viettel}, {name: vinaphone, carrier: vinaphone},
+             {name: mobifone, carrier: mobifone}]
 """
 
 IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"
@@ -167,6 +176,7 @@ class Demo:
         self.snmp_port = 0
         self.modem_procs: dict[str, subprocess.Popen[bytes]] = {}
         self.hooks: Any = None
+        self.test_server: ZoneTestServer | None = None
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a child in a process group of its own (a Ctrl-C at the terminal reaches the demo, which stops
@@ -190,7 +200,7 @@ class Demo:
         (self.workdir / "inventory.yaml").write_text(INVENTORY)
         inventory = zwconf.load(Inventory, INVENTORY, str(self.workdir / "inventory.yaml"))
         alerting = zwconf.load(AlertingConfig, (
-            "interval: 2s\nrestart_grace: 0s\nsettings: {coverage_window: 15s}\n"
+            f"interval: 2s\nrestart_grace: 0s\nsettings: {{coverage_window: 15s, {ALERTING_SETTINGS}}}\n"
             "rules: {CoverageHole: {for: 5s, keep_firing_for: 5s}}\n"
             f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n"), "demo alerting")
         cfg = CollectorConfig(embedded_broker=EmbeddedBroker(listen=f"127.0.0.1:{broker_port}"),
@@ -223,6 +233,8 @@ class Demo:
         sources += "".join(
             f"  - {{type: snmp, name: {dev}, host: 127.0.0.1, port: {snmp_port}, version: v2c, community: {dev},"
             f" interval: 5s, site: {SITES[dev]}{extra.get(dev, '')}}}\n" for dev in DEVICES)
+        self.test_server = ZoneTestServer().start()
+        sources += self.test_server.sources([(name, tag) for name, _, tag, _, _ in MODEMS], self.workdir)
         agent_cfg.write_text(
             "probe: {id: p1, zone: demo-park, area: gate-a}\n"
             f"mqtt: {{host: 127.0.0.1, port: {broker_port}, protocol: '3.1.1'}}\n"
@@ -254,6 +266,9 @@ class Demo:
                         self.store = None
                     if self.hooks is not None:
                         self.hooks.stop()
+                    if self.test_server is not None:
+                        self.test_server.stop()
+                        self.test_server = None
 
     # the scripted faults -----------------------------------------------------------------------------
 

@@ -24,7 +24,11 @@ test_packages+=(chromium chromium-driver)
 test_packages+=(systemd)
 # libfaketime: the probe-health test runs an agent whose clock is ten minutes ahead (faketime -f +10m).
 test_packages+=(faketime)
+# gpsd: the walk survey's test reads a recorded NMEA walk through a real gpsd (fed on a pty).
+test_packages+=(gpsd)
 packages=()
+# Leaflet: the coverage map embeds Debian's copy (coverage-map and the report need it at run time, the demo too).
+packages+=(libjs-leaflet)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 [ "$mode" = dev ] && packages+=("${test_packages[@]}")
 

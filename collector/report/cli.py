@@ -22,7 +22,8 @@ def add_parser(sub: Any) -> None:
     """Add the ``report`` subcommand to the collector's subparsers."""
     p = sub.add_parser("report", help=HELP, description=f"{HELP}. Reads the collector's store (or "
                        "--sqlite / --victoriametrics) and its inventory; writes report.html, coverage.csv, "
-                       "availability.csv, redundancy.csv and outages.csv into --out.")
+                       "availability.csv, redundancy.csv, outages.csv, kpi.csv (QCVN 81:2019 indicators) and, when "
+                       "the zone has positions, coverage-map-<PLMN>.html per carrier into --out.")
     p.add_argument("--zone", required=True, help="the zone (its key in the inventory)")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--month", help="calendar month YYYY-MM, in --tz")
@@ -35,6 +36,13 @@ def add_parser(sub: Any) -> None:
     store.add_argument("--sqlite", metavar="PATH", help="read this SQLite store instead of the configured one")
     store.add_argument("--victoriametrics", metavar="URL", help="read this VictoriaMetrics instead")
     p.add_argument("--inventory", metavar="FILE", help="the zone inventory (default: the configuration's)")
+    p.add_argument("--acks", metavar="PATH", help="the collector's acknowledgement store, for time to acknowledge "
+                   "and to resolve per carrier (default: the configuration's, when there is one)")
+    p.add_argument("--maintenance", metavar="PATH", help="the run-time maintenance windows (maintenance.db; "
+                   "default: the configuration's, when there is one); the inventory's are read too")
+    p.add_argument("--carrier", metavar="CARRIER", help="write this carrier's own report (its key or PLMN): its "
+                   "assets, coverage and figures only; other carriers pooled only if the configuration's "
+                   "carrier_access.competitors is aggregate")
     p.add_argument("--max-gap", default="5m", help="longest time a reading holds without the next one "
                    "(default 5m); longer gaps are counted as no data")
 
@@ -85,7 +93,11 @@ def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
         facts = facts_from(inventory, args.zone)
         label = args.month or period.label.replace(" ", "_").replace(":", "")
         out = Path(args.out or f"zonewatch-report-{args.zone}-{label}")
-        page = write_report(source, facts, period, out, now_ns if now_ns is not None else time.time_ns(), max_gap)
+        page = write_report(source, facts, period, out, now_ns if now_ns is not None else time.time_ns(), max_gap,
+                            acks=_acks(args, cfg), windows=_windows(args, cfg, inventory), inventory=inventory,
+                            carrier=_carrier(args, cfg, inventory),
+                            qos=cfg.alerting.settings.qos if cfg is not None else None,
+                            inventory_file=inventory_file(args))
     except ConfigError as exc:
         return fail(str(exc))
     except StoreError as exc:
@@ -97,8 +109,65 @@ def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
     finally:
         if isinstance(source, SqliteSource):
             source.close()
-    print(f"wrote {page} (and coverage.csv, availability.csv, redundancy.csv, outages.csv beside it)")
+    maps = sorted(p.name for p in page.parent.glob("coverage-map-*.html"))
+    print(f"wrote {page} (and coverage.csv, availability.csv, redundancy.csv, outages.csv, response.csv, "
+          f"maintenance.csv, kpi.csv{''.join(', ' + m for m in maps)} beside it)")
     return 0
+
+
+def _windows(args: argparse.Namespace, cfg: Any, inventory: Any) -> list[Any]:
+    """Return the maintenance windows: the inventory's, and those of --maintenance or the configuration's
+    maintenance.db (when it exists)."""
+    from collector.maintenance_store import MaintenanceStore, merged, store_path
+    from collector.report import ReportError
+
+    if inventory is None:
+        return []
+    path = Path(args.maintenance) if args.maintenance else None
+    if path is None and cfg is not None:
+        path = store_path(cfg.alerting.state_path or Path(cfg.queue.path).parent / "alerts.db")
+    if path is None or not path.is_file():
+        if args.maintenance:
+            raise ReportError(f"--maintenance {args.maintenance}: no such file")
+        return merged(inventory.maintenance, None)
+    store = MaintenanceStore(path)
+    try:
+        return merged(inventory.maintenance, store)
+    finally:
+        store.close()
+
+
+def _carrier(args: argparse.Namespace, cfg: Any, inventory: Any) -> Any:
+    """Return what ``write_report`` needs for ``--carrier`` (None: the authority's report)."""
+    if not args.carrier:
+        return None
+    from collector.report.carrier import resolve
+
+    plmn, others = resolve(inventory, args.carrier)
+    return plmn, others, cfg.carrier_access.competitors if cfg is not None else "none"
+
+
+def _acks(args: argparse.Namespace, cfg: Any) -> str | None:
+    """Return the acknowledgement store to read: --acks, else the configuration's (None: no response table)."""
+    if args.acks:
+        return str(args.acks)
+    if cfg is None:
+        return None
+    from collector.alerting.ack_cli import store_path
+
+    return store_path(cfg)
+
+
+def inventory_file(args: argparse.Namespace) -> Path | None:
+    """Return the inventory file's path: --inventory, else the one the configuration names (None: neither)."""
+    if args.inventory:
+        return Path(args.inventory)
+    if not Path(args.config).is_file():
+        return None
+    from collector.config import CollectorConfig
+
+    cfg = load_file(CollectorConfig, args.config)
+    return Path(args.config).parent / cfg.inventory if cfg.inventory else None
 
 
 def _configuration(args: argparse.Namespace) -> tuple[Any, Any]:

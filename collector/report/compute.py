@@ -34,6 +34,9 @@ from collector.report.timeline import Interval, combine, durations, episodes, ho
 
 if TYPE_CHECKING:
     from collector.inventory import Inventory
+    from collector.report.kpi import KpiRow
+    from collector.report.maintenance import Split
+    from collector.report.response import ResponseRow
 
 __all__ = ["ZoneFacts", "CoverageRow", "AvailabilityRow", "RedundancyRow", "Outage", "Report", "facts_from",
            "build_report", "LEVELS", "OUTAGE_KINDS"]
@@ -163,6 +166,10 @@ class Report:
     outages: list[Outage]
     rsrp: dict[tuple[str, ...], list[Interval]]  # (carrier, area) -> median RSRP held over time
     degraded: list[tuple[str, int, int]]  # (group/carrier, start, end): redundancy lost, for the timeline
+    response: list[ResponseRow] = field(default_factory=list)  # per carrier: time to acknowledge, to resolve
+    maintenance: Split | None = None   # downtime planned / overrun / unplanned (collector.report.maintenance)
+    kpi: list[KpiRow] = field(default_factory=list)   # QCVN 81:2019 indicators per carrier (collector.report.kpi)
+    maps: list[tuple[str, str]] = field(default_factory=list)   # (PLMN, coverage map file beside the report)
 
     def carrier_label(self, plmn: str) -> str:
         name = self.facts.carrier_names.get(plmn)

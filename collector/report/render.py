@@ -6,6 +6,8 @@ data URIs, so it can be mailed or archived as it is) and one CSV per table.
     availability.csv   per site and link: measured and up minutes, availability %
     redundancy.csv     per redundancy group and carrier: minutes degraded, in outage, without redundancy
     outages.csv        every outage: kind, what, carriers, start, end, minutes, whether it was still going on
+    response.csv       per carrier: alerts paged, acknowledged, escalated; time to acknowledge and to resolve
+    maintenance.csv    per site, link and service: downtime planned / overrun / unplanned; availability both ways
 
 Plots are drawn with matplotlib's object API on an Agg canvas (no pyplot, no global state, no display).
 """
@@ -24,8 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Final
 
+from collector.report import kpi as indicators
+from collector.report import maintenance as planned
 from collector.report.compute import LEVELS, Report
 from collector.report.period import show_time, time_zone
+from collector.report.response import NOTE as RESPONSE_NOTE
+from collector.report.response import table as response_table
 from collector.report.source import ReportError
 from collector.report.timeline import Interval
 
@@ -34,7 +40,8 @@ __all__ = ["write_files", "LEVEL_COLOURS", "NO_DATA_COLOUR", "FILES"]
 # Colours of the coverage levels in every plot (the report's tests look for them in a screenshot).
 LEVEL_COLOURS: Final = ("#1a9850", "#a6d96a", "#fdae61", "#d73027", "#7b3294")
 NO_DATA_COLOUR: Final = "#bdbdbd"
-FILES: Final = ("report.html", "coverage.csv", "availability.csv", "redundancy.csv", "outages.csv")
+FILES: Final = ("report.html", "coverage.csv", "availability.csv", "redundancy.csv", "outages.csv", "response.csv",
+                    "maintenance.csv", "kpi.csv")
 _MIN = 60e9
 
 
@@ -70,6 +77,9 @@ def _tables(report: Report) -> dict[str, tuple[list[str], list[list[str]]]]:
         "redundancy": (["zone", "group", "carrier", "measured_min", "degraded_min", "outage_min",
                         "without_redundancy_min", "without_redundancy_pct"], redundancy),
         "outages": (["zone", "kind", "name", "carriers", "start", "end", "duration_min", "ongoing"], outages),
+        "response": response_table(zone, report.response, names),
+        "maintenance": planned.table(zone, report.maintenance),
+        "kpi": indicators.table(zone, report.kpi, names),
     }
 
 
@@ -256,6 +266,17 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: i
     return f"<table><tr>{head}</tr>{body or '<tr><td class=t>none</td></tr>'}</table>"
 
 
+def _maps(report: Report) -> str:
+    """Return the links to the coverage maps written beside the report (collector.report.covmap), if any."""
+    if not report.maps:
+        return ""
+    links = "".join(f'<li><a href="{html.escape(name)}">{html.escape(report.carrier_label(plmn))}</a></li>'
+                    for plmn, name in report.maps)
+    return ("<h2>Coverage maps</h2><p class=note>One file per carrier beside this report, drawn over the park's "
+            "plan; it opens offline. Probes and survey readings are coloured by level; an area with no measurement "
+            f"is grey and hatched (unmeasured), never shown as covered.</p><ul>{links}</ul>")
+
+
 def _img(uri: str | None, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="{uri}">' if uri else f"<p class=note>{html.escape(alt)}: no data.</p>"
 
@@ -285,6 +306,14 @@ def _html(report: Report, tables: dict[str, tuple[list[str], list[list[str]]]]) 
         "<h2>Redundancy</h2>", _table(*drop(tables["redundancy"]), text_columns=2),
         "<h2>Outages</h2>", _img(_timeline_plot(report), "outage timeline"),
         _table(*drop(tables["outages"]), text_columns=5),
+        "<h2>Response to alerts</h2>", f"<p class=note>{html.escape(RESPONSE_NOTE)}</p>",
+        _table(*drop(tables["response"]), text_columns=2),
+        "<h2>Planned maintenance</h2>", f"<p class=note>{html.escape(planned.NOTE)}</p>",
+        _table(*planned.windows_table(report.maintenance, report.period.start_ns, report.period.end_ns,
+                                      report.period.tz), text_columns=6),
+        _table(*drop(tables["maintenance"]), text_columns=3),
+        indicators.section(report.kpi, report.facts.carrier_names),
+        _maps(report),
     ]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n")

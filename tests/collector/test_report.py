@@ -203,8 +203,9 @@ def test_demo_report_is_written_from_the_demo_store(tmp_path: Path) -> None:
 
     page = write_demo_report(store(tmp_path), tmp_path / "report", scn.ZONE, T0, T0 + 3600 * S)
     assert page == tmp_path / "report" / "report.html"
-    assert sorted(p.name for p in page.parent.iterdir()) == ["availability.csv", "coverage.csv", "outages.csv",
-                                                             "redundancy.csv", "report.html"]
+    assert sorted(p.name for p in page.parent.iterdir()) == ["availability.csv", "coverage.csv", "kpi.csv",
+                                                             "maintenance.csv", "outages.csv", "redundancy.csv",
+                                                             "report.html", "response.csv"]
     with open(page.parent / "outages.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(scn.REPORT_OUTAGES)
 
@@ -229,8 +230,9 @@ def test_a_link_planted_in_the_output_folder_is_replaced_not_written_through(
     assert not (tmp_path / "not-there-yet").exists()
     for name in ("report.html", "coverage.csv", "outages.csv"):
         assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
-    assert sorted(p.name for p in out.iterdir()) == ["availability.csv", "coverage.csv", "outages.csv",
-                                                     "redundancy.csv", "report.html"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir()) == ["availability.csv", "coverage.csv", "kpi.csv",
+                                                     "maintenance.csv", "outages.csv", "redundancy.csv",
+                                                     "report.html", "response.csv"]  # no temporary file left
 
 
 def test_an_output_folder_that_is_a_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

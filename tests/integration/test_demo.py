@@ -1,5 +1,6 @@
-"""The Quick start demo, run as a user runs it: readings from both simulated carriers and the devices appear,
-the scripted faults (fibre cut, power failure, coverage hole) page the NOC and resolve and nothing else pages,
+"""The Quick start demo, run as a user runs it: readings from the simulated carriers and the devices appear,
+the scripted faults (fibre cut, power failure, coverage hole) page the NOC and resolve, the carrier that is
+registered but passes no traffic (MobiFone) gets DataAccessFailure and no other carrier does, nothing else pages,
 the simulated traffic is steady and a cut link carries none, and every way the demo can end (Ctrl-C, also when
 started in the background of a script, SIGTERM, SIGHUP, ``--seconds``, an exception, ``kill -9``, Ctrl-C to a
 ``| tee`` pipeline) leaves no child behind, checked by PID."""
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "collector" / "demo_data"
-CHILDREN = {"snmpsim", "modem-viettel", "modem-vinaphone", "agent"}
+CHILDREN = {"snmpsim", "modem-viettel", "modem-vinaphone", "modem-mobifone", "agent"}
 REPORT = "demo: the zone's report (HTML with plots, and CSV): "
 READINGS = ("interface bts-01 ge-0/0/0 oper_up=True", "cellular 452-04 viettel rsrp=-", "device sw-core up=True")
 
@@ -41,12 +42,13 @@ SCENARIO = [  # what the NOC's receiver must get, in this order per alert
     "firing RedundancyLost carrier=452-04 area=logistics site=pop-dv group=vt-fibre",
     "firing PowerOnBattery carrier=452-04 area=gate-a site=bts-dv-01 device=ups-01",
     "firing PowerOnBattery carrier=452-02 area=gate-a site=bts-dv-01 device=ups-01",
-    "firing CoverageHole carrier=452-02 area=gate-a",
+    "firing CoverageHole carrier=452-02 area=gate-a probe=p1",
+    "firing DataAccessFailure carrier=452-01 area=gate-a",
     "resolved LinkDown carrier=452-04 area=logistics site=pop-dv device=sw-core link=vt-primary",
     "resolved RedundancyLost carrier=452-04 area=logistics site=pop-dv group=vt-fibre",
     "resolved PowerOnBattery carrier=452-04 area=gate-a site=bts-dv-01 device=ups-01",
     "resolved PowerOnBattery carrier=452-02 area=gate-a site=bts-dv-01 device=ups-01",
-    "resolved CoverageHole carrier=452-02 area=gate-a",
+    "resolved CoverageHole carrier=452-02 area=gate-a probe=p1",
 ]
 
 
@@ -135,6 +137,7 @@ def test_demo_shows_live_readings_plays_its_faults_and_stops_cleanly_on_ctrl_c(
         def everything_shown() -> bool:
             text = "".join(lines)
             return all(s in text for s in ("cellular 452-04 viettel rsrp=-", "cellular 452-02 vinaphone rsrp=-",
+                                           "cellular 452-01 mobifone rsrp=-",
                                            "interface bts-01 ge-0/0/1 oper_up=True", "interface sw-core ge-0/0/5 "
                                            "oper_up=False", "device bts-01 up=True", "device sw-core up=True"))
 
@@ -160,6 +163,9 @@ def test_demo_shows_live_readings_plays_its_faults_and_stops_cleanly_on_ctrl_c(
     # Exactly the scenario, each once, nothing unscripted: no WeakSignal (VinaPhone's signal is fair), and no
     # ProbeDown when the demo stops its own agent (a planned stop; it would be shown "(while stopping)").
     assert sorted(got) == sorted(SCENARIO), got
+    # MobiFone is registered with a good signal and its service tests fail: its data service, and only its, pages
+    assert [n for n in got if "DataAccessFailure" in n] == ["firing DataAccessFailure carrier=452-01 area=gate-a"]
+    assert not [n for n in got if "452-01" in n and "DataAccessFailure" not in n], got
     for name in ("LinkDown", "RedundancyLost", "PowerOnBattery", "CoverageHole"):
         fired = [i for i, n in enumerate(got) if n.startswith(f"firing {name} ")]
         resolved = [i for i, n in enumerate(got) if n.startswith(f"resolved {name} ")]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,7 +139,7 @@ def test_both_stores_give_the_same_files(outputs: dict[str, Path]) -> None:
 class WebDriver:
     """Debian's chromedriver driving Debian's headless Chromium, over the W3C WebDriver HTTP protocol."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, args: Sequence[str] = (), capabilities: dict[str, Any] | None = None) -> None:
         binary = services.require("chromedriver")
         browser = services.require("chromium")
         port = services.free_port()
@@ -151,9 +151,9 @@ class WebDriver:
         self.session = ""
         try:
             services.wait_for(lambda: self._call("GET", "/status")["ready"], 20, "chromedriver to be ready")
-            caps = {"browserName": "chrome", "goog:chromeOptions": {
+            caps = {"browserName": "chrome", **(capabilities or {}), "goog:chromeOptions": {
                 "binary": browser, "args": [*CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}",
-                                            "--window-size=1400,1000"]}}
+                                            "--window-size=1400,1000", *args]}}
             self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
         except BaseException:
             self.close()

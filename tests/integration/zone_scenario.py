@@ -26,6 +26,11 @@ The story (VT = Viettel 452-04, VN = VinaPhone 452-02; areas gate-a (probe p1) a
     m45     probe p3 goes offline (its last health sample m44; ProbeDown from m47, its camera cam-l
             muted)
     m50-59  vt-fiber-2's optics degrade: Rx -21.5 dBm, input errors 30 a minute (OpticalDegraded m52-)
+
+Service tests (``qos``) run at p1 through both modems: DNS and HTTP every minute, an echo to each carrier's
+core, a download and an upload at m5, m20, m35 and m50. VinaPhone's DNS fails m40-44 (five failures, short of
+DataAccessFailure's window) and its echo loses 2 % from m30; VinaPhone's SIM had 2 tests refused for its
+budget from m50.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.app import Collector
 from collector.config import CollectorConfig
+from collector.inventory import Inventory
 from tests import services
 from zonewatch import wire
 from zwconf import load
@@ -165,6 +171,29 @@ row("p2", "cellular", {"carrier": VN, "modem": "vinaphone", **_cell, "cell": "2B
     rsrp_dbm=steps((None, 33), (-108, 27)), rsrq_db=steps((None, 33), (-15, 27)), sinr_db=steps((None, 33), (1, 27)),
     registered=steps((None, 33), (1, 27)))
 
+# --------------------------------------------------------------------------------------- raw: service tests
+_TRANSFERS = (5, 20, 35, 50)
+for _plmn, _modem, _dns_ms, _http_ms, _rtt, _jitter, _down, _up, _left, _refused in (
+        (VT, "viettel", 25.0, 120.0, 35.0, 3.0, 42.5, 11.0, 1_200_000_000, steps((0, 60))),
+        (VN, "vinaphone", 30.0, 150.0, 48.0, 6.0, 18.0, 4.5, 300_000_000, steps((0, 50), (2, 10)))):
+    _vn = _plmn == VN
+    _dns_ok = steps((1, 40), (0 if _vn else 1, 5), (1, 15))
+    row("p1", "qos", {"carrier": _plmn, "modem": _modem, "test": "dns", "target": "qos.scn.example"},
+        success=_dns_ok, time_ms=[_dns_ms if ok else None for ok in _dns_ok])
+    row("p1", "qos", {"carrier": _plmn, "modem": _modem, "test": "http", "target": "portal.scn.example"},
+        success=steps((1, 60)), time_ms=steps((_http_ms, 60)))
+    row("p1", "qos", {"carrier": _plmn, "modem": _modem, "test": "icmp", "target": "core"},
+        success=steps((1, 60)), rtt_ms=steps((_rtt, 60)), jitter_ms=steps((_jitter, 60)),
+        loss_pct=steps((0, 30), (2 if _vn else 0, 30)))
+    row("p1", "qos", {"carrier": _plmn, "modem": _modem, "test": "download", "target": "qos.scn.example"},
+        success=[1 if m in _TRANSFERS else None for m in range(MINUTES)],
+        down_mbps=[_down if m in _TRANSFERS else None for m in range(MINUTES)])
+    row("p1", "qos", {"carrier": _plmn, "modem": _modem, "test": "upload", "target": "qos.scn.example"},
+        success=[1 if m in _TRANSFERS else None for m in range(MINUTES)],
+        up_mbps=[_up if m in _TRANSFERS else None for m in range(MINUTES)])
+    row("p1", "qos", {"carrier": _plmn, "modem": _modem, "test": "budget", "target": "sim"},
+        budget_left_bytes=steps((_left, 60)), refused=_refused)
+
 # --------------------------------------------------------------------------------------- raw: equipment
 BTS_UP = steps((1, 10), (0, 5), (1, 45))
 row("p1", "device", {"device": "bts-a1", "site": "bts-a"}, up=BTS_UP,
@@ -255,6 +284,15 @@ row("collector", "coverage", {"area": "logistics", "carrier": VT}, level=steps((
 row("collector", "coverage", {"area": "logistics", "carrier": VN}, level=steps((2, 20), (4, 13), (2, 27)),
     rsrp_dbm=steps((-108, 20), (None, 13), (-108, 27)), probes=steps((1, 60)))
 
+# Each probe's own level (``coverage_at_probe``): the areas have one probe with modems each, so the same story;
+# no interference (p2's poor SINR at m40-49 comes with a hole, which is not interference).
+# Stored under the probe (the batch header's probe becomes the ``probe`` tag), as the alert engine does.
+for _probe, _area, _plmn, _levels in (("p1", "gate-a", VT, steps((0, 60))),
+                                      ("p1", "gate-a", VN, steps((1, 30), (2, 30))),
+                                      ("p2", "logistics", VT, steps((1, 40), (3, 10), (1, 10))),
+                                      ("p2", "logistics", VN, steps((2, 20), (4, 13), (2, 27)))):
+    row(_probe, "coverage_at_probe", {"area": _area, "carrier": _plmn}, level=_levels, interference=steps((0, 60)))
+
 # --------------------------------------------------------------------------------------- derived: redundancy
 row("collector", "redundancy", {"group": "vt-uplink", "carrier": VT}, state=steps((0, 25), (1, 20), (0, 15)),
     members_up=steps((2, 25), (1, 20), (2, 15)), members_needed=steps((2, 60)), members_total=steps((2, 60)))
@@ -324,27 +362,28 @@ _merge_same_series()
 
 
 def batches(t0_ns: int) -> Iterator[tuple[str, wire.Batch]]:
-    """Yield (topic, batch): one batch per probe and minute, seq counting from 1 (0 for derived data)."""
+    """Yield (topic, batch): one batch per probe and minute, seq counting from 1, and one of derived data (seq 0)
+    per probe and minute: what the alert engine stores under a probe (an alert or coverage about it)."""
     seqs = dict.fromkeys(PROBES, 0)
     for m in range(MINUTES):
         ts = t0_ns + m * STEP_S * 10**9
         for probe in PROBES:
-            samples = []
+            raw: list[wire.Sample] = []
+            derived: list[wire.Sample] = []
             for r in ROWS:
                 if r.probe != probe:
                     continue
                 fields = {k: v[m] for k, v in r.fields.items() if v[m] is not None}
                 if fields:
                     tags = {**r.tags, **r.tags_by_minute.get(m, {})}
-                    samples.append(wire.Sample(r.measurement, tags, _typed(fields), ts))
-            if not samples:
-                continue
-            derived = probe == "collector" or all(s.measurement == "alert" for s in samples)
-            seq = 0
-            if not derived:
+                    sample = wire.Sample(r.measurement, tags, _typed(fields), ts)
+                    mine = probe == "collector" or r.measurement in wire.COLLECTOR_MEASUREMENTS
+                    (derived if mine else raw).append(sample)
+            if raw:
                 seqs[probe] += 1
-                seq = seqs[probe]
-            yield wire.topic(ZONE, probe, "data"), wire.Batch(ZONE, probe, seq, ts, tuple(samples))
+                yield wire.topic(ZONE, probe, "data"), wire.Batch(ZONE, probe, seqs[probe], ts, tuple(raw))
+            if derived:
+                yield wire.topic(ZONE, probe, "data"), wire.Batch(ZONE, probe, 0, ts, tuple(derived))
 
 
 def _typed(fields: dict[str, float]) -> dict[str, wire.FieldValue]:
@@ -364,9 +403,11 @@ def start_minute_ns(now_s: float) -> int:
     return int((now_s // 60) * 60 - 90 * 60) * 10**9
 
 
-def fill(broker_port: int, workdir: Path, storages: dict[str, str], t0_ns: int, timeout: float = 60) -> None:
+def fill(broker_port: int, workdir: Path, storages: dict[str, str], t0_ns: int, timeout: float = 60,
+         inventory: Inventory | None = None) -> None:
     """Publish the scenario through the broker to one in-process collector per storage section (name ->
-    YAML), each with its own MQTT session, and return once every collector has written all of it."""
+    YAML), each with its own MQTT session, and return once every collector has written all of it. With
+    ``inventory`` the collectors run with it (its scope checks, its owner labels)."""
     collectors: list[Collector] = []
     publisher: mqtt.Client | None = None
     try:
@@ -374,7 +415,7 @@ def fill(broker_port: int, workdir: Path, storages: dict[str, str], t0_ns: int, 
             intake = workdir / f"intake-{name}.db"
             cfg = load(CollectorConfig, f"mqtt: {{port: {broker_port}, client_id: scn-{name}}}\n{storage_yaml}\n"
                                         f"queue: {{path: '{intake}'}}\nhttp: {{enabled: false}}\n")
-            col = Collector(cfg)
+            col = Collector(cfg, inventory)
             collectors.append(col)
             col.start()
             assert col.ingest is not None
@@ -539,6 +580,12 @@ PANELS: dict[tuple[str, str, str], Instant | Range] = {
         L(area=GA, carrier=VN): {5: 1, 29: 1, 30: 2, 59: 2},
         L(area=LG, carrier=VT): {39: 1, 40: 3, 49: 3, 50: 1},
         L(area=LG, carrier=VN): {19: 2, 20: 4, 32: 4, 33: 2}}),
+    ("zw-zone-overview", "Coverage at each probe: carrier × probe", "A"): Instant({
+        L(probe="p1", carrier=VT): 0, L(probe="p1", carrier=VN): 2, L(probe="p2", carrier=VT): 1,
+        L(probe="p2", carrier=VN): 2}),
+    ("zw-zone-overview", "Interference at each probe: carrier × probe", "A"): Instant({
+        L(probe="p1", carrier=VT): 0, L(probe="p1", carrier=VN): 0, L(probe="p2", carrier=VT): 0,
+        L(probe="p2", carrier=VN): 0}),
     # ------------------------------------------------------------------ carrier
     ("zw-carrier", "RSRP by area (median of the area's probes)", "A"): Range({
         L(area=GA, carrier=VT): {0: -85, 59: -85},
@@ -569,6 +616,30 @@ PANELS: dict[tuple[str, str, str], Instant | Range] = {
         L(probe="p2", carrier=VT, cell="5F1EA20"): 1, L(probe="p2", carrier=VN, cell="2B0C40A"): 1}),
     ("zw-carrier", "No-service minutes by area", "A"): Instant({
         L(area=GA, carrier=VT): 0, L(area=GA, carrier=VN): 0, L(area=LG, carrier=VT): 0, L(area=LG, carrier=VN): 13}),
+    ("zw-carrier", "Service access success (%)", "A"): Range({
+        L(probe="p1", carrier=VT, test="dns"): {10: 100, 42: 100},
+        L(probe="p1", carrier=VT, test="http"): {10: 100},
+        L(probe="p1", carrier=VN, test="dns"): {39: 100, 40: 0, 44: 0, 45: 100},
+        L(probe="p1", carrier=VN, test="http"): {42: 100}}),
+    ("zw-carrier", "DNS and access time (ms)", "A"): Range({   # a failed lookup has no time
+        L(probe="p1", carrier=VT, test="dns"): {10: 25, 42: 25},
+        L(probe="p1", carrier=VT, test="http"): {10: 120},
+        L(probe="p1", carrier=VN, test="dns"): {39: 30, 40: None, 44: None, 45: 30},
+        L(probe="p1", carrier=VN, test="http"): {42: 150}}),
+    ("zw-carrier", "Round trip and jitter (ms)", "A"): Range({
+        L(probe="p1", carrier=VT, target="core"): {10: 35}, L(probe="p1", carrier=VN, target="core"): {10: 48}}),
+    ("zw-carrier", "Round trip and jitter (ms)", "B"): Range({
+        L(probe="p1", carrier=VT, target="core"): {10: 3}, L(probe="p1", carrier=VN, target="core"): {10: 6}}),
+    ("zw-carrier", "Packet loss (%)", "A"): Range({
+        L(probe="p1", carrier=VT, target="core"): {29: 0, 30: 0},
+        L(probe="p1", carrier=VN, target="core"): {29: 0, 30: 2}}),
+    ("zw-carrier", "Download and upload speed (Mbit/s)", "A"): Range({   # one transfer each at m5, 20, 35, 50
+        L(probe="p1", carrier=VT): {5: 42.5, 6: None, 50: 42.5}, L(probe="p1", carrier=VN): {5: 18, 6: None, 20: 18}}),
+    ("zw-carrier", "Download and upload speed (Mbit/s)", "B"): Range({
+        L(probe="p1", carrier=VT): {35: 11, 36: None}, L(probe="p1", carrier=VN): {35: 4.5, 49: None, 50: 4.5}}),
+    ("zw-carrier", "SIM data budget", "A"): Instant({L(probe="p1", carrier=VT): 1_200_000_000,
+                                                     L(probe="p1", carrier=VN): 300_000_000}),
+    ("zw-carrier", "SIM data budget", "B"): Instant({L(probe="p1", carrier=VT): 0, L(probe="p1", carrier=VN): 2}),
     # ------------------------------------------------------------------ equipment
     ("zw-equipment", "Devices", "A"): Instant({
         L(site="bts-a", device="bts-a1"): 1, L(site="bts-a", device="ups-a"): 1, L(site="pop-l", device="sw-pop"): 1,
