@@ -18,6 +18,8 @@ Bounds come from the standards and the vendors' own definitions:
 - Optical power: transceiver DOM reports -40 dBm (no light) to about +10 dBm; amplified line ports reach
   +25 dBm. A dark port's -40 (or 0) is no reading, which the profiles leave out.
 - Percentages 0-100; durations, counts and counters never negative.
+- DC power: a -48 V telecom plant's bus is 0-60 V (the profiles hold it to that; the catalogue allows a UPS's
+  battery string up to 1000 V); battery temperature -40 to 100 C (beyond that the battery is gone).
 
 The measurements an operator configures for site sensors (the ``telemetry`` source) are theirs to name and
 are not listed here.
@@ -30,7 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["Field", "Measurement", "CATALOGUE", "COLLECTOR_WRITTEN", "series", "problems"]
+__all__ = ["Field", "Measurement", "CATALOGUE", "COLLECTOR_WRITTEN", "OWNER_LABEL_PREFIX", "OWNERSHIP_TAGS",
+           "owner_label", "series", "problems"]
 
 Kind = Literal["gauge", "counter", "bool", "state", "id"]
 Writer = Literal["probe", "collector"]
@@ -85,11 +88,26 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             "pci": Field("1", "id", 0, 1007), "enb_id": Field("1", "id", 0, 2**20 - 1),
             "gnb_id": Field("1", "id", 0, 2**32 - 1), "sector": Field("1", "id", 0, 2**14 - 1),
             "nr_rsrp_dbm": RSRP, "nr_rsrq_db": RSRQ, "nr_sinr_db": SINR,
+            # WCDMA: CPICH RSCP and Ec/No as TS 25.133 reports them (-120..-25 dBm, -24.5..0 dB), a little wider
+            "rscp_dbm": Field("dBm", "gauge", -125, -25), "ecio_db": Field("dB", "gauge", -25, 0),
             "sim_state": Field("1", "state", 0, 4, "AT+CPIN?: 0 ready, 1 no SIM, 2 PIN required, 3 PUK required, "
                                "4 SIM failure"),
             "reg_state": Field("1", "state", 0, 11, "the 3GPP registration <stat>: 0 not searching, 1 home, "
                                "2 searching, 3 denied, 4 unknown, 5 roaming, ...")},
         "the serving cell as each modem sees it, and the modem's SIM and registration"),
+    "survey": Measurement(
+        "probe", ("zone", "probe", "survey", "carrier", "modem", "rat"), {
+            "rsrp_dbm": RSRP, "rsrq_db": RSRQ, "sinr_db": SINR, "rssi_dbm": Field("dBm", "gauge", -125, -25),
+            "registered": _bool("registered on its home network or roaming"), "pci": Field("1", "id", 0, 1007),
+            "lat": Field("°", "gauge", -90, 90, "WGS 84 latitude of the reading (gpsd, or a lat/lon waypoint)"),
+            "lon": Field("°", "gauge", -180, 180, "WGS 84 longitude"),
+            "x_m": Field("m", "gauge", -10**6, 10**6, "metres east on the zone's plan (an x/y waypoint)"),
+            "y_m": Field("m", "gauge", -10**6, 10**6, "metres north on the zone's plan"),
+            "fix": Field("1", "state", 0, 3, "where the position came from: 0 a waypoint, 2 a 2D GPS fix, 3 a 3D one"),
+            "error_m": _at_least0("m", "the GPS's estimated horizontal error (gpsd's eph), when it gives one"),
+            "age_s": _at_least0("s", "how old the position was when the modem was read")},
+        "a walk survey's cellular readings, each with the position it was taken at (zonewatch-agent survey); "
+        "positions are fields, so a walk adds one series per survey, modem and technology, not one per step"),
     "device": Measurement(
         "probe", ("zone", "probe", "device", "site"), {
             "up": _bool("the device answered the poll"), "uptime_s": _at_least0("s"),
@@ -103,12 +121,43 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
         "one interface of a polled device"),
     "optical": Measurement(
         "probe", ("zone", "probe", "device", "port"), {
-            "rx_dbm": Field("dBm", "gauge", -40, 25), "tx_dbm": Field("dBm", "gauge", -40, 25)},
-        "a transceiver's receive and transmit power"),
+            "rx_dbm": Field("dBm", "gauge", -40, 25), "tx_dbm": Field("dBm", "gauge", -40, 25),
+            # SFF-8472 digital diagnostics: what the transceiver's A2h fields can hold
+            "temperature_c": Field("°C", "gauge", -128, 128), "bias_ma": Field("mA", "gauge", 0, 131.072),
+            "voltage_v": Field("V", "gauge", 0, 6.5536)},
+        "a transceiver's receive and transmit power, and where the device gives them its temperature, laser "
+        "bias and supply voltage"),
+    "pon": Measurement(
+        "probe", ("zone", "probe", "device", "port"), {
+            "onus": _at_least0("ONUs", "ONUs configured on the PON port"),
+            "onus_online": _at_least0("ONUs"), "onus_offline": _at_least0("ONUs"),
+            "onu_rx_min_dbm": Field("dBm", "gauge", -40, 25, "the weakest downstream Rx an ONU reports"),
+            "onu_rx_median_dbm": Field("dBm", "gauge", -40, 25),
+            "olt_rx_min_dbm": Field("dBm", "gauge", -40, 25, "the weakest upstream Rx the OLT measures of an ONU"),
+            "olt_rx_median_dbm": Field("dBm", "gauge", -40, 25)},
+        "a GPON port of an OLT: its ONUs counted and their optical levels summarised"),
+    "onu": Measurement(
+        "probe", ("zone", "probe", "device", "port", "onu"), {
+            "rx_dbm": Field("dBm", "gauge", -40, 25, "downstream, at the ONU"),
+            "tx_dbm": Field("dBm", "gauge", -40, 25, "upstream, at the ONU"),
+            "olt_rx_dbm": Field("dBm", "gauge", -40, 25, "upstream, at the OLT")},
+        "one ONU whose optical level is weak (the profiles keep only those; every ONU counts in ``pon``)"),
     "power": Measurement(
         "probe", ("zone", "probe", "device", "site"), {
             "on_battery": _bool(), "battery_low": _bool(), "battery_minutes": _at_least0("min"),
-            "battery_pct": _pct(), "seconds_on_battery": _at_least0("s")},
+            "battery_pct": _pct(), "seconds_on_battery": _at_least0("s"),
+            "mains_present": _bool("the AC input (mains) is there, by the device's own evidence"),
+            "on_bypass": _bool("a UPS feeds its load through its bypass: mains, unprotected"),
+            "inverter_mode": _bool("output from the inverter (DC) while the AC input is present: not an outage"),
+            "battery_voltage_v": Field("V", "gauge", 0, 1000, "battery (DC bus) voltage as a magnitude; a -48 V "
+                                       "plant floats at about 53.5 V"),
+            "battery_current_a": Field("A", "gauge", -10000, 10000, "positive: charging, negative: discharging"),
+            "load_current_a": Field("A", "gauge", 0, 10000, "the DC load of a rectifier plant"),
+            "battery_temp_c": Field("°C", "gauge", -40, 100),
+            "rectifiers_installed": Field("rectifiers", "gauge", 0, 1000),
+            "rectifiers_failed": Field("rectifiers", "gauge", 0, 1000),
+            "alarm_major": _bool("the controller's major (urgent) alarm"),
+            "alarm_minor": _bool("the controller's minor (non-urgent) alarm")},
         "a UPS or a site's DC power"),
     "reach": Measurement(
         "probe", ("zone", "probe", "target", "path"), {
@@ -150,6 +199,7 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
                       "wanted"), {
             "occurred": _bool("always 1: an event happened at this time"), "if_index": Field("1", "id", 0, None),
             "admin_up": _bool(), "oper_up": _bool(), "cold": _bool("a cold start"), "cleared": _bool(),
+            "present": _bool("false: a link trap about a port that is not there (notPresent: an empty slot or cage)"),
             "depleted": _bool(), "battery_minutes": _at_least0("min"), "seconds_on_battery": _at_least0("s"),
             "varbinds": _count("varbinds"),
             # the probe's report on a configuration from the centre (event ``config``, zonewatch.wire.config_report)
@@ -159,8 +209,8 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
                                        "result)")},
         "a probe's events (traps, link changes) as the collector stores them", extra_tags=True),
     "alert": Measurement(
-        "collector", ("alertname", "severity", "zone", "area", "carrier", "site", "device", "link", "group", "probe",
-                      "modem"),
+        "collector", ("alertname", "severity", "zone", "area", "carrier", "site", "device", "port", "link", "group",
+                      "probe", "modem"),
         {"firing": Field("1", "state", 0, 1, "1 while firing, 0 once when it resolves"),
          "muted": Field("1", "state", 0, 1, "1 while a stronger alert or a window mutes it")},
         "every alert's state changes, and every 60 s while firing", extra_tags=True),
@@ -174,10 +224,33 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
         "collector", ("zone", "area", "carrier"), {
             "level": Field("1", "state", 0, 4, "0 good, 1 fair, 2 weak, 3 hole, 4 no service"),
             "rsrp_dbm": RSRP, "probes": _at_least0("probes")},
-        "each carrier's coverage of each area"),
+        "each carrier's coverage of each area (its level by the zone's area rule: the worst probe by default)"),
+    "coverage_at_probe": Measurement(
+        "collector", ("zone", "area", "probe", "carrier"), {
+            "level": Field("1", "state", 0, 4, "0 good, 1 fair, 2 weak, 3 hole, 4 no service"),
+            "interference": _bool("SINR or RSRQ under the zone's bound while RSRP is fair or better"),
+            "rsrp_dbm": RSRP, "sinr_db": SINR, "rsrq_db": RSRQ},
+        "each carrier's coverage at each probe (medians over the coverage window)"),
 }
 
 COLLECTOR_WRITTEN: Final = frozenset(name for name, m in CATALOGUE.items() if m.writer == "collector")
+
+# Ownership labels. The collector (never a probe: it drops any such tag a probe sends) labels every series of an
+# asset a carrier owns with one label per owner, ``own_<mcc>_<mnc>="1"`` (``own_452_04``), worked out from the
+# inventory and the series' tags, first found in this order: ``carrier`` (the series is about that carrier
+# alone: its modem, coverage, alert), ``link`` (or the device interface or optical port an inventory link
+# names), ``group`` (a redundancy group), ``device``, ``site``, and for ``reach`` the redundancy groups that
+# list the probe's traced path. A series with none of these, or of an asset with no owners, carries no owner
+# label: the zone authority's alone. One label per owner, rather than one list label: VictoriaMetrics applies
+# ``extra_label`` (equality only) as an AND that a caller cannot widen, while ``extra_filters[]`` (which a
+# regex over a list would need) is OR-ed with any the caller adds (collector.provision.vmauth).
+OWNER_LABEL_PREFIX: Final = "own_"
+OWNERSHIP_TAGS: Final = ("carrier", "link", "group", "device", "site")
+
+
+def owner_label(plmn: str) -> str:
+    """Return the label that marks a series as owned by the carrier with PLMN ``plmn``: ``own_452_04``."""
+    return OWNER_LABEL_PREFIX + plmn.replace("-", "_")
 
 
 def series() -> set[str]:

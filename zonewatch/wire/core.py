@@ -24,7 +24,7 @@ SENT_PROPERTY: Final = "zw-sent-ns"   # MQTT v5 user property: the probe's clock
 MAX_SEQ: Final = 2**63 - 1
 # Measurements only the collector writes (derived from what the probes send): a probe's sample or event named
 # one of these is refused (``collector_only``). ``event`` is how the collector stores the events it receives.
-COLLECTOR_MEASUREMENTS: Final = frozenset({"alert", "coverage", "redundancy", "event"})
+COLLECTOR_MEASUREMENTS: Final = frozenset({"alert", "coverage", "coverage_at_probe", "redundancy", "event"})
 
 Kind = Literal["status", "data", "events", "config"]
 FieldValue = int | float | bool
