@@ -3,7 +3,7 @@
 A profile is one YAML file in this folder, named after the profile (``juniper_dom.yaml`` is profile
 ``juniper_dom``). A device's ``profiles`` list (SnmpConfig) picks the ones it is polled with; a new device
 type needs a new file, not new code. OIDs are numeric (no MIB is compiled on the probe); the values below
-are a small fixed vocabulary that ``agent/sources/snmp.py`` evaluates.
+are a small fixed vocabulary that ``agent/sources/snmpeval.py`` evaluates.
 
 File format::
 

@@ -58,7 +58,7 @@ from hypothesis import strategies as st
 import zwconf
 from agent import profiles
 from agent.config import AgentConfig
-from agent.sources import SourceError, at, mmcli, snmp, traps, vendors
+from agent.sources import SourceError, at, mmcli, snmp, snmpeval, traps, vendors
 from agent.transcript import VENDOR_CHOICES, parse_transcript
 from collector import ingest
 from collector.cardinality import SeriesLimit
@@ -705,13 +705,13 @@ def snmp_body(name: str, unit: str, polls: list[Any]) -> None:
     profile = profiles.shipped()[name]
     previous: dict[str, tuple[int, int]] = {}
     for poll, (scalars, tables) in enumerate(polls):
-        context = snmp._Context(SNMP_CONFIGS[unit], NOW + poll * 60 * 10**9, previous, profile=name)
+        context = snmpeval.Context(SNMP_CONFIGS[unit], NOW + poll * 60 * 10**9, previous, profile=name)
         samples = []
         for group, row in zip(profile.scalars, scalars, strict=True):
-            tags, values = snmp._scalar_sample(group, row, context)
+            tags, values = snmpeval.scalar_sample(group, row, context)
             samples.append(wire.Sample(group.measurement, tags, values, NOW))
         for table, (columns, joins) in zip(profile.tables, tables, strict=True):
-            samples += snmp._table_samples(table, columns, joins, context)
+            samples += snmpeval.table_samples(table, columns, joins, context)
         round_trip(samples)
 
 
@@ -737,8 +737,8 @@ def spec_body(spec_data: dict[str, Any], row: dict[str, Any], unit: str) -> None
         spec = profiles.FieldSpec.model_validate(spec_data)
     except ValueError:  # a combination a profile may not write (pydantic's ValidationError is a ValueError)
         return
-    context = snmp._Context(SNMP_CONFIGS["auto"], NOW, {}, profile="fuzz", optical_unit=unit)
-    value = snmp._value(spec, row, context, "fuzz.v")
+    context = snmpeval.Context(SNMP_CONFIGS["auto"], NOW, {}, profile="fuzz", optical_unit=unit)
+    value = snmpeval.field_value(spec, row, context, "fuzz.v")
     if isinstance(value, float):
         assert math.isfinite(value), f"converted to {value}"
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -1084,8 +1084,8 @@ def test_known_infinite_sinr_in_a_sample() -> None:
 def test_known_snmp_round_beyond_64_bits() -> None:
     """Was: 'round: 0' gave an int without a bound, so a Counter64 times a scale above 1 went beyond 64 bits."""
     spec = profiles.FieldSpec.model_validate({"column": "v", "scale": 10.0, "round": 0})
-    context = snmp._Context(SNMP_CONFIGS["auto"], NOW, {}, profile="fuzz")
-    value = snmp._value(spec, {"v": 2**64 - 1}, context, "fuzz.v")
+    context = snmpeval.Context(SNMP_CONFIGS["auto"], NOW, {}, profile="fuzz")
+    value = snmpeval.field_value(spec, {"v": 2**64 - 1}, context, "fuzz.v")
     assert value is None or -(2**63) <= value <= 2**64 - 1
 
 

@@ -10,7 +10,8 @@ import pytest
 import zwconf
 from agent import profiles
 from agent.snmpclient import FakeSnmpClient, SnmpValue
-from agent.sources.snmp import SnmpConfig, SnmpSource, _Context, _table_samples
+from agent.sources.snmp import SnmpConfig, SnmpSource
+from agent.sources.snmpeval import Context, table_samples
 from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
@@ -108,7 +109,7 @@ def evaluate(text: str, columns: dict[str, dict[str, SnmpValue]],
              joins: dict[str, dict[str, SnmpValue]] | None = None) -> list[Sample]:
     table = profiles.load(text).tables[0]
     config = zwconf.load(SnmpConfig, CONFIG.format("system"), "agent.yaml")
-    return _table_samples(table, columns, joins or {}, _Context(config, NOW, {}))
+    return table_samples(table, columns, joins or {}, Context(config, NOW, {}))
 
 
 def test_rows_are_kept_by_their_fields_and_aggregated_per_group() -> None:
