@@ -4,8 +4,8 @@ One ``SnmpSource`` polls one device. A poll is a GET of sysUpTime (the reachabil
 scalars of the device's profiles (16 OIDs a request; a request the agent refuses is retried one OID at a
 time), then a walk of each column of each profile's tables in order, and of a table's joins when it has
 rows (a column two profiles read is walked once). The profiles turn what was read into samples; the file
-format is in ``agent.profiles``, its evaluation (pure) in ``agent.sources.snmpeval``. Samples come device first, then the scalar groups'
-and the tables' samples in profile order.
+format is in ``agent.profiles``, its evaluation (pure) in ``agent.sources.snmpeval``. Samples come device
+first, then the scalar groups' and the tables' samples in profile order.
 
 A device configured without ``profiles`` is polled with those whose ``applies_to`` fits it
 (``agent.sources.detect``): after the sysUpTime GET of the first poll that is answered, one GET of sysObjectID
