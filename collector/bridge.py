@@ -18,11 +18,11 @@ configurations), with a password of its own, over TLS with the central broker's 
 The park broker pins each probe to its own topics (its ACL: each probe of the zone, literal topics), which is
 what the central ACL does for probes that connect to it directly; the collector also refuses a payload whose
 probe is not its topic's. The bridge publishes its state, retained, on ``zonewatch/bridge/<zone>/state`` at the
-centre: ``1`` while connected, ``0`` when the park broker loses the centre (its last will), for the NOC's eye.
+centre: ``1`` while connected, ``0`` when the park broker loses the centre (its last will).
 
-What a cut uplink still does: the probes stay connected to the park broker, so no last will reaches the
-centre; the collector sees them fall silent and pages ProbeDown by silence after ``probe_timeout`` (as it did
-when the probes lost the central broker themselves), and resolves it when the queued data arrives.
+What a cut uplink does: the probes stay connected to the park broker, so no last will of theirs reaches the
+centre, only the bridge's. The collector reads it (``collector.alerting.parks``): one ParkUplinkDown for the
+zone, and the park's silent probes are unknown, not down, until the park's queue has arrived.
 
 ``render_park`` is pure; ``write_park`` writes the files (``zonewatch-collector render-bridge``).
 """

@@ -60,6 +60,7 @@ DEFAULT_POLICIES: dict[str, RulePolicy] = {
     "ProbeClockSkew": _policy("0s", "5m"),
     "SpoolFilling": _policy("0s", "10m"),
     "ProbeDiskLow": _policy("0s", "10m"),
+    "ParkUplinkDown": _policy("60s"),             # a bridge that reconnects within a minute pages nobody
 }
 
 

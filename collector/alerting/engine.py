@@ -22,7 +22,8 @@ Threads::
                             ``Facts.observe_refused``), feeds ``Facts``, and evaluates the rules at once when an event
                             or a status change arrived (traps and last wills page within a second), within ``MIN_GAP``
                             when data arrived (a polled fault pages within a poll), and every ``interval`` regardless
-                            (timeouts, hold times). Status and events go first: they are decoded and judged before any
+                            (timeouts, hold times). A park bridge's state (``collector.alerting.parks``) is
+                            taken as status is. Status and events go first: they are decoded and judged before any
                             data taken with them, and data is decoded ``SLICE`` messages at a time, so an event that
                             arrives while a data backlog is being worked through waits for one slice at most. ``Facts``
                             keeps the arrival order all the same (the numbers ``offer`` gave). Notifications go to the
@@ -65,7 +66,7 @@ from collector.clockskew import ClockSkew
 from collector.ingest import plain_batch, read_entry, tick_time
 from collector.inventory import Inventory
 from collector.maintenance_store import LiveWindows, store_path
-from collector.mosquitto import TICK_ROOT
+from collector.mosquitto import BRIDGE_STATE_ROOT, TICK_ROOT
 from collector.scope import Refusals, Scope
 from collector.threads import named
 from zonewatch import wire
@@ -313,6 +314,9 @@ class AlertEngine:
                 sent = tick_time(payload)
                 if sent is not None:
                     self.facts.caught_up(sent)
+                continue
+            if topic.startswith(BRIDGE_STATE_ROOT):   # a park's uplink (collector.alerting.parks)
+                self.facts.observe_bridge(topic, payload, arrived_ns)
                 continue
             try:
                 if self._decode is None:

@@ -24,6 +24,8 @@ rules (``collector.alerting.rules``) only read what it holds. What it keeps, by 
                                               fleet keeps them (``observe_configs``, from ``collector.fleet``)
     qos          (probe, carrier, modem) -> QosHistory  the modem's recent active test results (``qos`` samples,
                                               bounded: ``collector.alerting.qos``)
+    bridges      Bridges                      each park's uplink as its bridge's state says (``observe_bridge``;
+                                              ``collector.alerting.parks``)
     health       HealthFacts                  each modem's health (from its ``cellular`` and ``modem`` samples), each
                                               probe's storage self-report and its clock as the collector measures it
                                               (``collector.alerting.health``)
@@ -60,6 +62,7 @@ from typing import Final
 
 from collector.alerting.config import RuleSettings
 from collector.alerting.health import HealthFacts
+from collector.alerting.parks import Bridges
 from collector.alerting.qos import QosHistory
 from zonewatch import wire
 
@@ -332,6 +335,9 @@ class Facts:
         # The collector's own tick time up to which every data message has been observed (None: no ticks, as in
         # tests: everything up to now is taken to be in). A probe's silence is proven only up to it.
         self.caught_up_ns: int | None = None
+        # Each park's uplink as its broker's bridge last said (collector.alerting.parks: ParkUplinkDown, and
+        # whether a park's probes are judged by their silence).
+        self.bridges = Bridges()
         # Indexes for the rules (kept here so that an evaluation never scans every interface).
         self.pollers: dict[str, set[str]] = {}            # device -> probes that poll it
         self.reachers: dict[str, set[str]] = {}           # target -> probes that reach it
@@ -416,6 +422,10 @@ class Facts:
             m.counts[reason] = m.counts.get(reason, 0) + n
             m.examples.setdefault(reason, examples.get(reason, ""))
         m.last_ns = max(m.last_ns, now_ns)
+
+    def observe_bridge(self, topic: str, payload: bytes, now_ns: int) -> bool:
+        """Take a park bridge's state message that arrived at ``now_ns``; return False if ``topic`` is not one."""
+        return self.bridges.observe(topic, payload, now_ns)
 
     def observe_configs(self, views: dict[str, ConfigView]) -> None:
         """Take the desired configuration of every managed probe and its last report (the fleet's whole view)."""

@@ -20,6 +20,7 @@ ALERT_NAMES: Final = (
     "ModemDown", "SimProblem", "ProbeClockSkew", "SpoolFilling", "ProbeDiskLow",   # collector.alerting.health
     "PowerOnBypass", "RectifierFailed", "PonFeederDown",
     "MaintenanceOverrun", "MaintenanceActive",                                     # collector.alerting.maintenance
+    "ParkUplinkDown",                                                              # collector.alerting.parks
 )
 
 SEVERITY: Final[Mapping[str, str]] = {
@@ -55,6 +56,7 @@ SEVERITY: Final[Mapping[str, str]] = {
     "ProbeDiskLow": "warning",
     "MaintenanceOverrun": "warning",
     "MaintenanceActive": "info",
+    "ParkUplinkDown": "critical",
 }
 
 # Labels an alert may carry, in the order they are shown; ``alertname`` and ``severity`` are always there.

@@ -8,7 +8,12 @@ changes neither, and may be called as often as wanted. Every alert is one ``Find
     ---------------  --------------------------------------------------------  ---------------------------------
     ProbeDown        the probe's last will (``offline``) came and nothing after  zone, area, probe
                      it, or no message for ``probe_timeout``; after ``stopping``
-                     (a stop on purpose) muted for ``planned_stop_max``
+                     (a stop on purpose) muted for ``planned_stop_max``; not on
+                     silence while its park's uplink is down (unknown), and a
+                     will in the outage muted under ParkUplinkDown
+    ParkUplinkDown   a park broker's bridge to the centre is down (its last      zone
+                     will on ``zonewatch/bridge/<zone>/state``), NOC only
+                     (``collector.alerting.parks``)
     SiteDown         every watched device of a site with two or more is down     zone, area, carrier, site
     DeviceDown       every probe that polls or pings the device (and is up)     zone, area, carrier, site, device
                      saw no SNMP and no ICMP answer ``device_down_polls`` times
@@ -111,7 +116,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Final, Literal
 
-from collector.alerting import ifnames
+from collector.alerting import ifnames, parks
 from collector.alerting.config import RuleSettings
 from collector.alerting.coverage import HOLE, NO_SERVICE, WEAK, area_has, area_level, judge_probe
 from collector.alerting.facts import NO_PATH, Facts, Interface, Optical, PowerFacts, Reading
@@ -134,6 +139,7 @@ def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns:
     """Return every condition that holds at ``now_ns``, what cannot be decided, and the derived measurements."""
     run = _Run(facts, inventory, _index(inventory), settings, now_ns)
     run.probes()
+    run.park_uplinks()
     run.devices()
     run.reboots()
     run.power()
@@ -168,6 +174,7 @@ class _Index:
     carrier_name: dict[str, str]                  # PLMN -> carrier name
     areas: dict[tuple[str, str], list[str]]       # (zone, area) -> probes standing there
     modem_plmn: dict[tuple[str, str], str]        # (probe, modem name) -> PLMN
+    zone_probes: dict[str, list[str]]             # zone -> its probes (ParkUplinkDown names them)
 
 
 _CACHE: list[tuple[Inventory, _Index]] = []
@@ -205,6 +212,7 @@ def _index(inventory: Inventory) -> _Index:
         carrier_name={c.plmn: c.name for c in inventory.carriers.values()},
         areas=areas,
         modem_plmn=modem_plmn,
+        zone_probes={z: [p for p, probe in inventory.probes.items() if probe.zone == z] for z in inventory.zones},
     )
     _CACHE[:] = [(inventory, index)]
     return index
@@ -328,7 +336,8 @@ class _Run:
                 where = f" in area {probe.area}" if probe.area else ""
                 self.emit("ProbeDown", labels, [], f"Probe {name}{where} is down",
                           f"{why}. Until it is back, what only it measures (its devices, paths and coverage) "
-                          "is unknown: those alerts are held as they were.", self._planned(name))
+                          "is unknown: those alerts are held as they were.",
+                          self._planned(name) or self._park_mute(name))
             else:
                 facts = self.facts.probes.get(name)
                 self.clear(facts.back_ns if facts is not None else self.now, alertname="ProbeDown", probe=name)
@@ -352,6 +361,8 @@ class _Run:
             started = self.facts.started_ns
             if started is None or proven - started < timeout:
                 return "unknown", ""
+            if self._park_holds(name, 0, timeout):
+                return "unknown", ""
             return "down", f"Nothing received from it since the collector started at {_when(started)}"
         if facts.offline and facts.planned:
             return "down", (f"It was stopped on purpose at {_when(facts.offline_ns)} (its agent said so before "
@@ -359,11 +370,40 @@ class _Run:
         if facts.offline:
             return "down", f"Its connection to the broker dropped (last will published at {_when(facts.offline_ns)})"
         if proven - facts.alive_ns > timeout:
+            if self._park_holds(name, facts.alive_ns, timeout):   # its park broker holds its data
+                return "unknown", ""
             return "down", (f"No message from it for {_span(self.now - facts.alive_ns)} (since "
                             f"{_when(facts.alive_ns)}; the limit is {_span(timeout)})")
         if self.now - facts.alive_ns > timeout:   # silent as far as we know, but we are behind
             return "unknown", ""
         return "up", ""
+
+    def _park_holds(self, name: str, alive_ns: int, timeout: int) -> bool:
+        """Return True if the probe's silence proves nothing: its park's uplink is down, or its park's queue is
+        still arriving (``collector.alerting.parks``)."""
+        if not self.facts.bridges.zones:
+            return False
+        return parks.silence_held(self.facts.bridges, self._zone_of(name), alive_ns, self.now, timeout) is not None
+
+    def _park_mute(self, name: str) -> str | None:
+        """Return the mute of a probe's ProbeDown on a last will that arrived during its park's outage."""
+        facts = self.facts.probes.get(name)
+        if not self.facts.bridges.zones or facts is None or not facts.offline:
+            return None
+        return parks.will_muted(self.facts.bridges, self._zone_of(name), facts.offline_ns, self.now,
+                                int(self.settings.probe_timeout * S))
+
+    def _zone_of(self, name: str) -> str:
+        probe = self.inv.probes.get(name)
+        if probe is not None:
+            return probe.zone
+        facts = self.facts.probes.get(name)
+        return facts.zone if facts is not None else ""
+
+    def park_uplinks(self) -> None:
+        """ParkUplinkDown (``collector.alerting.parks``)."""
+        if self.facts.bridges.zones:
+            parks.judge(self, self.facts.bridges, self.inv.zones, self.ix.zone_probes)
 
     def up(self, probe: str) -> bool:
         return self.probe_state.get(probe) == "up"

@@ -4,7 +4,9 @@ Two broker sessions: data comes through the collector's main session (``mqtt.cli
 status and events through a second one, ``<client_id>-urgent`` logged in as ``<username>-urgent`` (same
 password; ``render-mosquitto`` writes that user), so that at the broker they never queue behind a data
 backlog: a last will or a trap published while the collector works through an hour of data reaches it at
-once. The broker keeps both sessions' queues while the collector is down.
+once. The second session also reads the park bridges' states (``zonewatch/bridge/<zone>/state``), which go to
+the alert engine only (``collector.alerting.parks``), never to storage. The broker keeps both sessions' queues
+while the collector is down.
 
 Threads::
 
@@ -99,7 +101,7 @@ from collector.ingest.decode import (
 from collector.ingest.seq import SeqRow, SeqTracker
 from collector.ingest.taking import FairTake
 from collector.metrics import CollectorMetrics
-from collector.mosquitto import URGENT_SUFFIX  # the collector's second session
+from collector.mosquitto import BRIDGE_STATE_ROOT, URGENT_SUFFIX  # park bridges' states; the second session
 from collector.scope import Refusals, Scope
 from collector.storage import LineWriter, StorageError, Writer, prepare_write, takes_lines
 from collector.storage.lineproto import Encoded
@@ -130,6 +132,7 @@ class _Session:
     arrivals: queue.Queue[_Arrival]
     connected: bool = False
     subscribed: bool = False
+    bridge_mid: int = -1   # the subscription to the park bridges' states (the status session's)
 
 
 def _drain(arrivals: queue.Queue[_Arrival], most: int) -> list[_Arrival]:
@@ -308,6 +311,9 @@ class Ingest:
         if "data" in session.kinds:
             mine.append((self.tick_topic, 1))
         client.subscribe(mine)
+        if "status" in session.kinds:   # the park bridges' states (ParkUplinkDown), apart: a refusal is no failure
+            _, mid = client.subscribe([(f"{BRIDGE_STATE_ROOT}{zone}/state", 1) for zone in self.zones])
+            session.bridge_mid = -1 if mid is None else mid
         # A session kept from before (one session for everything, or the other kinds) may still hold
         # subscriptions to the other session's topics: drop them, so nothing comes twice.
         others = [wire.subscription(kind, zone) for zone in self.zones for kind in ("status", "data", "events")
@@ -323,6 +329,12 @@ class Ingest:
 
     def _on_subscribe(self, client: mqtt.Client, session: _Session, mid: int, reasons: Any, props: Any) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if mid == session.bridge_mid:
+            if refused:
+                log.warning("broker refused the park bridges' state topics (%s...): ParkUplinkDown cannot be seen, "
+                            "and a park's cut uplink pages its probes ProbeDown (render-mosquitto --bridge grants "
+                            "them)", BRIDGE_STATE_ROOT)
+            return
         if refused:
             log.error("broker refused the collector's subscriptions (session %s): %s", session.client_id, refused)
             return
@@ -362,7 +374,8 @@ class Ingest:
                 continue
             messages = [(a.topic, a.payload) for a in taken]
             now = self.clock()
-            stored = [m for m in messages if m[0] != self.tick_topic]
+            stored = [m for m in messages   # ticks and the park bridges' states are for the engine only
+                      if m[0] != self.tick_topic and not m[0].startswith(BRIDGE_STATE_ROOT)]
             self.metrics.received_messages.inc(len(stored))
             stamped = [(a.topic, a.sent_ns) for a in taken if a.sent_ns is not None]
             if stamped:

@@ -18,6 +18,8 @@ A scenario file (``scenarios/*.yaml``) reads top to bottom like an incident time
         arrive: 9m                            # or: all of it arrives then, in one batch (a spooled backlog)
       - status: {probe: p1}                   # the retained status: 1 online, 0 offline (the last will),
         values: "1x10 0x10"                   # ``stopping`` (a planned stop); sent when it changes
+      - bridge: {zone: park}                  # a park broker's bridge state (collector.alerting.parks): 1
+        values: "1x4 0x6 1x10"                # connected, 0 its last will; sent when it changes
       - gaps: {probe: p1}                     # the ingest's count of the probe's seq gaps, as it tells the
         values: "0x6 150x4"                   # engine (``Facts.observe_gaps``); one value per step
       - event: link_down                      # one event (a trap), sent at once
@@ -60,6 +62,7 @@ from typing import Any
 import yaml
 
 import zwconf
+from collector.alerting import parks
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import Facts
 from collector.alerting.maintenance import apply as apply_maintenance
@@ -143,6 +146,7 @@ class Scenario:
     inventory: Inventory
     arrivals: list[tuple[int, int, wire.Batch]] = field(default_factory=list)  # (arrival, order, batch)
     gaps: list[tuple[int, str, int]] = field(default_factory=list)  # (arrival, probe, seq gaps)
+    bridges: list[tuple[int, str, bool]] = field(default_factory=list)  # (arrival, zone, up)
     restarts: list[int] = field(default_factory=list)
     expect: list[Step] = field(default_factory=list)
 
@@ -205,6 +209,15 @@ def _inputs(scenario: Scenario, entries: list[dict[str, Any]]) -> None:
                                 f" got {sorted(kinds)}")
         (kind,) = kinds
         tags = dict(entry[kind])
+        if kind == "bridge":
+            zone, previous = tags.get("zone"), None
+            if not isinstance(zone, str):
+                raise ScenarioError(f"{where}: bridge needs its zone (zone: park)")
+            for step, value in enumerate(parse_series(entry.get("values", ""))):
+                if value is not None and value != previous:
+                    scenario.bridges.append((step * scenario.interval_ns, zone, bool(value)))
+                    previous = value
+            continue
         probe = tags.pop("probe", None)
         if probe is None:
             raise ScenarioError(f"{where}: {kind} needs the sending probe (probe: p1)")
@@ -291,6 +304,7 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
     last = max(step.at_ns for step in expect)
     pending = list(scenario.arrivals)
     counts = sorted(scenario.gaps)
+    bridges = sorted(scenario.bridges)
     checked_until = -1
     t = 0
     try:
@@ -302,6 +316,9 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
             while pending and pending[0][0] <= t:
                 arrival, _, batch = pending.pop(0)
                 facts.observe(batch, T0 + arrival)
+            while bridges and bridges[0][0] <= t:   # the urgent session: ahead of the data taken with it
+                arrival, zone, up = bridges.pop(0)
+                facts.observe_bridge(parks.state_topic(zone), b"1" if up else b"0", T0 + arrival)
             while counts and counts[0][0] <= t:   # the preparer counts after the intake took the batches
                 arrival, probe, gaps = counts.pop(0)
                 facts.observe_gaps(probe, gaps, T0 + arrival)
