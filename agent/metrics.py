@@ -42,6 +42,10 @@ class AgentMetrics:
         self.modem_empty = Counter(
             "zonewatch_modem_empty_polls", "Polls a modem answered with no value at all (no reading published)",
             ["modem"], registry=r)
+        self.commands = Counter(
+            "zonewatch_commands", "Messages on the probe's command topic, by kind (diagnostic_round; other when "
+            "unreadable) and result (accepted, or why refused: expired, duplicate, unknown_kind, not_json, "
+            "bad_schema, not_this_probe, no_source ...)", ["kind", "result"], registry=r)
         self.profile_empty = Gauge(
             "zonewatch_snmp_profile_empty", "1 while an SNMP poll profile of the device reads nothing (no rows, or "
             "no usable value) on polls without read failures; 0 once it reads", ["device", "profile"], registry=r)

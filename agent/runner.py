@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import AgentConfig
 from agent.fleet.apply import RemoteConfig
+from agent.fleet.commands import Commands
 from agent.fleet.deadman import Health
 from agent.fleet.software import update_dir
 from agent.fleet.update import SoftwareUpdate
@@ -111,6 +112,8 @@ class Agent:
         self._reached = False                    # the broker was reached when the configuration was applied
         self._connects = 0                       # the uplink's connects then
         self.updates: SoftwareUpdate | None = None   # software releases from the centre (agent.fleet.update)
+        # What the centre asks on the command topic (agent.fleet.commands): a diagnostic round.
+        self.commands = Commands(cfg.probe.zone, cfg.probe.id, self.metrics.commands)
 
     @staticmethod
     def _make(cfg: AgentConfig) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
@@ -254,6 +257,7 @@ class Agent:
                 if self.remote is not None:
                     await self._remote_step(self.remote)
                 updates.step(self, self.clock())   # a release from the centre: ask, say how it runs, report
+                self._command_step()
                 self._export_state()
                 if sent and self.uplink.inflight() < self.uplink.max_inflight:
                     continue
@@ -312,6 +316,16 @@ class Agent:
             await remote.step(self, self.clock())
         except Exception:  # noqa: BLE001 - the data path must not stop for it
             log.exception("handling the configuration from the centre failed; carrying on")
+
+    def _command_step(self) -> None:
+        """Hand the uplink's command messages to ``self.commands``; a source asked for a diagnostic round is polled
+        at once (if it is polling now, the round runs at its next tick)."""
+        assert self.uplink is not None
+        for payload in self.uplink.take_commands():
+            for name in self.commands.handle(payload, self.sources, self.clock()):
+                job = self._scheduler.get_job(name) if self._scheduler is not None else None
+                if job is not None:
+                    job.modify(next_run_time=dt.datetime.now(dt.timezone.utc))
 
     async def reconfigure(self, cfg: AgentConfig) -> None:
         """Run ``cfg`` instead of what runs now (``agent.fleet.apply.Host``): the spool, its seq and every batch in

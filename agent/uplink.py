@@ -9,7 +9,10 @@ On connect the probe publishes ``online`` (retained) to its status topic; its la
 PUBLISH of each ``pump`` carries the probe's clock at the moment it is sent (user property ``wire.SENT_PROPERTY``),
 from which the collector measures how far this clock is off (``collector.clockskew``). With ``config``, it also
 subscribes to its own ``config`` topic (the desired configuration, retained: it comes again on every connect);
-the payloads wait in a queue for ``take_config`` (the agent's loop, ``agent.fleet.apply``). paho reconnects by
+the payloads wait in a queue for ``take_config`` (the agent's loop, ``agent.fleet.apply``). It always subscribes to
+its own ``command`` topic (QoS 1, not retained: what the collector asks of it now, e.g. a diagnostic round); those
+payloads wait, at most ``MAX_COMMANDS`` of them (more are dropped, logged once, counted in ``commands_dropped``), for
+``take_commands`` (``agent.fleet.commands``). paho reconnects by
 itself with backoff, and resends QoS 1 messages that were in flight when the link dropped.
 
 A connection that fails is logged once with the broker's address and the reason in a probe's terms (a TLS
@@ -38,6 +41,9 @@ from zwconf.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)
 
+MAX_COMMANDS = 64   # command payloads waiting for the agent's loop; more are dropped (the broker lets only the
+                    # collector publish them, and it sends a few an hour at most)
+
 
 def make_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
     """Return a paho client set up from ``cfg`` (not yet connected)."""
@@ -64,6 +70,9 @@ class Uplink:
         self.cfg, self.spool = cfg, spool
         self.config_topic = wire.topic(zone, probe, "config") if config else None
         self._configs: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.command_topic = wire.topic(zone, probe, "command")
+        self._commands: queue.Queue[bytes] = queue.Queue(MAX_COMMANDS)
+        self.commands_dropped = 0   # command payloads dropped because MAX_COMMANDS were waiting
         self.connects = 0   # connections the broker accepted (the dead-man rule: was the broker reached?)
         self.max_inflight = max_inflight
         self.status_topic = wire.topic(zone, probe, "status")
@@ -155,6 +164,15 @@ class Uplink:
             except queue.Empty:
                 return newest
 
+    def take_commands(self) -> list[bytes]:
+        """Return the payloads of the command topic received since the last call, oldest first."""
+        out: list[bytes] = []
+        while True:
+            try:
+                out.append(self._commands.get_nowait())
+            except queue.Empty:
+                return out
+
     def inflight(self) -> int:
         """Return how many published messages wait for the broker's acknowledgement."""
         return len(self._inflight)
@@ -183,12 +201,20 @@ class Uplink:
         client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
         if self.config_topic is not None:
             client.subscribe(self.config_topic, qos=1)
+        client.subscribe(self.command_topic, qos=1)
         self.connects += 1
         self.connected = True
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.config_topic:
             self._configs.put(bytes(msg.payload))
+        elif msg.topic == self.command_topic:
+            try:
+                self._commands.put_nowait(bytes(msg.payload))
+            except queue.Full:
+                if not self.commands_dropped:
+                    log.warning("more than %d commands from the centre wait to be handled: dropping more", MAX_COMMANDS)
+                self.commands_dropped += 1
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if self.connected and not self._stopping:

@@ -55,6 +55,7 @@ class Collector:
         self.enrolment: Any = None            # collector.fleet.enrol_service.EnrolService, with an enrol section
         self.relay: Any = None                # collector.alerting.notify.relay.MqttRelay, with mqtt_delivery
         self.responder: Any = None            # collector.alerting.responder.Responder (acks, escalation), alerting on
+        self.diagnostics: Any = None          # collector.fleet.diagnostics.Diagnostics, alerting on, not HA secondary
         self.pruner: Any = None               # collector.storage.retention.Pruner, with a SQLite store
         self._http: BoundedHttpServer | None = None
         self.fault_path = Path(cfg.queue.path).parent / "fault.json"   # what killed the last run, if a thread died
@@ -105,6 +106,7 @@ class Collector:
                              scope=Scope(self.inventory))
         self._resume_after_restore()
         self._start_alerting(mqtt_cfg)
+        self._start_diagnostics(mqtt_cfg)
         self._start_enrolment()
         self._start_fleet()
         self.ingest.start()
@@ -205,6 +207,32 @@ class Collector:
             token = alerting.relay_token.get_secret_value() if alerting.relay_token is not None else None
             self.relay = MqttRelay(mqtt_receivers(alerting, self.inventory), MqttPublisher(client=client),
                                    self.metrics.registry, token=token)
+
+    def _start_diagnostics(self, mqtt_cfg: MqttConfig) -> None:
+        """Ask probes for a diagnostic round when a coverage or service alert fires (``collector.fleet.diagnostics``),
+        after each evaluation; through the ingest's data session. An HA secondary leaves it to the primary."""
+        if self.engine is None or self.inventory is None or not self.cfg.diagnostics.enabled:
+            return
+        if self.cfg.ha is not None and self.cfg.ha.role == "secondary":
+            return
+        from collector.fleet.config_state import fleet_dir
+        from collector.fleet.diagnostics import Diagnostics, mqtt_send
+
+        assert self.ingest is not None
+        diagnostics = self.diagnostics = Diagnostics(
+            self.inventory, self.cfg.diagnostics, mqtt_send(self.ingest.client, mqtt_cfg.protocol == "5"),
+            fleet_dir(self.cfg.queue.path), self.metrics.registry)
+        first = self.engine.on_tick
+
+        def tick(now_ns: int, firing: list[Any]) -> None:
+            if first is not None:
+                first(now_ns, firing)
+            try:
+                diagnostics.tick(now_ns, firing)
+            except Exception:  # noqa: BLE001 - the engine's evaluation must not stop for it
+                log.exception("asking for diagnostic rounds failed; carrying on")
+
+        self.engine.on_tick = tick
 
     def _start_enrolment(self) -> None:
         """Take new probes' requests and publish the replies, with an ``enrol`` section (``collector.fleet``)."""

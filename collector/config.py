@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from collector.alerting.config import AlertingConfig
 from collector.cardinality import SeriesLimit
+from collector.fleet.diagnostics import DiagnosticsConfig
 from collector.fleet.enrol import EnrolConfig
 from collector.secrets import SecretsConfig
 from collector.storage import SqliteStorage, StorageConfig
@@ -92,6 +93,7 @@ class CollectorConfig(Strict):
     enrol: EnrolConfig | None = None   # new probes ask to be admitted (collector.fleet.enrol)
     ha: HaConfig | None = None         # one of an active-active pair (collector.shard, README: High availability)
     carrier_access: CarrierAccess = CarrierAccess()   # what a carrier sees of others (collector.report.carrier)
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()   # rounds asked of probes on alerts (collector.fleet)
 
     def check_refs(self) -> list[tuple[RefPath, str]]:
         """Return what cannot work together: enrolment without an external broker or without an inventory."""

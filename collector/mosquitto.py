@@ -3,16 +3,20 @@
 The ACL model. Every client logs in with a username and password; nobody is anonymous.
 
 - The collector user reads ``zw/v1/+/+/status``, ``.../data`` and ``.../events`` of every probe and writes
-  ``zw/v1/+/+/config``; it cannot publish as a probe. Its second session, for status and events (so they
+  ``zw/v1/+/+/config`` and ``zw/v1/+/+/command`` (a diagnostic round: ``collector.fleet.diagnostics``); it cannot
+  publish as a probe. Its second session, for status and events (so they
   never queue behind data), logs in as ``<collector>-urgent`` with the same password, and may only read
   status and events. It also writes the topic of each carrier's ``mqtt``
   notification receiver (alerts, as Alertmanager's webhook JSON); such a topic must lie outside ``zw/``
   and ``$SYS``-style ``$`` topics.
 - A probe's username is its inventory id. It may write only ``zw/v1/<its zone>/<its id>/status``,
-  ``.../data`` and ``.../events``, and read only ``zw/v1/<its zone>/<its id>/config``.
+  ``.../data`` and ``.../events``, and read only ``zw/v1/<its zone>/<its id>/config`` and ``.../command``: it can
+  never publish a command, nor read another probe's.
 - Beyond one collector (``Layout``, kept beside the ACL): the other collectors of an HA pair, each with the
   collector's rights and sessions of its own, and the park brokers' bridges (``bridge-<zone>``: what that zone's
-  probes may write, their configurations to read, and the bridge's state topic; ``collector.bridge``).
+  probes may write, their configurations and commands to read, and the bridge's state topic; ``collector.bridge``).
+  The collector's ``-urgent`` session reads each bridge's state topic (``collector.alerting.parks``: ParkUplinkDown);
+  only that bridge's user may write it, so no probe can fake a park's uplink state.
 - Enrolment (``Enrolment``, given when the collector configuration has an ``enrol`` section): each zone open to
   new probes has a bootstrap user ``enrol-<zone>``, which may write only ``zw/v1/enrol/<zone>/+/request`` and
   read only ``zw/v1/enrol/<zone>/+/reply`` (replies are sealed to each asker's key, so reading another's is of
@@ -59,7 +63,7 @@ collector too. ``render_limits`` writes the ones that cost the collector nothing
   a QoS 1 message as it arrives: the agent's window of 100 unacknowledged messages still flows.
 - ``max_queued_messages`` and ``max_queued_bytes`` (above): they are per client too, and there is no
   per-listener form, so they cannot be made smaller for probes than the collector's session needs. They
-  need not be: a probe may only read its own ``config`` topic, so nothing else can queue for it.
+  need not be: a probe may only read its own ``config`` and ``command`` topics, so nothing else can queue for it.
 
 What mosquitto cannot bound per client: how fast a client publishes (it has no rate limit; an in-limit
 message is acknowledged at once, however many came before), and what share of the collector's queue one
@@ -98,7 +102,7 @@ BRIDGE_STATE_ROOT = "zonewatch/bridge/"   # + zone + "/state": the bridge's reta
 LAYOUT_FILE = "zonewatch-broker.json"   # the broker's other collectors and bridges, for write_access
 URGENT_READS: tuple[wire.Kind, ...] = ("status", "events")
 PROBE_WRITES: tuple[wire.Kind, ...] = ("status", "data", "events")
-PROBE_READS: tuple[wire.Kind, ...] = ("config",)
+PROBE_READS: tuple[wire.Kind, ...] = ("config", "command")
 COLLECTOR_READS = PROBE_WRITES
 COLLECTOR_WRITES = PROBE_READS
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.x writes
@@ -352,6 +356,9 @@ def render_acl(inventory: Inventory, collector: str = DEFAULT_COLLECTOR, noc: Se
             lines += [f"topic write {topic}" for topic in alerts]
         lines += ["", "# the collector's status and events session", f"user {user}{URGENT_SUFFIX}",
                   *(f"topic read {wire.subscription(kind)}" for kind in URGENT_READS)]
+        if layout.bridges:
+            lines += ["# and the park bridges' states (ParkUplinkDown)",
+                      *(f"topic read {BRIDGE_STATE_ROOT}{zone}/state" for zone in layout.bridges)]
     if enrolment is not None:
         lines += ["", "# the collector's enrolment session: new probes' requests, the sealed replies, and probes' "
                   "status (a new probe's first login)", f"user {collector}{ENROL_SUFFIX}"]

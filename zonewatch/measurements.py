@@ -174,7 +174,8 @@ CATALOGUE: Final[Mapping[str, Measurement]] = {
             "dropped": _bool("a transfer that started and did not finish"),
             "down_mbps": Field("Mbit/s", "gauge", 0, 10**5), "up_mbps": Field("Mbit/s", "gauge", 0, 10**5),
             "budget_left_bytes": _at_least0("bytes"), "budget_used_bytes": _at_least0("bytes"),
-            "refused": _count("tests", "tests refused this period for the SIM's data budget")},
+            "refused": _count("tests", "tests refused this period for the SIM's data budget"),
+            "diagnostic": _bool("the test ran in a diagnostic round the collector asked for (absent otherwise)")},
         "active service tests through one carrier's modem (agent.sources.qos)"),
     "probe": Measurement(
         "probe", ("zone", "probe", "version"), {

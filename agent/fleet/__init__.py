@@ -11,4 +11,5 @@
     update     the agent's part in a software update: asks for the release, says how it runs, reports the result
     updater    the privileged updater (root, started by a path unit): installs the release, keeps it if it comes up
                healthy, rolls it back otherwise
+    commands   what the centre asks on the probe's command topic (a diagnostic round): checked, counted, acted on
 """

@@ -58,8 +58,11 @@ resolve (the dns test already says so), and every test when the interface is mis
 it. The radio technology and the cell are not tags here: sources do not share state, and the cellular source of
 the same modem has them (join on probe and modem).
 
-``request_round(transfers)`` is the hook for an on-demand diagnostic round: every test (with transfers: every
-one) becomes due at the next ticks, whatever its interval or window, within the budget.
+``request_round(transfers)`` is the hook for an on-demand diagnostic round (the collector asks for one when a
+coverage or service alert fires: ``agent.fleet.commands``): every short test (with transfers: every test) becomes
+due at the next ticks, whatever its interval or window, within the budget. The samples of such a round carry the
+field ``diagnostic`` (true); a scheduled run's have none (a field, not a tag: the round adds no series to the
+tests' own).
 """
 
 from __future__ import annotations
@@ -464,6 +467,8 @@ class QosSource:
                 used = after - before if before is not None and after is not None else int(moved * _WIRE_FACTOR)
                 qosplan.charge(state, planned, used, now)
                 if sample is not None:
+                    if planned.key in step.diagnostic:   # a round the centre asked for (request_round)
+                        sample.fields["diagnostic"] = True
                     samples.append(sample)
         except SourceError as exc:
             if not samples:

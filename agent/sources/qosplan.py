@@ -20,7 +20,8 @@ The rules a plan follows::
     period              the budget restarts at 00:00 local time on ``reset_day`` of each month (the SIM's
                         billing day; 1 to 28, so every month has it)
     diagnostic round    ``request_round`` makes every test (every short test, or every test with transfers) due
-                        once, at once, whatever its interval or window; the budget still applies
+                        once, at once, whatever its interval or window; the budget still applies; ``Step.diagnostic``
+                        names the tests of the round a tick hands out
     order               short tests run in configuration order; of the long tests due, the most overdue (the
                         longest past its ``every``, relative to it) runs first
 
@@ -106,10 +107,12 @@ class State:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What one tick does: the tests to run (in order) and those refused for the budget (already counted)."""
+    """What one tick does: the tests to run (in order) and those refused for the budget (already counted);
+    ``diagnostic``: the keys of those (run or refused) that a diagnostic round asked for."""
 
     run: tuple[Planned, ...]
     refused: tuple[Planned, ...]
+    diagnostic: frozenset[str] = frozenset()
 
 
 def parse_window(text: str) -> Window:
@@ -190,6 +193,7 @@ def plan(tests: Sequence[Planned], state: State, now: float, rules: Rules) -> St
         chosen = longs[:1]
     run: list[Planned] = []
     refused: list[Planned] = []
+    diagnostic: set[str] = set()
     reserved = 0
     for test in chosen:
         expected = state.cost.get(test.key, test.cost)
@@ -202,7 +206,8 @@ def plan(tests: Sequence[Planned], state: State, now: float, rules: Rules) -> St
             reserved += expected
         if test.key in in_round:
             state.round.remove(test.key)
-    return Step(tuple(run), tuple(refused))
+            diagnostic.add(test.key)
+    return Step(tuple(run), tuple(refused), frozenset(diagnostic))
 
 
 def charge(state: State, test: Planned, used: int, now: float) -> None:

@@ -51,6 +51,7 @@ def test_the_central_acl_gives_an_ha_peer_its_own_sessions_and_a_bridge_only_its
     assert acl["collector-b-urgent"] == acl["collector-a-urgent"]
     assert acl["bridge-park"] == ["topic write zw/v1/park/+/status", "topic write zw/v1/park/+/data",
                                   "topic write zw/v1/park/+/events", "topic read zw/v1/park/+/config",
+                                  "topic read zw/v1/park/+/command",
                                   "topic write zonewatch/bridge/park/state"]
     assert mosquitto.render_acl(inventory()) == mosquitto.render_acl(inventory(), layout=mosquitto.Layout())
     with pytest.raises(ValueError, match="usernames of their own"):
@@ -95,7 +96,8 @@ def test_the_park_broker_gets_its_zones_probes_and_a_tls_bridge_with_its_own_cre
     for line in ("connection zonewatch-park", "address central.example:8883", "bridge_cafile /etc/park/central-ca.crt",
                  "bridge_insecure false", "remote_username bridge-park", "remote_password pw-bridge-park",
                  "remote_clientid bridge-park", "cleansession false", "restart_timeout 2 60", "keepalive_interval 20",
-                 "topic zw/v1/park/+/data out 1", "topic zw/v1/park/+/config in 1"):
+                 "topic zw/v1/park/+/data out 1", "topic zw/v1/park/+/config in 1",
+                 "topic zw/v1/park/+/command in 1"):
         assert f"{line}\n" in conf, line
     assert (park / "bridge.conf").stat().st_mode & 0o777 == 0o600
     (secrets / "bridge-park").unlink()

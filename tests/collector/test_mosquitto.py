@@ -34,6 +34,7 @@ topic read zw/v1/+/+/status
 topic read zw/v1/+/+/data
 topic read zw/v1/+/+/events
 topic write zw/v1/+/+/config
+topic write zw/v1/+/+/command
 # its ticks: published and read back through its data session, to know how far behind it is
 topic readwrite zonewatch/tick/collector
 
@@ -48,6 +49,7 @@ topic write zw/v1/dinh-vu/gate.a-1/status
 topic write zw/v1/dinh-vu/gate.a-1/data
 topic write zw/v1/dinh-vu/gate.a-1/events
 topic read zw/v1/dinh-vu/gate.a-1/config
+topic read zw/v1/dinh-vu/gate.a-1/command
 
 # probe p1 in zone z1
 user p1
@@ -55,6 +57,7 @@ topic write zw/v1/z1/p1/status
 topic write zw/v1/z1/p1/data
 topic write zw/v1/z1/p1/events
 topic read zw/v1/z1/p1/config
+topic read zw/v1/z1/p1/command
 
 # probe p2 in zone z1
 user p2
@@ -62,6 +65,7 @@ topic write zw/v1/z1/p2/status
 topic write zw/v1/z1/p2/data
 topic write zw/v1/z1/p2/events
 topic read zw/v1/z1/p2/config
+topic read zw/v1/z1/p2/command
 """
 
 TLS = mosquitto.ListenerTls("/etc/ca.crt", "/etc/server.crt", "/etc/server.key")

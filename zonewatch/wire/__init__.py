@@ -2,8 +2,8 @@
 
 Shared by both sides and standard library only, so that the probe, the collector and any third-party consumer
 read it without pulling in either side. The package: ``core`` (topics, batches, encoding, limits), ``config``
-(the desired configuration and its report), ``update`` (software updates), ``enrol`` (enrolment); everything
-is importable from ``zonewatch.wire`` itself.
+(the desired configuration and its report), ``command`` (commands to one probe), ``update`` (software updates),
+``enrol`` (enrolment); everything is importable from ``zonewatch.wire`` itself.
 
 Topics::
 
@@ -12,6 +12,7 @@ Topics::
     zw/v1/{zone}/{probe}/data     batches of samples, QoS 1
     zw/v1/{zone}/{probe}/events   batches of events (traps, link changes), QoS 1, sent ahead of data
     zw/v1/{zone}/{probe}/config   retained, collector to probe: its desired configuration (below)
+    zw/v1/{zone}/{probe}/command  QoS 1, not retained, collector to probe: a command (below)
     zw/v1/enrol/{zone}/{request}/request   a new probe asks to be admitted (see "Enrolment" below)
     zw/v1/enrol/{zone}/{request}/reply     retained, collector to that probe: sealed to its key
 
@@ -67,6 +68,20 @@ about), ``running`` (the hash running now, or ``local`` for the probe's own file
 ``running_version`` (0 for the local file) and ``seconds`` (how long the switch took). The status topic keeps
 its three plain words, which ProbeDown reads; the event names no device or carrier, so every probe may send it.
 
+Commands (``.../command``, QoS 1, not retained, written by the collector only, read by that probe only; the
+broker's ACL is what makes a message on it the collector's)::
+
+    {"v": 1, "id": "9f2c...", "zone": "dinh-vu", "probe": "p1", "kind": "diagnostic_round",
+     "issued_ns": 1764290000000000000, "expires_ns": 1764290600000000000,
+     "args": {"carrier": "452-04", "modem": "viettel", "transfers": false, "reason": "DataAccessFailure"}}
+
+- ``kind`` is one of ``COMMAND_KINDS``; ``diagnostic_round`` asks for one round of the active tests through the
+  carrier's modem (``modem`` "": each of the carrier's), with the transfers if ``transfers`` (the probe's SIM
+  budget still decides). A kind this side does not know is refused as ``unknown_kind``.
+- ``id`` names the command: a probe acts on each id once (QoS 1 may bring it twice). Past ``expires_ns`` (by the
+  probe's clock) the probe ignores it: a probe back from a long outage runs no stale round. At most
+  ``MAX_COMMAND_BYTES``; ``encode_command`` and ``decode_command`` check the rest.
+
 Software updates ride on the desired configuration: its text may hold ``software: {version: V}`` (a version as
 ``valid_version`` takes it), the version the centre wants the probe to run. The probe's answers are events
 ``update`` (``update_report``, ``read_update_report``): tags ``result`` (``requested``: handed to the probe's
@@ -83,6 +98,16 @@ Exceptions::
 
 from __future__ import annotations
 
+from zonewatch.wire.command import (
+    COMMAND_KINDS,
+    COMMAND_SCHEMA_VERSION,
+    DIAGNOSTIC_ROUND,
+    MAX_COMMAND_BYTES,
+    Command,
+    DiagnosticRound,
+    decode_command,
+    encode_command,
+)
 from zonewatch.wire.config import (
     CONFIG_EVENT,
     CONFIG_RESULTS,
@@ -206,6 +231,14 @@ __all__ = [
     "decode_config",
     "config_report",
     "read_config_report",
+    "COMMAND_SCHEMA_VERSION",
+    "COMMAND_KINDS",
+    "DIAGNOSTIC_ROUND",
+    "MAX_COMMAND_BYTES",
+    "Command",
+    "DiagnosticRound",
+    "encode_command",
+    "decode_command",
     "UPDATE_EVENT",
     "UPDATE_RESULTS",
     "UpdateReport",

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal, NamedTuple, TypeVar
 SCHEMA_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = frozenset({1})
 TOPIC_ROOT: Final = "zw/v1"
-KINDS: Final = ("status", "data", "events", "config")
+KINDS: Final = ("status", "data", "events", "config", "command")
 STATUS_ONLINE: Final = b"online"
 STATUS_OFFLINE: Final = b"offline"
 STATUS_STOPPING: Final = b"stopping"   # a stop on purpose (restart, upgrade): ProbeDown waits before paging
@@ -26,7 +26,7 @@ MAX_SEQ: Final = 2**63 - 1
 # one of these is refused (``collector_only``). ``event`` is how the collector stores the events it receives.
 COLLECTOR_MEASUREMENTS: Final = frozenset({"alert", "coverage", "coverage_at_probe", "redundancy", "event"})
 
-Kind = Literal["status", "data", "events", "config"]
+Kind = Literal["status", "data", "events", "config", "command"]
 FieldValue = int | float | bool
 
 # Zone and probe ids become topic segments and tag values: keep them plain.

@@ -143,6 +143,21 @@ def test_a_diagnostic_round_runs_everything_now_whatever_the_window() -> None:
     assert tick(noon + 330) == []
 
 
+def test_a_tick_names_the_tests_a_diagnostic_round_handed_out_and_only_those() -> None:
+    noon = at("2025-11-28 12:00")
+    state = State(last={DNS.key: noon - 400, HTTP.key: noon - 10, DOWN.key: noon - 10, UP.key: noon - 10})
+    qosplan.request_round(state, [HTTP], transfers=False)
+    step = qosplan.plan(TESTS, state, noon, rules())
+    assert keys(step.run) == ["dns:qos.zone", "http:portal"]   # dns was due anyway: not part of the round
+    assert step.diagnostic == {"http:portal"}
+    assert qosplan.plan(TESTS, state, noon + 60, rules()).diagnostic == frozenset()
+    # a round refused for the budget is still the round's: it gives no sample, and is not asked again
+    poor = State(period="2025-11-01", used=2000 * MB - 100, last={t.key: noon - 10 for t in TESTS})
+    qosplan.request_round(poor, TESTS, transfers=False)
+    step = qosplan.plan(TESTS, poor, noon, rules())
+    assert step.run == () and step.diagnostic == {"dns:qos.zone", "http:portal"} == set(keys(step.refused))
+
+
 def test_state_survives_a_restart_and_garbage_is_refused() -> None:
     state = State("2025-11-01", 123, 2, {"dns:a": 1.5}, {"dns:a": 512}, ["dns:a"])
     back = qosplan.load(qosplan.dump(state))
