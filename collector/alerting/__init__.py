@@ -4,7 +4,8 @@
 
     model.py     Finding, Evaluation, Notification, the alert names and their severities (the contract)
     facts.py     Facts: the latest known state of every probe, device, link, path and modem, fed batch by batch
-    rules.py     evaluate(facts, inventory, settings, now) -> Evaluation: pure, no clock, no I/O
+    rules/       evaluate(facts, inventory, settings, now) -> Evaluation: pure, no clock, no I/O; one module
+                 per family of alerts (probes, devices, equipment, fleet, service) over ``base``
     tracker.py   AlertTracker: pending / firing / resolved with hold-down, keep-firing, flap control and
                  dependency muting; persisted so that a restart neither pages again nor forgets
     notify/      notifiers (Alertmanager API v2, webhook, email, MQTT), routing by owner carrier, the outbox

@@ -482,6 +482,8 @@ sources:
                           10, "the refused trap counted on /metrics")
         services.wait_for(lambda: services.vm_query(victoriametrics.url, "event_occurred") != [], 20,
                           "the trap event in VictoriaMetrics")
+        services.wait_for(lambda: services.vm_query(victoriametrics.url, "interface_in_octets") != [], 20,
+                          "the polled interfaces in VictoriaMetrics")
         for path in ("c1", "noc"):  # the v3 coldStart trap from sw-traps: DeviceRebooted to its owner and the NOC
             hooks.wait(f"/{path}", 1, f"DeviceRebooted at /{path}")
         failing = "receiver carrier.c1.email.1 is not taking notifications"
