@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from agent.transcript import VENDOR_CHOICES, parse_transcript
-from zonewatch import wire
-from zwconf import ConfigError, httpd, load_file, parse_duration
-from zwconf.httpd import BoundedHttpServer
-from zwconf.process import ServiceNotifier, raise_open_files_limit
+from zonewatch import httpd, wire
+from zonewatch.httpd import BoundedHttpServer
+from zonewatch.process import ServiceNotifier, raise_open_files_limit
+from zonewatch.strict import ConfigError, load_file, parse_duration
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -297,7 +297,7 @@ async def _run(cfg: object) -> int:
 
 
 def _serve_metrics(listen: str, registry: CollectorRegistry) -> BoundedHttpServer:
-    """Start /metrics for ``registry`` on ``listen``, bounded (``zwconf.httpd``), counting what it refuses."""
+    """Start /metrics for ``registry`` on ``listen``, bounded (``zonewatch.httpd``), counting what it refuses."""
     from prometheus_client import Counter, ProcessCollector, make_wsgi_app
 
     dropped = Counter(httpd.DROPPED_METRIC, httpd.DROPPED_HELP, ["reason"], registry=registry)

@@ -16,8 +16,8 @@ from agent.sources.snmp import SnmpConfig, check_profile_dirs
 from agent.sources.telemetry import TelemetryConfig
 from agent.sources.traps import TrapsConfig
 from zonewatch import wire
-from zwconf import Duration, RefPath, Strict
-from zwconf.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig
+from zonewatch.strict import Duration, RefPath, Strict
 
 SourceConfig = Annotated[Union[CellularConfig, SnmpConfig, ReachConfig, TrapsConfig, TelemetryConfig, QosConfig],
                          Field(discriminator="type")]

@@ -32,7 +32,7 @@ def settings(host: str, port: int = 161, *, community: str | None = None, user: 
              priv_protocol: str = "AES", timeout: str = "2s", retries: int = 1,
              profile_dirs: Sequence[str] = ()) -> SnmpConfig:
     """Return the configuration ``discover`` polls with; raise ValueError with a message for people (and
-    zwconf.ConfigError for a site profile file in ``profile_dirs`` that is no usable profile)."""
+    strict.ConfigError for a site profile file in ``profile_dirs`` that is no usable profile)."""
     v3 = {"--user": user, "--auth-key": auth_key, "--priv-key": priv_key}
     given = [option for option, value in v3.items() if value is not None]
     if community is not None and given:

@@ -36,7 +36,7 @@ from agent.sources.registry import is_listener, make_source
 from agent.spool import Spool
 from agent.uplink import Uplink
 from zonewatch import wire
-from zwconf.process import ServiceNotifier
+from zonewatch.process import ServiceNotifier
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from agent.gpsd import Fix, GpsdClient
 from zonewatch import wire
 from zonewatch.measurements import CATALOGUE
-from zwconf import RefPath, Strict, load_file
+from zonewatch.strict import RefPath, Strict, load_file
 
 __all__ = ["Waypoint", "Waypoints", "load_waypoints", "survey_sample", "pair", "Survey", "Outcome"]
 
@@ -91,7 +91,7 @@ class Waypoints(Strict):
 
 
 def load_waypoints(path: str) -> list[Waypoint]:
-    """Read a waypoint file (zwconf.ConfigError naming the line and key when it is wrong)."""
+    """Read a waypoint file (strict.ConfigError naming the line and key when it is wrong)."""
     return list(load_file(Waypoints, path).points)
 
 

@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 
 from agent.spool import Spool
 from zonewatch import wire
-from zwconf.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from collector.storage import make_writer
 from collector.storage.influx import InfluxWriter
 from collector.threads import named, on_death
 from zonewatch import wire
+from zonewatch.httpd import BoundedHttpServer, HttpLimits
+from zonewatch.mqtt import MqttConfig
+from zonewatch.process import ServiceNotifier, raise_open_files_limit
 from zonewatch.queue import DiskQueue
-from zwconf.httpd import BoundedHttpServer, HttpLimits
-from zwconf.mqtt import MqttConfig
-from zwconf.process import ServiceNotifier, raise_open_files_limit
 
 log = logging.getLogger(__name__)
 

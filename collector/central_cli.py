@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zwconf import parse_duration
+from zonewatch.strict import parse_duration
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig

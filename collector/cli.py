@@ -18,7 +18,7 @@ from collector.fleet import enrol, enrol_cli
 from collector.provision import cli as provision_cli
 from collector.report import cli as report_cli
 from collector.report import map_cli
-from zwconf import ConfigError, load_file, parse_duration
+from zonewatch.strict import ConfigError, load_file, parse_duration
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig

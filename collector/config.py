@@ -12,8 +12,8 @@ from collector.fleet.diagnostics import DiagnosticsConfig
 from collector.fleet.enrol import EnrolConfig
 from collector.secrets import SecretsConfig
 from collector.storage import SqliteStorage, StorageConfig
-from zwconf import Duration, RefPath, Strict
-from zwconf.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig
+from zonewatch.strict import Duration, RefPath, Strict
 
 
 def _check_listen(value: str) -> str:

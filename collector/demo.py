@@ -54,7 +54,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import zwconf
 from collector.alerting.config import AlertingConfig
 from collector.app import Collector
 from collector.config import CollectorConfig, EmbeddedBroker, HttpConfig, IntakeQueueConfig
@@ -62,6 +61,7 @@ from collector.demo_qos import ALERTING_SETTINGS, ZoneTestServer
 from collector.inventory import Inventory
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
+from zonewatch import strict
 
 DATA = Path(__file__).parent / "demo_data"
 MODEMS = [  # name, PLMN as the modem prints it, PLMN tag, base RSRP, cell; with --wander 6 Viettel stays good
@@ -198,8 +198,8 @@ class Demo:
         self.snmp_port = snmp_port
         self.hooks = NocReceiver().start()
         (self.workdir / "inventory.yaml").write_text(INVENTORY)
-        inventory = zwconf.load(Inventory, INVENTORY, str(self.workdir / "inventory.yaml"))
-        alerting = zwconf.load(AlertingConfig, (
+        inventory = strict.load(Inventory, INVENTORY, str(self.workdir / "inventory.yaml"))
+        alerting = strict.load(AlertingConfig, (
             f"interval: 2s\nrestart_grace: 0s\nsettings: {{coverage_window: 15s, {ALERTING_SETTINGS}}}\n"
             "rules: {CoverageHole: {for: 5s, keep_firing_for: 5s}}\n"
             f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n"), "demo alerting")
@@ -651,7 +651,7 @@ def _run(demo: Demo, stop: threading.Event, say: _Say, seconds: float, plain: bo
         from collector.report import ReportError, write_demo_report
 
         try:
-            inventory = zwconf.load(Inventory, INVENTORY, "demo inventory")
+            inventory = strict.load(Inventory, INVENTORY, "demo inventory")
             page = write_demo_report(demo.db, folder / "report", "demo-park", started_ns, time.time_ns(), inventory)
             say(f"demo: the zone's report (HTML with plots, and CSV): {page}")
         except ReportError as exc:

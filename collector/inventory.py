@@ -34,7 +34,7 @@ from collector.maintenance import Window, refusal, scope_problem
 from collector.positions import Outline, Plan, Point
 from collector.secrets import CONTEXT_KEY, PLMN, BoundSecret, SecretSource, context
 from zonewatch import wire
-from zwconf import Duration, RefPath, Secret, Strict, SubkeyError, load_file
+from zonewatch.strict import Duration, RefPath, Secret, Strict, SubkeyError, load_file
 
 _PLMN = PLMN
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")

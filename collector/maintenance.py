@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator, model_validator
 
-from zwconf import Duration, Strict
+from zonewatch.strict import Duration, Strict
 
 if TYPE_CHECKING:
     from collector.inventory import Inventory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
-from zwconf import httpd
+from zonewatch import httpd
 
 
 class CollectorMetrics:

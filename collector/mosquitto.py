@@ -90,7 +90,7 @@ from pathlib import Path
 
 from collector.inventory import Inventory, MqttReceiver, Receiver
 from zonewatch import wire
-from zwconf import read_secret_file
+from zonewatch.strict import read_secret_file
 
 DEFAULT_COLLECTOR = "collector"
 URGENT_SUFFIX = "-urgent"   # the collector's status and events session (collector.ingest uses the same)
@@ -491,7 +491,7 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 def _read_secret(folder: Path, user: str) -> str:
     """Return the password stored in ``folder/user`` (one line; a trailing newline is not part of it), read as
-    every secret file is (``zwconf.read_secret_file``): a regular file inside ``folder`` itself (no symbolic
+    every secret file is (``strict.read_secret_file``): a regular file inside ``folder`` itself (no symbolic
     link out of it), not writable by group or others, of a bounded size."""
     value = read_secret_file(user, root=folder)
     if not value or "\n" in value:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import yaml
 from pydantic import AfterValidator, field_validator, model_validator
 
-from zwconf import RefPath, Strict
+from zonewatch.strict import RefPath, Strict
 
 if TYPE_CHECKING:
     from collector.inventory import Inventory

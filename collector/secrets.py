@@ -18,7 +18,7 @@ An inventory author can then send a declared token only to a URL under its ``sen
 port; the path at or below the prefix's), and only from its ``carrier``'s receivers when one is given: not to a
 server of their choosing, and never the broker's or the SMTP relay's password, which are not declared here.
 
-The values are read when the collector configuration is loaded (``zwconf.read_secret_file`` for files: a
+The values are read when the collector configuration is loaded (``strict.read_secret_file`` for files: a
 regular file inside ``dir``, reached without following a symbolic link, writable by its owner only). The
 inventory loader takes them through the validation context: ``load_inventory`` in ``collector/inventory.py``.
 """
@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 from pydantic import PrivateAttr, SecretStr, field_validator, model_validator
 
-from zwconf import Strict, SubkeyError, read_secret_file
+from zonewatch.strict import Strict, SubkeyError, read_secret_file
 
 __all__ = ["SecretsConfig", "ReceiverSecret", "BoundSecret", "SecretSource", "NAMES_ONLY", "CONTEXT_KEY",
            "PLMN", "context", "url_within"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from collector.inventory import Inventory
-from zwconf import RefPath
+from zonewatch.strict import RefPath
 
 __all__ = ["problems", "restrict"]
 

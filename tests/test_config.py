@@ -13,7 +13,7 @@ from agent.config import AgentConfig
 from collector import cli as collector_cli
 from collector.config import CollectorConfig
 from collector.inventory import Inventory, WebhookReceiver, load_inventory
-from zwconf import ConfigError, load, load_file, parse_duration
+from zonewatch.strict import ConfigError, load, load_file, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "configs").glob("*.yaml"))

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from collector.config import CollectorConfig
 from collector.inventory import Inventory, WebhookReceiver, load_inventory
 from collector.secrets import NAMES_ONLY, BoundSecret, context, url_within
-from zwconf import (
+from zonewatch.strict import (
     MAX_ALIAS_VALUES,
     MAX_CONFIG_BYTES,
     MAX_SECRET_BYTES,
@@ -117,13 +117,13 @@ def test_a_secret_file_others_may_write_is_refused(tmp_path: Path, mode: int, wh
 def test_a_secret_file_every_user_may_read_is_taken_with_a_warning(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     path = secret(tmp_path / "pw", mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="zwconf"):
+    with caplog.at_level(logging.WARNING, logger="zonewatch.strict"):
         assert read_secret_file(path) == TOKEN
     assert [r.getMessage() for r in caplog.records] == [
         f"secret file {path} may be read by every user (mode 0644): chmod o-r"]
     caplog.clear()
     secret(path, mode=0o640)
-    with caplog.at_level(logging.WARNING, logger="zwconf"):
+    with caplog.at_level(logging.WARNING, logger="zonewatch.strict"):
         assert read_secret_file(path) == TOKEN
     assert not caplog.records
 

@@ -48,7 +48,7 @@ def test_wire_uses_the_standard_library_only() -> None:
         assert third_party == set(), path
 
 
-@pytest.mark.parametrize("shared", ["zonewatch", "zwconf"])
+@pytest.mark.parametrize("shared", ["zonewatch", "zonewatch.strict"])
 def test_shared_packages_import_neither_side(shared: str) -> None:
     offenders = {f: sorted(n for n in names if n.split(".")[0] in ("agent", "collector"))
                  for f, names in _imports(shared).items()}

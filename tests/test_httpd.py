@@ -9,8 +9,8 @@ import resource
 
 import pytest
 
-from zwconf.httpd import BoundedHttpServer, HeadTimeout, HeadTooLarge, HttpLimits, read_head
-from zwconf.process import raise_open_files_limit
+from zonewatch.httpd import BoundedHttpServer, HeadTimeout, HeadTooLarge, HttpLimits, read_head
+from zonewatch.process import raise_open_files_limit
 
 
 class FakeClock:
@@ -130,7 +130,7 @@ def test_an_ipv6_address_may_be_bracketed() -> None:
 
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[tuple[int, tuple[int, int]]] = []
-    caplog.set_level("INFO", logger="zwconf.process")
+    caplog.set_level("INFO", logger="zonewatch.process")
     got = raise_open_files_limit(lambda which: (1024, 65536), lambda which, limits: calls.append((which, limits)))
     assert got == (65536, 65536)
     assert calls == [(resource.RLIMIT_NOFILE, (65536, 65536))]
@@ -138,7 +138,7 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_one(caplog: pytest.LogC
 
 
 def test_an_equal_or_ungrantable_hard_limit_leaves_the_soft_one(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="zwconf.process")
+    caplog.set_level("INFO", logger="zonewatch.process")
 
     def refuse(which: int, limits: tuple[int, int]) -> None:
         raise ValueError("not allowed to raise maximum limit")

@@ -1,4 +1,4 @@
-"""``zwconf.process.ServiceNotifier``: what reaches the service manager's notification socket, and when.
+"""``zonewatch.process.ServiceNotifier``: what reaches the service manager's notification socket, and when.
 
 The socket is a real unix datagram socket, as systemd's is; the watchdog's pacing is driven by the ``now``
 each call passes, so nothing here sleeps."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zwconf.process import ServiceNotifier
+from zonewatch.process import ServiceNotifier
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector import mosquitto
 from collector.inventory import Inventory
 from tests import services
-from zwconf import load
+from zonewatch.strict import load
 
 # The collector's two sessions and two probes, as most tests name them.
 PASSWORDS = {"collector": "collector-pw", "collector-urgent": "collector-pw", "p1": "p1-pw", "p2": "p2-pw"}

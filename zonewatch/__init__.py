@@ -7,5 +7,5 @@ nor ``collector``.
   and physical bounds, and who writes it).
 - ``zonewatch.queue``: the durable, bounded, ordered SQLite queue (the probe's spool, the collector's intake).
 
-Strict configuration (``zwconf``) is shared the same way and belongs here too; it moves in a step of its own.
+Strict configuration (``zonewatch.strict``) is shared the same way and belongs here too; it moves in a step of its own.
 """

@@ -40,7 +40,7 @@ from agent.config import AgentConfig
 from agent.fleet.deadman import Health, Trial, judge, superseded
 from agent.fleet.desired import effective
 from zonewatch import wire
-from zwconf import ConfigError
+from zonewatch.strict import ConfigError
 
 log = logging.getLogger(__name__)
 

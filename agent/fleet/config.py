@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from zwconf import Duration, SecretPolicy, Strict
+from zonewatch.strict import Duration, SecretPolicy, Strict
 
 __all__ = ["RemoteConfigSettings", "STATE_FILE"]
 

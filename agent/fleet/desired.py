@@ -1,7 +1,7 @@
 """Validation of a desired configuration (``zonewatch.wire.DesiredConfig``) with the probe's own strict loader.
 
 ``effective(desired, local)`` is pure apart from reading the secrets the text refers to: it loads the YAML
-text as the local file is loaded (``zwconf.load``: an unknown key, a wrong type or a dangling reference is a
+text as the local file is loaded (``strict.load``: an unknown key, a wrong type or a dangling reference is a
 ``ConfigError`` naming the line and the key), under the probe's rules for secrets that come from elsewhere
 (``remote_config.secret_dir`` and ``secret_env_prefix``: a plain secret, a file outside that folder or a
 variable without that prefix is refused), and returns the configuration the agent then runs::
@@ -24,7 +24,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from agent.config import PROFILE_DIRS, AgentConfig
 from zonewatch import wire
-from zwconf import SECRET_POLICY, ConfigError, SubkeyError, load
+from zonewatch.strict import SECRET_POLICY, ConfigError, SubkeyError, load
 
 __all__ = ["DesiredAgentConfig", "effective", "source_name", "LOCAL_ONLY"]
 

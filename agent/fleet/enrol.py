@@ -46,9 +46,9 @@ from nacl.public import PrivateKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
 from zonewatch import wire
-from zwconf import Duration, Secret, Strict
-from zwconf.mqtt import MqttConfig
-from zwconf.process import ServiceNotifier
+from zonewatch.mqtt import MqttConfig
+from zonewatch.process import ServiceNotifier
+from zonewatch.strict import Duration, Secret, Strict
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig

@@ -41,7 +41,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from zonewatch import wire
-from zwconf import Duration, Strict
+from zonewatch.strict import Duration, Strict
 
 __all__ = ["SoftwareWanted", "UpdateSettings", "update_dir", "REQUEST", "HEALTH", "RESULT", "AGENT_STATE",
            "MAX_FILE_BYTES", "read_json", "write_json", "remove"]

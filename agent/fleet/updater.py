@@ -50,7 +50,7 @@ from typing import Any, Literal
 from agent.config import AgentConfig
 from agent.fleet.software import HEALTH, REQUEST, RESULT, read_json, remove, update_dir, write_json
 from zonewatch import wire
-from zwconf import ConfigError, load_file
+from zonewatch.strict import ConfigError, load_file
 
 log = logging.getLogger("zonewatch-agent-update")
 

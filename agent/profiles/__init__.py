@@ -117,7 +117,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
-import zwconf
+from zonewatch import strict
 
 __all__ = [
     "Condition",
@@ -167,7 +167,7 @@ Regex = Annotated[str, AfterValidator(_regex)]
 Unit = Literal["dbm", "watt_to_dbm", "milliwatt_to_dbm", "microwatt_to_dbm", "optical_unit"]
 
 
-class Condition(zwconf.Strict):
+class Condition(strict.Strict):
     """One test on a row: a column (or any of several) passes ``one_of``, ``above``, ``matches`` or ``bit``."""
 
     column: str | None = None
@@ -195,7 +195,7 @@ class Condition(zwconf.Strict):
         return out + ([self.above_column] if self.above_column is not None else [])
 
 
-class FieldSpec(zwconf.Strict):
+class FieldSpec(strict.Strict):
     """How one field is computed from one column of a row (see the module docstring)."""
 
     column: str | None = None
@@ -251,7 +251,7 @@ class FieldSpec(zwconf.Strict):
         return [self, *(s for spec in self.any or [] for s in spec.specs())]
 
 
-class TagSource(zwconf.Strict):
+class TagSource(strict.Strict):
     """One way to get a tag value: a column, a template, the device's config or its links map."""
 
     column: str | None = None
@@ -309,14 +309,14 @@ TagSources = Annotated[dict[Ident, list[TagSource]], BeforeValidator(_each_value
 Fields = Annotated[dict[Ident, list[FieldSpec]], BeforeValidator(_each_value(_spec_list))]
 
 
-class Column(zwconf.Strict):
+class Column(strict.Strict):
     """A walked column with options."""
 
     oid: Oid
     only_if_empty: str | None = None
 
 
-class Join(zwconf.Strict):
+class Join(strict.Strict):
     """A column read at the row's index, at its parent index, or at the index another column's value names."""
 
     oid: Oid
@@ -335,7 +335,7 @@ class Join(zwconf.Strict):
 JOIN_AT_INDEX: Final = ("index", "parent_index")  # the values of ``by`` that are not column names
 
 
-class RowTest(zwconf.Strict):
+class RowTest(strict.Strict):
     """A test on a field a row computed: its value is below or above a number."""
 
     field: str
@@ -353,7 +353,7 @@ class RowTest(zwconf.Strict):
 FUNCTIONS: Final = ("count", "count_true", "count_false", "min", "max", "median")  # aggregate functions
 
 
-class AggregateField(zwconf.Strict):
+class AggregateField(strict.Strict):
     """One field of an aggregate: a count, or the min, max or median of a field over a group's rows."""
 
     count: str | None = None
@@ -384,7 +384,7 @@ class AggregateField(zwconf.Strict):
 
 
 
-class Aggregate(zwconf.Strict):
+class Aggregate(strict.Strict):
     """A sample per distinct value of some of a table's tags, from all its rows' fields."""
 
     measurement: Ident
@@ -426,7 +426,7 @@ def _check_tags(tags: dict[str, list[TagSource]]) -> None:
         seen.append(name)
 
 
-class Scalars(zwconf.Strict):
+class Scalars(strict.Strict):
     """Instances read with one GET; they give at most one sample."""
 
     measurement: Ident
@@ -450,7 +450,7 @@ class Scalars(zwconf.Strict):
         return self
 
 
-class Table(zwconf.Strict):
+class Table(strict.Strict):
     """Columns walked together; each row (index) gives one sample."""
 
     measurement: Ident
@@ -506,7 +506,7 @@ class Table(zwconf.Strict):
         return self
 
 
-class AppliesTo(zwconf.Strict):
+class AppliesTo(strict.Strict):
     """What a profile applies to, for auto-detection: any one test that passes selects the profile."""
 
     sys_object_id: list[Oid] = Field(default_factory=list)      # sysObjectID is one of these or under it
@@ -521,7 +521,7 @@ class AppliesTo(zwconf.Strict):
         return self
 
 
-class Profile(zwconf.Strict):
+class Profile(strict.Strict):
     """One poll profile: scalar groups and tables."""
 
     name: Ident
@@ -538,7 +538,7 @@ class Profile(zwconf.Strict):
         if not self.scalars and not self.tables:
             raise ValueError("a profile needs 'scalars' or 'tables'")
         if self.name in self.supersedes:
-            raise zwconf.SubkeyError(("supersedes", self.supersedes.index(self.name)), "a profile cannot supersede "
+            raise strict.SubkeyError(("supersedes", self.supersedes.index(self.name)), "a profile cannot supersede "
                                      "itself")
         context = info.context or {}
         known: Mapping[str, str] | None = context.get(_KNOWN)   # name -> "shipped" or "site"
@@ -546,16 +546,16 @@ class Profile(zwconf.Strict):
             return self
         for i, name in enumerate(self.supersedes):
             if name not in known:
-                raise zwconf.SubkeyError(("supersedes", i), f"no profile is called {name!r}; known profiles: "
+                raise strict.SubkeyError(("supersedes", i), f"no profile is called {name!r}; known profiles: "
                                          f"{', '.join(sorted(known))}")
         if context.get(_SITE):
             shipped_name = known.get(self.name) == "shipped"
             if shipped_name and not self.replaces_shipped:
-                raise zwconf.SubkeyError(("name",), f"{self.name!r} is the name of a shipped profile: give the file "
+                raise strict.SubkeyError(("name",), f"{self.name!r} is the name of a shipped profile: give the file "
                                          "another name, or say 'replaces_shipped: true' to use it in the shipped "
                                          "one's place")
             if self.replaces_shipped and not shipped_name:
-                raise zwconf.SubkeyError(("replaces_shipped",), f"there is no shipped profile {self.name!r} to "
+                raise strict.SubkeyError(("replaces_shipped",), f"there is no shipped profile {self.name!r} to "
                                          "replace")
         return self
 
@@ -565,16 +565,16 @@ _SITE: Final = "agent.profiles.site"     # context: the file is a site profile (
 
 
 def load(text: str, source: str = "<profile>") -> Profile:
-    """Parse and check one profile; raise zwconf.ConfigError naming the file, line and key."""
-    return zwconf.load(Profile, text, source)
+    """Parse and check one profile; raise strict.ConfigError naming the file, line and key."""
+    return strict.load(Profile, text, source)
 
 
 def load_file(path: str | Path, *, context: Mapping[str, Any] | None = None) -> Profile:
     """Read and check one profile file; its ``name`` must be the file's name."""
     path = Path(path)
-    profile = zwconf.load_file(Profile, path, context=context)
+    profile = strict.load_file(Profile, path, context=context)
     if profile.name != path.stem:
-        raise zwconf.ConfigError(str(path), None, ("name",), f"{profile.name!r} must be the file's name, "
+        raise strict.ConfigError(str(path), None, ("name",), f"{profile.name!r} must be the file's name, "
                                  f"{path.stem!r}")
     return profile
 
@@ -597,7 +597,7 @@ def shipped() -> dict[str, Profile]:
 def catalogue(dirs: Sequence[str | Path] = ()) -> dict[str, Profile]:
     """Return the shipped profiles and the site profiles of the folders ``dirs``, by name (see the docstring).
 
-    Raise ValueError when a folder cannot be listed, zwconf.ConfigError when a file is not a usable profile."""
+    Raise ValueError when a folder cannot be listed, strict.ConfigError when a file is not a usable profile."""
     base = shipped()
     if not dirs:
         return base
@@ -614,7 +614,7 @@ def catalogue(dirs: Sequence[str | Path] = ()) -> dict[str, Profile]:
         try:
             info = path.stat()
         except OSError as exc:
-            raise zwconf.ConfigError(str(path), None, (), f"cannot read: {exc.strerror}") from None
+            raise strict.ConfigError(str(path), None, (), f"cannot read: {exc.strerror}") from None
         stamp.append((str(path), info.st_mtime_ns, info.st_size))
     site = _site(tuple(stamp), tuple(sorted(base)))
     out = {name: site.get(name, profile) for name, profile in base.items()}
@@ -630,7 +630,7 @@ def _site(files: tuple[tuple[str, int, int], ...], base: tuple[str, ...]) -> dic
     for path, _, _ in files:
         name = Path(path).stem
         if name in where:
-            raise zwconf.ConfigError(path, None, (), f"profile {name!r} is also defined by {where[name]}: one "
+            raise strict.ConfigError(path, None, (), f"profile {name!r} is also defined by {where[name]}: one "
                                      "folder of profile_dirs or the other")
         where[name] = path
         known.setdefault(name, "site")
@@ -649,7 +649,7 @@ def _check_cycles(known: Mapping[str, Profile], files: Mapping[str, str]) -> Non
         while todo:
             name = todo.pop()
             if name == start:
-                raise zwconf.ConfigError(files.get(start, start), None, ("supersedes",),
+                raise strict.ConfigError(files.get(start, start), None, ("supersedes",),
                                          f"{start!r} is superseded in turn by a profile it supersedes: profiles "
                                          "may not supersede one another in a circle")
             if name not in seen and name in known:

@@ -73,11 +73,11 @@ import serial
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-import zwconf
 from agent.sources import SourceError, modem_state, vendors
 from agent.sources.mmcli import MmcliModem
 from agent.sources.modem_recovery import STEP_NUMBER, Recovery, RecoveryConfig
 from agent.sources.vendors import Reading, Reply, Vendor
+from zonewatch import strict
 from zonewatch.wire import Sample
 
 __all__ = ["CellularConfig", "CellularSource", "ModemDown"]
@@ -99,7 +99,7 @@ _NR_SETUP: Final = "AT+C5GREG=2"
 _RESET: Final = "AT+CFUN=1,1"   # full functionality, after a reset of the modem (3GPP TS 27.007 8.2)
 
 
-class CellularConfig(zwconf.Strict):
+class CellularConfig(strict.Strict):
     """One modem, read over AT commands on a serial port or through ModemManager."""
 
     type: Literal["cellular"]
@@ -112,8 +112,8 @@ class CellularConfig(zwconf.Strict):
     imei: str | None = Field(default=None, validate_default=True)
     mmcli_path: str = "mmcli"
     carrier: str | None = None
-    interval: zwconf.Duration = 30.0
-    timeout: zwconf.Duration = 2.0
+    interval: strict.Duration = 30.0
+    timeout: strict.Duration = 2.0
     gnb_id_bits: int = 24
     recovery: RecoveryConfig = RecoveryConfig()
 
@@ -205,8 +205,8 @@ class CellularConfig(zwconf.Strict):
         """Require the USB power cycle to fit in the poll that runs it."""
         interval = info.data.get("interval")
         if value.usb is not None and interval is not None and value.usb.timeout >= interval:
-            raise ValueError(f"usb.timeout ({zwconf.format_duration(value.usb.timeout)}) must be shorter than the "
-                             f"source's interval ({zwconf.format_duration(interval)}): the poll that runs it is "
+            raise ValueError(f"usb.timeout ({strict.format_duration(value.usb.timeout)}) must be shorter than the "
+                             f"source's interval ({strict.format_duration(interval)}): the poll that runs it is "
                              "cancelled at its interval")
         return value
 
@@ -590,7 +590,7 @@ class _AtModem:
             if remaining <= 0:
                 raise _ModemFailure(
                     f"modem {self.name} on {self._where}: no answer to {command} "
-                    f"within {zwconf.format_duration(self._config.timeout)}",
+                    f"within {strict.format_duration(self._config.timeout)}",
                     "no answer",
                 )
             port.timeout = remaining

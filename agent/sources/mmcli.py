@@ -44,9 +44,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
-import zwconf
 from agent.sources import SourceError
 from agent.sources.vendors import Reading
+from zonewatch import strict
 
 __all__ = [
     "MmcliParseError",
@@ -470,7 +470,7 @@ class MmcliModem:
             proc.kill()
             await proc.communicate()
             raise SourceError(
-                f"modem {self.name}: {shown} gave no answer within {zwconf.format_duration(self._timeout)} "
+                f"modem {self.name}: {shown} gave no answer within {strict.format_duration(self._timeout)} "
                 "(is ModemManager running?)"
             ) from None
         except asyncio.CancelledError:

@@ -37,7 +37,7 @@ from typing import Final
 
 from pydantic import Field, field_validator, model_validator
 
-import zwconf
+from zonewatch import strict
 
 __all__ = ["STEPS", "STEP_NUMBER", "UsbPowerConfig", "RecoveryConfig", "Ladder", "Recovery", "power_cycle"]
 
@@ -51,14 +51,14 @@ _PLACEHOLDERS: Final = frozenset({"hub", "port"})
 _OUTPUT_CHARS: Final = 200   # what a log line keeps of the command's output
 
 
-class UsbPowerConfig(zwconf.Strict):
+class UsbPowerConfig(strict.Strict):
     """The USB power cycle of the modem's hub port: the last step, only where the hub can switch port power."""
 
     hub: str                  # uhubctl --location: the hub, as `uhubctl` lists it ("1-1", "1-1.3")
     port: int                 # uhubctl --ports: the port of that hub the modem is plugged into
     command: list[str] = ["uhubctl", "--location", "{hub}", "--ports", "{port}", "--action", "cycle"]
-    min_interval: zwconf.PositiveDuration = 1800.0   # never more often than this
-    timeout: zwconf.PositiveDuration = 20.0          # the command is killed past this (uhubctl's cycle takes about 2 s)
+    min_interval: strict.PositiveDuration = 1800.0   # never more often than this
+    timeout: strict.PositiveDuration = 20.0          # the command is killed past this (uhubctl's cycle takes about 2 s)
 
     @field_validator("hub")
     @classmethod
@@ -97,13 +97,13 @@ class UsbPowerConfig(zwconf.Strict):
         return [arg.format(hub=self.hub, port=self.port) for arg in self.command]
 
 
-class RecoveryConfig(zwconf.Strict):
+class RecoveryConfig(strict.Strict):
     """How a modem that stops answering is brought back (see the module docstring)."""
 
     enabled: bool = True
     after_failures: int = Field(default=1, ge=1)   # failed polls in a row before the first step
-    wait: zwconf.PositiveDuration = 60.0           # after a step, the next no sooner than this
-    max_wait: zwconf.PositiveDuration = 1800.0     # the wait doubles each round of the ladder, up to this
+    wait: strict.PositiveDuration = 60.0           # after a step, the next no sooner than this
+    max_wait: strict.PositiveDuration = 1800.0     # the wait doubles each round of the ladder, up to this
     max_per_hour: int = Field(default=3, ge=1)     # each step at most this often in any hour
     cfun: bool = True                              # AT+CFUN=1,1 as the second step
     usb: UsbPowerConfig | None = None              # the USB power cycle as the last step
@@ -112,8 +112,8 @@ class RecoveryConfig(zwconf.Strict):
     def _waits(self) -> RecoveryConfig:
         """Require the longest wait to be at least the first."""
         if self.max_wait < self.wait:
-            raise ValueError(f"max_wait ({zwconf.format_duration(self.max_wait)}) is shorter than wait "
-                             f"({zwconf.format_duration(self.wait)})")
+            raise ValueError(f"max_wait ({strict.format_duration(self.max_wait)}) is shorter than wait "
+                             f"({strict.format_duration(self.wait)})")
         return self
 
     def steps(self, port_steps: bool) -> tuple[str, ...]:
@@ -189,8 +189,8 @@ class Ladder:
         usb = self.config.usb
         if step == "usb_power" and usb is not None and self._usb_ns is not None \
                 and now_ns - self._usb_ns < int(usb.min_interval * 1e9):
-            return (f"usb_power ran {zwconf.format_duration(round((now_ns - self._usb_ns) / 1e9, 1))} ago "
-                    f"(recovery.usb.min_interval {zwconf.format_duration(usb.min_interval)})")
+            return (f"usb_power ran {strict.format_duration(round((now_ns - self._usb_ns) / 1e9, 1))} ago "
+                    f"(recovery.usb.min_interval {strict.format_duration(usb.min_interval)})")
         return ""
 
 
@@ -249,7 +249,7 @@ class Recovery:
         if episode and since is not None:
             steps = ", ".join(f"{step} {result}" for step, result in episode)
             log.warning("modem %s answers again, %s after it stopped; recovery steps: %s", self.modem,
-                        zwconf.format_duration(round(max(0, now_ns - since) / 1e9, 1)), steps)
+                        strict.format_duration(round(max(0, now_ns - since) / 1e9, 1)), steps)
 
     def take(self) -> list[tuple[str, str]]:
         """Return the (step, result) of the steps run since the last call, for /metrics (the runner's loop)."""
@@ -263,7 +263,7 @@ class Recovery:
         since = self.ladder.since_ns if self.ladder.since_ns is not None else now_ns
         steps = self.ladder.steps
         log.warning("modem %s not answering for %s (%d reads): recovery step %d of %d, %s: %s: %s", self.modem,
-                    zwconf.format_duration(round(max(0, now_ns - since) / 1e9, 1)), self.ladder.failures,
+                    strict.format_duration(round(max(0, now_ns - since) / 1e9, 1)), self.ladder.failures,
                     steps.index(step) + 1, len(steps), step, result, said)
 
 
@@ -282,7 +282,7 @@ async def power_cycle(usb: UsbPowerConfig) -> tuple[bool, str]:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        return False, f"{shown} did not finish within {zwconf.format_duration(usb.timeout)} (killed)"
+        return False, f"{shown} did not finish within {strict.format_duration(usb.timeout)} (killed)"
     except asyncio.CancelledError:
         proc.kill()
         raise

@@ -81,9 +81,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-import zwconf
 from agent.sources import SourceError, qosplan
 from agent.sources.qosnet import Access, InterfaceBearer, Lookup, Transfer, url_host_port
+from zonewatch import strict
 from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["QosConfig", "QosSource", "Bearer", "FakeBearer", "parse_bytes", "parse_bearer_dns"]
@@ -148,8 +148,8 @@ def _url(value: str) -> str:
     return value
 
 
-class _Test(zwconf.Strict):
-    every: zwconf.Duration | None = Field(default=None, gt=0)   # default: the source's short_every / long_every
+class _Test(strict.Strict):
+    every: strict.Duration | None = Field(default=None, gt=0)   # default: the source's short_every / long_every
     target: str | None = Field(default=None, min_length=1, max_length=256)   # the tag; default from the test
 
 
@@ -182,7 +182,7 @@ class IcmpTest(_Test):
     test: Literal["icmp"]
     host: Annotated[str, BeforeValidator(_host)]
     count: int = Field(default=10, ge=1, le=100)
-    spacing: zwconf.Duration = Field(default=0.2, gt=0)
+    spacing: strict.Duration = Field(default=0.2, gt=0)
 
 
 class UdpTest(_Test):
@@ -192,14 +192,14 @@ class UdpTest(_Test):
     host: Annotated[str, BeforeValidator(_host)]
     port: int = Field(default=7, ge=1, le=65535)
     count: int = Field(default=20, ge=1, le=1000)
-    spacing: zwconf.Duration = Field(default=0.05, gt=0)
+    spacing: strict.Duration = Field(default=0.05, gt=0)
 
 
 class _TransferTest(_Test):
     url: Annotated[str, BeforeValidator(_url)]
     bytes: ByteSize = Field(gt=0)
-    timeout: zwconf.Duration = Field(default=45.0, gt=0)   # the whole transfer; past it the transfer is dropped
-    stall: zwconf.Duration = Field(default=10.0, gt=0)     # no byte moving for this long: dropped
+    timeout: strict.Duration = Field(default=45.0, gt=0)   # the whole transfer; past it the transfer is dropped
+    stall: strict.Duration = Field(default=10.0, gt=0)     # no byte moving for this long: dropped
 
 
 class DownloadTest(_TransferTest):
@@ -219,7 +219,7 @@ TestConfig = Annotated[Union[DnsTest, TcpTest, HttpTest, IcmpTest, UdpTest, Down
 LONG: Final = ("download", "upload")
 
 
-class Budget(zwconf.Strict):
+class Budget(strict.Strict):
     """The SIM's monthly allowance for these tests."""
 
     monthly: ByteSize = Field(gt=0)
@@ -253,7 +253,7 @@ def _names(tests: Sequence[Any]) -> set[str]:
     return {h for h in map(_host_of, tests) if h != CORE and not _is_ip(h)}
 
 
-class QosConfig(zwconf.Strict):
+class QosConfig(strict.Strict):
     """Active tests through one modem (``type: qos`` in the agent's ``sources``)."""
 
     type: Literal["qos"]
@@ -266,10 +266,10 @@ class QosConfig(zwconf.Strict):
     mmcli_path: str = "mmcli"
     core: Annotated[str, BeforeValidator(_ipv4)] | None = None
     ca_file: str | None = None
-    interval: zwconf.Duration = Field(default=60.0, gt=0)
-    timeout: zwconf.Duration = Field(default=5.0, gt=0)
-    short_every: zwconf.Duration = Field(default=300.0, gt=0)
-    long_every: zwconf.Duration = Field(default=7200.0, gt=0)
+    interval: strict.Duration = Field(default=60.0, gt=0)
+    timeout: strict.Duration = Field(default=5.0, gt=0)
+    short_every: strict.Duration = Field(default=300.0, gt=0)
+    long_every: strict.Duration = Field(default=7200.0, gt=0)
     long_windows: list[str] = ["01:00-05:00"]
     timezone: str = "Asia/Ho_Chi_Minh"
     budget: Budget
@@ -334,8 +334,8 @@ class QosConfig(zwconf.Strict):
         longest = max((lookup * len(_names([t])) + self.worst_case(t) for t in longs), default=0.0)
         round_ = lookup * len(_names(shorts)) + sum(self.worst_case(t) for t in shorts)
         if max(longest, round_) >= self.interval:
-            raise ValueError(f"'interval' {zwconf.format_duration(self.interval)} is too short: a tick may take "
-                             f"{zwconf.format_duration(max(longest, round_))} (the short tests one after the other, "
+            raise ValueError(f"'interval' {strict.format_duration(self.interval)} is too short: a tick may take "
+                             f"{strict.format_duration(max(longest, round_))} (the short tests one after the other, "
                              "or the longest transfer, with their timeouts and a lookup of each name); the runner "
                              "would cut it off")
         return self
@@ -701,7 +701,7 @@ async def _mmcli(path: str, timeout: float, *args: str) -> Any:
     except TimeoutError:
         proc.kill()
         await proc.communicate()
-        raise SourceError(f"{shown} gave no answer within {zwconf.format_duration(timeout)}") from None
+        raise SourceError(f"{shown} gave no answer within {strict.format_duration(timeout)}") from None
     if proc.returncode != 0:
         raise SourceError(f"{shown} failed: {err.decode(errors='replace').strip()[:200]}")
     try:

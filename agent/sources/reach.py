@@ -55,8 +55,8 @@ from typing import Any, Final, Literal, Protocol
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-import zwconf
 from agent.sources import SourceError
+from zonewatch import strict
 from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["ReachConfig", "ReachSource", "ReachBackend", "ScapyBackend", "FakeReachBackend", "path_hash"]
@@ -81,7 +81,7 @@ def _ipv4(value: str) -> str:
         raise ValueError(f"expected an IPv4 address such as 192.0.2.1, got {value!r}") from None
 
 
-class ReachConfig(zwconf.Strict):
+class ReachConfig(strict.Strict):
     """One target to probe for reachability and route (``type: reach`` in the agent's ``sources``)."""
 
     type: Literal["reach"]
@@ -90,11 +90,11 @@ class ReachConfig(zwconf.Strict):
     method: Literal["icmp", "tcp"] = "icmp"
     port: int | None = Field(default=None, ge=1, le=65535, validate_default=True)
     count: int = Field(default=3, ge=1, le=100)
-    timeout: zwconf.Duration = Field(default=1.0, gt=0)
+    timeout: strict.Duration = Field(default=1.0, gt=0)
     traceroute: bool = True
     max_hops: int = Field(default=8, ge=1, le=64)
     paths: dict[str, list[str]] = Field(default_factory=dict)
-    interval: zwconf.Duration = Field(default=60.0, gt=0)
+    interval: strict.Duration = Field(default=60.0, gt=0)
 
     @field_validator("target")
     @classmethod
@@ -143,8 +143,8 @@ class ReachConfig(zwconf.Strict):
         """Require a poll (up to 2 x timeout with a trace) to fit in the interval."""
         polls = 2 if self.traceroute else 1
         if polls * self.timeout >= self.interval:
-            raise ValueError(f"'timeout' {zwconf.format_duration(self.timeout)} is too long for 'interval' "
-                             f"{zwconf.format_duration(self.interval)}: a poll waits up to {polls} x timeout")
+            raise ValueError(f"'timeout' {strict.format_duration(self.timeout)} is too long for 'interval' "
+                             f"{strict.format_duration(self.interval)}: a poll waits up to {polls} x timeout")
         return self
 
 

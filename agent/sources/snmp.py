@@ -60,7 +60,6 @@ from typing import Final, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-import zwconf
 from agent import profiles
 from agent.profiles import Profile, Table
 from agent.snmpclient import SnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, default_client_factory
@@ -76,6 +75,7 @@ from agent.sources.snmpeval import (
     table_samples,
     went_backwards,
 )
+from zonewatch import strict
 from zonewatch.wire import FieldValue, Sample
 
 __all__ = ["SnmpConfig", "SnmpSource", "Reading", "check_profile_dirs"]
@@ -90,7 +90,7 @@ _GET_BATCH: Final = 16  # OIDs per GET request
 OpticalUnit = Literal["auto", "dbm_hundredths", "microwatt"]
 
 
-class SnmpConfig(zwconf.Strict):
+class SnmpConfig(strict.Strict):
     """One SNMP device to poll (``type: snmp`` in the agent's ``sources``)."""
 
     type: Literal["snmp"]
@@ -98,17 +98,17 @@ class SnmpConfig(zwconf.Strict):
     host: str = Field(min_length=1)
     port: int = Field(default=161, ge=1, le=65535)
     version: Literal["v2c", "v3"] = "v3"
-    community: zwconf.Secret | None = None
+    community: strict.Secret | None = None
     user: str | None = Field(default=None, min_length=1)
-    auth_key: zwconf.Secret | None = None
-    priv_key: zwconf.Secret | None = None
+    auth_key: strict.Secret | None = None
+    priv_key: strict.Secret | None = None
     auth_protocol: Literal["SHA", "SHA256", "MD5"] = "SHA"
     priv_protocol: Literal["AES", "AES256", "DES"] = "AES"
-    timeout: zwconf.Duration = Field(default=2.0, gt=0)
+    timeout: strict.Duration = Field(default=2.0, gt=0)
     retries: int = Field(default=1, ge=0, le=10)
     max_repetitions: int = Field(default=25, ge=1, le=1000)
     bulk: bool = True
-    interval: zwconf.Duration = Field(default=60.0, gt=0)
+    interval: strict.Duration = Field(default=60.0, gt=0)
     site: str | None = Field(default=None, min_length=1, max_length=MAX_TAG)
     links: dict[str, str] = Field(default_factory=dict)
     # Folders of site profiles (one <name>.yaml each) besides the shipped ones: the agent configuration's
@@ -147,7 +147,7 @@ class SnmpConfig(zwconf.Strict):
     @field_validator("profile_dirs")
     @classmethod
     def _site_profiles(cls, dirs: list[str]) -> list[str]:
-        """Load the site profiles (a bad file raises zwconf.ConfigError naming it, its line and key)."""
+        """Load the site profiles (a bad file raises strict.ConfigError naming it, its line and key)."""
         return check_profile_dirs(dirs)
 
     @field_validator("profiles")
@@ -164,7 +164,7 @@ class SnmpConfig(zwconf.Strict):
             raise ValueError(f"name at least one profile; known profiles: {', '.join(sorted(known))}")
         for i, name in enumerate(names):
             if name not in known:
-                raise zwconf.SubkeyError((i,), f"unknown profile {name!r}; known profiles: {', '.join(sorted(known))}")
+                raise strict.SubkeyError((i,), f"unknown profile {name!r}; known profiles: {', '.join(sorted(known))}")
         twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
         if twice is not None:
             raise ValueError(f"{twice!r} is listed twice")
@@ -191,12 +191,12 @@ class SnmpConfig(zwconf.Strict):
 
 def check_profile_dirs(dirs: list[str]) -> list[str]:
     """Return ``dirs`` once their profiles load; raise SubkeyError for a folder that cannot be listed, and
-    zwconf.ConfigError (naming the file, line and key) for a file that is no usable profile."""
+    strict.ConfigError (naming the file, line and key) for a file that is no usable profile."""
     for i, folder in enumerate(dirs):
         try:
             profiles.catalogue([folder])
         except ValueError as exc:
-            raise zwconf.SubkeyError((i,), str(exc)) from None
+            raise strict.SubkeyError((i,), str(exc)) from None
     profiles.catalogue(dirs)   # a name defined in two of the folders
     return dirs
 

@@ -79,11 +79,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field, ValidationInfo, field_validator
 
-import zwconf
 from agent.sources import Emit, SourceError
 from agent.uplink import make_client
+from zonewatch import strict
+from zonewatch.mqtt import MqttConfig
 from zonewatch.wire import FieldValue, Sample
-from zwconf.mqtt import MqttConfig
 
 __all__ = ["TelemetryConfig", "TelemetrySource", "Subscription", "Mapped", "Problem", "map_message",
            "DEFAULT_MAX_PAYLOAD"]
@@ -133,7 +133,7 @@ def _check_path(path: str) -> None:
         raise ValueError(f"path {path!r} must be '$' (the whole payload) or dotted keys like 'battery.voltage'")
 
 
-class Subscription(zwconf.Strict):
+class Subscription(strict.Strict):
     """One topic filter and how its JSON payloads become samples of one measurement."""
 
     topic: str
@@ -234,7 +234,7 @@ class Subscription(zwconf.Strict):
         return value
 
 
-class TelemetryConfig(zwconf.Strict):
+class TelemetryConfig(strict.Strict):
     """A site's MQTT broker and the sensor topics to turn into samples (``type: telemetry``)."""
 
     type: Literal["telemetry"]
@@ -242,7 +242,7 @@ class TelemetryConfig(zwconf.Strict):
     broker: MqttConfig
     subscriptions: list[Subscription] = Field(min_length=1)
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=1, le=256 * 1024 * 1024)
-    connect_timeout: zwconf.Duration = Field(default=10.0, gt=0)
+    connect_timeout: strict.Duration = Field(default=10.0, gt=0)
 
 
 # ---------------------------------------------------------------------------------------------- mapping

@@ -82,9 +82,9 @@ from typing import Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-import zwconf
 from agent._compat import pysnmp as pysnmp_compat
 from agent.sources import Emit, SourceError
+from zonewatch import strict
 from zonewatch.wire import Event, FieldValue
 
 # pysnmp (and pyasn1) cost the probe about 18 MB of memory, so they are imported when a trap source is first
@@ -246,12 +246,12 @@ _AUTH_PRIV: Final = 3
 # ---------------------------------------------------------------------------------------------- config
 
 
-class V3TrapUser(zwconf.Strict):
+class V3TrapUser(strict.Strict):
     """One SNMPv3 user that sends traps, tied to the engine ID of the device that sends them."""
 
     user: str = Field(min_length=1, max_length=32)
-    auth_key: zwconf.Secret
-    priv_key: zwconf.Secret
+    auth_key: strict.Secret
+    priv_key: strict.Secret
     auth_protocol: Literal["SHA", "SHA256", "MD5"] = "SHA"
     priv_protocol: Literal["AES", "AES256", "DES"] = "AES"
     engine_id: str
@@ -285,13 +285,13 @@ class V3TrapUser(zwconf.Strict):
         return value
 
 
-class TrapsConfig(zwconf.Strict):
+class TrapsConfig(strict.Strict):
     """The SNMP trap receiver (``type: traps`` in the agent's ``sources``)."""
 
     type: Literal["traps"]
     name: str = Field(default="traps", min_length=1, max_length=_MAX_TAG)
     listen: str = "0.0.0.0:162"
-    communities: list[zwconf.Secret] = Field(default_factory=list)
+    communities: list[strict.Secret] = Field(default_factory=list)
     v3_users: list[V3TrapUser] = Field(default_factory=list)
     devices: dict[str, str] = Field(default_factory=dict)
 

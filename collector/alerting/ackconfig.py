@@ -10,7 +10,7 @@
           noc: {token: {file: /etc/zonewatch/secrets/ack-noc}}               # any alert
           viettel: {token: {env: ZW_ACK_VIETTEL}, carrier: 452-04}          # only alerts labelled carrier=452-04
 
-Tokens are read as every other secret of the collector configuration is (``zwconf.Secret``: a file writable by
+Tokens are read as every other secret of the collector configuration is (``strict.Secret``: a file writable by
 its owner only, or an environment variable); ``collector.alerting.ackapi`` serves the API.
 """
 
@@ -22,7 +22,7 @@ from typing import Final
 
 from pydantic import field_validator, model_validator
 
-from zwconf import Duration, Secret, Strict, SubkeyError
+from zonewatch.strict import Duration, Secret, Strict, SubkeyError
 
 __all__ = ["AckConfig", "AckToken", "FILE_NAME", "MIN_TOKEN", "default_path"]
 

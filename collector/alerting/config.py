@@ -12,7 +12,7 @@ from collector.alerting.health import HealthSettings
 from collector.alerting.model import ALERT_NAMES
 from collector.alerting.qos import QosSettings
 from collector.inventory import Receiver
-from zwconf import Duration, Secret, Strict
+from zonewatch.strict import Duration, Secret, Strict
 
 
 class RulePolicy(Strict):

@@ -46,7 +46,7 @@ from collector.alerting.model import Finding
 from collector.clockskew import ClockView
 from collector.inventory import Inventory
 from zonewatch import wire
-from zwconf import Duration, Strict
+from zonewatch.strict import Duration, Strict
 
 __all__ = ["HealthSettings", "HealthFacts", "ModemHealth", "SelfReport", "judge", "SIM_PROBLEMS", "REG_STATES"]
 

@@ -40,7 +40,7 @@ from typing import Final
 from pydantic import Field
 
 from zonewatch import wire
-from zwconf import Duration, Strict
+from zonewatch.strict import Duration, Strict
 
 __all__ = ["QosSettings", "CarrierTargets", "Result", "QosHistory", "Access", "Transfers", "judge_access",
            "judge_transfers", "ACCESS_TESTS", "TRANSFER_TESTS"]

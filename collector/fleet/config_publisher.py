@@ -56,7 +56,7 @@ from collector.secrets import SecretSource
 from collector.shard import restrict
 from collector.threads import named
 from zonewatch import wire
-from zwconf import ConfigError
+from zonewatch.strict import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import yaml
 
 from collector.inventory import Inventory
 from zonewatch import wire
-from zwconf import RefPath
+from zonewatch.strict import RefPath
 
 __all__ = ["Rendered", "Problem", "RenderError", "MANAGED_KEYS", "LOCAL_ONLY", "render_all", "render"]
 

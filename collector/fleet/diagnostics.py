@@ -40,7 +40,7 @@ from pydantic import Field
 from collector.alerting.model import Notification
 from collector.inventory import Inventory
 from zonewatch import wire
-from zwconf import Duration, Strict
+from zonewatch.strict import Duration, Strict
 
 __all__ = ["TRIGGERS", "DiagnosticsConfig", "Round", "Planner", "Diagnostics", "STATE_FILE", "mqtt_send"]
 

@@ -56,7 +56,7 @@ from pydantic import Field, field_validator
 from collector import mosquitto
 from collector.fleet.registry import Registry
 from zonewatch import wire
-from zwconf import Duration, RefPath, Strict
+from zonewatch.strict import Duration, RefPath, Strict
 
 if TYPE_CHECKING:
     from collector.config import CollectorConfig

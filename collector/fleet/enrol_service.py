@@ -21,7 +21,7 @@ from collector.fleet.registry import Registry
 from collector.scope import Scope
 from collector.threads import named
 from zonewatch import wire
-from zwconf.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig
 
 if TYPE_CHECKING:
     pass

@@ -28,7 +28,7 @@ from collector.fleet import waves
 from collector.fleet.config_state import replace_file
 from collector.fleet.software import REQUESTS_DIR, SoftwareState, load
 from zonewatch import wire
-from zwconf import format_duration, parse_duration
+from zonewatch.strict import format_duration, parse_duration
 
 __all__ = ["add_arguments", "run", "status_lines", "probe_part", "probe_json"]
 

@@ -18,8 +18,8 @@ from collector.clockskew import shifted
 from collector.mosquitto import TICK_ROOT  # the collector's tick topics
 from collector.scope import Refusals, Scope
 from zonewatch import wire
+from zonewatch.mqtt import MqttConfig
 from zonewatch.queue import Entry
-from zwconf.mqtt import MqttConfig
 
 _loads: Callable[[Any], Any] = orjson.loads  # about twice as fast as the standard library's on our batches
 

@@ -107,8 +107,8 @@ from collector.storage import LineWriter, StorageError, Writer, prepare_write, t
 from collector.storage.lineproto import Encoded
 from collector.threads import named
 from zonewatch import wire
+from zonewatch.mqtt import MqttConfig
 from zonewatch.queue import DiskQueue, Entry, QueueReader
-from zwconf.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zwconf import ConfigError, load_file, parse_duration
+from zonewatch.strict import ConfigError, load_file, parse_duration
 
 HELP = "write a zone's monthly report (HTML with plots, and CSV)"
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zwconf import ConfigError, parse_duration
+from zonewatch.strict import ConfigError, parse_duration
 
 HELP = "write one carrier's coverage map of a zone: one HTML file over the park's plan that opens offline"
 

@@ -37,8 +37,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-import zwconf
-from zonewatch import wire
+from zonewatch import strict, wire
 
 if TYPE_CHECKING:
     from collector.storage.lineproto import Encoded, Encoder
@@ -135,12 +134,12 @@ def _check_http_url(url: str) -> str:
     return url.rstrip("/")
 
 
-class VictoriaMetricsStorage(zwconf.Strict):
+class VictoriaMetricsStorage(strict.Strict):
     """Write to VictoriaMetrics through its InfluxDB-compatible endpoint."""
 
     type: Literal["victoriametrics"]
     url: str
-    timeout: zwconf.Duration = 10.0
+    timeout: strict.Duration = 10.0
 
     @field_validator("url")
     @classmethod
@@ -149,15 +148,15 @@ class VictoriaMetricsStorage(zwconf.Strict):
         return _check_http_url(url)
 
 
-class InfluxDBStorage(zwconf.Strict):
+class InfluxDBStorage(strict.Strict):
     """Write to an InfluxDB 2.x (or 3.x, v2 write API) bucket."""
 
     type: Literal["influxdb"]
     url: str
     org: str
     bucket: str
-    token: zwconf.Secret
-    timeout: zwconf.Duration = 10.0
+    token: strict.Secret
+    timeout: strict.Duration = 10.0
 
     @field_validator("url")
     @classmethod
@@ -166,13 +165,13 @@ class InfluxDBStorage(zwconf.Strict):
         return _check_http_url(url)
 
 
-class SqliteStorage(zwconf.Strict):
+class SqliteStorage(strict.Strict):
     """Store into a local SQLite file: the embedded default for one site and the demo."""
 
     type: Literal["sqlite"]
     path: str
-    retention: zwconf.Duration = 400 * 86400.0   # points older than this are pruned (in small steps); 0: keep all
-    prune_every: zwconf.PositiveDuration = 3600.0  # how often the pruning looks for old points
+    retention: strict.Duration = 400 * 86400.0   # points older than this are pruned (in small steps); 0: keep all
+    prune_every: strict.PositiveDuration = 3600.0  # how often the pruning looks for old points
 
 
 StorageConfig = Annotated[

@@ -36,7 +36,7 @@ def test_v2c_and_v3_settings() -> None:
     ({}, "give --community (SNMPv2c) or --user, --auth-key and --priv-key (SNMPv3 authPriv)"),
     ({"community": "c", "auth_key": "k"}, "--community is SNMPv2c and --auth-key is SNMPv3: give one or the other"),
     ({"user": "zw", "priv_key": "p"}, "SNMPv3 (authPriv) needs --user, --auth-key and --priv-key; missing: --auth-key"),
-    ({"community": "c", "timeout": "2"}, "--timeout: expected a duration"),  # zwconf's words follow
+    ({"community": "c", "timeout": "2"}, "--timeout: expected a duration"),  # zonewatch.strict's words follow
 ])
 def test_incomplete_or_wrong_options_are_refused_clearly(keys: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError) as info:

@@ -12,7 +12,7 @@ from agent.config import AgentConfig
 from agent.runner import Agent, first_offset, jitter
 from agent.sources import SourceError
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 
 class FlakySource:

@@ -13,7 +13,7 @@ from agent.gpsd import Fix, parse_report
 from agent.survey import Survey, load_waypoints, pair, survey_sample
 from zonewatch import wire
 from zonewatch.measurements import problems
-from zwconf import ConfigError
+from zonewatch.strict import ConfigError
 
 S = 10**9
 T0 = 1_767_225_600 * S

@@ -43,13 +43,12 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-import zwconf  # noqa: E402
 from collector.alerting import amconfig  # noqa: E402
 from collector.alerting.config import AlertingConfig  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
 from tests import services  # noqa: E402
 from tests.services import WebhookServer  # noqa: E402
-from zonewatch import wire  # noqa: E402
+from zonewatch import strict, wire  # noqa: E402
 
 ZONE = "bench"
 
@@ -156,8 +155,8 @@ def main() -> None:
         broker = services.start_mosquitto(work / "mosquitto")
         started.append(broker)
         inv_text = INVENTORY.format(hooks=hooks.url)
-        inventory = zwconf.load(Inventory, inv_text, "inventory.yaml")
-        placeholder = zwconf.load(AlertingConfig, "{}\n")
+        inventory = strict.load(Inventory, inv_text, "inventory.yaml")
+        placeholder = strict.load(AlertingConfig, "{}\n")
         timing = amconfig.Timing(group_wait="0s", group_interval="1s", repeat_interval="4h")
         written = amconfig.write(inventory, placeholder, work / "am-config" / "alertmanager.yml", timing=timing)
         am = services.start_alertmanager(work / "am", written[-1][0].read_text())

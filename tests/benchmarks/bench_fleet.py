@@ -51,7 +51,7 @@ from tests import services  # noqa: E402
 from tests.benchmarks.bench_ingest import cpu_seconds, peak_rss_mb  # noqa: E402
 from tests.tlsbroker import make_ca, make_server_cert, pem_key  # noqa: E402
 from zonewatch import wire  # noqa: E402
-from zwconf import load  # noqa: E402
+from zonewatch.strict import load  # noqa: E402
 
 ZONE = "fleet"
 CYCLE = ["snmp"] * 50 + ["cellular"] * 4 + ["self"] * 2   # one probe's batches in 30 s, in order

@@ -78,7 +78,8 @@ IMPORT_LADDER = textwrap.dedent("""\
         print(f"{step}|{now - last}|{now}")
         last = now
 """)
-LADDER = ["asyncio", "yaml", "pydantic", "zwconf", "zonewatch.wire", "agent.cli", "serial", "agent.sources.cellular",
+LADDER = ["asyncio", "yaml", "pydantic", "zonewatch.strict", "zonewatch.wire", "agent.cli", "serial",
+          "agent.sources.cellular",
           "agent.snmpclient", "gufo.snmp.aio+agent.snmp_gufo", "pyasn1.codec.ber.decoder",
           "pysnmp.hlapi.v3arch.asyncio+agent.snmp_pysnmp", "agent.sources.snmp", "agent.config",
           "paho.mqtt.client", "zonewatch.queue+agent.spool", "agent.uplink", "apscheduler.schedulers.asyncio",

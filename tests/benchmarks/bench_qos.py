@@ -48,11 +48,11 @@ def cpu():
     return u.ru_utime + u.ru_stime
 
 import agent.runner, agent.sources.registry, agent.sources.cellular, agent.sources.snmp, agent.sources.reach  # noqa
-import zwconf
+from zonewatch import strict
 from agent.sources.qos import QosConfig, QosSource
 base = rss_kb()
 configs = json.loads(sys.argv[1])
-sources = [QosSource(zwconf.load(QosConfig, json.dumps(c), c["name"])) for c in configs]
+sources = [QosSource(strict.load(QosConfig, json.dumps(c), c["name"])) for c in configs]
 loop = asyncio.new_event_loop()
 t0 = 1764266400 * 10**9                      # 2025-11-28 01:00 in Ho Chi Minh City: the night window
 out = {"base_kb": base, "short": [], "idle": [], "transfers": [], "samples": {}}

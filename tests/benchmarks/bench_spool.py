@@ -28,7 +28,7 @@ from agent.spool import Spool  # noqa: E402
 from agent.uplink import Uplink  # noqa: E402
 from tests import services  # noqa: E402
 from zonewatch import wire  # noqa: E402
-from zwconf.mqtt import MqttConfig  # noqa: E402
+from zonewatch.mqtt import MqttConfig  # noqa: E402
 
 
 def device_poll(device: int, t_ns: int) -> tuple[wire.Sample, ...]:

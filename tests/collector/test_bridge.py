@@ -11,7 +11,7 @@ import pytest
 from collector import bridge, mosquitto
 from collector.ingest.seq import SeqTracker
 from collector.inventory import Inventory
-from zwconf import load
+from zonewatch.strict import load
 
 INVENTORY = """\
 zones:

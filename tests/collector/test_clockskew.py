@@ -23,8 +23,8 @@ from collector.scope import Scope
 from collector.storage.lineproto import Encoded, Encoder
 from tests.services import wait_for
 from zonewatch import wire
+from zonewatch.mqtt import MqttConfig
 from zonewatch.queue import DiskQueue, Entry
-from zwconf.mqtt import MqttConfig
 
 S = 1_000_000_000
 NOW = 1_764_290_000 * S

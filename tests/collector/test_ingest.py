@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import zwconf
 from collector.ingest import DERIVED, SeqRanges, SeqTracker, parse_entry, plain_batch, read_entry
 from collector.inventory import Inventory
 from collector.scope import Refusals, Scope
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.queue import Entry
 
 
@@ -379,7 +378,7 @@ def test_a_probe_with_many_origins_keeps_only_its_latest_few() -> None:
 # (tests/fuzz, target fastdecode); these pin its edge cases.
 
 NOW = 1_764_290_000 * 10**9
-SCOPE = Scope(zwconf.load(Inventory, """
+SCOPE = Scope(strict.load(Inventory, """
 zones: {z1: {name: One}}
 carriers: {viettel: {plmn: 452-04, name: Viettel}}
 sites: {pop: {zone: z1}}

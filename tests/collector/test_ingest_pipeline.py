@@ -23,8 +23,8 @@ from collector.storage import StorageError
 from collector.storage.lineproto import Encoded, Encoder
 from tests.services import wait_for
 from zonewatch import wire
+from zonewatch.mqtt import MqttConfig
 from zonewatch.queue import DiskQueue
-from zwconf.mqtt import MqttConfig
 
 NOW = 1_764_290_000 * 10**9
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from collector import cli
 from collector.inventory import Inventory
 from collector.maintenance import Declared, Window, co_owners, occurrences, open_span, refusal
 from collector.maintenance_store import MaintenanceStore, merged
+from zonewatch import strict
 
 S = 1_000_000_000
 
@@ -98,7 +98,7 @@ def test_a_one_off_window_by_duration() -> None:
 
 
 def load(windows: str) -> Inventory:
-    return zwconf.load(Inventory, INVENTORY + ("maintenance:\n" + windows if windows else ""), "inventory.yaml")
+    return strict.load(Inventory, INVENTORY + ("maintenance:\n" + windows if windows else ""), "inventory.yaml")
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -123,7 +123,7 @@ def load(windows: str) -> Inventory:
      "bts-vn: it belongs to VinaPhone. A carrier declares windows on its own assets only"),
 ])
 def test_the_inventory_names_the_key_and_line_of_a_bad_window(text: str, error: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as exc:
+    with pytest.raises(strict.ConfigError) as exc:
         load(text)
     assert str(exc.value) == error
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from collector import cli, mosquitto
 from collector.inventory import Inventory
-from zonewatch import wire
-from zwconf import load
+from zonewatch import strict, wire
+from zonewatch.strict import load
 
 INVENTORY = """\
 zones:
@@ -109,9 +108,9 @@ def test_a_probe_id_that_is_no_plain_topic_segment_is_refused(probe_id: str) -> 
 
 
 def test_the_inventory_refuses_ids_that_are_no_topic_segment() -> None:
-    with pytest.raises(zwconf.ConfigError, match=r"probes: probes key 'p/\+' is not an id"):
+    with pytest.raises(strict.ConfigError, match=r"probes: probes key 'p/\+' is not an id"):
         inventory("zones:\n  z1: {name: one}\nprobes:\n  'p/+': {zone: z1}\n")
-    with pytest.raises(zwconf.ConfigError, match=r"zones: zones key 'z#' is not an id"):
+    with pytest.raises(strict.ConfigError, match=r"zones: zones key 'z#' is not an id"):
         inventory("zones:\n  'z#': {name: one}\nprobes:\n  p1: {zone: 'z#'}\n")
 
 
@@ -156,8 +155,8 @@ def test_listener_refuses_anonymous_and_pins_the_client_id_to_the_username() -> 
         "tls_version tlsv1.2",
         "require_certificate false",
     ]
-    strict = mosquitto.ListenerTls("/c", "/s", "/k", require_certificate=True)
-    assert "require_certificate true\n" in mosquitto.render_listener_options("/p", "/a", strict)
+    mutual = mosquitto.ListenerTls("/c", "/s", "/k", require_certificate=True)
+    assert "require_certificate true\n" in mosquitto.render_listener_options("/p", "/a", mutual)
 
 
 def _mode(path: Path) -> int:
@@ -345,7 +344,7 @@ def test_the_collector_may_write_the_carriers_alert_topics_and_nothing_more() ->
 def test_an_alert_topic_in_the_probes_tree_or_that_breaks_the_acl_is_refused_at_load(topic: str) -> None:
     text = INVENTORY + ("carriers:\n  viettel:\n    plmn: 452-04\n    name: V\n"
                         f'    notify: [{{type: mqtt, topic: "{topic}"}}]\n')
-    with pytest.raises(zwconf.ConfigError, match=r"carriers\.viettel\.notify\[0\]\.topic: .*(reserved|plain MQTT)"):
+    with pytest.raises(strict.ConfigError, match=r"carriers\.viettel\.notify\[0\]\.topic: .*(reserved|plain MQTT)"):
         inventory(text)
 
 

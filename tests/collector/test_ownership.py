@@ -11,7 +11,7 @@ from collector.ownership import Ownership
 from collector.storage.lineproto import Encoder
 from zonewatch import wire
 from zonewatch.measurements import owner_label
-from zwconf import load
+from zonewatch.strict import load
 
 VT, VN, MB = "452-04", "452-02", "452-01"
 OWN_VT, OWN_VN = owner_label(VT), owner_label(VN)

@@ -10,7 +10,7 @@ import pytest
 
 from collector.inventory import Inventory
 from collector.positions import PositionError, Projection, inside, plan_image
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 BASE = """\
 zones:

@@ -13,7 +13,7 @@ from collector import cli
 from collector.inventory import Inventory
 from collector.provision import grafana, vmauth
 from tests.integration import zone_scenario as scn
-from zwconf import load
+from zonewatch.strict import load
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = load(Inventory, scn.INVENTORY_YAML, "inventory.yaml")

@@ -17,7 +17,7 @@ from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests.integration import zone_scenario as scn
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 S = 10**9
 T0 = int(datetime(2025, 11, 3, 10, 0, tzinfo=timezone.utc).timestamp()) * S

@@ -123,7 +123,7 @@ def test_a_report_field_the_filter_does_not_know_stops_the_carrier_report(tmp_pa
         per_carrier_secrets: list[str] = dataclasses.field(default_factory=list)
 
     from collector.inventory import Inventory
-    from zwconf import load
+    from zonewatch.strict import load
 
     source = SqliteSource(str(store(tmp_path)))
     try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import zwconf
 from collector.inventory import Inventory
 from collector.maintenance import Declared
 from collector.report.compute import AvailabilityRow, Outage, Report, ZoneFacts
 from collector.report.maintenance import split
 from collector.report.period import month_period
 from collector.report.render import write_files
+from zonewatch import strict
 
 S = 1_000_000_000
 H = 3600 * S
@@ -47,7 +47,7 @@ maintenance:
 
 def test_downtime_splits_into_planned_overrun_and_unplanned_and_availability_is_given_both_ways(
         tmp_path: Path) -> None:
-    inventory = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+    inventory = strict.load(Inventory, INVENTORY, "inventory.yaml")
     period = month_period("2025-12", "Asia/Ho_Chi_Minh")   # 2025-11-30 17:00 UTC to 2025-12-31 17:00 UTC
     month = period.end_ns - period.start_ns
     sunday = period.start_ns + 6 * 24 * H   # Sunday 7 December, 00:00 local

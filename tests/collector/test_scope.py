@@ -10,7 +10,7 @@ import pytest
 from collector.inventory import Inventory
 from collector.scope import Scope
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 INVENTORY = """\
 zones:

@@ -7,7 +7,7 @@ import pytest
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
 from collector.shard import problems, restrict
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 INVENTORY = """\
 zones:

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector.storage import SqliteStorage
 from collector.storage.retention import Pruner
 from collector.storage.sqlite import SqliteWriter
-from zonewatch import wire
+from zonewatch import strict, wire
 
 T0 = 1_764_289_990_000_000_000
 S = 1_000_000_000
@@ -93,8 +92,8 @@ def test_a_stop_ends_the_pass_between_steps(store: SqliteWriter) -> None:
 
 
 def test_retention_is_configurable_and_checked() -> None:
-    cfg = zwconf.load(SqliteStorage, "type: sqlite\npath: x.db\nretention: 90d\n", "collector.yaml")
+    cfg = strict.load(SqliteStorage, "type: sqlite\npath: x.db\nretention: 90d\n", "collector.yaml")
     assert cfg.retention == 90 * 86_400
-    assert zwconf.load(SqliteStorage, "type: sqlite\npath: x.db\n", "c").retention == 400 * 86_400
-    with pytest.raises(zwconf.ConfigError, match="prune_every"):
-        zwconf.load(SqliteStorage, "type: sqlite\npath: x.db\nprune_every: 0s\n", "collector.yaml")
+    assert strict.load(SqliteStorage, "type: sqlite\npath: x.db\n", "c").retention == 400 * 86_400
+    with pytest.raises(strict.ConfigError, match="prune_every"):
+        strict.load(SqliteStorage, "type: sqlite\npath: x.db\nprune_every: 0s\n", "collector.yaml")

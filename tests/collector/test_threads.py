@@ -14,7 +14,7 @@ from collector.app import Collector
 from collector.config import CollectorConfig
 from collector.ingest import Ingest
 from collector.inventory import Inventory
-from zwconf import load
+from zonewatch.strict import load
 
 
 def test_a_thread_that_dies_is_logged_and_reported_to_every_handler(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,7 @@ What "no crash" means, per target:
     traps       trap_event raises TrapError("malformed") only and its events pass the wire contract;
                 TrapsSource.process never raises, counts each datagram under exactly one reason, and never
                 under internal_error
-    config      zwconf.load raises ConfigError only, as one line starting with the file name (alias bombs
+    config      strict.load raises ConfigError only, as one line starting with the file name (alias bombs
                 among the inputs: refused quickly by the loader's bound)
     fastpath    the collector's ingest fast path stores and refuses exactly what its full path does, and
                 takes every plain message; with and without an inventory's scope (rows about devices and
@@ -55,7 +55,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import zwconf
 from agent import profiles
 from agent.config import AgentConfig
 from agent.sources import SourceError, at, mmcli, snmp, snmpeval, traps, vendors
@@ -67,7 +66,7 @@ from collector.inventory import Inventory
 from collector.scope import Scope
 from collector.secrets import context as secret_context
 from collector.storage.lineproto import Encoder
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.queue import Entry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -347,7 +346,7 @@ def fast_payloads(draw: st.DrawFn) -> bytes:
     return json.dumps(doc, ensure_ascii=draw(st.booleans())).encode("utf-8", errors="surrogatepass")
 
 
-FAST_SCOPE = Scope(zwconf.load(Inventory, """
+FAST_SCOPE = Scope(strict.load(Inventory, """
 zones: {z1: {name: One}}
 carriers: {viettel: {plmn: 452-04, name: Viettel}}
 sites: {pop: {zone: z1}}
@@ -676,7 +675,7 @@ SNMP_CONFIG_TEXT = "type: snmp\nname: dev1\nhost: 192.0.2.1\nversion: v2c\ncommu
 
 
 def snmp_config(unit: str) -> snmp.SnmpConfig:
-    return zwconf.load(snmp.SnmpConfig, SNMP_CONFIG_TEXT + unit, "snmp.yaml")
+    return strict.load(snmp.SnmpConfig, SNMP_CONFIG_TEXT + unit, "snmp.yaml")
 
 
 SNMP_CONFIGS = {unit: snmp_config(unit) for unit in ("auto", "dbm_hundredths", "microwatt")}
@@ -806,7 +805,7 @@ _SOURCE: list[traps.TrapsSource] = []
 def trap_source() -> traps.TrapsSource:
     """Return the one receiver every datagram goes to (its SNMP engine is costly to make)."""
     if not _SOURCE:
-        _SOURCE.append(traps.TrapsSource(zwconf.load(traps.TrapsConfig, TRAPS_CONFIG, "agent.yaml"),
+        _SOURCE.append(traps.TrapsSource(strict.load(traps.TrapsConfig, TRAPS_CONFIG, "agent.yaml"),
                                          clock=lambda: NOW))
     return _SOURCE[0]
 
@@ -936,22 +935,22 @@ def _profile_load(model: Any, text: str, source: str) -> Any:
 # with secrets is loaded with the secrets that configuration declares (read once, here).
 SECRET_ENV = {"ZW_SECRET_VIETTEL_TOKEN": "lab-secret-123"}
 with mock.patch.dict(os.environ, SECRET_ENV):
-    _DECLARED = zwconf.load(CollectorConfig, _literal_secrets((ROOT / "config" / "collector.example.yaml").read_text()),
+    _DECLARED = strict.load(CollectorConfig, _literal_secrets((ROOT / "config" / "collector.example.yaml").read_text()),
                             "collector.yaml").secrets
 
 
 def _load_with_secrets(model: Any, text: str, source: str) -> Any:
-    return zwconf.load(model, text, source, context=secret_context(_DECLARED))
+    return strict.load(model, text, source, context=secret_context(_DECLARED))
 
 
 _PROFILE_TEXTS = [p.read_text() for p in sorted((ROOT / "agent" / "profiles").glob("*.yaml"))]
 CONFIG_SEEDS: list[tuple[str, Any, Callable[[Any, str, str], Any], str]] = [
-    ("agent", AgentConfig, zwconf.load, _literal_secrets((ROOT / "config" / "agent.example.yaml").read_text())),
-    ("collector", CollectorConfig, zwconf.load,
+    ("agent", AgentConfig, strict.load, _literal_secrets((ROOT / "config" / "agent.example.yaml").read_text())),
+    ("collector", CollectorConfig, strict.load,
      _literal_secrets((ROOT / "config" / "collector.example.yaml").read_text())),
-    ("inventory", Inventory, zwconf.load, _literal_secrets((ROOT / "config" / "inventory.example.yaml").read_text())),
+    ("inventory", Inventory, strict.load, _literal_secrets((ROOT / "config" / "inventory.example.yaml").read_text())),
     ("inventory", Inventory, _load_with_secrets, (ROOT / "config" / "inventory.example.yaml").read_text()),
-    ("traps", traps.TrapsConfig, zwconf.load, TRAPS_CONFIG),
+    ("traps", traps.TrapsConfig, strict.load, TRAPS_CONFIG),
     *[("profile", profiles.Profile, _profile_load, text) for text in _PROFILE_TEXTS],
 ]
 CONFIG_DOCS = {i: yaml.safe_load(seed[3]) for i, seed in enumerate(CONFIG_SEEDS)}
@@ -1014,7 +1013,7 @@ def config_body(seed: int, text: str) -> None:
     try:
         with mock.patch.dict(os.environ, SECRET_ENV):
             load(model, text, "fuzz.yaml")
-    except zwconf.ConfigError as exc:
+    except strict.ConfigError as exc:
         message = str(exc)
         assert message.startswith("fuzz.yaml") and exc.message, message
         assert len(message.splitlines()) == 1 and exc.message.isprintable(), f"not one line: {message!r}"
@@ -1103,29 +1102,29 @@ def test_known_mmcli_deeply_nested_json() -> None:
 
 def test_known_config_recursive_alias() -> None:
     """Was: a recursive YAML alias raised RecursionError, not ConfigError."""
-    with pytest.raises(zwconf.ConfigError):
-        zwconf.load(Inventory, "zones: &x [*x]", "inventory.yaml")
+    with pytest.raises(strict.ConfigError):
+        strict.load(Inventory, "zones: &x [*x]", "inventory.yaml")
 
 
 def test_known_config_control_character() -> None:
     """Was: a control character (YAML ReaderError, which has no 'problem') gave a two-line message, no line."""
-    with pytest.raises(zwconf.ConfigError) as raised:
-        zwconf.load(Inventory, "\x08", "inventory.yaml")
+    with pytest.raises(strict.ConfigError) as raised:
+        strict.load(Inventory, "\x08", "inventory.yaml")
     assert "\n" not in str(raised.value)
     assert raised.value.line == 1
 
 
 def test_known_config_unknown_tag() -> None:
     """Was: an unknown YAML tag gave 'bad value: ' and PyYAML's whole error, marks and caret on further lines."""
-    with pytest.raises(zwconf.ConfigError) as raised:
-        zwconf.load(Inventory, "zones: !!foo x", "inventory.yaml")
+    with pytest.raises(strict.ConfigError) as raised:
+        strict.load(Inventory, "zones: !!foo x", "inventory.yaml")
     assert "\n" not in str(raised.value)
 
 
 def test_known_config_key_with_a_line_break() -> None:
     """Was: a key with a line break was shown raw in the key path, so the message was not one line."""
-    with pytest.raises(zwconf.ConfigError) as raised:
-        zwconf.load(Inventory, 'zones: {"a\\nb": 1}', "inventory.yaml")
+    with pytest.raises(strict.ConfigError) as raised:
+        strict.load(Inventory, 'zones: {"a\\nb": 1}', "inventory.yaml")
     assert "\n" not in str(raised.value)
 
 

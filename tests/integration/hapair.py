@@ -39,7 +39,7 @@ from tests import services
 from tests.services import WebhookServer
 from tests.tlsbroker import Peer, connect, write_server_pki
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 ZONE = "ha"
 TOPIC = "alerts/viettel"

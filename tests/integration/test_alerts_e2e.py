@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 
-import zwconf
 from agent.sim.modem import SimModem
 from collector.alerting import amconfig
 from collector.alerting.config import AlertingConfig
@@ -36,6 +35,7 @@ from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests import services
 from tests.services import WebhookServer
+from zonewatch import strict
 
 pytestmark = pytest.mark.integration
 
@@ -116,8 +116,8 @@ class Zone:
                           f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{enabled: false}}\n"
                           f"inventory: inventory.yaml\n")
         # Alertmanager, configured from the inventory as an operator would (group_wait 0: a test, not a NOC).
-        inventory = zwconf.load(Inventory, inv_path.read_text(), "inventory.yaml")
-        placeholder = zwconf.load(AlertingConfig, f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
+        inventory = strict.load(Inventory, inv_path.read_text(), "inventory.yaml")
+        placeholder = strict.load(AlertingConfig, f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
         timing = amconfig.Timing(group_wait="0s", group_interval="100ms", repeat_interval="1h")
         written = amconfig.write(inventory, placeholder, tmp / "am-config" / "alertmanager.yml", timing=timing)
         self.am = services.start_alertmanager(tmp / "am", written[-1][0].read_text())

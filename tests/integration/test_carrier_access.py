@@ -29,7 +29,7 @@ from tests import services
 from tests.dashboards import grafana
 from tests.integration import zone_scenario as scn
 from zonewatch.measurements import OWNER_LABEL_PREFIX, owner_label
-from zwconf import load
+from zonewatch.strict import load
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector.alerting.ackapi import API_PATH, AckApi, with_acks
 from collector.alerting.acks import AckStore
 from collector.alerting.config import AlertingConfig
@@ -30,8 +29,8 @@ from collector.alerting.notify import Dispatcher
 from collector.alerting.responder import Responder
 from collector.inventory import Inventory
 from tests.services import WebhookServer, wait_for
-from zonewatch import wire
-from zwconf.httpd import BoundedHttpServer, HttpLimits
+from zonewatch import strict, wire
+from zonewatch.httpd import BoundedHttpServer, HttpLimits
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +72,7 @@ class Zone:
     """The engine, dispatcher and responder of one collector, and the acknowledgement API, driven at given times."""
 
     def __init__(self, tmp: Path, first: WebhookServer, behind: WebhookServer) -> None:
-        self.cfg = zwconf.load(AlertingConfig, f"""
+        self.cfg = strict.load(AlertingConfig, f"""
 state_path: '{tmp / "alerts.db"}'
 outbox_dir: '{tmp / "outbox"}'
 restart_grace: 0s
@@ -83,7 +82,7 @@ acks:
     viettel: {{token: {VIETTEL_TOKEN}, carrier: 452-04}}
     vinaphone: {{token: {VINAPHONE_TOKEN}, carrier: 452-02}}
 """, "collector.yaml")
-        self.inventory = zwconf.load(Inventory, inventory_text(first.url, behind.url), "inventory.yaml")
+        self.inventory = strict.load(Inventory, inventory_text(first.url, behind.url), "inventory.yaml")
         registry = CollectorRegistry()
         self.dispatcher = Dispatcher(self.cfg, self.inventory, None, registry)
         self.responder = Responder(self.dispatcher, AckStore(tmp / "acks.db"), self.inventory, self.cfg, registry,

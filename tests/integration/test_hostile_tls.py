@@ -28,7 +28,7 @@ from agent.uplink import Uplink
 from tests import services
 from tests.hostile import BatchSubscriber, fd_count, make_client_cert
 from tests.tlsbroker import make_ca, make_server_cert, pem_key
-from zwconf.mqtt import MqttConfig, MqttTls
+from zonewatch.mqtt import MqttConfig, MqttTls
 
 pytestmark = pytest.mark.integration
 

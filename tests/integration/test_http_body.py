@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from zwconf.httpd import BoundedHttpServer, HttpLimits
+from zonewatch.httpd import BoundedHttpServer, HttpLimits
 
 pytestmark = pytest.mark.integration
 

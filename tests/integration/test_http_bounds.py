@@ -1,6 +1,6 @@
 """No caller of /metrics can stall a program: the bounded server on real sockets, and a real collector flooded.
 
-- The server alone (``zwconf.httpd``) on loopback, with short limits: a connection over the cap is closed at
+- The server alone (``zonewatch.httpd``) on loopback, with short limits: a connection over the cap is closed at
   once and counted ``refused``; a half-open one is closed at its deadline and counted ``timeout``; a caller
   that never reads its answer is cut off at the write timeout; ``stop()`` ends every connection and thread at
   once and leaves no descriptor open.
@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests import services
 from zonewatch import wire
-from zwconf.httpd import BoundedHttpServer, HttpLimits
+from zonewatch.httpd import BoundedHttpServer, HttpLimits
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests import services
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 pytestmark = pytest.mark.integration
 

@@ -92,7 +92,7 @@ def _dependencies_view(dest: Path) -> Path:
     """A folder of links to the test environment's installed packages, less pip and ZoneWatch's own entries."""
     dest.mkdir()
     site = Path(sysconfig.get_path("purelib"))
-    own = {"pip", "__pycache__", "_distutils_hack", "agent", "collector", "zwconf", "zonewatch"}
+    own = {"pip", "__pycache__", "_distutils_hack", "agent", "collector", "zonewatch.strict", "zonewatch"}
     for entry in site.iterdir():
         name = entry.name
         if name in own or name.startswith(("pip-", "zonewatch", "__editable__")) or name.endswith(".pth"):

@@ -27,7 +27,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-import zwconf
 from collector.alerting import amconfig
 from collector.alerting.config import AlertingConfig
 from collector.inventory import Inventory
@@ -35,7 +34,7 @@ from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests import services
 from tests.services import WebhookServer
-from zonewatch import wire
+from zonewatch import strict, wire
 
 pytestmark = pytest.mark.integration
 
@@ -123,8 +122,8 @@ class Zone:
         self.started.append(self.broker)
         inv_path = tmp / "inventory.yaml"
         inv_path.write_text(inventory_text(self.hooks.url))
-        inventory = zwconf.load(Inventory, inv_path.read_text(), "inventory.yaml")
-        placeholder = zwconf.load(AlertingConfig, f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
+        inventory = strict.load(Inventory, inv_path.read_text(), "inventory.yaml")
+        placeholder = strict.load(AlertingConfig, f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
         timing = amconfig.Timing(group_wait="0s", group_interval="100ms", repeat_interval="1h")
         written = amconfig.write(inventory, placeholder, tmp / "am-config" / "alertmanager.yml", timing=timing)
         self.am = services.start_alertmanager(tmp / "am", written[-1][0].read_text())

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector import mosquitto
 from collector.alerting import amconfig
 from collector.alerting.config import AlertingConfig, SmtpConfig
@@ -44,7 +43,8 @@ from collector.inventory import EmailReceiver, Inventory
 from tests import services
 from tests.services import WebhookServer
 from tests.tlsbroker import make_ca, make_server_cert
-from zwconf.mqtt import MqttConfig
+from zonewatch import strict
+from zonewatch.mqtt import MqttConfig
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +69,11 @@ def note(alertname: str = "ServiceOutage", status: str = "firing", carrier: str 
 
 
 def alerting(text: str) -> AlertingConfig:
-    return zwconf.load(AlertingConfig, text, "collector.yaml")
+    return strict.load(AlertingConfig, text, "collector.yaml")
 
 
 def inventory(text: str) -> Inventory:
-    return zwconf.load(Inventory, text, "inventory.yaml")
+    return strict.load(Inventory, text, "inventory.yaml")
 
 
 def metric(registry: CollectorRegistry, name: str, receiver: str) -> float:
@@ -173,13 +173,13 @@ def test_a_message_the_webhook_refuses_is_dropped_and_the_next_delivered(
 RESTART_SCRIPT = """
 import sys, time
 from prometheus_client import CollectorRegistry
-import zwconf
+from zonewatch import strict
 from collector.alerting.config import AlertingConfig
 from collector.alerting.model import Notification
 from collector.alerting.notify import Dispatcher
 from collector.inventory import Inventory
-cfg = zwconf.load(AlertingConfig, open(sys.argv[1]).read(), "collector.yaml")
-inv = zwconf.load(Inventory, open(sys.argv[2]).read(), "inventory.yaml")
+cfg = strict.load(AlertingConfig, open(sys.argv[1]).read(), "collector.yaml")
+inv = strict.load(Inventory, open(sys.argv[2]).read(), "inventory.yaml")
 d = Dispatcher(cfg, inv, None, CollectorRegistry())
 d.start()
 for i in range(3):

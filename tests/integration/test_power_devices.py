@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent import profiles
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from tests import services
+from zonewatch import strict
 from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
@@ -52,7 +52,7 @@ def poll(port: int, community: str, names: str | None) -> list[Sample]:
     """Poll once with the named profiles (None: auto-detection); every sample must be within the catalogue."""
     text = (f"type: snmp\nname: {community}\nhost: 127.0.0.1\nport: {port}\nversion: v2c\ncommunity: {community}\n"
             f"site: bts-17\n" + (f"profiles: [{names}]\n" if names is not None else ""))
-    config = zwconf.load(SnmpConfig, text, "test.yaml")
+    config = strict.load(SnmpConfig, text, "test.yaml")
 
     async def main() -> list[Sample]:
         source = SnmpSource(config)

@@ -29,7 +29,7 @@ from tests.integration import qoslab
 from tests.integration.qoslab import ZONE_NAME, Carrier, Lab
 from tests.netns import NsProcess
 from zonewatch import wire
-from zwconf import load as load_config
+from zonewatch.strict import load as load_config
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +40,10 @@ MB = 10**6
 
 HELPER = r"""
 import asyncio, json, sys, time
-import zwconf
+from zonewatch import strict
 from agent.sources.qos import QosConfig, QosSource
 
-sources = {c["name"]: QosSource(zwconf.load(QosConfig, json.dumps(c), c["name"])) for c in json.loads(sys.argv[1])}
+sources = {c["name"]: QosSource(strict.load(QosConfig, json.dumps(c), c["name"])) for c in json.loads(sys.argv[1])}
 interfaces = json.loads(sys.argv[2])
 
 def counters():

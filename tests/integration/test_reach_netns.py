@@ -39,7 +39,7 @@ OPEN_PORT, CLOSED_PORT = 8080, 8081  # inside the fresh core namespace nothing e
 # Polls each source named on stdin and prints its sample, and what it logged, as one JSON line.
 HELPER = r"""
 import asyncio, json, logging, sys, time
-import zwconf
+from zonewatch import strict
 from agent.sources.reach import ReachConfig, ReachSource
 
 class Keep(logging.Handler):
@@ -51,7 +51,7 @@ class Keep(logging.Handler):
 
 keep = Keep()
 logging.getLogger("agent.sources.reach").addHandler(keep)
-sources = {c["name"]: ReachSource(zwconf.load(ReachConfig, json.dumps(c), c["name"])) for c in json.loads(sys.argv[1])}
+sources = {c["name"]: ReachSource(strict.load(ReachConfig, json.dumps(c), c["name"])) for c in json.loads(sys.argv[1])}
 loop = asyncio.new_event_loop()
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.sources.snmp import Reading, SnmpConfig, SnmpSource
 from tests import services
 from tests.integration.test_snmp_devices import SUBTREES, WALKS, column, number, read_walk
+from zonewatch import strict
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +110,7 @@ def config(port: int, community: str, profiles: list[str] | None = None) -> Snmp
              f"community: {community}"]
     if profiles is not None:
         lines.append(f"profiles: [{', '.join(profiles)}]")
-    return zwconf.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
+    return strict.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
 
 
 def read(config: SnmpConfig) -> Reading:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from tests import services
+from zonewatch import strict
 from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
@@ -126,7 +126,7 @@ def device(port: int, community: str, profiles: str, **keys: str) -> SnmpConfig:
     lines = ["type: snmp", f"name: {community}", "host: 127.0.0.1", f"port: {port}", "version: v2c",
              f"community: {community}", "site: dv-site-1", f"profiles: [{profiles}]"]
     lines += [f"{key}: {value}" for key, value in keys.items()]
-    return zwconf.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
+    return strict.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
 
 
 def poll(config: SnmpConfig) -> list[Sample]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from tests import services
+from zonewatch import strict
 from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
@@ -43,7 +43,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Ser
 
 def poll(port: int, community: str, profiles: str) -> list[Sample]:
     """Poll once; every sample must be within the measurement catalogue (names, kinds, physical bounds)."""
-    config = zwconf.load(SnmpConfig, "\n".join([
+    config = strict.load(SnmpConfig, "\n".join([
         "type: snmp", f"name: {community}", "host: 127.0.0.1", f"port: {port}", "version: v2c",
         f"community: {community}", f"profiles: [{profiles}]"]) + "\n", "test.yaml")
 

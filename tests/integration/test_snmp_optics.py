@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from tests import services
+from zonewatch import strict
 from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
@@ -54,7 +54,7 @@ def optical(port: int, community: str, profiles: str | None) -> dict[str, dict[s
              f"community: {community}"]
     if profiles is not None:
         lines.append(f"profiles: [{profiles}]")
-    config = zwconf.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
+    config = strict.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
 
     async def main() -> list[Sample]:
         source = SnmpSource(config)

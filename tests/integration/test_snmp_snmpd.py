@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.snmpclient import PysnmpClient, SnmpTarget, SnmpTimeout, SnmpValue
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from tests import services
 from tests.conftest import SNMP_V3_USER
+from zonewatch import strict
 from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def config(port: int, name: str = "bts-01", **keys: object) -> SnmpConfig:
     lines = ["type: snmp", f"name: {name}", "host: 127.0.0.1", f"port: {port}", "site: dv-site-3",
              "links: {lo: dv-loop-a}"]
     lines += [f"{key}: {value}" for key, value in keys.items()]
-    return zwconf.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
+    return strict.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
 
 
 def v2c(port: int, name: str = "bts-01", **keys: object) -> SnmpConfig:

@@ -14,9 +14,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-import zwconf
 from agent.sources.telemetry import TelemetryConfig, TelemetrySource
 from tests import services
+from zonewatch import strict
 from zonewatch.wire import Event, Sample
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ SITE = "bts-dv-01"
 
 
 def config(port: int, protocol: str = "5", extra: str = "") -> TelemetryConfig:
-    return zwconf.load(TelemetryConfig, f"""\
+    return strict.load(TelemetryConfig, f"""\
 type: telemetry
 name: site-sensors
 broker: {{host: 127.0.0.1, port: {port}, protocol: "{protocol}", keepalive: 5s}}

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-import zwconf
 from agent.sources import SourceError
 from agent.sources.traps import TrapsConfig, TrapsSource
 from tests import services
+from zonewatch import strict
 from zonewatch.wire import Event, Sample
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ class Receiver:
 
     def __init__(self, devices: str, source: TrapsSource | None = None) -> None:
         self.port = source.config.address[1] if source is not None else services.free_udp_port()
-        self.source = source or TrapsSource(zwconf.load(TrapsConfig, config(self.port, devices), "agent.yaml"))
+        self.source = source or TrapsSource(strict.load(TrapsConfig, config(self.port, devices), "agent.yaml"))
         self.emitted: list[tuple[float, str, Event]] = []
         self.samples: list[Sample] = []
         self.loop = asyncio.new_event_loop()
@@ -248,7 +248,7 @@ def test_link_down_of_a_port_the_last_poll_found_not_present_says_so(
     sim = services.start_snmpsim(tmp_path / "snmpsim", data)
     try:
         port = services.free_udp_port()
-        cfg = zwconf.load(AgentConfig, f"""
+        cfg = strict.load(AgentConfig, f"""
 probe: {{id: p1, zone: z1}}
 spool: {{path: {tmp_path / 'spool.db'}}}
 sources:
@@ -329,7 +329,7 @@ def test_a_taken_port_is_a_source_error_naming_the_address() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        source = TrapsSource(zwconf.load(TrapsConfig, config(port)))
+        source = TrapsSource(strict.load(TrapsConfig, config(port)))
         with pytest.raises(SourceError) as info:
             asyncio.run(source.start(lambda kind, samples, events: None))
         asyncio.run(source.stop())

@@ -51,7 +51,7 @@ from collector.config import CollectorConfig
 from collector.inventory import Inventory
 from tests import services
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 ZONE = "scn-park"
 VT, VN = "452-04", "452-02"

@@ -39,8 +39,8 @@ from collector.alerting.notify.payload import group
 from collector.alerting.notify.registry import Context, make_notifier
 from collector.alerting.notify.routing import ALERTMANAGER, Router, problems
 from collector.inventory import Inventory
-from zwconf import RefPath
-from zwconf.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig
+from zonewatch.strict import RefPath
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho

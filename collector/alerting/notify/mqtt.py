@@ -29,7 +29,7 @@ from collector.alerting.notify.base import NotifyError, redact
 from collector.alerting.notify.payload import webhook_message
 from collector.inventory import MqttReceiver
 from zonewatch import wire
-from zwconf.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from collector.alerting.config import AlertingConfig, AlertmanagerTarget
 from collector.alerting.model import Notification
 from collector.inventory import EmailReceiver, Inventory, MqttReceiver, Receiver
-from zwconf import RefPath
+from zonewatch.strict import RefPath
 
 ALERTMANAGER = "alertmanager"
 NOC = "noc"

@@ -17,7 +17,7 @@ from agent.config import AgentConfig
 from agent.fleet.apply import RemoteConfig, running_config
 from agent.fleet.deadman import Health
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 S = 10**9
 T0 = 1_800_000_000 * S

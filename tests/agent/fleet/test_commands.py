@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-import zwconf
 from agent.fleet.commands import Commands
 from agent.metrics import AgentMetrics
 from agent.sources.qos import FakeBearer, QosConfig, QosSource
-from zonewatch import wire
+from zonewatch import strict, wire
 
 S = 10**9
 NOW = 1_764_290_000 * S
@@ -27,7 +26,7 @@ def qos(tmp_path: Path, name: str, modem: str, carrier: str) -> tuple[QosConfig,
            "long_windows": ["01:00-02:00"], "budget": {"monthly": "1GB"}, "state_path": str(tmp_path / f"{name}.json"),
            "tests": [{"test": "tcp", "host": "10.9.0.10", "port": 443},
                      {"test": "download", "url": "http://10.9.0.10/1MB.bin", "bytes": "1MB"}]}
-    config = zwconf.load(QosConfig, json.dumps(doc), "agent.yaml")
+    config = strict.load(QosConfig, json.dumps(doc), "agent.yaml")
     return config, QosSource(config, FakeBearer())
 
 

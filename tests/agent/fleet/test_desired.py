@@ -11,7 +11,7 @@ from agent.config import AgentConfig
 from agent.fleet.desired import effective
 from agent.sources.snmp import SnmpConfig
 from zonewatch import wire
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 LOCAL = """\
 probe: {id: p1, zone: z}

@@ -17,7 +17,7 @@ from agent.fleet.enrol import EnrolError, Resend, identity_from, open_reply, par
 from agent.sim.modem import IDENTITIES, SimModem
 from agent.sources.vendors import Reply
 from zonewatch import wire
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 RID = "0123456789abcdef0123456789abcdef"
 

@@ -17,7 +17,7 @@ from agent.fleet.deadman import Health, Trial
 from agent.fleet.software import HEALTH, REQUEST, RESULT, read_json, update_dir, write_json
 from agent.fleet.update import SoftwareUpdate
 from zonewatch import wire
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 S = 10**9
 T0 = 1_800_000_000 * S

@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 import serial
 
-import zwconf
 from agent.sim.modem import PERSONALITIES, SimModem
 from agent.sources import SourceError
 from agent.sources.cellular import CellularConfig, CellularSource
 from tests.agent.sources.test_vendors import assert_field_types
-from zonewatch import wire
+from zonewatch import strict, wire
 
 NOW = 1_764_289_990_000_000_000
 TIMEOUT = 0.3
@@ -36,7 +35,7 @@ HEALTH = ("sim_state", "reg_state")  # what AT+CPIN? and the registration add to
 def make_config(port: str, extra: str = "") -> CellularConfig:
     """Load a cellular config the way the agent does."""
     text = f"type: cellular\nname: viettel\nport: {port}\ntimeout: {round(TIMEOUT * 1000)}ms\n{extra}"
-    return zwconf.load(CellularConfig, text, "agent.yaml")
+    return strict.load(CellularConfig, text, "agent.yaml")
 
 
 def collect(source: CellularSource, now_ns: int = NOW) -> list[wire.Sample]:
@@ -421,7 +420,7 @@ def run_polls(config_text: str, polls: list[Callable[[], None]], caplog: pytest.
     from agent.config import AgentConfig
     from agent.runner import Agent
 
-    agent = Agent(zwconf.load(AgentConfig, config_text), clock=lambda: NOW)
+    agent = Agent(strict.load(AgentConfig, config_text), clock=lambda: NOW)
     try:
         with caplog.at_level(logging.INFO, logger="agent.runner"):
             for step in polls:
@@ -502,7 +501,7 @@ def test_close_without_collect_is_harmless(source: CellularSource) -> None:
 
 
 def test_config_defaults() -> None:
-    config = zwconf.load(CellularConfig, "type: cellular\nname: viettel\nport: /dev/ttyUSB2\n")
+    config = strict.load(CellularConfig, "type: cellular\nname: viettel\nport: /dev/ttyUSB2\n")
 
     assert (config.baudrate, config.carrier, config.interval, config.timeout) == (115200, None, 30.0, 2.0)
     assert (config.backend, config.vendor, config.gnb_id_bits) == ("at", "auto", 24)
@@ -510,7 +509,7 @@ def test_config_defaults() -> None:
 
 
 def test_mmcli_config_needs_no_port() -> None:
-    config = zwconf.load(CellularConfig, "type: cellular\nname: viettel\nbackend: mmcli\nmodem_index: 0\n")
+    config = strict.load(CellularConfig, "type: cellular\nname: viettel\nbackend: mmcli\nmodem_index: 0\n")
 
     assert (config.backend, config.port, config.modem_index) == ("mmcli", None, 0)
 
@@ -568,8 +567,8 @@ def test_mmcli_config_needs_no_port() -> None:
     ],
 )
 def test_bad_config_names_the_key(text: str, message: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as caught:
-        zwconf.load(CellularConfig, text, "agent.yaml")
+    with pytest.raises(strict.ConfigError) as caught:
+        strict.load(CellularConfig, text, "agent.yaml")
 
     assert str(caught.value) == message
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent import profiles
 from agent.config import AgentConfig
 from agent.runner import Agent
@@ -22,6 +21,7 @@ from agent.snmpclient import FakeSnmpClient, SnmpError, SnmpValue
 from agent.sources import detect
 from agent.sources.detect import Detection, Identity, Match
 from agent.sources.snmp import SnmpConfig, SnmpSource
+from zonewatch import strict
 from zonewatch.wire import Sample
 
 NOW = 1_764_290_000_000_000_000
@@ -166,7 +166,7 @@ ROUTER: dict[str, SnmpValue] = {  # an ACME router: sysObjectID under ACME, two 
 
 
 def config(text: str = CONFIG) -> SnmpConfig:
-    return zwconf.load(SnmpConfig, text, "agent.yaml")
+    return strict.load(SnmpConfig, text, "agent.yaml")
 
 
 def source_with(values: dict[str, SnmpValue], text: str = CONFIG) -> tuple[SnmpSource, FakeSnmpClient]:
@@ -331,7 +331,7 @@ def test_a_poll_cut_short_does_not_count_as_silence(caplog: pytest.LogCaptureFix
 
 
 def test_the_agent_exports_the_silence_of_each_profile(tmp_path: Path) -> None:
-    cfg = zwconf.load(AgentConfig, f"probe: {{id: p1, zone: z1}}\nspool: {{path: '{tmp_path / 's.db'}'}}\nsources:\n"
+    cfg = strict.load(AgentConfig, f"probe: {{id: p1, zone: z1}}\nspool: {{path: '{tmp_path / 's.db'}'}}\nsources:\n"
                                    "  - {type: snmp, name: rtr-01, host: 192.0.2.20, version: v2c, community: c}\n")
     agent = Agent(cfg, clock=lambda: NOW)
     fake = FakeSnmpClient({**ROUTER, f"{ACME}.1.1.1": -1})
@@ -397,7 +397,7 @@ def site(tmp_path: Path, **files: str) -> Path:
 def agent_config(tmp_path: Path, dirs: str, profiles_line: str = "") -> AgentConfig:
     text = (f"probe: {{id: p1, zone: z1}}\nspool: {{path: '{tmp_path / 's.db'}'}}\nprofile_dirs: {dirs}\nsources:\n"
             f"  - {{type: snmp, name: rtr-01, host: 192.0.2.20, version: v2c, community: c{profiles_line}}}\n")
-    return zwconf.load(AgentConfig, text, "agent.yaml")
+    return strict.load(AgentConfig, text, "agent.yaml")
 
 
 def test_site_profiles_are_used_by_name_and_by_detection(tmp_path: Path) -> None:
@@ -418,7 +418,7 @@ def test_site_profiles_are_used_by_name_and_by_detection(tmp_path: Path) -> None
 def test_a_site_profile_replaces_a_shipped_one_only_when_it_says_so(tmp_path: Path) -> None:
     text = TEST_PROFILES["uptime"].replace("sysUpTime, on every device", "our own uptime")
     folder = site(tmp_path, uptime=text)
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         agent_config(tmp_path, f"['{folder}']")
     assert str(info.value) == (f"{folder / 'uptime.yaml'}:1: name: 'uptime' is the name of a shipped profile: give "
                                "the file another name, or say 'replaces_shipped: true' to use it in the shipped one's "
@@ -446,13 +446,13 @@ def test_a_site_profile_replaces_a_shipped_one_only_when_it_says_so(tmp_path: Pa
 def test_a_bad_site_profile_is_an_error_naming_its_file_line_and_key(tmp_path: Path, files: dict[str, str],
                                                                      message: str) -> None:
     folder = site(tmp_path, **files)
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         agent_config(tmp_path, f"['{folder}']")
     assert str(info.value) == f"{folder}/{message}"
 
 
 def test_profile_dirs_errors_name_the_key(tmp_path: Path) -> None:
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         agent_config(tmp_path, f"['{tmp_path / 'nowhere'}']")
     assert str(info.value) == (f"agent.yaml:3: profile_dirs[0]: '{tmp_path / 'nowhere'}' is not a folder of profile "
                                "files")
@@ -460,10 +460,10 @@ def test_profile_dirs_errors_name_the_key(tmp_path: Path) -> None:
     for folder in (one, two):
         folder.mkdir()
         (folder / "acme_dom.yaml").write_text(BETTER_OPTICS)
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         agent_config(tmp_path, f"['{one}', '{two}']")
     assert str(info.value) == (f"{two / 'acme_dom.yaml'}: profile 'acme_dom' is also defined by "
                                f"{one / 'acme_dom.yaml'}: one folder of profile_dirs or the other")
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         agent_config(tmp_path, "[]", ", profiles: [acme_dom]")
     assert str(info.value).startswith("agent.yaml:5: sources[0].profiles[0]: unknown profile 'acme_dom'; known ")

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import zwconf
 from agent.sources import SourceError
 from agent.sources.cellular import CellularConfig, CellularSource
 from agent.sources.mmcli import (
@@ -36,6 +35,7 @@ from agent.sources.mmcli import (
 )
 from agent.sources.vendors import Reading
 from tests.agent.sources.test_vendors import assert_field_types
+from zonewatch import strict
 
 NOW = 1_764_289_990_000_000_000
 DATA = Path(__file__).parent / "testdata" / "cellular" / "mmcli"
@@ -103,7 +103,7 @@ class FakeMmcli:
 def make_source(fake: FakeMmcli, extra: str = "", timeout: str = "5s") -> CellularSource:
     text = (f"type: cellular\nname: viettel\nbackend: mmcli\nmodem_index: 0\nmmcli_path: {fake.path}\n"
             f"interval: 30s\ntimeout: {timeout}\n{extra}")
-    return CellularSource(zwconf.load(CellularConfig, text, "agent.yaml"))
+    return CellularSource(strict.load(CellularConfig, text, "agent.yaml"))
 
 
 def collect(source: CellularSource) -> Any:
@@ -241,7 +241,7 @@ def test_mmcli_failing_names_the_command_and_its_message(tmp_path: Path) -> None
 
 
 def test_missing_mmcli_says_what_to_check(tmp_path: Path) -> None:
-    config = zwconf.load(CellularConfig, f"type: cellular\nname: viettel\nbackend: mmcli\nmodem_index: 0\n"
+    config = strict.load(CellularConfig, f"type: cellular\nname: viettel\nbackend: mmcli\nmodem_index: 0\n"
                                          f"mmcli_path: {tmp_path / 'no-mmcli'}\n")  # fmt: skip
 
     with pytest.raises(SourceError) as caught:
@@ -407,7 +407,7 @@ def test_the_modem_is_found_by_its_imei_after_a_usb_reset_renumbers_it(tmp_path:
         "/org/freedesktop/ModemManager1/Modem/0", "/org/freedesktop/ModemManager1/Modem/1"]}))
     text = (f"type: cellular\nname: viettel\nbackend: mmcli\nimei: '867962040012345'\nmmcli_path: {fake.path}\n"
             "interval: 30s\ntimeout: 5s\n")
-    source = CellularSource(zwconf.load(CellularConfig, text, "agent.yaml"))
+    source = CellularSource(strict.load(CellularConfig, text, "agent.yaml"))
 
     (sample,) = collect(source)
     assert sample.tags["carrier"] == "452-04" and sample.fields["rsrp_dbm"] == -95
@@ -426,7 +426,7 @@ def test_no_modem_with_the_imei_is_a_failed_poll(tmp_path: Path) -> None:
     (fake.dir / "list.json").write_text(json.dumps({"modem-list": ["/org/freedesktop/ModemManager1/Modem/0"]}))
     text = (f"type: cellular\nname: viettel\nbackend: mmcli\nimei: '861111111111111'\nmmcli_path: {fake.path}\n")
     with pytest.raises(SourceError, match="no modem with IMEI 861111111111111 among the 1"):
-        collect(CellularSource(zwconf.load(CellularConfig, text, "agent.yaml")))
+        collect(CellularSource(strict.load(CellularConfig, text, "agent.yaml")))
 
 
 def test_the_serving_cell_comes_from_get_cell_info(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.config import AgentConfig
 from agent.runner import Agent
 from agent.selfreport import storage_fields
@@ -21,7 +20,7 @@ from agent.sim.modem import SimModem
 from agent.sources import SourceError, modem_state
 from agent.sources.cellular import CellularConfig, CellularSource, ModemDown
 from agent.sources.vendors import Reply
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.measurements import problems
 
 S = 1_000_000_000
@@ -57,7 +56,7 @@ def test_the_registration_state_prefers_the_registered_answer() -> None:
 
 def make_config(port: str, extra: str = "") -> CellularConfig:
     text = f"type: cellular\nname: vt\nport: {port}\ncarrier: '452-04'\ntimeout: {round(TIMEOUT * 1000)}ms\n{extra}"
-    return zwconf.load(CellularConfig, text, "agent.yaml")
+    return strict.load(CellularConfig, text, "agent.yaml")
 
 
 @pytest.fixture
@@ -170,7 +169,7 @@ def test_a_vanished_port_fails_with_a_modem_sample_and_the_runner_spools_it(tmp_
     finally:
         asyncio.run(source.close())
 
-    cfg = zwconf.load(AgentConfig, f"probe: {{id: p1, zone: z}}\nspool: {{path: '{tmp_path / 'spool.db'}'}}\n"
+    cfg = strict.load(AgentConfig, f"probe: {{id: p1, zone: z}}\nspool: {{path: '{tmp_path / 'spool.db'}'}}\n"
                                    f"sources:\n  - {{type: cellular, name: vt, port: '{link}', timeout: 200ms}}\n")
     agent = Agent(cfg, clock=lambda: NOW)
     try:
@@ -182,7 +181,7 @@ def test_a_vanished_port_fails_with_a_modem_sample_and_the_runner_spools_it(tmp_
 
 
 def test_a_usb_cycle_that_would_outlast_the_poll_is_refused_naming_the_key_and_line() -> None:
-    with pytest.raises(zwconf.ConfigError) as raised:
+    with pytest.raises(strict.ConfigError) as raised:
         make_config("/dev/ttyUSB2", "interval: 10s\nrecovery:\n  usb: {hub: '1-1', port: 2}\n")
     assert str(raised.value).startswith("agent.yaml:7: recovery: usb.timeout (20s) must be shorter than the source's "
                                         "interval (10s)")

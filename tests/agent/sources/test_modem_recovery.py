@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent.sources.modem_recovery import HOUR_NS, Ladder, Recovery, RecoveryConfig, UsbPowerConfig, power_cycle
+from zonewatch import strict
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S
 
 
 def config(text: str = "") -> RecoveryConfig:
-    return zwconf.load(RecoveryConfig, text or "{}", "agent.yaml")
+    return strict.load(RecoveryConfig, text or "{}", "agent.yaml")
 
 
 USB = "usb: {hub: '1-1.3', port: 2}\n"
@@ -102,7 +102,7 @@ def test_which_steps_a_backend_has() -> None:
     ("wiat: 1m\n", "unknown key 'wiat' (did you mean 'wait'?)"),
 ])
 def test_a_bad_recovery_config_names_the_key_and_the_line(text: str, message: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as raised:
+    with pytest.raises(strict.ConfigError) as raised:
         config(text)
     assert message in str(raised.value)
 

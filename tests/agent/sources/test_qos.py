@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import zwconf
 from agent.config import AgentConfig
 from agent.sources import SourceError
 from agent.sources.qos import FakeBearer, QosConfig, QosSource, parse_bearer_dns, parse_bytes
+from zonewatch import strict
 from zonewatch.wire import Sample
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -48,7 +48,7 @@ def config(tmp_path: Path, **extra: Any) -> QosConfig:
         ],
     }
     doc.update(extra)
-    return zwconf.load(QosConfig, json.dumps(doc), "agent.yaml")
+    return strict.load(QosConfig, json.dumps(doc), "agent.yaml")
 
 
 def bearer() -> FakeBearer:
@@ -186,7 +186,7 @@ def test_an_unwritable_state_file_does_not_stop_the_tests(tmp_path: Path) -> Non
     ({"tests": [{"test": "download", "url": "ftp://x/y", "bytes": 10}]}, "http:// or https:// URL"),
 ])
 def test_config_mistakes_are_named(tmp_path: Path, change: dict[str, Any], message: str) -> None:
-    with pytest.raises(zwconf.ConfigError, match=message):
+    with pytest.raises(strict.ConfigError, match=message):
         config(tmp_path, **change)
 
 
@@ -196,7 +196,7 @@ def test_sizes_read_as_carriers_bill_them() -> None:
 
 
 def test_the_agent_configuration_takes_a_qos_source(tmp_path: Path) -> None:
-    cfg = zwconf.load(AgentConfig, json.dumps({"probe": {"id": "p1", "zone": "dv"},
+    cfg = strict.load(AgentConfig, json.dumps({"probe": {"id": "p1", "zone": "dv"},
                                                "sources": [config(tmp_path).model_dump(mode="json")]}))
     assert cfg.sources[0].type == "qos"
 

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-import zwconf
 from agent.sources import SourceError
 from agent.sources import reach as reach_module
 from agent.sources.reach import FakeReachBackend, ReachConfig, ReachSource, ScapyBackend, path_hash
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.wire import Sample
 
 NOW = 1_764_290_000_000_000_000
@@ -33,7 +32,7 @@ paths:
 
 
 def load(text: str) -> ReachConfig:
-    return zwconf.load(ReachConfig, text, "agent.yaml")
+    return strict.load(ReachConfig, text, "agent.yaml")
 
 
 def poll(source: ReachSource, now_ns: int = NOW) -> Sample:
@@ -88,14 +87,14 @@ def test_tcp_with_port() -> None:
     ("paths: {a: [10.250.1.1], b: [10.250.1.1]}\n", "agent.yaml:4: paths: paths 'a' and 'b' have the same hops"),
 ])
 def test_config_errors_name_the_key(extra: str, error: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as caught:
+    with pytest.raises(strict.ConfigError) as caught:
         load(f"type: reach\nname: core\ntarget: {TARGET}\n{extra}")
     assert str(caught.value) == error
 
 
 @pytest.mark.parametrize("target", ["10.250.9", "core.example", "2001:db8::1", "10.250.9.256", ""])
 def test_target_must_be_ipv4(target: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as caught:
+    with pytest.raises(strict.ConfigError) as caught:
         load(f"type: reach\nname: core\ntarget: '{target}'\n")
     assert str(caught.value) == f"agent.yaml:3: target: expected an IPv4 address such as 192.0.2.1, got {target!r}"
 

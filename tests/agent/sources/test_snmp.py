@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import zwconf
 from agent import profiles
 from agent.snmpclient import FakeSnmpClient, PysnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue
 from agent.sources.snmp import SnmpConfig, SnmpSource
+from zonewatch import strict
 from zonewatch.wire import Sample
 
 NOW = 1_764_290_000_000_000_000
@@ -53,7 +53,7 @@ SWITCH: dict[str, SnmpValue] = {
 
 
 def load(text: str) -> SnmpConfig:
-    return zwconf.load(SnmpConfig, text, "agent.yaml")
+    return strict.load(SnmpConfig, text, "agent.yaml")
 
 
 def poll(source: SnmpSource, now_ns: int = NOW) -> list[Sample]:
@@ -346,7 +346,7 @@ def test_v3_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
      "agent.yaml:6: port: expected greater than or equal to 1, got 0"),
 ])
 def test_config_errors_name_the_key(text: str, message: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         load(text)
     assert str(info.value) == message
 
@@ -381,7 +381,7 @@ def test_shipped_profiles_load_and_are_named_after_their_files() -> None:
      "agent.yaml:9: optical_unit: expected 'auto', 'dbm_hundredths' or 'microwatt', got 'uW'"),
 ])
 def test_profile_config_errors(text: str, message: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         load(text)
     assert str(info.value) == message
 
@@ -872,7 +872,7 @@ tables:
 def test_profile_errors_name_the_file_line_and_key(old: str, new: str, message: str) -> None:
     assert old in PROFILE
     profiles.load(PROFILE, "p.yaml")
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         profiles.load(PROFILE.replace(old, new), "p.yaml")
     assert str(info.value) == message
 
@@ -880,7 +880,7 @@ def test_profile_errors_name_the_file_line_and_key(old: str, new: str, message: 
 def test_a_profile_file_is_named_after_its_profile(tmp_path: Path) -> None:
     path = tmp_path / "q.yaml"
     path.write_text(PROFILE)
-    with pytest.raises(zwconf.ConfigError, match=r"q.yaml: name: 'p' must be the file's name, 'q'"):
+    with pytest.raises(strict.ConfigError, match=r"q.yaml: name: 'p' must be the file's name, 'q'"):
         profiles.load_file(path)
     (tmp_path / "p.yaml").write_text(PROFILE)
     assert profiles.load_file(tmp_path / "p.yaml").name == "p"

@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
-import zwconf
 from agent import profiles
 from agent.snmpclient import FakeSnmpClient, SnmpValue
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from agent.sources.snmpeval import Context, table_samples
+from zonewatch import strict
 from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
@@ -23,7 +23,7 @@ CONFIG = "type: snmp\nname: olt-1\nhost: 192.0.2.20\nversion: v2c\ncommunity: c\
 
 def collect(profile: str, values: dict[str, SnmpValue]) -> list[Sample]:
     fake = FakeSnmpClient({SYS_UPTIME: 100, **values})
-    source = SnmpSource(zwconf.load(SnmpConfig, CONFIG.format(profile), "agent.yaml"), client_factory=lambda t: fake)
+    source = SnmpSource(strict.load(SnmpConfig, CONFIG.format(profile), "agent.yaml"), client_factory=lambda t: fake)
     samples = asyncio.run(source.collect(NOW))
     for s in samples:
         assert problems(s.measurement, s.tags, s.fields) == [], s
@@ -108,7 +108,7 @@ tables:
 def evaluate(text: str, columns: dict[str, dict[str, SnmpValue]],
              joins: dict[str, dict[str, SnmpValue]] | None = None) -> list[Sample]:
     table = profiles.load(text).tables[0]
-    config = zwconf.load(SnmpConfig, CONFIG.format("system"), "agent.yaml")
+    config = strict.load(SnmpConfig, CONFIG.format("system"), "agent.yaml")
     return table_samples(table, columns, joins or {}, Context(config, NOW, {}))
 
 
@@ -152,11 +152,11 @@ def test_without_keep_rows_when_every_row_gives_its_sample() -> None:
     (('{text: "p{index_parent}"}', '{text: "p{slot}"}'), "the placeholders are {index}, {index_parent}"),
 ])
 def test_profile_errors(change: tuple[str, str], message: str) -> None:
-    with pytest.raises(zwconf.ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(strict.ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
         profiles.load(TABLE.replace(*change))
 
 
 def test_a_hidden_field_needs_an_aggregate_or_row_filter() -> None:
     text = TABLE[: TABLE.index("    keep_rows_when:")]
-    with pytest.raises(zwconf.ConfigError, match="starts with '_' is never sent"):
+    with pytest.raises(strict.ConfigError, match="starts with '_' is never sent"):
         profiles.load(text)

@@ -17,10 +17,9 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-import zwconf
 from agent.sources import telemetry
 from agent.sources.telemetry import Mapped, Problem, Subscription, TelemetryConfig, TelemetrySource, map_message
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.wire import Event, Sample
 
 NOW = 1_764_290_000_000_000_000  # receive time: 2025-11-28T00:33:20Z
@@ -51,7 +50,7 @@ subscriptions:
 
 
 def load(text: str = CONFIG) -> TelemetryConfig:
-    return zwconf.load(TelemetryConfig, text, "agent.yaml")
+    return strict.load(TelemetryConfig, text, "agent.yaml")
 
 
 def subs(text: str = CONFIG) -> Sequence[Subscription]:
@@ -146,7 +145,7 @@ def test_defaults() -> None:
      "agent.yaml:4: subscriptions: List should have at least 1 item after validation, not 0"),
 ])
 def test_config_errors_name_the_key(text: str, message: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as info:
+    with pytest.raises(strict.ConfigError) as info:
         load(text)
     assert str(info.value) == message
 

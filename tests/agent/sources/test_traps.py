@@ -13,7 +13,6 @@ from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.proto.api import v1, v2c
 from pysnmp.proto.proxy import rfc2576
 
-import zwconf
 from agent.sources.traps import (
     STATS_KEYS,
     TrapError,
@@ -23,7 +22,7 @@ from agent.sources.traps import (
     plain_var_binds,
     trap_event,
 )
-from zonewatch import wire
+from zonewatch import strict, wire
 
 NOW = 1_764_290_000_000_000_000
 UPTIME = ("1.3.6.1.2.1.1.3.0", 4242)
@@ -248,7 +247,7 @@ devices: {{192.0.2.7: sw-core}}
 
 
 def source(text: str = CONFIG) -> TrapsSource:
-    return TrapsSource(zwconf.load(TrapsConfig, text, "agent.yaml"), clock=lambda: NOW)
+    return TrapsSource(strict.load(TrapsConfig, text, "agent.yaml"), clock=lambda: NOW)
 
 
 def test_v2c_datagram_from_a_known_device() -> None:
@@ -287,7 +286,7 @@ def test_a_link_trap_for_an_instance_beyond_64_bits_is_accepted_without_if_index
 
 def test_event_time_is_the_receive_time_from_the_clock() -> None:
     times = iter([NOW + 1, NOW + 2])
-    src = TrapsSource(zwconf.load(TrapsConfig, CONFIG), clock=lambda: next(times))
+    src = TrapsSource(strict.load(TrapsConfig, CONFIG), clock=lambda: next(times))
     assert [e.time_ns for e in (src.process(("192.0.2.7", 1), LINK_DOWN), src.process(("192.0.2.7", 1), LINK_DOWN))
             if e] == [NOW + 1, NOW + 2]
 
@@ -347,7 +346,7 @@ def test_a_failing_clock_is_an_internal_error_not_an_exception() -> None:
     def broken() -> int:
         raise RuntimeError("clock")
 
-    src = TrapsSource(zwconf.load(TrapsConfig, CONFIG), clock=broken)
+    src = TrapsSource(strict.load(TrapsConfig, CONFIG), clock=broken)
     assert src.process(("192.0.2.7", 40000), LINK_DOWN) is None
     assert src.stats["internal_error"] == 1
 
@@ -385,7 +384,7 @@ devices:
 def test_full_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZW_TRAP_COMMUNITY", "env-community")
     monkeypatch.setenv("ZW_TRAP_AUTH", "env-auth-key")
-    cfg = zwconf.load(TrapsConfig, FULL, "agent.yaml")
+    cfg = strict.load(TrapsConfig, FULL, "agent.yaml")
     assert cfg.name == "park-traps"
     assert cfg.address == ("::", 10162)
     assert [c.get_secret_value() for c in cfg.communities] == ["env-community", "lab-community"]
@@ -399,7 +398,7 @@ def test_full_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults() -> None:
-    cfg = zwconf.load(TrapsConfig, "type: traps\ncommunities: [public]\n")
+    cfg = strict.load(TrapsConfig, "type: traps\ncommunities: [public]\n")
     assert (cfg.name, cfg.listen, cfg.address, cfg.v3_users, cfg.devices) == (
         "traps", "0.0.0.0:162", ("0.0.0.0", 162), [], {})
 
@@ -453,7 +452,7 @@ USER = "{user: u, auth_key: auth-pass-1, priv_key: priv-pass-1, engine_id: '8000
     ],
 )
 def test_config_errors_name_the_key(text: str, message: str) -> None:
-    with pytest.raises(zwconf.ConfigError) as info:
-        zwconf.load(TrapsConfig, text, "agent.yaml")
+    with pytest.raises(strict.ConfigError) as info:
+        strict.load(TrapsConfig, text, "agent.yaml")
     assert message in str(info.value)
     assert "auth-pass-1" not in str(info.value) and "priv-pass-1" not in str(info.value)

@@ -61,7 +61,6 @@ from typing import Any
 
 import yaml
 
-import zwconf
 from collector.alerting import parks
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import Facts
@@ -72,7 +71,7 @@ from collector.alerting.rules import evaluate
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.inventory import Inventory
 from collector.maintenance import Declared
-from zonewatch import wire
+from zonewatch import strict, wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S  # 2025-11-28 00:00:00 UTC: scenario time 0
@@ -116,7 +115,7 @@ def _number(value: float) -> int | float:
 
 def _seconds(value: Any, where: str) -> int:
     try:
-        return int(zwconf.parse_duration(value) * S)
+        return int(strict.parse_duration(value) * S)
     except ValueError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
 

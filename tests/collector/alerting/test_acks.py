@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector import cli
 from collector.alerting.ackapi import API_PATH, AckApi
 from collector.alerting.ackconfig import AckConfig
@@ -28,6 +27,7 @@ from collector.alerting.notify.payload import am_fingerprint
 from collector.alerting.responder import Responder
 from collector.inventory import Inventory
 from collector.report.response import rows, table
+from zonewatch import strict
 
 S = 1_000_000_000
 M = 60 * S
@@ -149,7 +149,7 @@ def test_escalation_steps_fall_due_by_time_unacknowledged(case: Incident, now: i
 
 
 def test_steps_name_their_receivers_and_a_contact_is_one_receiver_for_every_carrier() -> None:
-    inventory = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+    inventory = strict.load(Inventory, INVENTORY, "inventory.yaml")
     found = policies(inventory)
     assert found.steps == {VT: [Step(15 * M, (NOC_RX,)), Step(45 * M, (AUTHORITY_RX,))]}
     assert sorted(found.receivers) == [NOC_RX, AUTHORITY_RX]
@@ -157,13 +157,13 @@ def test_steps_name_their_receivers_and_a_contact_is_one_receiver_for_every_carr
 
 def test_an_escalation_step_naming_an_unknown_contact_or_out_of_order_is_refused_with_its_line() -> None:
     bad = INVENTORY.replace("notify: [authority]", "notify: [authorty]")
-    with pytest.raises(zwconf.ConfigError, match=r"inventory.yaml:12: carriers.viettel.escalation\[1\].notify\[0\]: "
+    with pytest.raises(strict.ConfigError, match=r"inventory.yaml:12: carriers.viettel.escalation\[1\].notify\[0\]: "
                        r"unknown contact 'authorty' \(known: authority\)"):
-        zwconf.load(Inventory, bad, "inventory.yaml")
+        strict.load(Inventory, bad, "inventory.yaml")
     bad = INVENTORY.replace("after: 45m", "after: 10m")
-    with pytest.raises(zwconf.ConfigError, match=r"inventory.yaml:12: carriers.viettel.escalation\[1\].after: each "
+    with pytest.raises(strict.ConfigError, match=r"inventory.yaml:12: carriers.viettel.escalation\[1\].after: each "
                        "step comes later than the one before"):
-        zwconf.load(Inventory, bad, "inventory.yaml")
+        strict.load(Inventory, bad, "inventory.yaml")
 
 
 # ------------------------------------------------------------------------------------------------ the responder
@@ -200,8 +200,8 @@ class Rig:
         self.responder = self.make()
 
     def make(self) -> Responder:
-        cfg = zwconf.load(AlertingConfig, f"outbox_dir: '{self.tmp / 'outbox'}'")
-        inventory = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+        cfg = strict.load(AlertingConfig, f"outbox_dir: '{self.tmp / 'outbox'}'")
+        inventory = strict.load(Inventory, INVENTORY, "inventory.yaml")
         r = Responder(self.forward, AckStore(self.tmp / "acks.db"), inventory, cfg, CollectorRegistry(),
                       notifiers=self.rx)
         r.open()
@@ -304,7 +304,7 @@ def api(tmp_path: Path) -> AckApi:
     store = AckStore(tmp_path / "acks.db")
     store.paged(labels("vt-1"), T0, T0)
     store.paged(labels("vn-1", VN), T0, T0)
-    cfg = zwconf.load(AckConfig, TOKENS, "collector.yaml")
+    cfg = strict.load(AckConfig, TOKENS, "collector.yaml")
     return AckApi(store, cfg.tokens, CollectorRegistry(), clock=lambda: T0 + 7 * M)
 
 
@@ -333,11 +333,11 @@ def test_a_carrier_sees_and_acknowledges_its_own_alerts_only(api: AckApi) -> Non
 
 
 def test_tokens_must_be_long_and_distinct() -> None:
-    with pytest.raises(zwconf.ConfigError, match=r"collector.yaml:3: tokens.b.token: the same token as tokens.a"):
-        zwconf.load(AckConfig, "tokens:\n  a: {token: same-token-0123456789}\n  b: {token: same-token-0123456789}\n",
+    with pytest.raises(strict.ConfigError, match=r"collector.yaml:3: tokens.b.token: the same token as tokens.a"):
+        strict.load(AckConfig, "tokens:\n  a: {token: same-token-0123456789}\n  b: {token: same-token-0123456789}\n",
                     "collector.yaml")
-    with pytest.raises(zwconf.ConfigError, match="at least 16 characters"):
-        zwconf.load(AckConfig, "tokens:\n  a: {token: short}\n", "collector.yaml")
+    with pytest.raises(strict.ConfigError, match="at least 16 characters"):
+        strict.load(AckConfig, "tokens:\n  a: {token: short}\n", "collector.yaml")
 
 
 # ------------------------------------------------------------------------------------------------ the commands

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zwconf
 from collector import cli
 from collector.alerting import amconfig
 from collector.alerting.config import AlertingConfig
 from collector.inventory import Inventory
 from tests import services
+from zonewatch import strict
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_FILE = ROOT / "config" / "alertmanager.example.yml"
@@ -53,11 +53,11 @@ noc:
 
 
 def inventory(text: str = INVENTORY) -> Inventory:
-    return zwconf.load(Inventory, text, "inventory.yaml")
+    return strict.load(Inventory, text, "inventory.yaml")
 
 
 def alerting(text: str = ALERTING) -> AlertingConfig:
-    return zwconf.load(AlertingConfig, text, "collector.yaml")
+    return strict.load(AlertingConfig, text, "collector.yaml")
 
 
 def rendered(secrets_dir: str = "/etc/alertmanager/zonewatch-secrets") -> amconfig.Rendered:

@@ -7,7 +7,7 @@ import pytest
 from collector.alerting.coverage import FAIR, GOOD, HOLE, NO_SERVICE, WEAK, area_has, area_level, judge_probe
 from collector.alerting.facts import Reading
 from collector.inventory import CoverageRule, Inventory, Zone
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 ZONE = Zone(name="Dinh Vu")
 WORST = CoverageRule()

@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector.alerting import engine as engine_module
 from collector.alerting.config import AlertingConfig
 from collector.alerting.engine import AlertEngine
 from collector.alerting.model import Notification
 from collector.ingest import plain_batch
 from collector.inventory import Inventory
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.measurements import problems
 
 S = 1_000_000_000
@@ -56,8 +55,8 @@ class FakeDispatcher:
 
 class Rig:
     def __init__(self, tmp: Path, extra: str = "") -> None:
-        self.cfg = zwconf.load(AlertingConfig, f"state_path: '{tmp / 'alerts.db'}'\nrestart_grace: 0s\n{extra}")
-        self.inventory = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+        self.cfg = strict.load(AlertingConfig, f"state_path: '{tmp / 'alerts.db'}'\nrestart_grace: 0s\n{extra}")
+        self.inventory = strict.load(Inventory, INVENTORY, "inventory.yaml")
         self.dispatcher = FakeDispatcher()
         self.stored: list[wire.Batch] = []
         self.seq = 0

@@ -15,7 +15,6 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector.alerting import amconfig
 from collector.alerting.config import AlertingConfig
 from collector.alerting.engine import AlertEngine
@@ -27,6 +26,7 @@ from collector.inventory import Inventory
 from collector.mosquitto import TICK_ROOT
 from tests.collector.alerting.test_engine import INVENTORY, T0, FakeDispatcher
 from tests.collector.alerting.test_notify import FakeClock, FakeNotifier, alerting, drain, inventory, names, note
+from zonewatch import strict
 
 S = 1_000_000_000
 MQTT_INVENTORY = """\
@@ -193,8 +193,8 @@ def test_the_relay_shares_the_metrics_endpoint_by_path() -> None:
 
 
 def engine(tmp: Path) -> AlertEngine:
-    cfg = zwconf.load(AlertingConfig, f"state_path: '{tmp / 'alerts.db'}'\nrestart_grace: 2m\n")
-    return AlertEngine(cfg, zwconf.load(Inventory, INVENTORY, "inventory.yaml"), FakeDispatcher(), lambda b: None,
+    cfg = strict.load(AlertingConfig, f"state_path: '{tmp / 'alerts.db'}'\nrestart_grace: 2m\n")
+    return AlertEngine(cfg, strict.load(Inventory, INVENTORY, "inventory.yaml"), FakeDispatcher(), lambda b: None,
                        CollectorRegistry(), clock=lambda: T0, hold_until_caught_up=True)
 
 

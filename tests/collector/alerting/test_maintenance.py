@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector.alerting.config import AlertingConfig
 from collector.alerting.engine import AlertEngine
 from collector.alerting.maintenance import covers
@@ -19,7 +18,7 @@ from collector.alerting.model import Notification
 from collector.inventory import Inventory
 from collector.maintenance import Window, WindowScope
 from collector.maintenance_store import MaintenanceStore, store_path
-from zonewatch import wire
+from zonewatch import strict, wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S   # 2025-11-28 00:00 UTC, 07:00 in Ho Chi Minh City
@@ -45,7 +44,7 @@ probes: {p1: {zone: dv, area: gate-a}}
 
 @pytest.fixture(scope="module")
 def inventory() -> Inventory:
-    return zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+    return strict.load(Inventory, INVENTORY, "inventory.yaml")
 
 
 @pytest.mark.parametrize(("scope", "labels", "inside"), [
@@ -84,7 +83,7 @@ class FakeDispatcher:
 
 def test_a_window_declared_while_the_engine_runs_mutes_tags_and_pages_its_overrun(tmp_path: Path,
                                                                                    inventory: Inventory) -> None:
-    cfg = zwconf.load(AlertingConfig, f"state_path: '{tmp_path / 'alerts.db'}'\nrestart_grace: 0s\n")
+    cfg = strict.load(AlertingConfig, f"state_path: '{tmp_path / 'alerts.db'}'\nrestart_grace: 0s\n")
     dispatcher, stored = FakeDispatcher(), list[wire.Batch]()
     engine = AlertEngine(cfg, inventory, dispatcher, stored.extend, CollectorRegistry(), clock=lambda: T0)
     cli_side = MaintenanceStore(store_path(cfg.state_path or ""))

@@ -17,7 +17,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector.alerting.config import AlertingConfig, AlertmanagerTarget, RetryConfig, SmtpConfig
 from collector.alerting.model import Notification
 from collector.alerting.notify import NOTIFIERS, Dispatcher, NotifyError
@@ -31,7 +30,7 @@ from collector.alerting.notify.payload import ZERO_TIME, am_fingerprint, decode,
 from collector.alerting.notify.routing import Router, problems
 from collector.alerting.notify.webhook import WebhookNotifier
 from collector.inventory import EmailReceiver, Inventory, MqttReceiver, WebhookReceiver
-from zonewatch import wire
+from zonewatch import strict, wire
 
 S = 1_000_000_000
 T0 = 1_764_000_000 * S           # 2025-11-24T16:00:00Z
@@ -57,13 +56,13 @@ carriers:
 
 
 def inventory(text: str = INVENTORY) -> Inventory:
-    return zwconf.load(Inventory, text, "inventory.yaml")
+    return strict.load(Inventory, text, "inventory.yaml")
 
 
 def alerting(text: str = "") -> AlertingConfig:
     base = ("outbox_dir: /nonexistent\nsmtp: {host: smtp.example, from: zonewatch@zone.example}\n"
             "noc: [{type: webhook, url: 'http://noc.example/hook'}]\n")
-    return zwconf.load(AlertingConfig, base + text, "collector.yaml")
+    return strict.load(AlertingConfig, base + text, "collector.yaml")
 
 
 def note(alertname: str = "ServiceOutage", status: str = "firing", carrier: str | None = "452-04",
@@ -227,7 +226,7 @@ def test_split_gives_each_receiver_its_share_in_order() -> None:
 
 def test_receivers_that_cannot_work_are_named_with_their_key() -> None:
     inv = inventory(INVENTORY.replace('{type: webhook, url: "http://vnpt.example/hook"}', "{type: mqtt, topic: a/b}"))
-    cfg = zwconf.load(AlertingConfig, "outbox_dir: /x\n", "c.yaml")
+    cfg = strict.load(AlertingConfig, "outbox_dir: /x\n", "c.yaml")
     assert problems(cfg, inv, has_mqtt=False) == [
         (("carriers", "viettel", "notify", 1), "an email receiver needs alerting.smtp (the relay to send through)"),
         (("carriers", "vinaphone", "notify", 0), "an mqtt receiver needs the collector's broker connection"),
@@ -419,7 +418,7 @@ def test_dispatcher_resends_firing_alerts_to_alertmanager_only(tmp_path: Path, c
 
 
 def test_dispatcher_needs_a_folder_and_start_before_submit(tmp_path: Path) -> None:
-    cfg = zwconf.load(AlertingConfig, "noc: [{type: webhook, url: 'http://noc.example/x'}]\n", "c.yaml")
+    cfg = strict.load(AlertingConfig, "noc: [{type: webhook, url: 'http://noc.example/x'}]\n", "c.yaml")
     with pytest.raises(ValueError, match="alerting.outbox_dir"):
         Dispatcher(cfg, inventory("zones: {}\n"), None, CollectorRegistry())
     d = Dispatcher(cfg, inventory("zones: {}\n"), None, CollectorRegistry(), outbox_dir=tmp_path)
@@ -789,7 +788,7 @@ def test_contract_failures_are_classified_and_never_show_a_secret(
 
 def test_external_url_must_be_a_web_address() -> None:
     assert alerting("external_url: https://grafana.zone.example/d/zw-alerts\n").external_url.endswith("zw-alerts")
-    with pytest.raises(zwconf.ConfigError, match=r"external_url: .*expected an http:// or https:// URL"):
+    with pytest.raises(strict.ConfigError, match=r"external_url: .*expected an http:// or https:// URL"):
         alerting("external_url: grafana.zone.example/alerts\n")
 
 
@@ -810,5 +809,5 @@ def test_the_outbox_bounds_come_from_the_configuration(tmp_path: Path, clock: Fa
     assert names(fakes["carrier.viettel.webhook.0"].sent) == [[("firing", "B")]]  # A was too old: dropped
     assert sample(registry, "zonewatch_notify_dropped_total", receiver=box.name, reason="bounds") == 1
     d.stop()
-    with pytest.raises(zwconf.ConfigError, match=r"outbox_max_bytes: .*greater than or equal to 4096"):
+    with pytest.raises(strict.ConfigError, match=r"outbox_max_bytes: .*greater than or equal to 4096"):
         alerting("outbox_max_bytes: 100\n")

@@ -9,14 +9,13 @@ from pathlib import Path
 from paho.mqtt.client import topic_matches_sub
 from prometheus_client import CollectorRegistry
 
-import zwconf
 from collector import mosquitto
 from collector.alerting import parks
 from collector.alerting.config import AlertingConfig
 from collector.alerting.engine import AlertEngine
 from collector.alerting.model import Notification
 from collector.inventory import Inventory
-from zonewatch import wire
+from zonewatch import strict, wire
 from zonewatch.measurements import problems
 
 S = 1_000_000_000
@@ -64,8 +63,8 @@ def test_the_bridge_state_is_taken_once_per_change_and_anything_else_is_ignored(
 
 
 def test_the_engine_pages_park_uplink_down_to_the_noc_and_no_probe_of_the_park(tmp_path: Path) -> None:
-    cfg = zwconf.load(AlertingConfig, f"state_path: '{tmp_path / 'alerts.db'}'\nrestart_grace: 0s\n")
-    inventory = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+    cfg = strict.load(AlertingConfig, f"state_path: '{tmp_path / 'alerts.db'}'\nrestart_grace: 0s\n")
+    inventory = strict.load(Inventory, INVENTORY, "inventory.yaml")
     dispatcher, stored = Dispatcher(), list[wire.Batch]()
     engine = AlertEngine(cfg, inventory, dispatcher, stored.extend, CollectorRegistry(), clock=lambda: T0)
 
@@ -101,7 +100,7 @@ def test_the_engine_pages_park_uplink_down_to_the_noc_and_no_probe_of_the_park(t
 
 
 def test_only_the_parks_bridge_may_write_its_state_and_the_collector_reads_it() -> None:
-    inventory = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+    inventory = strict.load(Inventory, INVENTORY, "inventory.yaml")
     layout = mosquitto.Layout(peers=("collector-b",), bridges=("park", "other"))
     acl = mosquitto.render_acl(inventory, "collector-a", layout=layout)
     rules: dict[str, list[str]] = {}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import zwconf
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import Facts
 from collector.alerting.model import Evaluation, Finding
 from collector.alerting.rules import evaluate
 from collector.inventory import Inventory
 from collector.scope import Scope
-from zonewatch import wire
+from zonewatch import strict, wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S
@@ -27,7 +26,7 @@ probes:
   p1: {zone: dv, area: gate-a, modems: [{name: viettel, carrier: viettel}, {name: vinaphone, carrier: vinaphone}]}
   p2: {zone: dv, area: port, modems: [{name: viettel, carrier: viettel}]}
 """
-INV = zwconf.load(Inventory, INVENTORY, "inventory.yaml")
+INV = strict.load(Inventory, INVENTORY, "inventory.yaml")
 
 
 class Feed:

@@ -9,13 +9,12 @@ import copy
 
 import pytest
 
-import zwconf
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import Facts
 from collector.alerting.model import LABELS, SEVERITY, Evaluation, Finding
 from collector.alerting.rules import evaluate
 from collector.inventory import Inventory
-from zonewatch import wire
+from zonewatch import strict, wire
 
 S = 1_000_000_000
 T0 = 1_764_288_000 * S
@@ -63,7 +62,7 @@ probes:
 
 
 def inventory(text: str = INVENTORY) -> Inventory:
-    return zwconf.load(Inventory, text, "inventory.yaml")
+    return strict.load(Inventory, text, "inventory.yaml")
 
 
 class Feed:

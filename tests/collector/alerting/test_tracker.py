@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import zwconf
 from collector.alerting.config import AlertingConfig
 from collector.alerting.model import Evaluation, Finding
 from collector.alerting.tracker import AlertTracker
+from zonewatch import strict
 
 S = 1_000_000_000
 T0 = 1_764_000_000 * S
 
 
 def config(text: str = "") -> AlertingConfig:
-    return zwconf.load(AlertingConfig, text or "restart_grace: 0s\n", "alerting.yaml")
+    return strict.load(AlertingConfig, text or "restart_grace: 0s\n", "alerting.yaml")
 
 
 def down(device: str = "bts-01", muted_by: str | None = None, carrier: str = "452-04") -> Finding:

@@ -17,7 +17,7 @@ from collector.fleet.desired import LOCAL_ONLY, MANAGED_KEYS, render_all
 from collector.inventory import Inventory, load_inventory
 from collector.secrets import NAMES_ONLY
 from zonewatch import wire
-from zwconf import ConfigError, load, load_file
+from zonewatch.strict import ConfigError, load, load_file
 
 INVENTORY = """\
 zones:

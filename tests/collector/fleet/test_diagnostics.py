@@ -10,7 +10,7 @@ from collector.alerting.model import SEVERITY, Notification
 from collector.fleet.diagnostics import Diagnostics, DiagnosticsConfig, Planner
 from collector.inventory import Inventory
 from zonewatch import wire
-from zwconf import load
+from zonewatch.strict import load
 
 INVENTORY = """\
 zones:

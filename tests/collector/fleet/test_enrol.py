@@ -25,7 +25,7 @@ from collector.fleet.registry import Registry, RegistryError
 from collector.inventory import Inventory
 from collector.scope import Scope
 from zonewatch import wire
-from zwconf import ConfigError, load
+from zonewatch.strict import ConfigError, load
 
 S = 10**9
 T0 = 1_764_000_000 * S

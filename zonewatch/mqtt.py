@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from zwconf import Duration, Secret, Strict
+from zonewatch.strict import Duration, Secret, Strict
 
 
 class MqttTls(Strict):

@@ -5,7 +5,7 @@
   ``deploy/`` set both, deliberately). The headroom is for surges, not for normal running: paho's
   network loop uses select(), which cannot watch a descriptor numbered 1,024 or more, so an MQTT connection
   made while over a thousand descriptors are open fails (and is retried). Every HTTP endpoint is bounded
-  besides (``zwconf.httpd``), so no caller can push a program there.
+  besides (``zonewatch.httpd``), so no caller can push a program there.
 - ``ServiceNotifier``: tells the service manager how the program is, by the sd_notify(3) protocol: ``READY=1``
   once it runs, ``WATCHDOG=1`` while its main loop turns, ``STOPPING=1`` on the way out. The units in
   ``deploy/`` are ``Type=notify`` with ``WatchdogSec=``: a program that hangs (its loop stops turning) is

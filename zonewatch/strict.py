@@ -159,7 +159,7 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValida
                              PlainSerializer(format_duration, return_type=str)]
 
 
-SECRET_POLICY = "zwconf.secret_policy"  # the context key of a SecretPolicy (see the module docstring)
+SECRET_POLICY = "zonewatch.strict.secret_policy"  # the context key of a SecretPolicy (see the module docstring)
 
 
 @dataclass(frozen=True)
