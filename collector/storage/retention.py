@@ -2,7 +2,7 @@
 
 A pass walks every (series, field) of the store in key order and deletes its points older than the cut-off
 (``now - retention``, ``now`` read once per pass). Each step is one short transaction (``SqliteWriter.prune``:
-at most a few thousand points or a few hundred series fields), and the thread yields between steps, so a write
+at most 2,000 points or 100 series fields), and the thread yields between steps, so a write
 of the ingest never waits behind more than one step. A pass runs at start (after ``first_delay``) and then every
 ``prune_every``. VictoriaMetrics and InfluxDB keep their own retention (``-retentionPeriod``, bucket retention).
 
@@ -39,7 +39,7 @@ class Pruner:
     """Prunes one SqliteWriter's old points on a thread of its own."""
 
     def __init__(self, writer: SqliteWriter, retention_s: float, every_s: float,
-                 registry: CollectorRegistry | None = None, step_rows: int = 2000, step_pairs: int = 500,
+                 registry: CollectorRegistry | None = None, step_rows: int = 2000, step_pairs: int = 100,
                  pause_s: float = 0.005, first_delay_s: float = 60.0) -> None:
         self.writer = writer
         self.retention_ns = int(retention_s * 1e9)

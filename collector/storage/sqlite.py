@@ -207,7 +207,7 @@ class SqliteWriter:
         return int(row[0])
 
     def prune(self, before_ns: int, start: tuple[int, str] | None = None, max_rows: int = 2000,
-              max_pairs: int = 500) -> tuple[int, tuple[int, str] | None]:
+              max_pairs: int = 100) -> tuple[int, tuple[int, str] | None]:
         """Delete points older than ``before_ns``: one step of a pass, in one short transaction.
 
         A pass visits every (series, field) in key order, from ``start`` (inclusive; None: the first); a step
