@@ -6,6 +6,8 @@ nor ``collector``.
 - ``zonewatch.measurements``: the measurement catalogue (every measurement, its tags and fields, their units
   and physical bounds, and who writes it).
 - ``zonewatch.queue``: the durable, bounded, ordered SQLite queue (the probe's spool, the collector's intake).
+- ``zonewatch.backoff``: the exponential back-off schedule every retry loop uses (pure: attempts and randomness
+  come from the caller).
 
 Strict configuration (``zonewatch.strict``) is shared the same way and belongs here too; it moves in a step of its own.
 """

@@ -46,6 +46,7 @@ from nacl.public import PrivateKey, SealedBox
 from pydantic import Field, SecretStr, field_validator
 
 from zonewatch import wire
+from zonewatch.backoff import Backoff
 from zonewatch.mqtt import MqttConfig
 from zonewatch.process import ServiceNotifier
 from zonewatch.strict import Duration, Secret, Strict
@@ -140,15 +141,11 @@ def identity_from(name: str, replies: Sequence[Reply]) -> wire.ModemIdentity:
 
 
 @dataclass(frozen=True)
-class Resend:
-    """When to send the request again: ``base`` doubling to ``cap``, each wait times a random 0.75 to 1.25."""
+class Resend(Backoff):
+    """When to send the request again: ``first`` doubling to ``maximum``, each wait times a random 0.75 to 1.25
+    (``delay(attempt, rng)``: the wait after the ``attempt``-th send, 0 for the first)."""
 
-    base: float
-    cap: float
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Return the wait after the ``attempt``-th send (0 for the first)."""
-        return min(self.cap, self.base * (1 << min(attempt, 30))) * rng.uniform(0.75, 1.25)
+    jitter: float = 0.25
 
 
 def open_reply(key: PrivateKey, request: str, payload: bytes) -> wire.EnrolAnswer | None:

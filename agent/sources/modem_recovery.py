@@ -38,6 +38,7 @@ from typing import Final
 from pydantic import Field, field_validator, model_validator
 
 from zonewatch import strict
+from zonewatch.backoff import Backoff
 
 __all__ = ["STEPS", "STEP_NUMBER", "UsbPowerConfig", "RecoveryConfig", "Ladder", "Recovery", "power_cycle"]
 
@@ -178,7 +179,7 @@ class Ladder:
 
     def _wait_ns(self) -> int:
         """Return the wait after a step in the current round."""
-        return int(min(self.config.wait * 2 ** min(self._round, 32), self.config.max_wait) * 1e9)
+        return int(Backoff(self.config.wait, self.config.max_wait).delay(self._round) * 1e9)
 
     def _forbidden(self, step: str, now_ns: int) -> str:
         """Return why ``step`` may not run at ``now_ns`` ("" if it may)."""

@@ -107,6 +107,7 @@ from collector.storage import LineWriter, StorageError, Writer, prepare_write, t
 from collector.storage.lineproto import Encoded
 from collector.threads import named
 from zonewatch import wire
+from zonewatch.backoff import Backoff
 from zonewatch.mqtt import MqttConfig
 from zonewatch.queue import DiskQueue, Entry, QueueReader
 
@@ -171,6 +172,7 @@ class _Part:
 
 
 PART_SAMPLES = 10_000  # samples the preparer hands to the sender at a time (a line writer sends 5,000 a request)
+STORE_RETRY = Backoff(0.5, 30.0)  # the waits while storage or the intake queue's disk is unavailable
 
 
 class Ingest:
@@ -657,11 +659,10 @@ class Ingest:
                     done.append(self._to_commit.get_nowait())
                 except queue.Empty:
                     break
-            delay = 0.5
+            waits = STORE_RETRY.waits()
             while not self._commit(done):
-                if self._stop.wait(delay):
+                if self._stop.wait(next(waits)):
                     return  # the entries stay in the intake queue: written again at the next start
-                delay = min(delay * 2, 30.0)
             with self._flight_lock:
                 self._in_flight -= len(done)
             for part in done:
@@ -697,7 +698,7 @@ class Ingest:
     def _write_with_retry(self, part: _Part) -> bool:
         """Write a part, retrying while the store is unavailable; return False if stopped first."""
         assert part.send is not None
-        delay = 0.5
+        waits = STORE_RETRY.waits()
         while True:
             try:
                 part.send()
@@ -705,10 +706,10 @@ class Ingest:
                 self.metrics.write_errors.inc()
                 if not exc.retryable:
                     return self._write_one_by_one(part.batches, exc)
+                delay = next(waits)
                 log.warning("storage unavailable (%s); retrying in %.1fs", exc, delay)
                 if self._stop.wait(delay):
                     return False
-                delay = min(delay * 2, 30.0)
                 continue
             self.metrics.written_samples.inc(sum(_samples(b) for b in part.batches))
             self.metrics.written_batches.inc(len(part.batches))
@@ -720,17 +721,17 @@ class Ingest:
         A batch that meets an unavailable store is retried, not dropped; return False if stopped first.
         """
         for batch in batches:
-            delay = 0.5
+            waits = STORE_RETRY.waits()
             while True:
                 try:
                     self._write([batch])
                 except StorageError as exc:
                     if exc.retryable:
                         self.metrics.write_errors.inc()
+                        delay = next(waits)
                         log.warning("storage unavailable (%s); retrying in %.1fs", exc, delay)
                         if self._stop.wait(delay):
                             return False
-                        delay = min(delay * 2, 30.0)
                         continue
                     self._drop(batch, exc if len(batches) > 1 else first)
                     break

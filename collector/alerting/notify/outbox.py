@@ -28,6 +28,7 @@ from collector.alerting.model import Notification
 from collector.alerting.notify.base import Clock, Notifier, NotifyError
 from collector.alerting.notify.metrics import NotifyMetrics
 from collector.alerting.notify.payload import decode, encode
+from zonewatch.backoff import Backoff
 from zonewatch.queue import DiskQueue
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class Outbox:
 
     def _failed(self, reason: str, now: float) -> str:
         self._failures += 1
-        delay = min(self.retry.max, self.retry.initial * 2 ** min(self._failures - 1, 62))
+        delay = Backoff(self.retry.initial, self.retry.max).delay(self._failures - 1)
         self._next_try = now + delay
         self.metrics.failures.labels(self.name).inc()
         self.metrics.up.labels(self.name).set(0)
