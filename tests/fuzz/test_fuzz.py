@@ -57,7 +57,7 @@ from hypothesis import strategies as st
 
 from agent import profiles
 from agent.config import AgentConfig
-from agent.sources import SourceError, at, mmcli, snmp, snmpeval, traps, vendors
+from agent.sources import SourceError, at, mmcli, snmp, snmpeval, trapmap, traps, vendors
 from agent.transcript import VENDOR_CHOICES, parse_transcript
 from collector import ingest
 from collector.cardinality import SeriesLimit
@@ -755,16 +755,16 @@ def test_snmp_value_conversion(spec: dict[str, Any], row: dict[str, Any], unit: 
 
 # ---------------------------------------------------------------------------------------------- traps
 
-TRAP_OIDS = [traps.LINK_DOWN, traps.LINK_UP, traps.COLD_START, traps.WARM_START, traps.UPS_TRAP_ON_BATTERY,
-             traps.UPS_TRAP_ALARM_ADDED, traps.UPS_TRAP_ALARM_REMOVED, "1.3.6.1.6.3.1.1.5.5", "1.3.6.1.4.1.9.0.1"]
-COLUMNS = [traps.IF_INDEX, traps.IF_DESCR, traps.IF_ADMIN_STATUS, traps.IF_OPER_STATUS, traps.IF_NAME,
-           traps.UPS_SECONDS_ON_BATTERY, traps.UPS_MINUTES_REMAINING, traps.UPS_ALARM_DESCR, "1.3.6.1.4.1.9.9",
-           traps.SNMP_TRAP_ADDRESS, traps.SNMP_TRAP_COMMUNITY]
+TRAP_OIDS = [trapmap.LINK_DOWN, trapmap.LINK_UP, trapmap.COLD_START, trapmap.WARM_START, trapmap.UPS_TRAP_ON_BATTERY,
+             trapmap.UPS_TRAP_ALARM_ADDED, trapmap.UPS_TRAP_ALARM_REMOVED, "1.3.6.1.6.3.1.1.5.5", "1.3.6.1.4.1.9.0.1"]
+COLUMNS = [trapmap.IF_INDEX, trapmap.IF_DESCR, trapmap.IF_ADMIN_STATUS, trapmap.IF_OPER_STATUS, trapmap.IF_NAME,
+           trapmap.UPS_SECONDS_ON_BATTERY, trapmap.UPS_MINUTES_REMAINING, trapmap.UPS_ALARM_DESCR, "1.3.6.1.4.1.9.9",
+           trapmap.SNMP_TRAP_ADDRESS, trapmap.SNMP_TRAP_COMMUNITY]
 ARCS = st.integers(0, 64) | st.integers(0, 2**128) | st.sampled_from([2**32, 2**63, 2**64, 2**70])
 OIDS = st.builds(lambda column, arcs: column + "".join(f".{a}" for a in arcs), st.sampled_from(COLUMNS),
                  st.lists(ARCS, max_size=2))
-ALARMS = st.sampled_from([traps.UPS_ALARM_ON_BATTERY, traps.UPS_ALARM_LOW_BATTERY, traps.UPS_ALARM_DEPLETED_BATTERY,
-                          "1.3.6.1.2.1.33.1.6.3.9"])
+ALARMS = st.sampled_from([trapmap.UPS_ALARM_ON_BATTERY, trapmap.UPS_ALARM_LOW_BATTERY,
+                          trapmap.UPS_ALARM_DEPLETED_BATTERY, "1.3.6.1.2.1.33.1.6.3.9"])
 TRAP_VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.sampled_from([-1, 0, 1, 2, 3]),
                         st.binary(max_size=20), st.text(max_size=20), OIDS, ALARMS,
                         st.sampled_from(["x" * 300, b"\xff\xfe", "\x1b[31m", "eth0\x00"]))
@@ -774,18 +774,18 @@ TRAP_VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.sampled_
 def var_binds(draw: st.DrawFn) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if draw(st.booleans()):
-        out.append((traps.SYS_UPTIME, draw(st.integers(0, 2**32 - 1))))
+        out.append((trapmap.SYS_UPTIME, draw(st.integers(0, 2**32 - 1))))
     if draw(st.integers(0, 9)):
         trap_oid = draw(st.sampled_from(TRAP_OIDS) | OIDS | TRAP_VALUES)
-        out.append((traps.SNMP_TRAP_OID, trap_oid))
+        out.append((trapmap.SNMP_TRAP_OID, trap_oid))
     out += draw(st.lists(st.tuples(OIDS, TRAP_VALUES), max_size=5))
     return draw(st.permutations(out)) if draw(st.booleans()) else out
 
 
 def trap_event_body(binds: list[tuple[str, Any]]) -> None:
     try:
-        event = traps.trap_event(binds, "sw-core", NOW)
-    except traps.TrapError as exc:
+        event = trapmap.trap_event(binds, "sw-core", NOW)
+    except trapmap.TrapError as exc:
         assert exc.reason == "malformed" and exc.detail
         return
     round_trip(events=[event])
@@ -1090,7 +1090,8 @@ def test_known_snmp_round_beyond_64_bits() -> None:
 
 def test_known_trap_if_index_beyond_64_bits() -> None:
     """Was: the ifIndex taken from an OID instance beyond 64 bits gave an if_index field the collector refuses."""
-    event = traps.trap_event([(traps.SNMP_TRAP_OID, traps.LINK_DOWN), (f"{traps.IF_INDEX}.{2**64}", None)], "sw", NOW)
+    event = trapmap.trap_event([(trapmap.SNMP_TRAP_OID, trapmap.LINK_DOWN), (f"{trapmap.IF_INDEX}.{2**64}", None)],
+                               "sw", NOW)
     round_trip(events=[event])
 
 

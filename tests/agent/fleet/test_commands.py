@@ -13,7 +13,8 @@ import pytest
 
 from agent.fleet.commands import Commands
 from agent.metrics import AgentMetrics
-from agent.sources.qos import FakeBearer, QosConfig, QosSource
+from agent.sources.qos import QosConfig, QosSource
+from agent.sources.qosbearer import FakeBearer
 from zonewatch import strict, wire
 
 S = 10**9

@@ -14,7 +14,9 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.sources import SourceError
-from agent.sources.qos import FakeBearer, QosConfig, QosSource, parse_bearer_dns, parse_bytes
+from agent.sources.qos import QosConfig, QosSource
+from agent.sources.qosbearer import FakeBearer, parse_bearer_dns
+from agent.sources.qostests import parse_bytes
 from zonewatch import strict
 from zonewatch.wire import Sample
 

@@ -13,15 +13,9 @@ from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.proto.api import v1, v2c
 from pysnmp.proto.proxy import rfc2576
 
-from agent.sources.traps import (
-    STATS_KEYS,
-    TrapError,
-    TrapsConfig,
-    TrapsSource,
-    VarBind,
-    plain_var_binds,
-    trap_event,
-)
+from agent.sources.trapengine import plain_var_binds
+from agent.sources.trapmap import TrapError, VarBind, trap_event
+from agent.sources.traps import STATS_KEYS, TrapsConfig, TrapsSource
 from zonewatch import strict, wire
 
 NOW = 1_764_290_000_000_000_000
