@@ -11,9 +11,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zonewatch.strict import ConfigError, load_file, parse_duration
+
+if TYPE_CHECKING:
+    from collector.report import SqliteSource, VictoriaMetricsSource
 
 HELP = "write a zone's monthly report (HTML with plots, and CSV)"
 
@@ -47,13 +50,30 @@ def add_parser(sub: Any) -> None:
                    "(default 5m); longer gaps are counted as no data")
 
 
+def open_store(args: argparse.Namespace, cfg: Any, what: str) -> SqliteSource | VictoriaMetricsSource:
+    """Return the store ``--sqlite`` or ``--victoriametrics`` names, else the configuration's; raise ReportError
+    when that is InfluxDB or missing (``what`` reads SQLite or VictoriaMetrics only)."""
+    from collector.report import ReportError, SqliteSource, VictoriaMetricsSource
+
+    if args.sqlite:
+        return SqliteSource(args.sqlite)
+    if args.victoriametrics:
+        return VictoriaMetricsSource(args.victoriametrics)
+    storage = cfg.storage if cfg is not None else None
+    if storage is None or storage.type == "influxdb":
+        raise ReportError(f"{what} reads SQLite or VictoriaMetrics; the configuration's storage is "
+                          f"{getattr(storage, 'type', 'missing')}: give --sqlite PATH or --victoriametrics URL")
+    if storage.type == "sqlite":
+        return SqliteSource(storage.path)
+    return VictoriaMetricsSource(storage.url, timeout=max(60.0, storage.timeout))
+
+
 def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
     """Write the report ``args`` asks for; return the exit code."""
     from collector.report import (
         ReportError,
         SqliteSource,
         StoreError,
-        VictoriaMetricsSource,
         facts_from,
         month_period,
         span_period,
@@ -79,17 +99,7 @@ def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
                 return fail("--from needs --to")
             period = span_period(args.start, args.end, args.tz)
         cfg, inventory = _configuration(args)
-        if args.sqlite:
-            source = SqliteSource(args.sqlite)
-        elif args.victoriametrics:
-            source = VictoriaMetricsSource(args.victoriametrics)
-        else:
-            storage = cfg.storage if cfg is not None else None
-            if storage is None or storage.type == "influxdb":
-                return fail("the report reads SQLite or VictoriaMetrics; the configuration's storage is "
-                            f"{getattr(storage, 'type', 'missing')}: give --sqlite PATH or --victoriametrics URL")
-            source = (SqliteSource(storage.path) if storage.type == "sqlite"
-                      else VictoriaMetricsSource(storage.url, timeout=max(60.0, storage.timeout)))
+        source = open_store(args, cfg, "the report")
         facts = facts_from(inventory, args.zone)
         label = args.month or period.label.replace(" ", "_").replace(":", "")
         out = Path(args.out or f"zonewatch-report-{args.zone}-{label}")

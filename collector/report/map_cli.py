@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
         month_period,
         span_period,
     )
-    from collector.report.cli import _configuration, inventory_file
+    from collector.report.cli import _configuration, inventory_file, open_store
 
     def fail(message: str, code: int = 2) -> int:
         print(f"zonewatch-collector: coverage-map: {message}", file=sys.stderr)
@@ -74,17 +74,7 @@ def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
         if inventory is None or path is None:
             return fail("the map needs the inventory (positions, outlines, the plan): give --inventory or a "
                         "configuration that names one")
-        if args.sqlite:
-            source = SqliteSource(args.sqlite)
-        elif args.victoriametrics:
-            source = VictoriaMetricsSource(args.victoriametrics)
-        else:
-            storage = cfg.storage if cfg is not None else None
-            if storage is None or storage.type == "influxdb":
-                return fail("the map reads SQLite or VictoriaMetrics; the configuration's storage is "
-                            f"{getattr(storage, 'type', 'missing')}: give --sqlite PATH or --victoriametrics URL")
-            source = (SqliteSource(storage.path) if storage.type == "sqlite"
-                      else VictoriaMetricsSource(storage.url, timeout=max(60.0, storage.timeout)))
+        source = open_store(args, cfg, "the map")
         m = covmap.build(source, inventory, path, args.zone, args.carrier, period, now, max_gap, args.survey)
         out = covmap.write(m, Path(args.out))
     except (ConfigError, PositionError) as exc:
