@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from zonewatch.wire.core import _NAME, MAX_SEQ, WireError, valid_name
+from zonewatch.wire.core import _NAME, MAX_SEQ, WireError, read_envelope, valid_name
 
 COMMAND_SCHEMA_VERSION: Final = 1
 MAX_COMMAND_BYTES: Final = 4096
@@ -96,20 +96,7 @@ def decode_command(payload: bytes | bytearray | str) -> Command:
     """Decode and check a command; raise WireError (``reason``: ``too_large``, ``not_json``,
     ``unsupported_version``, ``bad_schema``, ``unknown_kind``) naming what is wrong. Expiry is the receiver's
     to judge (``Command.expired``), by its own clock."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise WireError("too_large", f"{len(payload)} bytes, at most {MAX_COMMAND_BYTES}")
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise WireError("not_json", str(exc)) from None
-    if not isinstance(doc, dict):
-        raise WireError("bad_schema", f"payload is a JSON {type(doc).__name__}, expected an object")
-    if type(doc.get("v")) is not int or doc["v"] != COMMAND_SCHEMA_VERSION:
-        raise WireError("unsupported_version",
-                        f"command schema version {doc.get('v')!r}; this side reads {COMMAND_SCHEMA_VERSION}")
-    if doc.keys() != _KEYS:
-        odd = sorted(set(doc) ^ _KEYS)
-        raise WireError("bad_schema", f"key {odd[0]!r} is {'unknown' if odd[0] in doc else 'missing'}")
+    doc = read_envelope(payload, MAX_COMMAND_BYTES, COMMAND_SCHEMA_VERSION, _KEYS, "command")
     if doc["kind"] not in COMMAND_KINDS:
         raise WireError("unknown_kind", f"command kind {doc['kind']!r} is not one of {', '.join(COMMAND_KINDS)}")
     _check_names(doc["zone"], doc["probe"])

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from zonewatch.wire.core import _NAME, MAX_SEQ, MAX_TAG_VALUE, Event, FieldValue, WireError, valid_name
+from zonewatch.wire.core import _NAME, MAX_SEQ, MAX_TAG_VALUE, Event, FieldValue, WireError, read_envelope, valid_name
 
 # ---------------------------------------------------------------------------------------------- configuration
 
@@ -64,20 +64,7 @@ def encode_config(config: DesiredConfig) -> bytes:
 
 def decode_config(payload: bytes | bytearray | str) -> DesiredConfig:
     """Decode and check a desired configuration; raise WireError naming what is wrong."""
-    if len(payload) > MAX_CONFIG_BYTES:
-        raise WireError("too_large", f"{len(payload)} bytes, at most {MAX_CONFIG_BYTES}")
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise WireError("not_json", str(exc)) from None
-    if not isinstance(doc, dict):
-        raise WireError("bad_schema", f"payload is a JSON {type(doc).__name__}, expected an object")
-    if type(doc.get("v")) is not int or doc["v"] != CONFIG_SCHEMA_VERSION:
-        raise WireError("unsupported_version",
-                        f"config schema version {doc.get('v')!r}; this side reads {CONFIG_SCHEMA_VERSION}")
-    if doc.keys() != _CONFIG_KEYS:
-        odd = sorted(set(doc) ^ _CONFIG_KEYS)
-        raise WireError("bad_schema", f"key {odd[0]!r} is {'unknown' if odd[0] in doc else 'missing'}")
+    doc = read_envelope(payload, MAX_CONFIG_BYTES, CONFIG_SCHEMA_VERSION, _CONFIG_KEYS, "config")
     zone, probe, text, hash_ = doc["zone"], doc["probe"], doc["yaml"], doc["hash"]
     for what, value in (("zone", zone), ("probe", probe)):
         if not isinstance(value, str) or not valid_name(value):

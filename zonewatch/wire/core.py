@@ -48,6 +48,27 @@ class WireError(ValueError):
         self.detail = detail
 
 
+def read_envelope(payload: bytes | bytearray | str, max_bytes: int, version: int, keys: frozenset[str],
+                  what: str) -> dict[str, Any]:
+    """Return the JSON object of a versioned message with exactly ``keys`` (a desired configuration, a command);
+    raise WireError: ``too_large`` past ``max_bytes``, ``not_json``, ``bad_schema`` (not an object, a key unknown
+    or missing), ``unsupported_version`` (``what`` names the message in the text)."""
+    if len(payload) > max_bytes:
+        raise WireError("too_large", f"{len(payload)} bytes, at most {max_bytes}")
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise WireError("not_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise WireError("bad_schema", f"payload is a JSON {type(doc).__name__}, expected an object")
+    if type(doc.get("v")) is not int or doc["v"] != version:
+        raise WireError("unsupported_version", f"{what} schema version {doc.get('v')!r}; this side reads {version}")
+    if doc.keys() != keys:
+        odd = sorted(set(doc) ^ keys)
+        raise WireError("bad_schema", f"key {odd[0]!r} is {'unknown' if odd[0] in doc else 'missing'}")
+    return doc
+
+
 def valid_name(name: str) -> bool:
     """Return True if ``name`` may be used as a zone or probe id."""
     return bool(_NAME.match(name))
