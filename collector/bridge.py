@@ -35,6 +35,18 @@ from pathlib import Path
 
 from collector import mosquitto
 from collector.inventory import Inventory
+from collector.mosquitto.bundle import (
+    ACL_FILE,
+    LIMITS_FILE,
+    LISTENER_FILE,
+    PASSWD_FILE,
+    Written,
+    read_password,
+    write_file,
+)
+from collector.mosquitto.limits import QueueSizing, render_limits
+from collector.mosquitto.listener import ListenerTls, render_listener
+from collector.mosquitto.passwd import hash_password, render_passwd_hashed
 from zonewatch import wire
 
 __all__ = ["BRIDGE_FILE", "BridgeTarget", "render_bridge", "render_park_acl", "write_park"]
@@ -112,9 +124,9 @@ def render_bridge(zone: str, target: BridgeTarget, password: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_park(inventory: Inventory, zone: str, out: Path, target: BridgeTarget, tls: mosquitto.ListenerTls,
+def write_park(inventory: Inventory, zone: str, out: Path, target: BridgeTarget, tls: ListenerTls,
                secrets_dir: Path, *, port: int = 8883, bind: str | None = None, broker_dir: str | None = None,
-               rate: float = 2.0, hold_s: float = 1800.0) -> list[mosquitto.Written]:
+               rate: float = 2.0, hold_s: float = 1800.0) -> list[Written]:
     """Write the park broker's files into ``out``: its password file and ACL (the zone's probes), its listener
     for them, its limits (the bridge's queue sized for the zone), and the bridge. Passwords come from
     ``secrets_dir`` (one file per user, as ``render-mosquitto`` keeps them): each probe's and the bridge's."""
@@ -124,19 +136,19 @@ def write_park(inventory: Inventory, zone: str, out: Path, target: BridgeTarget,
     if missing:
         raise ValueError(f"{secrets_dir}: no password file for {', '.join(missing)} (render-mosquitto --bridge "
                          f"{zone} at the centre makes the bridge's)")
-    passwords: Mapping[str, str] = {u: mosquitto.read_password(secrets_dir, u) for u in [*probes, user]}
-    sizing = mosquitto.QueueSizing(len(probes), rate, hold_s)
+    passwords: Mapping[str, str] = {u: read_password(secrets_dir, u) for u in [*probes, user]}
+    sizing = QueueSizing(len(probes), rate, hold_s)
     out.mkdir(parents=True, exist_ok=True)
     where = broker_dir if broker_dir is not None else str(out.resolve())
-    hashes = {p: mosquitto.hash_password(passwords[p]) for p in probes}
+    hashes = {p: hash_password(passwords[p]) for p in probes}
     files = [
-        (mosquitto.PASSWD_FILE, mosquitto.render_passwd_hashed(hashes) if hashes else "", 0o600,
+        (PASSWD_FILE, render_passwd_hashed(hashes) if hashes else "", 0o600,
          f"park broker password file, {len(probes)} probe(s) of zone {zone} (hashed, mode 0600)"),
-        (mosquitto.ACL_FILE, render_park_acl(inventory, zone), 0o644, f"park broker ACL: {len(probes)} probe(s)"),
-        (mosquitto.LISTENER_FILE, mosquitto.render_listener(port, f"{where}/{mosquitto.PASSWD_FILE}",
-                                                            f"{where}/{mosquitto.ACL_FILE}", tls, bind), 0o644,
+        (ACL_FILE, render_park_acl(inventory, zone), 0o644, f"park broker ACL: {len(probes)} probe(s)"),
+        (LISTENER_FILE, render_listener(port, f"{where}/{PASSWD_FILE}",
+                                                            f"{where}/{ACL_FILE}", tls, bind), 0o644,
          f"the probes' listener section (port {port}, TLS)"),
-        (mosquitto.LIMITS_FILE, mosquitto.render_limits(sizing), 0o644,
+        (LIMITS_FILE, render_limits(sizing), 0o644,
          f"limits: {sizing.messages} messages, {sizing.bytes / 2**20:,.0f} MiB queued for the bridge while the "
          "centre is out of reach"),
         (BRIDGE_FILE, render_bridge(zone, target, passwords[user]), 0o600,
@@ -144,6 +156,6 @@ def write_park(inventory: Inventory, zone: str, out: Path, target: BridgeTarget,
     ]
     written = []
     for name, text, mode, what in files:
-        mosquitto.write_file(out / name, text, mode)
-        written.append(mosquitto.Written(out / name, what))
+        write_file(out / name, text, mode)
+        written.append(Written(out / name, what))
     return written

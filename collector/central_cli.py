@@ -58,7 +58,8 @@ def _host_port(value: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | None) -> int:
     """Run one of ``COMMANDS``; return the exit code (2 for what cannot be done, with the reason)."""
-    from collector import backup, bridge, mosquitto
+    from collector import backup, bridge
+    from collector.mosquitto.listener import ListenerTls
 
     try:
         if args.command == "backup":
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | N
                                      (max(1, round(low)), max(60, round(low))))
         if args.probe_rate <= 0:
             raise ValueError(f"--probe-rate must be more than 0, got {args.probe_rate:g}")
-        tls = mosquitto.ListenerTls(args.cafile, args.certfile, args.keyfile)
+        tls = ListenerTls(args.cafile, args.certfile, args.keyfile)
         written = bridge.write_park(inventory, args.zone, Path(args.out), target, tls, Path(args.secrets),
                                     port=args.port, bind=args.bind, broker_dir=args.broker_dir, rate=args.probe_rate,
                                     hold_s=parse_duration(args.hold))

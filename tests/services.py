@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from collector.mosquitto import QueueSizing, render_limits
+from collector.mosquitto.limits import QueueSizing, render_limits
 
 SETUP_HINT = "run scripts/setup.sh (it installs the Debian packages the tests need)"
 

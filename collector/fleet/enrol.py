@@ -6,7 +6,7 @@ The flow (topics and payloads: ``zonewatch.wire``, "Enrolment")::
         pending in the registry (``collector.fleet.registry``)            counted; never a crash
     operator: zonewatch-collector probes list | approve | reject | retire   (edits the registry, from a shell)
         approve: a new password, hashed into the broker's password file and the ACL
-                 (``collector.mosquitto.write_access``, as render-mosquitto renders them), the broker reloaded
+                 (``collector.mosquitto.bundle.write_access``, as render-mosquitto renders them), the broker reloaded
                  (``enrol.reload_command``); the answer (id, username, password) sealed to the probe's key
     collector (polls the registry every ``poll_interval``) ──sealed reply, retained──► probe
     probe logs in as itself ──status online──► collector clears the reply (or ``reply_ttl`` after publishing it)

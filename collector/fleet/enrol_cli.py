@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from collector import mosquitto
 from collector.fleet.registry import Entry, Registry, RegistryError
+from collector.mosquitto.bundle import write_access
+from collector.mosquitto.passwd import hash_password, new_password
 from zonewatch import wire
 
 if TYPE_CHECKING:
@@ -112,7 +114,7 @@ def _write_access(cfg: CollectorConfig, inventory: Inventory) -> Callable[[Regis
     collector = cfg.mqtt.username if cfg.mqtt is not None and cfg.mqtt.username else mosquitto.DEFAULT_COLLECTOR
 
     def write(registry: Registry) -> object:
-        return mosquitto.write_access(Path(enrol.broker_dir), inventory, access(enrol.zones, registry), collector,
+        return write_access(Path(enrol.broker_dir), inventory, access(enrol.zones, registry), collector,
                                       cfg.alerting.noc)
 
     return write
@@ -134,10 +136,10 @@ def approve(cfg: CollectorConfig, inventory: Inventory, registry: Registry, sele
     areas = inventory.zones[entry.zone].areas if entry.zone in inventory.zones else []
     if area is not None and area not in areas:
         raise ValueError(f"--area {area!r} is not an area of zone {entry.zone!r} (areas: {', '.join(areas) or 'none'})")
-    password = mosquitto.new_password()
+    password = new_password()
     answer = wire.EnrolAnswer(entry.request, "approved", entry.zone, probe, probe, password)
     reply = sealed_reply(entry.key, answer)
-    return registry.approve(entry.request, probe, area, mosquitto.hash_password(password), reply, now_ns,
+    return registry.approve(entry.request, probe, area, hash_password(password), reply, now_ns,
                             then=_write_access(cfg, inventory))
 
 

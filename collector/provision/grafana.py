@@ -34,7 +34,7 @@ from typing import Any, Final
 import yaml
 
 from collector.inventory import Inventory
-from collector.mosquitto import Written, write_file
+from collector.mosquitto.bundle import Written, write_file
 from collector.provision import vmauth
 
 __all__ = ["CarrierOrg", "orgs", "env_name", "render_datasources", "render_dashboards", "previous_ids",

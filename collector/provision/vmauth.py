@@ -37,7 +37,8 @@ from typing import Final
 import yaml
 
 from collector.inventory import Inventory
-from collector.mosquitto import Written, new_password, read_password, write_file
+from collector.mosquitto.bundle import Written, read_password, write_file
+from collector.mosquitto.passwd import new_password
 from zonewatch.measurements import owner_label
 
 __all__ = ["AUTHORITY", "ADMIN_KEY", "READ_PATHS", "User", "users", "render", "render_env", "write"]

@@ -47,6 +47,9 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from collector import mosquitto  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
+from collector.mosquitto.limits import QueueSizing  # noqa: E402
+from collector.mosquitto.listener import ListenerTls, render_listener_options  # noqa: E402
+from collector.mosquitto.passwd import render_passwd  # noqa: E402
 from tests import services  # noqa: E402
 from tests.benchmarks.bench_ingest import cpu_seconds, peak_rss_mb  # noqa: E402
 from tests.tlsbroker import make_ca, make_server_cert, pem_key  # noqa: E402
@@ -212,11 +215,11 @@ def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
     (broker_dir / "acl").write_text(mosquitto.render_acl(inv))
     users = ["collector", "collector-urgent", "palert", *(f"p{p}" for p in range(args.probes))]
     passwords = {u: password("collector" if u.startswith("collector") else u) for u in users}
-    (broker_dir / "passwd").write_text(mosquitto.render_passwd(passwords))
-    tls = mosquitto.ListenerTls(str(pki / "ca.crt"), str(pki / "server.crt"), str(pki / "server.key"))
-    options = mosquitto.render_listener_options(str(broker_dir / "passwd"), str(broker_dir / "acl"), tls)
+    (broker_dir / "passwd").write_text(render_passwd(passwords))
+    tls = ListenerTls(str(pki / "ca.crt"), str(pki / "server.crt"), str(pki / "server.key"))
+    options = render_listener_options(str(broker_dir / "passwd"), str(broker_dir / "acl"), tls)
     real_rate = len(CYCLE) / 30.0
-    sizing = mosquitto.QueueSizing(probes=args.probes, rate=real_rate * args.rate, hold_s=max(args.down * 3, 120))
+    sizing = QueueSizing(probes=args.probes, rate=real_rate * args.rate, hold_s=max(args.down * 3, 120))
     broker = services.start_mosquitto(broker_dir, listener_options=options, limits=sizing, autosave_s=1800)
     started.append(broker)
     vm = services.start_victoriametrics(work / "vm")

@@ -11,6 +11,9 @@ import pytest
 from collector import bridge, mosquitto
 from collector.ingest.seq import SeqTracker
 from collector.inventory import Inventory
+from collector.mosquitto.bundle import write_access, write_bundle
+from collector.mosquitto.listener import ListenerTls
+from collector.mosquitto.passwd import parse_passwd
 from zonewatch.strict import load
 
 INVENTORY = """\
@@ -22,7 +25,7 @@ probes:
   p2: {zone: park}
   p9: {zone: dinh-vu}
 """
-TLS = mosquitto.ListenerTls("/etc/park/ca.crt", "/etc/park/server.crt", "/etc/park/server.key")
+TLS = ListenerTls("/etc/park/ca.crt", "/etc/park/server.crt", "/etc/park/server.key")
 TARGET = bridge.BridgeTarget("central.example", 8883, "/etc/park/central-ca.crt", keepalive_s=20, restart_s=(2, 60))
 
 
@@ -65,17 +68,17 @@ def test_each_collector_of_a_pair_has_its_own_password_and_enrolment_keeps_the_p
     out = tmp_path / "broker"
     layout = mosquitto.Layout(peers=("collector-b",), bridges=("park",))
     enrolment = mosquitto.Enrolment(zones=("dinh-vu",))
-    mosquitto.write_bundle(inventory(), out, TLS, collector="collector-a", layout=layout, enrolment=enrolment)
+    write_bundle(inventory(), out, TLS, collector="collector-a", layout=layout, enrolment=enrolment)
     secrets = {p.name for p in (out / "secrets").iterdir()}
     assert {"collector-a", "collector-b", "bridge-park"} <= secrets and "collector-b-urgent" not in secrets
-    users = mosquitto.parse_passwd((out / "passwd").read_text())
+    users = parse_passwd((out / "passwd").read_text())
     assert {"collector-a", "collector-a-urgent", "collector-b", "collector-b-urgent", "bridge-park"} <= users.keys()
     before = (out / "passwd").read_text()
-    mosquitto.write_access(out, inventory(), enrolment, "collector-a")   # as `probes approve` does
-    after = mosquitto.parse_passwd((out / "passwd").read_text())
-    assert {u: h for u, h in after.items() if u in users} == mosquitto.parse_passwd(before)
+    write_access(out, inventory(), enrolment, "collector-a")   # as `probes approve` does
+    after = parse_passwd((out / "passwd").read_text())
+    assert {u: h for u, h in after.items() if u in users} == parse_passwd(before)
     assert "user bridge-park" in (out / "acl").read_text() and "user collector-b" in (out / "acl").read_text()
-    mosquitto.write_bundle(inventory(), out, TLS, collector="collector-a")   # the pair and bridge are gone
+    write_bundle(inventory(), out, TLS, collector="collector-a")   # the pair and bridge are gone
     assert not (out / mosquitto.LAYOUT_FILE).exists()
 
 
@@ -90,7 +93,7 @@ def test_the_park_broker_gets_its_zones_probes_and_a_tls_bridge_with_its_own_cre
                                               "bridge.conf"]
     park = tmp_path / "park"
     assert set(blocks((park / "acl").read_text())) == {"p1", "p2"}   # not p9: another zone's probe
-    assert set(mosquitto.parse_passwd((park / "passwd").read_text())) == {"p1", "p2"}
+    assert set(parse_passwd((park / "passwd").read_text())) == {"p1", "p2"}
     assert "max_queued_messages 14400\n" in (park / "mosquitto-limits.conf").read_text()   # 2 probes x 2/s x 1 h
     conf = (park / "bridge.conf").read_text()
     for line in ("connection zonewatch-park", "address central.example:8883", "bridge_cafile /etc/park/central-ca.crt",

@@ -10,6 +10,10 @@ import pytest
 
 from collector import cli, mosquitto
 from collector.inventory import Inventory
+from collector.mosquitto.bundle import write_bundle
+from collector.mosquitto.limits import QueueSizing, max_packet_size, render_limits
+from collector.mosquitto.listener import ListenerTls, render_listener, render_listener_options
+from collector.mosquitto.passwd import hash_password, render_passwd
 from zonewatch import strict, wire
 from zonewatch.strict import load
 
@@ -67,7 +71,7 @@ topic read zw/v1/z1/p2/config
 topic read zw/v1/z1/p2/command
 """
 
-TLS = mosquitto.ListenerTls("/etc/ca.crt", "/etc/server.crt", "/etc/server.key")
+TLS = ListenerTls("/etc/ca.crt", "/etc/server.crt", "/etc/server.key")
 
 
 def inventory(text: str = INVENTORY) -> Inventory:
@@ -126,22 +130,22 @@ def test_hash_matches_what_mosquitto_passwd_wrote() -> None:
     line = ("alice:$7$101$44lCyo5UPefTtiyJ$UgqT1BtvuZBYY1LFG0Lo2eh3Z+LKqwsXykA2zU2ieTK9ad5BLDNoeXlfp0hB+OmT9Ynz"
             "qYq9sKI2CFXdMw5Lrg==")
     salt = base64.b64decode(line.split("$")[3])
-    assert "alice:" + mosquitto.hash_password("secret", salt) == line
-    assert "alice:" + mosquitto.hash_password("Secret", salt) != line
+    assert "alice:" + hash_password("secret", salt) == line
+    assert "alice:" + hash_password("Secret", salt) != line
 
 
 def test_passwd_has_one_salted_line_per_user_and_refuses_empty_passwords() -> None:
-    text = mosquitto.render_passwd({"collector": "a", "p1": "a"})
+    text = render_passwd({"collector": "a", "p1": "a"})
     lines = text.splitlines()
     assert [line.split(":")[0] for line in lines] == ["collector", "p1"]
     assert all(line.split(":", 1)[1].startswith("$7$101$") for line in lines)
     assert lines[0].split(":")[1] != lines[1].split(":")[1]  # same password, different salt
     with pytest.raises(ValueError, match="password of 'p1' is empty"):
-        mosquitto.render_passwd({"p1": ""})
+        render_passwd({"p1": ""})
 
 
 def test_listener_refuses_anonymous_and_pins_the_client_id_to_the_username() -> None:
-    text = mosquitto.render_listener(8883, "/b/passwd", "/b/acl", TLS, bind="0.0.0.0")
+    text = render_listener(8883, "/b/passwd", "/b/acl", TLS, bind="0.0.0.0")
     settings = [line for line in text.splitlines() if not line.startswith("#")]
     assert settings == [
         "listener 8883 0.0.0.0",
@@ -155,8 +159,8 @@ def test_listener_refuses_anonymous_and_pins_the_client_id_to_the_username() -> 
         "tls_version tlsv1.2",
         "require_certificate false",
     ]
-    mutual = mosquitto.ListenerTls("/c", "/s", "/k", require_certificate=True)
-    assert "require_certificate true\n" in mosquitto.render_listener_options("/p", "/a", mutual)
+    mutual = ListenerTls("/c", "/s", "/k", require_certificate=True)
+    assert "require_certificate true\n" in render_listener_options("/p", "/a", mutual)
 
 
 def _mode(path: Path) -> int:
@@ -166,12 +170,12 @@ def _mode(path: Path) -> int:
 def _password_of(passwd: str, user: str, password: str) -> bool:
     entry = dict(line.split(":", 1) for line in passwd.splitlines())[user]
     salt = base64.b64decode(entry.split("$")[3])
-    return mosquitto.hash_password(password, salt) == entry
+    return hash_password(password, salt) == entry
 
 
 def test_bundle_generates_private_passwords_once_and_keeps_them(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    written = mosquitto.write_bundle(inventory(), out, TLS, port=18883)
+    written = write_bundle(inventory(), out, TLS, port=18883)
     secrets = out / "secrets"
     assert sorted(p.name for p in secrets.iterdir()) == ["collector", "gate.a-1", "p1", "p2"]
     assert {w.path.name for w in written} == {"collector", "gate.a-1", "p1", "p2", "passwd", "acl",
@@ -187,7 +191,7 @@ def test_bundle_generates_private_passwords_once_and_keeps_them(tmp_path: Path) 
     assert "listener 18883\n" in listener
     assert f"password_file {out.resolve()}/passwd\n" in listener
     # a second run keeps every password and reports no new one
-    again = mosquitto.write_bundle(inventory(), out, TLS, broker_dir="/etc/mosquitto/zw")
+    again = write_bundle(inventory(), out, TLS, broker_dir="/etc/mosquitto/zw")
     assert [w.path.name for w in again] == ["passwd", "acl", "mosquitto-listener.conf", "mosquitto-limits.conf"]
     assert (secrets / "p1").read_text().strip() == p1
     assert _password_of((out / "passwd").read_text(), "p1", p1)
@@ -200,9 +204,9 @@ def test_bundle_takes_passwords_from_a_secrets_folder_and_names_what_is_missing(
     for user in ("collector", "p1", "p2"):
         (given / user).write_text(f"pw-of-{user}\n")
     with pytest.raises(ValueError, match="no password file for gate.a-1$"):
-        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+        write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
     (given / "gate.a-1").write_text("pw-of-gate\n")
-    written = mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+    written = write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
     assert not (tmp_path / "out" / "secrets").exists()
     assert len(written) == 4
     passwd = (tmp_path / "out" / "passwd").read_text()
@@ -211,7 +215,7 @@ def test_bundle_takes_passwords_from_a_secrets_folder_and_names_what_is_missing(
     assert _password_of(passwd, "collector-urgent", "pw-of-collector")   # its second session, same password
     (given / "p2").write_text("\n")
     with pytest.raises(ValueError, match="one non-empty line"):
-        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+        write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
 
 
 def test_a_password_file_is_read_as_a_secret_file_is(tmp_path: Path) -> None:
@@ -226,14 +230,14 @@ def test_a_password_file_is_read_as_a_secret_file_is(tmp_path: Path) -> None:
     (given / "p2").unlink()
     (given / "p2").symlink_to(outside)
     with pytest.raises(ValueError, match="symbolic link"):
-        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+        write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
     (given / "p2").unlink()
     (given / "p2").write_text("pw-of-p2\n")
     (given / "p2").chmod(0o666)
     with pytest.raises(ValueError, match="p2"):
-        mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+        write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
     (given / "p2").chmod(0o600)
-    assert mosquitto.write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
+    assert write_bundle(inventory(), tmp_path / "out", TLS, secrets_dir=given)
 
 
 def test_command_writes_the_files_and_never_prints_a_password(tmp_path: Path,
@@ -265,9 +269,9 @@ def test_command_writes_the_files_and_never_prints_a_password(tmp_path: Path,
 def test_the_queue_limits_are_sized_by_the_fleet_and_the_outage_they_must_bridge(tmp_path: Path,
                                                                                  capsys: pytest.CaptureFixture[str],
                                                                                  ) -> None:
-    sizing = mosquitto.QueueSizing(probes=200, rate=2.0, hold_s=3600)
+    sizing = QueueSizing(probes=200, rate=2.0, hold_s=3600)
     assert (sizing.messages, sizing.bytes) == (1_440_000, 1_440_000 * 4608)
-    assert mosquitto.QueueSizing(probes=0, hold_s=10).messages == 1000   # never below mosquitto's own default
+    assert QueueSizing(probes=0, hold_s=10).messages == 1000   # never below mosquitto's own default
     (tmp_path / "inventory.yaml").write_text(INVENTORY)
     (tmp_path / "collector.yaml").write_text(f"inventory: inventory.yaml\nstorage: {{type: sqlite, path: "
                                              f"'{tmp_path / 'zw.db'}'}}\n")
@@ -288,7 +292,7 @@ def _publish_packet_bytes(topic: str, payload: int) -> int:
 
 
 def test_the_limits_bound_each_clients_packets_by_the_collectors_wire_limit_and_keep_the_fleets_queue() -> None:
-    text = mosquitto.render_limits(mosquitto.QueueSizing(probes=3))
+    text = render_limits(QueueSizing(probes=3))
     settings = [line for line in text.splitlines() if not line.startswith("#")]
     assert settings == [
         "max_packet_size 1049600",          # 1 MiB of payload (zonewatch.wire.Limits) and 1 KiB of topic and header
@@ -301,10 +305,10 @@ def test_the_limits_bound_each_clients_packets_by_the_collectors_wire_limit_and_
     # The largest message the collector accepts, on the longest topic the ACL can hold, fits in one packet.
     longest = wire.topic("z" * 63, "p" * 63, "events")
     assert wire.valid_name("z" * 63) and not wire.valid_name("z" * 64)
-    assert _publish_packet_bytes(longest, wire.Limits().max_bytes) <= mosquitto.max_packet_size()
-    assert mosquitto.max_packet_size() - _publish_packet_bytes(longest, wire.Limits().max_bytes) > 512  # v5 props
+    assert _publish_packet_bytes(longest, wire.Limits().max_bytes) <= max_packet_size()
+    assert max_packet_size() - _publish_packet_bytes(longest, wire.Limits().max_bytes) > 512  # v5 props
     # The limit follows the wire limit it is given.
-    smaller = mosquitto.render_limits(mosquitto.QueueSizing(1), wire.Limits(max_bytes=4096))
+    smaller = render_limits(QueueSizing(1), wire.Limits(max_bytes=4096))
     assert [line for line in smaller.splitlines() if not line.startswith("#")][:3] == [
         "max_packet_size 5120", "max_inflight_messages 20", "max_inflight_bytes 20480"]
 

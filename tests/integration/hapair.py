@@ -35,6 +35,8 @@ from collector import mosquitto
 from collector.alerting import amconfig
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
+from collector.mosquitto.listener import ListenerTls, render_listener_options
+from collector.mosquitto.passwd import render_passwd
 from tests import services
 from tests.services import WebhookServer
 from tests.tlsbroker import Peer, connect, write_server_pki
@@ -116,10 +118,10 @@ class Centre:
         acl = mosquitto.render_acl(inventory, USERS[0], layout=mosquitto.Layout(peers=USERS[1:]))
         (broker / "acl").write_text(acl + f"\n# test only: reads the carrier's alert topic\nuser watcher\n"
                                           f"topic read {TOPIC}\n")
-        (broker / "passwd").write_text(mosquitto.render_passwd(PASSWORDS))
+        (broker / "passwd").write_text(render_passwd(PASSWORDS))
         (broker / "passwd").chmod(0o600)
-        tls = mosquitto.ListenerTls(str(pki.ca), str(pki.cert), str(pki.key))
-        self.broker = services.start_mosquitto(broker, listener_options=mosquitto.render_listener_options(
+        tls = ListenerTls(str(pki.ca), str(pki.cert), str(pki.key))
+        self.broker = services.start_mosquitto(broker, listener_options=render_listener_options(
             str(broker / "passwd"), str(broker / "acl"), tls))
         self.started.append(self.broker)
         self.am_ports = [services.free_port() for _ in USERS]

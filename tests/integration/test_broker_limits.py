@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.mosquitto import QueueSizing, max_packet_size
+from collector.mosquitto.limits import QueueSizing, max_packet_size
 from tests import services
 from tests.services import WebhookServer
 from zonewatch import wire

@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
-from collector import mosquitto
+from collector.mosquitto.bundle import read_password
 from tests import services
 from tests.integration.test_install import BASE_PYTHON, _build_wheel, _copy_source, _dependencies_view, verify_unit
 from tests.tlsbroker import connect
@@ -308,7 +308,7 @@ def test_central_install_of_an_ha_primary_then_again_after_an_inventory_change(k
     assert verified.returncode == 0, verified.stdout + verified.stderr
     broker = start_rendered_broker(root, tmp_path / "mosquitto")
     try:
-        passwords = {user: mosquitto.read_password(secrets, user) for user in ("collector-a", "collector-b", "p1")}
+        passwords = {user: read_password(secrets, user) for user in ("collector-a", "collector-b", "p1")}
         passwords["collector-a-urgent"] = passwords["collector-a"]
         for user in ("collector-a", "collector-a-urgent", "collector-b", "p1"):
             peer = connect(broker.port, ca, user, user, passwords)

@@ -28,7 +28,7 @@ from nacl.public import PrivateKey, SealedBox
 
 from agent.fleet.enrol import open_reply
 from agent.sim.modem import IDENTITIES, SimModem
-from collector import mosquitto
+from collector.mosquitto.listener import ListenerTls, render_listener_options
 from tests import services
 from tests.tlsbroker import Peer, connect, write_server_pki
 from zonewatch import wire
@@ -91,8 +91,8 @@ class Centre:
         rendered = self.cli("render-mosquitto", "--out", str(self.broker_dir), "--cafile", str(self.pki.ca),
                             "--certfile", str(self.pki.cert), "--keyfile", str(self.pki.key))
         assert rendered.returncode == 0, rendered.stderr
-        tls = mosquitto.ListenerTls(str(self.pki.ca), str(self.pki.cert), str(self.pki.key))
-        self.broker = services.start_mosquitto(tmp / "mosquitto", listener_options=mosquitto.render_listener_options(
+        tls = ListenerTls(str(self.pki.ca), str(self.pki.cert), str(self.pki.key))
+        self.broker = services.start_mosquitto(tmp / "mosquitto", listener_options=render_listener_options(
             str(self.broker_dir / "passwd"), str(self.broker_dir / "acl"), tls))
         self.started.append(self.broker)
         # how approve and retire reload this broker

@@ -36,6 +36,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector import mosquitto
 from collector.alerting import parks
+from collector.mosquitto.bundle import read_password
+from collector.mosquitto.passwd import hash_password
 from tests import services
 from tests.tlsbroker import Peer, connect, write_server_pki
 from zonewatch import wire
@@ -224,7 +226,7 @@ class Park:
         tls = ["--cafile", str(pki.ca), "--certfile", str(pki.cert), "--keyfile", str(pki.key)]
         zonewatch(config, "render-mosquitto", "--out", str(central), "--bridge", ZONE, *tls)
         secrets = central / "secrets"
-        self.passwords = {user: mosquitto.read_password(secrets, user) for user in ("p1", "p9", f"bridge-{ZONE}")}
+        self.passwords = {user: read_password(secrets, user) for user in ("p1", "p9", f"bridge-{ZONE}")}
         self.uplink = Uplink(self.central_port)   # the bridge reaches the centre through it
         self.started.append(self.uplink)
         printed = zonewatch(config, "render-bridge", "--zone", ZONE, "--remote", f"127.0.0.1:{self.uplink.port}",
@@ -238,7 +240,7 @@ class Park:
             acl.write(f"\nuser watcher\ntopic read zw/v1/{ZONE}/+/data\ntopic read zw/v1/centre/+/data\ntopic read "
                       f"{mosquitto.BRIDGE_STATE_ROOT}{ZONE}/state\n")
         with open(central / "passwd", "a") as passwd:
-            passwd.write(f"watcher:{mosquitto.hash_password(self.watcher_password)}\n")
+            passwd.write(f"watcher:{hash_password(self.watcher_password)}\n")
         self.central_options = listener_options(central / "mosquitto-listener.conf")
         self.central = self.start_central()
         self.collector = services.start_collector(config, tmp / "run")

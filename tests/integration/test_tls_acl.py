@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from collector import mosquitto
+from collector.mosquitto.passwd import hash_password
 from tests import services
 from tests.tlsbroker import (
     PASSWORDS,
@@ -193,4 +193,4 @@ def test_python_hash_equals_mosquitto_passwd_for_the_same_salt(tmp_path: Path) -
     subprocess.run([binary, "-c", "-b", str(passwd), "probe-x", "pä ss:w$rd"], check=True, capture_output=True)
     user, entry = passwd.read_text().strip().split(":", 1)
     salt = base64.b64decode(entry.split("$")[3])
-    assert (user, mosquitto.hash_password("pä ss:w$rd", salt)) == ("probe-x", entry)
+    assert (user, hash_password("pä ss:w$rd", salt)) == ("probe-x", entry)

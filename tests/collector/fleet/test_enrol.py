@@ -23,6 +23,9 @@ from collector.fleet.enrol import EnrolConfig, RateLimit, Refused, check_request
 from collector.fleet.enrol_service import EnrolMetrics, EnrolService
 from collector.fleet.registry import Registry, RegistryError
 from collector.inventory import Inventory
+from collector.mosquitto.bundle import write_access, write_bundle
+from collector.mosquitto.listener import ListenerTls
+from collector.mosquitto.passwd import hash_password, parse_passwd
 from collector.scope import Scope
 from zonewatch import wire
 from zonewatch.strict import ConfigError, load
@@ -335,7 +338,7 @@ def test_the_service_takes_requests_publishes_replies_and_clears_them_after_logi
     assert svc.registry.refusals()["not_json"][0] == 1
     assert metrics.get_sample_value("zonewatch_enrol_pending") == 1
     answer = wire.EnrolAnswer(req.request_id, "approved", ZONE, "p7", "p7", "a-long-enough-password-1234")
-    svc.registry.approve(req.request_id, "p7", None, mosquitto.hash_password("x"), enrol.sealed_reply(req.key, answer),
+    svc.registry.approve(req.request_id, "p7", None, hash_password("x"), enrol.sealed_reply(req.key, answer),
                          T0 + S)
     link.up = False
     svc.step(T0 + 2 * S)                       # the broker is away: nothing marked published
@@ -430,28 +433,28 @@ def test_enrolment_users_that_would_clash_are_refused(enrolment: mosquitto.Enrol
 
 
 def test_write_access_keeps_other_users_hashes_adds_the_approved_and_drops_the_retired(tmp_path: Path) -> None:
-    tls = mosquitto.ListenerTls("/ca", "/crt", "/key")
-    mosquitto.write_bundle(inventory(), tmp_path, tls, enrolment=access())
-    before = mosquitto.parse_passwd((tmp_path / "passwd").read_text())
+    tls = ListenerTls("/ca", "/crt", "/key")
+    write_bundle(inventory(), tmp_path, tls, enrolment=access())
+    before = parse_passwd((tmp_path / "passwd").read_text())
     assert set(before) == {"collector", "collector-urgent", "collector-enrol", "p1", "far", "enrol-ez"}
     assert (tmp_path / "secrets" / "enrol-ez").is_file()          # the bootstrap password, like every other
-    mosquitto.write_access(tmp_path, inventory(), access({"p7": (ZONE, "$7$101$c2FsdA==$ZGlnZXN0")},
+    write_access(tmp_path, inventory(), access({"p7": (ZONE, "$7$101$c2FsdA==$ZGlnZXN0")},
                                                          frozenset({"p1"})))
-    after = mosquitto.parse_passwd((tmp_path / "passwd").read_text())
+    after = parse_passwd((tmp_path / "passwd").read_text())
     assert after["p7"] == "$7$101$c2FsdA==$ZGlnZXN0"
     assert "p1" not in after
     assert {u: after[u] for u in before if u != "p1"} == {u: h for u, h in before.items() if u != "p1"}
     assert stat.S_IMODE((tmp_path / "passwd").stat().st_mode) == 0o600
     assert "user p7" in (tmp_path / "acl").read_text()
     with pytest.raises(ValueError, match="run `zonewatch-collector render-mosquitto"):
-        mosquitto.write_access(tmp_path / "nowhere", inventory(), access())
+        write_access(tmp_path / "nowhere", inventory(), access())
 
 
 def test_render_with_approved_probes_needs_no_password_file_for_them(tmp_path: Path) -> None:
-    tls = mosquitto.ListenerTls("/ca", "/crt", "/key")
-    mosquitto.write_bundle(inventory(), tmp_path, tls, enrolment=access({"p7": (ZONE, "$7$101$c2FsdA==$ZGlnZXN0")}))
+    tls = ListenerTls("/ca", "/crt", "/key")
+    write_bundle(inventory(), tmp_path, tls, enrolment=access({"p7": (ZONE, "$7$101$c2FsdA==$ZGlnZXN0")}))
     assert not (tmp_path / "secrets" / "p7").exists()
-    assert mosquitto.parse_passwd((tmp_path / "passwd").read_text())["p7"] == "$7$101$c2FsdA==$ZGlnZXN0"
+    assert parse_passwd((tmp_path / "passwd").read_text())["p7"] == "$7$101$c2FsdA==$ZGlnZXN0"
 
 
 def test_inventory_refuses_the_enrol_zone_with_its_line() -> None:
@@ -481,7 +484,7 @@ def setup_centre(tmp_path: Path, reload: list[str]) -> tuple[CollectorConfig, In
                                 f"enrol: {{zones: [{ZONE}], broker_dir: '{tmp_path / 'broker'}', "
                                 f"reload_command: {json.dumps(reload)}}}\n", "collector.yaml")
     inv = inventory()
-    mosquitto.write_bundle(inv, tmp_path / "broker", mosquitto.ListenerTls("/ca", "/crt", "/key"),
+    write_bundle(inv, tmp_path / "broker", ListenerTls("/ca", "/crt", "/key"),
                            enrolment=enrol.current_access(cfg))
     return cfg, inv
 
@@ -507,9 +510,9 @@ def test_approve_writes_the_broker_files_reloads_and_seals_the_password(tmp_path
     assert (entry.state, entry.area) == ("approved", "gate-b")
     answer = open_reply(key, req.request_id, entry.reply or b"")
     assert answer is not None and answer.username == "p7" and answer.password is not None
-    hashed = mosquitto.parse_passwd((tmp_path / "broker" / "passwd").read_text())["p7"]
+    hashed = parse_passwd((tmp_path / "broker" / "passwd").read_text())["p7"]
     salt = base64.b64decode(hashed.split("$")[3])
-    assert mosquitto.hash_password(answer.password, salt) == hashed == entry.password_hash
+    assert hash_password(answer.password, salt) == hashed == entry.password_hash
     assert answer.password not in (tmp_path / "broker" / "passwd").read_text()
     assert answer.password.encode() not in enrol.registry_path(cfg).read_bytes()
     assert enrol_cli.run_command(args("list", "--json"), cfg, inv, T0) == 0
@@ -521,7 +524,7 @@ def test_approve_writes_the_broker_files_reloads_and_seals_the_password(tmp_path
     assert "not in the inventory: it may publish about itself, and watches nothing" in text
     assert wire.enrol_fingerprint(req.key) in text and "IMEI 867962040012345" in text
     assert enrol_cli.run_command(args("retire", "p7"), cfg, inv, T0) == 0
-    assert "p7" not in mosquitto.parse_passwd((tmp_path / "broker" / "passwd").read_text())
+    assert "p7" not in parse_passwd((tmp_path / "broker" / "passwd").read_text())
     reg.close()
 
 
