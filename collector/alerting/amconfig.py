@@ -8,11 +8,13 @@
       (everything)      -> receiver noc
     inhibit: ServiceOutage mutes RedundancyLost with equal zone, group, carrier
 
-Each carrier's ``webhook`` and ``email`` receivers become its Alertmanager receiver (sent resolved
-notifications too); ``mqtt`` receivers have no Alertmanager counterpart and stay with the collector, unless
-``alerting.mqtt_delivery`` is ``alertmanager``: then each becomes a webhook to the MQTT relay of the collector
-at ``relay`` (``notify/relay.py``; render one configuration per Alertmanager peer, each naming its own host's
-collector). A carrier with none of them gets no route: its alerts reach the NOC only. Secrets (webhook bearer
+Each carrier's receivers that Alertmanager delivers natively (``webhook`` and ``email``: as each type's
+``Delivery`` declares, ``notify/registry.py``) become its Alertmanager receiver (sent resolved notifications
+too); the others (``mqtt``) have no Alertmanager counterpart and stay with the collector, unless
+``alerting.mqtt_delivery`` is ``alertmanager`` and their type goes through the relay: then each becomes a webhook
+to the MQTT relay of the collector at ``relay`` (``notify/relay.py``; render one configuration per Alertmanager
+peer, each naming its own host's collector). A carrier with none of them gets no route: its alerts reach the
+NOC only. A receiver whose type is not registered is an error. Secrets (webhook bearer
 tokens, the SMTP password) are not written into the configuration: each goes to a file of its own in the secrets
 folder, which the configuration names (``credentials_file``, ``smtp_auth_password_file``).
 
@@ -22,6 +24,7 @@ folder, which the configuration names (``credentials_file``, ``smtp_auth_passwor
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,10 @@ import yaml
 
 from collector.alerting.config import AlertingConfig, SmtpConfig
 from collector.alerting.notify.payload import GROUP_BY
+from collector.alerting.notify.registry import NOTIFIERS, NotifierType
 from collector.alerting.notify.relay import relay_url
-from collector.alerting.notify.routing import NOC
-from collector.inventory import EmailReceiver, Inventory, MqttReceiver, Receiver, WebhookReceiver
+from collector.alerting.notify.routing import NOC, declared, receiver_name
+from collector.inventory import Inventory, Receiver
 
 SMTP_SECRET = "smtp-password"
 RELAY_SECRET = "relay-token"   # alerting.relay_token: what Alertmanager sends the collectors' MQTT relays
@@ -61,10 +65,12 @@ class Rendered:
 
 
 class _Builder:
-    def __init__(self, secrets_dir: str, relay: str | None = None, relay_token: str | None = None) -> None:
+    def __init__(self, secrets_dir: str, relay: str | None = None, relay_token: str | None = None,
+                 types: Mapping[str, NotifierType] = NOTIFIERS) -> None:
         self.secrets_dir = secrets_dir.rstrip("/") or "/"
         self.secrets: dict[str, str] = {}
-        self.emails = False
+        self.types = types
+        self.smtp_needed = False   # a receiver Alertmanager delivers needs its SMTP relay (an email receiver)
         self.relay = relay   # the collector's base URL when Alertmanager delivers MQTT through its relay
         self.relay_token = relay_token
 
@@ -73,21 +79,18 @@ class _Builder:
         return f"{self.secrets_dir}/{name}"
 
     def receiver(self, name: str, owner: str, configs: list[Receiver]) -> dict[str, Any] | None:
-        """Return an Alertmanager receiver for the webhook and email receivers among ``configs``, or None."""
+        """Return an Alertmanager receiver for the receivers among ``configs`` that Alertmanager delivers
+        (natively, or through the relay when there is one), or None."""
         out: dict[str, Any] = {"name": name}
         for i, r in enumerate(configs):
-            if isinstance(r, WebhookReceiver):
-                hook: dict[str, Any] = {"url": r.url, "send_resolved": True}
-                if r.bearer_token is not None:
-                    path = self.secret(f"{owner}-webhook-{i}-token", r.bearer_token.get_secret_value())
-                    hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": path}}
-                out.setdefault("webhook_configs", []).append(hook)
-            elif isinstance(r, EmailReceiver):
-                self.emails = True
-                out.setdefault("email_configs", []).append({"to": ", ".join(r.to), "send_resolved": True})
-            elif isinstance(r, MqttReceiver) and self.relay is not None:
-                receiver = f"{NOC}.mqtt.{i}" if owner == NOC else f"carrier.{owner}.mqtt.{i}"
-                hook = {"url": relay_url(self.relay, receiver), "send_resolved": True}
+            d = declared(r.type, self.types)
+            if d.alertmanager is not None:
+                key, entry = d.alertmanager(r, f"{owner}-{r.type}-{i}", self.secret)
+                self.smtp_needed = self.smtp_needed or "smtp" in d.needs
+                out.setdefault(key, []).append(entry)
+            elif d.relay and self.relay is not None:
+                hook: dict[str, Any] = {"url": relay_url(self.relay, receiver_name(owner, r.type, i)),
+                                        "send_resolved": True}
                 if self.relay_token is not None:
                     path = self.secret(RELAY_SECRET, self.relay_token)
                     hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": path}}
@@ -105,15 +108,16 @@ class _Builder:
 
 
 def render(inventory: Inventory, cfg: AlertingConfig, *, secrets_dir: str = "/etc/alertmanager/zonewatch-secrets",
-           timing: Timing = Timing(), relay: str | None = None) -> Rendered:
+           timing: Timing = Timing(), relay: str | None = None,
+           types: Mapping[str, NotifierType] = NOTIFIERS) -> Rendered:
     """Return the configuration for ``inventory`` (see the module docstring); secrets are named, not written.
     ``relay`` (the base URL of the collector beside this Alertmanager) is needed with ``mqtt_delivery:
-    alertmanager``."""
+    alertmanager``; ``types``: the registered receiver types."""
     if cfg.mqtt_via_alertmanager and relay is None:
         raise ValueError("alerting.mqtt_delivery: alertmanager: give the URL of the collector beside this "
                          "Alertmanager, whose relay publishes the MQTT notifications")
     token = cfg.relay_token.get_secret_value() if cfg.relay_token is not None else None
-    b = _Builder(secrets_dir, relay if cfg.mqtt_via_alertmanager else None, token)
+    b = _Builder(secrets_dir, relay if cfg.mqtt_via_alertmanager else None, token, types)
     notes: list[str] = []
     noc = b.receiver(NOC, NOC, list(cfg.noc)) or {"name": NOC}
     if len(noc) == 1:
@@ -125,10 +129,12 @@ def render(inventory: Inventory, cfg: AlertingConfig, *, secrets_dir: str = "/et
             raise ValueError(f"carriers.{key}: the key {NOC!r} is the NOC receiver's name in Alertmanager: "
                              "rename the carrier")
         own = b.receiver(key, key, list(carrier.notify))
-        if any(isinstance(r, MqttReceiver) for r in carrier.notify):
-            notes.append(f"{key}: its mqtt receivers are sent through the relay of the collector at {relay}"
-                         if b.relay is not None else f"{key}: its mqtt receivers are served by the collector, "
-                         "not by Alertmanager")
+        for kind in dict.fromkeys(r.type for r in carrier.notify):   # the types Alertmanager has no receiver for
+            d = declared(kind, types)
+            if d.alertmanager is None:
+                notes.append(f"{key}: its {kind} receivers are sent through the relay of the collector at {relay}"
+                             if d.relay and b.relay is not None else f"{key}: its {kind} receivers are served by "
+                             "the collector, not by Alertmanager")
         if own is None:
             notes.append(f"{key} ({carrier.plmn}): no webhook or email receiver: its alerts go to the NOC only")
             continue
@@ -136,7 +142,7 @@ def render(inventory: Inventory, cfg: AlertingConfig, *, secrets_dir: str = "/et
         routes.append({"receiver": key, "matchers": [f'carrier="{carrier.plmn}"'], "continue": True})
     routes.append({"receiver": NOC})
     config: dict[str, Any] = {}
-    if b.emails or any(isinstance(r, EmailReceiver) for r in cfg.noc):
+    if b.smtp_needed:
         if cfg.smtp is None:
             raise ValueError("alerting.smtp: email receivers need the SMTP relay")
     if cfg.smtp is not None:

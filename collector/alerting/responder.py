@@ -36,12 +36,12 @@ from collector.alerting.config import AlertingConfig
 from collector.alerting.escalation import Policies, due, policies
 from collector.alerting.model import Notification
 from collector.alerting.notify.base import Clock, Notifier, SystemClock
-from collector.alerting.notify.dispatcher import key_path
 from collector.alerting.notify.metrics import NotifyMetrics
 from collector.alerting.notify.mqtt import MqttPublisher
 from collector.alerting.notify.outbox import Outbox
 from collector.alerting.notify.payload import am_fingerprint, group
 from collector.alerting.notify.registry import Context, make_notifier
+from collector.alerting.notify.routing import key_path
 from collector.inventory import EmailReceiver, Inventory, MqttReceiver
 
 __all__ = ["Forward", "Responder", "ESCALATION_DIR"]

@@ -3,7 +3,8 @@
 Layout::
 
     collector/storage/
-      __init__.py    Writer and LineWriter protocols, prepare_write, StorageError, config models, make_writer
+      __init__.py    Writer and LineWriter protocols, prepare_write, StorageError, config models, the registry
+                     (STORAGES: type -> Backend), make_writer
       lineproto.py   samples -> Influx line protocol (pure, on the hot path)
       influx.py      InfluxWriter: line protocol over HTTP to VictoriaMetrics or InfluxDB 2
       sqlite.py      SqliteWriter: the embedded default, plus read helpers for reports and tests
@@ -26,11 +27,17 @@ Configuration (``storage:`` in the collector config, keyed by ``type``)::
     {type: influxdb, url: http://influx:8086, org: zone-authority, bucket: zonewatch,
      token: {env: INFLUX_TOKEN}}
     {type: sqlite, path: /var/lib/zonewatch/samples.db}
+
+Registry: ``STORAGES`` maps each ``type`` to its ``Backend``: the writer's factory and what the store declares
+(``lines``: it takes Influx line protocol, so the ingest encodes for it on its fast path; ``same_point``: a
+point written again replaces the first). ``make_writer`` looks the type up and holds the writer to the
+declaration; a meta-test keeps ``STORAGES`` equal to the types ``StorageConfig`` accepts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeGuard, Union
 from urllib.parse import urlsplit
@@ -52,6 +59,8 @@ __all__ = [
     "InfluxDBStorage",
     "SqliteStorage",
     "StorageConfig",
+    "Backend",
+    "STORAGES",
     "make_writer",
 ]
 
@@ -180,12 +189,56 @@ StorageConfig = Annotated[
 ]
 
 
-def make_writer(config: VictoriaMetricsStorage | InfluxDBStorage | SqliteStorage) -> Writer:
-    """Return the writer for ``config``; no connection is made until the first write."""
-    if isinstance(config, SqliteStorage):
-        from collector.storage.sqlite import SqliteWriter
+@dataclass(frozen=True)
+class Backend:
+    """One storage type: its writer's factory (validates, no I/O) and what its store does.
 
-        return SqliteWriter(config)
+    ``lines``       the writer is a ``LineWriter`` (``takes_lines``): it stores Influx line protocol, and the
+                    ingest hands it messages already encoded (its fast path)
+    ``same_point``  a point written again (same series, field and time) replaces the first: the ingest writes
+                    batches again after a failure or a crash and relies on it (``Writer.write``)
+    """
+
+    make: Callable[[Any], Writer]
+    lines: bool
+    same_point: bool
+
+
+def _sqlite(config: SqliteStorage) -> Writer:
+    from collector.storage.sqlite import SqliteWriter  # imported on use: each backend brings its own libraries
+
+    return SqliteWriter(config)
+
+
+def _influx(config: VictoriaMetricsStorage | InfluxDBStorage) -> Writer:
     from collector.storage.influx import InfluxWriter
 
     return InfluxWriter(config)
+
+
+STORAGES: dict[str, Backend] = {
+    # same_point: with -dedup.minScrapeInterval=1ms, as the central install runs it
+    "victoriametrics": Backend(_influx, lines=True, same_point=True),
+    "influxdb": Backend(_influx, lines=True, same_point=True),    # by series key and time
+    "sqlite": Backend(_sqlite, lines=False, same_point=True),     # by primary key (series, field, time)
+}
+
+
+def make_writer(config: VictoriaMetricsStorage | InfluxDBStorage | SqliteStorage,
+                storages: Mapping[str, Backend] = STORAGES) -> Writer:
+    """Return the writer for ``config``; no connection is made until the first write. Raise ValueError for a
+    type that is not registered, or whose store or writer is not what the collector needs or what it declares."""
+    backend = storages.get(config.type)
+    if backend is None:
+        raise ValueError(f"storage type {config.type!r} is not registered: add its Backend to STORAGES in "
+                         f"collector/storage/__init__.py (registered: {', '.join(sorted(storages))})")
+    if not backend.same_point:
+        raise ValueError(f"storage type {config.type!r} does not replace a point written again: the collector "
+                         "writes batches again after a failure or a crash, which would store them twice")
+    writer = backend.make(config)
+    if takes_lines(writer) != backend.lines:
+        writer.close()
+        raise ValueError(f"storage type {config.type!r} declares lines={backend.lines} but its writer "
+                         f"({type(writer).__name__}) {'is not' if backend.lines else 'is'} a LineWriter "
+                         "(encoder and prepare): fix the declaration in STORAGES or the writer")
+    return writer

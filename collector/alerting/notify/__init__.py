@@ -2,12 +2,12 @@
 
 ::
 
-    base.py          Notifier (the contract: one method, one receiver), NotifyError(retryable), Clock
+    base.py          Notifier (the contract: one method, one receiver), NotifyError(retryable), Clock, Delivery
     payload.py       Alertmanager's webhook JSON (version 4), grouping, the outbox encoding
     routing.py       who gets what: the carrier's receivers, the NOC's, Alertmanager (pure)
     outbox.py        one receiver's durable queue and delivery thread: in order, back-off, once
     dispatcher.py    Dispatcher: the public entry the alert engine calls
-    registry.py      NOTIFIERS: receiver type -> factory; one module per type:
+    registry.py      NOTIFIERS: receiver type -> its Delivery (who can deliver it) and factory; a module per type:
       webhook.py       POST the webhook JSON (bearer token optional)
       alertmanager.py  Alertmanager API v2, with endsAt ahead and periodic resend
       email.py         SMTP, plain text, STARTTLS and login optional

@@ -21,7 +21,7 @@ import requests
 from collector.alerting.config import AlertmanagerTarget
 from collector.alerting.model import Notification
 from collector.alerting.notify._http import post_json
-from collector.alerting.notify.base import Clock, SystemClock
+from collector.alerting.notify.base import Clock, Delivery, SystemClock
 from collector.alerting.notify.payload import alert_annotations, rfc3339
 
 HOLD_FACTOR = 4  # Prometheus: endsAt = now + 4 x max(resend delay, evaluation interval)
@@ -57,3 +57,6 @@ class AlertmanagerNotifier:
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
+
+
+DELIVERY = Delivery(collector=True)   # the target itself (alerting.alertmanager): the collector posts to its API

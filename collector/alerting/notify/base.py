@@ -5,6 +5,8 @@
     Notifier        notify(notifications) sends them to one receiver as one message; close()
     NotifyError     raised by notify; ``retryable`` tells the outbox to try again later or to give up
     Clock           monotonic() and time_ns(): the only clock the outbox and the notifiers read
+    Delivery        what a receiver type declares beside its notifier: who can deliver it (the collector,
+                    Alertmanager natively, Alertmanager through the collectors' relay) and what it needs
     redact(text, secrets)   the text with every secret (and its base64 forms) replaced by **********
 """
 
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from collector.alerting.model import Notification
 
@@ -56,6 +59,35 @@ class Notifier(Protocol):
     def close(self) -> None:
         """Release connections. Called once, after the delivery thread stopped; must not raise."""
         ...
+
+
+Need = Literal["smtp", "broker"]   # alerting.smtp; the collector's broker connection
+SecretFile = Callable[[str, str], str]   # (file name, content) -> the path Alertmanager's configuration names
+# (receiver settings, a prefix for its secret files, SecretFile) -> (key in Alertmanager's receiver, one entry)
+AlertmanagerConfig = Callable[[Any, str, SecretFile], tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Who can deliver a receiver type: declared in the type's module, registered with it (``registry.py``).
+
+    Routing (``routing.py``) and ``render-alertmanager`` (``collector/alerting/amconfig.py``) decide from this
+    alone; a configured receiver that no one would deliver under the configured ``alerting.delivery`` is a
+    configuration error, never skipped.
+
+    ``collector``     this collector delivers it with the type's notifier (``alerting.delivery: direct``, or
+                      under Alertmanager when neither of the next two applies)
+    ``alertmanager``  Alertmanager delivers it natively: how ``render-alertmanager`` writes one (a function
+                      returning its receiver key, such as ``webhook_configs``, and the entry); None: it cannot
+    ``relay``         with ``alerting.mqtt_delivery: alertmanager``, Alertmanager delivers it as a webhook to
+                      the collectors' MQTT relay (``relay.py``), which publishes it
+    ``needs``         what the collector needs to deliver it itself, or Alertmanager natively (``smtp``)
+    """
+
+    collector: bool
+    alertmanager: AlertmanagerConfig | None = None
+    relay: bool = False
+    needs: frozenset[Need] = frozenset()
 
 
 class Clock(Protocol):

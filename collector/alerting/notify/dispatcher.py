@@ -37,10 +37,9 @@ from collector.alerting.notify.mqtt import MqttPublisher
 from collector.alerting.notify.outbox import Outbox
 from collector.alerting.notify.payload import group
 from collector.alerting.notify.registry import Context, make_notifier
-from collector.alerting.notify.routing import ALERTMANAGER, Router, problems
+from collector.alerting.notify.routing import ALERTMANAGER, Router, key_path, problems
 from collector.inventory import Inventory
 from zonewatch.mqtt import MqttConfig
-from zonewatch.strict import RefPath
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -48,14 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_SUFFIX = ".db"
-
-
-def key_path(path: RefPath) -> str:
-    """Return a configuration key path as ``carriers.viettel.notify[1]``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
 
 
 class Dispatcher:

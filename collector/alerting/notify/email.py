@@ -9,6 +9,8 @@ password never appears in errors or logs, in plain or base64 (as AUTH sends it).
 retrying: 4xx and every connection, TLS or login failure are retried (a relay that is down, or
 credentials being fixed: the mail goes out once they are); 5xx for the sender, the recipients or the
 message is not.
+
+Delivery: by the collector, or natively by Alertmanager (``email_configs``, through the same relay).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import ssl
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from collector.alerting.config import SmtpConfig
 from collector.alerting.model import Notification
-from collector.alerting.notify.base import NotifyError, os_reason, redact
+from collector.alerting.notify.base import Delivery, NotifyError, SecretFile, os_reason, redact
 from collector.alerting.notify.payload import alert_annotations, rfc3339
 from collector.inventory import EmailReceiver
 
@@ -152,3 +154,11 @@ class EmailNotifier:
 
     def close(self) -> None:
         """Nothing to close: each email opens its own connection."""
+
+
+def alertmanager_config(cfg: EmailReceiver, ref: str, secret: SecretFile) -> tuple[str, dict[str, Any]]:
+    """Return the receiver as Alertmanager writes it: an email config (the relay is Alertmanager's global one)."""
+    return "email_configs", {"to": ", ".join(cfg.to), "send_resolved": True}
+
+
+DELIVERY = Delivery(collector=True, alertmanager=alertmanager_config, needs=frozenset({"smtp"}))

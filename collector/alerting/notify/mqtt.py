@@ -11,6 +11,9 @@ One ``MqttPublisher`` serves every mqtt receiver. It either opens its own connec
 (the ingest's). Use the latter when the broker sets ``use_username_as_clientid`` (the listener that
 ``render-mosquitto`` writes does): two connections with one username take the session from each other
 in turn, forever.
+
+Delivery: by the collector; Alertmanager has no MQTT receiver, so with ``alerting.mqtt_delivery: alertmanager``
+it posts to the collectors' relay (``relay.py``), which publishes.
 """
 
 from __future__ import annotations
@@ -22,14 +25,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.alerting.model import Notification
-from collector.alerting.notify.base import NotifyError, redact
+from collector.alerting.notify.base import Delivery, NotifyError, redact
 from collector.alerting.notify.payload import webhook_message
 from collector.inventory import MqttReceiver
 from zonewatch import wire
-from zonewatch.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig, make_client
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +70,7 @@ class MqttPublisher:
             client.on_publish = chained
 
     def _make_client(self, cfg: MqttConfig) -> mqtt.Client:
-        v5 = cfg.protocol == "5"
-        kwargs: dict[str, Any] = {} if v5 else {"clean_session": True}
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=f"{cfg.client_id or 'zonewatch-collector'}-notify",
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
-        if cfg.tls:
-            client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
-        client.reconnect_delay_set(1, 30)
+        client = make_client(cfg, f"{cfg.client_id or 'zonewatch-collector'}-notify", reconnect=(1, 30))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -169,3 +162,6 @@ class MqttNotifier:
 
     def close(self) -> None:
         """Nothing to close: the publisher is shared and closed by the dispatcher."""
+
+
+DELIVERY = Delivery(collector=True, relay=True, needs=frozenset({"broker"}))

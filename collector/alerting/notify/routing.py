@@ -4,9 +4,13 @@
 - Every notification goes to the NOC receivers (``alerting.noc``) and, when configured, to Alertmanager
   (which routes by its own configuration, see ``collector/alerting/amconfig.py``).
 - With Alertmanager doing the delivery (``alerting.delivery``, the default when it is configured), the
-  webhook and email receivers are Alertmanager's to serve (the rendered configuration has them): ZoneWatch
-  sends them nothing itself, so nobody gets an alert twice. MQTT receivers are ZoneWatch's, unless
-  ``alerting.mqtt_delivery`` gives them to Alertmanager too (through the collectors' relays, ``relay.py``).
+  receivers Alertmanager delivers natively (webhook, email) are Alertmanager's to serve (the rendered
+  configuration has them): ZoneWatch sends them nothing itself, so nobody gets an alert twice. The others (MQTT)
+  are ZoneWatch's, unless ``alerting.mqtt_delivery`` gives those the relay takes to Alertmanager too (through
+  the collectors' relays, ``relay.py``).
+- Who delivers a type is what the type declares (its ``Delivery``, registered in ``registry.py``), never a
+  guess: a receiver whose type is not registered, or that nobody would deliver under the configured delivery,
+  is a configuration error (``problems``; ``receivers`` raises), not a receiver skipped.
 - Every peer of an Alertmanager cluster (``alerting.alertmanager.peers``) is a receiver of its own, so a peer
   that is down delays none of the others.
 
@@ -17,16 +21,23 @@ cluster's other peers: ``alertmanager.<n>``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from collector.alerting.config import AlertingConfig, AlertmanagerTarget
 from collector.alerting.model import Notification
-from collector.inventory import EmailReceiver, Inventory, MqttReceiver, Receiver
+from collector.alerting.notify.base import Delivery, Need
+from collector.alerting.notify.registry import NOTIFIERS, NotifierType
+from collector.inventory import Inventory, Receiver
 from zonewatch.strict import RefPath
 
 ALERTMANAGER = "alertmanager"
 NOC = "noc"
+REGISTRY = "collector/alerting/notify/registry.py"
+NEEDS: dict[Need, str] = {"smtp": "alerting.smtp (the relay to send through)",
+                          "broker": "the collector's broker connection"}
+Deliverer = Literal["collector", "alertmanager", "relay"]
 
 
 @dataclass(frozen=True)
@@ -45,37 +56,88 @@ class ReceiverSpec:
         return ALERTMANAGER if isinstance(self.config, AlertmanagerTarget) else self.config.type
 
 
-def receivers(cfg: AlertingConfig, inventory: Inventory) -> dict[str, ReceiverSpec]:
-    """Return every receiver by name: Alertmanager, the NOC's, then each carrier's in inventory order."""
+def receiver_name(owner: str, kind: str, i: int) -> str:
+    """Return the name of the ``i``-th receiver (of type ``kind``) of ``owner``: the NOC or a carrier's key."""
+    return f"{NOC}.{kind}.{i}" if owner == NOC else f"carrier.{owner}.{kind}.{i}"
+
+
+def key_path(path: RefPath) -> str:
+    """Return a configuration key path as ``carriers.viettel.notify[1]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def declared(kind: str, types: Mapping[str, NotifierType] = NOTIFIERS) -> Delivery:
+    """Return what receiver type ``kind`` declares; raise ValueError saying how to register it if it is not."""
+    registered = types.get(kind)
+    if registered is None:
+        raise ValueError(f"receiver type {kind!r} declares no delivery: register it in NOTIFIERS ({REGISTRY}) "
+                         "with its Delivery (who can deliver it: the collector, Alertmanager natively, the relay), "
+                         "or remove the receiver")
+    return registered.delivery
+
+
+def delivered_by(kind: str, cfg: AlertingConfig, types: Mapping[str, NotifierType] = NOTIFIERS) -> Deliverer:
+    """Return who delivers a receiver of type ``kind`` under ``cfg``'s delivery settings: Alertmanager (natively),
+    the relay (Alertmanager through the collectors' MQTT relay) or the collector; raise ValueError saying what to
+    configure when nobody would."""
+    d = declared(kind, types)
+    if cfg.via_alertmanager:
+        if d.alertmanager is not None:
+            return "alertmanager"
+        if d.relay and cfg.mqtt_via_alertmanager:
+            return "relay"
+    if d.collector:
+        return "collector"
+    if d.alertmanager is not None:
+        raise ValueError(f"only Alertmanager delivers {kind} receivers: configure alerting.alertmanager with "
+                         "delivery: alertmanager (and render its configuration with render-alertmanager), or "
+                         "remove the receiver")
+    if d.relay:
+        raise ValueError(f"{kind} receivers are delivered only through Alertmanager and the collectors' relay: set "
+                         "alerting.mqtt_delivery: alertmanager (with Alertmanager delivering), or remove the "
+                         "receiver")
+    raise ValueError(f"nobody can deliver {kind} receivers: its Delivery ({REGISTRY}) declares neither the "
+                     "collector nor Alertmanager nor the relay")
+
+
+def _configured(cfg: AlertingConfig, inventory: Inventory) -> Iterator[tuple[str, str, Receiver, RefPath]]:
+    """Yield (name, owner, settings, where) for the NOC's receivers, then each carrier's in inventory order."""
+    for i, r in enumerate(cfg.noc):
+        yield receiver_name(NOC, r.type, i), NOC, r, ("alerting", "noc", i)
+    for key, carrier in inventory.carriers.items():
+        for i, r in enumerate(carrier.notify):
+            yield receiver_name(key, r.type, i), key, r, ("carriers", key, "notify", i)
+
+
+def receivers(cfg: AlertingConfig, inventory: Inventory,
+              types: Mapping[str, NotifierType] = NOTIFIERS) -> dict[str, ReceiverSpec]:
+    """Return every receiver the collector delivers to, by name: Alertmanager, the NOC's, then each carrier's in
+    inventory order. Raise ValueError, naming the receiver, for one that nobody would deliver (see ``problems``)."""
     out: dict[str, ReceiverSpec] = {}
     if cfg.alertmanager is not None:   # each peer of a cluster is a receiver of its own: alertmanager, alertmanager.1
         for i, target in enumerate(cfg.alertmanager.each()):
             name = f"{ALERTMANAGER}.{i}" if i else ALERTMANAGER
             where: RefPath = ("alerting", "alertmanager", "peers", i - 1) if i else ("alerting", "alertmanager")
             out[name] = ReceiverSpec(name, ALERTMANAGER, target, where)
-
-    def ours(r: Receiver) -> bool:
-        return not cfg.via_alertmanager or (isinstance(r, MqttReceiver) and not cfg.mqtt_via_alertmanager)
-
-    for i, r in enumerate(cfg.noc):
-        if not ours(r):
-            continue
-        name = f"{NOC}.{r.type}.{i}"
-        out[name] = ReceiverSpec(name, NOC, r, ("alerting", "noc", i))
-    for key, carrier in inventory.carriers.items():
-        for i, r in enumerate(carrier.notify):
-            if not ours(r):
-                continue
-            name = f"carrier.{key}.{r.type}.{i}"
-            out[name] = ReceiverSpec(name, key, r, ("carriers", key, "notify", i))
+    for name, owner, r, where in _configured(cfg, inventory):
+        try:
+            by = delivered_by(r.type, cfg, types)
+        except ValueError as exc:
+            raise ValueError(f"{key_path(where)}: {exc}") from None
+        if by == "collector":
+            out[name] = ReceiverSpec(name, owner, r, where)
     return out
 
 
 class Router:
     """Route notifications to receiver names; built once from the configuration, then pure."""
 
-    def __init__(self, cfg: AlertingConfig, inventory: Inventory) -> None:
-        self.receivers = receivers(cfg, inventory)
+    def __init__(self, cfg: AlertingConfig, inventory: Inventory,
+                 types: Mapping[str, NotifierType] = NOTIFIERS) -> None:
+        self.receivers = receivers(cfg, inventory, types)
         self._everyone = [s.name for s in self.receivers.values() if s.owner in (ALERTMANAGER, NOC)]
         self._by_plmn: dict[str, list[str]] = {}
         for key, carrier in inventory.carriers.items():
@@ -101,13 +163,29 @@ class Router:
         return out
 
 
-def problems(cfg: AlertingConfig, inventory: Inventory, has_mqtt: bool) -> list[tuple[RefPath, str]]:
-    """Return each receiver that cannot work with this configuration, with where it is configured."""
+def _a(kind: str) -> str:
+    """Return ``kind`` with its article: ``an email``, ``an mqtt`` (said letter by letter), ``a webhook``."""
+    spelled = not any(c in "aeiouy" for c in kind)
+    return f"an {kind}" if kind[:1] in "aeiou" or (spelled and kind[:1] in "fhlmnrsx") else f"a {kind}"
+
+
+def problems(cfg: AlertingConfig, inventory: Inventory, has_mqtt: bool,
+             types: Mapping[str, NotifierType] = NOTIFIERS) -> list[tuple[RefPath, str]]:
+    """Return each receiver that cannot work with this configuration, with where it is configured: its type is
+    not registered, nobody would deliver it, or the collector lacks what it needs to deliver it."""
     out: list[tuple[RefPath, str]] = []
-    for spec in receivers(cfg, inventory).values():
-        if isinstance(spec.config, EmailReceiver) and cfg.smtp is None:
-            out.append((spec.where, "an email receiver needs alerting.smtp (the relay to send through)"))
-        if isinstance(spec.config, MqttReceiver) and not has_mqtt:
-            out.append((spec.where, "an mqtt receiver needs the collector's broker connection"))
+    for _, _, r, where in _configured(cfg, inventory):
+        try:
+            by = delivered_by(r.type, cfg, types)
+        except ValueError as exc:
+            out.append((where, str(exc)))
+            continue
+        if by != "collector":
+            continue
+        needs = types[r.type].delivery.needs
+        if "smtp" in needs and cfg.smtp is None:
+            out.append((where, f"{_a(r.type)} receiver needs {NEEDS['smtp']}"))
+        if "broker" in needs and not has_mqtt:
+            out.append((where, f"{_a(r.type)} receiver needs {NEEDS['broker']}"))
     return out
 

@@ -3,17 +3,21 @@
 5xx, 408, 429, timeouts and refused connections are retried; other 4xx and redirects are not (the
 receiver will not take this message however often it is sent). The bearer token and the URL's path and
 query (which often hold a token of their own) never appear in errors or logs: only scheme, host and port.
+
+Delivery: by the collector, or natively by Alertmanager (``webhook_configs``, the token in a secret file).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import requests
 
 from collector.alerting.model import Notification
 from collector.alerting.notify._http import post_json
+from collector.alerting.notify.base import Delivery, SecretFile
 from collector.alerting.notify.payload import webhook_message
 from collector.inventory import WebhookReceiver
 
@@ -40,3 +44,15 @@ class WebhookNotifier:
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
+
+
+def alertmanager_config(cfg: WebhookReceiver, ref: str, secret: SecretFile) -> tuple[str, dict[str, Any]]:
+    """Return the receiver as Alertmanager writes it: a webhook config, its token in the file ``<ref>-token``."""
+    hook: dict[str, Any] = {"url": cfg.url, "send_resolved": True}
+    if cfg.bearer_token is not None:
+        path = secret(f"{ref}-token", cfg.bearer_token.get_secret_value())
+        hook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": path}}
+    return "webhook_configs", hook
+
+
+DELIVERY = Delivery(collector=True, alertmanager=alertmanager_config)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,8 +16,11 @@ import yaml
 from collector import cli
 from collector.alerting import amconfig
 from collector.alerting.config import AlertingConfig
+from collector.alerting.notify.base import Delivery
+from collector.alerting.notify.registry import NOTIFIERS, NotifierType
 from collector.inventory import Inventory
 from tests import services
+from tests.plugins import PagerReceiver
 from zonewatch import strict
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -111,6 +116,38 @@ def test_email_receivers_need_the_relay_and_noc_is_a_reserved_name() -> None:
     inv = inventory("zones: {}\ncarriers:\n  noc: {plmn: 452-09, name: N}\n")
     with pytest.raises(ValueError, match="carriers.noc: the key 'noc' is the NOC receiver's name"):
         amconfig.render(inv, alerting("noc: []\n"))
+
+
+def pager_config(cfg: PagerReceiver, ref: str, secret: Callable[[str, str], str]) -> tuple[str, dict[str, Any]]:
+    return "pagerduty_configs", {"routing_key_file": secret(f"{ref}-key", cfg.number)}
+
+
+def with_pager(inv: Inventory, carrier: str) -> Inventory:
+    """Return ``inv`` with a ``pager`` receiver (a type the configuration does not ship) added to ``carrier``'s."""
+    own = inv.carriers[carrier]
+    pager = PagerReceiver(type="pager", number="pager-key-0123456789")
+    return inv.model_copy(update={"carriers": {**inv.carriers,
+                                               carrier: own.model_copy(update={"notify": [*own.notify, pager]})}})
+
+
+def test_the_rendering_follows_what_each_receiver_type_declares() -> None:
+    inv = with_pager(inventory(), "mobifone")
+    native = {**NOTIFIERS, "pager": NotifierType(Delivery(collector=False, alertmanager=pager_config), None)}
+    out = amconfig.render(inv, alerting(), secrets_dir="/run/am-secrets", types=native)
+    config = yaml.safe_load(out.text)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers["mobifone"] == {
+        "name": "mobifone", "pagerduty_configs": [{"routing_key_file": "/run/am-secrets/mobifone-pager-0-key"}]}
+    assert out.secrets["mobifone-pager-0-key"] == "pager-key-0123456789"
+    assert {"receiver": "mobifone", "matchers": ['carrier="452-01"'], "continue": True} in config["route"]["routes"]
+
+    collectors = {**NOTIFIERS, "pager": NotifierType(Delivery(collector=True), lambda spec, ctx: None)}
+    out = amconfig.render(inv, alerting(), types=collectors)
+    assert "mobifone" not in {r["name"] for r in yaml.safe_load(out.text)["receivers"]}
+    assert "# mobifone: its pager receivers are served by the collector, not by Alertmanager" in out.text
+
+    with pytest.raises(ValueError, match="receiver type 'pager' declares no delivery: register it in NOTIFIERS"):
+        amconfig.render(inv, alerting())
 
 
 def test_with_no_receivers_at_all_everything_goes_to_an_empty_noc_receiver() -> None:

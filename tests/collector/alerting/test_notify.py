@@ -3,6 +3,7 @@ notifier contract (retryability, no secret in errors or logs). Fakes only: no so
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import smtplib
@@ -22,14 +23,17 @@ from collector.alerting.model import Notification
 from collector.alerting.notify import NOTIFIERS, Dispatcher, NotifyError
 from collector.alerting.notify import email as email_mod
 from collector.alerting.notify.alertmanager import AlertmanagerNotifier
+from collector.alerting.notify.base import Delivery
 from collector.alerting.notify.email import EmailNotifier
 from collector.alerting.notify.metrics import NotifyMetrics
 from collector.alerting.notify.mqtt import MqttNotifier, MqttPublisher
 from collector.alerting.notify.outbox import Outbox
 from collector.alerting.notify.payload import ZERO_TIME, am_fingerprint, decode, encode, group, rfc3339, webhook_message
-from collector.alerting.notify.routing import Router, problems
+from collector.alerting.notify.registry import NotifierType
+from collector.alerting.notify.routing import ALERTMANAGER, Router, problems
 from collector.alerting.notify.webhook import WebhookNotifier
-from collector.inventory import EmailReceiver, Inventory, MqttReceiver, WebhookReceiver
+from collector.inventory import Carrier, EmailReceiver, EscalationStep, Inventory, MqttReceiver, WebhookReceiver
+from tests.plugins import PagerReceiver, accepted_types
 from zonewatch import strict, wire
 
 S = 1_000_000_000
@@ -233,6 +237,98 @@ def test_receivers_that_cannot_work_are_named_with_their_key() -> None:
     ]
     with pytest.raises(ValueError, match=r"carriers\.viettel\.notify\[1\]: an email receiver needs alerting\.smtp"):
         Dispatcher(cfg, inv, None, CollectorRegistry())
+
+
+def test_what_a_receiver_needs_is_needed_only_where_the_collector_delivers_it() -> None:
+    inv = inventory(INVENTORY.replace('{type: webhook, url: "http://vnpt.example/hook"}', "{type: mqtt, topic: a/b}"))
+    cfg = strict.load(AlertingConfig, "alertmanager: {url: 'http://am:9093'}\nmqtt_delivery: alertmanager\n", "c.yaml")
+    assert problems(cfg, inv, has_mqtt=False) == []   # Alertmanager sends the email, the relay publishes
+
+
+# A receiver type the configuration does not ship (``pager``), in the NOC's list after its webhook.
+
+def with_pager(cfg: AlertingConfig) -> AlertingConfig:
+    return cfg.model_copy(update={"noc": [*cfg.noc, PagerReceiver(type="pager", number="+84900000000")]})
+
+
+def pager_config(cfg: PagerReceiver, ref: str, secret: Callable[[str, str], str]) -> tuple[str, dict[str, Any]]:
+    return "pagerduty_configs", {"routing_key_file": secret(f"{ref}-key", cfg.number)}
+
+
+def registered(delivery: Delivery) -> dict[str, NotifierType]:
+    """Return the shipped registry plus ``pager``, declared as ``delivery``."""
+    return {**NOTIFIERS, "pager": NotifierType(delivery, (lambda spec, ctx: FakeNotifier()) if delivery.collector
+                                               else None)}
+
+
+AM = "alertmanager: {url: 'http://am:9093'}\n"
+
+
+def test_a_receiver_type_without_a_declaration_is_refused_naming_the_receiver_and_the_fix() -> None:
+    cfg = with_pager(alerting(AM))
+    fix = ("receiver type 'pager' declares no delivery: register it in NOTIFIERS "
+           "(collector/alerting/notify/registry.py) with its Delivery (who can deliver it: the collector, "
+           "Alertmanager natively, the relay), or remove the receiver")
+    assert problems(cfg, inventory(), has_mqtt=True) == [(("alerting", "noc", 1), fix)]
+    with pytest.raises(ValueError, match=r"^alerting\.noc\[1\]: receiver type 'pager' declares no delivery"):
+        Dispatcher(cfg, inventory(), None, CollectorRegistry())
+    with pytest.raises(ValueError, match=r"^alerting\.noc\[1\]: receiver type 'pager' declares no delivery"):
+        Router(cfg, inventory())
+
+
+def test_a_type_is_registered_with_a_declaration_that_matches_its_factory() -> None:
+    with pytest.raises(TypeError, match="expected the type's Delivery declaration"):
+        NotifierType(None, lambda spec, ctx: FakeNotifier())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a notifier factory exactly when the Delivery says the collector"):
+        NotifierType(Delivery(collector=False, alertmanager=pager_config), lambda spec, ctx: FakeNotifier())
+
+
+@pytest.mark.parametrize(("delivery", "settings", "expected"), [
+    # The collector's own type: the collector delivers it, Alertmanager delivering the others or not.
+    (Delivery(collector=True), AM, ["alertmanager", "noc.pager.1"]),
+    (Delivery(collector=True), "", ["noc.webhook.0", "noc.pager.1"]),
+    # Native in Alertmanager: Alertmanager's under its delivery, the collector's when delivery is direct.
+    (Delivery(collector=True, alertmanager=pager_config), AM, ["alertmanager"]),
+    (Delivery(collector=True, alertmanager=pager_config), AM + "delivery: direct\n",
+     ["alertmanager", "noc.webhook.0", "noc.pager.1"]),
+    (Delivery(collector=False, alertmanager=pager_config), AM, ["alertmanager"]),
+    # Through the relay: the collector's, unless mqtt_delivery gives it to Alertmanager.
+    (Delivery(collector=True, relay=True), AM, ["alertmanager", "noc.pager.1"]),
+    (Delivery(collector=True, relay=True), AM + "mqtt_delivery: alertmanager\n", ["alertmanager"]),
+])
+def test_routing_follows_what_each_type_declares(delivery: Delivery, settings: str, expected: list[str]) -> None:
+    cfg, types = with_pager(alerting(settings)), registered(delivery)
+    assert problems(cfg, inventory(), has_mqtt=True, types=types) == []
+    assert Router(cfg, inventory(), types).route(note(carrier=None)) == expected
+
+
+@pytest.mark.parametrize(("delivery", "settings", "fix"), [
+    (Delivery(collector=False, alertmanager=pager_config), "",
+     "only Alertmanager delivers pager receivers: configure alerting.alertmanager with delivery: alertmanager"),
+    (Delivery(collector=False, alertmanager=pager_config), AM + "delivery: direct\n",
+     "only Alertmanager delivers pager receivers: configure alerting.alertmanager with delivery: alertmanager"),
+    (Delivery(collector=False, relay=True), AM,
+     "pager receivers are delivered only through Alertmanager and the collectors' relay: set "
+     "alerting.mqtt_delivery: alertmanager"),
+    (Delivery(collector=False), AM, "nobody can deliver pager receivers"),
+])
+def test_a_receiver_nobody_would_deliver_under_the_configured_delivery_is_refused(
+        delivery: Delivery, settings: str, fix: str) -> None:
+    cfg, types = with_pager(alerting(settings)), registered(delivery)
+    [(where, message)] = problems(cfg, inventory(), has_mqtt=True, types=types)
+    assert where == ("alerting", "noc", 1)
+    assert message.startswith(fix)
+    with pytest.raises(ValueError, match=r"^alerting\.noc\[1\]: "):
+        Router(cfg, inventory(), types)
+
+
+def test_what_a_declared_type_needs_is_checked_from_its_declaration() -> None:
+    cfg = with_pager(strict.load(AlertingConfig, "noc: [{type: webhook, url: 'http://noc.example/hook'}]\n", "c.yaml"))
+    types = registered(Delivery(collector=True, needs=frozenset({"smtp", "broker"})))
+    assert problems(cfg, inventory("zones: {}\n"), has_mqtt=False, types=types) == [
+        (("alerting", "noc", 1), "a pager receiver needs alerting.smtp (the relay to send through)"),
+        (("alerting", "noc", 1), "a pager receiver needs the collector's broker connection"),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- outbox
@@ -445,11 +541,16 @@ def test_an_outbox_of_a_receiver_no_longer_configured_is_reported(tmp_path: Path
 # ---------------------------------------------------------------------------------------------- notifiers
 
 
-def test_every_notifier_type_has_its_module() -> None:
+def test_every_receiver_type_the_configuration_accepts_is_registered_with_its_module_and_declaration() -> None:
     root = Path(__file__).resolve().parents[3] / "collector" / "alerting" / "notify"
-    assert set(NOTIFIERS) == {"webhook", "email", "mqtt", "alertmanager"}
-    for name in NOTIFIERS:
+    accepted = (accepted_types(AlertingConfig, "noc") | accepted_types(Carrier, "notify")
+                | accepted_types(EscalationStep, "notify") | accepted_types(Inventory, "contacts"))
+    assert "webhook" in accepted   # the unions were found
+    assert set(NOTIFIERS) == accepted | {ALERTMANAGER}   # alerting.alertmanager: the target itself
+    for name, registration in NOTIFIERS.items():
         assert (root / f"{name}.py").exists(), name
+        module = importlib.import_module(f"collector.alerting.notify.{name}")
+        assert registration.delivery is module.DELIVERY, name   # declared beside its notifier
 
 
 class FakeHttp(requests.adapters.BaseAdapter):
