@@ -15,6 +15,9 @@ payloads wait, at most ``MAX_COMMANDS`` of them (more are dropped, logged once, 
 ``take_commands`` (``agent.fleet.commands``). paho reconnects by
 itself with backoff, and resends QoS 1 messages that were in flight when the link dropped.
 
+The broker session is a ``Publisher``: paho's client (built by ``make_client``) in production; a test hands
+``Uplink`` a fake one, which calls back as paho does, to drive ``pump`` without a broker.
+
 A connection that fails is logged once with the broker's address and the reason in a probe's terms (a TLS
 certificate the probe does not trust, a client certificate the broker refuses or requires, a CONNACK
 refusal), and again only when the reason changes; a success ends it.
@@ -28,16 +31,17 @@ import random
 import socket
 import ssl
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.client import CallbackOnConnect, CallbackOnDisconnect, CallbackOnPublish
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.spool import Spool
 from zonewatch import wire
 from zonewatch.mqtt import MqttConfig
+from zonewatch.mqtt import make_client as make_paho_client
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +50,58 @@ MAX_COMMANDS = 64   # command payloads waiting for the agent's loop; more are dr
 
 
 def make_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
-    """Return a paho client set up from ``cfg`` (not yet connected)."""
-    protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
-    kwargs: dict[str, Any] = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cfg.client_id or client_id,
-                         protocol=protocol, **kwargs)
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
-    if cfg.tls:
-        client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file,
-                       cert_reqs=ssl.CERT_REQUIRED)
+    """Return the agent's paho client for ``cfg`` (not yet connected; ``zonewatch.mqtt.make_client``), named
+    ``cfg.client_id`` if that is set, else ``client_id``."""
     # Backoff doubles from a base between 1 and 3 s (random per process, so that the probes of a zone whose
     # uplink comes back do not all reconnect in step) up to 60 s.
-    client.reconnect_delay_set(min_delay=random.uniform(1.0, 3.0), max_delay=60)  # type: ignore[arg-type]
-    return client
+    return make_paho_client(cfg, cfg.client_id or client_id, reconnect=(random.uniform(1.0, 3.0), 60))
+
+
+class Published(Protocol):
+    """What ``Publisher.publish`` returns (paho's ``MQTTMessageInfo``)."""
+
+    @property
+    def mid(self) -> int:
+        """The message id that the broker's acknowledgement will name."""
+
+    @property
+    def rc(self) -> int:
+        """``MQTT_ERR_SUCCESS`` if the message went out now; otherwise the session keeps it for when it is
+        connected."""
+
+
+class Publisher(Protocol):
+    """The broker session the uplink publishes through: paho's ``mqtt.Client``, or a fake in tests.
+
+    ``Uplink`` sets the three callbacks when it is made, before anything is published. The session calls them as
+    paho does (callback API 2), from a thread of its own, never from inside ``publish``: ``on_connect`` with the
+    CONNACK (``reason.is_failure`` if the broker refused), ``on_disconnect`` when a connection ends, and
+    ``on_publish`` when the broker acknowledges a QoS 1 message (PUBACK; over MQTT 5 its reason may refuse it).
+    """
+
+    on_connect: CallbackOnConnect | None
+    on_disconnect: CallbackOnDisconnect | None
+    on_publish: CallbackOnPublish | None
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> Published:
+        """Hand one message over and return at once, without waiting for the broker.
+
+        Called from the agent's loop thread (``pump``) and from the session's own thread (``on_connect``). A QoS 1
+        message handed over while not connected, or in flight when a connection drops, is kept and sent (again,
+        under the same ``mid``) once connected, until the broker acknowledges it."""
+
+    def subscribe(self, topic: str, qos: int = 0) -> tuple[int, int | None]:
+        """Subscribe to ``topic`` (called from ``on_connect``, on the session's thread); must not block."""
 
 
 class Uplink:
     """Publish what the spool holds, in order, with at most ``max_inflight`` unacknowledged messages."""
 
     def __init__(self, cfg: MqttConfig, spool: Spool, zone: str, probe: str, max_inflight: int = 100,
-                 config: bool = False) -> None:
+                 config: bool = False, client: Publisher | None = None) -> None:
+        """Set up the session (``client``: one made elsewhere, e.g. a test's fake, which ``start`` and ``stop``
+        leave alone; otherwise a paho client of its own); no I/O until ``start``."""
         self.cfg, self.spool = cfg, spool
         self.config_topic = wire.topic(zone, probe, "config") if config else None
         self._configs: queue.SimpleQueue[bytes] = queue.SimpleQueue()
@@ -77,20 +112,23 @@ class Uplink:
         self.max_inflight = max_inflight
         self.status_topic = wire.topic(zone, probe, "status")
         self.topics = {"data": wire.topic(zone, probe, "data"), "events": wire.topic(zone, probe, "events")}
-        self.client = make_client(cfg, client_id=f"zw-{zone}-{probe}")
-        self.client.max_inflight_messages_set(max_inflight)
-        self.client.will_set(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.client.on_connect_fail = self._on_connect_fail
-        self.client.on_message = self._on_message
         # paho says why a socket failed only in its log (e.g. the TLS alert of a broker that refused our client
         # certificate): keep its last error, to be said once, with the broker's name, by _failed.
         self._paho_errors = _LastError()
-        paho_log = logging.Logger("agent.uplink.paho", logging.ERROR)  # not in the logging tree: not printed
-        paho_log.addHandler(self._paho_errors)
-        self.client.enable_logger(paho_log)
+        self._paho: mqtt.Client | None = None   # the paho client this uplink made and runs
+        if client is None:
+            client = self._paho = make_client(cfg, client_id=f"zw-{zone}-{probe}")
+            self._paho.max_inflight_messages_set(max_inflight)
+            self._paho.will_set(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
+            self._paho.on_connect_fail = self._on_connect_fail
+            self._paho.on_message = self._on_message
+            paho_log = logging.Logger("agent.uplink.paho", logging.ERROR)  # not in the logging tree: not printed
+            paho_log.addHandler(self._paho_errors)
+            self._paho.enable_logger(paho_log)
+        self.client: Publisher = client
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         self._failure: str | None = None  # the connection problem last logged, until a connection succeeds
         self._answered = False  # the broker sent a CONNACK on this connection
         self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -102,16 +140,25 @@ class Uplink:
 
     def start(self) -> None:
         """Start connecting in the background; returns at once."""
+        if self._paho is None:
+            return   # a session handed in is connected by whoever made it
         props = None
         if self.cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive),
-                                  properties=props)
-        self.client.loop_start()
+        self._paho.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive),
+                                 properties=props)
+        self._paho.loop_start()
 
     def pump(self, now_ns: int) -> int:
-        """Apply acknowledgements and publish more from the spool; return how many were published now."""
+        """Apply acknowledgements and publish more from the spool; return how many were published now.
+
+        Called from the agent's loop thread only. A batch leaves the spool only once the broker acknowledged it
+        (a refusal leaves it there). A batch in flight is never handed over again: the session resends it after
+        a reconnect, and the spool's bounds never drop it. While connected, up to ``max_inflight`` are in flight,
+        taken in the spool's order (``Spool.pending``: events, then the last minute, then the backlog oldest
+        first); the first of each call carries the send time ``now_ns`` (MQTT v5).
+        """
         acked: list[int] = []
         while True:
             try:
@@ -182,11 +229,13 @@ class Uplink:
         agent fails), then disconnect (a clean disconnect does not fire the last will). The collector pages
         ProbeDown at once for ``offline``, and only if the probe is not back in time for ``stopping``."""
         self._stopping = True
+        if self._paho is None:
+            return   # a session handed in belongs to whoever made it
         status = wire.STATUS_STOPPING if planned else wire.STATUS_OFFLINE
         if self.connected:
-            self.client.publish(self.status_topic, status, qos=1, retain=True).wait_for_publish(2)
-        self.client.disconnect()
-        self.client.loop_stop()
+            self._paho.publish(self.status_topic, status, qos=1, retain=True).wait_for_publish(2)
+        self._paho.disconnect()
+        self._paho.loop_stop()
 
     # paho's network thread -----------------------------------------------------------------------------
 

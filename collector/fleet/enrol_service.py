@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -21,7 +20,7 @@ from collector.fleet.registry import Registry
 from collector.scope import Scope
 from collector.threads import named
 from zonewatch import wire
-from zonewatch.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig, make_client
 
 if TYPE_CHECKING:
     pass
@@ -299,21 +298,15 @@ def _connect(cfg: MqttConfig, zones: Sequence[str],
              offer: Callable[[str, bytes], None]) -> tuple[mqtt.Client, _MqttLink]:
     """Return the enrolment session's paho client (connecting in the background) and its link."""
     client_id = (cfg.client_id or "zonewatch-collector") + mosquitto.ENROL_SUFFIX
-    v5 = cfg.protocol == "5"
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
-    if cfg.username:
-        client.username_pw_set(cfg.username + mosquitto.ENROL_SUFFIX,
-                               cfg.password.get_secret_value() if cfg.password else None)
-    if cfg.tls:
-        client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
+    client = make_client(cfg, client_id, persistent=True,
+                         username=cfg.username + mosquitto.ENROL_SUFFIX if cfg.username else "")
     link = _MqttLink(client, client_id, [(wire.enrol_subscription("request", zone), 1) for zone in zones])
     client.on_connect = link.on_connect
     client.on_publish = link.on_publish
     client.on_message = lambda c, u, msg: offer(msg.topic, bytes(msg.payload))
     props = None
     kwargs: dict[str, Any] = {}
-    if v5:
+    if cfg.protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 86400   # requests wait at the broker through a collector restart
         kwargs["clean_start"] = False
