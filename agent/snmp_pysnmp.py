@@ -22,7 +22,7 @@ from typing import Any, Final
 from agent._compat import pysnmp as pysnmp_compat
 from agent.snmpclient import SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, _under, oid_key
 
-# pysnmp 7.1 calls pysmi names that pysmi 2 deprecates, when pysmi happens to be installed (the [sim]
+# pysnmp 7.1 calls pysmi names that pysmi 2 deprecates, when pysmi happens to be installed (the [demo]
 # extra brings it; a probe does not have it). The warnings are about pysnmp's own code, cannot be fixed
 # from here and are silenced for pysnmp's compiler module only, at import and in ``_new_engine``.
 with warnings.catch_warnings():

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from collector.threads import named
+from zonewatch.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ class EmbeddedBroker:
         self._broker: Any = None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start listening on host:port; raise RuntimeError naming the address if it cannot."""
+        """Start listening on host:port; raise RuntimeError naming the address if it cannot, MissingExtra (from
+        ``zonewatch.extras``) without amqtt."""
+        require("amqtt.broker", "zonewatch-collector run with no `mqtt` section (its embedded broker)")
         from amqtt.broker import Broker
 
         config = {

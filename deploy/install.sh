@@ -101,6 +101,8 @@ unit=zonewatch-$role.service
 unit_path=$R/etc/systemd/system/$unit
 bin_link=$R/usr/local/bin/zonewatch-$role
 other=$([ "$role" = agent ] && echo collector || echo agent)
+# The extras: a probe runs the agent only; the centre also writes the monthly report from its store (matplotlib).
+extras=$([ "$role" = agent ] && echo agent || echo collector,report)
 
 systemd_up() { [ "$live" = 1 ] && [ -d /run/systemd/system ]; }
 release_of() { local link; link=$(readlink "$R$home/$1" 2>/dev/null) || return 0; basename "$link"; }
@@ -289,7 +291,7 @@ else
     "$python" -m venv "$release"
     # Not quiet: on a Raspberry Pi this takes minutes, and pip's lines show it is getting on.
     "$release/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off "${dep_opts[@]}" \
-        "${wheel}[$role]"
+        "${wheel}[$extras]"
     check_release "$release" || die "zonewatch $version does not run here (see above)"
 fi
 printf 'version=%s\nrole=%s\nwheel=%s\ncontent_sha256=%s\ninstalled=%s\n' "$version" "$role" "$(basename "$wheel")" \

@@ -42,7 +42,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-extras=$([ "$mode" = dev ] && echo dev || echo "agent,collector,sim")
+# The demo: the agent and the collector it runs, and its own extra (simulated devices, live table, its report).
+extras=$([ "$mode" = dev ] && echo dev || echo "agent,collector,demo")
 # Installed again when pyproject.toml changes, or when a top-level package comes or goes (an editable install
 # knows only the packages there were when it was made).
 packages_now=$(ls -d -- */__init__.py 2>/dev/null | cksum | cut -d' ' -f1)

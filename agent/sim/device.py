@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from zonewatch.extras import MissingExtra, require
+
 __all__ = ["NAME", "IF_OPER_STATUS", "SWING", "PERIOD_S", "VARIATION", "SimDevice", "NotWritable", "parse",
            "initial_states", "snmpsim_hooks", "main"]
 
@@ -181,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="UDP port on 127.0.0.1")
     parser.add_argument("--verbose", action="store_true", help="log every answer (default: errors only)")
     args = parser.parse_args(argv)
-    from snmpsim.commands import responder  # the sim extra; it reads its arguments from sys.argv
+    try:
+        require("snmpsim.commands.responder", "python -m agent.sim.device")
+    except MissingExtra as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    from snmpsim.commands import responder  # the demo extra; it reads its arguments from sys.argv
 
     sys.argv = ["snmpsim-command-responder", f"--data-dir={args.data_dir}", f"--cache-dir={args.cache_dir}",
                 f"--variation-modules-dir={VARIATION}", f"--agent-udpv4-endpoint=127.0.0.1:{args.port}",

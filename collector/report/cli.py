@@ -2,7 +2,8 @@
 
 The store and the inventory come from the collector's configuration (``-c``); ``--sqlite`` or
 ``--victoriametrics`` read another store, ``--inventory`` another inventory. Exit codes: 0 written,
-2 bad input (zone, month, options, configuration), 1 the store could not be read.
+2 bad input (zone, month, options, configuration), 1 the store could not be read, or matplotlib (the plots,
+the ``report`` extra) is not installed: ``run`` raises ``zonewatch.extras.MissingExtra`` before it reads anything.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zonewatch.extras import require
 from zonewatch.strict import ConfigError, load_file, parse_duration
 
 if TYPE_CHECKING:
@@ -69,7 +71,8 @@ def open_store(args: argparse.Namespace, cfg: Any, what: str) -> SqliteSource | 
 
 
 def run(args: argparse.Namespace, now_ns: int | None = None) -> int:
-    """Write the report ``args`` asks for; return the exit code."""
+    """Write the report ``args`` asks for; return the exit code. Raise MissingExtra without matplotlib."""
+    require("matplotlib", "zonewatch-collector report")   # first: not after a long read of the store
     from collector.report import (
         ReportError,
         SqliteSource,

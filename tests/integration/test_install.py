@@ -144,6 +144,13 @@ def verify_unit(root: Path, name: str) -> None:
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, ""), proc.stdout + proc.stderr
 
 
+def resolved(pip_output: str) -> set[str]:
+    """The distributions the installed extras ask for themselves, as pip names them (each is on PYTHONPATH here:
+    "Requirement already satisfied: NAME... (from zonewatch==V)"; what they need in turn says "from X->zonewatch")."""
+    return {m.lower() for m in re.findall(r"(?m)^Requirement already satisfied: ([A-Za-z0-9._-]+?)[^A-Za-z0-9._-]"
+                                          r".* \(from zonewatch==[^)]*\)", pip_output)}
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -248,6 +255,8 @@ def test_a_probe_installs_runs_upgrades_rolls_back_and_uninstalls(kit: Kit, tmp_
     # The one command, from the checkout: builds the wheel, makes the release, writes unit, config, folders.
     out = install(kit, root, "agent", "--from", kit.source).stdout
     assert f"agent: current is zonewatch {kit.v1}" in out and "next: edit /etc/zonewatch/agent.yaml" in out, out
+    assert "pysnmp" in resolved(out) and not resolved(out) & {"influxdb-client", "amqtt", "matplotlib", "snmpsim",
+                                                              "rich"}, out
     assert os.readlink(home / "current") == f"releases/{kit.v1}" and not (home / "previous").exists()
     unit = (root / "etc/systemd/system/zonewatch-agent.service").read_text()
     assert "\nExecStart=/opt/zonewatch/agent/current/bin/zonewatch-agent -c /etc/zonewatch/agent.yaml run\n" in unit
@@ -327,6 +336,8 @@ def test_the_collector_installs_under_another_prefix_and_runs_as_its_unit_says(k
     root = tmp_path / "root"
     out = install(kit, root, "collector", "--from", kit.wheel1, "--prefix", "/srv/zonewatch").stdout
     assert f"collector: current is zonewatch {kit.v1} (/srv/zonewatch/collector/current)" in out, out
+    # The centre writes the monthly report (matplotlib); the demo's packages and the probe's stay out.
+    assert {"amqtt", "matplotlib"} <= resolved(out) and not resolved(out) & {"snmpsim", "pysmi", "rich", "pysnmp"}, out
     unit = (root / "etc/systemd/system/zonewatch-collector.service").read_text()
     assert ("\nExecStart=/srv/zonewatch/collector/current/bin/zonewatch-collector -c /etc/zonewatch/collector.yaml "
             "run\n") in unit
@@ -356,7 +367,7 @@ def test_the_wheel_carries_every_file_its_commands_read(kit: Kit, tmp_path: Path
     venv = tmp_path / "venv"
     run([BASE_PYTHON, "-m", "venv", venv], kit)
     run([venv / "bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
-         f"{kit.wheel1}[agent,collector,sim]"], kit)
+         f"{kit.wheel1}[agent,collector,demo]"], kit)
     (venv / "bin/snmpsim-command-responder").symlink_to(Path(sys.executable).with_name("snmpsim-command-responder"))
     show = "import collector.demo as d, agent.profiles as p; print(d.DATA, p.__file__)"
     where = run([venv / "bin/python", "-c", show], kit, cwd=tmp_path).stdout.split()
@@ -365,7 +376,7 @@ def test_the_wheel_carries_every_file_its_commands_read(kit: Kit, tmp_path: Path
     demo = run([venv / "bin/zonewatch-collector", "--log-level", "warning", "demo", "--seconds", "20", "--plain",
                 "--workdir", tmp_path / "demo"], kit, cwd=tmp_path, timeout=120)
     for line in ("cellular 452-04 viettel rsrp=-", "interface sw-core xe-0/1/0 oper_up=True", "device bts-01 up=True",
-                 "device ups-01 up=True", "demo: stopped."):
+                 "device ups-01 up=True", "demo: stopped.", "demo: the zone's report (HTML with plots, and CSV): "):
         assert line in demo.stdout, demo.stdout[-3000:] + demo.stderr[-3000:]
 
     config = tmp_path / "agent.yaml"
