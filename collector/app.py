@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -301,13 +302,16 @@ class Collector:
         if self.broker is not None:
             self.broker.stop()
 
-    def run_until(self, stop: threading.Event) -> None:
-        """Start, wait for ``stop`` (or a thread's death: then raise RuntimeError saying which), then stop.
+    def run_until(self, stop: threading.Event, started: Callable[[], object] = lambda: None) -> None:
+        """Start, call ``started()``, wait for ``stop`` (or a thread's death: then raise RuntimeError saying which),
+        then stop. ``started`` is the caller's hook for what belongs to the process, not to the collector
+        (``collector.cli`` tunes the interpreter for ingest there).
 
         Under systemd (``Type=notify``) it says READY once started and feeds the watchdog from this loop: a
         collector whose main thread hangs is restarted; a thread that dies stops it (``collector.threads``)."""
         notifier = ServiceNotifier.from_environment()
         self.start()
+        started()
         notifier.ready(f"storage {self.cfg.storage.type}, alerting {'on' if self.engine is not None else 'off'}")
         try:
             while not stop.wait(0.5) and not self._dead.is_set():

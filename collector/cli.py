@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -18,6 +19,7 @@ from collector.fleet import enrol, enrol_cli
 from collector.provision import cli as provision_cli
 from collector.report import cli as report_cli
 from collector.report import map_cli
+from zonewatch.extras import MissingExtra
 from zonewatch.strict import ConfigError, load_file, parse_duration
 
 if TYPE_CHECKING:
@@ -84,6 +86,9 @@ commands:
                 --tz Asia/Ho_Chi_Minh --ticket T --by NAME [--carrier X]` declares a window (with --carrier,
                 acting as that carrier: its own assets only); `maintenance list`; `maintenance end ID`. Alerts
                 in an open window are stored muted; the running collector picks changes up without a restart
+
+A command whose optional package is not installed says which extra brings it (report: matplotlib,
+zonewatch[report]; demo: zonewatch[agent,collector,demo]) and exits 1.
 """
 
 
@@ -172,12 +177,15 @@ def _render_alertmanager(args: argparse.Namespace, cfg: CollectorConfig, invento
 def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory: Inventory | None) -> int:
     """Write the broker's ACL, password file and listener section; return the exit code."""
     from collector import mosquitto
+    from collector.mosquitto.bundle import write_bundle
+    from collector.mosquitto.limits import QueueSizing
+    from collector.mosquitto.listener import ListenerTls
 
     if inventory is None:
         print(f"zonewatch-collector: {args.config} names no inventory: nothing to render", file=sys.stderr)
         return 2
     collector = args.collector_user or (cfg.mqtt.username if cfg.mqtt and cfg.mqtt.username else None)
-    tls = mosquitto.ListenerTls(args.cafile, args.certfile, args.keyfile, args.require_certificate)
+    tls = ListenerTls(args.cafile, args.certfile, args.keyfile, args.require_certificate)
     try:
         enrolment = enrol.current_access(cfg)   # enrolment's users: bootstrap, approved, retired
         if args.probe_rate <= 0:
@@ -186,11 +194,11 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
             hold = parse_duration(args.hold)
         except ValueError as exc:
             raise ValueError(f"--hold: {exc}") from None
-        written = mosquitto.write_bundle(
+        written = write_bundle(
             inventory, Path(args.out), tls, collector=collector or mosquitto.DEFAULT_COLLECTOR,
             secrets_dir=Path(args.secrets) if args.secrets else None, port=args.port, bind=args.bind,
             broker_dir=args.broker_dir, noc=cfg.alerting.noc,
-            sizing=mosquitto.QueueSizing(len(mosquitto.broker_probes(inventory, enrolment)), args.probe_rate, hold),
+            sizing=QueueSizing(len(mosquitto.broker_probes(inventory, enrolment)), args.probe_rate, hold),
             enrolment=enrolment, layout=mosquitto.Layout(tuple(args.peer), tuple(args.bridge)))
     except (ValueError, OSError) as exc:
         print(f"zonewatch-collector: render-mosquitto: {exc}", file=sys.stderr)
@@ -200,9 +208,31 @@ def _render_mosquitto(args: argparse.Namespace, cfg: CollectorConfig, inventory:
     return 0
 
 
+def _tune_for_ingest() -> None:
+    """Tune this process's interpreter for ingest, once every part of the collector has started (``run`` only:
+    both settings are process-wide, so they belong to the program, not to a part that tests or the demo build)."""
+    # Everything made so far (imports, configuration, inventory, the parts' start-up state) lives as long as the
+    # process: keep it out of the garbage collector's full passes, which the decoder's many short-lived dicts trigger.
+    gc.freeze()
+    # A thread waiting for the GIL gets it after at most this long (default 5 ms). The sender and the
+    # intake mostly wait on sockets and disk, and each time one wakes it waits for the preparer to let go
+    # of the GIL: at 5 ms the store saw requests late enough to cost about a tenth of the throughput
+    # (tests/benchmarks/bench_ingest.py). Process-wide, like gc.freeze; the collector is this process.
+    sys.setswitchinterval(0.001)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the collector command line; return the exit code."""
     args = _parser().parse_args(argv)
+    try:
+        return _command(args)
+    except MissingExtra as exc:   # an optional package the command needs: one line naming the extra, no traceback
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the command ``args`` names; return its exit code."""
     if args.command == "demo":   # it logs to a file in its folder and shows warnings above its live view
         from collector.demo import run_demo
 
@@ -268,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        Collector(cfg, inventory, inventory_path).run_until(stop)
+        Collector(cfg, inventory, inventory_path).run_until(stop, started=_tune_for_ingest)
     except RuntimeError as exc:
         print(f"zonewatch-collector: {exc}", file=sys.stderr)
         return 1

@@ -57,10 +57,9 @@ from prometheus_client.core import GaugeMetricFamily
 from collector.alerting.backlog import FairBacklog, Offered
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import ConfigView, Facts
-from collector.alerting.maintenance import apply as apply_maintenance
-from collector.alerting.maintenance import window_of
+from collector.alerting.maintenance import Maintenance, window_of
 from collector.alerting.model import Evaluation, Notification, fingerprint
-from collector.alerting.rules import evaluate
+from collector.alerting.rules import Rules
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.clockskew import ClockSkew
 from collector.ingest import plain_batch, read_entry, tick_time
@@ -156,6 +155,8 @@ class AlertEngine:
         self.windows = LiveWindows(inventory.maintenance, store_path(cfg.state_path) if cfg.state_path else None)
         self.max_backlog = max_backlog
         self.scope = Scope(inventory)
+        # The rules and the windows over this inventory: each looks what it needs up in it once, here.
+        self.rules, self.maintenance = Rules(inventory), Maintenance(inventory)
         self._decode = decode
         # The probes' clock offsets the ingest measures (collector.clockskew): a probe's messages are judged at the
         # corrected times its samples are stored at; and ProbeClockSkew. None: every clock is taken as right.
@@ -339,9 +340,8 @@ class AlertEngine:
         started = time.perf_counter()
         if self.skew is not None:
             self.facts.health.clocks = self.skew.views()
-        evaluation = evaluate(self.facts, self.inventory, self.cfg.settings, now_ns)
-        evaluation = apply_maintenance(evaluation, self.windows.current(), self.inventory, self.tracker.alerts(),
-                                       now_ns)
+        evaluation = self.rules.evaluate(self.facts, self.cfg.settings, now_ns)
+        evaluation = self.maintenance.apply(evaluation, self.windows.current(), self.tracker.alerts(), now_ns)
         notes = self.tracker.update(evaluation, now_ns, deliver=self.dispatcher.submit)
         if self.on_tick is not None:   # acknowledgements and escalation (collector.alerting.responder)
             self.on_tick(now_ns, [a.notification("firing") for a in self.tracker.firing() if a.notified])

@@ -1,7 +1,9 @@
 """Maintenance windows in the alert pipeline: mute what they cover, page what outlives them, tell co-owners.
 
-``apply(evaluation, windows, inventory, tracked, now_ns)`` is pure; the engine calls it between the rules and the
-tracker, with the tracker's alerts as they were before this evaluation. It changes the evaluation so:
+``Maintenance(inventory).apply(evaluation, windows, tracked, now_ns)`` is pure; the engine calls it between the
+rules and the tracker, with the tracker's alerts as they were before this evaluation, and holds the
+``Maintenance``, which looks the inventory's relations up once (``apply(evaluation, windows, inventory, tracked,
+now_ns)`` looks them up at each call). It changes the evaluation so:
 
 - **Muted, never dropped**: a finding in the scope of a window open at ``now`` gets ``muted_by = "Maintenance
   <id>"`` (in place of a dependency's mute: the window is the reason an operator wants to read). The tracker
@@ -51,7 +53,7 @@ from collector.maintenance import (
     scope_problem,
 )
 
-__all__ = ["apply", "covers", "window_of", "MUTE_PREFIX", "OWN_ALERTS"]
+__all__ = ["Maintenance", "apply", "covers", "window_of", "MUTE_PREFIX", "OWN_ALERTS"]
 
 MUTE_PREFIX: Final = "Maintenance "
 OWN_ALERTS: Final = ("MaintenanceOverrun", "MaintenanceActive")   # never muted by a window
@@ -77,12 +79,8 @@ class _Relations:
     site_members: dict[str, frozenset[str]]    # site -> member keys of devices and links there
 
 
-_CACHE: list[tuple[Inventory, _Relations]] = []
-
-
 def _relations(inventory: Inventory) -> _Relations:
-    if _CACHE and _CACHE[0][0] is inventory:
-        return _CACHE[0][1]
+    """Return what ``covers`` looks up in ``inventory`` (``Maintenance`` holds it for the inventory's lifetime)."""
     plmn = {key: c.plmn for key, c in inventory.carriers.items()}
     plmn.update({c.plmn: c.plmn for c in inventory.carriers.values()})
     children: dict[str, list[str]] = {}
@@ -107,38 +105,10 @@ def _relations(inventory: Inventory) -> _Relations:
             site_members.setdefault(at.site, set()).add(f"link:{name}")
     for name, dev in inventory.devices.items():
         site_members.setdefault(dev.site, set()).add(f"device:{name}")
-    relations = _Relations(
+    return _Relations(
         plmn=plmn, below=below, links_of={k: frozenset(v) for k, v in links_of.items()},
         members={g: frozenset(m.key for m in group.members) for g, group in inventory.redundancy_groups.items()},
         site_members={k: frozenset(v) for k, v in site_members.items()})
-    _CACHE[:] = [(inventory, relations)]
-    return relations
-
-
-def covers(scope: WindowScope, labels: Mapping[str, str], inventory: Inventory) -> bool:
-    """Return True when an alert with ``labels`` falls in ``scope`` (see the module docstring)."""
-    rel = _relations(inventory)
-    kind = scope.kind
-    if kind == "carrier":
-        return labels.get("carrier") == rel.plmn.get(scope.target, scope.target)
-    if kind == "area":
-        return (labels.get("area") == scope.area and (scope.zone is None or labels.get("zone") == scope.zone)
-                and (scope.carrier is None or labels.get("carrier") == rel.plmn.get(scope.carrier, scope.carrier)))
-    if kind == "group":
-        return labels.get("group") == scope.group
-    redundancy = labels.get("alertname") == "RedundancyLost"
-    group = rel.members.get(labels.get("group", ""), frozenset())
-    if kind == "site":
-        return labels.get("site") == scope.site or (redundancy and bool(
-            group & rel.site_members.get(scope.target, frozenset())))
-    if kind == "link":
-        return labels.get("link") == scope.link or (redundancy and f"link:{scope.link}" in group)
-    devices = rel.below.get(scope.target, frozenset({scope.target}))
-    links = frozenset(link for d in devices for link in rel.links_of.get(d, ()))
-    if labels.get("device") in devices or labels.get("link") in links:
-        return True
-    return redundancy and any(m.startswith("device:") and m[7:] in devices or m.startswith("link:") and m[5:] in links
-                              for m in group)
 
 
 def _when(ns: int) -> str:
@@ -187,71 +157,117 @@ def _about(declared: Declared) -> str:
     return "; ".join(parts)
 
 
+class Maintenance:
+    """The windows' effect on alerts over one inventory, whose relations are looked up once, here (the inventory
+    is not changed after it is loaded)."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self._rel = _relations(inventory)
+
+    def covers(self, scope: WindowScope, labels: Mapping[str, str]) -> bool:
+        """Return True when an alert with ``labels`` falls in ``scope`` (see the module docstring)."""
+        rel = self._rel
+        kind = scope.kind
+        if kind == "carrier":
+            return labels.get("carrier") == rel.plmn.get(scope.target, scope.target)
+        if kind == "area":
+            return (labels.get("area") == scope.area and (scope.zone is None or labels.get("zone") == scope.zone)
+                    and (scope.carrier is None or labels.get("carrier") == rel.plmn.get(scope.carrier, scope.carrier)))
+        if kind == "group":
+            return labels.get("group") == scope.group
+        redundancy = labels.get("alertname") == "RedundancyLost"
+        group = rel.members.get(labels.get("group", ""), frozenset())
+        if kind == "site":
+            return labels.get("site") == scope.site or (redundancy and bool(
+                group & rel.site_members.get(scope.target, frozenset())))
+        if kind == "link":
+            return labels.get("link") == scope.link or (redundancy and f"link:{scope.link}" in group)
+        devices = rel.below.get(scope.target, frozenset({scope.target}))
+        links = frozenset(link for d in devices for link in rel.links_of.get(d, ()))
+        if labels.get("device") in devices or labels.get("link") in links:
+            return True
+        return redundancy and any(m.startswith("device:") and m[7:] in devices
+                                  or m.startswith("link:") and m[5:] in links for m in group)
+
+    def apply(self, evaluation: Evaluation, windows: Sequence[Declared], tracked: Sequence[TrackedAlert],
+              now_ns: int) -> Evaluation:
+        """Return ``evaluation`` with the windows applied at ``now_ns`` (see the module docstring); ``tracked`` is
+        the tracker's alerts before this evaluation. Changes none of its arguments."""
+        # A window on an asset this inventory lacks (another shard's zone, an asset removed since) covers nothing.
+        windows = [d for d in windows if scope_problem(d.window.scope, self.inventory) is None]
+        if not windows:
+            return evaluation
+        open_now = [(d, span) for d in windows if (span := open_span(d, now_ns)) is not None]
+        by_key = {fingerprint(a.labels): a for a in tracked}
+        findings: list[Finding] = []
+        overruns: dict[tuple[str, str | None], list[tuple[Finding, int, TrackedAlert]]] = {}
+        for finding in evaluation.findings:
+            if finding.alertname in OWN_ALERTS:
+                findings.append(finding)
+                continue
+            inside = next((d for d, _ in open_now if self.covers(d.window.scope, finding.labels)), None)
+            if inside is not None:
+                findings.append(Finding(finding.labels, finding.annotations, MUTE_PREFIX + inside.id))
+                continue
+            findings.append(finding)
+            alert = by_key.get(finding.key)
+            if alert is None or alert.state != "firing":
+                continue
+            for declared in windows:
+                if not self.covers(declared.window.scope, finding.labels):
+                    continue
+                span = last_end(declared, alert.active_ns, now_ns)
+                if span is not None:
+                    key = (declared.id, finding.labels.get("carrier"))
+                    overruns.setdefault(key, []).append((finding, span[1], alert))
+        clear: list[tuple[Mapping[str, str], int]] = []
+        found_overrun: set[str] = set()
+        ids = {d.id: d for d in windows}
+        for (window_id, carrier), items in sorted(overruns.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            declared = ids[window_id]
+            found_overrun.add(window_id)
+            end = max(e for _, e, _ in items)
+            first = items[0][0].labels
+            names = ", ".join(sorted({_short(f.labels) for f, _, _ in items}))
+            place = _place(declared.window.scope, self.inventory)
+            labels = _labels("MaintenanceOverrun", zone=place.get("zone") or first.get("zone"),
+                             area=place.get("area") or first.get("area"), carrier=carrier, site=place.get("site"),
+                             device=place.get("device"), link=place.get("link"), group=place.get("group"),
+                             maintenance=window_id)
+            findings.append(Finding(labels, {
+                "summary": f"Maintenance {window_id} ended at {_when(end)} but {len(items)} alert"
+                           f"{'s' if len(items) != 1 else ''} still fire: {names}",
+                "description": f"The works outlived their window ({_about(declared)}). Still firing after its end, "
+                               f"and notified as themselves: {names}. This clears when they all do."}))
+        for declared, (start, end) in open_now:
+            for plmn in co_owners(declared.window, self.inventory):
+                place = _place(declared.window.scope, self.inventory)
+                findings.append(Finding(_labels("MaintenanceActive", carrier=plmn, maintenance=declared.id, **place), {
+                    "summary": f"Maintenance on {describe_scope(declared.window.scope)} until {_when(end)}: its "
+                               f"alerts are muted",
+                    "description": f"Another party declared {_about(declared)}. It opened at {_when(start)}; alerts on "
+                                   f"it are stored but muted until {_when(end)}, and those still firing then page "
+                                   "(with MaintenanceOverrun)."}))
+        open_ids = {d.id for d, _ in open_now}
+        for window_id in ids:
+            if window_id not in open_ids:
+                clear.append(({"alertname": "MaintenanceActive", "maintenance": window_id}, now_ns))
+            if window_id not in found_overrun:
+                clear.append(({"alertname": "MaintenanceOverrun", "maintenance": window_id}, now_ns))
+        return Evaluation(findings, evaluation.unknown, evaluation.samples, [*evaluation.clear, *clear])
+
+
+def covers(scope: WindowScope, labels: Mapping[str, str], inventory: Inventory) -> bool:
+    """Return ``Maintenance(inventory).covers(scope, labels)`` (the inventory looked up for this call only)."""
+    return Maintenance(inventory).covers(scope, labels)
+
+
 def apply(evaluation: Evaluation, windows: Sequence[Declared], inventory: Inventory,
           tracked: Sequence[TrackedAlert], now_ns: int) -> Evaluation:
-    """Return ``evaluation`` with the windows applied at ``now_ns`` (see the module docstring); ``tracked`` is
-    the tracker's alerts before this evaluation."""
-    # A window on an asset this inventory lacks (another shard's zone, an asset removed since) covers nothing.
-    windows = [d for d in windows if scope_problem(d.window.scope, inventory) is None]
-    if not windows:
-        return evaluation
-    open_now = [(d, span) for d in windows if (span := open_span(d, now_ns)) is not None]
-    by_key = {fingerprint(a.labels): a for a in tracked}
-    findings: list[Finding] = []
-    overruns: dict[tuple[str, str | None], list[tuple[Finding, int, TrackedAlert]]] = {}
-    for finding in evaluation.findings:
-        if finding.alertname in OWN_ALERTS:
-            findings.append(finding)
-            continue
-        inside = next((d for d, _ in open_now if covers(d.window.scope, finding.labels, inventory)), None)
-        if inside is not None:
-            findings.append(Finding(finding.labels, finding.annotations, MUTE_PREFIX + inside.id))
-            continue
-        findings.append(finding)
-        alert = by_key.get(finding.key)
-        if alert is None or alert.state != "firing":
-            continue
-        for declared in windows:
-            if not covers(declared.window.scope, finding.labels, inventory):
-                continue
-            span = last_end(declared, alert.active_ns, now_ns)
-            if span is not None:
-                overruns.setdefault((declared.id, finding.labels.get("carrier")), []).append((finding, span[1], alert))
-    clear: list[tuple[Mapping[str, str], int]] = []
-    found_overrun: set[str] = set()
-    ids = {d.id: d for d in windows}
-    for (window_id, carrier), items in sorted(overruns.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        declared = ids[window_id]
-        found_overrun.add(window_id)
-        end = max(e for _, e, _ in items)
-        first = items[0][0].labels
-        names = ", ".join(sorted({_short(f.labels) for f, _, _ in items}))
-        place = _place(declared.window.scope, inventory)
-        labels = _labels("MaintenanceOverrun", zone=place.get("zone") or first.get("zone"),
-                         area=place.get("area") or first.get("area"), carrier=carrier, site=place.get("site"),
-                         device=place.get("device"), link=place.get("link"), group=place.get("group"),
-                         maintenance=window_id)
-        findings.append(Finding(labels, {
-            "summary": f"Maintenance {window_id} ended at {_when(end)} but {len(items)} alert"
-                       f"{'s' if len(items) != 1 else ''} still fire: {names}",
-            "description": f"The works outlived their window ({_about(declared)}). Still firing after its end, "
-                           f"and notified as themselves: {names}. This clears when they all do."}))
-    for declared, (start, end) in open_now:
-        for plmn in co_owners(declared.window, inventory):
-            place = _place(declared.window.scope, inventory)
-            findings.append(Finding(_labels("MaintenanceActive", carrier=plmn, maintenance=declared.id, **place), {
-                "summary": f"Maintenance on {describe_scope(declared.window.scope)} until {_when(end)}: its "
-                           f"alerts are muted",
-                "description": f"Another party declared {_about(declared)}. It opened at {_when(start)}; alerts on "
-                               f"it are stored but muted until {_when(end)}, and those still firing then page "
-                               "(with MaintenanceOverrun)."}))
-    open_ids = {d.id for d, _ in open_now}
-    for window_id in ids:
-        if window_id not in open_ids:
-            clear.append(({"alertname": "MaintenanceActive", "maintenance": window_id}, now_ns))
-        if window_id not in found_overrun:
-            clear.append(({"alertname": "MaintenanceOverrun", "maintenance": window_id}, now_ns))
-    return Evaluation(findings, evaluation.unknown, evaluation.samples, [*evaluation.clear, *clear])
+    """Return ``Maintenance(inventory).apply(evaluation, windows, tracked, now_ns)`` (the inventory looked up for
+    this call only: a caller that applies windows over and over holds a ``Maintenance``)."""
+    return Maintenance(inventory).apply(evaluation, windows, tracked, now_ns)
 
 
 def _short(labels: Mapping[str, str]) -> str:

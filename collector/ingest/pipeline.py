@@ -50,8 +50,8 @@ go through the intake queue and the same threads.
 Throughput (``tests/benchmarks/bench_ingest.py``): decoding and encoding, in the preparer, are most of the
 CPU, and overlap with the store's work on the previous part. The fast path halves the preparer's work per
 sample: a JSON row checked and encoded at once, against decoded into a Sample, checked, admitted and
-encoded in three passes. ``start`` freezes what start-up made out of
-the garbage collector's sight (the decoder's dicts would otherwise make it walk them again and again), and
+encoded in three passes. The collector's ``run`` (``collector.cli``) tunes the process for this once
+everything has started (``gc.freeze``, a shorter GIL switch interval; ``Ingest`` itself changes neither), and
 the intake queue overwrites deleted payloads only where that costs no extra I/O (``secure_delete=FAST``:
 freed overflow pages are not zeroed; what they held is in the store anyway).
 
@@ -69,11 +69,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import logging
 import queue
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,7 +79,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -239,15 +236,10 @@ class Ingest:
     def _client(self, client_id: str, username: str | None, kinds: tuple[wire.Kind, ...],
                 arrivals: queue.Queue[_Arrival]) -> mqtt.Client:
         """Return a paho client for one of the two sessions, taking ``kinds`` of every zone into ``arrivals``."""
-        cfg = self.cfg
-        v5 = cfg.protocol == "5"
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else False, manual_ack=True)
-        if username:
-            client.username_pw_set(username, cfg.password.get_secret_value() if cfg.password else None)
-        if cfg.tls:
-            client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file, keyfile=cfg.tls.key_file)
+        from zonewatch.mqtt import make_client
+
+        # a persistent session (over MQTT 5: clean_start and the expiry in start()); acknowledged once on disk
+        client = make_client(self.cfg, client_id, username=username or "", persistent=True, manual_ack=True)
         client.max_inflight_messages_set(1000)
         client.user_data_set(_Session(client_id, kinds, arrivals))
         client.on_connect = self._on_connect
@@ -258,14 +250,6 @@ class Ingest:
 
     def start(self) -> None:
         """Start the intake and writer threads and connect (in the background)."""
-        # Everything made so far (imports, configuration, inventory) lives as long as the process: keep it
-        # out of the garbage collector's full passes, which the decoder's many short-lived dicts trigger.
-        gc.freeze()
-        # A thread waiting for the GIL gets it after at most this long (default 5 ms). The sender and the
-        # intake mostly wait on sockets and disk, and each time one wakes it waits for the preparer to let go
-        # of the GIL: at 5 ms the store saw requests late enough to cost about a tenth of the throughput
-        # (tests/benchmarks/bench_ingest.py). Process-wide, like gc.freeze; the collector is this process.
-        sys.setswitchinterval(0.001)
         self._reader = self.intake.reader()
         for t in self._threads:
             t.start()

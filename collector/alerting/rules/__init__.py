@@ -1,8 +1,11 @@
 """The alert rules: ``evaluate(facts, inventory, settings, now_ns) -> Evaluation``. Pure: no clock, no I/O.
 
 Called by the alert engine's thread (and by tests) with the evaluation time; reads ``Facts`` and the inventory,
-changes neither, and may be called as often as wanted. Every alert is one ``Finding`` per owner carrier
-(``carrier`` = the owner's PLMN; an asset without owners gives one finding without ``carrier``)::
+changes neither, and may be called as often as wanted. ``Rules(inventory)`` indexes the inventory once (device
+addresses, links by port, carriers, areas) and its ``evaluate(facts, settings, now_ns)`` reuses that index: the
+engine, which may evaluate five times a second, holds one; ``evaluate`` indexes anew at each call. Every alert
+is one ``Finding`` per owner carrier (``carrier`` = the owner's PLMN; an asset without owners gives one finding
+without ``carrier``)::
 
     alert            fires when (at ``now``)                                   labels (besides alertname, severity)
     ---------------  --------------------------------------------------------  ---------------------------------
@@ -117,31 +120,46 @@ from collector.alerting.rules.base import LEVELS, REDUNDANCY_STATES, _index
 from collector.alerting.rules.service import ServiceRules
 from collector.inventory import Inventory
 
-__all__ = ["evaluate", "LEVELS", "REDUNDANCY_STATES"]
+__all__ = ["evaluate", "Rules", "LEVELS", "REDUNDANCY_STATES"]
 
 
 class _Run(ServiceRules):
     """One evaluation, with every family's steps (base, probes, devices, equipment, fleet, service)."""
 
 
+class Rules:
+    """The rules over one inventory, indexed once here (the inventory is not changed after it is loaded)."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self._index = _index(inventory)
+
+    def evaluate(self, facts: Facts, settings: RuleSettings, now_ns: int) -> Evaluation:
+        """Return every condition that holds at ``now_ns``, what cannot be decided, and the derived measurements.
+
+        Changes neither ``facts`` nor the index: may be called from any thread while ``facts`` is not changed."""
+        run = _Run(facts, self.inventory, self._index, settings, now_ns)
+        run.probes()
+        run.park_uplinks()
+        run.devices()
+        run.reboots()
+        run.power()
+        run.optical()
+        run.pon_feeders()
+        run.links()
+        run.groups()
+        run.coverage()
+        run.service_quality()
+        run.probe_health()   # after coverage: NoService mutes a SimProblem it explains
+        run.data_loss()
+        run.misbehaving()
+        run.collector_fault()
+        run.config_rejected()
+        run.update_failed()
+        return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
+
+
 def evaluate(facts: Facts, inventory: Inventory, settings: RuleSettings, now_ns: int) -> Evaluation:
-    """Return every condition that holds at ``now_ns``, what cannot be decided, and the derived measurements."""
-    run = _Run(facts, inventory, _index(inventory), settings, now_ns)
-    run.probes()
-    run.park_uplinks()
-    run.devices()
-    run.reboots()
-    run.power()
-    run.optical()
-    run.pon_feeders()
-    run.links()
-    run.groups()
-    run.coverage()
-    run.service_quality()
-    run.probe_health()   # after coverage: NoService mutes a SimProblem it explains
-    run.data_loss()
-    run.misbehaving()
-    run.collector_fault()
-    run.config_rejected()
-    run.update_failed()
-    return Evaluation(run.findings, run.unknown, run.samples, run.cleared)
+    """Return ``Rules(inventory).evaluate(facts, settings, now_ns)``: the inventory indexed for this call only (a
+    caller that evaluates over and over holds a ``Rules``)."""
+    return Rules(inventory).evaluate(facts, settings, now_ns)

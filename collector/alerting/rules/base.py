@@ -39,13 +39,8 @@ class _Index:
     zone_probes: dict[str, list[str]]             # zone -> its probes (ParkUplinkDown names them)
 
 
-_CACHE: list[tuple[Inventory, _Index]] = []
-
-
 def _index(inventory: Inventory) -> _Index:
-    """Return the index of ``inventory`` (the last one is remembered: inventories are immutable)."""
-    if _CACHE and _CACHE[0][0] is inventory:
-        return _CACHE[0][1]
+    """Return the index of ``inventory`` (``rules.Rules`` holds it for the inventory's lifetime)."""
     plmn = {key: c.plmn for key, c in inventory.carriers.items()}
     plmn.update({c.plmn: c.plmn for c in inventory.carriers.values()})
     keys: dict[str, tuple[str, ...]] = {}
@@ -65,7 +60,7 @@ def _index(inventory: Inventory) -> _Index:
                 modem_plmn[(name, modem.name)] = plmn[modem.carrier]
             elif "-" in modem.carrier:
                 modem_plmn[(name, modem.name)] = modem.carrier
-    index = _Index(
+    return _Index(
         keys=keys,
         canonical=canonical,
         link_at={(link.device, link.ifname): key for key, link in inventory.links.items()},
@@ -76,8 +71,6 @@ def _index(inventory: Inventory) -> _Index:
         modem_plmn=modem_plmn,
         zone_probes={z: [p for p, probe in inventory.probes.items() if probe.zone == z] for z in inventory.zones},
     )
-    _CACHE[:] = [(inventory, index)]
-    return index
 
 
 # ------------------------------------------------------------------------------------------------ helpers

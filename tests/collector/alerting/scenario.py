@@ -64,10 +64,9 @@ import yaml
 from collector.alerting import parks
 from collector.alerting.config import AlertingConfig
 from collector.alerting.facts import Facts
-from collector.alerting.maintenance import apply as apply_maintenance
-from collector.alerting.maintenance import window_of
+from collector.alerting.maintenance import Maintenance, window_of
 from collector.alerting.model import Evaluation, Notification
-from collector.alerting.rules import evaluate
+from collector.alerting.rules import Rules
 from collector.alerting.tracker import AlertTracker, TrackedAlert
 from collector.inventory import Inventory
 from collector.maintenance import Declared
@@ -299,6 +298,7 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
     tracker = AlertTracker(scenario.config, store, started_ns=T0)
     outcome = Outcome()
     windows = [Declared(key, window) for key, window in scenario.inventory.maintenance.items()]
+    rules, maintenance = Rules(scenario.inventory), Maintenance(scenario.inventory)   # as the engine holds them
     expect = sorted(scenario.expect, key=lambda s: s.at_ns)
     last = max(step.at_ns for step in expect)
     pending = list(scenario.arrivals)
@@ -321,8 +321,8 @@ def run(scenario: Scenario, state_dir: Path | None = None) -> Outcome:
             while counts and counts[0][0] <= t:   # the preparer counts after the intake took the batches
                 arrival, probe, gaps = counts.pop(0)
                 facts.observe_gaps(probe, gaps, T0 + arrival)
-            evaluation = evaluate(facts, scenario.inventory, settings, T0 + t)
-            evaluation = apply_maintenance(evaluation, windows, scenario.inventory, tracker.alerts(), T0 + t)
+            evaluation = rules.evaluate(facts, settings, T0 + t)
+            evaluation = maintenance.apply(evaluation, windows, tracker.alerts(), T0 + t)
             outcome.evaluations[t] = evaluation
             for note in tracker.update(evaluation, T0 + t):
                 outcome.notifications.append((t, note))
