@@ -40,6 +40,7 @@ from collector.alerting.notify import Dispatcher, NotifyError
 from collector.alerting.notify.email import EmailNotifier
 from collector.alerting.notify.payload import am_fingerprint
 from collector.inventory import EmailReceiver, Inventory
+from collector.mosquitto.passwd import render_passwd
 from tests import services
 from tests.services import WebhookServer
 from tests.tlsbroker import make_ca, make_server_cert
@@ -408,7 +409,7 @@ def broker(tmp_path: Path) -> Iterator[services.Service]:
     acl += "\n# the carrier's subscriber (not rendered: carriers have no broker users yet)\nuser viettel\n" \
            "topic read carriers/viettel/alerts\n"
     (workdir / "acl").write_text(acl)
-    (workdir / "passwd").write_text(mosquitto.render_passwd(
+    (workdir / "passwd").write_text(render_passwd(
         {"collector": MQTT_PASSWORD, "collector-urgent": MQTT_PASSWORD, "viettel": "viettel-pw", "p1": "p1-pw"}))
     options = (f"allow_anonymous false\npassword_file {workdir / 'passwd'}\nacl_file {workdir / 'acl'}\n"
                "use_username_as_clientid true")
