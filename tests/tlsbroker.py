@@ -2,7 +2,8 @@
 file ``render-mosquitto`` writes, and a paho client (``Peer``) that records what its callbacks saw.
 
 Every integration test that needs the production broker set-up (TLS, the rendered ACL, per-client limits)
-starts it from here, so there is one way of doing it.
+starts it from here, so there is one way of doing it; ``tests/centre.py`` builds the whole centre (this broker,
+the webhook receiver, the collector) on it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector import mosquitto
 from collector.inventory import Inventory
+from collector.mosquitto.listener import ListenerTls, render_listener_options
+from collector.mosquitto.passwd import render_passwd
 from tests import services
 from zonewatch.strict import load
 
@@ -109,10 +112,10 @@ def start_tls_broker(workdir: Path, inventory_yaml: str, passwords: dict[str, st
     ``inventory_yaml`` and ``passwords`` (``options`` go to ``services.start_mosquitto``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "acl").write_text(mosquitto.render_acl(load(Inventory, inventory_yaml)))
-    (workdir / "passwd").write_text(mosquitto.render_passwd(passwords))
+    (workdir / "passwd").write_text(render_passwd(passwords))
     (workdir / "passwd").chmod(0o600)
-    tls = mosquitto.ListenerTls(str(pki.ca), str(pki.cert), str(pki.key))
-    listener = mosquitto.render_listener_options(str(workdir / "passwd"), str(workdir / "acl"), tls)
+    tls = ListenerTls(str(pki.ca), str(pki.cert), str(pki.key))
+    listener = render_listener_options(str(workdir / "passwd"), str(workdir / "acl"), tls)
     return services.start_mosquitto(workdir, listener_options=listener, **options)
 
 

@@ -1,5 +1,5 @@
-"""Alert truth end to end, real parts: snmpsim devices, mosquitto, a real agent and collector, VictoriaMetrics
-and a webhook per carrier and for the NOC.
+"""Alert truth end to end, real parts: snmpsim devices, mosquitto behind TLS with the rendered ACL and passwords,
+a real agent and collector, VictoriaMetrics and a webhook per carrier and for the NOC.
 
 The zone: switch ``agg-2`` (Viettel's) and the shared BTS ``bts-7`` behind it (inventory ``parent``; owned
 by Viettel and VinaPhone), both served by one snmpsim process that the test freezes (SIGSTOP: nothing
@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 from tests import services
+from tests.centre import Centre
 from tests.dashboards import grafana
-from tests.services import WebhookServer
 
 pytestmark = pytest.mark.integration
 
@@ -59,71 +59,52 @@ probes:
 
 
 class Zone:
-    """Everything the test runs; ``close()`` stops it all, on every path."""
+    """The centre (broker, collector, webhooks), VictoriaMetrics, snmpsim and the agent; all of it stopped with the
+    centre (snmpsim thawed first)."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[Any] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self) -> None:
-        tmp = self.tmp
-        self.hooks = WebhookServer().start()
-        self.started.append(self.hooks)
+    def __init__(self, centre: Centre) -> None:
+        self.centre = centre
+        self.tmp = tmp = centre.tmp
+        self.hooks = centre.hooks
         data = tmp / "snmprec"
         data.mkdir()
         shutil.copy(ROOT / "collector" / "demo_data" / "sw-core.snmprec", data / "agg-2.snmprec")
         shutil.copy(ROOT / "collector" / "demo_data" / "bts-01.snmprec", data / "bts-7.snmprec")
-        self.snmpsim = services.start_snmpsim(tmp / "snmpsim", data,   # the demo's walks need its variation module
-                                              variation=ROOT / "agent" / "sim" / "variation")
-        self.started.append(self.snmpsim)
+        self.snmpsim = centre.keep(services.start_snmpsim(   # the demo's walks need its variation module
+            tmp / "snmpsim", data, variation=ROOT / "agent" / "sim" / "variation"))
         self.frozen = False
-        self.broker = services.start_mosquitto(tmp / "mosquitto")
-        self.started.append(self.broker)
-        self.vm = services.start_victoriametrics(tmp / "vm")
-        self.started.append(self.vm)
-        (tmp / "inventory.yaml").write_text(inventory_text(self.hooks.url))
-        (tmp / "collector.yaml").write_text(
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, client_id: zw-truth}}\n"
-            f"storage: {{type: victoriametrics, url: '{self.vm.url}'}}\n"
-            f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{enabled: false}}\ninventory: inventory.yaml\n"
-            "alerting:\n  interval: 500ms\n  restart_grace: 120s\n"
-            "  settings: {probe_timeout: 15s, device_down_polls: 2, planned_stop_max: 60s}\n"
-            "  flap: {changes: 20}\n"   # the same switch fails three times here: flap control is not tested here
-            "  delivery: direct\n"
-            f"  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
+        centre.stack.callback(self.thaw)   # before snmpsim stops: a frozen process does not act on SIGTERM
+        self.vm = centre.keep(services.start_victoriametrics(tmp / "vm"))
+        centre.write_config(alerting={
+            "interval": "500ms", "restart_grace": "120s",
+            "settings": {"probe_timeout": "15s", "device_down_polls": 2, "planned_stop_max": "60s"},
+            "flap": {"changes": 20},   # the same switch fails three times here: flap control is not tested here
+        }, storage={"type": "victoriametrics", "url": self.vm.url})
         self.collector = self.start_collector()
-        self.started.append(self.collector)
         sources = "".join(
             f"  - {{type: snmp, name: {name}, host: 127.0.0.1, port: {self.snmpsim.port}, version: v2c, "
             f"community: {name}, interval: 1s, timeout: 500ms, retries: 0, site: {site}}}\n"
             for name, site in (("agg-2", "pop-1"), ("bts-7", "bts-site-7")))
         (tmp / "agent.yaml").write_text(
             "probe: {id: p1, zone: truth, area: gate-a}\n"
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, keepalive: 5s}}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {centre.broker.port}, username: p1, password: {{env: ZW_MQTT_PASSWORD}}, "
+            f"keepalive: 5s, tls: {{ca_file: '{centre.ca}'}}}}\n"
             f"spool: {{path: '{tmp / 'spool.db'}'}}\nmetrics: {{enabled: false}}\nself_interval: 2s\n"
             f"sources:\n{sources}")
         self.agent = self.start_agent()
-        self.started.append(self.agent)
 
     # ------------------------------------------------------------------------------------------ parts
 
     def start_collector(self) -> services.Service:
-        return services.start_collector(self.tmp / "collector.yaml", self.tmp / "collector")
+        return self.centre.start_collector()
 
     def start_agent(self) -> services.Service:
         log = self.tmp / "agent" / "agent.log"
         seen = log.read_text().count(" running ") if log.exists() else 0
-        return services.start_zonewatch("agent", ["-c", str(self.tmp / "agent.yaml"), "run"], self.tmp / "agent",
-                                        ready=lambda: log.read_text().count(" running ") > seen)
-
-    def replace(self, old: services.Service, new: services.Service) -> services.Service:
-        self.started[self.started.index(old)] = new
-        return new
+        return self.centre.keep(services.start_zonewatch(
+            "agent", ["-c", str(self.tmp / "agent.yaml"), "run"], self.tmp / "agent",
+            env={"ZW_MQTT_PASSWORD": self.centre.passwords["p1"]},
+            ready=lambda: log.read_text().count(" running ") > seen))
 
     def freeze(self) -> None:
         """Nothing answers: both devices stop at once (the switch in front of the BTS is dead)."""
@@ -131,14 +112,9 @@ class Zone:
         self.frozen = True
 
     def thaw(self) -> None:
-        os.kill(self.snmpsim.pid, signal.SIGCONT)
+        if self.frozen:
+            os.kill(self.snmpsim.pid, signal.SIGCONT)
         self.frozen = False
-
-    def close(self) -> None:
-        if getattr(self, "frozen", False):
-            self.thaw()
-        for part in reversed(self.started):
-            part.stop()
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -179,15 +155,13 @@ def _time(text: str) -> float:
 
 @pytest.fixture(scope="module")
 def zone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zone]:
-    z = Zone(tmp_path_factory.mktemp("truth"))
-    try:
+    with Centre(tmp_path_factory.mktemp("truth"), inventory_text, ca_name="truth test CA") as centre:
+        z = Zone(centre)
         # The collector has judged both devices up from the probe's polls (DeviceDown cannot have fired).
         services.wait_for(lambda: (z.tmp / "collector" / "collector.log").exists() and services.vm_query(
             z.vm.url, 'count(last_over_time(device_up{device=~"agg-2|bts-7"}[1m]) == 1)') != [], 60,
                           "the probe's polls of both devices in VictoriaMetrics")
         yield z
-    finally:
-        z.close()
 
 
 def outage(zone: Zone, cycle: int) -> None:
@@ -240,7 +214,7 @@ def test_3_a_fault_cleared_while_the_collector_was_down_resolves_at_once_with_it
     back = time.time()
     time.sleep(3)   # the probe polls both devices up a few times; the broker keeps it for the collector
     started = time.monotonic()
-    zone.collector = zone.replace(zone.collector, zone.start_collector())
+    zone.collector = zone.start_collector()
     services.wait_for(lambda: zone.count("viettel", "resolved", "DeviceDown") > before, WAIT,
                       "DeviceDown agg-2 resolved after the restart")
     took = time.monotonic() - started
@@ -257,7 +231,7 @@ def test_4_a_probe_stopped_on_purpose_pages_nobody_a_killed_one_pages_the_noc(zo
     services.wait_for(lambda: zone.stored("muted", alertname="ProbeDown", probe="p1") == 1, WAIT,
                       "ProbeDown stored muted (a planned stop)")
     time.sleep(2)
-    zone.agent = zone.replace(zone.agent, zone.start_agent())
+    zone.agent = zone.start_agent()
     services.wait_for(lambda: zone.stored("firing", alertname="ProbeDown", probe="p1") == 0, WAIT,
                       "ProbeDown ended once the probe is back")
     assert not zone.has("noc", "firing", "ProbeDown"), zone.sent("noc")

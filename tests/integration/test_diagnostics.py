@@ -30,8 +30,8 @@ import pytest
 
 from agent.sim.modem import SimModem
 from tests import services
-from tests.services import WebhookServer
-from tests.tlsbroker import PASSWORDS, WAIT, connect, start_tls_broker, write_server_pki
+from tests.centre import Centre
+from tests.tlsbroker import PASSWORDS, WAIT
 from zonewatch import wire
 
 pytestmark = pytest.mark.integration
@@ -56,14 +56,8 @@ def command(probe: str, ident: str) -> bytes:
 
 
 def test_the_collector_may_command_any_probe_and_a_probe_only_reads_its_own(tmp_path: Path) -> None:
-    pki = write_server_pki(tmp_path / "pki")
-    broker = start_tls_broker(tmp_path / "mosquitto", INVENTORY, PASSWORDS, pki)
-    peers = []
-    try:
-        collector = connect(broker.port, pki.ca, "collector", "collector")
-        p1 = connect(broker.port, pki.ca, "p1", "p1")
-        p2 = connect(broker.port, pki.ca, "p2", "p2")
-        peers += [collector, p1, p2]
+    with Centre(tmp_path, INVENTORY) as centre:
+        collector, p1, p2 = (centre.connect(user) for user in ("collector", "p1", "p2"))
         p1.client.subscribe([(wire.topic(ZONE, "p1", "command"), 1), (wire.topic(ZONE, "p2", "command"), 1)])
         services.wait_for(p1.subscribed.is_set, WAIT, "p1's subscription")
         p2.client.subscribe(wire.topic(ZONE, "p2", "command"), 1)
@@ -79,10 +73,6 @@ def test_the_collector_may_command_any_probe_and_a_probe_only_reads_its_own(tmp_
         # (from one publisher, the broker delivers in order: p2's command would have reached p1 first)
         assert [wire.decode_command(payload).id for _, payload in p1.messages()] == ["for-p1"]
         assert [wire.decode_command(payload).id for _, payload in p2.messages()] == ["for-p2"]
-    finally:
-        for p in peers:
-            p.close()
-        broker.stop()
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -107,45 +97,25 @@ def _quick_name(interval: float) -> str:
 
 
 class World:
-    """Broker, web server, modem, collector and agent; everything stopped on close (processes by PID)."""
+    """The centre (broker, collector with a NOC webhook), a web server, the modem and the agent; all of it stopped
+    with the centre."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[object] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self) -> None:
-        tmp = self.tmp
+    def __init__(self, centre: Centre) -> None:
+        self.centre = centre
+        self.tmp = tmp = centre.tmp
+        self.hooks = centre.hooks
         self.web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+        centre.stack.callback(self.web.server_close)
         threading.Thread(target=self.web.serve_forever, daemon=True).start()
-        self.modem = SimModem()
+        centre.stack.callback(self.web.shutdown)
+        self.modem = centre.keep(SimModem())
         self.modem.set_registered(True, plmn="45204")
         self.modem.start()
-        self.started.append(self.modem)
-        pki = write_server_pki(tmp / "pki", "diagnostics test CA")
-        self.hooks = WebhookServer().start()
-        self.started.append(self.hooks)
-        (tmp / "inventory.yaml").write_text(INVENTORY)
-        self.broker = start_tls_broker(tmp / "mosquitto", INVENTORY, PASSWORDS, pki)
-        self.started.append(self.broker)
-        self.collector_metrics = services.free_port()
-        config = tmp / "collector.yaml"
-        config.write_text(
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, username: collector, password: collector-pw,\n"
-            f"       client_id: collector, tls: {{ca_file: '{pki.ca}'}}}}\n"
-            f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
-            f"queue: {{path: '{tmp / 'centre' / 'intake.db'}'}}\n"
-            f"http: {{listen: '127.0.0.1:{self.collector_metrics}'}}\n"
-            "inventory: inventory.yaml\n"
-            "alerting:\n  interval: 500ms\n  settings: {probe_timeout: 1h, qos: {access_min_tests: 2}}\n"
-            f"  delivery: direct\n  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n"
-            "diagnostics: {min_interval: 30m, expires_after: 2m}\n")
-        self.collector = services.start_collector(config, tmp / "collector")
-        self.started.append(self.collector)
+        self.collector_metrics = centre.metrics_port
+        centre.write_config(alerting={"interval": "500ms",
+                                      "settings": {"probe_timeout": "1h", "qos": {"access_min_tests": 2}}},
+                            diagnostics={"min_interval": "30m", "expires_after": "2m"})
+        centre.start_collector()
         closed = services.free_port()   # nobody listens there: the access test that fails
         self.qos = _quick_name(30.0)
         self.agent_metrics = services.free_port()
@@ -153,8 +123,8 @@ class World:
         folder.mkdir()
         (folder / "agent.yaml").write_text(
             f"probe: {{id: p1, zone: {ZONE}}}\n"
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, username: p1, "
-            f"password: {{env: ZW_MQTT_PASSWORD}}, keepalive: 5s, tls: {{ca_file: '{pki.ca}'}}}}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {centre.broker.port}, username: p1, "
+            f"password: {{env: ZW_MQTT_PASSWORD}}, keepalive: 5s, tls: {{ca_file: '{centre.ca}'}}}}\n"
             f"spool: {{path: '{folder / 'spool.db'}'}}\nmetrics: {{listen: '127.0.0.1:{self.agent_metrics}'}}\n"
             "remote_config: {enabled: false}\nself_interval: 5s\n"
             "sources:\n"
@@ -165,19 +135,9 @@ class World:
             "    tests:\n"
             f"      - {{test: http, url: 'http://127.0.0.1:{self.web.server_address[1]}/'}}\n"
             f"      - {{test: tcp, host: 127.0.0.1, port: {closed}}}\n")
-        self.agent = services.start_zonewatch(
+        self.agent = centre.keep(services.start_zonewatch(
             "agent", ["-c", str(folder / "agent.yaml"), "run"], folder, env={"ZW_MQTT_PASSWORD": PASSWORDS["p1"]},
-            ready=functools.partial(_logged, folder / "agent.log", "running"))
-        self.started.append(self.agent)
-
-    def close(self) -> None:
-        for part in reversed(self.started):
-            try:
-                part.stop()  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - stop everything else all the same
-                pass
-        self.web.shutdown()
-        self.web.server_close()
+            ready=functools.partial(_logged, folder / "agent.log", "running")))
 
     def qos_points(self, diagnostic: bool) -> list[tuple[str, int]]:
         """Return (test, time) of the access tests stored for p1, those of diagnostic rounds or the others."""
@@ -186,7 +146,7 @@ class World:
                  "AND (SELECT count(*) FROM points d WHERE d.series_id = points.series_id AND d.field = 'diagnostic' "
                  "AND d.time_ns = points.time_ns) = ? ORDER BY time_ns")
         try:
-            with sqlite3.connect(f"file:{self.tmp / 'store.db'}?mode=ro", uri=True) as db:
+            with sqlite3.connect(f"file:{self.centre.store}?mode=ro", uri=True) as db:
                 return [(str(t), int(at)) for t, at in db.execute(query, (1 if diagnostic else 0,))]
         except sqlite3.Error:
             return []
@@ -204,9 +164,8 @@ def _logged(log: Path, text: str) -> bool:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    yield w
-    w.close()
+    with Centre(tmp_path, INVENTORY, ca_name="diagnostics test CA") as centre:
+        yield World(centre)
 
 
 def test_a_data_access_failure_brings_a_diagnostic_round_whose_samples_say_so(world: World) -> None:

@@ -22,9 +22,6 @@ import functools
 import json
 import re
 import sqlite3
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +30,8 @@ import pytest
 
 from agent.sim.modem import SimModem
 from tests import services
-from tests.services import WebhookServer
-from tests.tlsbroker import PASSWORDS, start_tls_broker, write_server_pki
+from tests.centre import Centre
+from tests.tlsbroker import PASSWORDS
 
 pytestmark = pytest.mark.integration
 
@@ -75,78 +72,41 @@ probes:
 
 
 class Fleet:
-    """Broker, collector, NOC webhook, snmpd, two modems and two agents; everything stopped by PID on close."""
+    """The centre (broker, collector with a NOC webhook), snmpd and two agents reading the modems on ``ports``; all
+    of it stopped with the centre."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[object] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self) -> None:
-        tmp = self.tmp
-        self.modems = {"p1": SimModem(), "p2": SimModem()}
-        for modem, plmn in zip(self.modems.values(), ("45204", "45202"), strict=True):
-            modem.set_registered(True, plmn=plmn)
-            modem.start()
-            self.started.append(modem)
-        self.ports = {name: m.port for name, m in self.modems.items()}
-        self.snmpd = services.start_snmpd(tmp / "snmpd")
-        self.started.append(self.snmpd)
-        pki = write_server_pki(tmp / "pki", "fleet test CA")
-        self.hooks = WebhookServer().start()
-        self.started.append(self.hooks)
-        self.inventory = tmp / "inventory.yaml"
-        self.inventory.write_text(inventory_text(self.ports))
-        self.broker = start_tls_broker(tmp / "mosquitto", self.inventory.read_text(), PASSWORDS, pki)
-        self.started.append(self.broker)
-        self.metrics_port = services.free_port()
-        self.config = tmp / "collector.yaml"
-        self.config.write_text(
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, username: collector, password: collector-pw,\n"
-            f"       client_id: collector, tls: {{ca_file: '{pki.ca}'}}}}\n"
-            f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
-            f"queue: {{path: '{tmp / 'centre' / 'intake.db'}'}}\nhttp: {{listen: '127.0.0.1:{self.metrics_port}'}}\n"
-            "inventory: inventory.yaml\n"
-            "alerting:\n  interval: 500ms\n  settings: {probe_timeout: 1h}\n"
-            f"  delivery: direct\n  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
-        self.state = tmp / "centre" / "fleet" / "config-state.json"
-        self.collector = services.start_collector(self.config, tmp / "collector")
-        self.started.append(self.collector)
+    def __init__(self, centre: Centre, ports: dict[str, str]) -> None:
+        self.centre = centre
+        self.tmp = centre.tmp
+        self.ports = ports
+        self.hooks = centre.hooks
+        self.inventory = centre.inventory
+        self.config = centre.write_config(alerting={"interval": "500ms", "settings": {"probe_timeout": "1h"}})
+        self.state = centre.data / "fleet" / "config-state.json"
+        self.snmpd = centre.keep(services.start_snmpd(self.tmp / "snmpd"))
+        centre.start_collector()
         self.agents: dict[str, services.Service] = {}
         for name in ("p1", "p2"):
-            folder = tmp / name
+            folder = self.tmp / name
             folder.mkdir()
             (folder / "agent.yaml").write_text(
                 f"probe: {{id: {name}, zone: {ZONE}}}\n"
-                f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, username: {name}, "
-                f"password: {{env: ZW_MQTT_PASSWORD}}, keepalive: 5s, tls: {{ca_file: '{pki.ca}'}}}}\n"
+                f"mqtt: {{host: 127.0.0.1, port: {centre.broker.port}, username: {name}, "
+                f"password: {{env: ZW_MQTT_PASSWORD}}, keepalive: 5s, tls: {{ca_file: '{centre.ca}'}}}}\n"
                 f"spool: {{path: '{folder / 'spool.db'}'}}\nmetrics: {{enabled: false}}\n"
                 f"remote_config: {{deadman: {DEADMAN_S}s}}\n")
             log = folder / "agent.log"
-            self.agents[name] = services.start_zonewatch(
+            self.agents[name] = centre.keep(services.start_zonewatch(
                 "agent", ["-c", str(folder / "agent.yaml"), "run"], folder,
                 env={"ZW_MQTT_PASSWORD": PASSWORDS[name], "ZW_SNMP_COMMUNITY": "public"},
-                ready=functools.partial(_logged, log, "running"))
-            self.started.append(self.agents[name])
-
-    def close(self) -> None:
-        for part in reversed(self.started):
-            try:
-                part.stop()  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - stop everything else all the same
-                pass
+                ready=functools.partial(_logged, log, "running")))
 
     # ---------------------------------------------------------------------------------------------- the centre
 
     def push(self, text: str, by: str) -> None:
         """Write the inventory and ask the running collector to publish it (the operator's two steps)."""
         self.inventory.write_text(text)
-        out = subprocess.run([sys.executable, "-m", "collector", "-c", str(self.config), "fleet", "push", "--by", by],
-                             capture_output=True, text=True, timeout=60)
+        out = self.centre.cli("fleet", "push", "--by", by)
         assert out.returncode == 0, out.stderr
 
     def probe_state(self, probe: str) -> dict[str, Any]:
@@ -186,9 +146,7 @@ class Fleet:
         return self.points(measurement, probe, tags) > 0
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            lines = r.read().decode().splitlines()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
+        return self.centre.metric(name)
 
     def noc(self, alertname: str, probe: str) -> list[dict[str, Any]]:
         return [a for h in self.hooks.at("/noc") for a in h.body["alerts"]
@@ -205,9 +163,12 @@ def _logged(log: Path, text: str) -> bool:
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
-    yield f
-    f.close()
+    with SimModem() as p1, SimModem() as p2:
+        for modem, plmn in ((p1, "45204"), (p2, "45202")):
+            modem.set_registered(True, plmn=plmn)
+        ports = {"p1": p1.port, "p2": p2.port}
+        with Centre(tmp_path, inventory_text(ports), ca_name="fleet test CA") as centre:
+            yield Fleet(centre, ports)
 
 
 def seconds(report: dict[str, Any], desired: dict[str, Any]) -> float:
@@ -243,7 +204,7 @@ def test_configuration_from_the_centre(fleet: Fleet) -> None:
     services.wait_for(lambda: fleet.spool_left("p2") == 0, WAIT, "p2's spool to drain")
     services.wait_for(lambda: fleet.metric("zonewatch_ingest_queue_depth") == 0, WAIT, "the intake queue to drain")
     assert fleet.metric('zonewatch_probe_seq_gaps{probe="fz/p2"}') == 0
-    outage = [e for e in map(json.loads, (fleet.tmp / "centre" / "fleet" / "audit.jsonl").read_text().splitlines())
+    outage = [e for e in map(json.loads, (fleet.centre.data / "fleet" / "audit.jsonl").read_text().splitlines())
               if e["probe"] == "p2"]
     assert [(e["by"], e["action"], e.get("version")) for e in outage] == [
         ("inventory change", "publish", 1), ("probe p2", "applied", 1),
@@ -266,8 +227,7 @@ def test_configuration_from_the_centre(fleet: Fleet) -> None:
     services.wait_for(lambda: fleet.points("cellular", "p1", after_ns=after) >= 3
                       and fleet.points("device", "p1", '"device":"sw-new"', after_ns=after) >= 2, WAIT,
                       "p1's readings after the rejection (its v2 still runs)")
-    status = subprocess.run([sys.executable, "-m", "collector", "-c", str(fleet.config), "fleet", "status"],
-                            capture_output=True, text=True, timeout=60)
+    status = fleet.centre.cli("fleet", "status")
     assert status.returncode == 0, status.stderr
     line = next(x for x in status.stdout.splitlines() if x.startswith("p1 "))
     assert line.startswith("p1 (fz): rejected, drift;") and "sources[1].timout: unknown key 'timout'" in line

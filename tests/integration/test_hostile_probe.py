@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import services
-from tests.services import WebhookServer
-from tests.tlsbroker import PASSWORDS, Peer, connect, start_tls_broker, write_server_pki
+from tests.centre import Centre
+from tests.tlsbroker import Peer
 from zonewatch import wire
 
 pytestmark = pytest.mark.integration
@@ -53,53 +52,13 @@ probes:
 """
 
 
-class Centre:
-    """TLS broker with the rendered ACL, the collector, the webhooks and the two probes' clients."""
+class Hostile(Centre):
+    """The centre (TLS broker with the rendered ACL, the collector, the webhooks) with the two probes' clients."""
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[object] = []
+        super().__init__(tmp, inventory_text, ca_name="hostile test CA")
         self.seq = {"p1": 0, "p2": 0}
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self) -> None:
-        tmp = self.tmp
-        pki = write_server_pki(tmp / "pki", "hostile test CA")
-        self.ca = pki.ca
-        self.hooks = WebhookServer().start()
-        self.started.append(self.hooks)
-        inventory = inventory_text(self.hooks.url)
-        self.broker = start_tls_broker(tmp / "mosquitto", inventory, PASSWORDS, pki)
-        self.started.append(self.broker)
-        (tmp / "inventory.yaml").write_text(inventory)
-        self.metrics_port = services.free_port()
-        (tmp / "collector.yaml").write_text(
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, username: collector, password: collector-pw,\n"
-            f"       client_id: collector, tls: {{ca_file: '{self.ca}'}}}}\n"
-            f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
-            f"queue: {{path: '{tmp / 'intake.db'}'}}\nhttp: {{listen: '127.0.0.1:{self.metrics_port}'}}\n"
-            "inventory: inventory.yaml\n"
-            "alerting:\n  interval: 500ms\n  restart_grace: 0s\n  settings: {probe_timeout: 1h}\n"
-            f"  delivery: direct\n  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
-        self.collector = self.start_collector()
-        self.probes = {name: connect(self.broker.port, self.ca, name, name) for name in ("p1", "p2")}
-        self.started.extend(self.probes.values())
-
-    def start_collector(self) -> services.Service:
-        service = services.start_collector(self.tmp / "collector.yaml", self.tmp / "collector")
-        self.started.append(service)
-        return service
-
-    def close(self) -> None:
-        for part in reversed(self.started):
-            try:
-                part.close() if isinstance(part, Peer) else part.stop()  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - stop everything else all the same
-                pass
+        self.probes: dict[str, Peer] = {}
 
     # ---------------------------------------------------------------------------------------------- probes
 
@@ -126,7 +85,7 @@ class Centre:
 
     def stored(self, sql: str, *args: object) -> int:
         try:
-            with sqlite3.connect(f"file:{self.tmp / 'store.db'}?mode=ro", uri=True) as db:
+            with sqlite3.connect(f"file:{self.store}?mode=ro", uri=True) as db:
                 return int(db.execute(sql, args).fetchone()[0] or 0)
         except sqlite3.Error:
             return -1
@@ -137,11 +96,6 @@ class Centre:
         return self.stored("SELECT count(*) FROM (SELECT DISTINCT series_id, time_ns FROM points JOIN series ON "
                            "series.id = series_id WHERE measurement = ? AND tags LIKE ? AND tags LIKE ?)", measurement,
                            f'%"probe":"{probe}"%', f"%{tags}%")
-
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            lines = r.read().decode().splitlines()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name))
 
     def firing(self, path: str) -> list[str]:
         return [name for status, name in self.hooks.alerts(path) if status == "firing"]
@@ -156,13 +110,15 @@ class Centre:
 
 
 @pytest.fixture
-def centre(tmp_path: Path) -> Iterator[Centre]:
-    c = Centre(tmp_path)
-    yield c
-    c.close()
+def centre(tmp_path: Path) -> Iterator[Hostile]:
+    with Hostile(tmp_path) as c:
+        c.write_config(alerting={"interval": "500ms", "restart_grace": "0s", "settings": {"probe_timeout": "1h"}})
+        c.start_collector()
+        c.probes = {name: c.connect(name) for name in ("p1", "p2")}
+        yield c
 
 
-def test_a_probe_cannot_page_a_carrier_about_what_it_does_not_watch(centre: Centre) -> None:
+def test_a_probe_cannot_page_a_carrier_about_what_it_does_not_watch(centre: Hostile) -> None:
     # the rendered ACL lets the collector's ticks come back (ProbeDown by silence relies on them)
     services.wait_for(lambda: centre.metric("zonewatch_ingest_lag_seconds") < 2, WAIT,   # NaN until the first
                       "the collector's ticks through the broker")
@@ -188,7 +144,7 @@ def test_a_probe_cannot_page_a_carrier_about_what_it_does_not_watch(centre: Cent
     services.wait_for(lambda: "ServiceOutage" in centre.firing("/viettel"), WAIT, "ServiceOutage from p2's poll")
 
 
-def test_a_probe_cannot_hide_a_fault_another_probe_sees(centre: Centre) -> None:
+def test_a_probe_cannot_hide_a_fault_another_probe_sees(centre: Hostile) -> None:
     centre.links("p2", True, False)   # route xe-2 really is down
     services.wait_for(lambda: "RedundancyLost" in centre.firing("/viettel"), WAIT, "RedundancyLost")
     for _ in range(3):   # p1 says it is up, dated four minutes ahead (within what the wire accepts)
@@ -201,7 +157,7 @@ def test_a_probe_cannot_hide_a_fault_another_probe_sees(centre: Centre) -> None:
             and s == "resolved"] == []
 
 
-def test_a_probe_cannot_write_the_collectors_own_series(centre: Centre) -> None:
+def test_a_probe_cannot_write_the_collectors_own_series(centre: Hostile) -> None:
     t = NOW()
     centre.publish("p1",
                    wire.Sample("coverage", {"area": "a", "carrier": "452-04"}, {"level": 4, "good_pct": 100.0}, t),
@@ -220,7 +176,7 @@ def sample(t: int, n: int) -> wire.Sample:
     return wire.Sample("probe", {}, {"cpu_pct": float(n)}, t)
 
 
-def test_absurd_seqs_neither_kill_a_thread_nor_silence_the_stream(centre: Centre) -> None:
+def test_absurd_seqs_neither_kill_a_thread_nor_silence_the_stream(centre: Hostile) -> None:
     centre.publish("p1", sample(NOW(), 1), seq=5)
     doc = json.loads(wire.encode(wire.Batch(ZONE, "p1", 6, NOW(), (sample(NOW(), 2),))))
     doc["seq"] = 2**64 - 1   # past SQLite's integers: it killed the commit thread, again after every restart
@@ -250,7 +206,7 @@ def flood_payload(seq: int, rows: int) -> bytes:
         wire.Sample("probe", {}, {"cpu_pct": float(i % 100)}, t + i * 1000) for i in range(rows))))
 
 
-def test_a_flood_from_one_probe_waits_behind_itself(centre: Centre) -> None:
+def test_a_flood_from_one_probe_waits_behind_itself(centre: Hostile) -> None:
     """30 s of in-limit 1 MiB messages from one probe held every other probe's data and pages for minutes: its
     backlog is now taken in turn with the others', so another probe's readings are stored and its fault pages
     while the flood is still being worked through. (What remains: the broker hands the collector's data
@@ -282,7 +238,7 @@ def test_a_flood_from_one_probe_waits_behind_itself(centre: Centre) -> None:
     assert centre.metric("zonewatch_ingest_duplicate_batches_total") == 0
 
 
-def test_a_flood_of_small_messages_from_one_probe_waits_behind_itself(centre: Centre) -> None:
+def test_a_flood_of_small_messages_from_one_probe_waits_behind_itself(centre: Hostile) -> None:
     """30 s of small messages (74,000) from one probe delayed a real page of another from 5 s to 46.6 s: its
     messages are now taken in turn with the others', by the alert engine as by the storage. p2's fault is sent
     while p1's flood is still going into the broker and the collector."""

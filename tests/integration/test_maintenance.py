@@ -1,6 +1,7 @@
-"""Maintenance windows end to end, real parts: mosquitto, the collector (its own process, SQLite store), a real
-Alertmanager configured from the inventory, and a webhook per carrier and for the NOC. A scripted probe publishes
-real wire batches (polls of switch sw-1 and its link vt-primary) through the broker.
+"""Maintenance windows end to end, real parts: mosquitto behind TLS with the rendered ACL and passwords, the
+collector (its own process, SQLite store), a real Alertmanager configured from the inventory, and a webhook per
+carrier and for the NOC. A scripted probe publishes real wire batches (polls of switch sw-1 and its link
+vt-primary) through the broker.
 
 The windows are declared with the command line while the collector runs (no restart):
 
@@ -14,8 +15,6 @@ The windows are declared with the command line while the collector runs (no rest
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from collector.inventory import Inventory
 from collector.storage import SqliteStorage
 from collector.storage.sqlite import SqliteWriter
 from tests import services
-from tests.services import WebhookServer
+from tests.centre import Centre
 from zonewatch import strict, wire
 
 pytestmark = pytest.mark.integration
@@ -67,11 +66,13 @@ probes:
 class Probe:
     """Publishes p1's polls every 500 ms: both devices answer; vt-primary is up while ``link_up`` is set."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ca: Path, password: str) -> None:
         self.link_up = True
         self.seq = 0
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="p1",
                                   protocol=mqtt.MQTTv5)
+        self.client.tls_set(ca_certs=str(ca))
+        self.client.username_pw_set("p1", password)
         self.client.will_set(wire.topic(ZONE, "p1", "status"), wire.STATUS_OFFLINE, qos=1, retain=True)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -103,53 +104,26 @@ class Probe:
 
 
 class Zone:
-    """Everything the test runs; ``close()`` stops it all, on every path."""
+    """The centre (broker, collector, webhooks), Alertmanager and the probe; all of it stopped with the centre."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[Any] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self) -> None:
-        tmp = self.tmp
-        self.hooks = WebhookServer().start()
-        self.started.append(self.hooks)
-        self.broker = services.start_mosquitto(tmp / "mosquitto")
-        self.started.append(self.broker)
-        inv_path = tmp / "inventory.yaml"
-        inv_path.write_text(inventory_text(self.hooks.url))
-        inventory = strict.load(Inventory, inv_path.read_text(), "inventory.yaml")
+    def __init__(self, centre: Centre) -> None:
+        self.centre = centre
+        tmp = centre.tmp
+        self.hooks = centre.hooks
+        inventory = strict.load(Inventory, centre.inventory.read_text(), "inventory.yaml")
         placeholder = strict.load(AlertingConfig, f"noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
         timing = amconfig.Timing(group_wait="0s", group_interval="100ms", repeat_interval="1h")
         written = amconfig.write(inventory, placeholder, tmp / "am-config" / "alertmanager.yml", timing=timing)
-        self.am = services.start_alertmanager(tmp / "am", written[-1][0].read_text())
-        self.started.append(self.am)
-        self.config = tmp / "collector.yaml"
-        self.config.write_text(
-            f"mqtt: {{host: 127.0.0.1, port: {self.broker.port}, client_id: zw-maint}}\n"
-            f"storage: {{type: sqlite, path: '{tmp / 'store.db'}'}}\n"
-            f"queue: {{path: '{tmp / 'data' / 'intake.db'}'}}\nhttp: {{enabled: false}}\ninventory: inventory.yaml\n"
-            "alerting:\n  interval: 500ms\n  restart_grace: 0s\n"
-            f"  alertmanager: {{url: '{self.am.url}', resend_interval: 5s}}\n  delivery: direct\n"
-            f"  noc: [{{type: webhook, url: '{self.hooks.url}/noc'}}]\n")
-        self.collector = services.start_collector(self.config, tmp / "collector")
-        self.started.append(self.collector)
-        self.probe = Probe(self.broker.port)
-        self.started.append(self.probe)
-        self.store = SqliteWriter(SqliteStorage(type="sqlite", path=str(tmp / "store.db")))
-
-    def close(self) -> None:
-        for part in reversed(self.started):
-            part.stop()
+        self.am = centre.keep(services.start_alertmanager(tmp / "am", written[-1][0].read_text()))
+        centre.write_config(alerting={"interval": "500ms", "restart_grace": "0s",
+                                      "alertmanager": {"url": self.am.url, "resend_interval": "5s"}})
+        centre.start_collector()
+        self.probe = centre.keep(Probe(centre.broker.port, centre.ca, centre.passwords["p1"]))
+        self.store = SqliteWriter(SqliteStorage(type="sqlite", path=str(centre.store)))
 
     def maintenance(self, *args: str) -> str:
         """Run ``zonewatch-collector maintenance ...`` as an operator would; return its output."""
-        done = subprocess.run([sys.executable, "-m", "collector", "-c", str(self.config), "maintenance", *args],
-                              capture_output=True, text=True, timeout=30)
+        done = self.centre.cli("maintenance", *args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -188,11 +162,8 @@ class Zone:
 
 @pytest.fixture(scope="module")
 def zone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zone]:
-    z = Zone(tmp_path_factory.mktemp("maintenance"))
-    try:
-        yield z
-    finally:
-        z.close()
+    with Centre(tmp_path_factory.mktemp("maintenance"), inventory_text, ca_name="maintenance test CA") as centre:
+        yield Zone(centre)
 
 
 def test_a_window_mutes_the_outage_pages_its_overrun_and_alertmanager_gets_every_resolve(zone: Zone) -> None:

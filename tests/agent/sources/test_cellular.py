@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,25 +43,6 @@ def collect(source: CellularSource, now_ns: int = NOW) -> list[wire.Sample]:
     SIM and registration states, and the ``modem`` sample of a poll after a failure: test_modem_health.py)."""
     return [wire.Sample(s.measurement, s.tags, {k: v for k, v in s.fields.items() if k not in HEALTH}, s.time_ns)
             for s in asyncio.run(source.collect(now_ns)) if s.measurement == "cellular"]
-
-
-@pytest.fixture
-def modem() -> Iterator[SimModem]:
-    with SimModem() as sim:
-        yield sim
-
-
-@pytest.fixture
-def new_source() -> Iterator[Callable[[CellularConfig], CellularSource]]:
-    made: list[CellularSource] = []
-
-    def new(config: CellularConfig) -> CellularSource:
-        made.append(CellularSource(config))
-        return made[-1]
-
-    yield new
-    for source in made:
-        asyncio.run(source.close())
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,25 +57,6 @@ def test_the_registration_state_prefers_the_registered_answer() -> None:
 def make_config(port: str, extra: str = "") -> CellularConfig:
     text = f"type: cellular\nname: vt\nport: {port}\ncarrier: '452-04'\ntimeout: {round(TIMEOUT * 1000)}ms\n{extra}"
     return strict.load(CellularConfig, text, "agent.yaml")
-
-
-@pytest.fixture
-def modem() -> Iterator[SimModem]:
-    with SimModem() as sim:
-        yield sim
-
-
-@pytest.fixture
-def new_source() -> Iterator[Callable[[CellularConfig], CellularSource]]:
-    made: list[CellularSource] = []
-
-    def new(config: CellularConfig) -> CellularSource:
-        made.append(CellularSource(config))
-        return made[-1]
-
-    yield new
-    for source in made:
-        asyncio.run(source.close())
 
 
 def poll(source: CellularSource, at: float) -> list[wire.Sample]:
