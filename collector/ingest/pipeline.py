@@ -312,6 +312,18 @@ class Ingest:
             self._connected_at = time.monotonic()
         if all(s.connected for s in self._all_sessions()):
             self.connected.set()
+        if getattr(flags, "session_present", False):
+            # The broker kept this session, and with it its subscriptions: what it holds for us flows from now on.
+            # Its SUBACK for the subscriptions just sent again may come only after that backlog (seen minutes
+            # late behind a fleet's): waiting for it would say "not subscribed" all that time.
+            self._subscribed(session)
+
+    def _subscribed(self, session: _Session) -> None:
+        session.subscribed = True
+        if all(s.subscribed for s in self._all_sessions()) and not self.subscribed.is_set():
+            log.info("collector subscribed to %d topic filters",
+                     sum(len(s.kinds) for s in self._all_sessions()) * len(self.zones))
+            self.subscribed.set()
 
     def _on_subscribe(self, client: mqtt.Client, session: _Session, mid: int, reasons: Any, props: Any) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
@@ -324,11 +336,7 @@ class Ingest:
         if refused:
             log.error("broker refused the collector's subscriptions (session %s): %s", session.client_id, refused)
             return
-        session.subscribed = True
-        if all(s.subscribed for s in self._all_sessions()) and not self.subscribed.is_set():
-            log.info("collector subscribed to %d topic filters",
-                     sum(len(s.kinds) for s in self._all_sessions()) * len(self.zones))
-            self.subscribed.set()
+        self._subscribed(session)
 
     def _on_disconnect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any, props: Any) -> None:
         session.subscribed = False

@@ -240,3 +240,36 @@ def test_the_threads_carry_their_names_in_the_kernel_for_top_and_ps(make: Make) 
         return {(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()}
 
     wait_for(lambda: {"zw-intake", "zw-prepare", "zw-send", "zw-commit"} <= names(), 5, "the threads' names")
+
+
+class _Flags:
+    def __init__(self, session_present: bool) -> None:
+        self.session_present = session_present
+
+
+class _Reason:
+    is_failure = False
+
+
+def test_a_session_the_broker_kept_counts_as_subscribed_at_its_connack(tmp_path: Path) -> None:
+    """After a restart behind a backlog, the SUBACK for the subscriptions sent again comes after what the broker
+    held: the kept session's subscriptions deliver from its CONNACK on, so "subscribed" is said then. A new
+    session waits for its SUBACK."""
+    intake = DiskQueue(tmp_path / "intake.db", 64 * 2**20, 0)
+    try:
+        ing = Ingest(MqttConfig(port=dead_port()), Store(), CollectorMetrics(), intake, clock=lambda: NOW)
+        urgent, data = ing.urgent_client, ing.client
+        ing._on_connect(urgent, urgent.user_data_get(), _Flags(True), _Reason(), None)
+        assert not ing.subscribed.is_set()          # the data session is not back yet
+        ing._on_connect(data, data.user_data_get(), _Flags(True), _Reason(), None)
+        assert ing.subscribed.is_set() and ing.connected.is_set()
+
+        fresh = Ingest(MqttConfig(port=dead_port()), Store(), CollectorMetrics(), intake, clock=lambda: NOW)
+        for client in (fresh.urgent_client, fresh.client):
+            fresh._on_connect(client, client.user_data_get(), _Flags(False), _Reason(), None)
+        assert fresh.connected.is_set() and not fresh.subscribed.is_set()
+        for client in (fresh.urgent_client, fresh.client):
+            fresh._on_subscribe(client, client.user_data_get(), 1, [_Reason()], None)
+        assert fresh.subscribed.is_set()
+    finally:
+        intake.close()
