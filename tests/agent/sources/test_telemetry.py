@@ -18,7 +18,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.sources import telemetry
-from agent.sources.telemetry import Mapped, Problem, Subscription, TelemetryConfig, TelemetrySource, map_message
+from agent.sources.telemetry import TelemetryConfig, TelemetrySource
+from agent.sources.telemetry_map import Mapped, Problem, Subscription, map_message
 from zonewatch import strict, wire
 from zonewatch.wire import Event, Sample
 
