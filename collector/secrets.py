@@ -20,7 +20,8 @@ server of their choosing, and never the broker's or the SMTP relay's password, w
 
 The values are read when the collector configuration is loaded (``strict.read_secret_file`` for files: a
 regular file inside ``dir``, reached without following a symbolic link, writable by its owner only). The
-inventory loader takes them through the validation context: ``load_inventory`` in ``collector/inventory.py``.
+inventory loader takes them through the validation context: ``load_inventory`` in ``collector.inventory``
+(``collector.inventory.carriers`` reads a carrier webhook's ``{secret: NAME}``).
 """
 
 from __future__ import annotations

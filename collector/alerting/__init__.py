@@ -3,7 +3,8 @@
 ::
 
     model.py     Finding, Evaluation, Notification, the alert names and their severities (the contract)
-    facts.py     Facts: the latest known state of every probe, device, link, path and modem, fed batch by batch
+    facts/       Facts: the latest known state of every probe, device, link, path and modem, fed batch by batch;
+                 one module per family of records and their observers (probes, devices, cellular, power, events)
     rules/       evaluate(facts, inventory, settings, now) -> Evaluation: pure, no clock, no I/O; one module
                  per family of alerts (probes, devices, equipment, fleet, service) over ``base``
     tracker.py   AlertTracker: pending / firing / resolved with hold-down, keep-firing, flap control and

@@ -4,7 +4,8 @@ PON feeders (PonFeederDown), links (LinkDown) and redundancy groups (RedundancyL
 from __future__ import annotations
 
 from collector.alerting import ifnames
-from collector.alerting.facts import NO_PATH, Interface, Optical, PowerFacts
+from collector.alerting.facts import Interface, Optical, PowerFacts
+from collector.alerting.facts.devices import NO_PATH
 from collector.alerting.rules.base import State, _Device, _fmt, _merge_power, _when
 from collector.alerting.rules.devices import DeviceRules
 from collector.inventory import RedundancyGroup

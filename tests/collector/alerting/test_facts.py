@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collector.alerting.config import RuleSettings
-from collector.alerting.facts import MAX_READINGS, OPTICAL_BUCKETS, Facts
+from collector.alerting.facts import Facts
+from collector.alerting.facts.cellular import MAX_READINGS
+from collector.alerting.facts.power import OPTICAL_BUCKETS
 from collector.ingest import parse_entry
 from zonewatch import wire
 from zonewatch.queue import Entry
