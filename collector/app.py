@@ -196,6 +196,9 @@ class Collector:
                                   known_gaps=self.ingest.seqs.all_gaps(),   # the ingest has not started yet
                                   fault=self._last_fault(), hold_until_caught_up=self.cfg.ha is not None)
         self.ingest.on_arrival = self.engine.offer
+        # The preparer decodes each data message once, for storage and for the engine (AlertEngine.prepared).
+        self.ingest.on_prepared = self.engine.prepared
+        self.engine.feed_from_ingest()
         self.engine.skew = self.ingest.skew   # probes' clocks: judged at the times their samples are stored at
         self.ingest.on_gaps = self.engine.gaps
         self.ingest.on_jump = self.engine.jumped
@@ -271,9 +274,9 @@ class Collector:
                                      scope=self.ingest.scope, zones=self.cfg.zones)
         first = self.ingest.on_arrival
 
-        def arrived(messages: list[tuple[str, bytes]], now_ns: int) -> None:
+        def arrived(messages: list[tuple[str, bytes]], now_ns: int, ids: list[int | None]) -> None:
             if first is not None:
-                first(messages, now_ns)
+                first(messages, now_ns, ids)
             self.fleet.offer(messages, now_ns)
 
         self.ingest.on_arrival = arrived

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 __all__ = ["FairBacklog", "Offered"]
 
-Offered = tuple[str, bytes, int, int]   # topic, payload, arrival time (ns), arrival number
+# topic, payload, arrival time (ns), arrival number, id in the intake queue (0: none given)
+Offered = tuple[str, bytes, int, int, int]
 
 
 class FairBacklog:
@@ -37,26 +39,40 @@ class FairBacklog:
     def __len__(self) -> int:
         return self.size + len(self._ticks)
 
-    def add(self, message: Offered, tick: bool = False) -> int:
-        """Hold ``message`` (a tick if ``tick``); return how many messages were dropped to stay within the limit."""
+    def add(self, message: Offered, tick: bool = False) -> list[Offered]:
+        """Hold ``message`` (a tick if ``tick``); return the messages dropped to stay within the limit."""
         if tick:
             self._ticks.append(message)
-            return 0
+            return []
         queue = self._queues.get(message[0])
         if queue is None:
             queue = self._queues[message[0]] = deque()
         queue.append(message)
         self.size += 1
         if self.size <= self.limit:
-            return 0
+            return []
         longest = max(self._queues.values(), key=len)   # only past the limit: a scan of the probes
         over = min(self.size - self.limit, len(longest) - 1) or 1
-        for _ in range(over):
-            longest.popleft()
+        dropped = [longest.popleft() for _ in range(over)]
         self.size -= over
         if not longest:
             self._drop_empty()
-        return over
+        return dropped
+
+    def forget(self, taken: Callable[[Offered], bool]) -> None:
+        """Drop from the front of each probe's queue the messages ``taken`` says were taken another way
+        (``collector.alerting.engine``: decoded by the ingest's preparer), so that they count no more against the
+        limit and hold back no tick."""
+        for topic in list(self._queues):
+            queue = self._queues[topic]
+            n = 0
+            while queue and taken(queue[0]):
+                queue.popleft()
+                n += 1
+            if n:
+                self.size -= n
+                if not queue:
+                    del self._queues[topic]
 
     def take(self, most: int, most_bytes: int = 256 * 1024) -> list[Offered]:
         """Return up to ``most`` data messages and about ``most_bytes`` of them, each probe in its turn giving

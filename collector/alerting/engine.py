@@ -2,7 +2,7 @@
 
 Threads::
 
-    intake thread (ingest)  ``offer(messages, now)`` after the messages are committed to the intake queue:
+    intake thread (ingest)  ``offer(messages, now, ids)`` after the messages are committed to the intake queue:
                             appends status and events to one list, data to a queue per probe
                             (``collector.alerting.backlog``: taken in turns, so one probe's flood never
                             delays another's readings), numbering them in arrival order, and wakes the
@@ -13,13 +13,14 @@ Threads::
     fleet thread            ``configs(views)``: each managed probe's desired configuration and last report
                             (``collector.fleet``), for ProbeConfigRejected and ProbeUpdateFailed; judged at once.
                             Never blocks.
-    preparer thread         ``gaps(counts, arrived)``: the probes' seq gaps as the ingest counts them, as of
-                            an arrival time (for DataLoss); kept as the latest per probe. ``jumped(probe,
-                            seq, arrived)``: a seq absurdly far from its probe's stream (ProbeMisbehaving).
-                            Never block.
-    engine thread           decodes what was offered (independently of the storage writer, so a TSDB outage does not
-                            stop alerting) without the rows the probe may not report (``collector.scope``: they go to
-                            ``Facts.observe_refused``), feeds ``Facts``, and evaluates the rules at once when an event
+    preparer thread         ``prepared(decoded)``: the batch the ingest's preparer decoded of each intake entry
+                            (``feed_from_ingest``, below). ``gaps(counts, arrived)``: the probes' seq gaps as the
+                            ingest counts them, as of an arrival time (for DataLoss); kept as the latest per probe.
+                            ``jumped(probe, seq, arrived)``: a seq absurdly far from its probe's stream
+                            (ProbeMisbehaving). Never block.
+    engine thread           decodes what was offered without the rows the probe may not report (``collector.scope``:
+                            they go to ``Facts.observe_refused``), or takes data as the preparer decoded it (below),
+                            feeds ``Facts``, and evaluates the rules at once when an event
                             or a status change arrived (traps and last wills page within a second), within ``MIN_GAP``
                             when data arrived (a polled fault pages within a poll), and every ``interval`` regardless
                             (timeouts, hold times). A park bridge's state (``collector.alerting.parks``) is
@@ -34,6 +35,16 @@ Threads::
                             a message of a probe whose clock is off (``collector.clockskew``, ``skew``) is decoded
                             in full, at the corrected times its samples are stored at.
 
+Decoded once (``feed_from_ingest``: the collector's ``run``). The preparer decodes every data message for storage
+anyway; rather than decode it a second time, the engine takes the batch the preparer made (``prepared``), in the place
+``offer`` gave the message (its arrival number), and drops its own copy. Data offered waits for the preparer (ticks
+behind it), but only while the preparer gives: if it has given nothing for ``STALLED`` seconds while data waits
+(storage is down and the preparer waits for it, or it is working through entries from before a start), the engine
+decodes what waits itself, as it would without a preparer, and what the preparer gives of those later is passed
+over. So a TSDB outage does not stop alerting, and no message is judged twice or lost between the two.
+``zonewatch_alert_decoded_messages_total{by}`` counts who decoded what the engine judged. Status and events, few and
+urgent, are always decoded here at once.
+
 One of an HA pair (``hold_until_caught_up``) judges nothing after a start until it has taken in what the broker
 kept for it while it was down (the first of its ticks published after the start is back: ``Facts.caught_up``),
 or for ``restart_grace`` at most: its peer was judging meanwhile, and a fault that came and went while it was
@@ -46,8 +57,10 @@ Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -79,6 +92,11 @@ MIN_GAP = 0.2                # seconds: data triggers an evaluation at most this
 SLICE = 2000                 # data messages decoded between two looks for status and events
 URGENT_FACTOR = 4            # status and events kept: max_backlog times this
 DERIVED_REFRESH_NS = 30 * 10**9   # an unchanged ``redundancy``/``coverage`` point is written this often
+STALLED = 2.0                # seconds without a data message from the preparer while some wait: decode them here
+
+# What the ingest's preparer made of one intake entry (``prepared``): its id, the batch (None: rejected) and the rows
+# it refused of it (``collector.scope``).
+Prepared = tuple[int, wire.Batch | None, Refusals | None]
 
 
 
@@ -106,6 +124,9 @@ class EngineMetrics:
                                "(data; status_events only in a flood)", ["kind"], registry=r)
         self.rejected = Counter("zonewatch_alert_rejected_messages", "Messages the engine could not decode",
                                 registry=r)
+        self.decoded = Counter("zonewatch_alert_decoded_messages", "Data messages the engine judged, by who decoded "
+                               "them: the ingest's preparer (ingest), or the engine itself (engine: while storage "
+                               "holds the preparer up, or with no preparer to share)", ["by"], registry=r)
         self.notifications = Counter("zonewatch_alert_notifications", "Notifications handed to the receivers",
                                      ["status", "alertname"], registry=r)
         self.alerts = AlertCounts()
@@ -162,6 +183,13 @@ class AlertEngine:
         # corrected times its samples are stored at; and ProbeClockSkew. None: every clock is taken as right.
         self.skew: ClockSkew | None = None
         self._data = FairBacklog(max_backlog)      # data (and ticks), a queue per probe
+        # Fed by the ingest's preparer (``feed_from_ingest``): the data offered that it has yet to decode, by
+        # intake id; what it decoded of them, in the order it did; and when it last gave one (monotonic).
+        self.fed = False
+        self._waiting: dict[int, Offered] = {}
+        self._prepared: deque[tuple[Offered, wire.Batch | None, Refusals | None]] = deque()
+        self._fed_at = 0.0
+        self.monotonic: Callable[[], float] = time.monotonic   # the clock of STALLED (tests set it)
         self._urgent_backlog: list[Offered] = []   # status and events, oldest first
         self._arrived = 0                          # arrival numbers given so far
         self._dropped_logged = 0.0                 # when a drop was last logged (monotonic)
@@ -182,18 +210,33 @@ class AlertEngine:
 
     # intake thread ------------------------------------------------------------------------------------
 
-    def offer(self, messages: Sequence[tuple[str, bytes]], now_ns: int) -> None:
-        """Take messages committed to the intake queue (topic, payload); never blocks."""
+    def offer(self, messages: Sequence[tuple[str, bytes]], now_ns: int,
+              ids: Sequence[int | None] | None = None) -> None:
+        """Take messages committed to the intake queue (topic, payload), and their ids there (None: not stored, as
+        ticks; no ids: none stored); never blocks."""
         with self._lock:
             self._data.limit = self.max_backlog
             dropped = 0
-            for topic, payload in messages:
+            waiting = self._waiting if self.fed else None
+            if waiting is not None and self._data.size + len(messages) > self.max_backlog:
+                self._data.forget(lambda m: m[4] not in waiting)   # what the preparer gave counts no more
+            for n, (topic, payload) in enumerate(messages):
                 self._arrived += 1
+                entry_id = (ids[n] or 0) if ids is not None else 0
+                message = (topic, payload, now_ns, self._arrived, entry_id)
                 tick = topic.startswith(TICK_ROOT)   # ticks keep their meaning among the data
                 if tick or topic.endswith("/data"):
-                    dropped += self._data.add((topic, payload, now_ns, self._arrived), tick)
+                    if waiting is not None and entry_id:
+                        if not waiting:
+                            self._fed_at = self.monotonic()   # the preparer's time to answer starts now
+                        waiting[entry_id] = message
+                    gone = self._data.add(message, tick)
+                    for old in gone:
+                        if waiting is not None:
+                            waiting.pop(old[4], None)
+                    dropped += len(gone)
                 else:
-                    self._urgent_backlog.append((topic, payload, now_ns, self._arrived))
+                    self._urgent_backlog.append(message)
             if dropped:
                 self.metrics.dropped.labels("data").inc(dropped)
             dropped += self._bound(self._urgent_backlog, self.max_backlog * URGENT_FACTOR, "status_events")
@@ -214,14 +257,64 @@ class AlertEngine:
         self.metrics.dropped.labels(kind).inc(over)
         return over
 
+    def feed_from_ingest(self) -> None:
+        """Take data as the ingest's preparer decodes it (``prepared``) instead of decoding it again; see the module
+        docstring. Called before the engine starts, once the ingest reports to ``prepared``."""
+        self.fed = True
+
+    def prepared(self, decoded: Sequence[Prepared]) -> None:
+        """Take what the ingest's preparer decoded of intake entries (preparer thread); never blocks. Entries not
+        offered here (from before a start, the collector's own, dropped or decoded here meanwhile) are passed over."""
+        with self._lock:
+            waiting, out = self._waiting, self._prepared
+            for entry_id, batch, refused in decoded:
+                message = waiting.pop(entry_id, None)
+                if message is not None:
+                    out.append((message, batch, refused))
+                    self._fed_at = self.monotonic()
+        self._wake.set()
+
     def take(self) -> tuple[list[Offered], list[Offered]]:
         """Return what to decode next (engine thread): every status and event offered, and the next slice
-        of data, ``SLICE`` messages at most (the probes in turns), but none while status or events wait."""
+        of data, ``SLICE`` messages at most (the probes in turns), but none while status or events wait.
+
+        Fed by the preparer (``feed_from_ingest``), data comes decoded (``take_prepared``) and the slice holds
+        only the ticks that no data still to come precedes; unless the preparer has given nothing for ``STALLED``
+        seconds while data waits (storage is down, or it works through entries from before the start): then the
+        data waiting as well, which the engine decodes itself."""
         with self._lock:
             urgent, self._urgent_backlog = self._urgent_backlog, []
             if urgent:
                 return urgent, []
-            return [], self._data.take(SLICE)
+            if not self.fed:
+                return [], self._data.take(SLICE)
+            if self._prepared:   # ticks wait until what the preparer gave before them is taken
+                return [], []
+            waiting = self._waiting
+            self._data.forget(lambda m: m[4] not in waiting)   # decoded by the preparer, and taken
+            data = self._data.take(SLICE if self._stalled() else 0)
+            for message in data:
+                waiting.pop(message[4], None)   # decoded here: the preparer's answer will be passed over
+            return [], data
+
+    def _stalled(self) -> bool:
+        """Return True if data waits for the preparer and it has given none for ``STALLED`` seconds (lock held)."""
+        return bool(self._waiting) and self.monotonic() - self._fed_at >= STALLED
+
+    def take_prepared(self) -> list[tuple[Offered, wire.Batch | None, Refusals | None]]:
+        """Return the next ``SLICE`` of what the preparer decoded, oldest first (engine thread)."""
+        with self._lock:
+            out = self._prepared
+            return [out.popleft() for _ in range(min(SLICE, len(out)))]
+
+    def _idle(self) -> bool:
+        """Return True if nothing is ready to take (engine thread): the loop may wait."""
+        with self._lock:
+            if self._urgent_backlog:
+                return False
+            if not self.fed:
+                return not len(self._data)
+            return not self._prepared and not self._stalled()
 
     def gaps(self, counts: Mapping[str, int], now_ns: int) -> None:
         """Take the ingest's seq gap counts by ``zone/probe``, as of the arrival time ``now_ns``; never blocks."""
@@ -259,12 +352,13 @@ class AlertEngine:
         next_eval = time.monotonic()
         last_eval = 0.0
         while not self._stop.is_set():
-            if not len(self._data):   # data still to decode: no waiting
-                self._wake.wait(max(0.0, next_eval - time.monotonic()))
+            if self._idle():   # else something to take: no waiting
+                self._wake.wait(max(0.0, min(next_eval, self._stall_check()) - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 break
             urgent, data = self.take()
+            prepared = [] if urgent else self.take_prepared()
             with self._lock:
                 counted, self._gaps = self._gaps, {}
                 jumps, self._jumps = self._jumps, []
@@ -273,12 +367,13 @@ class AlertEngine:
                 if configs is not None:
                     self.facts.observe_configs(configs)
                 self.ingest(urgent or data)
+                self.observe_prepared(prepared)
                 for name, (gaps, at_ns) in counted.items():
                     self.facts.observe_gaps(name.partition("/")[2], gaps, at_ns)
                 for name, seq, at_ns in jumps:
                     zone, _, probe = name.partition("/")
                     self.facts.observe_refused(zone, probe, {"seq_jump": 1}, {"seq_jump": f"seq {seq}"}, at_ns)
-                if urgent or data or configs is not None:  # new evidence: judge it now, at most every MIN_GAP
+                if urgent or data or prepared or configs is not None:  # new evidence: judge it now, at most MIN_GAP
                     at_once = urgent or configs is not None   # (events and the fleet's reports at once)
                     next_eval = min(next_eval, last_eval if at_once else last_eval + MIN_GAP)
                 if time.monotonic() >= next_eval:
@@ -291,6 +386,24 @@ class AlertEngine:
             except Exception:  # one bad evaluation must not end alerting; it is logged with its cause
                 log.exception("alert evaluation failed; carrying on")
                 next_eval = time.monotonic() + interval
+
+    def _stall_check(self) -> float:
+        """Return when the preparer will have been silent for ``STALLED`` seconds while data waits (monotonic;
+        infinity if none waits): the loop looks then."""
+        with self._lock:
+            return self._fed_at + STALLED if self.fed and self._waiting else math.inf
+
+    def observe_prepared(self, prepared: Sequence[tuple[Offered, wire.Batch | None, Refusals | None]]) -> None:
+        """Feed the facts what the preparer decoded (``prepared``), as ``ingest`` feeds what it decodes."""
+        if prepared:
+            self.metrics.decoded.labels("ingest").inc(len(prepared))
+        for message, batch, refused in prepared:
+            if batch is None:
+                self.metrics.rejected.inc()
+                continue
+            if refused:
+                self.facts.observe_refused(batch.zone, batch.probe, refused.counts, refused.examples, message[2])
+            self.facts.observe(batch, message[2], message[3])
 
     def _held(self, now_ns: int) -> bool:
         """Return True while an HA collector has not caught up since its start (see the module docstring)."""
@@ -309,8 +422,10 @@ class AlertEngine:
         """Decode messages (topic, payload, arrival time and, from ``take``, arrival number) and feed the facts
         (bad ones are counted; the writer reports their reason)."""
         refused: Refusals | None
+        data = 0
         for message in messages:
             topic, payload, arrived_ns = message[0], message[1], message[2]
+            data += topic.endswith("/data")
             if topic.startswith(TICK_ROOT):   # everything the data session got before it has been taken
                 sent = tick_time(payload)
                 if sent is not None:
@@ -334,6 +449,8 @@ class AlertEngine:
             if refused:
                 self.facts.observe_refused(batch.zone, batch.probe, refused.counts, refused.examples, arrived_ns)
             self.facts.observe(batch, arrived_ns, message[3] if len(message) > 3 else None)
+        if data:
+            self.metrics.decoded.labels("engine").inc(data)
 
     def step(self, now_ns: int) -> list[Notification]:
         """Evaluate at ``now_ns``; send, store and return the notifications."""

@@ -5,6 +5,7 @@ from collector.ingest.decode import (
     DERIVED,
     OPEN,
     TICK_EVERY,
+    checked_batch,
     parse_entry,
     plain_batch,
     plain_message,
@@ -16,5 +17,5 @@ from collector.ingest.pipeline import PART_SAMPLES, Ingest
 from collector.ingest.seq import ProbeSeq, SeqRanges, SeqRow, SeqTracker
 
 __all__ = ["DEFAULT_LIMITS", "DERIVED", "OPEN", "TICK_EVERY", "PART_SAMPLES", "Ingest", "ProbeSeq", "SeqRanges",
-           "SeqRow", "SeqTracker", "parse_entry", "plain_batch", "plain_message", "read_entry", "tick_time",
-           "tick_topic"]
+           "SeqRow", "SeqTracker", "checked_batch", "parse_entry", "plain_batch", "plain_message", "read_entry",
+           "tick_time", "tick_topic"]

@@ -105,6 +105,15 @@ def plain_message(entry: Entry, limits: wire.Limits = DEFAULT_LIMITS) -> tuple[w
     return head, rows
 
 
+def checked_batch(head: wire.Header, rows: list[Any]) -> wire.Batch:
+    """Return the batch of a data message whose rows the ingest's fast path took (``plain_message``, and
+    ``Encoder.encode_rows`` found every row plain): exactly the one ``read_entry`` returns, made without checking
+    anything again (the fast path's checks are the decoder's or stricter: ``tests/fuzz``, target ``fastpath``).
+    The alert engine takes it instead of decoding the message itself (``AlertEngine.prepared``)."""
+    samples = tuple(wire.Sample(row["m"], row.get("tags") or {}, row.get("fields") or {}, row["ts"]) for row in rows)
+    return wire.Batch(head.zone, head.probe, head.seq, head.sent_ns, samples, (), head.version, head.origin)
+
+
 def plain_batch(entry: Entry, scope: Scope, limits: wire.Limits = DEFAULT_LIMITS) -> wire.Batch | None:
     """Return the batch of a message that ``read_entry`` would take whole, made in one pass; else None.
 

@@ -6,7 +6,9 @@ password; ``render-mosquitto`` writes that user), so that at the broker they nev
 backlog: a last will or a trap published while the collector works through an hour of data reaches it at
 once. The second session also reads the park bridges' states (``zonewatch/bridge/<zone>/state``), which go to
 the alert engine only (``collector.alerting.parks``), never to storage. The broker keeps both sessions' queues
-while the collector is down.
+while the collector is down. Each session is a ``Subscriber``: paho's client (``paho_session``, built by
+``zonewatch.mqtt.make_client``) in production; a test gives ``Ingest`` a factory of fakes (``sessions``), which
+call back as paho does, to drive the intake thread's round (``_take_arrivals``) without a broker.
 
 Threads::
 
@@ -15,8 +17,9 @@ Threads::
                           to the broker; status and events have a hand-over queue of their own).
     intake thread         commits what arrived to the intake queue (zonewatch.queue.DiskQueue, SQLite WAL, one
                           transaction for everything taken at once; status and events taken first, in a
-                          transaction of their own), then calls ``on_arrival`` (the alert engine) and sends
-                          the QoS 1 acknowledgements in the order the messages arrived.
+                          transaction of their own), then calls ``on_arrival`` (the alert engine: the messages
+                          and their intake ids) and sends the QoS 1 acknowledgements in the order the messages
+                          arrived.
     preparer thread       takes entries from the intake queue through its own read-only connection (so it
                           never waits for the intake's commits): in order while it keeps up, by topic in
                           turn behind a backlog, so that one probe's flood waits behind itself
@@ -30,7 +33,10 @@ Threads::
                           ``LineWriter``) the common message takes a fast path: its rows are checked,
                           admitted and encoded in one pass from the parsed JSON (``Encoder.encode_rows``),
                           with no ``wire.Sample`` made; anything that path is not sure of (a repeat, events,
-                          a row it does not pass) goes the full way, which stores the same lines.
+                          a row it does not pass) goes the full way, which stores the same lines. What it
+                          decoded of each probe's entry goes to ``on_prepared`` (the alert engine, which so
+                          decodes no data message a second time: ``collector.alerting.engine``), the whole
+                          batch as received, before the part it is in goes to the sender.
     sender thread         writes the parts to storage, one after another, in order: while storage is
                           unavailable it retries with backoff, holding the part and everything behind it;
                           when storage refuses a write for good, it writes that part batch by batch and
@@ -76,11 +82,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import CallbackOnConnect, CallbackOnDisconnect, CallbackOnMessage, CallbackOnSubscribe
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from typing_extensions import TypeVar  # comes with pydantic; typing's TypeVar takes a default from Python 3.13
 
 from collector.cardinality import Refused, SeriesLimit
 from collector.clockskew import ClockSkew, sent_stamp
@@ -90,6 +98,7 @@ from collector.ingest.decode import (
     DERIVED,
     OPEN,
     TICK_EVERY,
+    checked_batch,
     plain_message,
     read_entry,
     tick_time,
@@ -105,15 +114,85 @@ from collector.storage.lineproto import Encoded
 from collector.threads import named
 from zonewatch import wire
 from zonewatch.backoff import Backoff
-from zonewatch.mqtt import MqttConfig
+from zonewatch.mqtt import MqttConfig, make_client
 from zonewatch.queue import DiskQueue, Entry, QueueReader
 
 log = logging.getLogger(__name__)
 
 
+class Subscriber(Protocol):
+    """One of the collector's broker sessions, as ``Ingest`` uses it: paho's ``mqtt.Client`` (``paho_session``),
+    or a fake in tests.
+
+    ``Ingest`` sets the user data (the session's ``_Session``) and the four callbacks when it is made, before
+    ``connect_async``. The session calls them as paho does (callback API 2), from a network thread of its own,
+    with itself and the user data first: ``on_connect`` with each CONNACK (``flags.session_present``;
+    ``reason.is_failure`` if the broker refused), ``on_subscribe`` with each SUBACK (its mid and a reason per
+    topic filter), ``on_message`` with each message delivered (``topic``, ``payload``, ``mid``, ``qos``,
+    ``properties``), ``on_disconnect`` when a connection ends. It reconnects by itself. A QoS 1 delivery is
+    acknowledged to the broker by ``ack`` only, never on receipt (paho's ``manual_ack``).
+    """
+
+    on_connect: CallbackOnConnect | None
+    on_subscribe: CallbackOnSubscribe | None
+    on_message: CallbackOnMessage | None
+    on_disconnect: CallbackOnDisconnect | None
+
+    def user_data_set(self, userdata: Any) -> None:
+        """Keep ``userdata`` for the callbacks (called once, by ``Ingest.__init__``, before any connection)."""
+
+    def user_data_get(self) -> Any:
+        """Return the user data (called from any of the ingest's threads); must not block."""
+
+    def connect_async(self, host: str, port: int, keepalive: int, *, clean_start: bool = ...,
+                      properties: Properties | None = None) -> None:
+        """Connect once ``loop_start`` runs, and again whenever the connection drops (``Ingest.start``, once);
+        must not wait for the broker."""
+
+    def loop_start(self) -> object:
+        """Start the session's network thread (``Ingest.start``, after ``connect_async``)."""
+
+    def loop_stop(self) -> object:
+        """Stop the network thread and wait for it (``Ingest.stop``, after ``disconnect``)."""
+
+    def disconnect(self) -> object:
+        """End the connection on purpose (``Ingest.stop``); the broker keeps the session."""
+
+    def subscribe(self, topic: list[tuple[str, int]]) -> tuple[int, int | None]:
+        """Send one SUBSCRIBE for the (topic filter, QoS) pairs; return (result, its mid or None if not sent).
+
+        Called from ``on_connect``, on the network thread; must not wait for the SUBACK (it comes to
+        ``on_subscribe``)."""
+
+    def unsubscribe(self, topic: list[str]) -> object:
+        """Send one UNSUBSCRIBE for the topic filters (from ``on_connect``, on the network thread); must not block."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> object:
+        """Hand one message over and return at once (the intake thread's ticks). A QoS 1 message handed over
+        while not connected is sent once connected."""
+
+    def ack(self, mid: int, qos: int) -> object:
+        """Acknowledge the delivery ``mid`` to the broker (the intake thread, once the message is in the intake
+        queue on disk, in the order the deliveries arrived); must not block."""
+
+
+S = TypeVar("S", bound=Subscriber, default=mqtt.Client)
+# Makes one session's client, not connected, from the broker settings, its client id and its user name ("": none).
+SessionFactory = Callable[[MqttConfig, str, str], S]
+
+
+def paho_session(cfg: MqttConfig, client_id: str, username: str) -> mqtt.Client:
+    """Return a paho client for one of the collector's sessions: persistent, a QoS 1 delivery acknowledged only
+    when the ingest says (once it is on disk), and up to 1000 of its own QoS 1 messages in flight."""
+    # persistent: over MQTT 5, by clean_start and the session expiry given in Ingest.start
+    client = make_client(cfg, client_id, username=username, persistent=True, manual_ack=True)
+    client.max_inflight_messages_set(1000)
+    return client
+
+
 @dataclass(slots=True)
 class _Arrival:
-    client: mqtt.Client
+    client: Subscriber
     mid: int
     qos: int
     topic: str
@@ -172,20 +251,30 @@ PART_SAMPLES = 10_000  # samples the preparer hands to the sender at a time (a l
 STORE_RETRY = Backoff(0.5, 30.0)  # the waits while storage or the intake queue's disk is unavailable
 
 
-class Ingest:
+class Ingest(Generic[S]):
     """Subscribe to every probe's topics and move their batches through the intake queue into storage."""
 
     def __init__(self, cfg: MqttConfig, writer: Writer, metrics: CollectorMetrics, intake: DiskQueue,
                  zones: list[str] | None = None, clock: Callable[[], int] = time.time_ns,
                  max_batch: int = 500,
-                 on_arrival: Callable[[list[tuple[str, bytes]], int], None] | None = None,
-                 series: SeriesLimit | None = None, scope: Scope | None = None) -> None:
+                 on_arrival: Callable[[list[tuple[str, bytes]], int, list[int | None]], None] | None = None,
+                 series: SeriesLimit | None = None, scope: Scope | None = None,
+                 sessions: SessionFactory[S] = paho_session) -> None:  # type: ignore[assignment]  # S: its default
+        """Set up the pipeline and its two sessions' clients, made by ``sessions`` (paho's by default, or a test's
+        fakes); no I/O until ``start``."""
         self.cfg, self.writer, self.metrics, self.clock = cfg, writer, metrics, clock
         self.scope = scope or OPEN  # what each probe may report (collector.scope)
         self.intake = intake
         self.zones = zones or ["+"]
         self.max_batch = max_batch
-        self.on_arrival = on_arrival  # sees every message once it is in the intake queue (the alert engine)
+        # Sees every message once it is in the intake queue (the alert engine), with its id there (None: not
+        # stored, as ticks).
+        self.on_arrival = on_arrival
+        # Gets what the preparer decoded of each entry taken from the intake queue, but the collector's own: (id,
+        # batch or None if rejected, the rows refused of it or None), in the order decoded; every batch whole, as
+        # received, whatever storage keeps of it. The alert engine then need not decode data again
+        # (``AlertEngine.prepared``). Preparer thread; must not block.
+        self.on_prepared: Callable[[list[tuple[int, wire.Batch | None, Refusals | None]]], None] | None = None
         # Gets the seq gaps of each probe with data in a part, by zone/probe, as counted, with the arrival time
         # of the part's newest message (the alert engine's DataLoss). Called by the preparer thread; must not
         # block.
@@ -226,21 +315,17 @@ class Ingest:
                          named(self._send_loop, "zw-send"), named(self._commit_loop, "zw-commit")]
         self._complaints: dict[tuple[str, str], float] = {}
         client_id = cfg.client_id or "zonewatch-collector"
-        self.client = self._client(client_id, cfg.username, ("data",), self._arrivals)
-        self.urgent_client = self._client(f"{client_id}{URGENT_SUFFIX}",
+        self.client = self._client(sessions, client_id, cfg.username, ("data",), self._arrivals)
+        self.urgent_client = self._client(sessions, f"{client_id}{URGENT_SUFFIX}",
                                           f"{cfg.username}{URGENT_SUFFIX}" if cfg.username else None,
                                           ("status", "events"), self._urgent_arrivals)
         self.connected = threading.Event()    # both sessions are connected
         self.subscribed = threading.Event()   # both sessions are subscribed
 
-    def _client(self, client_id: str, username: str | None, kinds: tuple[wire.Kind, ...],
-                arrivals: queue.Queue[_Arrival]) -> mqtt.Client:
-        """Return a paho client for one of the two sessions, taking ``kinds`` of every zone into ``arrivals``."""
-        from zonewatch.mqtt import make_client
-
-        # a persistent session (over MQTT 5: clean_start and the expiry in start()); acknowledged once on disk
-        client = make_client(self.cfg, client_id, username=username or "", persistent=True, manual_ack=True)
-        client.max_inflight_messages_set(1000)
+    def _client(self, sessions: SessionFactory[S], client_id: str, username: str | None, kinds: tuple[wire.Kind, ...],
+                arrivals: queue.Queue[_Arrival]) -> S:
+        """Return the client of one of the two sessions, taking ``kinds`` of every zone into ``arrivals``."""
+        client = sessions(self.cfg, client_id, username or "")
         client.user_data_set(_Session(client_id, kinds, arrivals))
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -288,7 +373,7 @@ class Ingest:
 
     # paho's network thread -----------------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(self, client: Subscriber, session: _Session, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             log.error("broker %s:%s refused the collector (session %s): %s", self.cfg.host, self.cfg.port,
                       session.client_id, reason)
@@ -325,7 +410,7 @@ class Ingest:
                      sum(len(s.kinds) for s in self._all_sessions()) * len(self.zones))
             self.subscribed.set()
 
-    def _on_subscribe(self, client: mqtt.Client, session: _Session, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(self, client: Subscriber, session: _Session, mid: int, reasons: Any, props: Any) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
         if mid == session.bridge_mid:
             if refused:
@@ -338,7 +423,7 @@ class Ingest:
             return
         self._subscribed(session)
 
-    def _on_disconnect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(self, client: Subscriber, session: _Session, flags: Any, reason: Any, props: Any) -> None:
         session.subscribed = False
         self.subscribed.clear()
         if session.connected:   # stop() marks its sessions disconnected first: nothing to warn about then
@@ -350,7 +435,7 @@ class Ingest:
     def _all_sessions(self) -> list[_Session]:
         return [self.client.user_data_get(), self.urgent_client.user_data_get()]
 
-    def _on_message(self, client: mqtt.Client, session: _Session, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Subscriber, session: _Session, msg: mqtt.MQTTMessage) -> None:
         # bytes() of the bytes paho hands over is the same object, not a copy. Counted by the intake thread.
         session.arrivals.put(_Arrival(client, msg.mid, msg.qos, msg.topic, bytes(msg.payload),
                                       sent_stamp(msg.properties)))
@@ -361,31 +446,40 @@ class Ingest:
     def _intake_loop(self) -> None:
         while not (self._stop.is_set() and self._arrivals.empty() and self._urgent_arrivals.empty()):
             self._arrived.clear()
-            self._tick()
-            taken = _drain(self._urgent_arrivals, 2000) or _drain(self._arrivals, 2000)  # status and events first
-            if not taken:
+            self._tick(time.monotonic())
+            if not self._take_arrivals():
                 self._arrived.wait(0.2)
-                continue
-            messages = [(a.topic, a.payload) for a in taken]
-            now = self.clock()
-            stored = [m for m in messages   # ticks and the park bridges' states are for the engine only
-                      if m[0] != self.tick_topic and not m[0].startswith(BRIDGE_STATE_ROOT)]
-            self.metrics.received_messages.inc(len(stored))
-            stamped = [(a.topic, a.sent_ns) for a in taken if a.sent_ns is not None]
-            if stamped:
-                self._clocks(stamped, now)
-            if stored:
-                with self._lock:
-                    self.intake.put_many(stored, now)
-                    self.metrics.queue_depth.set(self.intake.depth())
-                self._wake_writer.set()
-            if len(stored) < len(messages):
-                self._ticked(messages, now)
-            if self.on_arrival is not None:
-                self.on_arrival(messages, now)
-            for a in taken:  # only now is the message ours: acknowledge, in arrival order
-                if a.qos > 0:
-                    a.client.ack(a.mid, a.qos)
+
+    def _take_arrivals(self) -> bool:
+        """Commit what waits in a hand-over queue (status and events first), hand it to ``on_arrival`` and
+        acknowledge it; return False if nothing waited (one round of the intake thread)."""
+        taken = _drain(self._urgent_arrivals, 2000) or _drain(self._arrivals, 2000)  # status and events first
+        if not taken:
+            return False
+        messages = [(a.topic, a.payload) for a in taken]
+        now = self.clock()
+        # Ticks and the park bridges' states are for the engine only.
+        kept = [m[0] != self.tick_topic and not m[0].startswith(BRIDGE_STATE_ROOT) for m in messages]
+        stored = [m for m, keep in zip(messages, kept, strict=True) if keep]
+        self.metrics.received_messages.inc(len(stored))
+        stamped = [(a.topic, a.sent_ns) for a in taken if a.sent_ns is not None]
+        if stamped:
+            self._clocks(stamped, now)
+        ids: list[int | None] = [None] * len(messages)   # each message's id in the intake queue
+        if stored:
+            with self._lock:
+                new = iter(self.intake.put_many(stored, now))
+                self.metrics.queue_depth.set(self.intake.depth())
+            self._wake_writer.set()
+            ids = [next(new) if keep else None for keep in kept]
+        if len(stored) < len(messages):
+            self._ticked(messages, now)
+        if self.on_arrival is not None:
+            self.on_arrival(messages, now, ids)
+        for a in taken:  # only now is the message ours: acknowledge, in arrival order
+            if a.qos > 0:
+                a.client.ack(a.mid, a.qos)
+        return True
 
     def _clocks(self, stamped: list[tuple[str, int]], now: int) -> None:
         """Measure the stamping probes' clocks; store a change of an offset in force before the messages it
@@ -403,9 +497,8 @@ class Ingest:
                     log.warning("probe %s: its clock agrees with the collector's again; its samples are stored at "
                                 "the times it gives", probe)
 
-    def _tick(self) -> None:
-        """Publish a tick if one is due (intake thread; only this outer loop reads the clocks)."""
-        at = time.monotonic()
+    def _tick(self, at: float) -> None:
+        """Publish a tick if one is due at ``at`` (monotonic seconds; intake thread, whose loop reads the clock)."""
         if at < self._next_tick or not self.connected.is_set():
             return
         self._next_tick = at + TICK_EVERY
@@ -467,13 +560,16 @@ class Ingest:
         batches: list[Item] = []
         samples = 0
         arrived = 0
+        report: list[tuple[int, wire.Batch | None, Refusals | None]] | None = (
+            [] if self.on_prepared is not None else None)   # what the alert engine is given
         for entry in entries:
             ids.append(entry.id)
             arrived = entry.created_ns
             item: Item
             refused: Refused | None
             offset = self.skew.offset_at(entry.kind, entry.created_ns)   # 0 unless the probe's clock is off
-            fast = self._encode_plain(entry) if self._lines is not None and not offset else None
+            tell = report if report is not None and not entry.kind.startswith(DERIVED) else None
+            fast = self._encode_plain(entry, tell) if self._lines is not None and not offset else None
             if fast is not None:
                 item, refused = fast
             else:
@@ -482,7 +578,11 @@ class Ingest:
                 except wire.WireError as exc:
                     self.metrics.rejected_messages.labels(exc.reason).inc()
                     self._complain(entry.kind, exc)
+                    if tell is not None:
+                        tell.append((entry.id, None, None))
                     continue
+                if tell is not None:
+                    tell.append((entry.id, batch, outside or None))
                 name = f"{batch.zone}/{batch.probe}"
                 if outside:
                     self._outside(entry.kind, batch, outside)
@@ -500,15 +600,27 @@ class Ingest:
             batches.append(item)
             samples += _samples(item)
             if samples >= PART_SAMPLES:
+                if report:
+                    self._report(report)
                 yield self._part(ids, batches, arrived)
                 ids, batches, samples = [], [], 0
+        if report:
+            self._report(report)
         if ids:
             yield self._part(ids, batches, arrived)
 
-    def _encode_plain(self, entry: Entry) -> tuple[Encoded, Refused | None] | None:
+    def _report(self, report: list[tuple[int, wire.Batch | None, Refusals | None]]) -> None:
+        """Hand what was decoded to ``on_prepared`` and empty ``report``."""
+        assert self.on_prepared is not None
+        self.on_prepared(report[:])
+        report.clear()
+
+    def _encode_plain(self, entry: Entry, tell: list[tuple[int, wire.Batch | None, Refusals | None]] | None = None,
+                      ) -> tuple[Encoded, Refused | None] | None:
         """The fast path for the common message: samples only, every row plain (see ``Encoder.encode_rows``),
         not a repeat. Return it encoded, with what the series limit refused; or None, having changed nothing,
-        for ``parse_entry`` and the full path to deal with (and name what is wrong, if anything is)."""
+        for ``parse_entry`` and the full path to deal with (and name what is wrong, if anything is). If it is
+        taken, its whole batch goes to ``tell`` (for the alert engine), made of the rows just checked."""
         assert self._lines is not None
         plain = plain_message(entry)
         if plain is None:
@@ -525,6 +637,8 @@ class Ingest:
         if done is None:
             return None
         encoded, refused, example = done
+        if tell is not None:
+            tell.append((entry.id, checked_batch(head, rows), None))
         encoded.seq = head.seq
         if head.seq:
             self.seqs.first_time(name, head.origin, head.seq)

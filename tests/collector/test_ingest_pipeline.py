@@ -1,4 +1,5 @@
-"""The writer pipeline of the ingest (preparer, sender, committer) without a broker: batches go in through
+"""The writer pipeline of the ingest (preparer, sender, committer) without a broker (its sessions are fakes that
+never connect: ``tests.collector.fake_mqtt``; the intake is ``test_ingest_intake``'s): batches go in through
 ``Ingest.inject`` (the intake queue) and come out of a fake store. What it must keep: every batch written
 once and in order; a store that is down holds everything; a refusal drops only the refused batches; and the
 bookkeeping on disk never runs ahead of the entries deleted, so a crash replays instead of losing.
@@ -8,7 +9,6 @@ Each test runs twice: with a store that takes batches (as SQLite does), and with
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from collector.ingest import Ingest, SeqTracker
+from collector.ingest import OPEN, Ingest, SeqTracker, read_entry
 from collector.ingest import pipeline as ingest_module
 from collector.metrics import CollectorMetrics
 from collector.storage import StorageError
 from collector.storage.lineproto import Encoded, Encoder
+from tests.collector.fake_mqtt import FakeSessions
 from tests.services import wait_for
 from zonewatch import wire
 from zonewatch.mqtt import MqttConfig
-from zonewatch.queue import DiskQueue
+from zonewatch.queue import DiskQueue, Entry
 
 NOW = 1_764_290_000 * 10**9
 
@@ -63,12 +64,6 @@ class Store:
 Make = Callable[[Store], Ingest]
 
 
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens there once closed: the ingest never connects
-
-
 @pytest.fixture(params=["batch store", "line store"])
 def make(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Make]:
     made: list[tuple[Ingest, Store]] = []
@@ -79,7 +74,7 @@ def make(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Make]:
             if not hasattr(store, "prepare"):
                 store.prepare = lambda batches: lambda: store.write(batches)  # type: ignore[attr-defined]
         intake = DiskQueue(tmp_path / "intake.db", 64 * 2**20, 0)
-        ing = Ingest(MqttConfig(port=dead_port()), store, CollectorMetrics(), intake, clock=lambda: NOW)
+        ing = Ingest(MqttConfig(), store, CollectorMetrics(), intake, clock=lambda: NOW, sessions=FakeSessions())
         ing.start()
         made.append((ing, store))
         return ing
@@ -242,34 +237,23 @@ def test_the_threads_carry_their_names_in_the_kernel_for_top_and_ps(make: Make) 
     wait_for(lambda: {"zw-intake", "zw-prepare", "zw-send", "zw-commit"} <= names(), 5, "the threads' names")
 
 
-class _Flags:
-    def __init__(self, session_present: bool) -> None:
-        self.session_present = session_present
-
-
-class _Reason:
-    is_failure = False
-
-
-def test_a_session_the_broker_kept_counts_as_subscribed_at_its_connack(tmp_path: Path) -> None:
-    """After a restart behind a backlog, the SUBACK for the subscriptions sent again comes after what the broker
-    held: the kept session's subscriptions deliver from its CONNACK on, so "subscribed" is said then. A new
-    session waits for its SUBACK."""
-    intake = DiskQueue(tmp_path / "intake.db", 64 * 2**20, 0)
-    try:
-        ing = Ingest(MqttConfig(port=dead_port()), Store(), CollectorMetrics(), intake, clock=lambda: NOW)
-        urgent, data = ing.urgent_client, ing.client
-        ing._on_connect(urgent, urgent.user_data_get(), _Flags(True), _Reason(), None)
-        assert not ing.subscribed.is_set()          # the data session is not back yet
-        ing._on_connect(data, data.user_data_get(), _Flags(True), _Reason(), None)
-        assert ing.subscribed.is_set() and ing.connected.is_set()
-
-        fresh = Ingest(MqttConfig(port=dead_port()), Store(), CollectorMetrics(), intake, clock=lambda: NOW)
-        for client in (fresh.urgent_client, fresh.client):
-            fresh._on_connect(client, client.user_data_get(), _Flags(False), _Reason(), None)
-        assert fresh.connected.is_set() and not fresh.subscribed.is_set()
-        for client in (fresh.urgent_client, fresh.client):
-            fresh._on_subscribe(client, client.user_data_get(), 1, [_Reason()], None)
-        assert fresh.subscribed.is_set()
-    finally:
-        intake.close()
+def test_the_preparer_gives_the_engine_each_message_it_decoded_whole(make: Make) -> None:
+    """What the alert engine takes instead of decoding again (``Ingest.on_prepared``): every entry of a probe, in
+    the order decoded, as ``read_entry`` reads it (a rejected one as None, a repeat too), whatever storage keeps."""
+    ing = make(Store())
+    got: list[tuple[int, wire.Batch | None, object]] = []
+    ing.on_prepared = got.extend
+    topic = wire.topic("z1", "p1", "data")
+    two = wire.Batch("z1", "p1", 2, NOW, (wire.Sample("probe", {}, {"spool_depth": 2}, NOW),
+                                          wire.Sample("interface", {"device": "sw", "ifname": "xe-1"},
+                                                      {"oper_up": True, "in_octets": 2**64 - 1}, NOW)))
+    payloads = [wire.encode(batch(1)), b"{not json", wire.encode(two), wire.encode(two)]
+    with ing._lock:
+        ids = ing.intake.put_many([(topic, p) for p in payloads], NOW)
+    ing.inject([batch(9, probe="collector")])   # the collector's own: not the engine's to judge again
+    ing._wake_writer.set()
+    wait_for(lambda: ing.intake.depth() == 0, 10, "the intake queue to drain")
+    want = [read_entry(Entry(i, topic, NOW, p), OPEN)[0] if p != b"{not json" else None
+            for i, p in zip(ids, payloads, strict=True)]
+    assert [(entry_id, b) for entry_id, b, _ in got] == list(zip(ids, want, strict=True))
+    assert all(refused is None for _, _, refused in got)

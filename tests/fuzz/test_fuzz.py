@@ -20,7 +20,8 @@ What "no crash" means, per target:
     fastpath    the collector's ingest fast path stores and refuses exactly what its full path does, and
                 takes every plain message; with and without an inventory's scope (rows about devices and
                 carriers assigned to the probe or not, measurements only the collector writes): it never
-                takes a row the scope refuses
+                takes a row the scope refuses; and the batch it gives the alert engine of the rows it took
+                (``checked_batch``, no check made again) is exactly the one ``read_entry`` gives
     fastdecode  the alert engine's fast decode (``plain_batch``) gives exactly the batch ``read_entry`` gives
                 (same samples in the same order, values of the same types) or None, never takes a message
                 ``read_entry`` rejects or refuses part of, and takes every plain message; with and without a
@@ -389,6 +390,9 @@ def fastpath_body(payload: bytes, max_series: int, scope: Scope = ingest.OPEN) -
     assert not outside, f"the fast path took rows the scope refuses: {outside.describe()}"
     encoded, refused_samples, example = got
     assert encoded.lines == lines, "the fast path encoded other lines than the full path"
+    # What the alert engine is given of the rows the fast path took (Ingest.on_prepared): read_entry's batch, to the
+    # last type.
+    assert exact(ingest.checked_batch(head, rows)) == exact(batch), "the engine was given another batch"
     assert encoded.samples == len(kept)
     assert (refused_samples, example) == ((refused.samples, refused.example) if refused else (0, ""))
 

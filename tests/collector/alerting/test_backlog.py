@@ -9,11 +9,11 @@ TICK = "zonewatch/tick/collector"
 
 def offered(messages: list[str]) -> list[Offered]:
     """Messages by probe name (or ``tick``), numbered in arrival order."""
-    return [(TICK if m == "tick" else f"zw/v1/z/{m}/data", m.encode(), 0, n) for n, m in enumerate(messages, 1)]
+    return [(TICK if m == "tick" else f"zw/v1/z/{m}/data", m.encode(), 0, n, 0) for n, m in enumerate(messages, 1)]
 
 
 def fill(backlog: FairBacklog, messages: list[str]) -> int:
-    return sum(backlog.add(m, tick=m[0] == TICK) for m in offered(messages))
+    return sum(len(backlog.add(m, tick=m[0] == TICK)) for m in offered(messages))
 
 
 def names(taken: list[Offered]) -> list[str]:
@@ -32,7 +32,7 @@ def test_a_probe_of_large_messages_gives_one_a_turn_and_a_slice_holding_one_ends
     backlog = FairBacklog(limit=10_000, share=50, quantum=64 * 1024)
     big, small = b"x" * 2**20, b"y" * 5000
     for n, (probe, payload) in enumerate([("flood", big)] * 10 + [("p2", small)] * 20, 1):
-        backlog.add((f"zw/v1/z/{probe}/data", payload, 0, n))
+        backlog.add((f"zw/v1/z/{probe}/data", payload, 0, n, 0))
     first = backlog.take(2000, most_bytes=256 * 1024)
     assert [m[1] for m in first] == [big]      # one large message is a slice: the next starts with p2
     second = backlog.take(2000, most_bytes=256 * 1024)

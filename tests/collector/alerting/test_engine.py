@@ -18,6 +18,7 @@ from collector.alerting.engine import AlertEngine
 from collector.alerting.model import Notification
 from collector.ingest import plain_batch
 from collector.inventory import Inventory
+from collector.scope import Refusals
 from zonewatch import strict, wire
 from zonewatch.measurements import problems
 
@@ -173,14 +174,14 @@ def test_the_backlog_is_bounded_and_skips_only_the_oldest_data_never_status_or_e
     rig.engine.offer([("zw/v1/dv/p1/data", str(i).encode()) for i in range(5)], T0)
     rig.engine.offer([("zw/v1/dv/p1/events", b"e")], T0)
     urgent, data = rig.engine.take()
-    assert [p for _, p, _, _ in urgent] == [b"offline", b"e"] and data == []   # status and events first, all
-    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"2", b"3", b"4"]    # then the newest data
+    assert [p for _, p, *_ in urgent] == [b"offline", b"e"] and data == []   # status and events first, all
+    assert [p for _, p, *_ in rig.engine.take()[1]] == [b"2", b"3", b"4"]    # then the newest data
     assert rig.engine.metrics.dropped.labels("data")._value.get() == 2
     assert "alert engine behind: skipped 2 of the oldest messages" in caplog.text
     # Only a flood of status and events past four times the bound loses any of them (counted apart).
     rig.engine.offer([("zw/v1/dv/p1/events", str(i).encode()) for i in range(14)], T0)
     urgent, _ = rig.engine.take()
-    assert [p for _, p, _, _ in urgent] == [str(i).encode() for i in range(2, 14)]
+    assert [p for _, p, *_ in urgent] == [str(i).encode() for i in range(2, 14)]
     assert rig.engine.metrics.dropped.labels("status_events")._value.get() == 2
 
 
@@ -190,11 +191,11 @@ def test_data_is_decoded_a_slice_at_a_time_and_status_overtakes_what_is_left(tmp
     monkeypatch.setattr("collector.alerting.engine.SLICE", 2)
     rig = Rig(tmp_path)
     rig.engine.offer([("zw/v1/dv/p1/data", str(i).encode()) for i in range(5)], T0)
-    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"0", b"1"]
+    assert [p for _, p, *_ in rig.engine.take()[1]] == [b"0", b"1"]
     rig.engine.offer([("zw/v1/dv/p1/status", b"offline")], T0)
-    assert [p for _, p, _, _ in rig.engine.take()[0]] == [b"offline"]
-    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"2", b"3"]
-    assert [p for _, p, _, _ in rig.engine.take()[1]] == [b"4"]
+    assert [p for _, p, *_ in rig.engine.take()[0]] == [b"offline"]
+    assert [p for _, p, *_ in rig.engine.take()[1]] == [b"2", b"3"]
+    assert [p for _, p, *_ in rig.engine.take()[1]] == [b"4"]
     assert rig.engine.take() == ([], [])
 
 
@@ -241,12 +242,12 @@ def test_one_probes_flood_does_not_delay_another_probes_data(tmp_path: Path) -> 
     rig.engine.offer([("zw/v1/dv/flood/data", b"f")] * 10_000, T0)
     rig.engine.offer([("zw/v1/dv/p1/data", b"p1"), ("zonewatch/tick/collector", b"1")], T0)
     _, first = rig.engine.take()
-    assert b"p1" in [p for _, p, _, _ in first]            # in the first slice, not after 10,000 others
-    assert b"1" not in [p for _, p, _, _ in first]         # the tick waits until the flood before it is taken
+    assert b"p1" in [p for _, p, *_ in first]            # in the first slice, not after 10,000 others
+    assert b"1" not in [p for _, p, *_ in first]         # the tick waits until the flood before it is taken
     taken = first
     while data := rig.engine.take()[1]:
         taken += data
-    assert [p for _, p, _, _ in taken][-1] == b"1" and len(taken) == 10_002
+    assert [p for _, p, *_ in taken][-1] == b"1" and len(taken) == 10_002
 
 
 def test_the_fast_decode_feeds_the_facts_what_the_full_one_does(tmp_path: Path,
@@ -303,3 +304,101 @@ def test_a_scrape_during_an_evaluation_sees_the_alerts_of_the_last_one(tmp_path:
     rig.poll(10, False, True)
     rig.engine.step(T0 + 10 * S)
     assert seen and seen[-1] == {("LinkDown", "firing"): 1, ("RedundancyLost", "firing"): 1}
+
+
+# ---------------------------------------------------------------------------------------------- fed by the preparer
+# The ingest's preparer decodes every data message for storage; the engine takes its batches (``prepared``) instead
+# of decoding them again, and decodes them itself only while the preparer gives nothing (storage down).
+
+DATA, STATUS, TICK = wire.topic("dv", "p1", "data"), wire.topic("dv", "p1", "status"), "zonewatch/tick/collector"
+
+
+def fed_rig(tmp: Path) -> tuple[Rig, list[float]]:
+    rig = Rig(tmp)
+    clock = [1000.0]
+    rig.engine.monotonic = lambda: clock[0]
+    rig.engine.feed_from_ingest()
+    return rig, clock
+
+
+def link_poll(seq: int, up: bool) -> wire.Batch:
+    return wire.Batch("dv", "p1", seq, T0 + seq * S, (wire.Sample(
+        "interface", {"device": "sw", "ifname": "xe-1", "link": "vt-1"}, {"oper_up": up, "admin_up": True},
+        T0 + seq * S),))
+
+
+def decoded(rig: Rig, by: str) -> float:
+    return rig.engine.metrics.decoded.labels(by)._value.get()
+
+
+def test_fed_by_the_preparer_the_engine_judges_its_batches_and_decodes_nothing(tmp_path: Path) -> None:
+    rig, _ = fed_rig(tmp_path)
+    poll = link_poll(1, False)
+    rig.engine.offer([(DATA, b"never read"), (TICK, str(T0).encode())], T0, ids=[7, None])
+    assert rig.engine.take() == ([], [])   # the data waits for the preparer, the tick behind it
+    rig.engine.prepared([(99, link_poll(2, True), None), (7, poll, None)])   # 99 was never offered: passed over
+    assert rig.engine.take() == ([], [])   # the tick still waits: what was given before it is not judged yet
+    prepared = rig.engine.take_prepared()
+    assert [(m[4], batch) for m, batch, _ in prepared] == [(7, poll)]
+    rig.engine.observe_prepared(prepared)
+    _, data = rig.engine.take()
+    assert [m[0] for m in data] == [TICK]   # now nothing offered before it is left
+    rig.engine.ingest(data)
+    assert rig.engine.facts.interfaces[("sw", "xe-1")].oper_up is False
+    assert rig.engine.facts.caught_up_ns == T0
+    assert (decoded(rig, "ingest"), decoded(rig, "engine")) == (1, 0)
+    assert rig.engine.metrics.rejected._value.get() == 0
+    notes = rig.engine.step(T0 + 2 * S)
+    assert "LinkDown" in {n.labels["alertname"] for n in notes}
+
+
+def test_while_the_preparer_gives_nothing_the_engine_decodes_the_data_itself(tmp_path: Path) -> None:
+    rig, clock = fed_rig(tmp_path)
+    poll = link_poll(1, False)
+    rig.engine.offer([(DATA, wire.encode(poll))], T0, ids=[7])
+    clock[0] += engine_module.STALLED - 0.1
+    assert rig.engine.take() == ([], [])
+    clock[0] += 0.1                         # storage is down: the preparer has given nothing for STALLED seconds
+    _, data = rig.engine.take()
+    assert [m[4] for m in data] == [7]
+    rig.engine.ingest(data)
+    assert rig.engine.facts.interfaces[("sw", "xe-1")].oper_up is False
+    rig.engine.prepared([(7, poll, None)])   # the preparer comes back to it: judged already, passed over
+    assert rig.engine.take_prepared() == []
+    assert (decoded(rig, "ingest"), decoded(rig, "engine")) == (0, 1)
+    # Once the preparer gives again, new data waits for it again.
+    rig.engine.offer([(DATA, b"never read")], T0 + S, ids=[8])
+    rig.engine.prepared([(8, link_poll(2, True), None)])
+    assert rig.engine.take() == ([], []) and len(rig.engine.take_prepared()) == 1
+
+
+def test_data_the_preparer_gives_late_keeps_its_place_before_a_last_will(tmp_path: Path) -> None:
+    rig, _ = fed_rig(tmp_path)
+    rig.engine.offer([(DATA, b"never read")], T0, ids=[7])
+    rig.engine.offer([(STATUS, wire.STATUS_OFFLINE)], T0 + S, ids=[8])
+    urgent, _ = rig.engine.take()
+    rig.engine.ingest(urgent)
+    rig.engine.prepared([(7, link_poll(1, True), None), (8, None, None)])   # the status is the engine's own
+    rig.engine.observe_prepared(rig.engine.take_prepared())
+    assert rig.engine.facts.probes["p1"].offline   # the data arrived before the will: it does not undo it
+
+
+def test_a_message_the_preparer_rejects_or_refuses_part_of_is_counted_as_the_engine_would(tmp_path: Path) -> None:
+    rig, _ = fed_rig(tmp_path)
+    rig.engine.offer([(DATA, b"{not json"), (DATA, b"x")], T0, ids=[7, 8])
+    refused = Refusals({"not_assigned": 1}, {"not_assigned": "device olt-9"})
+    rig.engine.prepared([(7, None, None), (8, link_poll(1, True), refused)])
+    rig.engine.observe_prepared(rig.engine.take_prepared())
+    assert rig.engine.metrics.rejected._value.get() == 1
+    assert rig.engine.facts.misbehaviour["p1"].counts == {"not_assigned": 1}
+
+
+def test_data_the_preparer_gave_counts_no_more_against_the_backlog_limit(tmp_path: Path) -> None:
+    rig, _ = fed_rig(tmp_path)
+    rig.engine.max_backlog = 3
+    rig.engine.offer([(DATA, b"x")] * 3, T0, ids=[1, 2, 3])
+    rig.engine.prepared([(1, link_poll(1, True), None), (2, link_poll(2, True), None), (3, link_poll(3, True), None)])
+    rig.engine.offer([(DATA, b"x")] * 3, T0, ids=[4, 5, 6])   # the first three are gone from the backlog
+    assert rig.engine.metrics.dropped.labels("data")._value.get() == 0
+    rig.engine.prepared([(n, link_poll(n, True), None) for n in (4, 5, 6)])
+    assert len(rig.engine.take_prepared()) == 6
