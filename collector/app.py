@@ -30,7 +30,7 @@ from zonewatch import wire
 from zonewatch.httpd import BoundedHttpServer, HttpLimits
 from zonewatch.mqtt import MqttConfig
 from zonewatch.process import ServiceNotifier, raise_open_files_limit
-from zonewatch.queue import DiskQueue
+from zonewatch.queue import LARGE_PAGES, DiskQueue
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Collector:
         if self.inventory is not None and isinstance(writer, InfluxWriter):   # owner labels (collector.ownership)
             writer.set_owners(Ownership(self.inventory).labels)
         self._start_retention(writer)
-        intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9))
+        intake = DiskQueue(cfg.queue.path, cfg.queue.max_bytes, int(cfg.queue.max_age * 1e9), page_size=LARGE_PAGES)
         if intake.depth():
             log.info("intake queue holds %d messages from before; writing them first", intake.depth())
         self.ingest = Ingest(mqtt_cfg, writer, self.metrics, intake, zones=cfg.zones, series=cfg.limits.series_limit(),

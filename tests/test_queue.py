@@ -12,7 +12,7 @@ import pytest
 
 from agent.spool import Spool
 from zonewatch import wire
-from zonewatch.queue import DiskQueue
+from zonewatch.queue import LARGE_PAGES, DiskQueue
 
 S = 1_000_000_000
 MB = 2**20
@@ -243,10 +243,10 @@ def test_the_file_shrinks_again_once_a_backlog_has_drained(tmp_path: Path) -> No
     queue.ack([e.id for e in queue.pending(10_000)])
     assert ids and queue.depth() == 0
     given_back = 0
-    while (pages := queue.reclaim(max_pages=1024)) > 0:   # bounded steps, as the collector takes them
-        assert pages <= 1024
-        given_back += pages
-    assert given_back * 4096 > 30 * MB
+    while (given := queue.reclaim(max_bytes=4 * MB)) > 0:   # bounded steps, as the collector takes them
+        assert given <= 4 * MB
+        given_back += given
+    assert given_back > 30 * MB
     queue.close()
     assert file_bytes(tmp_path / "q.db") < 2 * MB
 
@@ -259,3 +259,22 @@ def test_a_file_from_before_is_converted_to_give_space_back(tmp_path: Path) -> N
     old.close()
     queue = q(tmp_path)
     assert queue.db.execute("PRAGMA auto_vacuum").fetchone() == (2,) and queue.dropped() == 7
+
+
+def test_a_new_file_takes_the_page_size_asked_for_and_a_file_from_before_keeps_its_own(tmp_path: Path) -> None:
+    big = DiskQueue(tmp_path / "big.db", 64 * MB, 0, page_size=LARGE_PAGES)
+    big.put("data", random.randbytes(5000), S)   # one agent batch: one page, no overflow chain
+    big.close()
+    small = DiskQueue(tmp_path / "small.db", 64 * MB, 0)
+    small.close()
+    again = DiskQueue(tmp_path / "small.db", 64 * MB, 0, page_size=LARGE_PAGES)   # a file from before
+    again.close()
+
+    def pages(name: str) -> int:
+        db = sqlite3.connect(tmp_path / name)
+        try:
+            return int(db.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            db.close()
+
+    assert (pages("big.db"), pages("small.db")) == (LARGE_PAGES, 4096)

@@ -33,6 +33,13 @@ auto-vacuum mode (a file from before is converted when it is opened with few ent
 gives freed pages back to the file system, a bounded number a call, so the caller can do it between its
 own work; the write-ahead log is cut back to ``WAL_LIMIT`` at each checkpoint.
 
+Pages: SQLite's default (4 KiB) unless ``page_size`` says otherwise, for a new file (a file from before keeps its
+pages: SQLite changes them in write-ahead-log mode only by rewriting the file, which a queue with a backlog must not
+wait for). The collector's intake, which commits hundreds of agent batches of about 5 KiB at a time, uses
+``LARGE_PAGES``: each batch then fits one page instead of a chain of overflow pages, and a put costs about a third
+less (``tests/benchmarks/bench_queue_pages.py``). A probe's spool, which commits a small batch at a time to an SD
+card, keeps small pages: each commit writes whole pages.
+
 One queue object is used from one thread at a time (callers serialise); the SQLite connection is
 opened with ``check_same_thread=False`` so that thread may change over the queue's life. ``reader()``
 opens a second, read-only connection for ``pending`` from another thread, which does not wait for writes.
@@ -64,6 +71,7 @@ CREATE INDEX IF NOT EXISTS entries_created ON entries(created_ns);
 INSERT OR IGNORE INTO meta VALUES ('dropped', 0), ('damaged_files', 0);
 """
 WAL_LIMIT = 64 * 2**20          # bytes the write-ahead log is cut back to at a checkpoint
+LARGE_PAGES = 16 * 1024         # bytes a page, for a queue of many 5 KiB batches a commit (see the module docstring)
 CONVERT_BELOW = 10_000          # a file without auto-vacuum is converted on open when it holds fewer entries
 
 
@@ -81,7 +89,7 @@ class DiskQueue:
     """Durable FIFO of payloads with priority kinds, a live lane, bounds and drop counting."""
 
     def __init__(self, path: str | Path, max_bytes: int, max_age_ns: int, priority: Sequence[str] = (),
-                 live_ns: int = 0, synchronous: str = "FULL") -> None:
+                 live_ns: int = 0, synchronous: str = "FULL", page_size: int | None = None) -> None:
         self.path = Path(path)
         self.max_bytes, self.max_age_ns = max_bytes, max_age_ns
         self.priority = tuple(priority)
@@ -94,6 +102,8 @@ class DiskQueue:
         if damaged:
             aside = self._move_aside()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if page_size is not None:
+            self._db.execute(f"PRAGMA page_size={int(page_size)}")   # takes effect on a new file only
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")   # takes effect on a new file (and at a VACUUM)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -258,14 +268,15 @@ class DiskQueue:
         """Return a second connection to this queue's file, for ``pending`` from another thread."""
         return QueueReader(self)
 
-    def reclaim(self, max_pages: int = 2048, min_free: int = 256) -> int:
-        """Give up to ``max_pages`` freed pages back to the file system, if more than ``min_free`` are free;
-        return how many. Not inside a transaction of the caller's."""
+    def reclaim(self, max_bytes: int = 8 * 2**20, min_free: int = 2**20) -> int:
+        """Give up to ``max_bytes`` of freed pages back to the file system, if more than ``min_free`` bytes are
+        free; return how many bytes. Not inside a transaction of the caller's."""
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
-        if free <= min_free:
+        if free * page <= min_free:
             return 0
-        self._db.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
-        return free - int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        self._db.execute(f"PRAGMA incremental_vacuum({max(1, max_bytes // page)})").fetchall()
+        return (free - int(self._db.execute("PRAGMA freelist_count").fetchone()[0])) * page
 
     def depth(self) -> int:
         """Return how many entries wait."""

@@ -9,6 +9,7 @@ gives it nothing. What that must keep, with a real collector process behind real
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests import services
 from tests.centre import Centre
 from tests.tlsbroker import WAIT
 from zonewatch import wire
+from zonewatch.queue import LARGE_PAGES
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +75,11 @@ def test_with_storage_up_the_engine_judges_what_the_preparer_decoded(tmp_path: P
                           "the engine to have taken the four polls from the preparer")
         assert centre.metric('zonewatch_alert_decoded_messages_total{by="engine"}') == 0
         assert centre.metric("zonewatch_alert_rejected_messages_total") == 0
+        intake = sqlite3.connect(centre.data / "intake.db")   # the collector's intake queue: large pages
+        try:
+            assert intake.execute("PRAGMA page_size").fetchone()[0] == LARGE_PAGES
+        finally:
+            intake.close()
 
 
 def bulk(seq: int) -> bytes:
