@@ -26,7 +26,7 @@ Rules:
 - A damaged file (one that fails SQLite's ``quick_check``, e.g. cut short on a failing SD card) is moved
   aside (``<name>.damaged-<n>``); every meta value and entry that can still be read is copied into a new
   file, ``salvaged`` says how many, and the ``damaged_files`` counter goes up: a probe never stops because
-  of its own spool, and keeps what is intact.
+  of its own spool, and keeps what is intact (the reading of such a file is ``zonewatch.queue_salvage``).
 
 Space: a backlog grows the file, and SQLite keeps the freed pages once it drains. The file is in incremental
 auto-vacuum mode (a file from before is converted when it is opened with few entries left), and ``reclaim``
@@ -51,11 +51,11 @@ import logging
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TypeVar
+
+from zonewatch.queue_salvage import healthy, move_aside, read_damaged
 
 __all__ = ["DiskQueue", "Entry", "QueueReader"]
 
@@ -98,9 +98,9 @@ class DiskQueue:
         self.protected: set[int] = set()  # ids the bounds must not drop (e.g. in flight: they may still arrive)
         self._dropped_since_log, self._logged_at = 0, -1e9   # the drop warning: at most one a minute
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        damaged = self.path.exists() and not _healthy(self.path)
+        damaged = self.path.exists() and not healthy(self.path)
         if damaged:
-            aside = self._move_aside()
+            aside = move_aside(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if page_size is not None:
             self._db.execute(f"PRAGMA page_size={int(page_size)}")   # takes effect on a new file only
@@ -121,55 +121,17 @@ class DiskQueue:
         # object is the file's only writer, so it is read once here.
         self._last_id = int(self._db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0])
 
-    def _move_aside(self) -> Path:
-        n = 1
-        while (aside := self.path.with_name(f"{self.path.name}.damaged-{n}")).exists():
-            n += 1
-        self.path.rename(aside)
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.rename(aside.with_name(aside.name + suffix))
-        return aside
-
     def _salvage(self, damaged: Path) -> int:
         """Copy every readable meta value and entry from a damaged file; return the entries kept."""
-        padded = _padded_copy(damaged)
-        if padded is None:
+        found = read_damaged(damaged)
+        if found is None:
             self.set_meta("damaged_files", self.get_meta("damaged_files") + 1)
             return 0
-        old = sqlite3.connect(f"file:{padded}?mode=ro", uri=True)
-        meta: dict[str, int] = {}
-        rows: dict[int, tuple[object, ...]] = {}
-        try:
-            meta_sql, entry_sql = "SELECT value FROM meta WHERE key = ?", (
-                "SELECT id, kind, created_ns, size, crc, payload FROM entries WHERE id = ?")
-            for key in _try(lambda: [r[0] for r in old.execute("SELECT key FROM meta")]) or []:
-                found = _try(partial(_one, old, meta_sql, key))
-                if found is not None and isinstance(found[0], int):
-                    meta[str(key)] = found[0]
-            ids: list[int] = []
-            cursor = _try(lambda: old.execute("SELECT id FROM entries ORDER BY id"))
-            while cursor is not None:
-                row = _try(cursor.fetchone)
-                if not row:
-                    break
-                ids.append(int(row[0]))
-            # Past a damaged page the scan stops; look further ids up one by one (other pages may be intact).
-            high = min(max([*ids, *meta.values(), 0]), (ids[-1] if ids else 0) + 2_000_000)
-            for entry_id in range(ids[-1] + 1 if ids else 1, high + 1):
-                ids.append(entry_id)
-            for entry_id in ids:
-                row = _try(partial(_one, old, entry_sql, entry_id))
-                if row is not None and isinstance(row[5], bytes) and zlib.crc32(row[5]) == row[4]:
-                    rows[entry_id] = tuple(row)
-        finally:
-            old.close()
-            padded.unlink()
+        meta, rows = found
         self._db.execute("BEGIN IMMEDIATE")
         for key, value in meta.items():
             self.set_meta(key, value)
-        self._db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)", list(rows.values()))
+        self._db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
         self.set_meta("damaged_files", self.get_meta("damaged_files") + 1)
         self._db.execute("COMMIT")
         return len(rows)
@@ -427,51 +389,3 @@ def _pending(db: sqlite3.Connection, priority: tuple[str, ...], live_ns: int, li
             return out
     take(f"{cols} WHERE id > ? ORDER BY id", ())
     return out
-
-
-T = TypeVar("T")
-
-
-def _one(db: sqlite3.Connection, sql: str, arg: object) -> tuple[object, ...] | None:
-    """Return the first row of ``sql`` with one argument."""
-    row: tuple[object, ...] | None = db.execute(sql, (arg,)).fetchone()
-    return row
-
-
-def _try(read: Callable[[], T]) -> T | None:
-    """Return what ``read`` gives, or None if the damaged file refuses it."""
-    try:
-        return read()
-    except sqlite3.DatabaseError:
-        return None
-
-
-def _healthy(path: Path) -> bool:
-    """Return True if SQLite's quick_check passes on ``path``."""
-    try:
-        db = sqlite3.connect(path)
-    except sqlite3.DatabaseError:
-        return False
-    try:
-        return [r[0] for r in db.execute("PRAGMA quick_check")] == ["ok"]
-    except sqlite3.DatabaseError:
-        return False
-    finally:
-        db.close()
-
-
-def _padded_copy(damaged: Path) -> Path | None:
-    """Copy a cut-short SQLite file, padded with zero pages to the size its header states.
-
-    SQLite refuses a file shorter than its header says; padded, it reads every intact page and reports
-    only the lost ones as malformed. Return None when not even the header survived.
-    """
-    data = damaged.read_bytes()
-    if len(data) < 100 or not data.startswith(b"SQLite format 3\x00"):
-        return None
-    page_size = int.from_bytes(data[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(data[28:32], "big")
-    copy = damaged.with_name(damaged.name + ".padded")
-    copy.write_bytes(data + b"\x00" * max(0, pages * page_size - len(data)))
-    return copy

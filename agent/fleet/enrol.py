@@ -22,6 +22,9 @@ its request again (the same request: its id is its key's) and gets its retained 
 
 Once enrolled, the probe runs with ``probe.id`` the approved id, and ``mqtt.username``/``mqtt.password`` its own:
 the password file can be named in a configuration without ``enrol`` as ``password: {file: <state_dir>/password}``.
+
+One module: it is the one procedure above (``ensure``), in short sections (the settings, the pure parsing, the
+state files, the bootstrap session), which share ``EnrolError`` and the state folder's layout.
 """
 
 from __future__ import annotations

@@ -36,9 +36,11 @@ Config (one entry per modem)::
 Every test goes through the modem's interface only, and names are resolved by the bearer's DNS servers through
 it (``agent.sources.qosnet``); what runs when, and what the budget allows, is ``agent.sources.qosplan``.
 
-Layout: this module holds the config (``QosConfig``) and the source (``QosSource``). ``agent.sources.qostests``
-holds the tests (one config model per kind) and the fields of their samples; ``agent.sources.qosbearer`` the
-network seam (``Bearer``, ``FakeBearer``) and the DNS servers read from ModemManager.
+Layout: this module holds the config (``QosConfig``) and the source (``QosSource``), as every source module
+does (``type: qos`` is ``qos.py``); the rest is split off already, and about a seventh of this module is this
+docstring. ``agent.sources.qostests`` holds the tests (one config model per kind) and the fields of their
+samples; ``agent.sources.qosbearer`` the network seam (``Bearer``, ``FakeBearer``) and the DNS servers read from
+ModemManager.
 
 Samples: measurement ``qos`` with the tags carrier, modem, test and target; the fields of each test are listed in
 ``agent.sources.qostests``. Every tick adds a budget sample (tags test=budget, target=sim): budget_left_bytes,

@@ -25,6 +25,10 @@ the interface does not exist, the agent lacks ``CAP_NET_RAW``, or a library of t
 Libraries: httpcore for HTTP/1.1 (with a network backend of our own that connects the bound socket to the
 resolved address; TLS verifies the URL's host name; timings from its trace hooks); dnspython for DNS; icmplib
 for ICMP echo (its public ``sock`` is bound to the device after it is made). Each is imported on first use.
+
+One module: it is one class, ``InterfaceBearer``, whose tests all take their sockets from ``_socket`` (bound to
+the interface) and turn a failure to bind into the same ``SourceError`` (``_cannot``); the HTTP helpers below it
+(``_Exchange``, ``_BoundBackend``) exist only to put httpcore on such a socket.
 """
 
 from __future__ import annotations

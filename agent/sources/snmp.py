@@ -3,9 +3,10 @@
 One ``SnmpSource`` polls one device. A poll is a GET of sysUpTime (the reachability check), a GET of the
 scalars of the device's profiles (16 OIDs a request; a request the agent refuses is retried one OID at a
 time), then a walk of each column of each profile's tables in order, and of a table's joins when it has
-rows (a column two profiles read is walked once). The profiles turn what was read into samples; the file
-format is in ``agent.profiles``, its evaluation (pure) in ``agent.sources.snmpeval``. Samples come device
-first, then the scalar groups' and the tables' samples in profile order.
+rows (a column two profiles read is walked once): those requests are ``agent.sources.snmpread``'s. The
+profiles turn what was read into samples; the file format is in ``agent.profiles``, its evaluation (pure) in
+``agent.sources.snmpeval``. Samples come device first, then the scalar groups' and the tables' samples in
+profile order.
 
 A device configured without ``profiles`` is polled with those whose ``applies_to`` fits it
 (``agent.sources.detect``): after the sysUpTime GET of the first poll that is answered, one GET of sysObjectID
@@ -54,18 +55,17 @@ Failures are logged once when they start and "recovered" once when they end.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent import profiles
 from agent.profiles import Profile, Table
-from agent.snmpclient import SnmpClient, SnmpError, SnmpTarget, SnmpTimeout, SnmpValue, default_client_factory
+from agent.snmpclient import SnmpClient, SnmpError, SnmpTarget, SnmpValue, default_client_factory
 from agent.sources import detect
 from agent.sources.snmpeval import (
-    INDEX,
     MAX_TAG,
     Context,
     Row,
@@ -75,6 +75,7 @@ from agent.sources.snmpeval import (
     table_samples,
     went_backwards,
 )
+from agent.sources.snmpread import Poll, detect_profiles, read_table
 from zonewatch import strict
 from zonewatch.wire import FieldValue, Sample
 
@@ -85,7 +86,6 @@ log = logging.getLogger(__name__)
 SYS_UPTIME: Final = "1.3.6.1.2.1.1.3.0"
 _IF_OPER_STATUS, _IF_NAME, _IF_DESCR = "1.3.6.1.2.1.2.2.1.8", "1.3.6.1.2.1.31.1.1.1.1", "1.3.6.1.2.1.2.2.1.2"
 _NOT_PRESENT: Final = 6  # ifOperStatus notPresent(6)
-_GET_BATCH: Final = 16  # OIDs per GET request
 
 OpticalUnit = Literal["auto", "dbm_hundredths", "microwatt"]
 
@@ -260,14 +260,14 @@ class SnmpSource:
             down = [Sample("device", self._device_tags(), {"up": False}, now_ns)]
             return Reading(down, {}, [], self._detection, answered=False, failure=exc.reason)
 
-        poll = _Poll(client)
+        poll = Poll(client)
         poll.values[SYS_UPTIME] = uptime
         used, detection = await self._choose(poll, uptime, now_ns)
         await poll.get([oid for p in used for group in p.scalars for oid in group.get.values()])
         read: list[tuple[Profile, Table, dict[str, dict[str, SnmpValue]], dict[str, dict[str, SnmpValue]]]] = []
         for profile in used:
             for table in profile.tables:
-                columns, joins = await _read_table(poll, table)
+                columns, joins = await read_table(poll, table)
                 read.append((profile, table, columns, joins))
         self._enter("partial" if poll.failure else "up", poll.failure or "")
         oper = poll.walks.get(_IF_OPER_STATUS)
@@ -319,7 +319,7 @@ class SnmpSource:
         """Return what the last poll showed besides its samples: the profiles detected, those that read nothing."""
         return list(self._notes)
 
-    async def _choose(self, poll: _Poll, uptime: SnmpValue, now_ns: int) -> tuple[list[Profile],
+    async def _choose(self, poll: Poll, uptime: SnmpValue, now_ns: int) -> tuple[list[Profile],
                                                                                   detect.Detection | None]:
         """Return the profiles for this poll: those configured, or those detected (again when it is due)."""
         ticks = as_int(uptime)
@@ -331,7 +331,7 @@ class SnmpSource:
         rebooted = previous is not None and ticks is not None and went_backwards(previous, ticks, now_ns)
         known = self._known
         if detect.due(self._detection, now_ns, rebooted):
-            detection = await _detect(poll, known, now_ns)
+            detection = await detect_profiles(poll, known, now_ns)
             if poll.failure is None:  # complete: kept until it is due again
                 if self._detection is None or self._detection.profiles != detection.profiles:
                     log.info("snmp device %s (%s): profiles detected: %s", self.name, self._target.label,
@@ -388,91 +388,6 @@ class SnmpSource:
             log.warning("%s %s", where, detail)
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-
-class _Poll:
-    """The requests of one poll: values read so far, walks by column OID, and what went wrong."""
-
-    def __init__(self, client: SnmpClient) -> None:
-        self.client = client
-        self.values: dict[str, SnmpValue] = {}
-        self.walks: dict[str, dict[str, SnmpValue]] = {}
-        self.failure: str | None = None
-        self.stopped = False
-
-    async def get(self, oids: Sequence[str]) -> None:
-        """GET the OIDs not read yet, in batches; a batch the agent refuses is retried one OID at a time."""
-        todo = list(dict.fromkeys(oid for oid in oids if oid not in self.values))
-        for start in range(0, len(todo), _GET_BATCH):
-            batch = todo[start : start + _GET_BATCH]
-            if not await self._get(batch) and len(batch) > 1:
-                for oid in batch:
-                    await self._get([oid])
-
-    async def _get(self, request: list[str]) -> bool:
-        """GET once; return False if the agent answered with an error."""
-        if self.stopped:
-            return True
-        try:
-            self.values.update(await self.client.get(request))
-        except SnmpTimeout as exc:
-            self._stop(exc)
-        except SnmpError as exc:
-            if len(request) == 1:
-                self.failure = f"answered, but {request[0]} could not be read: {exc.reason}"
-            return False
-        return True
-
-    async def walk(self, oid: str) -> dict[str, SnmpValue]:
-        """Walk one column (once per poll) and return its values by index; nothing after a timeout."""
-        if oid in self.walks:
-            return self.walks[oid]
-        if self.stopped:
-            return {}
-        try:
-            column = _by_index(await self.client.walk(oid), oid)
-        except SnmpTimeout as exc:  # it stopped answering: each further column would wait as long
-            self._stop(exc)
-            return {}
-        except SnmpError as exc:
-            self.failure = f"answered, but {oid} could not be read: {exc.reason}"
-            column = {}
-        self.walks[oid] = column
-        return column
-
-    def _stop(self, exc: SnmpError) -> None:
-        self.failure = f"stopped answering during the poll: {exc.reason}"
-        self.stopped = True
-
-
-async def _read_table(
-    poll: _Poll, table: Table
-) -> tuple[dict[str, dict[str, SnmpValue]], dict[str, dict[str, SnmpValue]]]:
-    """Walk a table's columns in order, then its joins if it has rows."""
-    columns: dict[str, dict[str, SnmpValue]] = {}
-    for name, column in table.columns.items():
-        if column.only_if_empty is not None:
-            if poll.failure is not None or columns.get(column.only_if_empty):
-                continue
-        columns[name] = await poll.walk(column.oid)
-    joins: dict[str, dict[str, SnmpValue]] = {}
-    if any(columns.values()):
-        for name, join in table.joins.items():
-            joins[name] = await poll.walk(join.oid)
-    return columns, joins
-
-
-async def _detect(poll: _Poll, known: Mapping[str, Profile], now_ns: int) -> detect.Detection:
-    """Ask the device who it is (one GET) and walk the has_table columns still undecided (kept for the poll)."""
-    await poll.get([detect.SYS_OBJECT_ID, detect.SYS_DESCR])
-    identity = detect.identify(poll.values.get(detect.SYS_OBJECT_ID), poll.values.get(detect.SYS_DESCR))
-    present = [oid for oid in detect.tables_to_walk(known, identity)
-               if any(value is not None for value in (await poll.walk(oid)).values())]
-    identity = replace(identity, tables=frozenset(present))
-    return detect.Detection(identity, tuple(detect.select(known, identity)), now_ns)
-
-
 def _notes(detection: detect.Detection | None, empty: list[str], auto: bool) -> list[str]:
     """Return what ``once`` prints about a poll besides its samples."""
     notes = []
@@ -485,15 +400,3 @@ def _notes(detection: detect.Detection | None, empty: list[str], auto: bool) -> 
                   for m in matches if m.superseded_by is not None]
     notes += [f"profile {name} read nothing (no rows, or no usable value)" for name in empty]
     return notes
-
-
-def _by_index(rows: list[tuple[str, SnmpValue]], column: str) -> dict[str, SnmpValue]:
-    """Map the rows of one column by index (the sub-identifiers after the column OID)."""
-    prefix = column + "."
-    out: dict[str, SnmpValue] = {}
-    for oid, value in rows:
-        suffix = oid[len(prefix) :] if oid.startswith(prefix) else ""
-        if INDEX.match(suffix):
-            out[suffix] = value
-    return out
-

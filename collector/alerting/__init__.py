@@ -12,7 +12,9 @@
     notify/      notifiers (Alertmanager API v2, webhook, email, MQTT), routing by owner carrier, the outbox
     amconfig.py  an Alertmanager configuration rendered from the inventory
     maintenance.py  maintenance windows applied between the rules and the tracker: muted, overrun, co-owners told
-    engine.py    the thread that ties them together in the collector (the only place that reads a clock)
+    engine.py    the thread that ties them together in the collector (the only place that reads a clock);
+                 beside it stored.py (the derived and ``alert`` points each evaluation stores) and
+                 engine_metrics.py (the engine's own health in /metrics)
     acks.py      AckStore: paged alerts (incidents), acknowledgements and escalation steps, with times (SQLite)
     ackconfig.py the ``alerting.acks`` section: the store's path, the HTTP API's tokens
     escalation.py  pure: which escalation step of which carrier falls due at ``now``

@@ -6,9 +6,9 @@ password; ``render-mosquitto`` writes that user), so that at the broker they nev
 backlog: a last will or a trap published while the collector works through an hour of data reaches it at
 once. The second session also reads the park bridges' states (``zonewatch/bridge/<zone>/state``), which go to
 the alert engine only (``collector.alerting.parks``), never to storage. The broker keeps both sessions' queues
-while the collector is down. Each session is a ``Subscriber``: paho's client (``paho_session``, built by
-``zonewatch.mqtt.make_client``) in production; a test gives ``Ingest`` a factory of fakes (``sessions``), which
-call back as paho does, to drive the intake thread's round (``_take_arrivals``) without a broker.
+while the collector is down. Each session is a ``Subscriber`` (``collector.ingest.sessions``): paho's client
+(``paho_session``) in production; a test gives ``Ingest`` a factory of fakes (``sessions``), which call back as
+paho does, to drive the intake thread's round (``_take_arrivals``) without a broker.
 
 Threads::
 
@@ -61,14 +61,17 @@ everything has started (``gc.freeze``, a shorter GIL switch interval; ``Ingest``
 the intake queue overwrites deleted payloads only where that costs no extra I/O (``secure_delete=FAST``:
 freed overflow pages are not zeroed; what they held is in the store anyway).
 
-Modules: ``pipeline`` (``Ingest``: the sessions and the threads above), ``decode`` (one queued message to a
-batch), ``seq`` (the sequence bookkeeping: per (probe, origin), a watermark and the ranges seen above it),
-``taking`` (what the preparer takes next). Beside them, ``collector.clockskew``: each probe's clock offset,
-measured by the intake thread from the send times the agents stamp on their messages; the preparer moves the
-times of a probe whose clock is off before it checks them (such a message takes the full path). ``Ingest`` stays
-one class of about 500 lines, in sections by thread: its four threads share the intake queue's connection and its
-lock, the sequence bookkeeping and the hand-over queues, and what one thread may do depends on what the others do
-with them (the ordering rules above), which is easier to check in one place than across objects.
+Modules: ``pipeline`` (``Ingest``: the threads above and the sessions' callbacks), ``sessions`` (the
+``Subscriber`` seam, paho's client for it, and what a session hands the intake thread), ``parts`` (what the
+preparer hands the sender and the committer), ``decode`` (one queued message to a batch), ``seq`` (the sequence
+bookkeeping: per (probe, origin), a watermark and the ranges seen above it), ``taking`` (what the preparer takes
+next). Beside them, ``collector.clockskew``: each probe's clock offset, measured by the intake thread from the
+send times the agents stamp on their messages; the preparer moves the times of a probe whose clock is off before
+it checks them (such a message takes the full path). ``Ingest`` stays one class of about 600 lines (this module,
+about 720), in sections by thread: its four threads and the sessions' callbacks share the intake queue's
+connection and its lock, the sequence bookkeeping, the hand-over queues and the connection state, and what one
+thread may do depends on what the others do with them (the ordering rules above), which is easier to check in
+one place than across objects.
 """
 
 from __future__ import annotations
@@ -81,14 +84,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol
+from typing import Any, Generic
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import CallbackOnConnect, CallbackOnDisconnect, CallbackOnMessage, CallbackOnSubscribe
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from typing_extensions import TypeVar  # comes with pydantic; typing's TypeVar takes a default from Python 3.13
 
 from collector.cardinality import Refused, SeriesLimit
 from collector.clockskew import ClockSkew, sent_stamp
@@ -104,7 +104,9 @@ from collector.ingest.decode import (
     tick_time,
     tick_topic,
 )
-from collector.ingest.seq import SeqRow, SeqTracker
+from collector.ingest.parts import Item, Part, as_batches, sample_count
+from collector.ingest.seq import SeqTracker
+from collector.ingest.sessions import Arrival, S, Session, SessionFactory, Subscriber, drain, paho_session
 from collector.ingest.taking import FairTake
 from collector.metrics import CollectorMetrics
 from collector.mosquitto import BRIDGE_STATE_ROOT, URGENT_SUFFIX  # park bridges' states; the second session
@@ -114,138 +116,10 @@ from collector.storage.lineproto import Encoded
 from collector.threads import named
 from zonewatch import wire
 from zonewatch.backoff import Backoff
-from zonewatch.mqtt import MqttConfig, make_client
+from zonewatch.mqtt import MqttConfig
 from zonewatch.queue import DiskQueue, Entry, QueueReader
 
 log = logging.getLogger(__name__)
-
-
-class Subscriber(Protocol):
-    """One of the collector's broker sessions, as ``Ingest`` uses it: paho's ``mqtt.Client`` (``paho_session``),
-    or a fake in tests.
-
-    ``Ingest`` sets the user data (the session's ``_Session``) and the four callbacks when it is made, before
-    ``connect_async``. The session calls them as paho does (callback API 2), from a network thread of its own,
-    with itself and the user data first: ``on_connect`` with each CONNACK (``flags.session_present``;
-    ``reason.is_failure`` if the broker refused), ``on_subscribe`` with each SUBACK (its mid and a reason per
-    topic filter), ``on_message`` with each message delivered (``topic``, ``payload``, ``mid``, ``qos``,
-    ``properties``), ``on_disconnect`` when a connection ends. It reconnects by itself. A QoS 1 delivery is
-    acknowledged to the broker by ``ack`` only, never on receipt (paho's ``manual_ack``).
-    """
-
-    on_connect: CallbackOnConnect | None
-    on_subscribe: CallbackOnSubscribe | None
-    on_message: CallbackOnMessage | None
-    on_disconnect: CallbackOnDisconnect | None
-
-    def user_data_set(self, userdata: Any) -> None:
-        """Keep ``userdata`` for the callbacks (called once, by ``Ingest.__init__``, before any connection)."""
-
-    def user_data_get(self) -> Any:
-        """Return the user data (called from any of the ingest's threads); must not block."""
-
-    def connect_async(self, host: str, port: int, keepalive: int, *, clean_start: bool = ...,
-                      properties: Properties | None = None) -> None:
-        """Connect once ``loop_start`` runs, and again whenever the connection drops (``Ingest.start``, once);
-        must not wait for the broker."""
-
-    def loop_start(self) -> object:
-        """Start the session's network thread (``Ingest.start``, after ``connect_async``)."""
-
-    def loop_stop(self) -> object:
-        """Stop the network thread and wait for it (``Ingest.stop``, after ``disconnect``)."""
-
-    def disconnect(self) -> object:
-        """End the connection on purpose (``Ingest.stop``); the broker keeps the session."""
-
-    def subscribe(self, topic: list[tuple[str, int]]) -> tuple[int, int | None]:
-        """Send one SUBSCRIBE for the (topic filter, QoS) pairs; return (result, its mid or None if not sent).
-
-        Called from ``on_connect``, on the network thread; must not wait for the SUBACK (it comes to
-        ``on_subscribe``)."""
-
-    def unsubscribe(self, topic: list[str]) -> object:
-        """Send one UNSUBSCRIBE for the topic filters (from ``on_connect``, on the network thread); must not block."""
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> object:
-        """Hand one message over and return at once (the intake thread's ticks). A QoS 1 message handed over
-        while not connected is sent once connected."""
-
-    def ack(self, mid: int, qos: int) -> object:
-        """Acknowledge the delivery ``mid`` to the broker (the intake thread, once the message is in the intake
-        queue on disk, in the order the deliveries arrived); must not block."""
-
-
-S = TypeVar("S", bound=Subscriber, default=mqtt.Client)
-# Makes one session's client, not connected, from the broker settings, its client id and its user name ("": none).
-SessionFactory = Callable[[MqttConfig, str, str], S]
-
-
-def paho_session(cfg: MqttConfig, client_id: str, username: str) -> mqtt.Client:
-    """Return a paho client for one of the collector's sessions: persistent, a QoS 1 delivery acknowledged only
-    when the ingest says (once it is on disk), and up to 1000 of its own QoS 1 messages in flight."""
-    # persistent: over MQTT 5, by clean_start and the session expiry given in Ingest.start
-    client = make_client(cfg, client_id, username=username, persistent=True, manual_ack=True)
-    client.max_inflight_messages_set(1000)
-    return client
-
-
-@dataclass(slots=True)
-class _Arrival:
-    client: Subscriber
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    sent_ns: int | None = None   # the probe's clock when it sent the message (MQTT v5: collector.clockskew)
-
-
-@dataclass
-class _Session:
-    """One of the collector's two broker sessions (paho's user data for its client)."""
-
-    client_id: str
-    kinds: tuple[wire.Kind, ...]
-    arrivals: queue.Queue[_Arrival]
-    connected: bool = False
-    subscribed: bool = False
-    bridge_mid: int = -1   # the subscription to the park bridges' states (the status session's)
-
-
-def _drain(arrivals: queue.Queue[_Arrival], most: int) -> list[_Arrival]:
-    """Return up to ``most`` arrivals waiting in ``arrivals``, without waiting."""
-    out: list[_Arrival] = []
-    while len(out) < most:
-        try:
-            out.append(arrivals.get_nowait())
-        except queue.Empty:
-            break
-    return out
-
-
-Item = wire.Batch | Encoded  # what a part stores of one message: encoded already only for a LineWriter
-
-
-def _samples(item: Item) -> int:
-    return item.samples if isinstance(item, Encoded) else len(item.samples)
-
-
-def _decoded(items: list[Item]) -> list[wire.Batch]:
-    """Return ``items`` as batches: for a writer that is not a LineWriter, which is never given Encoded."""
-    assert not any(isinstance(item, Encoded) for item in items)
-    return items  # type: ignore[return-value]  # checked just above
-
-
-@dataclass(slots=True)
-class _Part:
-    """What the preparer made of some entries taken from the intake queue, for the sender and committer."""
-
-    ids: list[int]  # every entry taken (to store, rejected or a repeat): deleted together once written
-    batches: list[Item]  # to store, with the probes' seq_gaps samples
-    send: Callable[[], None] | None  # writes ``batches`` (encoded by the preparer); None: nothing to store
-    seq_rows: list[SeqRow]  # the sequence bookkeeping as of this part, stored with the deletion
-    gaps: dict[str, int]  # probe -> gaps, for the metric once committed
-
 
 PART_SAMPLES = 10_000  # samples the preparer hands to the sender at a time (a line writer sends 5,000 a request)
 STORE_RETRY = Backoff(0.5, 30.0)  # the waits while storage or the intake queue's disk is unavailable
@@ -300,11 +174,11 @@ class Ingest(Generic[S]):
         self.series = series or IngestLimits().series_limit()  # distinct series per probe
         self._lines: LineWriter | None = writer if takes_lines(writer) else None  # the fast path's writer
         intake.db.execute("PRAGMA secure_delete=FAST")  # see the module docstring
-        self._arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)          # data
-        self._urgent_arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=20_000)   # status and events
+        self._arrivals: queue.Queue[Arrival] = queue.Queue(maxsize=20_000)          # data
+        self._urgent_arrivals: queue.Queue[Arrival] = queue.Queue(maxsize=20_000)   # status and events
         self._arrived = threading.Event()
-        self._to_send: queue.Queue[_Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
-        self._to_commit: queue.Queue[_Part] = queue.Queue()
+        self._to_send: queue.Queue[Part] = queue.Queue(maxsize=4)  # the preparer works this far ahead at most
+        self._to_commit: queue.Queue[Part] = queue.Queue()
         self._in_flight = 0  # parts made by the preparer and not yet committed
         self._flight_lock = threading.Lock()
         self._reader: QueueReader | None = None  # the preparer's own connection to the intake queue
@@ -323,10 +197,10 @@ class Ingest(Generic[S]):
         self.subscribed = threading.Event()   # both sessions are subscribed
 
     def _client(self, sessions: SessionFactory[S], client_id: str, username: str | None, kinds: tuple[wire.Kind, ...],
-                arrivals: queue.Queue[_Arrival]) -> S:
+                arrivals: queue.Queue[Arrival]) -> S:
         """Return the client of one of the two sessions, taking ``kinds`` of every zone into ``arrivals``."""
         client = sessions(self.cfg, client_id, username or "")
-        client.user_data_set(_Session(client_id, kinds, arrivals))
+        client.user_data_set(Session(client_id, kinds, arrivals))
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -373,7 +247,7 @@ class Ingest(Generic[S]):
 
     # paho's network thread -----------------------------------------------------------------------------
 
-    def _on_connect(self, client: Subscriber, session: _Session, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(self, client: Subscriber, session: Session, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             log.error("broker %s:%s refused the collector (session %s): %s", self.cfg.host, self.cfg.port,
                       session.client_id, reason)
@@ -403,14 +277,14 @@ class Ingest(Generic[S]):
             # late behind a fleet's): waiting for it would say "not subscribed" all that time.
             self._subscribed(session)
 
-    def _subscribed(self, session: _Session) -> None:
+    def _subscribed(self, session: Session) -> None:
         session.subscribed = True
         if all(s.subscribed for s in self._all_sessions()) and not self.subscribed.is_set():
             log.info("collector subscribed to %d topic filters",
                      sum(len(s.kinds) for s in self._all_sessions()) * len(self.zones))
             self.subscribed.set()
 
-    def _on_subscribe(self, client: Subscriber, session: _Session, mid: int, reasons: Any, props: Any) -> None:
+    def _on_subscribe(self, client: Subscriber, session: Session, mid: int, reasons: Any, props: Any) -> None:
         refused = [r for r in reasons if getattr(r, "is_failure", False)]
         if mid == session.bridge_mid:
             if refused:
@@ -423,7 +297,7 @@ class Ingest(Generic[S]):
             return
         self._subscribed(session)
 
-    def _on_disconnect(self, client: Subscriber, session: _Session, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(self, client: Subscriber, session: Session, flags: Any, reason: Any, props: Any) -> None:
         session.subscribed = False
         self.subscribed.clear()
         if session.connected:   # stop() marks its sessions disconnected first: nothing to warn about then
@@ -432,12 +306,12 @@ class Ingest(Generic[S]):
         session.connected = False
         self.connected.clear()
 
-    def _all_sessions(self) -> list[_Session]:
+    def _all_sessions(self) -> list[Session]:
         return [self.client.user_data_get(), self.urgent_client.user_data_get()]
 
-    def _on_message(self, client: Subscriber, session: _Session, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Subscriber, session: Session, msg: mqtt.MQTTMessage) -> None:
         # bytes() of the bytes paho hands over is the same object, not a copy. Counted by the intake thread.
-        session.arrivals.put(_Arrival(client, msg.mid, msg.qos, msg.topic, bytes(msg.payload),
+        session.arrivals.put(Arrival(client, msg.mid, msg.qos, msg.topic, bytes(msg.payload),
                                       sent_stamp(msg.properties)))
         self._arrived.set()
 
@@ -453,7 +327,7 @@ class Ingest(Generic[S]):
     def _take_arrivals(self) -> bool:
         """Commit what waits in a hand-over queue (status and events first), hand it to ``on_arrival`` and
         acknowledge it; return False if nothing waited (one round of the intake thread)."""
-        taken = _drain(self._urgent_arrivals, 2000) or _drain(self._arrivals, 2000)  # status and events first
+        taken = drain(self._urgent_arrivals, 2000) or drain(self._arrivals, 2000)  # status and events first
         if not taken:
             return False
         messages = [(a.topic, a.payload) for a in taken]
@@ -552,7 +426,7 @@ class Ingest(Generic[S]):
                         if self._stop.is_set():
                             return
 
-    def _prepare(self, entries: list[Entry]) -> Iterator[_Part]:
+    def _prepare(self, entries: list[Entry]) -> Iterator[Part]:
         """Decode and check entries, drop repeats, and encode the rest (or have the writer encode them), in
         parts of about PART_SAMPLES samples (so that the first request goes out while the next part is made).
         """
@@ -598,7 +472,7 @@ class Ingest(Generic[S]):
             if refused is not None:
                 self._refused(entry.kind, item, refused)
             batches.append(item)
-            samples += _samples(item)
+            samples += sample_count(item)
             if samples >= PART_SAMPLES:
                 if report:
                     self._report(report)
@@ -673,11 +547,11 @@ class Ingest(Generic[S]):
             f"refused (e.g. {refused.example}): it has {self.series.count(name)} series, at most "
             f"{self.series.max_series} (limits.max_series_per_probe); its other samples are kept"), "samples")
 
-    def _part(self, ids: list[int], batches: list[Item], arrived_ns: int) -> _Part:
+    def _part(self, ids: list[int], batches: list[Item], arrived_ns: int) -> Part:
         batches += self._gap_samples(batches, arrived_ns)
         seq_rows, gaps = self.seqs.snapshot()
         send = self._stage(batches) if batches else None
-        return _Part(ids, batches, send, seq_rows, gaps)
+        return Part(ids, batches, send, seq_rows, gaps)
 
     def _stage(self, batches: list[Item]) -> Callable[[], None] | None:
         """Return the writer's send for ``batches``; if it cannot take them all, drop only those it refuses."""
@@ -702,13 +576,13 @@ class Ingest(Generic[S]):
     def _prepare_write(self, batches: list[Item]) -> Callable[[], None]:
         if self._lines is not None:
             return self._lines.prepare(batches)
-        return prepare_write(self.writer, _decoded(batches))
+        return prepare_write(self.writer, as_batches(batches))
 
     def _write(self, batches: list[Item]) -> None:
         if self._lines is not None:
             self._lines.write(batches)
         else:
-            self.writer.write(_decoded(batches))
+            self.writer.write(as_batches(batches))
 
     def _gap_samples(self, batches: list[Item], arrived_ns: int) -> list[wire.Batch]:
         """Return one ``probe`` sample with ``seq_gaps`` for each probe with data in ``batches``.
@@ -776,7 +650,7 @@ class Ingest(Generic[S]):
                     self.metrics.seq_gaps.labels(name).set(gaps)
             self._wake_writer.set()
 
-    def _commit(self, done: list[_Part]) -> bool:
+    def _commit(self, done: list[Part]) -> bool:
         """Delete the entries of written parts and store their bookkeeping, in one transaction."""
         with self._lock:
             try:
@@ -801,7 +675,7 @@ class Ingest(Generic[S]):
                     log.warning("cannot give the intake queue's free space back (%s); trying later", exc)
         return True
 
-    def _write_with_retry(self, part: _Part) -> bool:
+    def _write_with_retry(self, part: Part) -> bool:
         """Write a part, retrying while the store is unavailable; return False if stopped first."""
         assert part.send is not None
         waits = STORE_RETRY.waits()
@@ -817,7 +691,7 @@ class Ingest(Generic[S]):
                 if self._stop.wait(delay):
                     return False
                 continue
-            self.metrics.written_samples.inc(sum(_samples(b) for b in part.batches))
+            self.metrics.written_samples.inc(sum(sample_count(b) for b in part.batches))
             self.metrics.written_batches.inc(len(part.batches))
             return True
 
@@ -841,7 +715,7 @@ class Ingest(Generic[S]):
                         continue
                     self._drop(batch, exc if len(batches) > 1 else first)
                     break
-                self.metrics.written_samples.inc(_samples(batch))
+                self.metrics.written_samples.inc(sample_count(batch))
                 self.metrics.written_batches.inc()
                 break
         return True

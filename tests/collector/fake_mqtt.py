@@ -1,5 +1,5 @@
 """The collector's broker sessions without a broker: a fake of what ``Ingest`` uses of paho's client
-(``collector.ingest.pipeline.Subscriber``), for unit tests of the intake thread.
+(``collector.ingest.sessions.Subscriber``), for unit tests of the intake thread.
 
 ``FakeSessions`` is the session factory handed to ``Ingest``; it keeps the two sessions it made (``data`` and
 ``urgent``) and one log of the acknowledgements of both, in the order they were sent. A test plays the broker:

@@ -1,5 +1,9 @@
 """The data contract: topics, batches of samples and events, their encoding and decoding, and the limits a
-receiver applies (the whole contract: ``zonewatch.wire``)."""
+receiver applies (the whole contract: ``zonewatch.wire``).
+
+One module: the rows' fast checks (``_rows`` in ``decode``, ``plain_samples``) repeat, inline, the rules of the
+full check (``_decode_row``) and of ``check_limits``; they must agree exactly (the fuzz targets check that they
+do), and that is easiest to see with the contract and both forms side by side."""
 
 from __future__ import annotations
 

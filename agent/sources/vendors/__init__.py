@@ -42,7 +42,8 @@ the vendor (InfluxDB rejects a field that changes type)::
     is left out (missing), and so is the cell tag of a cell id beyond 64 bits.
 
 Modules: ``common`` (the vendors, their poll commands, the parsed shapes, the field helpers), one per vendor
-(``quectel``, ``simcom``, ``sierra``) and ``poll`` (one poll's replies into a Reading, ``guard``, ``to_sample``).
+(``quectel``, ``simcom``, ``sierra``), ``poll`` (one poll's replies into a Reading) and ``reading`` (the Reading,
+``guard``, ``to_sample``: the same for every backend).
 A new vendor is a module of its own plus its commands in ``common`` and its prefixes in ``poll``.
 """
 
@@ -61,17 +62,14 @@ from agent.sources.vendors.common import (
 from agent.sources.vendors.poll import (
     Interpretation,
     Problem,
-    Reading,
-    Rejected,
     Reply,
-    guard,
     interpret,
     normal_command,
     prefix_of,
-    to_sample,
     vendor_of_line,
 )
 from agent.sources.vendors.quectel import parse_qcsq, parse_qeng, parse_qnwinfo
+from agent.sources.vendors.reading import Reading, Rejected, guard, to_sample
 from agent.sources.vendors.sierra import gstatus_fields, parse_gstatus
 from agent.sources.vendors.simcom import parse_cpsi
 
