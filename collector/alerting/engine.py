@@ -22,7 +22,8 @@ Threads::
                             they go to ``Facts.observe_refused``), or takes data as the preparer decoded it (below),
                             feeds ``Facts``, and evaluates the rules at once when an event
                             or a status change arrived (traps and last wills page within a second), within ``MIN_GAP``
-                            when data arrived (a polled fault pages within a poll), and every ``interval`` regardless
+                            when data arrived (a polled fault pages within a poll; later if evaluations are long:
+                            ``after_eval``), and every ``interval`` regardless
                             (timeouts, hold times). A park bridge's state (``collector.alerting.parks``) is
                             taken as status is. Status and events go first: they are decoded and judged before any
                             data taken with them, and data is decoded ``SLICE`` messages at a time, so an event that
@@ -30,7 +31,8 @@ Threads::
                             keeps the arrival order all the same (the numbers ``offer`` gave). Notifications go to the
                             dispatcher (durable outbox) before the tracker's state is saved: a crash in between sends a
                             notification twice, never loses one. Derived measurements (``alert``, ``redundancy``,
-                            ``coverage``) go to storage through ``store``. The common data message
+                            ``coverage``) go to storage through ``store`` (``collector.alerting.stored``
+                            decides which, and when). The common data message
                             (samples only, none refused) is decoded in one pass: ``collector.ingest.plain_batch``;
                             a message of a probe whose clock is off (``collector.clockskew``, ``skew``) is decoded
                             in full, at the corrected times its samples are stored at.
@@ -51,7 +53,12 @@ or for ``restart_grace`` at most: its peer was judging meanwhile, and a fault th
 down, seen half-way through that backlog, would page again, or resending the alerts it had firing would make
 Alertmanager fire again one its peer has resolved since.
 
-Only ``run``/``_loop`` read the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
+Only ``_loop`` reads the clock; ``step(now_ns)`` does one evaluation and is what tests drive.
+
+Beside it: ``stored`` (what each evaluation stores, and what was written last) and ``engine_metrics`` (the engine's
+own health in ``/metrics``). What stays here is the engine's hand-over between the threads above and its loop:
+the backlogs, the preparer's answers and the waits share one lock and decide together what the loop takes next,
+which is easier to check in one place than across objects.
 """
 
 from __future__ import annotations
@@ -61,19 +68,20 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry
 
 from collector.alerting.backlog import FairBacklog, Offered
 from collector.alerting.config import AlertingConfig
+from collector.alerting.engine_metrics import EngineMetrics
 from collector.alerting.facts import ConfigView, Facts
-from collector.alerting.maintenance import Maintenance, window_of
-from collector.alerting.model import Evaluation, Notification, fingerprint
+from collector.alerting.maintenance import Maintenance
+from collector.alerting.model import Notification
 from collector.alerting.rules import Rules
-from collector.alerting.tracker import AlertTracker, TrackedAlert
+from collector.alerting.stored import StoredPoints
+from collector.alerting.tracker import AlertTracker
 from collector.clockskew import ClockSkew
 from collector.ingest import plain_batch, read_entry, tick_time
 from collector.inventory import Inventory
@@ -86,12 +94,10 @@ from zonewatch.queue import Entry
 
 log = logging.getLogger(__name__)
 
-STORE_PROBE = "collector"    # the probe name of the batches of derived measurements
-REFRESH_NS = 60 * 10**9      # a firing alert's ``alert`` point is written again at least this often
 MIN_GAP = 0.2                # seconds: data triggers an evaluation at most this often
+EVAL_SHARE = 0.25            # ... and at most this share of the time, however long an evaluation takes
 SLICE = 2000                 # data messages decoded between two looks for status and events
 URGENT_FACTOR = 4            # status and events kept: max_backlog times this
-DERIVED_REFRESH_NS = 30 * 10**9   # an unchanged ``redundancy``/``coverage`` point is written this often
 STALLED = 2.0                # seconds without a data message from the preparer while some wait: decode them here
 
 # What the ingest's preparer made of one intake entry (``prepared``): its id, the batch (None: rejected) and the rows
@@ -99,6 +105,13 @@ STALLED = 2.0                # seconds without a data message from the preparer 
 Prepared = tuple[int, wire.Batch | None, Refusals | None]
 
 
+def after_eval(cost: float, at_once: bool) -> float:
+    """Return how long after the start of the last evaluation, which took ``cost`` seconds, new evidence may be judged:
+    status, events and the fleet's reports (``at_once``) as soon as it ended, data after ``MIN_GAP``; but data never
+    sooner than keeps evaluations to ``EVAL_SHARE`` of the time. An evaluation grows with the inventory (about a tenth
+    of a second for 10,000 devices): judged every ``MIN_GAP`` while data flows, a province's inventory kept half a
+    core busy evaluating (``bench_fleet.py``), and a polled fault still pages within a poll at a quarter."""
+    return cost if at_once else max(MIN_GAP, cost / EVAL_SHARE)
 
 
 class Dispatcher(Protocol):
@@ -109,47 +122,6 @@ class Dispatcher(Protocol):
 
     def sync_alertmanager(self, firing: Sequence[Notification], now_ns: int) -> None:
         """Re-send the alerts that are firing to Alertmanager (it forgets alerts not re-sent)."""
-
-
-class EngineMetrics:
-    """The engine's own health on the collector's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        self.evaluations = Counter("zonewatch_alert_evaluations", "Rule evaluations", registry=r)
-        self.evaluation_seconds = Histogram("zonewatch_alert_evaluation_seconds", "Time one evaluation took",
-                                            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
-        self.dropped = Counter("zonewatch_alert_dropped_messages",
-                               "Messages the engine skipped because it fell behind (stored all the same), by kind "
-                               "(data; status_events only in a flood)", ["kind"], registry=r)
-        self.rejected = Counter("zonewatch_alert_rejected_messages", "Messages the engine could not decode",
-                                registry=r)
-        self.decoded = Counter("zonewatch_alert_decoded_messages", "Data messages the engine judged, by who decoded "
-                               "them: the ingest's preparer (ingest), or the engine itself (engine: while storage "
-                               "holds the preparer up, or with no preparer to share)", ["by"], registry=r)
-        self.notifications = Counter("zonewatch_alert_notifications", "Notifications handed to the receivers",
-                                     ["status", "alertname"], registry=r)
-        self.alerts = AlertCounts()
-        r.register(self.alerts)
-
-
-class AlertCounts:
-    """``zonewatch_alerts``: the alerts tracked by name and state, as of the last evaluation, yielded whole at
-    scrape time. (A gauge cleared and filled again showed a scrape in between no alert at all.)"""
-
-    NAME, HELP = "zonewatch_alerts", "Alerts tracked, by state"
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}   # replaced whole, never changed in place
-
-    def describe(self) -> list[GaugeMetricFamily]:
-        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["alertname", "state"])]
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["alertname", "state"])
-        for (name, state), count in sorted(self.counts.items()):
-            family.add_metric([name, state], count)
-        yield family
 
 
 class AlertEngine:
@@ -200,9 +172,7 @@ class AlertEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = named(self._loop, "zw-alerts")
-        self._written_ns: dict[str, tuple[int, bool | None]] = {}  # alert key -> when written, muted then
-        self._written_tags: dict[str, dict[str, str]] = {}         # alert key -> the tags written last
-        self._derived: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, dict[str, wire.FieldValue]]] = {}
+        self.stored = StoredPoints(store)   # what each evaluation stores (collector.alerting.stored)
         self._synced_ns = 0
         self.evaluated = threading.Event()       # set after every evaluation (tests and the demo wait on it)
         # Called after the tracker's update at every evaluation, with its time and the alerts firing and notified.
@@ -351,6 +321,7 @@ class AlertEngine:
         interval = self.cfg.interval
         next_eval = time.monotonic()
         last_eval = 0.0
+        cost = 0.0   # seconds the last evaluation took
         while not self._stop.is_set():
             if self._idle():   # else something to take: no waiting
                 self._wake.wait(max(0.0, min(next_eval, self._stall_check()) - time.monotonic()))
@@ -374,14 +345,15 @@ class AlertEngine:
                     zone, _, probe = name.partition("/")
                     self.facts.observe_refused(zone, probe, {"seq_jump": 1}, {"seq_jump": f"seq {seq}"}, at_ns)
                 if urgent or data or prepared or configs is not None:  # new evidence: judge it now, at most MIN_GAP
-                    at_once = urgent or configs is not None   # (events and the fleet's reports at once)
-                    next_eval = min(next_eval, last_eval if at_once else last_eval + MIN_GAP)
+                    at_once = bool(urgent) or configs is not None   # (events and the fleet's reports at once)
+                    next_eval = min(next_eval, last_eval + after_eval(cost, at_once))
                 if time.monotonic() >= next_eval:
                     if self.holding and self._held(self.clock()):
                         next_eval = time.monotonic() + MIN_GAP
                         continue
                     last_eval = time.monotonic()
                     self.step(self.clock())
+                    cost = time.monotonic() - last_eval
                     next_eval = last_eval + interval
             except Exception:  # one bad evaluation must not end alerting; it is logged with its cause
                 log.exception("alert evaluation failed; carrying on")
@@ -467,8 +439,8 @@ class AlertEngine:
         for n in notes:
             self.metrics.notifications.labels(n.status, n.labels.get("alertname", "")).inc()
             log.info("alert %s: %s %s", n.status, n.labels.get("alertname"), _describe(n.labels))
-        self._store(evaluation, notes, now_ns)
-        self._gauges()
+        self.stored.write(evaluation, self.tracker, notes, now_ns)
+        self.metrics.alerts.update(self.tracker.alerts())
         if self.cfg.alertmanager is not None and now_ns - self._synced_ns >= int(
                 self.cfg.alertmanager.resend_interval * 1e9):
             self._synced_ns = now_ns
@@ -476,84 +448,6 @@ class AlertEngine:
                 [a.notification("firing") for a in self.tracker.firing() if a.notified], now_ns)
         self.evaluated.set()
         return notes
-
-    def _store(self, evaluation: Evaluation, notes: Sequence[Notification], now_ns: int) -> None:
-        points = [(m, tags, fields, now_ns) for m, tags, fields in self._changed(evaluation.samples, now_ns)]
-        # Every firing alert that ended gets its ``firing 0``, notified or not (one muted for its whole life
-        # too), at the time its condition cleared unless it was held firing after that (keep-firing, flap
-        # control), and always after the last ``firing 1`` this engine wrote for it.
-        for ended in self.tracker.ended:
-            key = alert_key(ended.alert)
-            last_ns = self._written_ns.pop(key, (0, None))[0]
-            at = now_ns if ended.held else min(now_ns, ended.alert.cleared_ns)
-            at = max(at, last_ns + 1_000_000) if last_ns else at    # VictoriaMetrics keeps milliseconds
-            tags = self._written_tags.pop(key, None) or _alert_tags(ended.alert.labels, ended.alert.muted_by)
-            points.append(("alert", tags, {"firing": 0, "muted": 0}, at))
-        for alert in self.tracker.firing():
-            key = alert_key(alert)
-            last_ns, last_muted = self._written_ns.get(key, (0, None))
-            tags, last_tags = _alert_tags(alert.labels, alert.muted_by), self._written_tags.get(key)
-            if now_ns - last_ns < REFRESH_NS and last_muted == alert.muted and last_tags == tags \
-                    and not _new(alert, notes):
-                continue
-            if last_tags is not None and last_tags != tags:   # a window opened or closed: its series ends here
-                points.append(("alert", last_tags, {"firing": 0, "muted": 0}, max(now_ns, last_ns + 1_000_000)))
-            self._written_ns[key] = (now_ns, alert.muted)
-            self._written_tags[key] = tags
-            points.append(("alert", tags, {"firing": 1, "muted": int(alert.muted)}, now_ns))
-        live = {alert_key(a) for a in self.tracker.firing()}
-        for key in [k for k in self._written_ns if k not in live]:
-            del self._written_ns[key]
-        for key in [k for k in self._written_tags if k not in live]:
-            del self._written_tags[key]
-        # The batch header's probe becomes the ``probe`` tag: an alert about a probe is stored under it.
-        by_origin: dict[tuple[str, str], list[wire.Sample]] = {}
-        for measurement, tags, fields, at in points:
-            origin = (tags.get("zone", ""), tags.get("probe") or STORE_PROBE)
-            rest = {k: v for k, v in tags.items() if k not in ("zone", "probe") and v}
-            by_origin.setdefault(origin, []).append(wire.Sample(measurement, rest, fields, at))
-        batches = [wire.Batch(zone, probe, 0, now_ns, tuple(samples))
-                   for (zone, probe), samples in by_origin.items() if zone]
-        if batches:
-            self.store(batches)
-
-    def _changed(self, samples: Sequence[tuple[str, dict[str, str], dict[str, wire.FieldValue]]],
-                 now_ns: int) -> list[tuple[str, dict[str, str], dict[str, wire.FieldValue]]]:
-        """Return the derived samples whose values changed, or that were last written long enough ago."""
-        out = []
-        for measurement, tags, fields in samples:
-            key = (measurement, tuple(sorted(tags.items())))
-            last = self._derived.get(key)
-            if last is None or last[1] != fields or now_ns - last[0] >= DERIVED_REFRESH_NS:
-                self._derived[key] = (now_ns, dict(fields))
-                out.append((measurement, tags, fields))
-        return out
-
-    def _gauges(self) -> None:
-        counts: dict[tuple[str, str], int] = {}
-        for a in self.tracker.alerts():
-            state: str = "muted" if a.state == "firing" and a.muted else a.state
-            counts[(a.labels["alertname"], state)] = counts.get((a.labels["alertname"], state), 0) + 1
-        self.metrics.alerts.counts = counts   # one reference replaced: a scrape sees the old counts or the new
-
-
-def alert_key(alert: TrackedAlert) -> str:
-    """Return the tracker key of ``alert``."""
-    return fingerprint(alert.labels)
-
-
-def _new(alert: TrackedAlert, notes: Sequence[Notification]) -> bool:
-    return any(n.status == "firing" and n.labels == alert.labels for n in notes)
-
-
-def _alert_tags(labels: Any, muted_by: str | None = None) -> dict[str, str]:
-    """Return the ``alert`` measurement's tags: the labels, and ``maintenance`` (the window's id) while a
-    maintenance window mutes it."""
-    tags = {k: str(v) for k, v in labels.items() if v}
-    window = window_of(muted_by)
-    if window is not None:
-        tags["maintenance"] = window
-    return tags
 
 
 def _describe(labels: Any) -> str:

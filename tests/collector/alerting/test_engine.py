@@ -402,3 +402,11 @@ def test_data_the_preparer_gave_counts_no_more_against_the_backlog_limit(tmp_pat
     assert rig.engine.metrics.dropped.labels("data")._value.get() == 0
     rig.engine.prepared([(n, link_poll(n, True), None) for n in (4, 5, 6)])
     assert len(rig.engine.take_prepared()) == 6
+
+
+def test_evaluations_keep_to_a_share_of_the_time_however_long_they_take() -> None:
+    short, long = 0.01, 0.5   # a small zone's evaluation, and a province's
+    assert engine_module.after_eval(short, at_once=False) == engine_module.MIN_GAP
+    assert engine_module.after_eval(long, at_once=False) == long / engine_module.EVAL_SHARE   # 2 s: a quarter
+    assert engine_module.after_eval(long, at_once=True) == long   # a trap or a last will: as soon as it ended
+    assert engine_module.after_eval(short, at_once=True) == short
