@@ -8,20 +8,17 @@ requires the client's certificate.
 
 from __future__ import annotations
 
-import datetime as dt
 import ssl
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.uplink import make_client as agent_client
 from collector.alerting.notify.mqtt import MqttPublisher
-from tests.hostile import make_client_cert
-from tests.tlsbroker import make_ca, make_server_cert, pem_key
+from tests.tlsbroker import write_client_pki
 from zonewatch.mqtt import MqttConfig, make_client
 
 
@@ -60,20 +57,10 @@ def test_credentials_are_the_configs_or_another_user_name_with_the_configs_passw
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("pki")
-    ca, ca_key = make_ca("zonewatch test CA")
-    other, other_key = make_ca("unrelated CA")
-    now = dt.datetime.now(dt.timezone.utc)
-    server, server_key = make_server_cert(ca, ca_key, now - dt.timedelta(hours=1), now + dt.timedelta(days=1))
-    client_cert, client_key = make_client_cert(ca, ca_key, "p1")
-    files = {"ca.crt": ca.public_bytes(serialization.Encoding.PEM),
-             "other-ca.crt": other.public_bytes(serialization.Encoding.PEM),
-             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": pem_key(server_key),
-             "client.crt": client_cert, "client.key": client_key}
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return {name: folder / name for name in files}
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    files = write_client_pki(tmp_path_factory.mktemp("pki"))
+    return {"ca.crt": files.ca, "other-ca.crt": files.other_ca, "server.crt": files.server_cert,
+            "server.key": files.server_key, "client.crt": files.client_cert, "client.key": files.client_key}
 
 
 def _handshake(client: mqtt.Client, pki: dict[str, Path]) -> dict[str, Any] | None:

@@ -103,6 +103,42 @@ def write_server_pki(folder: Path, ca_name: str = "zonewatch test CA") -> Server
     return pki
 
 
+@dataclass
+class ClientPki:
+    """A CA with a server certificate for 127.0.0.1 and a client certificate for ``p1``; a second, unrelated CA and a
+    client certificate of its own (PEM files, 0600)."""
+
+    ca: Path
+    other_ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    foreign_cert: Path  # a client certificate from the other CA
+    foreign_key: Path
+
+
+def write_client_pki(folder: Path) -> ClientPki:
+    """Write a ``ClientPki`` into ``folder`` and return its files."""
+    from tests.hostile import make_client_cert
+
+    ca, ca_key = make_ca("zonewatch test CA")
+    other, other_key = make_ca("unrelated CA")
+    now = dt.datetime.now(dt.timezone.utc)
+    server, server_key = make_server_cert(ca, ca_key, now - dt.timedelta(hours=1), now + dt.timedelta(days=1))
+    client_cert, client_key = make_client_cert(ca, ca_key, "p1")
+    foreign_cert, foreign_key = make_client_cert(other, other_key, "p1")
+    files = {"ca.crt": ca.public_bytes(serialization.Encoding.PEM),
+             "other-ca.crt": other.public_bytes(serialization.Encoding.PEM),
+             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": pem_key(server_key),
+             "client.crt": client_cert, "client.key": client_key,
+             "foreign.crt": foreign_cert, "foreign.key": foreign_key}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        (folder / name).chmod(0o600)
+    return ClientPki(*(folder / name for name in files))
+
+
 # ---------------------------------------------------------------------------------------------- broker
 
 

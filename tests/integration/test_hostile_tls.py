@@ -13,56 +13,29 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from agent.sim.modem import SimModem
 from agent.spool import Spool
 from agent.uplink import Uplink
 from tests import services
-from tests.hostile import BatchSubscriber, fd_count, make_client_cert
-from tests.tlsbroker import make_ca, make_server_cert, pem_key
+from tests.hostile import BatchSubscriber, fd_count
+from tests.tlsbroker import ClientPki, write_client_pki
 from zonewatch.mqtt import MqttConfig, MqttTls
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Certs:
-    ca: Path
-    other_ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    foreign_cert: Path  # a client certificate from another CA
-    foreign_key: Path
+Certs = ClientPki
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    folder = tmp_path_factory.mktemp("pki")
-    ca, ca_key = make_ca("zonewatch test CA")
-    other, other_key = make_ca("unrelated CA")
-    now = dt.datetime.now(dt.timezone.utc)
-    server, server_key = make_server_cert(ca, ca_key, now - dt.timedelta(hours=1), now + dt.timedelta(days=1))
-    client_cert, client_key = make_client_cert(ca, ca_key, "p1")
-    foreign_cert, foreign_key = make_client_cert(other, other_key, "p1")
-    files = {"ca.crt": ca.public_bytes(serialization.Encoding.PEM),
-             "other-ca.crt": other.public_bytes(serialization.Encoding.PEM),
-             "server.crt": server.public_bytes(serialization.Encoding.PEM), "server.key": pem_key(server_key),
-             "client.crt": client_cert, "client.key": client_key,
-             "foreign.crt": foreign_cert, "foreign.key": foreign_key}
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-        (folder / name).chmod(0o600)
-    return Certs(*(folder / name for name in files))
+    return write_client_pki(tmp_path_factory.mktemp("pki"))
 
 
 def tls_broker(workdir: Path, certs: Certs, require_certificate: bool) -> services.Service:
