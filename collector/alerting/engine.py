@@ -237,11 +237,13 @@ class AlertEngine:
         offered here (from before a start, the collector's own, dropped or decoded here meanwhile) are passed over."""
         with self._lock:
             waiting, out = self._waiting, self._prepared
+            given = len(out)
             for entry_id, batch, refused in decoded:
                 message = waiting.pop(entry_id, None)
                 if message is not None:
                     out.append((message, batch, refused))
-                    self._fed_at = self.monotonic()
+            if len(out) > given:
+                self._fed_at = self.monotonic()
         self._wake.set()
 
     def take(self) -> tuple[list[Offered], list[Offered]]:
