@@ -34,7 +34,7 @@ import sys
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import CallbackOnConnect, CallbackOnDisconnect, CallbackOnPublish
+from paho.mqtt.client import CallbackOnConnect, CallbackOnDisconnect, CallbackOnMessage, CallbackOnPublish
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -73,15 +73,17 @@ class Published(Protocol):
 class Publisher(Protocol):
     """The broker session the uplink publishes through: paho's ``mqtt.Client``, or a fake in tests.
 
-    ``Uplink`` sets the three callbacks when it is made, before anything is published. The session calls them as
+    ``Uplink`` sets the four callbacks when it is made, before anything is published. The session calls them as
     paho does (callback API 2), from a thread of its own, never from inside ``publish``: ``on_connect`` with the
-    CONNACK (``reason.is_failure`` if the broker refused), ``on_disconnect`` when a connection ends, and
-    ``on_publish`` when the broker acknowledges a QoS 1 message (PUBACK; over MQTT 5 its reason may refuse it).
+    CONNACK (``reason.is_failure`` if the broker refused), ``on_disconnect`` when a connection ends,
+    ``on_publish`` when the broker acknowledges a QoS 1 message (PUBACK; over MQTT 5 its reason may refuse it), and
+    ``on_message`` with a message from the centre on a topic subscribed to (the configuration, a command).
     """
 
     on_connect: CallbackOnConnect | None
     on_disconnect: CallbackOnDisconnect | None
     on_publish: CallbackOnPublish | None
+    on_message: CallbackOnMessage | None
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                 properties: Properties | None = None) -> Published:
@@ -121,7 +123,6 @@ class Uplink:
             self._paho.max_inflight_messages_set(max_inflight)
             self._paho.will_set(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
             self._paho.on_connect_fail = self._on_connect_fail
-            self._paho.on_message = self._on_message
             paho_log = logging.Logger("agent.uplink.paho", logging.ERROR)  # not in the logging tree: not printed
             paho_log.addHandler(self._paho_errors)
             self._paho.enable_logger(paho_log)
@@ -129,6 +130,7 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._failure: str | None = None  # the connection problem last logged, until a connection succeeds
         self._answered = False  # the broker sent a CONNACK on this connection
         self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()

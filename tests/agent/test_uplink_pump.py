@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent import uplink as uplink_module
 from agent.spool import Spool
 from agent.uplink import Uplink
 from zonewatch import wire
@@ -56,6 +58,7 @@ class FakeSession:
         self.on_connect: Any = None
         self.on_disconnect: Any = None
         self.on_publish: Any = None
+        self.on_message: Any = None
         self.connected = False
         self.handed: list[Message] = []          # every publish() call, in order
         self.wire: list[Message] = []            # what reached the broker, in order (resends again)
@@ -119,6 +122,10 @@ class FakeSession:
             del self.kept[mid]
             self.on_publish(self, None, mid, ReasonCode(PacketTypes.PUBACK, "Success"), None)
 
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """The broker delivers a message to the probe (a topic it subscribed to)."""
+        self.on_message(self, None, SimpleNamespace(topic=topic, payload=payload, qos=1, retain=False))
+
     def seqs_sent(self) -> list[int]:
         return [m.seq for m in self.wire if m.topic != STATUS]
 
@@ -141,12 +148,14 @@ def make(tmp_path: Path) -> Iterator[Make]:
     """Return a maker of an uplink on a fake session and a spool in ``tmp_path`` (the same file each time)."""
     spools: list[Spool] = []
 
-    def uplink(max_inflight: int = 100, protocol: str = "5", **bounds: Any) -> tuple[Uplink, FakeSession, Spool]:
+    def uplink(max_inflight: int = 100, protocol: str = "5", config: bool = False,
+               **bounds: Any) -> tuple[Uplink, FakeSession, Spool]:
         store = Spool(tmp_path / "spool.db", "z1", "p1", **bounds)
         spools.append(store)
         session = FakeSession()
         cfg = MqttConfig.model_validate({"protocol": protocol})
-        return Uplink(cfg, store, "z1", "p1", max_inflight=max_inflight, client=session), session, store
+        return (Uplink(cfg, store, "z1", "p1", max_inflight=max_inflight, config=config, client=session), session,
+                store)
 
     yield uplink
     for store in spools:
@@ -324,3 +333,44 @@ def test_the_spool_bounds_never_drop_a_batch_in_flight(make: Make) -> None:
     assert uplink.pump(T0 + 2 * 3600 * S) == 1
     assert uplink.acknowledged == 1 and _in_spool(store) == [s3]
     assert broker.seqs_sent() == [s1, s3]
+
+
+# ---------------------------------------------------------------------------------------------- from the centre
+
+CONFIG, COMMAND = wire.topic("z1", "p1", "config"), wire.topic("z1", "p1", "command")
+
+
+def test_the_probe_subscribes_to_its_commands_always_and_to_its_configuration_when_managed(make: Make) -> None:
+    _, broker, _ = make()
+    broker.accept()
+    assert broker.subscriptions == [COMMAND]
+    _, managed, _ = make(config=True)
+    managed.accept()
+    managed.drop()
+    managed.accept()   # again on every connect: the retained configuration comes again with it
+    assert managed.subscriptions == [CONFIG, COMMAND, CONFIG, COMMAND]
+
+
+def test_the_agent_takes_the_newest_configuration_and_every_command_in_order(make: Make) -> None:
+    uplink, broker, _ = make(config=True)
+    broker.accept()
+    assert uplink.take_config() is None and uplink.take_commands() == []
+    broker.deliver(CONFIG, b"v1")
+    broker.deliver(COMMAND, b"c1")
+    broker.deliver(CONFIG, b"v2")   # a newer desired configuration before the loop looked: only it counts
+    broker.deliver(COMMAND, b"c2")
+    assert uplink.take_config() == b"v2" and uplink.take_config() is None
+    assert uplink.take_commands() == [b"c1", b"c2"] and uplink.take_commands() == []
+    broker.deliver(CONFIG, b"")     # the centre cleared it (retained, empty)
+    assert uplink.take_config() == b""
+    broker.deliver(wire.topic("z1", "p2", "command"), b"not mine")   # never subscribed; taken by nobody
+    assert uplink.take_commands() == []
+
+
+def test_commands_past_the_bound_are_dropped_and_counted_the_first_kept(make: Make) -> None:
+    uplink, broker, _ = make()
+    broker.accept()
+    for n in range(uplink_module.MAX_COMMANDS + 3):
+        broker.deliver(COMMAND, str(n).encode())
+    assert uplink.take_commands() == [str(n).encode() for n in range(uplink_module.MAX_COMMANDS)]
+    assert uplink.commands_dropped == 3
