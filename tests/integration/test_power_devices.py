@@ -9,7 +9,6 @@ device without the UPS subtree.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
 from importlib import resources
@@ -18,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from agent import profiles
-from agent.sources.snmp import SnmpConfig, SnmpSource
+from agent.sources.snmp import SnmpConfig
 from tests import services
+from tests.integration.snmppoll import poll_checked
 from zonewatch import strict
-from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
@@ -53,17 +52,7 @@ def poll(port: int, community: str, names: str | None) -> list[Sample]:
     text = (f"type: snmp\nname: {community}\nhost: 127.0.0.1\nport: {port}\nversion: v2c\ncommunity: {community}\n"
             f"site: bts-17\n" + (f"profiles: [{names}]\n" if names is not None else ""))
     config = strict.load(SnmpConfig, text, "test.yaml")
-
-    async def main() -> list[Sample]:
-        source = SnmpSource(config)
-        try:
-            return await source.collect(NOW)
-        finally:
-            await source.close()
-
-    samples = asyncio.run(main())
-    for s in samples:
-        assert problems(s.measurement, s.tags, s.fields) == [], s
+    samples = poll_checked(config, NOW)
     return samples
 
 

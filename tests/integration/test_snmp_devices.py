@@ -20,8 +20,8 @@ import pytest
 
 from agent.sources.snmp import SnmpConfig, SnmpSource
 from tests import services
+from tests.integration.snmppoll import poll_checked
 from zonewatch import strict
-from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
@@ -131,17 +131,7 @@ def device(port: int, community: str, profiles: str, **keys: str) -> SnmpConfig:
 
 def poll(config: SnmpConfig) -> list[Sample]:
     """Poll once; every sample must be within the measurement catalogue (names, kinds, physical bounds)."""
-    async def main() -> list[Sample]:
-        source = SnmpSource(config)
-        try:
-            return await source.collect(NOW)
-        finally:
-            await source.close()
-
-    samples = asyncio.run(main())
-    for s in samples:
-        assert problems(s.measurement, s.tags, s.fields) == [], s
-    return samples
+    return poll_checked(config, NOW)
 
 
 def of(samples: list[Sample], measurement: str) -> list[Sample]:

@@ -9,16 +9,15 @@ Every expected value below was worked out by hand from the raw value in the fixt
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.sources.snmp import SnmpConfig, SnmpSource
+from agent.sources.snmp import SnmpConfig
 from tests import services
+from tests.integration.snmppoll import poll_checked
 from zonewatch import strict
-from zonewatch.measurements import problems
 from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
@@ -46,18 +45,8 @@ def poll(port: int, community: str, profiles: str) -> list[Sample]:
     config = strict.load(SnmpConfig, "\n".join([
         "type: snmp", f"name: {community}", "host: 127.0.0.1", f"port: {port}", "version: v2c",
         f"community: {community}", f"profiles: [{profiles}]"]) + "\n", "test.yaml")
-
-    async def main() -> list[Sample]:
-        source = SnmpSource(config)
-        try:
-            return await source.collect(NOW)
-        finally:
-            await source.close()
-
-    samples = asyncio.run(main())
-    for s in samples:
-        assert problems(s.measurement, s.tags, s.fields) == [], s
-        assert s.time_ns == NOW
+    samples = poll_checked(config, NOW)
+    assert all(s.time_ns == NOW for s in samples), [s for s in samples if s.time_ns != NOW]
     return samples
 
 

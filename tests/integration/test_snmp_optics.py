@@ -17,17 +17,15 @@ mtxrOpticalRxPower, IDiv1000 with UNITS "dBm").
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.sources.snmp import SnmpConfig, SnmpSource
+from agent.sources.snmp import SnmpConfig
 from tests import services
+from tests.integration.snmppoll import poll_checked
 from zonewatch import strict
-from zonewatch.measurements import problems
-from zonewatch.wire import Sample
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +53,7 @@ def optical(port: int, community: str, profiles: str | None) -> dict[str, dict[s
     if profiles is not None:
         lines.append(f"profiles: [{profiles}]")
     config = strict.load(SnmpConfig, "\n".join(lines) + "\n", "test.yaml")
-
-    async def main() -> list[Sample]:
-        source = SnmpSource(config)
-        try:
-            return await source.collect(NOW)
-        finally:
-            await source.close()
-
-    samples = asyncio.run(main())
-    for s in samples:
-        assert problems(s.measurement, s.tags, s.fields) == [], s
+    samples = poll_checked(config, NOW)
     out: dict[str, dict[str, object]] = {s.tags["port"]: dict(s.fields) for s in samples if s.measurement == "optical"}
     assert len(out) == len([s for s in samples if s.measurement == "optical"]), "one sample per port"
     return out
