@@ -41,8 +41,9 @@ Decoded once (``feed_from_ingest``: the collector's ``run``). The preparer decod
 anyway; rather than decode it a second time, the engine takes the batch the preparer made (``prepared``), in the place
 ``offer`` gave the message (its arrival number), and drops its own copy. Data offered waits for the preparer (ticks
 behind it), but only while the preparer gives: if it has given nothing for ``STALLED`` seconds while data waits
-(storage is down and the preparer waits for it, or it is working through entries from before a start), the engine
-decodes what waits itself, as it would without a preparer, and what the preparer gives of those later is passed
+(storage is down and the preparer waits for it, or it is working through entries from before a start), or the oldest
+has waited ``MAX_WAIT`` (a slow store behind one probe's flood holds the preparer up), the engine decodes what waits
+itself, as it would without a preparer, and what the preparer gives of those later is passed
 over. So a TSDB outage does not stop alerting, and no message is judged twice or lost between the two.
 ``zonewatch_alert_decoded_messages_total{by}`` counts who decoded what the engine judged. Status and events, few and
 urgent, are always decoded here at once.
@@ -98,6 +99,7 @@ MIN_GAP = 0.2                # seconds: data triggers an evaluation at most this
 EVAL_SHARE = 0.25            # ... and at most this share of the time, however long an evaluation takes
 SLICE = 2000                 # data messages decoded between two looks for status and events
 URGENT_FACTOR = 4            # status and events kept: max_backlog times this
+MAX_WAIT = 1.0               # seconds a data message waits for the preparer at most: then the engine decodes it
 STALLED = 2.0                # seconds without a data message from the preparer while some wait: decode them here
 
 # What the ingest's preparer made of one intake entry (``prepared``): its id, the batch (None: rejected) and the rows
@@ -158,7 +160,7 @@ class AlertEngine:
         # Fed by the ingest's preparer (``feed_from_ingest``): the data offered that it has yet to decode, by
         # intake id; what it decoded of them, in the order it did; and when it last gave one (monotonic).
         self.fed = False
-        self._waiting: dict[int, Offered] = {}
+        self._waiting: dict[int, tuple[Offered, float]] = {}   # and when it was offered (monotonic)
         self._prepared: deque[tuple[Offered, wire.Batch | None, Refusals | None]] = deque()
         self._fed_at = 0.0
         self.monotonic: Callable[[], float] = time.monotonic   # the clock of STALLED (tests set it)
@@ -199,7 +201,7 @@ class AlertEngine:
                     if waiting is not None and entry_id:
                         if not waiting:
                             self._fed_at = self.monotonic()   # the preparer's time to answer starts now
-                        waiting[entry_id] = message
+                        waiting[entry_id] = (message, self.monotonic())
                     gone = self._data.add(message, tick)
                     for old in gone:
                         if waiting is not None:
@@ -239,9 +241,9 @@ class AlertEngine:
             waiting, out = self._waiting, self._prepared
             given = len(out)
             for entry_id, batch, refused in decoded:
-                message = waiting.pop(entry_id, None)
-                if message is not None:
-                    out.append((message, batch, refused))
+                held = waiting.pop(entry_id, None)
+                if held is not None:
+                    out.append((held[0], batch, refused))
             if len(out) > given:
                 self._fed_at = self.monotonic()
         self._wake.set()
@@ -264,14 +266,23 @@ class AlertEngine:
                 return [], []
             waiting = self._waiting
             self._data.forget(lambda m: m[4] not in waiting)   # decoded by the preparer, and taken
-            data = self._data.take(SLICE if self._stalled() else 0)
-            for message in data:
-                waiting.pop(message[4], None)   # decoded here: the preparer's answer will be passed over
+            data = []
+            for message in self._data.take(SLICE if self._stalled() else 0):
+                # Decoded here from now on (what the preparer gives of it later is passed over); one the preparer
+                # gave already, behind one still waiting, is not taken twice.
+                if message[4] and waiting.pop(message[4], None) is None:
+                    continue
+                data.append(message)
             return [], data
 
     def _stalled(self) -> bool:
-        """Return True if data waits for the preparer and it has given none for ``STALLED`` seconds (lock held)."""
-        return bool(self._waiting) and self.monotonic() - self._fed_at >= STALLED
+        """Return True if data waits for the preparer and it has given none for ``STALLED`` seconds, or the oldest has
+        waited ``MAX_WAIT`` (the preparer is held up by a slow store behind a flood): then the engine decodes what
+        waits itself (lock held)."""
+        if not self._waiting:
+            return False
+        now = self.monotonic()
+        return now - self._fed_at >= STALLED or now - next(iter(self._waiting.values()))[1] >= MAX_WAIT
 
     def take_prepared(self) -> list[tuple[Offered, wire.Batch | None, Refusals | None]]:
         """Return the next ``SLICE`` of what the preparer decoded, oldest first (engine thread)."""
@@ -365,7 +376,9 @@ class AlertEngine:
         """Return when the preparer will have been silent for ``STALLED`` seconds while data waits (monotonic;
         infinity if none waits): the loop looks then."""
         with self._lock:
-            return self._fed_at + STALLED if self.fed and self._waiting else math.inf
+            if not (self.fed and self._waiting):
+                return math.inf
+            return min(self._fed_at + STALLED, next(iter(self._waiting.values()))[1] + MAX_WAIT)
 
     def observe_prepared(self, prepared: Sequence[tuple[Offered, wire.Batch | None, Refusals | None]]) -> None:
         """Feed the facts what the preparer decoded (``prepared``), as ``ingest`` feeds what it decodes."""

@@ -356,9 +356,9 @@ def test_while_the_preparer_gives_nothing_the_engine_decodes_the_data_itself(tmp
     rig, clock = fed_rig(tmp_path)
     poll = link_poll(1, False)
     rig.engine.offer([(DATA, wire.encode(poll))], T0, ids=[7])
-    clock[0] += engine_module.STALLED - 0.1
+    clock[0] += engine_module.MAX_WAIT - 0.1
     assert rig.engine.take() == ([], [])
-    clock[0] += 0.1                         # storage is down: the preparer has given nothing for STALLED seconds
+    clock[0] += 0.1                         # storage is down: the preparer has given nothing for MAX_WAIT seconds
     _, data = rig.engine.take()
     assert [m[4] for m in data] == [7]
     rig.engine.ingest(data)
@@ -410,3 +410,18 @@ def test_evaluations_keep_to_a_share_of_the_time_however_long_they_take() -> Non
     assert engine_module.after_eval(long, at_once=False) == long / engine_module.EVAL_SHARE   # 2 s: a quarter
     assert engine_module.after_eval(long, at_once=True) == long   # a trap or a last will: as soon as it ended
     assert engine_module.after_eval(short, at_once=True) == short
+
+
+def test_data_waits_for_a_preparer_that_gives_no_longer_than_max_wait(tmp_path: Path) -> None:
+    """A slow store behind a flood holds the preparer up while it still gives: another probe's reading waits at most
+    MAX_WAIT, then the engine decodes it itself (a page must not wait for storage)."""
+    rig, clock = fed_rig(tmp_path)
+    poll = link_poll(1, False)
+    rig.engine.offer([(DATA, wire.encode(poll))], T0, ids=[7])
+    clock[0] += engine_module.MAX_WAIT - 0.1
+    rig.engine.offer([(DATA, b"never read")], T0, ids=[8])
+    rig.engine.prepared([(8, link_poll(2, True), None)])   # the preparer gives, but not 7 yet
+    assert len(rig.engine.take_prepared()) == 1 and rig.engine.take() == ([], [])
+    clock[0] += 0.1
+    _, data = rig.engine.take()
+    assert [m[4] for m in data] == [7]
