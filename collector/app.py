@@ -198,6 +198,7 @@ class Collector:
         self.ingest.on_arrival = self.engine.offer
         # The preparer decodes each data message once, for storage and for the engine (AlertEngine.prepared).
         self.ingest.on_prepared = self.engine.prepared
+        self.ingest.on_store_behind = self.engine.store_behind
         self.engine.feed_from_ingest()
         self.engine.skew = self.ingest.skew   # probes' clocks: judged at the times their samples are stored at
         self.ingest.on_gaps = self.engine.gaps

@@ -17,7 +17,8 @@ Threads::
                             (``feed_from_ingest``, below). ``gaps(counts, arrived)``: the probes' seq gaps as the
                             ingest counts them, as of an arrival time (for DataLoss); kept as the latest per probe.
                             ``jumped(probe, seq, arrived)``: a seq absurdly far from its probe's stream
-                            (ProbeMisbehaving). Never block.
+                            (ProbeMisbehaving). ``store_behind()``: the preparer waits for storage (its sender's
+                            queue is full). Never block.
     engine thread           decodes what was offered without the rows the probe may not report (``collector.scope``:
                             they go to ``Facts.observe_refused``), or takes data as the preparer decoded it (below),
                             feeds ``Facts``, and evaluates the rules at once when an event
@@ -41,10 +42,12 @@ Decoded once (``feed_from_ingest``: the collector's ``run``). The preparer decod
 anyway; rather than decode it a second time, the engine takes the batch the preparer made (``prepared``), in the place
 ``offer`` gave the message (its arrival number), and drops its own copy. Data offered waits for the preparer (ticks
 behind it), but only while the preparer gives: if it has given nothing for ``STALLED`` seconds while data waits
-(storage is down and the preparer waits for it, or it is working through entries from before a start), or the oldest
-has waited ``MAX_WAIT`` (a slow store behind one probe's flood holds the preparer up), the engine decodes what waits
-itself, as it would without a preparer, and what the preparer gives of those later is passed
-over. So a TSDB outage does not stop alerting, and no message is judged twice or lost between the two.
+(it is working through entries from before a start), or the oldest has waited ``MAX_WAIT`` while storage holds the
+preparer up (``store_behind`` said so within ``MAX_WAIT``: storage is down, or slow behind one probe's flood), the
+engine decodes what waits itself, as it would without a preparer, and what the preparer gives of those later is passed
+over. So a TSDB outage does not stop alerting, and no message is judged twice or lost between the two. A preparer
+that is only busy (a backlog drains as fast as this process's CPU allows) is waited for: decoding a second time then
+would take the CPU from the preparer and slow both (``bench_ingest.py`` counts who decoded what).
 ``zonewatch_alert_decoded_messages_total{by}`` counts who decoded what the engine judged. Status and events, few and
 urgent, are always decoded here at once.
 
@@ -163,6 +166,7 @@ class AlertEngine:
         self._waiting: dict[int, tuple[Offered, float]] = {}   # and when it was offered (monotonic)
         self._prepared: deque[tuple[Offered, wire.Batch | None, Refusals | None]] = deque()
         self._fed_at = 0.0
+        self._behind_at = -math.inf   # when the preparer last said it waits for storage (monotonic)
         self.monotonic: Callable[[], float] = time.monotonic   # the clock of STALLED (tests set it)
         self._urgent_backlog: list[Offered] = []   # status and events, oldest first
         self._arrived = 0                          # arrival numbers given so far
@@ -248,13 +252,21 @@ class AlertEngine:
                 self._fed_at = self.monotonic()
         self._wake.set()
 
+    def store_behind(self) -> None:
+        """Take word that the preparer waits for storage (its sender's queue is full; preparer thread); never
+        blocks. Data that waited ``MAX_WAIT`` for it is then decoded here."""
+        with self._lock:
+            self._behind_at = self.monotonic()
+            waiting = bool(self._waiting)
+        if waiting:
+            self._wake.set()
+
     def take(self) -> tuple[list[Offered], list[Offered]]:
         """Return what to decode next (engine thread): every status and event offered, and the next slice
         of data, ``SLICE`` messages at most (the probes in turns), but none while status or events wait.
 
         Fed by the preparer (``feed_from_ingest``), data comes decoded (``take_prepared``) and the slice holds
-        only the ticks that no data still to come precedes; unless the preparer has given nothing for ``STALLED``
-        seconds while data waits (storage is down, or it works through entries from before the start): then the
+        only the ticks that no data still to come precedes; unless the preparer is stalled (``_stalled``): then the
         data waiting as well, which the engine decodes itself."""
         with self._lock:
             urgent, self._urgent_backlog = self._urgent_backlog, []
@@ -277,12 +289,13 @@ class AlertEngine:
 
     def _stalled(self) -> bool:
         """Return True if data waits for the preparer and it has given none for ``STALLED`` seconds, or the oldest has
-        waited ``MAX_WAIT`` (the preparer is held up by a slow store behind a flood): then the engine decodes what
-        waits itself (lock held)."""
+        waited ``MAX_WAIT`` while storage holds the preparer up (``store_behind``): then the engine decodes what waits
+        itself (lock held)."""
         if not self._waiting:
             return False
         now = self.monotonic()
-        return now - self._fed_at >= STALLED or now - next(iter(self._waiting.values()))[1] >= MAX_WAIT
+        return now - self._fed_at >= STALLED or (now - self._behind_at <= MAX_WAIT
+                                                 and now - next(iter(self._waiting.values()))[1] >= MAX_WAIT)
 
     def take_prepared(self) -> list[tuple[Offered, wire.Batch | None, Refusals | None]]:
         """Return the next ``SLICE`` of what the preparer decoded, oldest first (engine thread)."""
@@ -373,12 +386,15 @@ class AlertEngine:
                 next_eval = time.monotonic() + interval
 
     def _stall_check(self) -> float:
-        """Return when the preparer will have been silent for ``STALLED`` seconds while data waits (monotonic;
-        infinity if none waits): the loop looks then."""
+        """Return when the preparer will be stalled (``_stalled``) if nothing changes meanwhile (monotonic; infinity
+        if no data waits): the loop looks then. ``store_behind`` wakes the loop as well."""
         with self._lock:
             if not (self.fed and self._waiting):
                 return math.inf
-            return min(self._fed_at + STALLED, next(iter(self._waiting.values()))[1] + MAX_WAIT)
+            silent = self._fed_at + STALLED
+            if self.monotonic() - self._behind_at > MAX_WAIT:   # storage keeps up: waited for as long as it gives
+                return silent
+            return min(silent, next(iter(self._waiting.values()))[1] + MAX_WAIT)
 
     def observe_prepared(self, prepared: Sequence[tuple[Offered, wire.Batch | None, Refusals | None]]) -> None:
         """Feed the facts what the preparer decoded (``prepared``), as ``ingest`` feeds what it decodes."""

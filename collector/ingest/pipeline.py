@@ -149,6 +149,10 @@ class Ingest(Generic[S]):
         # received, whatever storage keeps of it. The alert engine then need not decode data again
         # (``AlertEngine.prepared``). Preparer thread; must not block.
         self.on_prepared: Callable[[list[tuple[int, wire.Batch | None, Refusals | None]]], None] | None = None
+        # Called when the preparer finds the sender's queue full (storage is slow or down: the preparer waits for
+        # it), and again every 0.2 s while it waits (the alert engine then decodes data that waited for the preparer
+        # too long). Preparer thread; must not block.
+        self.on_store_behind: Callable[[], None] | None = None
         # Gets the seq gaps of each probe with data in a part, by zone/probe, as counted, with the arrival time
         # of the part's newest message (the alert engine's DataLoss). Called by the preparer thread; must not
         # block.
@@ -419,6 +423,8 @@ class Ingest(Generic[S]):
                 with self._flight_lock:
                     self._in_flight += 1
                 while True:
+                    if self.on_store_behind is not None and self._to_send.full():
+                        self.on_store_behind()
                     try:
                         self._to_send.put(part, timeout=0.2)  # waits while the sender is behind: back-pressure
                         break

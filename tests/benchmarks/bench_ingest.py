@@ -27,7 +27,8 @@ message. And the collector's peak RSS (VmHWM).
 
 ``--alerting`` gives the collector an inventory of the benchmark's zone (its 20 probes, 500 devices, one
 carrier that is notified over MQTT on the local broker only), so the alert engine runs beside the ingest and
-decodes every message again in its own thread: the cost of ingest in a collector that also alerts.
+judges every message, as the preparer decoded it (or decoded in its own thread while the preparer is held up;
+the run says how many each): the cost of ingest in a collector that also alerts.
 """
 
 from __future__ import annotations
@@ -211,12 +212,15 @@ def direct_write(url: str, batches: list[wire.Batch]) -> float:
     return len(lines) / elapsed
 
 
-def written(metrics_url: str) -> float:
+def scrape(metrics_url: str, prefix: str) -> dict[str, float]:
+    """Return the values of the series in the collector's /metrics whose line starts with ``prefix``, by line."""
     with urllib.request.urlopen(metrics_url, timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("zonewatch_storage_written_samples_total"):
-                return float(line.split()[-1])
-    return 0.0
+        return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+                for line in r.read().decode().splitlines() if line.startswith(prefix)}
+
+
+def written(metrics_url: str) -> float:
+    return sum(scrape(metrics_url, "zonewatch_storage_written_samples_total").values())
 
 
 def wait_written(metrics_url: str, total: int, start: float, timeout: float = 600) -> float:
@@ -241,9 +245,10 @@ class Run:
     """What one collector run measured."""
 
     def __init__(self, messages: int, samples: int, wall: float, cpu: float, rss_mb: float,
-                 threads: dict[str, float]) -> None:
+                 threads: dict[str, float], decoded: dict[str, float]) -> None:
         self.messages, self.samples, self.wall, self.cpu, self.rss_mb = messages, samples, wall, cpu, rss_mb
         self.threads = threads
+        self.decoded = decoded   # data messages the alert engine judged, by who decoded them
 
 
 def run_collector(work: Path, broker: services.Service, vm: services.Service, batches: list[wire.Batch],
@@ -278,7 +283,9 @@ def run_collector(work: Path, broker: services.Service, vm: services.Service, ba
         elapsed = wait_written(f"http://127.0.0.1:{http_port}/metrics", total, start) - start
         cpu = cpu_seconds(collector.pid) - cpu0
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu(collector.pid).items()}
-        return Run(len(batches), total, elapsed, cpu, peak_rss_mb(collector.pid), threads)
+        decoded = {line.partition('by="')[2].partition('"')[0]: value for line, value in scrape(
+            f"http://127.0.0.1:{http_port}/metrics", "zonewatch_alert_decoded_messages_total{").items()}
+        return Run(len(batches), total, elapsed, cpu, peak_rss_mb(collector.pid), threads, decoded)
     finally:
         collector.stop()
 
@@ -293,6 +300,9 @@ def report(name: str, run: Run, floor_s: float | None = None) -> None:
         print(f"  floor, a bare paho subscriber:                 {floor_s * 1e6:10.0f} µs a message "
               f"(the collector: {run.cpu / run.messages / floor_s:.1f}x)")
     print(f"  peak RSS (VmHWM): {run.rss_mb:.0f} MiB")
+    if run.decoded:   # the engine decodes data itself only while the preparer is held up (collector.alerting.engine)
+        print("  data the alert engine judged, by who decoded it: "
+              + ", ".join(f"{by} {n:,.0f}" for by, n in sorted(run.decoded.items())))
     for thread, seconds in sorted(run.threads.items(), key=lambda kv: -kv[1]):
         print(f"      {thread:<30} {seconds:5.2f} CPU-s  {seconds / run.messages * 1e6:6.1f} µs a message")
 

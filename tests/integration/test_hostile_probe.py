@@ -168,7 +168,8 @@ def test_a_probe_cannot_write_the_collectors_own_series(centre: Hostile) -> None
     assert "samples of measurements only the collector writes (e.g. " in centre.misbehaving()
     assert centre.points("coverage", "p1") == 0 and centre.points("redundancy", "p1") == 0
     assert centre.points("alert", "p1", '"alertname":"ServiceOutage"') == 0
-    assert centre.points("alert", "p1", '"alertname":"ProbeMisbehaving"') >= 1   # the collector's own, about p1
+    services.wait_for(lambda: centre.points("alert", "p1", '"alertname":"ProbeMisbehaving"') >= 1, WAIT,
+                      "the collector's own alert sample about p1 stored")   # stored after it paged
     assert centre.metric('zonewatch_probe_refused_samples_total{probe="hz/p1",reason="collector_only"}') == 3
 
 

@@ -356,9 +356,9 @@ def test_while_the_preparer_gives_nothing_the_engine_decodes_the_data_itself(tmp
     rig, clock = fed_rig(tmp_path)
     poll = link_poll(1, False)
     rig.engine.offer([(DATA, wire.encode(poll))], T0, ids=[7])
-    clock[0] += engine_module.MAX_WAIT - 0.1
+    clock[0] += engine_module.STALLED - 0.1
     assert rig.engine.take() == ([], [])
-    clock[0] += 0.1                         # storage is down: the preparer has given nothing for MAX_WAIT seconds
+    clock[0] += 0.1                         # the preparer has given nothing for STALLED seconds (old entries)
     _, data = rig.engine.take()
     assert [m[4] for m in data] == [7]
     rig.engine.ingest(data)
@@ -421,7 +421,33 @@ def test_data_waits_for_a_preparer_that_gives_no_longer_than_max_wait(tmp_path: 
     clock[0] += engine_module.MAX_WAIT - 0.1
     rig.engine.offer([(DATA, b"never read")], T0, ids=[8])
     rig.engine.prepared([(8, link_poll(2, True), None)])   # the preparer gives, but not 7 yet
+    rig.engine.store_behind()                               # ... and waits for storage
     assert len(rig.engine.take_prepared()) == 1 and rig.engine.take() == ([], [])
     clock[0] += 0.1
     _, data = rig.engine.take()
     assert [m[4] for m in data] == [7]
+
+
+def test_a_preparer_busy_with_a_backlog_but_not_held_by_storage_is_waited_for(tmp_path: Path) -> None:
+    """A backlog drains as fast as the process's CPU allows: the preparer gives, storage keeps up. Decoding the same
+    data a second time in the engine would only slow the preparer down; the engine waits for it while it gives, and
+    takes over only once storage has held it up within MAX_WAIT."""
+    rig, clock = fed_rig(tmp_path)
+    rig.engine.offer([(DATA, b"never read")], T0, ids=[7])
+    rig.engine.store_behind()                               # storage was behind once, long ago
+    for n in range(8, 8 + 5):                               # five seconds of backlog; the preparer gives meanwhile
+        clock[0] += 1.0
+        rig.engine.offer([(DATA, b"never read")], T0, ids=[n])
+        rig.engine.prepared([(n, link_poll(n, True), None)])
+        assert rig.engine.take() == ([], []), f"decoded again after {n - 7} s"
+    assert rig.engine._stall_check() == clock[0] + engine_module.STALLED   # woken only for a silent preparer
+    rig.engine.prepared([(7, link_poll(7, True), None)])
+    assert len(rig.engine.take_prepared()) == 6
+    assert (decoded(rig, "engine"), rig.engine.take()) == (0, ([], []))
+    # Storage falls behind now: a message that waited MAX_WAIT is the engine's to decode.
+    rig.engine.offer([(DATA, wire.encode(link_poll(20, False)))], T0, ids=[20])
+    rig.engine.store_behind()
+    assert rig.engine._stall_check() == clock[0] + engine_module.MAX_WAIT
+    clock[0] += engine_module.MAX_WAIT
+    _, data = rig.engine.take()
+    assert [m[4] for m in data] == [20]
