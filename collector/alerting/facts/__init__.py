@@ -55,7 +55,8 @@ store), so nothing is counted twice.
 
 Each family's records live in a module with the code that sets them, as a class; ``Facts`` is those classes in
 a chain (each family over the one before it), and ``observe`` hands each sample to its family's method by its
-measurement. They stay one object's methods, so a sample costs one method call, as in a single class::
+measurement. They stay one object's methods, so a sample costs one method call, as in a single class; ``interface``
+samples (most of what the probes send) cost less: a run of them in a batch is one call (``_interfaces``)::
 
     probes.py    ProbeFacts, Loss, Misbehaviour, ConfigView; the probe's status, and what the engine hands
                  over besides batches (observe_gaps, observe_refused, observe_configs, observe_bridge, caught_up)
@@ -70,6 +71,9 @@ Import the records from here (``from collector.alerting.facts import Interface``
 """
 
 from __future__ import annotations
+
+from itertools import groupby
+from operator import attrgetter
 
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts.cellular import Modem, Reading
@@ -95,6 +99,8 @@ __all__ = [
     "UPTIME_WRAP_S",
 ]
 
+_MEASUREMENT = attrgetter("measurement")
+
 
 class Facts(EventObservers):
     """The latest known state, fed by ``observe``; read by the rules. See the module docstring."""
@@ -119,42 +125,46 @@ class Facts(EventObservers):
         if probe is None:
             probe = self.probes[batch.probe] = ProbeFacts(batch.zone)
         probe.zone = batch.zone
-        offline = False
-        for sample in batch.samples:
-            if sample.time_ns > now_ns:  # a clock ahead (or a lie) must not outrank readings that come later
-                sample = wire.Sample(sample.measurement, sample.tags, sample.fields, now_ns)
-            m = sample.measurement
-            if m == "probe":
-                self.health.report(batch, sample)
-                offline = self._status(probe, sample, now_ns) or offline
-            elif m == "device":
-                self._device(batch, sample)
-            elif m == "interface":
-                self._interface(batch, sample)
-            elif m == "reach":
-                self._reach(batch, sample)
-            elif m == "cellular":
-                self._cellular(batch, sample)
-                self.health.modem(batch, sample)
-            elif m == "power":
-                self._power_sample(batch, sample)
-            elif m == "optical":
-                self._optical(batch, sample)
-            elif m == "pon":
-                self._pon(batch, sample)
-            elif m == "qos":
-                self._qos(batch, sample)
-            elif m == "modem":
-                self.health.modem(batch, sample)
-            elif m == "event" and not batch.events and "event" in sample.tags:
-                tags = {k: v for k, v in sample.tags.items() if k != "event"}
-                fields = {k: v for k, v in sample.fields.items() if k != "occurred"}
-                self._event(batch, wire.Event(sample.tags["event"], tags, fields, sample.time_ns))
+        offline = spool_empty = False
+        # Runs of samples of one measurement, in the batch's order: the interfaces of an SNMP poll (most samples of a
+        # data message) go to their family as one run, the others one by one.
+        for m, run in groupby(batch.samples, _MEASUREMENT):
+            if m == "interface":
+                self._interfaces(batch.zone, run, now_ns)
+                continue
+            for sample in run:
+                if sample.time_ns > now_ns:  # a clock ahead (or a lie) must not outrank readings that come later
+                    sample = wire.Sample(m, sample.tags, sample.fields, now_ns)
+                if m == "probe":
+                    self.health.report(batch, sample)
+                    offline = self._status(probe, sample, now_ns) or offline
+                    spool_empty = spool_empty or sample.fields.get("spool_depth") == 0
+                elif m == "device":
+                    self._device(batch, sample)
+                elif m == "reach":
+                    self._reach(batch, sample)
+                elif m == "cellular":
+                    self._cellular(batch, sample)
+                    self.health.modem(batch, sample)
+                elif m == "power":
+                    self._power_sample(batch, sample)
+                elif m == "optical":
+                    self._optical(batch, sample)
+                elif m == "pon":
+                    self._pon(batch, sample)
+                elif m == "qos":
+                    self._qos(batch, sample)
+                elif m == "modem":
+                    self.health.modem(batch, sample)
+                elif m == "event" and not batch.events and "event" in sample.tags:
+                    tags = {k: v for k, v in sample.tags.items() if k != "event"}
+                    fields = {k: v for k, v in sample.fields.items() if k != "occurred"}
+                    self._event(batch, wire.Event(sample.tags["event"], tags, fields, sample.time_ns))
         for event in batch.events:
             if event.time_ns > now_ns:
                 event = wire.Event(event.name, event.tags, event.fields, now_ns)
             self._event(batch, event)
-        if any(s.measurement == "probe" and s.fields.get("spool_depth") == 0 for s in batch.samples):
+        if spool_empty:
             loss = self.loss.get(batch.probe)
             if loss is None:
                 loss = self.loss[batch.probe] = Loss()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from collector.alerting.config import RuleSettings
 from collector.alerting.facts import Facts
 from collector.alerting.facts.cellular import MAX_READINGS
@@ -181,6 +183,64 @@ def test_events_that_arrive_both_as_events_and_as_stored_event_samples_count_onc
     assert [s.measurement for s in batch.samples] == ["event"] and batch.events
     facts.observe(batch, T0 + 20 * S)
     assert facts.interfaces[("sw", "xe-1")].oper_up is False
+
+
+def test_a_poll_of_several_devices_sets_each_interface_in_order_and_a_clock_ahead_counts_as_the_arrival() -> None:
+    facts = Facts()
+    nameless = wire.Sample("interface", {"device": "sw1"}, {"oper_up": False}, T0)
+    facts.observe(data("p1", iface("sw1", "ge-0", 0, True, link="uplink"), iface("sw2", "ge-0", 0, False), nameless,
+                       iface("sw1", "ge-1", 100, True), iface("sw1", "ge-0", 5, False)), T0 + 10 * S)
+    assert set(facts.interfaces) == {("sw1", "ge-0"), ("sw2", "ge-0"), ("sw1", "ge-1")}
+    first, other, ahead = (facts.interfaces[k] for k in [("sw1", "ge-0"), ("sw2", "ge-0"), ("sw1", "ge-1")])
+    assert (first.oper_up, first.up_since_ns, first.time_ns, first.link) == (False, -1, T0 + 5 * S, "uplink")
+    assert facts.links == {("sw1", "ge-0"): first}
+    assert (other.oper_up, other.admin_up) == (False, True)
+    assert (ahead.time_ns, ahead.up_since_ns) == (T0 + 10 * S, T0 + 10 * S)   # 100 s ahead: taken as the arrival
+    facts.observe(data("p1", iface("sw1", "ge-1", 20, True)), T0 + 20 * S)
+    assert (ahead.time_ns, ahead.up_since_ns) == (T0 + 20 * S, T0 + 10 * S)   # still up since the first
+    facts.observe(data("p1", iface("sw1", "ge-1", 30, False, admin=False)), T0 + 30 * S)
+    assert (ahead.oper_up, ahead.admin_up, ahead.up_since_ns) == (False, False, -1)
+
+
+def test_replayed_polls_and_traps_in_one_batch_apply_in_its_order_to_one_record_per_interface() -> None:
+    facts = Facts()
+    def stored_trap(ifname: str) -> wire.Sample:   # as the store gives it back: an ``event`` sample
+        tags = {"device": "sw", "ifname": ifname, "event": "link_down"}
+        return wire.Sample("event", tags, {"occurred": True}, T0 + 10 * S)
+
+    trap, new = stored_trap("xe-1"), stored_trap("xe-3")
+    facts.observe(data("p1", iface("sw", "xe-1", 0, True), trap, new, iface("sw", "xe-1", 5, True)), T0 + 30 * S)
+    state = facts.interfaces[("sw", "xe-1")]
+    assert (state.oper_up, state.from_trap, state.time_ns) == (False, True, T0 + 10 * S)  # the poll at 5 is older
+    made_by_trap = facts.interfaces[("sw", "xe-3")]
+    facts.observe(data("p1", iface("sw", "xe-1", 20, True), iface("sw", "xe-3", 20, True)), T0 + 40 * S)
+    assert facts.interfaces[("sw", "xe-3")] is made_by_trap and len(facts.interfaces) == 2
+    assert (made_by_trap.oper_up, made_by_trap.from_trap, made_by_trap.up_since_ns) == (True, False, T0 + 20 * S)
+    assert (state.oper_up, state.up_since_ns) == (True, T0 + 20 * S)
+
+
+def test_interfaces_are_the_same_whether_a_batch_comes_whole_or_one_sample_at_a_time() -> None:
+    def sample(r: random.Random, at: int) -> wire.Sample:
+        dev, ifname = r.choice(["sw1", "sw2"]), r.choice(["ge-0", "ge-1", "ifIndex.7"])
+        if r.random() < 0.2:
+            tags = {"device": dev, "event": r.choice(["link_down", "link_up"]),
+                    **({"ifname": ifname} if r.random() < 0.7 else {})}
+            return wire.Sample("event", tags, {"occurred": True, "if_index": 7}, T0 + at * S)
+        if r.random() < 0.1:
+            return wire.Sample("device", {"device": dev}, {"up": r.random() < 0.5}, T0 + at * S)
+        fields = {k: r.choice([True, False, 1, 0]) for k in ("oper_up", "admin_up") if r.random() < 0.8}
+        tags = {"device": dev, "ifname": ifname, **({"link": r.choice(["a", "b"])} if r.random() < 0.2 else {})}
+        return wire.Sample("interface", tags, fields, T0 + at * S)
+
+    for seed in range(200):
+        r = random.Random(seed)
+        whole, alone = Facts(), Facts()
+        for at in range(0, 600, 60):
+            samples = [sample(r, at + r.randint(-90, 30)) for _ in range(r.randint(0, 12))]
+            whole.observe(data("p1", *samples), T0 + at * S)
+            for one in samples:
+                alone.observe(data("p1", one), T0 + at * S)
+        assert (whole.interfaces, whole.links, whole.if_names) == (alone.interfaces, alone.links, alone.if_names), seed
 
 
 # ---------------------------------------------------------------------------------------------- power
