@@ -1,5 +1,6 @@
 """How either side reaches the MQTT broker (the ``mqtt:`` section of the agent and collector configs), and the one
-place a paho client is built from it (``make_client``).
+place a paho client is built from it (``make_client``): ``zonewatch.mqtt_socket.BufferedClient``, paho's client
+reading its socket 64 KiB at a time.
 
 paho is imported only when a client is built: loading a configuration does not need it.
 """
@@ -55,10 +56,12 @@ def make_client(cfg: MqttConfig, client_id: str, *, username: str | None = None,
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from zonewatch.mqtt_socket import BufferedClient
+
     v5 = cfg.protocol == "5"
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                         clean_session=None if v5 else not persistent, manual_ack=manual_ack)
+    client = BufferedClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                            clean_session=None if v5 else not persistent, manual_ack=manual_ack)
     login = cfg.username if username is None else username
     if login:
         client.username_pw_set(login, cfg.password.get_secret_value() if cfg.password else None)
