@@ -220,6 +220,98 @@ def test_encode_rows_leaves_a_message_it_is_not_sure_of_and_takes_back_what_it_a
     assert seen == {("interface", "device", "old"): 1}  # sw1 and sw2 were admitted, then taken back
 
 
+# The encoder remembers each series it found plain (its prefix) and each field key it escaped; these rows of one
+# known series change their fields one way or another (kinds, order, keys, values out of range), and each must be
+# encoded (or left to the full decoder) exactly as a row of a series seen for the first time.
+LATER_FIELDS: list[dict[str, object]] = [
+    {"oper_up": True, "util": 0.25},
+    {"oper_up": False, "util": -0.0},
+    {"oper_up": 1, "util": 1e300},  # an integer where a boolean was: 1i either way
+    {"oper_up": True, "util": 1},  # an integer where a float was
+    {"oper_up": True, "util": 0.5},
+    {"oper_up": True, "util": 2**64 - 1},  # unsigned
+    {"oper_up": True, "util": 2**63 - 1},
+    {"oper_up": True, "util": -(2**63)},
+    {"util": 0.5, "oper_up": True},  # the same keys in another order
+    {"util": 0.5, "oper_up": True, "in_octets": 7},
+    {"util": 0.5},
+    {},
+    {"util": 0.5, "oper_up": True},
+    {"util": math.nan, "oper_up": True},
+    {"util": math.inf, "oper_up": True},
+    {"util": 0.5, "oper_up": 2**63},  # unsigned, where a signed one was
+    {"util": 0.5, "oper_up": -(2**63) - 1},  # below 64 bits signed
+    {"util": 0.5, "oper_up": "1"},
+    {"util": 0.5, "oper_up": None},
+    {"util": "0.5", "oper_up": True},
+    {"oper_up": True, "in_octets": 5},
+    {"in_octets": 5, "oper_up": True},  # the same keys and kinds in another order
+    {"util": 0.5, "oper_up": True},
+    {"util": 0.5, "in_octets": 1},  # another key with a value of the same kind
+    {"util": 0.75, "oper_up": True},
+]
+
+
+def alone(row: dict[str, object]) -> tuple[list[str], int] | None:
+    """Return what a fresh encoder makes of ``row`` alone (its series new to it)."""
+    table, room = SeriesLimit(10, 10**12).table("z1/p1", NOW_NS)
+    got = Encoder().encode_rows("z1", "p1", [row], NOW_NS, wire.Limits(), table, room)
+    return None if got is None else (got[0].lines, got[0].samples)
+
+
+def test_encode_rows_encodes_a_known_series_exactly_as_a_new_one() -> None:
+    for name in ("interface", "device", "oper_up", "util", "in_octets"):
+        wire.CHECKED_NAMES.add(name)
+    encoder = Encoder()
+    table, room = SeriesLimit(10, 10**12).table("z1/p1", NOW_NS)
+    taken = 0
+    for i, fields in enumerate(LATER_FIELDS):
+        row = {"m": "interface", "ts": NOW_NS - i, "tags": {"device": "sw1"}, "fields": fields}
+        got = encoder.encode_rows("z1", "p1", [row], NOW_NS, wire.Limits(), table, room)
+        assert (None if got is None else (got[0].lines, got[0].samples)) == alone(row), fields
+        taken += got is not None
+    assert taken == 19
+    got = encoder.encode_rows("z1", "p1", [{"m": "interface", "ts": NOW_NS, "tags": {"device": "sw1"},
+                                            "fields": {"util": 0.75, "oper_up": False}}], NOW_NS, wire.Limits(),
+                              table, room)
+    assert got is not None and got[0].lines == [f"interface,device=sw1,probe=p1,zone=z1 util=0.75,oper_up=0i {NOW_NS}"]
+
+
+def test_encode_rows_keeps_a_percent_sign_in_a_tag_value_of_a_known_series() -> None:
+    rows = [{"m": "interface", "ts": NOW_NS, "tags": {"device": "sw%d %s"}, "fields": {"oper_up": True}}] * 2
+    got = fast(rows)
+    assert got is not None
+    assert got[0].lines == [f"interface,device=sw%d\\ %s,probe=p1,zone=z1 oper_up=1i {NOW_NS}"] * 2
+
+
+_LATER_ROWS = st.fixed_dictionaries({
+    "m": st.sampled_from(["interface", "device"]),
+    "ts": st.just(NOW_NS),
+    "tags": st.sampled_from([{"device": "sw1"}, {"device": "sw2"}, {}]),
+    "fields": st.dictionaries(st.sampled_from(["oper_up", "util", "in_octets"]), st.one_of(
+        st.booleans(), st.integers(-(2**63) - 2, -(2**63) + 2), st.integers(2**63 - 3, 2**64 + 1),
+        st.integers(-3, 3), st.floats(), st.just("1")), max_size=3),
+})
+
+
+@given(st.lists(st.lists(_LATER_ROWS, min_size=1, max_size=4), max_size=8))
+def test_encode_rows_of_an_encoder_that_has_seen_other_messages_agree_with_each_row_alone(
+        messages: list[list[dict[str, object]]]) -> None:
+    for name in ("interface", "device", "oper_up", "util", "in_octets"):
+        wire.CHECKED_NAMES.add(name)
+    encoder = Encoder()
+    for message in messages:
+        table, room = SeriesLimit(100, 10**12).table("z1/p1", NOW_NS)
+        got = encoder.encode_rows("z1", "p1", message, NOW_NS, wire.Limits(), table, room)
+        each = [alone(row) for row in message]
+        if any(one is None for one in each):
+            assert got is None
+        else:
+            assert got is not None
+            assert got[0].lines == [text for one in each if one is not None for text in one[0]]
+            assert got[0].samples == len(message)
+
+
 # ---------------------------------------------------------------------------------------------- strict parser
 
 _SPECIAL = {",", "=", " ", "\\"}

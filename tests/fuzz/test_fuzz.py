@@ -356,6 +356,9 @@ probes: {p1: {zone: z1, modems: [{name: vt, carrier: viettel}]}, p2: {zone: z1}}
 """))
 
 
+SEEN_ENCODER = Encoder()  # kept across the fastpath inputs, so that its caches of known series are tried too
+
+
 def fastpath_body(payload: bytes, max_series: int, scope: Scope = ingest.OPEN) -> None:
     entry = Entry(1, FAST_TOPIC, NOW, payload)
     day = 86400 * 10**9
@@ -378,6 +381,11 @@ def fastpath_body(payload: bytes, max_series: int, scope: Scope = ingest.OPEN) -
         head, rows = plain
         got = Encoder().encode_rows(head.zone, head.probe, rows, NOW, ingest.DEFAULT_LIMITS,
                                     *fast_series.table("z1/p1", NOW))
+        # An encoder that has seen the earlier inputs (and remembers their series) comes to the same outcome.
+        again = SEEN_ENCODER.encode_rows(head.zone, head.probe, rows, NOW, ingest.DEFAULT_LIMITS,
+                                         *SeriesLimit(max_series, day).table("z1/p1", NOW))
+        assert (again and (again[0].lines, again[0].samples, again[1:])) == \
+            (got and (got[0].lines, got[0].samples, got[1:])), "an encoder that knew the series encoded other lines"
     if got is None:
         assert fast_series.count("z1/p1") == 0, "the fast path gave up but kept series it had admitted"
         if batch is not None and lines is not None and not batch.events:
