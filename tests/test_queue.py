@@ -278,3 +278,52 @@ def test_a_new_file_takes_the_page_size_asked_for_and_a_file_from_before_keeps_i
             db.close()
 
     assert (pages("big.db"), pages("small.db")) == (LARGE_PAGES, 4096)
+
+
+def test_depth_and_size_stay_exact_through_puts_acks_drops_and_rollbacks(tmp_path: Path) -> None:
+    """``depth`` and ``size_bytes`` are kept in memory: they agree with the file after every kind of change."""
+    queue = q(tmp_path, max_bytes=1000, priority=())
+    other = sqlite3.connect(tmp_path / "q.db")   # what the file says, as committed
+
+    def in_file() -> tuple[int, int]:
+        count, size = other.execute("SELECT count(*), coalesce(sum(size), 0) FROM entries").fetchone()
+        return int(count), int(size)
+
+    try:
+        ids = queue.put_many([("data", bytes(100))] * 5, S)
+        assert (queue.depth(), queue.size_bytes()) == in_file() == (5, 500)
+        queue.ack([ids[0], ids[0], 999])   # a repeat and an unknown id count for nothing
+        assert (queue.depth(), queue.size_bytes()) == in_file() == (4, 400)
+        queue.put_many([("data", bytes(300))] * 3, 2 * S)   # over max_bytes: the oldest are dropped
+        assert queue.dropped() > 0 and (queue.depth(), queue.size_bytes()) == in_file()
+        before = in_file()
+        kept = [e.id for e in queue.pending(10)]
+        queue.begin()
+        queue.put_within([("data", bytes(10))], 3 * S)
+        queue.ack_within(kept[:1])
+        queue.rollback()
+        assert (queue.depth(), queue.size_bytes()) == in_file() == before
+        with pytest.raises(sqlite3.IntegrityError):   # an id that is taken: nothing of the put stays
+            queue.put_many([("data", b"a"), ("data", b"b")], 4 * S, ids=[10_000, kept[0]])
+        assert (queue.depth(), queue.size_bytes()) == in_file() == before
+        queue.close()
+        again = q(tmp_path, max_bytes=1000, priority=())
+        assert (again.depth(), again.size_bytes()) == before
+        again.close()
+    finally:
+        other.close()
+
+
+def test_heads_reads_the_payloads_of_small_entries_only(tmp_path: Path) -> None:
+    queue = q(tmp_path)
+    small, large, other = (queue.put("t1", bytes([1]) * 100, S), queue.put("t1", bytes([2]) * 5000, 2 * S),
+                           queue.put("t2", b"x", 3 * S))
+    reader = queue.reader()
+    try:
+        assert reader.heads("t1", 0, 10, inline=1000) == [(small, S, 100, bytes([1]) * 100),
+                                                          (large, 2 * S, 5000, None)]
+        assert reader.heads("t1", small, 10, inline=5000) == [(large, 2 * S, 5000, bytes([2]) * 5000)]
+        assert reader.heads("t1", 0, 1, inline=0) == [(small, S, 100, None)]
+        assert reader.heads("t2", 0, 10, inline=0) == [(other, 3 * S, 1, None)]
+    finally:
+        reader.close()

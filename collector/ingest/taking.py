@@ -15,10 +15,13 @@ it: every other probe's readings wait behind it, for minutes. So:
   message never waits for more than one large message of each other topic.
 - When nothing taken is still on its way to storage (``reset``), taking starts again in id order.
 
-Per topic only the ids and sizes of the next entries are read to decide (no payload), then the payloads of
-what was chosen; the topics with entries come from a skip-scan of the queue's kind index, so a round costs
-two small queries a topic, whatever the depth. Rounds grow with the number of topics (``share`` entries
-each) so that this stays small beside the decoding it feeds.
+Per topic one query reads the ids and sizes of its next ``share`` entries, and the payloads of those no larger
+than ``quantum / share`` (all of them fit the topic's quantum: an agent's batch is one); only when a larger
+entry is chosen does a second query read the payloads of what was chosen. So a payload is read only when its
+entry is taken (or, for a small one, at most a quantum's worth a topic a round, when a large entry or the
+round's bytes cut the topic short). The topics with entries come from a skip-scan of the queue's kind index,
+so a round costs one small query a topic (two with a large entry), whatever the depth. Rounds grow with the
+number of topics (``share`` entries each) so that this stays small beside the decoding it feeds.
 
 Nothing here changes what is stored, only when: a probe's entries are stored in its own order, which is
 what the sequence bookkeeping relies on (``ingest.SeqTracker``: per probe and origin).
@@ -82,19 +85,24 @@ class FairTake:
         start = next((i for i, kind in enumerate(kinds) if kind > self._last_kind), 0)
         per_kind: list[list[Entry]] = []
         count = size = 0
+        inline = self.quantum // share   # a topic's next entries this small all fit its quantum: read them whole
         for kind in chain(kinds[start:], kinds[:start]):
             after = self._cursor.get(kind, self._floor)
-            chosen: list[int] = []
+            chosen: list[tuple[int, int, int, bytes | None]] = []
             got = 0
-            for entry_id, entry_size in self.reader.sizes(kind, after, share):
+            for head in self.reader.heads(kind, after, share, inline):
+                entry_size = head[2]
                 if chosen and (got + entry_size > self.quantum or size + entry_size > self.round_bytes):
                     break
-                chosen.append(entry_id)
+                chosen.append(head)
                 got += entry_size
                 size += entry_size
             if not chosen:
                 continue
-            entries = self.reader.between(kind, after, chosen[-1])
+            entries = [Entry(entry_id, kind, created_ns, payload) for entry_id, created_ns, _, payload in chosen
+                       if payload is not None]
+            if len(entries) < len(chosen):   # a large entry among them: read the payloads now that they are chosen
+                entries = self.reader.between(kind, after, chosen[-1][0])
             if entries:
                 self._cursor[kind] = entries[-1].id
                 per_kind.append(entries)

@@ -129,3 +129,19 @@ def test_every_entry_is_taken_once_and_each_topic_in_its_own_order(tmp_path_fact
     finally:
         r.close()
         q.close()
+
+
+def test_behind_a_backlog_every_entry_comes_with_its_own_payload_small_or_large(queue: DiskQueue,
+                                                                                reader: QueueReader) -> None:
+    """Small entries are read whole with their sizes; a large one's payload only once it is chosen."""
+    put(queue, P1, 10)                                                    # the backlog that turns taking fair
+    sizes = [10, 10, 300_000, 5000, 10, 10, 10, 300_000, 7000, 10]   # runs of small ones, and mixed rounds
+    payloads = {queue.put(kind, bytes([n % 251]) * size, n): bytes([n % 251]) * size
+                for n, size in enumerate(sizes * 3) for kind in (P1, P2)}
+    take = FairTake(reader, round_entries=10, share=3, quantum=20_000)
+    take.take()
+    assert take.fair
+    got = {}
+    while entries := take.take():
+        got.update((e.id, e.payload) for e in entries)
+    assert got == payloads
