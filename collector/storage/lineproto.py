@@ -348,9 +348,6 @@ class Encoder:
             for key in added:                        # string: the full path says why
                 series.pop(key, None)
             return None
-            for key in added:
-                series.pop(key, None)
-            return None
         return Encoded(zone, probe, 0, lines, kept), refused, example
 
 

@@ -119,3 +119,18 @@ def test_the_fast_paths_check_agrees_with_the_full_one(scope: Scope, probe: str,
         assert scope.plain(zone, probe, [rows[0], *rows]) is full   # one row refused: the message is not plain
     for odd in ({"device": ["sw-1"]}, {"device": None}, {"carrier": 452}):   # not a string: not plain
         assert scope.plain("dv", "p1", [{"m": "device", "ts": 1, "tags": odd, "fields": {}}]) is False
+
+
+@pytest.mark.parametrize(("probe", "zone"), [("p1", "dv"), ("p2", "dv"), ("p9", "dv")])
+def test_the_fast_paths_check_judges_every_row_of_a_message(scope: Scope, probe: str, zone: str) -> None:
+    """A message is plain only if each of its rows is, whatever the row before it named (the check remembers the
+    device it last found watched)."""
+    odd: list[tuple[str, dict[str, Any]]] = [("device", {"device": None}), ("device", {"device": ["sw-1"]}),
+                                             ("device", {"device": 1})]
+    for first_m, first in [*ROWS, *odd]:
+        for then_m, then in [*ROWS, *odd]:
+            rows = orjson.loads(orjson.dumps([{"m": m, "ts": 1, "tags": tags, "fields": {"x": 1}}
+                                              for m, tags in ((first_m, first), (then_m, then), (first_m, first))]))
+            full = all(type(t.get("device", "")) is str and scope.why(zone, probe, m, t) is None
+                       for m, t in ((first_m, first), (then_m, then)))
+            assert scope.plain(zone, probe, rows) is full, (probe, first, then)

@@ -243,3 +243,42 @@ def test_http_status_decides_retryable_and_the_token_never_shows() -> None:
         assert "Token" in str(e)  # the echoed header is in the message ...
         assert token not in str(e)  # ... with the token itself masked
         assert config.url in str(e)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Keep the body of every POST and answer 204, as VictoriaMetrics does."""
+
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - name fixed by http.server
+        self.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by http.server
+        pass
+
+
+def test_each_request_holds_the_next_lines_in_order_at_most_chunk_lines() -> None:
+    _Recorder.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    w = InfluxWriter(VictoriaMetricsStorage(type="victoriametrics", url=f"http://127.0.0.1:{server.server_address[1]}"))
+    n = 2 * CHUNK_LINES + 300   # lines of different lengths, over two chunks and a part of one
+    samples = tuple(wire.Sample("interface", {"device": f"sw-{i}", "ifname": "ge-0/0/" + "1" * (i % 97)},
+                                {"in_octets": i}, S + i) for i in range(n))
+    batch = wire.Batch(zone="z1", probe="p1", seq=1, sent_ns=0, samples=samples)
+    try:
+        w.prepare([batch])()
+        w.write([batch])
+    finally:
+        w.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    lines = [f"interface,device=sw-{i},ifname=ge-0/0/{'1' * (i % 97)},probe=p1,zone=z1 in_octets={i}i {S + i}"
+             for i in range(n)]
+    chunks = [lines[:CHUNK_LINES], lines[CHUNK_LINES:2 * CHUNK_LINES], lines[2 * CHUNK_LINES:]]
+    assert _Recorder.bodies == ["\n".join(chunk).encode() for chunk in chunks] * 2   # prepare's, then write's
