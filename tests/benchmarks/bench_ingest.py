@@ -245,10 +245,11 @@ class Run:
     """What one collector run measured."""
 
     def __init__(self, messages: int, samples: int, wall: float, cpu: float, rss_mb: float,
-                 threads: dict[str, float], decoded: dict[str, float]) -> None:
+                 threads: dict[str, float], decoded: dict[str, float], evaluations: tuple[float, float]) -> None:
         self.messages, self.samples, self.wall, self.cpu, self.rss_mb = messages, samples, wall, cpu, rss_mb
         self.threads = threads
         self.decoded = decoded   # data messages the alert engine judged, by who decoded them
+        self.evaluations = evaluations   # the alert engine's rule evaluations meanwhile: how many, seconds in all
 
 
 def run_collector(work: Path, broker: services.Service, vm: services.Service, batches: list[wire.Batch],
@@ -277,15 +278,22 @@ def run_collector(work: Path, broker: services.Service, vm: services.Service, ba
         collector = services.start_zonewatch("collector", ["--log-level", "info", "-c", str(cfg), "run"],
                                              work / f"collector-{name}", ready=lambda: log.read_text().count(
                                                  "collector subscribed") > seen)
+        before = scrape(f"http://127.0.0.1:{http_port}/metrics", "zonewatch_alert_evaluation_seconds_")
+        evaluated0 = (before.get("zonewatch_alert_evaluation_seconds_count", 0.0),
+                      before.get("zonewatch_alert_evaluation_seconds_sum", 0.0))
         start = time.perf_counter()
         cpu0 = cpu_seconds(collector.pid)
         threads0 = thread_cpu(collector.pid)
         elapsed = wait_written(f"http://127.0.0.1:{http_port}/metrics", total, start) - start
         cpu = cpu_seconds(collector.pid) - cpu0
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu(collector.pid).items()}
+        metrics = f"http://127.0.0.1:{http_port}/metrics"
         decoded = {line.partition('by="')[2].partition('"')[0]: value for line, value in scrape(
-            f"http://127.0.0.1:{http_port}/metrics", "zonewatch_alert_decoded_messages_total{").items()}
-        return Run(len(batches), total, elapsed, cpu, peak_rss_mb(collector.pid), threads, decoded)
+            metrics, "zonewatch_alert_decoded_messages_total{").items()}
+        evaluated = scrape(metrics, "zonewatch_alert_evaluation_seconds_")
+        evaluations = (evaluated.get("zonewatch_alert_evaluation_seconds_count", 0.0) - evaluated0[0],
+                       evaluated.get("zonewatch_alert_evaluation_seconds_sum", 0.0) - evaluated0[1])
+        return Run(len(batches), total, elapsed, cpu, peak_rss_mb(collector.pid), threads, decoded, evaluations)
     finally:
         collector.stop()
 
@@ -303,6 +311,9 @@ def report(name: str, run: Run, floor_s: float | None = None) -> None:
     if run.decoded:   # the engine decodes data itself only while the preparer is held up (collector.alerting.engine)
         print("  data the alert engine judged, by who decoded it: "
               + ", ".join(f"{by} {n:,.0f}" for by, n in sorted(run.decoded.items())))
+        count, seconds = run.evaluations
+        print(f"  rule evaluations meanwhile: {count:.0f}, {seconds:.2f} s of wall time in all, waits for the GIL "
+              "included (a rate a second whatever the traffic: part of the alert engine's CPU below)")
     for thread, seconds in sorted(run.threads.items(), key=lambda kv: -kv[1]):
         print(f"      {thread:<30} {seconds:5.2f} CPU-s  {seconds / run.messages * 1e6:6.1f} µs a message")
 
