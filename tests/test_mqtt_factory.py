@@ -84,18 +84,25 @@ def _handshake(client: mqtt.Client, pki: dict[str, Path]) -> dict[str, Any] | No
     to_server, to_client = pipes[0][0], pipes[1][0]
     tls_client = client._ssl_context.wrap_bio(to_client, to_server, server_hostname="127.0.0.1")
     tls_server = server_ctx.wrap_bio(to_server, to_client, server_side=True)
-    done = {tls_client: False, tls_server: False}
+    assert handshake(tls_client, tls_server), "the handshake did not finish"
+    return tls_server.getpeercert()
+
+
+def handshake(*ends: ssl.SSLObject | ssl.SSLSocket) -> bool:
+    """Drive the TLS handshakes of ``ends`` (in memory, or over non-blocking sockets) by turns, 20 rounds at most;
+    return True if every one finished."""
+    done = dict.fromkeys(ends, False)
     for _ in range(20):
-        for end in done:
+        for end in ends:
             if not done[end]:
                 try:
                     end.do_handshake()
                     done[end] = True
-                except ssl.SSLWantReadError:
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     pass
         if all(done.values()):
-            return tls_server.getpeercert()
-    raise AssertionError("the handshake did not finish")
+            return True
+    return False
 
 
 def test_tls_verifies_the_broker_against_the_configured_ca_and_presents_the_client_certificate(
@@ -262,16 +269,7 @@ def test_tls_reads_are_buffered_and_want_read_reaches_paho_unchanged(pki: dict[s
                                                              do_handshake_on_connect=False)
     server = server_ctx.wrap_socket(theirs, server_side=True, do_handshake_on_connect=False)
     try:
-        done = {client: False, server: False}
-        for _ in range(20):
-            for end in done:
-                if not done[end]:
-                    try:
-                        end.do_handshake()
-                        done[end] = True
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        pass
-        assert all(done.values())
+        assert handshake(client, server)
         sock = BufferedSocket(client)
         with pytest.raises(ssl.SSLWantReadError):   # paho takes it for "nothing yet"
             sock.recv(1)
