@@ -20,7 +20,8 @@ Prints:
 
 Goals (issue: the collector under a real fleet's load): nothing lost; alerts from status and events within
 1 s of reaching the broker while the backlog drains; lag under 5 s within a minute of the end of the load.
-Usage: ``.venv/bin/python tests/benchmarks/bench_fleet.py [--probes 200 --rate 10 --seconds 300 ...]``.
+Usage: ``.venv/bin/python tests/benchmarks/bench_fleet.py [--probes 200 --rate 10 --seconds 300 ... --keep]``
+(``--keep``: keep the work directory, logs and all; it is removed otherwise).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import multiprocessing as mp
+import shutil
 import signal
 import socket
 import ssl
@@ -187,6 +189,7 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=20.0)
     parser.add_argument("--gap-probes", type=int, default=5)
     parser.add_argument("--processes", type=int, default=4, help="publisher processes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, queues, VM data)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zw-bench-fleet-"))
     started: list[Any] = []
@@ -195,6 +198,10 @@ def main() -> None:
     finally:
         for part in reversed(started):
             part.stop()
+        if args.keep:
+            print(f"kept {work} (logs, queues, VictoriaMetrics data)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)   # a 300 s run leaves some 300 MB of queues and VM data
 
 
 def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
