@@ -47,6 +47,7 @@ from collector.alerting import amconfig  # noqa: E402
 from collector.alerting.config import AlertingConfig  # noqa: E402
 from collector.inventory import Inventory  # noqa: E402
 from tests import services  # noqa: E402
+from tests.benchmarks import done_with  # noqa: E402
 from tests.services import WebhookServer  # noqa: E402
 from zonewatch import strict, wire  # noqa: E402
 
@@ -250,6 +251,7 @@ def main() -> None:
         hooks.stop()
         for svc in reversed(started):
             svc.stop()
+        done_with(work)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import multiprocessing as mp
-import shutil
 import signal
 import socket
 import ssl
@@ -53,6 +52,7 @@ from collector.mosquitto.limits import QueueSizing  # noqa: E402
 from collector.mosquitto.listener import ListenerTls, render_listener_options  # noqa: E402
 from collector.mosquitto.passwd import render_passwd  # noqa: E402
 from tests import services  # noqa: E402
+from tests.benchmarks import done_with  # noqa: E402
 from tests.benchmarks.bench_ingest import cpu_seconds, peak_rss_mb  # noqa: E402
 from tests.tlsbroker import make_ca, make_server_cert, pem_key  # noqa: E402
 from zonewatch import wire  # noqa: E402
@@ -198,10 +198,7 @@ def main() -> None:
     finally:
         for part in reversed(started):
             part.stop()
-        if args.keep:
-            print(f"kept {work} (logs, queues, VictoriaMetrics data)")
-        else:
-            shutil.rmtree(work, ignore_errors=True)   # a 300 s run leaves some 300 MB of queues and VM data
+        done_with(work, args.keep)   # a 300 s run leaves some 300 MB of queues and VM data
 
 
 def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from collector.storage.lineproto import Encoder  # noqa: E402
 from tests import services  # noqa: E402
+from tests.benchmarks import done_with  # noqa: E402
 from zonewatch import wire  # noqa: E402
 
 
@@ -365,10 +365,7 @@ def main() -> None:
     finally:
         for svc in (broker, vm, vm_direct):
             svc.stop()
-        if args.keep:
-            print(f"kept {work} (logs, queue, VictoriaMetrics data)")
-        else:
-            shutil.rmtree(work, ignore_errors=True)  # a run leaves some 400 MB of queues and VM data
+        done_with(work, args.keep)  # a run leaves some 400 MB of queues and VM data
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from agent.spool import Spool  # noqa: E402
 from agent.uplink import Uplink  # noqa: E402
 from tests import services  # noqa: E402
+from tests.benchmarks import done_with  # noqa: E402
 from zonewatch import wire  # noqa: E402
 from zonewatch.mqtt import MqttConfig  # noqa: E402
 
@@ -144,6 +145,7 @@ def main() -> None:
     finally:
         broker.stop()
         spool.close()
+        done_with(work)   # a day's spool: some 160 MB
 
 
 if __name__ == "__main__":
