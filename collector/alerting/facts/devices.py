@@ -120,10 +120,11 @@ class DeviceObservers(ProbeObservers):
 
         Each sample is taken as on its own (a time after ``now_ns`` counts as ``now_ns``, as in ``Facts.observe``).
         They are most of the samples the collector gets (an SNMP poll sends one per interface of one device), so
-        the run is one loop with its lookups hoisted and ``_oper`` inlined, and finds each interface among its
-        device's (``_interfaces_of``, looked up when the device changes) rather than by a (device, ifname) key in
-        the zone's ``interfaces``. With 10,000 interfaces that is about 0.35 µs a sample instead of 0.85 with a
-        method call and a key per sample; the per-device lookup is 0.2 µs of the saving."""
+        the run is one loop with its lookups hoisted, and finds each interface among its device's
+        (``_interfaces_of``, looked up when the device changes) rather than by a (device, ifname) key in the zone's
+        ``interfaces``: about 0.6 of the cost of a method call and a key per sample (13.5 against 22.2 µs an
+        agent-shaped message). The operational state goes through ``_oper``, as a trap's does: one rule for
+        "up since", whoever reports it."""
         interfaces, links, by_device = self.interfaces, self.links, self._interfaces_of
         last: str | None = None
         of_device: dict[str, Interface] = {}
@@ -149,11 +150,8 @@ class DeviceObservers(ProbeObservers):
             if t < state.time_ns or (oper is None and admin is None):
                 continue
             state.time_ns, state.from_trap = t, False
-            if oper is not None:                # _oper, inlined: an interface still up keeps its up_since_ns
-                if not oper:
-                    state.oper_up, state.up_since_ns = False, -1
-                elif state.oper_up is not True:
-                    state.oper_up, state.up_since_ns = True, t
+            if oper is not None:
+                _oper(state, bool(oper), t)
             if admin is not None and admin is not state.admin_up:
                 state.admin_up = bool(admin)
 
