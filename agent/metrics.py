@@ -32,6 +32,10 @@ class AgentMetrics:
         self.published = Counter("zonewatch_mqtt_published_messages", "Messages published", registry=r)
         self.acknowledged = Counter(
             "zonewatch_mqtt_acknowledged_messages", "Messages the broker acknowledged", registry=r)
+        self.refused = Counter(
+            "zonewatch_mqtt_refused_messages", "Batches the broker refused (MQTT v5 PUBACK failure; they stay in the "
+            "spool and are tried again), by kind (data, events) and the broker's reason", ["kind", "reason"],
+            registry=r)
         self.modem_recovery = Counter(
             "zonewatch_modem_recovery_steps", "Recovery steps run on a modem that stopped answering, by step "
             "(reopen, cfun, usb_power) and result (ok, failed)", ["modem", "step", "result"], registry=r)

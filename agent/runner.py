@@ -403,6 +403,8 @@ class Agent:
             if empty := getattr(source, "take_empty", int)():   # polls that gave no value
                 m.modem_empty.labels(name).inc(empty)
         m.published.inc(self.uplink.published - published)
+        for kind, reason in self.uplink.take_refused():
+            m.refused.labels(kind, reason).inc()
         m.acknowledged.inc(self.uplink.acknowledged - acked)
         self._exported = (time.monotonic(), self.uplink.published, self.uplink.acknowledged)
         m.spool_depth.set(self.spool.depth())

@@ -88,9 +88,11 @@ class Spool:
             raise
         return seq
 
-    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset()) -> list[Entry]:
-        """Return up to ``limit`` entries to publish, not in ``skip`` (already in flight)."""
-        return self.queue.pending(limit, now_ns, skip)
+    def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset(),
+                without: frozenset[str] = frozenset()) -> list[Entry]:
+        """Return up to ``limit`` entries to publish, not in ``skip`` (already in flight) and of no kind in
+        ``without`` (held back)."""
+        return self.queue.pending(limit, now_ns, skip, without=without)
 
     def ack(self, seqs: int | Iterable[int]) -> None:
         """Forget batches the broker has acknowledged."""

@@ -18,6 +18,16 @@ itself with backoff, and resends QoS 1 messages that were in flight when the lin
 The broker session is a ``Publisher``: paho's client (built by ``make_client``) in production; a test hands
 ``Uplink`` a fake one, which calls back as paho does, to drive ``pump`` without a broker.
 
+A message the broker refuses (an MQTT v5 PUBACK with a failure reason, e.g. ``Not authorized`` when its ACL does
+not let this probe publish on the topic) stays in the spool and frees its place in flight. Its kind (topic) is then
+held back: one batch of it is tried again after ``RETRY_FIRST_S``, then after twice as long each time it is refused
+again, up to ``RETRY_MAX_S``, until the broker takes one; the other kind goes on as before (events still go out
+when data are refused). So a probe whose ACL is wrong sends one message every few minutes instead of its whole
+backlog over and over, and is back at full speed as soon as the ACL is mended. Each refusal is counted
+(``take_refused``, the ``zonewatch_mqtt_refused_messages`` metric); the first is logged with the reason, and the
+end of the refusals too. A batch held back may be dropped by the spool's bounds (counted; the collector sees the
+gap in its seqs).
+
 A connection that fails is logged once with the broker's address and the reason in a probe's terms (a TLS
 certificate the probe does not trust, a client certificate the broker refuses or requires, a CONNACK
 refusal), and again only when the reason changes; a success ends it.
@@ -31,6 +41,7 @@ import random
 import socket
 import ssl
 import sys
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -40,11 +51,15 @@ from paho.mqtt.properties import Properties
 
 from agent.spool import Spool
 from zonewatch import wire
+from zonewatch.backoff import Backoff
 from zonewatch.mqtt import MqttConfig
 from zonewatch.mqtt import make_client as make_paho_client
 
 log = logging.getLogger(__name__)
 
+RETRY_FIRST_S = 5.0   # a kind the broker refused: one batch of it tried again after this long,
+RETRY_MAX_S = 300.0   # twice as long after each refusal of that trial, up to this
+REFUSED_RETRY = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
 MAX_COMMANDS = 64   # command payloads waiting for the agent's loop; more are dropped (the broker lets only the
                     # collector publish them, and it sends a few an hour at most)
 
@@ -97,6 +112,17 @@ class Publisher(Protocol):
         """Subscribe to ``topic`` (called from ``on_connect``, on the session's thread); must not block."""
 
 
+@dataclass
+class _Refused:
+    """A kind of batch (its topic) the broker refuses: when to try one again, and the one being tried."""
+
+    reason: str
+    until_ns: int
+    trials: int = 0            # batches tried again and refused (REFUSED_RETRY's attempt)
+    trial: int | None = None   # the mid of the one batch of this kind in flight, while the broker refuses them
+    count: int = 0             # refusals since the broker last took one of this kind
+
+
 class Uplink:
     """Publish what the spool holds, in order, with at most ``max_inflight`` unacknowledged messages."""
 
@@ -134,7 +160,12 @@ class Uplink:
         self._failure: str | None = None  # the connection problem last logged, until a connection succeeds
         self._answered = False  # the broker sent a CONNACK on this connection
         self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._refusals: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()   # (mid, reason) refused
         self._inflight: dict[int, int] = {}  # paho mid -> spool seq
+        self._kind_of: dict[int, str] = {}   # paho mid -> the kind of the batch in flight (its topic)
+        self._refused: dict[str, _Refused] = {}   # kinds the broker refuses now
+        self._refused_log: list[tuple[str, str]] = []   # (kind, reason) of each refusal, until take_refused
+        self.refused = 0
         self.connected = False
         self._stopping = False
         self.published = 0
@@ -155,12 +186,14 @@ class Uplink:
     def pump(self, now_ns: int) -> int:
         """Apply acknowledgements and publish more from the spool; return how many were published now.
 
-        Called from the agent's loop thread only. A batch leaves the spool only once the broker acknowledged it
-        (a refusal leaves it there). A batch in flight is never handed over again: the session resends it after
-        a reconnect, and the spool's bounds never drop it. While connected, up to ``max_inflight`` are in flight,
-        taken in the spool's order (``Spool.pending``: events, then the last minute, then the backlog oldest
-        first); the first of each call carries the send time ``now_ns`` (MQTT v5).
+        Called from the agent's loop thread only. A batch leaves the spool only once the broker acknowledged it;
+        one the broker refused stays there, and its kind is held back (the module's docstring). A batch in flight
+        is never handed over again: the session resends it after a reconnect, and the spool's bounds never drop
+        it. While connected, up to ``max_inflight`` are in flight, taken in the spool's order (``Spool.pending``:
+        events, then the last minute, then the backlog oldest first); the first of each call carries the send
+        time ``now_ns`` (MQTT v5).
         """
+        changed = self._take_refusals(now_ns)   # before the acknowledgements: a kind taken again is taken
         acked: list[int] = []
         while True:
             try:
@@ -168,11 +201,17 @@ class Uplink:
             except queue.Empty:
                 break
             seq = self._inflight.pop(mid, None)
+            kind = self._kind_of.pop(mid, None)
             if seq is not None:
                 acked.append(seq)
+            if kind is not None and kind in self._refused:
+                state = self._refused.pop(kind)
+                log.info("broker %s:%s takes %s again (%d refused meanwhile, the last for: %s)", self.cfg.host,
+                         self.cfg.port, self.topics[kind], state.count, state.reason)
         if acked:
             self.spool.ack(acked)  # one transaction for all of them
             self.acknowledged += len(acked)
+        if acked or changed:
             self.spool.queue.protected = set(self._inflight.values())
         if not self.connected:
             return 0
@@ -180,18 +219,59 @@ class Uplink:
         if room <= 0:
             return 0
         sent = 0
-        for entry in self.spool.pending(room, now_ns, skip=set(self._inflight.values())):
+        held = frozenset(kind for kind, state in self._refused.items()
+                         if state.trial is not None or now_ns < state.until_ns)
+        for entry in self.spool.pending(room, now_ns, skip=set(self._inflight.values()), without=held):
+            refused = self._refused.get(entry.kind)
+            if refused is not None and refused.trial is not None:
+                continue   # one batch at a time of a kind the broker refuses
             # the first message of each round carries the send time: enough to measure by, and a backlog's drain
             # does not pack the property (13 us) for every message
             info = self.client.publish(self.topics[entry.kind], entry.payload, qos=1,
                                        properties=None if sent else self._stamp(now_ns))
             self._inflight[info.mid] = entry.id  # the spool's entry id is the batch's seq
+            self._kind_of[info.mid] = entry.kind
+            if refused is not None:
+                refused.trial = info.mid
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # not connected after all: paho keeps the message and sends it on reconnect
             sent += 1
         self.published += sent
         self.spool.queue.protected = set(self._inflight.values())  # may still arrive: never counted as dropped
         return sent
+
+    def _take_refusals(self, now_ns: int) -> bool:
+        """Apply the refusals the session reported since the last call; return whether there were any."""
+        any_refused = False
+        while True:
+            try:
+                mid, reason = self._refusals.get_nowait()
+            except queue.Empty:
+                return any_refused
+            seq, kind = self._inflight.pop(mid, None), self._kind_of.pop(mid, None)
+            if seq is None or kind is None:   # not a batch: the status message of on_connect
+                log.error("broker %s:%s refused message %d: %s", self.cfg.host, self.cfg.port, mid, reason)
+                continue
+            any_refused = True
+            self.refused += 1
+            self._refused_log.append((kind, reason))
+            state = self._refused.get(kind)
+            if state is None:
+                state = self._refused[kind] = _Refused(reason, now_ns)
+                log.error("broker %s:%s refused a batch (seq %d) on %s: %s. It stays in the spool; %s batches are "
+                          "held back, one tried again after %.0f s, then after twice as long each time it is "
+                          "refused, up to %.0f s (does the broker's ACL let this probe publish there?)",
+                          self.cfg.host, self.cfg.port, seq, self.topics[kind], reason, kind, RETRY_FIRST_S,
+                          RETRY_MAX_S)
+            elif state.trial == mid:   # the one batch tried again was refused too: wait longer
+                state.trial, state.trials = None, state.trials + 1
+            state.reason, state.count = reason, state.count + 1
+            state.until_ns = now_ns + int(REFUSED_RETRY.delay(state.trials) * 1e9)
+
+    def take_refused(self) -> list[tuple[str, str]]:
+        """Return the kind and the broker's reason of every batch refused since the last call."""
+        out, self._refused_log = self._refused_log, []
+        return out
 
     def _stamp(self, now_ns: int) -> Properties | None:
         """Return the PUBLISH properties that carry this probe's clock at sending (MQTT v5; None on 3.1.1): the
@@ -300,7 +380,7 @@ class Uplink:
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         # QoS 1: the broker has the message. v5 reason "No matching subscribers" (16) is a success too.
         if getattr(reason, "is_failure", False):
-            log.error("broker refused message %d: %s", mid, reason)
+            self._refusals.put((mid, str(reason)))
             return
         self._acked.put(mid)
 

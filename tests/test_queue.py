@@ -52,6 +52,22 @@ def test_live_entries_go_before_an_old_backlog(tmp_path: Path) -> None:
     assert got == [b"now", b"old0", b"old1"]  # the NOC sees now; the past fills in, oldest first
 
 
+def test_pending_leaves_out_the_kinds_held_back_in_every_part_of_its_order(tmp_path: Path) -> None:
+    queue = q(tmp_path, live_ns=60 * S)
+    queue.put("data", b"old", 0)
+    queue.put("events", b"e", 3600 * S)
+    queue.put("data", b"now", 3600 * S)
+    queue.put("other", b"o", 0)
+    now = 3601 * S
+    assert [e.payload for e in queue.pending(10, now)] == [b"e", b"now", b"old", b"o"]
+    assert [e.payload for e in queue.pending(10, now, without=frozenset({"data"}))] == [b"e", b"o"]
+    assert [e.payload for e in queue.pending(10, now, without=frozenset({"events"}))] == [b"now", b"old", b"o"]
+    assert [e.payload for e in queue.pending(1, now, without=frozenset({"events", "data"}))] == [b"o"]
+    reader = queue.reader()
+    assert [e.payload for e in reader.pending(10, now, without=frozenset({"data", "other"}))] == [b"e"]
+    reader.close()
+
+
 def test_everything_committed_survives_a_restart(tmp_path: Path) -> None:
     queue = q(tmp_path)
     ids = queue.put_many([("data", b"a"), ("data", b"b"), ("events", b"c")], 5 * S)

@@ -226,12 +226,12 @@ class DiskQueue:
     # reading -------------------------------------------------------------------------------------------
 
     def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset(),
-                after: int = 0) -> list[Entry]:
-        """Return up to ``limit`` entries not in ``skip`` and with an id above ``after``: priority kinds, then
-        live, then oldest first. (A reader that takes entries in id order passes the last id it took as
-        ``after``, rather than every id it took as ``skip``: ids that ``put`` chooses only grow while this
-        object is open, even when the queue empties; SQLite alone would start again from 1.)"""
-        return _pending(self._db, self.priority, self.live_ns, limit, now_ns, skip, after)
+                after: int = 0, without: frozenset[str] = frozenset()) -> list[Entry]:
+        """Return up to ``limit`` entries not in ``skip``, of no kind in ``without``, and with an id above
+        ``after``: priority kinds, then live, then oldest first. (A reader that takes entries in id order passes
+        the last id it took as ``after``, rather than every id it took as ``skip``: ids that ``put`` chooses only
+        grow while this object is open, even when the queue empties; SQLite alone would start again from 1.)"""
+        return _pending(self._db, self.priority, self.live_ns, limit, now_ns, skip, after, without)
 
     def reader(self) -> QueueReader:
         """Return a second connection to this queue's file, for ``pending`` from another thread."""
@@ -331,9 +331,9 @@ class QueueReader:
         self._db.execute("PRAGMA query_only=1")
 
     def pending(self, limit: int, now_ns: int = 0, skip: set[int] | frozenset[int] = frozenset(),
-                after: int = 0) -> list[Entry]:
+                after: int = 0, without: frozenset[str] = frozenset()) -> list[Entry]:
         """Return what ``DiskQueue.pending`` would, as last committed."""
-        return _pending(self._db, self.priority, self.live_ns, limit, now_ns, skip, after)
+        return _pending(self._db, self.priority, self.live_ns, limit, now_ns, skip, after, without)
 
     def kinds(self) -> list[str]:
         """Return every kind with an entry, sorted: one index seek a kind (a skip-scan of ``entries_kind``),
@@ -374,14 +374,18 @@ class QueueReader:
 
 
 def _pending(db: sqlite3.Connection, priority: tuple[str, ...], live_ns: int, limit: int, now_ns: int,
-             skip: set[int] | frozenset[int], after: int) -> list[Entry]:
-    """Return up to ``limit`` entries not in ``skip``, id above ``after``: priority kinds, live, then oldest."""
+             skip: set[int] | frozenset[int], after: int, without: frozenset[str] = frozenset()) -> list[Entry]:
+    """Return up to ``limit`` entries not in ``skip``, of no kind in ``without``, id above ``after``: priority
+    kinds, live, then oldest."""
     out: list[Entry] = []
     seen: set[int] = set(skip)
+    left_out = tuple(sorted(without))
+    not_these = f" AND kind NOT IN ({', '.join('?' * len(left_out))})" if left_out else ""
 
-    def take(sql: str, args: tuple[object, ...]) -> bool:
+    def take(where: str, args: tuple[object, ...]) -> bool:
         # fetchall: a cursor left unfinished would keep its read transaction (and its old snapshot) open
-        for row in db.execute(sql + " LIMIT ?", (*args, after, limit + len(seen))).fetchall():
+        sql = f"SELECT id, kind, created_ns, payload FROM entries WHERE {where}id > ?{not_these} ORDER BY id LIMIT ?"
+        for row in db.execute(sql, (*args, after, *left_out, limit + len(seen))).fetchall():
             if row[0] in seen:
                 continue
             seen.add(row[0])
@@ -390,12 +394,11 @@ def _pending(db: sqlite3.Connection, priority: tuple[str, ...], live_ns: int, li
                 return True
         return False
 
-    cols = "SELECT id, kind, created_ns, payload FROM entries"
     for kind in priority:
-        if take(f"{cols} WHERE kind = ? AND id > ? ORDER BY id", (kind,)):
+        if kind not in without and take("kind = ? AND ", (kind,)):
             return out
     if live_ns and now_ns:
-        if take(f"{cols} WHERE created_ns >= ? AND id > ? ORDER BY id", (now_ns - live_ns,)):
+        if take("created_ns >= ? AND ", (now_ns - live_ns,)):
             return out
-    take(f"{cols} WHERE id > ? ORDER BY id", ())
+    take("", ())
     return out

@@ -198,6 +198,77 @@ def test_a_refused_message_stays_in_the_spool_and_no_matching_subscribers_is_a_d
     broker.ack(s2, reason="No matching subscribers")
     uplink.pump(T0)
     assert _in_spool(store) == [s1] and uplink.acknowledged == 1
+    # the broker took a data batch after it refused one: data are not held back, the refused one goes again
+    assert uplink.refused == 1 and broker.seqs_handed() == [s1, s2, s1]
+
+
+def _wait_then_one(uplink: Uplink, broker: FakeSession, at_ns: int, wait_s: float) -> int:
+    """Pump just before and at ``at_ns + wait_s``: nothing goes out before, exactly one batch at it (and no
+    second while that one is in flight); return the seq of the one."""
+    handed = len(broker.handed)
+    assert uplink.pump(at_ns + int(wait_s * S) - 1) == 0
+    assert uplink.pump(at_ns + int(wait_s * S)) == 1
+    assert uplink.pump(at_ns + int(wait_s * S)) == 0
+    assert len(broker.handed) == handed + 1
+    return broker.handed[-1].seq
+
+
+def test_a_kind_the_broker_refuses_is_tried_one_batch_at_a_time_with_waits_doubling_to_a_bound(make: Make) -> None:
+    uplink, broker, store = make(max_inflight=3)
+    seqs = _data(store, 5)
+    broker.accept()
+    assert uplink.pump(T0) == 3
+    broker.ack(*seqs[:3], reason="Not authorized")   # e.g. the broker's ACL has the probe in another zone
+    assert uplink.pump(T0) == 0 and uplink.inflight() == 0   # every place free, nothing more of that kind yet
+    assert uplink.refused == 3 and _in_spool(store) == seqs
+    # one batch again after RETRY_FIRST_S, then after twice as long each time it is refused, up to RETRY_MAX_S
+    at, waits = T0, []
+    wait = uplink_module.RETRY_FIRST_S
+    while len(waits) < 9:
+        tried = _wait_then_one(uplink, broker, at, wait)
+        assert tried == seqs[0]   # the spool's order: the oldest of the last minute... or of the backlog
+        at += int(wait * S)
+        broker.ack(tried, reason="Not authorized")
+        assert uplink.pump(at) == 0   # the refusal is taken in at ``at``: the wait runs from there
+        waits.append(wait)
+        wait = min(2 * wait, uplink_module.RETRY_MAX_S)
+    assert waits == [5, 10, 20, 40, 80, 160, 300, 300, 300]
+    assert uplink.take_refused() == [("data", "Not authorized")] * 12 and uplink.take_refused() == []
+    # the ACL is mended: the next trial is taken, and the whole window is used again at once
+    tried = _wait_then_one(uplink, broker, at, wait)
+    broker.ack(tried)
+    assert uplink.pump(at + int(wait * S)) == 3
+    broker.ack(*seqs[1:4])
+    uplink.pump(at + int(wait * S))
+    broker.ack(seqs[4])
+    uplink.pump(at + int(wait * S))
+    assert _in_spool(store) == [] and uplink.acknowledged == 5
+
+
+def test_events_go_out_at_once_while_the_broker_refuses_data(make: Make) -> None:
+    uplink, broker, store = make(max_inflight=2)
+    d1, d2 = _data(store, 2)
+    broker.accept()
+    uplink.pump(T0)
+    broker.ack(d1, d2, reason="Not authorized")
+    uplink.pump(T0)
+    event = store.append("events", T0 + S, events=(wire.Event("link_down", {}, {}, T0 + S),))
+    _data(store, 1, T0 + S)
+    assert uplink.pump(T0 + S) == 1 and broker.seqs_handed()[-1] == event
+    broker.ack(event)
+    uplink.pump(T0 + S)
+    assert event not in _in_spool(store)
+
+
+def test_a_batch_held_back_is_not_protected_from_the_spool_bounds(make: Make) -> None:
+    uplink, broker, store = make(max_inflight=1, max_age_s=3600)
+    s1, = _data(store, 1)
+    broker.accept()
+    uplink.pump(T0)
+    broker.ack(s1, reason="Not authorized")
+    uplink.pump(T0)
+    s2, = _data(store, 1, T0 + 2 * 3600 * S)   # s1 is past the age bound, and no longer in flight: dropped, counted
+    assert _in_spool(store) == [s2] and store.dropped() == 1
 
 
 def test_what_was_in_flight_at_a_disconnect_goes_out_again_and_leaves_the_spool_only_when_acknowledged(
