@@ -51,6 +51,16 @@ class SpoolConfig(Strict):
     path: str = "/var/lib/zonewatch/spool.db"
     max_bytes: int = 256 * 2**20
     max_age: Duration = 7 * 86400.0
+    # Polled data within this long of a data batch's making join it (agent.spool): one message every 5 s
+    # rather than one a poll. 0s: one batch a poll.
+    coalesce: Duration = 5.0
+
+    @field_validator("coalesce")
+    @classmethod
+    def _coalesce_bounded(cls, seconds: float) -> float:
+        if not 0 <= seconds <= 60:
+            raise ValueError("must be from 0s (one batch a poll) to 1m (data wait at most that long to be sent)")
+        return seconds
 
 
 class MetricsConfig(Strict):

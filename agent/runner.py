@@ -182,8 +182,7 @@ class Agent:
             **storage_fields(self.spool.path, self.spool.size_bytes(), self.cfg.spool.max_bytes),
         }
         self.spool.append("data", now_ns, samples=(wire.Sample("probe", {}, fields, now_ns),))
-        # The version is a series of its own (see the README); a batch of its own too, so that a batch the
-        # spool's bounds drop is one reading, whichever it is.
+        # The version is a series of its own (see the README).
         self.spool.append("data", now_ns, samples=(wire.Sample("probe", {"version": VERSION}, {"info": 1}, now_ns),))
         self._wake.set()
 
@@ -235,7 +234,8 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set: schedule sources, spool, publish."""
         cfg = self.cfg
-        self.spool = Spool(cfg.spool.path, cfg.probe.zone, cfg.probe.id, cfg.spool.max_bytes, cfg.spool.max_age)
+        self.spool = Spool(cfg.spool.path, cfg.probe.zone, cfg.probe.id, cfg.spool.max_bytes, cfg.spool.max_age,
+                           coalesce_s=cfg.spool.coalesce)
         cfg = self._start_remote(cfg)   # configuration from the centre: what ran before, unless it was on trial
         updates = self.updates = SoftwareUpdate(cfg.update, update_dir(cfg.spool.path), VERSION, self.clock())
         self.uplink = Uplink(cfg.mqtt, self.spool, cfg.probe.zone, cfg.probe.id, config=self.remote is not None)
@@ -269,6 +269,7 @@ class Agent:
         finally:
             notifier.stopping()
             (self._scheduler or scheduler).shutdown(wait=False)
+            self.spool.seal()   # the data waiting to be joined by more go now
             await self._flush(deadline_s=3.0)
             self.uplink.stop(planned=stop.is_set())   # asked to stop (SIGTERM, Ctrl-C), not a crash
             await self.close_sources()

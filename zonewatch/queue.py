@@ -171,6 +171,19 @@ class DiskQueue:
         self._enforce_bounds(now_ns, keep=set(out))
         return out
 
+    def replace_within(self, entry_id: int, payload: bytes, now_ns: int) -> bool:
+        """Put ``payload`` in place of the payload of entry ``entry_id`` (its kind, id and time stay), inside the
+        caller's open transaction, then apply the bounds (never dropping this entry); return False, changing
+        nothing, if there is no such entry (acknowledged, or dropped by the bounds)."""
+        row = self._db.execute("SELECT size FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        if row is None:
+            return False
+        self._db.execute("UPDATE entries SET size = ?, crc = ?, payload = ? WHERE id = ?",
+                         (len(payload), zlib.crc32(payload), payload, entry_id))
+        self._bytes += len(payload) - int(row[0])
+        self._enforce_bounds(now_ns, keep={entry_id})
+        return True
+
     def ack(self, ids: Iterable[int]) -> int:
         """Delete acknowledged entries in one transaction; return how many were there."""
         ids = list(ids)

@@ -53,7 +53,9 @@ class QueueSizing:
     """What the broker must hold for the collector's session: every message ``probes`` probes send at
     ``rate`` messages a second each (one batch per source poll: 50 SNMP devices and 4 modems every 30 s is
     about 2) for ``hold_s`` seconds of collector outage, at ``message_bytes`` each (an SNMP batch of one
-    device and 20 interfaces is about 5 KiB; a cellular one 0.3 KiB)."""
+    device and 20 interfaces is about 5 KiB; a cellular one 0.3 KiB). The defaults hold an agent that sends a
+    batch a poll (``spool.coalesce: 0s``); with the agent's default of 5 s it sends a tenth of the messages, ten
+    times the size, so the same bytes, and the message count has room to spare."""
 
     probes: int
     rate: float = 2.0

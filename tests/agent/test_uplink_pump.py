@@ -445,3 +445,16 @@ def test_commands_past_the_bound_are_dropped_and_counted_the_first_kept(make: Ma
         broker.deliver(COMMAND, str(n).encode())
     assert uplink.take_commands() == [str(n).encode() for n in range(uplink_module.MAX_COMMANDS)]
     assert uplink.commands_dropped == 3
+
+
+def test_polls_joined_by_the_spool_go_as_one_message_when_their_window_is_over(make: Make) -> None:
+    uplink, broker, store = make(coalesce_s=5.0)
+    broker.accept()
+    seqs = [store.append("data", T0 + i * S, (_sample(T0 + i * S),)) for i in range(3)]
+    assert seqs == [1, 1, 1]
+    event = store.append("events", T0 + S, events=(wire.Event("link_down", {}, {}, T0 + S),))
+    assert uplink.pump(T0 + 4 * S) == 1 and broker.seqs_sent() == [event]   # events never wait
+    assert uplink.pump(T0 + 5 * S) == 1
+    sent = wire.decode(broker.wire[-1].payload)
+    assert (sent.seq, [s.time_ns for s in sent.samples]) == (1, [T0, T0 + S, T0 + 2 * S])
+    assert store.append("data", T0 + 5 * S, (_sample(T0 + 5 * S),)) == 3   # a new batch: 1 is on its way

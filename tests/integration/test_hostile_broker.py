@@ -53,7 +53,7 @@ def test_connections_cut_mid_publish_lose_nothing_and_leak_nothing(
         config = tmp_path / "agent.yaml"
         config.write_text("probe: {id: p1, zone: hostile}\n"
                           f"mqtt: {{host: 127.0.0.1, port: {front.port}, keepalive: 5s}}\n"
-                          f"spool: {{path: '{spool}'}}\n"
+                          f"spool: {{path: '{spool}', coalesce: 0s}}\n"   # a batch a poll: many cuts mid-PUBLISH
                           "metrics: {enabled: false}\nself_interval: 2s\nsources:\n"
                           f"  - {{type: cellular, name: m1, port: {modem.port}, interval: 200ms, timeout: 1s}}\n")
         agent = services.start_zonewatch("agent", ["-c", str(config), "run"], tmp_path / "agent")

@@ -64,7 +64,7 @@ def test_flooding_modems_fail_alone_with_a_clear_message_and_bounded_memory(
     config = tmp_path / "agent.yaml"
     config.write_text("probe: {id: p1, zone: hostile}\n"
                       f"mqtt: {{host: 127.0.0.1, port: {mosquitto.port}, keepalive: 5s}}\n"
-                      f"spool: {{path: '{tmp_path / 'spool.db'}'}}\n"
+                      f"spool: {{path: '{tmp_path / 'spool.db'}', coalesce: 0s}}\n"   # each poll counted as it comes
                       "metrics: {enabled: false}\nself_interval: 5s\nsources:\n" + "".join(sources))
     subscriber = BatchSubscriber(mosquitto.port)
     agent = services.start_zonewatch("agent", ["-c", str(config), "run"], tmp_path / "agent")

@@ -235,7 +235,7 @@ def test_a_probe_clock_ten_minutes_ahead_pages_and_its_samples_are_stored_at_the
     offset = zone.collector_metric("zonewatch_probe_clock_offset_seconds", probe=f"{ZONE}/p1")
     assert AHEAD_S - 5 < offset <= AHEAD_S, offset
 
-    services.wait_for(lambda: zone.spool_meta("seq") >= 12, WAIT, "a few seconds of readings")
+    services.wait_for(lambda: zone.spool_meta("appended_samples") >= 12, WAIT, "a few seconds of readings")
     zone.agent.stop()
     assert zone.agent.proc.returncode == 0, zone.agent.log_tail(30)
     assert zone.spool_meta("appended_samples") > 0
@@ -261,5 +261,5 @@ def test_a_probe_clock_ten_minutes_ahead_pages_and_its_samples_are_stored_at_the
     assert zone.collector_metric("zonewatch_ingest_rejected_messages_total", reason="time_future") == 0
     assert zone.collector_metric("zonewatch_probe_seq_gaps", probe=f"{ZONE}/p1") == 0
     corrected = zone.collector_metric("zonewatch_probe_corrected_messages_total", probe=f"{ZONE}/p1")
-    assert corrected >= expected // 2
+    assert corrected >= zone.spool_meta("seq") // 2   # most of the probe's batches (each a message)
     print(f"{expected} samples stored at corrected times ({corrected:.0f} messages), offset measured {offset:.3f} s")
