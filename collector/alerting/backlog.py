@@ -6,8 +6,9 @@ however large) before it turns to the next that has any.
 A probe that floods the collector (a runaway agent, a compromised probe, a long replay) then waits behind
 itself: the other probes' readings, and the faults they show, are judged as soon as they come.
 
-Bounded: past ``limit`` messages in all, the oldest messages of the longest queue are dropped (the flooder
-pays for its flood; the newest reading of every probe is kept).
+Bounded: past ``limit`` messages or ``limit_bytes`` of payload in all, the oldest messages of the longest queue are
+dropped (the flooder pays for its flood; past the bytes, the newest reading of every probe is kept). The bytes
+bound the memory: a probe that joins its polls (``spool.coalesce``) sends messages ten times the size.
 
 Ticks (``collector.ingest``: the collector's own marks of how far its data session has caught up) say
 "everything offered before me has been taken": one is handed out only once no queue still holds a message
@@ -30,11 +31,12 @@ Offered = tuple[str, bytes, int, int, int]
 class FairBacklog:
     """Data messages waiting for the engine; not thread-safe (the engine holds its lock around every call)."""
 
-    def __init__(self, limit: int, share: int = 50, quantum: int = 64 * 1024) -> None:
-        self.limit, self.share, self.quantum = limit, share, quantum
+    def __init__(self, limit: int, share: int = 50, quantum: int = 64 * 1024, limit_bytes: int = 256 * 2**20) -> None:
+        self.limit, self.share, self.quantum, self.limit_bytes = limit, share, quantum, limit_bytes
         self._queues: OrderedDict[str, deque[Offered]] = OrderedDict()   # topic -> its messages; next turn first
         self._ticks: deque[Offered] = deque()
         self.size = 0   # data messages held (not ticks)
+        self.bytes = 0  # and their payload bytes
 
     def __len__(self) -> int:
         return self.size + len(self._ticks)
@@ -49,14 +51,18 @@ class FairBacklog:
             queue = self._queues[message[0]] = deque()
         queue.append(message)
         self.size += 1
-        if self.size <= self.limit:
-            return []
-        longest = max(self._queues.values(), key=len)   # only past the limit: a scan of the probes
-        over = min(self.size - self.limit, len(longest) - 1) or 1
-        dropped = [longest.popleft() for _ in range(over)]
-        self.size -= over
-        if not longest:
-            self._drop_empty()
+        self.bytes += len(message[1])
+        dropped: list[Offered] = []
+        while self.size > self.limit or self.bytes > self.limit_bytes:
+            longest = max(self._queues.values(), key=len)   # only past a limit: a scan of the probes
+            if len(longest) == 1 and self.size <= self.limit:
+                break   # over the bytes with one message a probe: each probe's newest stays
+            old = longest.popleft()
+            dropped.append(old)
+            self.size -= 1
+            self.bytes -= len(old[1])
+            if not longest:
+                self._drop_empty()
         return dropped
 
     def forget(self, taken: Callable[[Offered], bool]) -> None:
@@ -67,7 +73,7 @@ class FairBacklog:
             queue = self._queues[topic]
             n = 0
             while queue and taken(queue[0]):
-                queue.popleft()
+                self.bytes -= len(queue.popleft()[1])
                 n += 1
             if n:
                 self.size -= n
@@ -91,6 +97,7 @@ class FairBacklog:
                 out.append(queue.popleft())
                 n, got, size = n + 1, got + length, size + length
             self.size -= n
+            self.bytes -= got
             if queue:
                 self._queues.move_to_end(topic)   # its turn is over: the others first
             else:

@@ -6,8 +6,9 @@ Threads::
                             appends status and events to one list, data to a queue per probe
                             (``collector.alerting.backlog``: taken in turns, so one probe's flood never
                             delays another's readings), numbering them in arrival order, and wakes the
-                            engine. Never blocks. Past ``max_backlog`` data messages it drops the oldest of
-                            the longest queue (counted, logged once a minute); status and events are never
+                            engine. Never blocks. Past ``max_backlog`` data messages or ``max_backlog_bytes``
+                            of them (what the preparer has decoded of them is forgotten first) it drops the
+                            oldest of the longest queue (counted, logged once a minute); status and events are never
                             dropped below ``max_backlog`` x 4 (a flood past that is dropped oldest first,
                             counted and logged as well).
     fleet thread            ``configs(views)``: each managed probe's desired configuration and last report
@@ -135,6 +136,7 @@ class AlertEngine:
     def __init__(self, cfg: AlertingConfig, inventory: Inventory, dispatcher: Dispatcher,
                  store: Callable[[list[wire.Batch]], None], registry: CollectorRegistry,
                  clock: Callable[[], int] = time.time_ns, max_backlog: int = 50_000,
+                 max_backlog_bytes: int = 256 * 2**20,
                  decode: Callable[[str, bytes, int], wire.Batch] | None = None,
                  known_gaps: Mapping[str, int] | None = None, fault: tuple[str, str, int] | None = None,
                  hold_until_caught_up: bool = False) -> None:
@@ -159,7 +161,7 @@ class AlertEngine:
         # The probes' clock offsets the ingest measures (collector.clockskew): a probe's messages are judged at the
         # corrected times its samples are stored at; and ProbeClockSkew. None: every clock is taken as right.
         self.skew: ClockSkew | None = None
-        self._data = FairBacklog(max_backlog)      # data (and ticks), a queue per probe
+        self._data = FairBacklog(max_backlog, limit_bytes=max_backlog_bytes)   # data (and ticks), a queue per probe
         # Fed by the ingest's preparer (``feed_from_ingest``): the data offered that it has yet to decode, by
         # intake id; what it decoded of them, in the order it did; and when it last gave one (monotonic).
         self.fed = False
@@ -194,7 +196,8 @@ class AlertEngine:
             self._data.limit = self.max_backlog
             dropped = 0
             waiting = self._waiting if self.fed else None
-            if waiting is not None and self._data.size + len(messages) > self.max_backlog:
+            if waiting is not None and (self._data.size + len(messages) > self.max_backlog or self._data.bytes + sum(
+                    len(payload) for _, payload in messages) > self._data.limit_bytes):
                 self._data.forget(lambda m: m[4] not in waiting)   # what the preparer gave counts no more
             for n, (topic, payload) in enumerate(messages):
                 self._arrived += 1

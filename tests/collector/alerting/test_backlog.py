@@ -72,3 +72,18 @@ def test_past_the_limit_the_longest_queue_loses_its_oldest() -> None:
     assert [m[3] for m in taken[:4]] == [3, 4, 5, 6]          # the flood's two oldest went
     many = FairBacklog(limit=2, share=1)                       # more probes than the limit: one each at most
     assert fill(many, ["a", "b", "c"]) == 1 and many.size == 2
+
+
+def test_past_its_bytes_the_flood_loses_its_oldest_and_every_probe_keeps_its_newest() -> None:
+    backlog = FairBacklog(limit=1000, share=10, limit_bytes=34)
+    big = [("zw/v1/z/flood/data", bytes(10), 0, n, 0) for n in range(1, 4)]
+    small = [(f"zw/v1/z/p{n}/data", bytes(5), 0, 10 + n, 0) for n in range(3)]
+    assert [len(backlog.add(m)) for m in big + small] == [0, 0, 0, 1, 0, 1]   # 35 bytes, twice: the flood pays
+    assert (backlog.size, backlog.bytes) == (4, 25)
+    taken = backlog.take(10)
+    assert [m[3] for m in taken] == [3, 10, 11, 12] and (backlog.size, backlog.bytes) == (0, 0)
+    lone = FairBacklog(limit=1000, limit_bytes=10)          # a probe each, over the bytes: the newest stay
+    assert sum(len(lone.add((f"zw/v1/z/p{n}/data", bytes(8), 0, n, 0))) for n in range(3)) == 0
+    assert lone.size == 3
+    lone.forget(lambda m: m[3] < 2)                          # what was taken another way counts no more
+    assert (lone.size, lone.bytes) == (1, 8)
