@@ -3,16 +3,18 @@
 Real mosquitto (TLS, the rendered ACL and password file, the queue limits ``render-mosquitto`` sizes for
 the fleet), VictoriaMetrics and a collector process with alerting on (a webhook for the carrier and for the
 NOC, on this machine). ``--probes`` probes (default 200), each its own MQTT user on its own TLS connection,
-publish what the agent publishes, ``--rate`` times its real rate (default 10): per 30 s, one batch per source
-poll: 50 SNMP batches (a device and its 20 interfaces), 4 cellular batches, 2 self-reports, QoS 1, with
-consecutive seqs; ``--gap-probes`` of them (default 5) skip 39 seqs between them on purpose. The load runs
+publish what the agent publishes, ``--rate`` times its real rate (default 10): per 30 s, 56 source polls
+(50 SNMP polls of a device and its 20 interfaces, 4 cellular polls, 2 self-reports), the polls of
+``--coalesce`` seconds of the probe's time (its ``spool.coalesce``; default 5, as the agent's: 10 polls) in one
+batch, or one batch a poll with ``--coalesce 0``; QoS 1, with consecutive seqs; ``--gap-probes`` of them
+(default 5) skip 39 seqs between them on purpose. The load runs
 ``--seconds`` (default 300); the collector is killed (SIGKILL) at ``--kill-at`` (default 150) and started
 again ``--down`` seconds later (default 20). Two seconds after the restart, while the backlog drains, a
 separate probe sends a linkDown event and then loses its connection (the broker publishes its last will).
 
 Prints:
-- messages published and acknowledged by the broker, and stored (one ``device``, ``cellular`` or ``probe``
-  sample per message, counted in VictoriaMetrics): every one, once;
+- polls published and acknowledged by the broker (and the messages that carried them), and stored (one
+  ``device``, ``cellular`` or ``probe`` sample per poll, counted in VictoriaMetrics): every one, once;
 - seq gaps: injected, and the sum of the probes' last ``seq_gaps``;
 - LinkDown and ProbeDown: webhook arrival minus the event's publish time, and the connection's loss;
 - the lag (``zonewatch_ingest_lag_seconds``) at the end of the load, and how long after it it was under 5 s;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import multiprocessing as mp
 import signal
 import socket
@@ -79,7 +82,8 @@ def inventory(probes: int, hooks: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def batch(probe: int, seq: int, kind: str, k: int, t: int) -> wire.Batch:
+def poll(probe: int, seq: int, kind: str, k: int, t: int) -> tuple[wire.Sample, ...]:
+    """Return the samples of one source poll."""
     if kind == "snmp":
         dev = f"d{probe}-{k % 25}"
         samples = (wire.Sample("device", {"device": dev, "site": "s"}, {"up": True, "uptime_s": 1e6 + seq}, t),
@@ -92,7 +96,7 @@ def batch(probe: int, seq: int, kind: str, k: int, t: int) -> wire.Batch:
                                 "registered": True, "pci": 123}, t),)
     else:
         samples = (wire.Sample("probe", {}, {"up": True, "spool_depth": 0, "rss_mb": 41.0, "cpu_s": 12.5}, t),)
-    return wire.Batch(ZONE, f"p{probe}", seq, t, samples)
+    return samples
 
 
 def client(port: int, ca: str, user: str, will: bool = False) -> mqtt.Client:
@@ -107,34 +111,51 @@ def client(port: int, ca: str, user: str, will: bool = False) -> mqtt.Client:
     return c
 
 
+def polls_a_batch(coalesce_s: float) -> int:
+    """Return how many of a probe's polls (one every 30/56 s of its time) the spool joins in one batch."""
+    return max(1, math.ceil(coalesce_s / (30.0 / len(CYCLE))))
+
+
 def publisher(probes: list[int], port: int, ca: str, rate: float, seconds: float, start: float,
-              gap_probes: int, out: Any) -> None:
-    """One process: publish for ``probes`` until ``start + seconds``; put (published, skipped) on ``out``."""
+              gap_probes: int, joined: int, out: Any) -> None:
+    """One process: publish for ``probes`` until ``start + seconds``, ``joined`` polls a batch; put (polls
+    published, polls acknowledged, seqs skipped, messages) on ``out``."""
     clients = {p: client(port, ca, f"p{p}") for p in probes}
-    every = 30.0 / len(CYCLE) / rate            # seconds between two batches of one probe
+    every = 30.0 / len(CYCLE) / rate            # seconds between two polls of one probe
     seqs = dict.fromkeys(probes, 0)
     skips = {p: GAPS[p] for p in probes if p < gap_probes}
-    published = skipped = acked = 0
-    pending: list[mqtt.MQTTMessageInfo] = []
+    held: dict[int, list[wire.Sample]] = {p: [] for p in probes}
+    published = skipped = acked = messages = 0
+    pending: list[tuple[mqtt.MQTTMessageInfo, int]] = []
     n = 0
     while True:
         due = start + n * every
         now = time.time()
-        if due > start + seconds:
-            break
-        if due > now:
+        last = due > start + seconds
+        if not last and due > now:
             time.sleep(due - now)
-        t = time.time_ns()
+        # The poll's own time, as the agent stamps a poll: a publisher running late sends at once what was due, and
+        # two polls of one series stamped in the same millisecond would be one point to VictoriaMetrics
+        # (-dedup.minScrapeInterval=1ms), counted here as lost.
+        t = int(due * 1e9)
         for p in probes:
-            if p in skips and n % 97 == 50 and skips[p] > 0:   # skip a seq now and then, as a lost batch would
+            if not last:
+                held[p].extend(poll(p, seqs[p] + 1, CYCLE[n % len(CYCLE)], n, t))
+            if held[p] and (last or (n + 1) % joined == 0):
+                batches = (n + 1) // joined
+                if p in skips and batches % 13 == 7 and skips[p] > 0:   # now and then a seq lost, as a dropped
+                    seqs[p] += 1                                          # batch would be
+                    skips[p] -= 1
+                    skipped += 1
                 seqs[p] += 1
-                skips[p] -= 1
-                skipped += 1
-            seqs[p] += 1
-            kind = CYCLE[n % len(CYCLE)]
-            b = batch(p, seqs[p], kind, n, t)
-            pending.append(clients[p].publish(wire.topic(ZONE, f"p{p}", "data"), wire.encode(b), qos=1))
-            published += 1
+                b = wire.Batch(ZONE, f"p{p}", seqs[p], t, tuple(held[p]))
+                polls = sum(s.measurement != "interface" for s in held[p])   # one device, cellular or probe a poll
+                pending.append((clients[p].publish(wire.topic(ZONE, f"p{p}", "data"), wire.encode(b), qos=1), polls))
+                published += polls
+                messages += 1
+                held[p] = []
+        if last:
+            break
         n += 1
         if len(pending) > 2000:
             acked += settle(pending)
@@ -142,19 +163,20 @@ def publisher(probes: list[int], port: int, ca: str, rate: float, seconds: float
     for c in clients.values():
         c.disconnect()
         c.loop_stop()
-    out.put((published, acked, skipped))
+    out.put((published, acked, skipped, messages))
 
 
-def settle(pending: list[mqtt.MQTTMessageInfo]) -> int:
-    """Wait for the broker's acknowledgements; return how many came (a client that lost its connection loses
-    its messages in flight: the agent's spool would send them again, this publisher counts them)."""
+def settle(pending: list[tuple[mqtt.MQTTMessageInfo, int]]) -> int:
+    """Wait for the broker's acknowledgements; return how many polls they carried (a client that lost its
+    connection loses its messages in flight: the agent's spool would send them again, this publisher counts
+    them)."""
     acked = 0
-    for info in pending:
+    for info, polls in pending:
         try:
             info.wait_for_publish(60)
         except (RuntimeError, ValueError):
             continue
-        acked += info.is_published()
+        acked += polls if info.is_published() else 0
     pending.clear()
     return acked
 
@@ -184,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="times the agent's real rate")
+    parser.add_argument("--coalesce", type=float, default=5.0, help="seconds of a probe's polls in one batch (the "
+                        "agent's spool.coalesce, 5 by default; 0: one batch a poll)")
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--kill-at", type=float, default=150.0)
     parser.add_argument("--down", type=float, default=20.0)
@@ -222,8 +246,10 @@ def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
     (broker_dir / "passwd").write_text(render_passwd(passwords))
     tls = ListenerTls(str(pki / "ca.crt"), str(pki / "server.crt"), str(pki / "server.key"))
     options = render_listener_options(str(broker_dir / "passwd"), str(broker_dir / "acl"), tls)
-    real_rate = len(CYCLE) / 30.0
-    sizing = QueueSizing(probes=args.probes, rate=real_rate * args.rate, hold_s=max(args.down * 3, 120))
+    joined = polls_a_batch(args.coalesce)
+    real_rate = len(CYCLE) / 30.0 / joined   # messages a second of one probe
+    sizing = QueueSizing(probes=args.probes, rate=real_rate * args.rate, hold_s=max(args.down * 3, 120),
+                         message_bytes=4608 * joined)
     broker = services.start_mosquitto(broker_dir, listener_options=options, limits=sizing, autosave_s=1800)
     started.append(broker)
     vm = services.start_victoriametrics(work / "vm")
@@ -248,12 +274,13 @@ def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
     start = time.time() + 3
     groups = [list(range(args.probes))[i::args.processes] for i in range(args.processes)]
     procs = [mp.Process(target=publisher, args=(g, broker.port, str(pki / "ca.crt"), args.rate, args.seconds,
-                                                start, args.gap_probes, out), daemon=True) for g in groups]
+                                                start, args.gap_probes, joined, out), daemon=True) for g in groups]
     for p in procs:
         p.start()
     started.append(Publishers(procs))
     print(f"{args.probes} probes at {args.rate:g}x their real rate ({args.probes * real_rate * args.rate:,.0f} "
-          f"messages/s) for {args.seconds:.0f} s; collector killed at {args.kill_at:.0f} s for {args.down:.0f} s")
+          f"messages/s of {joined} polls) for {args.seconds:.0f} s; collector killed at {args.kill_at:.0f} s for "
+          f"{args.down:.0f} s")
     time.sleep(max(0.0, start + args.kill_at - time.time()))
     cpu_before, rss_before = cpu_seconds(collector.pid), peak_rss_mb(collector.pid)
     collector.proc.send_signal(signal.SIGKILL)
@@ -283,6 +310,7 @@ def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
     published = sum(t[0] for t in totals)
     acked = sum(t[1] for t in totals)
     skipped = sum(t[2] for t in totals)
+    messages = sum(t[3] for t in totals)
     while metric(http_port, "zonewatch_ingest_queue_depth") > 0:
         time.sleep(0.5)
     time.sleep(2)
@@ -301,7 +329,8 @@ def run(args: argparse.Namespace, work: Path, started: list[Any]) -> None:
         wall = hits[0].received - time.monotonic() + time.time()   # the hook's monotonic time as wall time
         return f"{(wall - since) * 1000:.0f} ms"
 
-    print(f"  published {published:,} messages ({acked:,} acknowledged by the broker), stored {stored:,} "
+    print(f"  published {published:,} polls in {messages:,} messages ({acked:,} polls acknowledged by the broker), "
+          f"stored {stored:,} "
           f"({stored - published:+,}); seq gaps injected {skipped}, reported {reported}")
     print(f"  LinkDown at the carrier {latency('/vt', 'LinkDown', event_at)} after the event was published; "
           f"ProbeDown at the NOC {latency('/noc', 'ProbeDown', lost_at)} after the probe's connection was lost "

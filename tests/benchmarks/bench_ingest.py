@@ -1,12 +1,15 @@
 """Collector ingest throughput, end to end, against the direct-write limit measured in the same run.
 
     .venv/bin/python tests/benchmarks/bench_ingest.py [--shape agent|large|both] [--alerting] [--messages N]
+                                                      [--coalesce SECONDS]
 
 What it does (real mosquitto and VictoriaMetrics from tests/services.py, on free loopback ports):
 
-1. Builds the batches a busy zone sends. ``--shape agent`` (what real probes send): per probe and poll
-   round, one batch per source poll: 50 SNMP batches of one ``device`` sample and 20 ``interface`` samples,
-   4 ``cellular`` batches of one sample, 2 self-report (``probe``) batches; about 19 samples a message.
+1. Builds the batches a busy zone sends. ``--shape agent`` (what real probes send): per probe and 30 s poll
+   round, 56 source polls spread over the round: 50 SNMP polls of one ``device`` sample and 20 ``interface``
+   samples, 4 ``cellular`` polls of one sample, 2 self-reports (``probe``); about 19 samples a poll. The agent's
+   spool joins a probe's polls of ``--coalesce`` seconds (its ``spool.coalesce``, 5 s by default) in one batch:
+   about 170 samples a message; ``--coalesce 0`` sends one batch a poll, as the agent did before.
    ``--shape large``: ``interface`` samples (4 tags, 7 fields), ``--samples-per-message`` (100) a message.
    ``both`` (the default) runs both, and from the two solves the collector's CPU into a cost per message
    and a cost per sample.
@@ -48,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from agent.spool import COALESCE_BYTES, COALESCE_ROWS  # noqa: E402
 from collector.storage.lineproto import Encoder  # noqa: E402
 from tests import services  # noqa: E402
 from tests.benchmarks import done_with  # noqa: E402
@@ -72,15 +76,18 @@ def make_batches(messages: int, per_message: int, base_ns: int) -> list[wire.Bat
     return out
 
 
-def agent_batches(messages: int, base_ns: int, probes: int = 20) -> list[wire.Batch]:
-    """Return ``messages`` batches shaped as the agent sends them (see the module docstring), round-robin over
-    ``probes`` probes, each with consecutive seqs."""
+def agent_batches(polls: int, base_ns: int, probes: int = 20, coalesce_s: float = 0.0) -> list[wire.Batch]:
+    """Return the batches of ``polls`` source polls shaped as the agent sends them (see the module docstring),
+    round-robin over ``probes`` probes, each with consecutive seqs. A probe's 56 polls of a round are spread over
+    its 30 s. With ``coalesce_s`` (the agent's ``spool.coalesce``), a probe's polls within that long of the first
+    of a batch join it, up to the spool's bounds (``agent.spool``): one message every ``coalesce_s``."""
     out: list[wire.Batch] = []
     seqs = [0] * probes
     kinds = ["snmp"] * 50 + ["cellular"] * 4 + ["self"] * 2
-    for m in range(messages):
+    step = 30 * 10**9 // len(kinds)
+    for m in range(polls):
         probe, k = m % probes, (m // probes) % len(kinds)
-        t = base_ns + (m // (probes * len(kinds))) * 30 * 10**9
+        t = base_ns + (m // (probes * len(kinds))) * 30 * 10**9 + k * step
         if kinds[k] == "snmp":
             dev = f"dev-{probe * 25 + k % 25:03d}"   # one of its 25 devices, each polled every 15 s
             samples = (wire.Sample("device", {"device": dev, "site": "site-a"}, {"up": True, "uptime_s": 1e6 + m}, t),
@@ -95,7 +102,30 @@ def agent_batches(messages: int, base_ns: int, probes: int = 20) -> list[wire.Ba
             samples = (wire.Sample("probe", {}, {"up": True, "spool_depth": 0, "rss_mb": 41.0, "cpu_s": 12.5}, t),)
         seqs[probe] += 1
         out.append(wire.Batch("bench-zone", f"p{probe}", seqs[probe], t, samples))
-    return out
+    return coalesced(out, coalesce_s) if coalesce_s else out
+
+
+def coalesced(batches: list[wire.Batch], coalesce_s: float) -> list[wire.Batch]:
+    """Return ``batches`` joined as the agent's spool joins polled data (``agent.spool``): per probe, each batch
+    within ``coalesce_s`` of the first of the open one joins it, up to ``COALESCE_ROWS`` samples and
+    ``COALESCE_BYTES``; the joined batches get consecutive seqs and go in the order they were opened."""
+    window = int(coalesce_s * 1e9)
+    groups: dict[str, list[list[wire.Batch]]] = {}
+    for batch in batches:
+        mine = groups.setdefault(batch.probe, [])
+        if mine:
+            first, rows = mine[-1][0], sum(len(b.samples) for b in mine[-1])
+            if batch.sent_ns - first.sent_ns < window and rows + len(batch.samples) <= COALESCE_ROWS:
+                mine[-1].append(batch)
+                continue
+        mine.append([batch])
+    out: list[tuple[int, int, wire.Batch]] = []
+    for number, (probe, opened) in enumerate(groups.items()):
+        for seq, group in enumerate(opened, 1):
+            joined = wire.Batch(group[0].zone, probe, seq, group[0].sent_ns, tuple(s for b in group for s in b.samples))
+            assert len(wire.encode(joined)) <= COALESCE_BYTES
+            out.append((group[0].sent_ns, number, joined))
+    return [batch for _, _, batch in sorted(out, key=lambda o: o[:2])]
 
 
 FLOOR = """
@@ -219,6 +249,18 @@ def scrape(metrics_url: str, prefix: str) -> dict[str, float]:
                 for line in r.read().decode().splitlines() if line.startswith(prefix)}
 
 
+def first_scrape(metrics_url: str, prefix: str, timeout: float = 30) -> dict[str, float]:
+    """Return ``scrape`` once /metrics answers (within ``timeout`` seconds)."""
+    got: dict[str, float] = {}
+
+    def answered() -> bool:
+        got.update(scrape(metrics_url, prefix))
+        return True
+
+    services.wait_for(answered, timeout, f"{metrics_url} to answer")
+    return got
+
+
 def written(metrics_url: str) -> float:
     return sum(scrape(metrics_url, "zonewatch_storage_written_samples_total").values())
 
@@ -278,7 +320,8 @@ def run_collector(work: Path, broker: services.Service, vm: services.Service, ba
         collector = services.start_zonewatch("collector", ["--log-level", "info", "-c", str(cfg), "run"],
                                              work / f"collector-{name}", ready=lambda: log.read_text().count(
                                                  "collector subscribed") > seen)
-        before = scrape(f"http://127.0.0.1:{http_port}/metrics", "zonewatch_alert_evaluation_seconds_")
+        # /metrics may start listening just after "collector subscribed"
+        before = first_scrape(f"http://127.0.0.1:{http_port}/metrics", "zonewatch_alert_evaluation_seconds_")
         evaluated0 = (before.get("zonewatch_alert_evaluation_seconds_count", 0.0),
                       before.get("zonewatch_alert_evaluation_seconds_sum", 0.0))
         start = time.perf_counter()
@@ -321,8 +364,10 @@ def report(name: str, run: Run, floor_s: float | None = None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=["agent", "large", "both"], default="both")
-    parser.add_argument("--messages", type=int, default=0, help="messages a run (default: 20,000 agent-shaped, "
-                        "4,000 large)")
+    parser.add_argument("--messages", type=int, default=0, help="messages a run (default: the batches of 20,000 "
+                        "polls agent-shaped, 4,000 large)")
+    parser.add_argument("--coalesce", type=float, default=5.0, help="seconds of polled data a probe joins in one "
+                        "batch (the agent's spool.coalesce; default 5, as the agent's; 0: one batch a poll)")
     parser.add_argument("--samples-per-message", type=int, default=100, help="of the large messages")
     parser.add_argument("--alerting", action="store_true", help="run the alert engine beside the ingest")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, queue, VM data)")
@@ -335,11 +380,11 @@ def main() -> None:
         base = (time.time_ns() // 10**9 - 3600) * 10**9
         runs: dict[str, Run] = {}
         if args.shape in ("agent", "both"):
-            batches = agent_batches(args.messages or 20_000, base)
+            batches = agent_batches(args.messages or 20_000, base, coalesce_s=args.coalesce)
             payloads = [(wire.topic(b.zone, b.probe, "data"), wire.encode(b)) for b in batches]
             floor_s = floor(broker, payloads, work)
             runs["agent"] = run_collector(work, broker, vm, batches, args.alerting, "agent")
-            report("agent-shaped", runs["agent"], floor_s)
+            report(f"agent-shaped, spool.coalesce {args.coalesce:g}s", runs["agent"], floor_s)
             cpu_rate = runs["agent"].samples / runs["agent"].cpu
             print(f"  goal >= 80,000 samples per collector CPU-second: {cpu_rate:,.0f} "
                   f"{'PASS' if cpu_rate >= 80_000 else 'FAIL'}")
