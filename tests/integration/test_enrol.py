@@ -161,9 +161,10 @@ sources:
             return 0
 
     def spooled(self, probe: str) -> int:
-        """Batches waiting in ``probe``'s spool (sent ones leave it once the broker has them)."""
+        """Samples ``probe``'s spool has taken in, ever (its polls are joined in batches: ``spool.coalesce``)."""
         with sqlite3.connect(f"file:{self.tmp / probe / 'spool.db'}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM entries").fetchone()[0])
+            row = db.execute("SELECT value FROM meta WHERE key = 'appended_samples'").fetchone()
+            return int(row[0]) if row else 0
 
     def close(self) -> None:
         for part in reversed(self.started):
@@ -300,8 +301,8 @@ def test_a_probe_enrols_publishes_and_is_retired_and_a_bootstrap_credential_can_
         services.wait_for(lambda: "retired probes, refused whatever they send: ez/p7" in
                           centre.collector.log.read_text(), WAIT, "the collector to refuse p7")
         settled, spooled = centre.points("p7"), centre.spooled("p7")
-        # p7 polls every second and keeps what it cannot send: three more batches wait in its spool, none is stored
-        services.wait_for(lambda: centre.spooled("p7") >= spooled + 3, WAIT, "p7 to spool three more batches")
+        # p7 polls every second and keeps what it cannot send: three more readings go to its spool, none is stored
+        services.wait_for(lambda: centre.spooled("p7") >= spooled + 3, WAIT, "p7 to spool three more readings")
         assert centre.points("p7") == settled
         again = connect(centre.broker.port, centre.pki.ca, "p7", "p7-again", {"p7": password7})
         centre.started.append(again)

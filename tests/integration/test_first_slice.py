@@ -74,14 +74,6 @@ sources:
     return path
 
 
-def _last_seq(spool: Path) -> int:
-    db = sqlite3.connect(spool)
-    try:
-        return int(db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
-    finally:
-        db.close()
-
-
 def run_slice(tmp: Path, broker: int, snmpd: services.Service, modems: tuple[SimModem, SimModem],
               storage_yaml: str) -> dict[str, dict[str, str]]:
     """Run collector and agent until ``ready`` holds; return the snmpd walks taken before and after."""
@@ -97,18 +89,19 @@ def run_slice(tmp: Path, broker: int, snmpd: services.Service, modems: tuple[Sim
     spool = tmp / "spool.db"
     try:
 
-        def delivered() -> bool:
-            # At least two polls of every source made it out of the spool (acknowledged by the broker).
+        def delivered() -> int:
+            """Return the last seq out of the spool (acknowledged by the broker) with none before it waiting."""
             db = sqlite3.connect(spool)
             try:
                 last = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]
-                waiting = db.execute("SELECT count(*) FROM entries").fetchone()[0]
+                first_waiting = db.execute("SELECT min(id) FROM entries").fetchone()[0]
             finally:
                 db.close()
-            return bool(last >= 6 and waiting == 0)
+            return int(last if first_waiting is None else first_waiting - 1)
 
-        services.wait_for(delivered, 60, "the agent to deliver two rounds of polls")
-        sent = _last_seq(spool)
+        # Three batches out: the polls of 5 s each (spool.coalesce), at least two polls of every source.
+        services.wait_for(lambda: delivered() >= 3, 60, "the agent to deliver two rounds of polls")
+        sent = delivered()
 
         def stored() -> bool:
             # The broker has them; the collector may still be taking them in: stopping it now would leave the

@@ -152,9 +152,16 @@ class Fleet:
         return [a for h in self.hooks.at("/noc") for a in h.body["alerts"]
                 if a["labels"]["alertname"] == alertname and a["labels"].get("probe") == probe]
 
-    def spool_left(self, probe: str) -> int:
+    def spool_left(self, probe: str, upto: int) -> int:
+        """Return how many of the probe's batches up to seq ``upto`` are still in its spool (a running probe
+        always has the batch it joins its polls in: ``spool.coalesce``)."""
         with sqlite3.connect(f"file:{self.tmp / probe / 'spool.db'}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM entries").fetchone()[0])
+            return int(db.execute("SELECT count(*) FROM entries WHERE id <= ?", (upto,)).fetchone()[0])
+
+    def spool_seq(self, probe: str) -> int:
+        """Return the last seq the probe's spool handed out."""
+        with sqlite3.connect(f"file:{self.tmp / probe / 'spool.db'}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
 
 def _logged(log: Path, text: str) -> bool:
@@ -201,7 +208,8 @@ def test_configuration_from_the_centre(fleet: Fleet) -> None:
     rollback_s = seconds(rolled, desired_p2)
     assert DEADMAN_S <= rollback_s < DEADMAN_S + 10
     # nothing p2 spooled while it pointed at the dead broker was lost: its spool drains, its seq has no gap
-    services.wait_for(lambda: fleet.spool_left("p2") == 0, WAIT, "p2's spool to drain")
+    spooled = fleet.spool_seq("p2")
+    services.wait_for(lambda: fleet.spool_left("p2", spooled) == 0, WAIT, "p2's spool to drain")
     services.wait_for(lambda: fleet.metric("zonewatch_ingest_queue_depth") == 0, WAIT, "the intake queue to drain")
     assert fleet.metric('zonewatch_probe_seq_gaps{probe="fz/p2"}') == 0
     outage = [e for e in map(json.loads, (fleet.centre.data / "fleet" / "audit.jsonl").read_text().splitlines())
