@@ -161,8 +161,7 @@ class Uplink:
         self._answered = False  # the broker sent a CONNACK on this connection
         self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._refusals: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()   # (mid, reason) refused
-        self._inflight: dict[int, int] = {}  # paho mid -> spool seq
-        self._kind_of: dict[int, str] = {}   # paho mid -> the kind of the batch in flight (its topic)
+        self._inflight: dict[int, tuple[int, str]] = {}  # paho mid -> spool seq and kind (its topic)
         self._refused: dict[str, _Refused] = {}   # kinds the broker refuses now
         self._refused_log: list[tuple[str, str]] = []   # (kind, reason) of each refusal, until take_refused
         self.refused = 0
@@ -200,8 +199,7 @@ class Uplink:
                 mid = self._acked.get_nowait()
             except queue.Empty:
                 break
-            seq = self._inflight.pop(mid, None)
-            kind = self._kind_of.pop(mid, None)
+            seq, kind = self._inflight.pop(mid, (None, None))
             if seq is not None:
                 acked.append(seq)
             if kind is not None and kind in self._refused:
@@ -212,7 +210,7 @@ class Uplink:
             self.spool.ack(acked)  # one transaction for all of them
             self.acknowledged += len(acked)
         if acked or changed:
-            self.spool.queue.protected = set(self._inflight.values())
+            self.spool.queue.protected = self._seqs_in_flight()
         if not self.connected:
             return 0
         room = self.max_inflight - len(self._inflight)
@@ -221,7 +219,7 @@ class Uplink:
         sent = 0
         held = frozenset(kind for kind, state in self._refused.items()
                          if state.trial is not None or now_ns < state.until_ns)
-        for entry in self.spool.pending(room, now_ns, skip=set(self._inflight.values()), without=held):
+        for entry in self.spool.pending(room, now_ns, skip=self._seqs_in_flight(), without=held):
             refused = self._refused.get(entry.kind)
             if refused is not None and refused.trial is not None:
                 continue   # one batch at a time of a kind the broker refuses
@@ -229,15 +227,14 @@ class Uplink:
             # does not pack the property (13 us) for every message
             info = self.client.publish(self.topics[entry.kind], entry.payload, qos=1,
                                        properties=None if sent else self._stamp(now_ns))
-            self._inflight[info.mid] = entry.id  # the spool's entry id is the batch's seq
-            self._kind_of[info.mid] = entry.kind
+            self._inflight[info.mid] = (entry.id, entry.kind)  # the spool's entry id is the batch's seq
             if refused is not None:
                 refused.trial = info.mid
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # not connected after all: paho keeps the message and sends it on reconnect
             sent += 1
         self.published += sent
-        self.spool.queue.protected = set(self._inflight.values())  # may still arrive: never counted as dropped
+        self.spool.queue.protected = self._seqs_in_flight()  # may still arrive: never counted as dropped
         return sent
 
     def _take_refusals(self, now_ns: int) -> bool:
@@ -248,7 +245,7 @@ class Uplink:
                 mid, reason = self._refusals.get_nowait()
             except queue.Empty:
                 return any_refused
-            seq, kind = self._inflight.pop(mid, None), self._kind_of.pop(mid, None)
+            seq, kind = self._inflight.pop(mid, (None, None))
             if seq is None or kind is None:   # not a batch: the status message of on_connect
                 log.error("broker %s:%s refused message %d: %s", self.cfg.host, self.cfg.port, mid, reason)
                 continue
@@ -267,6 +264,9 @@ class Uplink:
                 state.trial, state.trials = None, state.trials + 1
             state.reason, state.count = reason, state.count + 1
             state.until_ns = now_ns + int(REFUSED_RETRY.delay(state.trials) * 1e9)
+
+    def _seqs_in_flight(self) -> set[int]:
+        return {seq for seq, _ in self._inflight.values()}
 
     def take_refused(self) -> list[tuple[str, str]]:
         """Return the kind and the broker's reason of every batch refused since the last call."""
